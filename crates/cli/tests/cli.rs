@@ -1,0 +1,93 @@
+//! The binary as users run it: exit codes and messages of design.md section 2.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn understudy(args: &[&str], config: Option<&str>) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    if let Some(text) = config {
+        std::fs::write(&cfg, text).unwrap();
+    }
+    Command::new(env!("CARGO_BIN_EXE_understudy"))
+        .args(args)
+        .env_remove("OPENAI_API_KEY")
+        .env("UNDERSTUDY_CONFIG", &cfg)
+        .env("UNDERSTUDY_DATA_DIR", dir.path().join("data"))
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn version_and_help() {
+    let out = understudy(&["--version"], None);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout).trim(), format!("understudy {}", env!("CARGO_PKG_VERSION")));
+    let out = understudy(&["--help"], None);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for cmd in ["chat", "serve", "status", "models", "bench"] {
+        assert!(help.contains(cmd), "help lacks {cmd}: {help}");
+    }
+    let out = understudy(&["models", "--help"], None);
+    for cmd in ["list", "search", "pull", "import", "scan", "verify", "rm"] {
+        assert!(text(&out.stdout).contains(cmd), "models help lacks {cmd}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [&["frobnicate"][..], &["serve", "--listen", "not-an-address"], &["models", "pull"], &[]] {
+        let out = understudy(args, Some(""));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+    }
+}
+
+#[test]
+fn commands_not_built_yet_say_so_and_exit_2() {
+    for args in [&["chat", "hi"][..], &["serve"], &["status", "--json"], &["models", "list"], &["bench"], &["worker"]] {
+        let out = understudy(args, Some(""));
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains("not implemented yet"), "{args:?}: {err}");
+        assert!(err.contains(args[0]), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_bad_config_exits_2_naming_file_line_and_key() {
+    let out = understudy(&["status"], Some("mode = \"auto\"\n[failover]\nstal_timeout = \"3s\"\n"));
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("config.toml:3"), "{err}");
+    assert!(err.contains("failover.stal_timeout"), "{err}");
+    assert!(err.contains("unknown field"), "{err}");
+}
+
+#[test]
+fn a_literal_key_in_the_config_is_refused_and_never_printed() {
+    let out = understudy(&["status"], Some("[[providers]]\nid = \"openai\"\napi_key = \"sk-live-TOPSECRET\"\n"));
+    assert_eq!(out.status.code(), Some(2));
+    let all = text(&out.stderr) + &text(&out.stdout);
+    assert!(all.contains("providers[0].api_key"), "{all}");
+    assert!(!all.contains("TOPSECRET"), "{all}");
+}
+
+#[test]
+fn logs_go_to_the_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_understudy"))
+        .args(["status"])
+        .env("UNDERSTUDY_CONFIG", dir.path().join("none.toml"))
+        .env("UNDERSTUDY_DATA_DIR", dir.path())
+        .env("UNDERSTUDY_LOG", "debug")
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "an explicit missing config is a config error");
+    let logs: Vec<_> = std::fs::read_dir(Path::new(dir.path()).join("logs")).unwrap().collect();
+    assert!(!logs.is_empty(), "no log file written");
+}

@@ -1,0 +1,73 @@
+//! A snapshot of the environment variables Understudy reads, so that configuration and path
+//! resolution are testable without mutating the process environment.
+
+use std::collections::BTreeMap;
+
+/// The variables of design.md section 2.
+pub const VARS: &[&str] = &[
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "UNDERSTUDY_CONFIG",
+    "UNDERSTUDY_DATA_DIR",
+    "UNDERSTUDY_LOCAL_MODEL",
+    "UNDERSTUDY_LOG",
+];
+
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Env {
+    vars: BTreeMap<String, String>,
+}
+
+// Hand-written so that OPENAI_API_KEY never reaches a log through `{:?}`.
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut m = f.debug_map();
+        for (k, v) in &self.vars {
+            if k.contains("KEY") || k.contains("TOKEN") {
+                m.entry(k, &"<redacted>");
+            } else {
+                m.entry(k, v);
+            }
+        }
+        m.finish()
+    }
+}
+
+impl Env {
+    /// Reads [`VARS`] from the process environment. Non-UTF-8 values are ignored.
+    pub fn from_process() -> Env {
+        Env::from_pairs(VARS.iter().filter_map(|k| std::env::var(k).ok().map(|v| (*k, v))))
+    }
+
+    pub fn from_pairs<I, K, V>(pairs: I) -> Env
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Env { vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+    }
+
+    /// The value, or `None` when unset.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+
+    /// The value when set and not blank.
+    pub fn non_empty(&self, name: &str) -> Option<&str> {
+        self.get(name).filter(|v| !v.trim().is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_redacts_keys() {
+        let env = Env::from_pairs([("OPENAI_API_KEY", "sk-SECRET"), ("UNDERSTUDY_LOG", "debug")]);
+        let shown = format!("{env:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("debug"), "{shown}");
+    }
+}

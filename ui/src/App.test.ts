@@ -1,0 +1,112 @@
+import { describe, it, expect, vi, beforeEach } from "vitest";
+import { render, screen, fireEvent } from "@testing-library/svelte";
+import App from "./App.svelte";
+import type { AppInfo } from "./api/app";
+
+const getAppInfo = vi.fn<() => Promise<AppInfo>>();
+vi.mock("./api/app", () => ({ getAppInfo: () => getAppInfo() }));
+
+function info(over: Partial<AppInfo> = {}): AppInfo {
+  return {
+    version: "0.1.0",
+    mode: "auto",
+    data_dir: "/home/u/.local/share/understudy",
+    config_path: "/home/u/.config/understudy/config.toml",
+    config_problem: null,
+    openai_key: "none",
+    openai_base_url: "https://api.openai.com/v1",
+    openai_model: "gpt-4o-mini",
+    local_model: null,
+    first_run: true,
+    ...over,
+  };
+}
+
+beforeEach(() => getAppInfo.mockReset());
+
+describe("App", () => {
+  it("shows the first-run screen with the three set-up actions when nothing is set up", async () => {
+    getAppInfo.mockResolvedValue(info());
+    render(App);
+    expect(await screen.findByTestId("first-run")).toBeVisible();
+    expect(screen.getByRole("heading", { name: "Welcome to Understudy" })).toBeVisible();
+    expect(screen.getByTestId("action-add-key")).toHaveTextContent("Add OpenAI API key");
+    expect(screen.getByTestId("action-download-model")).toHaveTextContent("Download an offline model");
+    expect(screen.getByTestId("action-use-gguf")).toHaveTextContent("Use a GGUF file");
+    // the shell is there around it
+    for (const id of ["sidebar", "composer", "status-bar"]) expect(screen.getByTestId(id)).toBeVisible();
+    expect(screen.queryByTestId("message-area")).toBeNull();
+    expect(screen.getByTestId("composer-input")).toBeDisabled();
+    expect(screen.getByTestId("composer-hint")).toHaveTextContent("Add an OpenAI API key or an offline model");
+    expect(screen.getByTestId("status-health")).toHaveTextContent("Nothing can answer yet");
+  });
+
+  it("each first-run action opens its own panel, and a second click closes it", async () => {
+    getAppInfo.mockResolvedValue(info());
+    render(App);
+    await screen.findByTestId("first-run");
+    for (const id of ["add-key", "download-model", "use-gguf"]) {
+      await fireEvent.click(screen.getByTestId(`action-${id}`));
+      expect(screen.getByTestId(`panel-${id}`)).toBeVisible();
+      expect(screen.getByTestId(`action-${id}`)).toHaveAttribute("aria-expanded", "true");
+      for (const other of ["add-key", "download-model", "use-gguf"].filter((o) => o !== id)) {
+        expect(screen.queryByTestId(`panel-${other}`)).toBeNull();
+      }
+    }
+    await fireEvent.click(screen.getByTestId("action-use-gguf"));
+    expect(screen.queryByTestId("panel-use-gguf")).toBeNull();
+  });
+
+  it("the key panel has a password field and does not pretend to save", async () => {
+    getAppInfo.mockResolvedValue(info());
+    render(App);
+    await fireEvent.click(await screen.findByTestId("action-add-key"));
+    const input = screen.getByLabelText("OpenAI API key");
+    expect(input).toHaveAttribute("type", "password");
+    expect(screen.getByRole("button", { name: "Save" })).toBeDisabled();
+    expect(screen.getByTestId("panel-add-key")).toHaveTextContent("Saving keys arrives with the Settings page");
+  });
+
+  it("shows the chat shell, not first-run, once a key or a model exists", async () => {
+    getAppInfo.mockResolvedValue(info({ first_run: false, openai_key: "env" }));
+    render(App);
+    expect(await screen.findByTestId("message-area")).toBeVisible();
+    expect(screen.queryByTestId("first-run")).toBeNull();
+    expect(screen.getByTestId("status-bar")).toHaveTextContent("OpenAI: key from environment · gpt-4o-mini");
+    expect(screen.getByTestId("status-bar")).toHaveTextContent("No offline model");
+    expect(screen.getByTestId("status-health")).toHaveTextContent("Ready");
+  });
+
+  it("shows a config problem with file:line, key and message next to the first-run screen", async () => {
+    getAppInfo.mockResolvedValue(
+      info({ config_problem: { file: "/c/config.toml", line: 3, key: "failover.stall_timout", message: "unknown field `stall_timout`" } }),
+    );
+    render(App);
+    const banner = await screen.findByRole("alert");
+    expect(banner).toHaveTextContent("Your config file has a problem — using defaults");
+    expect(screen.getByTestId("config-problem-where")).toHaveTextContent("/c/config.toml:3");
+    expect(screen.getByTestId("config-problem-key")).toHaveTextContent("failover.stall_timout");
+    expect(screen.getByTestId("config-problem-message")).toHaveTextContent("unknown field `stall_timout`");
+    expect(screen.getByTestId("first-run")).toBeVisible();
+  });
+
+  it("a config problem without a line or key shows just the file", async () => {
+    getAppInfo.mockResolvedValue(info({ config_problem: { file: "/c/missing.toml", line: null, key: null, message: "No such file" } }));
+    render(App);
+    expect(await screen.findByTestId("config-problem-where")).toHaveTextContent(/^\/c\/missing\.toml$/);
+    expect(screen.queryByTestId("config-problem-key")).toBeNull();
+  });
+
+  it("shows loading, then an error with Retry that loads again", async () => {
+    let reject!: (e: unknown) => void;
+    getAppInfo.mockImplementationOnce(() => new Promise((_, r) => (reject = r)));
+    render(App);
+    expect(screen.getByTestId("loading")).toHaveTextContent("Starting Understudy");
+    reject(new Error("ipc down"));
+    expect(await screen.findByTestId("load-error")).toHaveTextContent("ipc down");
+    getAppInfo.mockResolvedValueOnce(info());
+    await fireEvent.click(screen.getByRole("button", { name: "Retry" }));
+    expect(await screen.findByTestId("first-run")).toBeVisible();
+    expect(getAppInfo).toHaveBeenCalledTimes(2);
+  });
+});

@@ -1,0 +1,32 @@
+import { call } from "./call";
+
+export type Mode = "auto" | "cloud-only" | "local-only";
+
+/** A config file problem; the app runs on defaults meanwhile. */
+export interface ConfigProblem {
+  file: string;
+  line: number | null;
+  key: string | null;
+  message: string;
+}
+
+/** What is set up (Rust: understudy_core::Overview). */
+export interface AppInfo {
+  version: string;
+  mode: Mode;
+  data_dir: string;
+  config_path: string;
+  config_problem: ConfigProblem | null;
+  /** Where the OpenAI key comes from; "none" = not configured. */
+  openai_key: "none" | "env" | "keyring";
+  openai_base_url: string;
+  openai_model: string;
+  /** Configured offline model (catalog id or path), null if none. */
+  local_model: string | null;
+  /** No OpenAI key and no local model: nothing can answer yet. */
+  first_run: boolean;
+}
+
+export function getAppInfo(): Promise<AppInfo> {
+  return call<AppInfo>("app_info");
+}

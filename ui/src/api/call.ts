@@ -1,0 +1,27 @@
+// The one place the UI talks to the Rust side. Components import typed functions from
+// ui/src/api/*; only this folder may call invoke() (a test enforces it).
+import { invoke } from "@tauri-apps/api/core";
+
+/** A command failed. `code` is stable and machine-readable; `message` is for people. */
+export class ApiError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = "ApiError";
+    this.code = code;
+  }
+}
+
+function isCodeMessage(e: unknown): e is { code: string; message: string } {
+  return typeof e === "object" && e !== null && typeof (e as { code?: unknown }).code === "string" && typeof (e as { message?: unknown }).message === "string";
+}
+
+/** invoke() with errors normalised to ApiError (Rust sends `{ code, message }`). */
+export async function call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> {
+  try {
+    return await invoke<T>(cmd, args);
+  } catch (e) {
+    if (isCodeMessage(e)) throw new ApiError(e.code, e.message);
+    throw new ApiError("ipc", typeof e === "string" ? e : e instanceof Error ? e.message : String(e));
+  }
+}

@@ -1,0 +1,37 @@
+import type { AppInfo } from "../api/app";
+
+/** Tray-like health colour of the status bar dot (the tray itself arrives later). */
+export type Health = "healthy" | "nothing" | "local-only";
+
+export interface StatusLine {
+  health: Health;
+  /** OpenAI in words. */
+  cloud: string;
+  /** The offline model in words. */
+  local: string;
+  mode: string;
+}
+
+const MODE_WORDS: Record<AppInfo["mode"], string> = {
+  auto: "Auto",
+  "cloud-only": "Cloud only",
+  "local-only": "Local only",
+};
+
+/** What the status bar says, from what is set up. */
+export function describe(info: AppInfo): StatusLine {
+  const cloud =
+    info.openai_key === "none"
+      ? "OpenAI: not configured"
+      : `OpenAI: key from ${info.openai_key === "env" ? "environment" : "keyring"} · ${info.openai_model}`;
+  const local = info.local_model ? `Offline model: ${baseName(info.local_model)}` : "No offline model";
+  const canAnswer = info.mode === "local-only" ? info.local_model !== null : !info.first_run;
+  const health: Health = !canAnswer ? "nothing" : info.mode === "local-only" ? "local-only" : "healthy";
+  return { health, cloud, local, mode: MODE_WORDS[info.mode] };
+}
+
+/** The file name of a path, or a catalog id unchanged. */
+export function baseName(pathOrId: string): string {
+  const parts = pathOrId.split(/[\\/]/);
+  return parts[parts.length - 1] || pathOrId;
+}

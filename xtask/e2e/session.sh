@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# One headless desktop session for the end-to-end tests; run by `cargo xtask test` as
+#   xvfb-run -a -s "-screen 0 1280x800x24 -nolisten tcp" dbus-run-session -- bash xtask/e2e/session.sh
+# It starts a notification server (dunst) and a StatusNotifierItem tray host, waits for both on
+# D-Bus, then runs each e2e suite against the real app binary through tauri-driver.
+# Env in: UNDERSTUDY_APP_BIN, UNDERSTUDY_E2E_OUT, UNDERSTUDY_E2E_WORK (a scratch dir).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+: "${UNDERSTUDY_APP_BIN:?}" "${UNDERSTUDY_E2E_OUT:?}" "${UNDERSTUDY_E2E_WORK:?}"
+export XDG_RUNTIME_DIR="$UNDERSTUDY_E2E_WORK/runtime"
+mkdir -p "$XDG_RUNTIME_DIR" "$UNDERSTUDY_E2E_OUT"
+chmod 700 "$XDG_RUNTIME_DIR"
+logs="$UNDERSTUDY_E2E_OUT/logs"
+mkdir -p "$logs"
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+has_name() {
+  busctl --user call org.freedesktop.DBus / org.freedesktop.DBus NameHasOwner s "$1" 2>/dev/null | grep -q true
+}
+wait_for() { # description, command...
+  local what=$1; shift
+  for _ in $(seq 1 100); do "$@" && return 0; sleep 0.1; done
+  echo "e2e: timed out waiting for $what" >&2
+  return 1
+}
+
+dunst >"$logs/dunst.log" 2>&1 &
+pids+=($!)
+gtk-sni-tray-standalone --bottom --end --size 40 --watcher >"$logs/tray-host.log" 2>&1 &
+pids+=($!)
+wait_for "dunst on D-Bus" has_name org.freedesktop.Notifications
+wait_for "the tray host on D-Bus" has_name org.kde.StatusNotifierWatcher
+
+# suite NAME [VAR=VALUE...]: a fresh tauri-driver (the app inherits its environment), one
+# vitest e2e file, then the driver is stopped so the next suite starts a clean app.
+suite() {
+  local name=$1; shift
+  local home="$UNDERSTUDY_E2E_WORK/$name"
+  mkdir -p "$home/config" "$home/data"
+  # A user with nothing set up: no key, no model, the default (XDG) config location.
+  env -u OPENAI_API_KEY -u UNDERSTUDY_LOCAL_MODEL -u OPENAI_BASE_URL -u UNDERSTUDY_CONFIG \
+    -u UNDERSTUDY_DATA_DIR XDG_CONFIG_HOME="$home/config" XDG_DATA_HOME="$home/data" "$@" \
+    tauri-driver --port 4444 >"$logs/tauri-driver-$name.log" 2>&1 &
+  local driver=$!
+  wait_for "tauri-driver on :4444" bash -c 'exec 3<>/dev/tcp/127.0.0.1/4444' 2>/dev/null
+  local rc=0
+  env "$@" npm --prefix ui run --silent e2e -- "e2e/$name.e2e.ts" || rc=$?
+  kill "$driver" 2>/dev/null || true
+  wait "$driver" 2>/dev/null || true
+  pkill -f WebKitWebDriver 2>/dev/null || true
+  return $rc
+}
+
+suite smoke
+bad="$UNDERSTUDY_E2E_WORK/config-problem/config/understudy/config.toml"
+mkdir -p "$(dirname "$bad")"
+printf 'mode = "auto"\n[failover]\nstall_timout = "3s"\n' >"$bad"
+suite config-problem UNDERSTUDY_E2E_BAD_CONFIG=1 \
+  "UNDERSTUDY_E2E_BAD_CONFIG_EXPECT=config.toml:3,failover.stall_timout,unknown field"
+echo "e2e: all suites passed; screenshots in $UNDERSTUDY_E2E_OUT"

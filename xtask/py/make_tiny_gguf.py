@@ -1,0 +1,129 @@
+"""Write a tiny random-weight llama GGUF for fast tests.
+
+usage: python make_tiny_gguf.py OUT.gguf [--seed N]
+
+2 layers, 64-dim embeddings, 4 heads / 2 KV heads (GQA), 128-wide FFN, 512 context; a
+SentencePiece-style vocab with <unk>/<s>/</s>, the ChatML control tokens, all 256 byte tokens
+and a few hundred word pieces; the ChatML chat template. Deterministic: the same seed gives a
+byte-identical file. The text it generates is noise; tests use it for plumbing, not quality.
+"""
+
+import argparse
+import os
+
+import numpy as np
+from gguf import GGUFWriter, TokenType
+
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+N_EMBD, N_HEAD, N_HEAD_KV, N_FF, N_LAYER, N_CTX = 64, 4, 2, 128, 2, 512
+
+WORDS = (
+    "the a an and or of to in on for with is are was be it that this you I we they he she "
+    "hello hi there yes no not can will what how why when where who which answer question "
+    "model local cloud open AI chat help please thank thanks good bad fast slow down back up "
+    "time day one two three four five six seven eight nine ten first last next new old "
+    "write read code file text word line test run build make go stop start end do does did "
+    "have has had more less some any all many much very just also only then than so but if "
+    "as at by from into out over under about after before again here now more most other "
+    "such own same few each both between through during without within along across"
+).split()
+
+
+def vocab():
+    tokens, scores, types = [], [], []
+
+    def add(text, score, kind):
+        tokens.append(text.encode("utf-8"))
+        scores.append(score)
+        types.append(kind)
+
+    add("<unk>", 0.0, TokenType.UNKNOWN)
+    add("<s>", 0.0, TokenType.CONTROL)
+    add("</s>", 0.0, TokenType.CONTROL)
+    add("<|im_start|>", 0.0, TokenType.CONTROL)
+    add("<|im_end|>", 0.0, TokenType.CONTROL)
+    for b in range(256):
+        add(f"<0x{b:02X}>", 0.0, TokenType.BYTE)
+    pieces = ["\u2581"]
+    pieces += [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    pieces += [chr(c) for c in range(ord("A"), ord("Z") + 1)]
+    pieces += ["\u2581" + chr(c) for c in range(ord("a"), ord("z") + 1)]
+    pieces += list("0123456789.,!?:;'\"-()")
+    pieces += ["\u2581" + w for w in WORDS] + WORDS
+    seen = set()
+    for i, p in enumerate(pieces):
+        if p in seen:
+            continue
+        seen.add(p)
+        # Longer pieces score higher so the SPM merge prefers whole words.
+        add(p, -1000.0 + len(p) * 10.0 - i * 0.001, TokenType.NORMAL)
+    return tokens, scores, types
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    tokens, scores, types = vocab()
+    n_vocab = len(tokens)
+    rng = np.random.default_rng(args.seed)
+
+    def rand(*shape):  # numpy (rows, cols) = ggml ne [cols, rows]
+        return (rng.standard_normal(shape) * 0.02).astype(np.float32)
+
+    tmp = args.out + ".tmp"
+    w = GGUFWriter(tmp, "llama")
+    w.add_name("understudy-tiny")
+    w.add_context_length(N_CTX)
+    w.add_embedding_length(N_EMBD)
+    w.add_block_count(N_LAYER)
+    w.add_feed_forward_length(N_FF)
+    w.add_head_count(N_HEAD)
+    w.add_head_count_kv(N_HEAD_KV)
+    w.add_rope_dimension_count(N_EMBD // N_HEAD)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_file_type(0)  # all F32
+    w.add_tokenizer_model("llama")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(4)  # <|im_end|> ends a ChatML turn
+    w.add_unk_token_id(0)
+    w.add_add_bos_token(True)
+    w.add_add_eos_token(False)
+    w.add_chat_template(CHATML)
+
+    n_embd_kv = N_EMBD // N_HEAD * N_HEAD_KV
+    w.add_tensor("token_embd.weight", rand(n_vocab, N_EMBD))
+    for i in range(N_LAYER):
+        w.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(N_EMBD, dtype=np.float32))
+        w.add_tensor(f"blk.{i}.attn_q.weight", rand(N_EMBD, N_EMBD))
+        w.add_tensor(f"blk.{i}.attn_k.weight", rand(n_embd_kv, N_EMBD))
+        w.add_tensor(f"blk.{i}.attn_v.weight", rand(n_embd_kv, N_EMBD))
+        w.add_tensor(f"blk.{i}.attn_output.weight", rand(N_EMBD, N_EMBD))
+        w.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(N_EMBD, dtype=np.float32))
+        w.add_tensor(f"blk.{i}.ffn_gate.weight", rand(N_FF, N_EMBD))
+        w.add_tensor(f"blk.{i}.ffn_up.weight", rand(N_FF, N_EMBD))
+        w.add_tensor(f"blk.{i}.ffn_down.weight", rand(N_EMBD, N_FF))
+    w.add_tensor("output_norm.weight", np.ones(N_EMBD, dtype=np.float32))
+    w.add_tensor("output.weight", rand(n_vocab, N_EMBD))
+
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    os.replace(tmp, args.out)  # never leave a half-written model behind
+    print(f"{args.out} {os.path.getsize(args.out)} bytes, vocab {n_vocab}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,312 @@
+//! `cargo xtask`: the project's own set-up, run and test commands (README's two commands).
+//!
+//! Everything a fresh Debian 12 machine lacks is installed here, idempotently: Debian packages,
+//! the UI's npm dependencies, the Python venv of test peers, tauri-driver, cargo-nextest and the
+//! test models. Each step checks first, so a warm run costs seconds.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+/// Build and run the desktop app.
+const RUN_APT: &[&str] = &[
+    "libwebkit2gtk-4.1-dev",
+    "libayatana-appindicator3-dev",
+    "librsvg2-dev",
+    "libxdo-dev",
+    "libssl-dev",
+    "build-essential",
+    "pkg-config",
+    "cmake",
+    "libclang-dev",
+    "curl",
+    "file",
+];
+/// Headless desktop tests: X server, D-Bus session, notification server, tray host, WebDriver.
+const TEST_APT: &[&str] = &[
+    "xvfb",
+    "xauth",
+    "dbus-x11",
+    "dunst",
+    "libnotify-bin",
+    "webkit2gtk-driver",
+    "xdotool",
+    "imagemagick",
+    "x11-utils",
+    "jq",
+    "haskell-gtk-sni-tray-utils",
+    "python3-venv",
+];
+const TAURI_DRIVER_VERSION: &str = "2.1.0";
+/// Vite 8 needs this Node.js.
+const NODE_MIN: (u32, u32) = (20, 19);
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  run     install what is missing, build the UI and the app, start the app
+  test    install what is missing, run every test: Rust (nextest), UI (Vitest), end-to-end (Xvfb)
+  setup   install what is missing, nothing else (add --gemma for the 253 MB benchmark model)
+  bench   speed and memory benchmarks (lands with the local engine)";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = match run(&args) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(args: &[String]) -> Result<()> {
+    let root = repo_root();
+    std::env::set_current_dir(&root)?;
+    // One build cache outside the clone, shared by fresh clones (CI) and every cargo we start.
+    if std::env::var_os("CARGO_TARGET_DIR").is_none() {
+        std::env::set_var("CARGO_TARGET_DIR", understudy_testkit::cache_dir().join("target"));
+    }
+    match args.first().map(String::as_str) {
+        Some("run") => cmd_run(&args[1..]),
+        Some("test") => cmd_test(&args[1..]),
+        Some("setup") => {
+            setup(Setup::Test)?;
+            if args.iter().any(|a| a == "--gemma") {
+                let dir = understudy_testkit::fixtures_dir();
+                step("gemma 3 270m model", || understudy_testkit::make_gemma_gguf(&dir).map_err(anyhow::Error::msg))?;
+            }
+            Ok(())
+        }
+        Some("bench") => {
+            eprintln!("xtask bench: not implemented yet (arrives with the local engine)");
+            std::process::exit(2)
+        }
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(2)
+        }
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the repo root").to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("CARGO_TARGET_DIR").expect("set in run()"))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Setup {
+    Run,
+    Test,
+}
+
+fn setup(kind: Setup) -> Result<()> {
+    let mut pkgs: Vec<&str> = RUN_APT.to_vec();
+    if kind == Setup::Test {
+        pkgs.extend_from_slice(TEST_APT);
+    }
+    step("debian packages", || apt_install(&pkgs))?;
+    step("node.js", ensure_node)?;
+    step("ui npm dependencies", npm_ci)?;
+    if kind == Setup::Test {
+        step("python test peers (llmock, openai, gguf)", ensure_venv)?;
+        step("cargo-nextest", || cargo_install("cargo-nextest", "cargo-nextest", None))?;
+        step("tauri-driver", || cargo_install("tauri-driver", "tauri-driver", Some(TAURI_DRIVER_VERSION)))?;
+        step("tiny test model", || {
+            let path = understudy_testkit::fixtures_dir().join(understudy_testkit::TINY_GGUF);
+            if path.exists() {
+                return Ok(());
+            }
+            std::fs::create_dir_all(understudy_testkit::fixtures_dir())?;
+            understudy_testkit::make_tiny_gguf(&path).map_err(anyhow::Error::msg)
+        })?;
+    }
+    Ok(())
+}
+
+fn cmd_run(args: &[String]) -> Result<()> {
+    setup(Setup::Run)?;
+    step("ui build", || sh(Command::new("npm").args(["--prefix", "ui", "run", "build"])))?;
+    step("app build", || sh(Command::new("cargo").args(["build", "-p", "understudy-app"])))?;
+    let bin = target_dir().join("debug").join("understudy-app");
+    if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
+        bail!("no display: DISPLAY and WAYLAND_DISPLAY are unset. Run this from a desktop session (or under xvfb-run); the app is built at {}", bin.display());
+    }
+    eprintln!("xtask: starting {}", bin.display());
+    let status = Command::new(&bin).args(args).status().with_context(|| bin.display().to_string())?;
+    if !status.success() {
+        bail!("the app exited with {status}");
+    }
+    Ok(())
+}
+
+fn cmd_test(args: &[String]) -> Result<()> {
+    let started = Instant::now();
+    setup(Setup::Test)?;
+    // The app embeds ui/dist at compile time, so the UI is built before any Rust.
+    step("ui build", || sh(Command::new("npm").args(["--prefix", "ui", "run", "build"])))?;
+    step("ui type check", || sh(Command::new("npm").args(["--prefix", "ui", "run", "check"])))?;
+    step("ui unit tests (vitest)", || sh(Command::new("npm").args(["--prefix", "ui", "test"])))?;
+    let mut nextest = Command::new("cargo");
+    nextest.args(["nextest", "run", "--workspace", "--no-fail-fast"]).args(args);
+    nextest.env("UNDERSTUDY_TINY_GGUF", understudy_testkit::fixtures_dir().join(understudy_testkit::TINY_GGUF));
+    step("rust tests (nextest)", || sh(&mut nextest))?;
+    step("app build", || sh(Command::new("cargo").args(["build", "-p", "understudy-app"])))?;
+    step("end-to-end (xvfb, tauri-driver)", e2e)?;
+    eprintln!("xtask: all tests passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn e2e() -> Result<()> {
+    let work = tempdir("understudy-e2e")?;
+    let out = repo_root().join("target").join("e2e");
+    let result = sh(Command::new("xvfb-run")
+        .args(["-a", "-s", "-screen 0 1280x800x24 -nolisten tcp", "dbus-run-session", "--", "bash", "xtask/e2e/session.sh"])
+        .env("UNDERSTUDY_APP_BIN", target_dir().join("debug").join("understudy-app"))
+        .env("UNDERSTUDY_E2E_OUT", &out)
+        .env("UNDERSTUDY_E2E_WORK", &work));
+    let _ = std::fs::remove_dir_all(&work);
+    result.with_context(|| format!("logs and screenshots in {}", out.display()))
+}
+
+fn tempdir(prefix: &str) -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+    let t = Instant::now();
+    eprintln!("xtask: {name} ...");
+    f().with_context(|| format!("step `{name}` failed"))?;
+    eprintln!("xtask: {name} ok ({:.1}s)", t.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn sh(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{} {}", cmd.get_program().to_string_lossy(), cmd.get_args().map(OsStr::to_string_lossy).collect::<Vec<_>>().join(" "));
+    let status = cmd.status().with_context(|| format!("cannot start `{shown}`"))?;
+    if !status.success() {
+        bail!("`{shown}` failed ({status})");
+    }
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn is_root() -> bool {
+    output(Command::new("id").arg("-u")).as_deref() == Some("0")
+}
+
+fn apt_install(pkgs: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = pkgs
+        .iter()
+        .copied()
+        .filter(|p| output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p])).as_deref() != Some("install ok installed"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    let sudo = |args: &[&str]| {
+        let mut c = if is_root() { Command::new(args[0]) } else { let mut c = Command::new("sudo"); c.arg(args[0]); c };
+        c.args(&args[1..]).env("DEBIAN_FRONTEND", "noninteractive");
+        c
+    };
+    sh(&mut sudo(&["apt-get", "update", "-qq"]))?;
+    let mut install = vec!["apt-get", "install", "-y", "-qq", "--no-install-recommends"];
+    install.extend(&missing);
+    sh(&mut sudo(&install))
+}
+
+fn node_version() -> Option<(u32, u32)> {
+    let v = output(Command::new("node").arg("--version"))?;
+    let mut parts = v.trim_start_matches('v').split('.').map(|p| p.parse::<u32>().ok());
+    Some((parts.next()??, parts.next()??))
+}
+
+fn ensure_node() -> Result<()> {
+    if node_version().is_some_and(|v| v >= NODE_MIN) {
+        return Ok(());
+    }
+    if node_version().is_none() {
+        apt_install(&["nodejs", "npm"])?;
+    }
+    match node_version() {
+        Some(v) if v >= NODE_MIN => Ok(()),
+        found => bail!(
+            "the UI build (Vite 8) needs Node.js >= {}.{}, found {}; install a newer Node.js (e.g. from NodeSource) and re-run",
+            NODE_MIN.0,
+            NODE_MIN.1,
+            found.map(|(a, b)| format!("{a}.{b}")).unwrap_or_else(|| "none".into())
+        ),
+    }
+}
+
+/// Runs `f` unless `stamp` holds a copy of `inputs` from the last successful run.
+fn stamped(stamp: &Path, inputs: &[&Path], f: impl FnOnce() -> Result<()>) -> Result<()> {
+    let mut seen = Vec::new();
+    for input in inputs {
+        seen.extend(std::fs::read(input).with_context(|| input.display().to_string())?);
+    }
+    if std::fs::read(stamp).is_ok_and(|s| s == seen) {
+        return Ok(());
+    }
+    f()?;
+    std::fs::write(stamp, seen)?;
+    Ok(())
+}
+
+fn npm_ci() -> Result<()> {
+    let ui = repo_root().join("ui");
+    let stamp = ui.join("node_modules").join(".understudy-stamp");
+    stamped(&stamp, &[&ui.join("package-lock.json")], || {
+        sh(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&ui))
+    })
+}
+
+fn ensure_venv() -> Result<()> {
+    let venv = understudy_testkit::venv_dir();
+    let python = understudy_testkit::venv_python();
+    if !python.exists() {
+        std::fs::create_dir_all(venv.parent().unwrap_or(Path::new("/")))?;
+        sh(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    let requirements = repo_root().join("xtask/py/requirements.txt");
+    stamped(&venv.join(".understudy-stamp"), &[&requirements], || {
+        sh(Command::new(&python).args(["-m", "pip", "install", "--quiet", "-r"]).arg(&requirements))
+    })
+}
+
+fn cargo_install(binary: &str, krate: &str, version: Option<&str>) -> Result<()> {
+    let present = match binary {
+        "cargo-nextest" => output(Command::new("cargo").args(["nextest", "--version"])),
+        _ => output(Command::new(binary).arg("--version")),
+    };
+    if present.is_some_and(|v| version.is_none_or(|want| v.contains(want))) {
+        return Ok(());
+    }
+    let mut c = Command::new("cargo");
+    c.args(["install", "--locked", krate]);
+    if let Some(v) = version {
+        c.args(["--version", v]);
+    }
+    // Tools are not part of the project's build cache.
+    c.env_remove("CARGO_TARGET_DIR");
+    sh(&mut c)
+}
