@@ -2,25 +2,12 @@ import { describe, it, expect, vi, beforeEach } from "vitest";
 import { render, screen, fireEvent } from "@testing-library/svelte";
 import App from "./App.svelte";
 import type { AppInfo } from "./api/app";
+import { appInfo } from "./test-fixtures";
 
 const getAppInfo = vi.fn<() => Promise<AppInfo>>();
 vi.mock("./api/app", () => ({ getAppInfo: () => getAppInfo() }));
 
-function info(over: Partial<AppInfo> = {}): AppInfo {
-  return {
-    version: "0.1.0",
-    mode: "auto",
-    data_dir: "/home/u/.local/share/understudy",
-    config_path: "/home/u/.config/understudy/config.toml",
-    config_problem: null,
-    openai_key: "none",
-    openai_base_url: "https://api.openai.com/v1",
-    openai_model: "gpt-4o-mini",
-    local_model: null,
-    first_run: true,
-    ...over,
-  };
-}
+const info = appInfo;
 
 beforeEach(() => getAppInfo.mockReset());
 

@@ -34,13 +34,18 @@ fn greedy(model: &LlamaModel, backend: &LlamaBackend, prompt: &[LlamaToken], n: 
     out
 }
 
-#[test]
-fn tiny_fixture_loads_templates_and_generates_deterministically() {
-    let path = understudy_testkit::tiny_gguf();
+/// One backend per process (nextest runs each test in its own), quiet llama.cpp logs.
+fn load(path: &std::path::Path) -> (LlamaBackend, LlamaModel) {
     llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default().with_logs_enabled(false));
     let backend = LlamaBackend::init().expect("llama backend");
-    let model = LlamaModel::load_from_file(&backend, &path, &LlamaModelParams::default())
+    let model = LlamaModel::load_from_file(&backend, path, &LlamaModelParams::default())
         .unwrap_or_else(|e| panic!("llama.cpp cannot load {}: {e}", path.display()));
+    (backend, model)
+}
+
+#[test]
+fn tiny_fixture_loads_templates_and_generates_deterministically() {
+    let (backend, model) = load(&understudy_testkit::tiny_gguf());
 
     let vocab = model.vocab();
     assert!(vocab.n_tokens() > 256 + 5, "vocab has byte tokens and specials: {}", vocab.n_tokens());
@@ -75,11 +80,7 @@ fn tiny_fixture_loads_templates_and_generates_deterministically() {
 /// (google/gemma-3-270m, no `tokenizer.chat_template`), so this is a completion, not a chat.
 #[test]
 fn gemma_fixture_completes_real_text() {
-    let path = understudy_testkit::gemma_gguf();
-    llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default().with_logs_enabled(false));
-    let backend = LlamaBackend::init().expect("llama backend");
-    let model = LlamaModel::load_from_file(&backend, &path, &LlamaModelParams::default())
-        .unwrap_or_else(|e| panic!("llama.cpp cannot load {}: {e}", path.display()));
+    let (backend, model) = load(&understudy_testkit::gemma_gguf());
     assert_eq!(model.meta_val_str("general.architecture").unwrap(), "gemma3");
     // The engine must choose a template by architecture for files like this (Local engine issue).
     assert!(model.chat_template(None).is_err(), "the fixture gained a chat template; revisit the engine's fallback tests");

@@ -1,19 +1,9 @@
 import { describe, it, expect } from "vitest";
 import { describe as describeStatus, baseName } from "./status";
 import type { AppInfo } from "../api/app";
+import { appInfo } from "../test-fixtures";
 
-const base: AppInfo = {
-  version: "0.1.0",
-  mode: "auto",
-  data_dir: "/d",
-  config_path: "/c",
-  config_problem: null,
-  openai_key: "none",
-  openai_base_url: "https://api.openai.com/v1",
-  openai_model: "gpt-4o-mini",
-  local_model: null,
-  first_run: true,
-};
+const base = appInfo();
 
 function check(over: Partial<AppInfo>, expect_: { health: string; cloud: string; local: string; mode: string }) {
   expect(describeStatus({ ...base, ...over })).toEqual(expect_);
