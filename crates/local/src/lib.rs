@@ -2,6 +2,11 @@
 //! header validation before a file reaches llama.cpp, chat templates, sampling and KV-cache
 //! reuse.
 //!
-//! The engine itself lands with the "Local engine" issue. Until then this crate pins the
-//! llama.cpp build (so its C++ compile is part of every measured build) and its tests prove
-//! that the bundled llama.cpp loads and runs the project's tiny test model.
+//! Landed so far: [`gguf::validate`], the header check every model file passes before
+//! llama.cpp sees it. The worker, templates and sampling follow (Local engine issue).
+
+mod archs;
+mod ggml;
+pub mod gguf;
+
+pub use archs::KNOWN_ARCHITECTURES;
