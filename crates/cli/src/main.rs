@@ -105,6 +105,17 @@ impl Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Worker = cli.command {
+        // The engine's child process: stdout is its protocol channel, so no logging setup here
+        // beyond what the parent passes through stderr.
+        return match understudy_local::worker::run(std::io::BufReader::new(std::io::stdin()), std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("understudy worker: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let env = Env::from_process();
     let paths = match Paths::resolve(&env) {
         Ok(p) => p,

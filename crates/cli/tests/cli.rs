@@ -49,7 +49,7 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn commands_not_built_yet_say_so_and_exit_2() {
-    for args in [&["chat", "hi"][..], &["serve"], &["status", "--json"], &["models", "list"], &["bench"], &["worker"]] {
+    for args in [&["chat", "hi"][..], &["serve"], &["status", "--json"], &["models", "list"], &["bench"]] {
         let out = understudy(args, Some(""));
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = text(&out.stderr);
@@ -90,4 +90,27 @@ fn logs_go_to_the_data_dir() {
     assert_eq!(status.code(), Some(2), "an explicit missing config is a config error");
     let logs: Vec<_> = std::fs::read_dir(Path::new(dir.path()).join("logs")).unwrap().collect();
     assert!(!logs.is_empty(), "no log file written");
+}
+
+#[test]
+fn worker_speaks_the_engine_protocol() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_understudy"))
+        .arg("worker")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, r#"{{"type":"load","path":"/no/such.gguf","context":512,"threads":1}}"#).unwrap();
+    writeln!(stdin, r#"{{"type":"stats"}}"#).unwrap();
+    writeln!(stdin, "not json").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines[0].contains(r#""type":"error""#) && lines[0].contains("/no/such.gguf"), "{}", lines[0]);
+    assert!(lines[1].contains(r#""type":"stats""#), "{}", lines[1]);
+    assert!(lines[2].contains("malformed request"), "{}", lines[2]);
 }

@@ -1,12 +1,19 @@
-//! The local engine: llama.cpp (via `llama-cpp-2`, pinned) in an isolated worker process, GGUF
-//! header validation before a file reaches llama.cpp, chat templates, sampling and KV-cache
-//! reuse.
+//! The local engine: llama.cpp (via `llama-cpp-2`, pinned) in an isolated worker process.
 //!
-//! Landed so far: [`gguf::validate`], the header check every model file passes before
-//! llama.cpp sees it. The worker, templates and sampling follow (Local engine issue).
+//! - [`gguf::validate`]: the header check every model file passes before llama.cpp sees it.
+//! - [`worker`]: the child process that owns model and context (`understudy worker`).
+//! - [`engine::Engine`]: the async parent side; restarts a crashed or stalled worker.
+//! - [`template`]: chat templates (llama.cpp built-ins, minijinja, ChatML).
 
 mod archs;
+mod decode;
+pub mod engine;
 mod ggml;
 pub mod gguf;
+pub mod protocol;
+pub mod template;
+pub mod worker;
 
 pub use archs::KNOWN_ARCHITECTURES;
+pub use engine::{Engine, EngineError, Generation};
+pub use protocol::{Event, FinishReason, Message, SamplingParams, Usage};

@@ -1,0 +1,305 @@
+//! The parent side of the local engine: spawns the worker process, validates model files before
+//! they reach it, routes its events to per-request channels, and turns a crash or a stall into a
+//! clear error (then restarts the worker and reloads the model on the next request).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, Mutex};
+
+use crate::gguf;
+use crate::protocol::{Event, Message, Request, SamplingParams};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    #[error(transparent)]
+    BadModel(#[from] gguf::GgufError),
+    #[error("no local model is loaded")]
+    NotLoaded,
+    #[error("the local engine could not start ({program}): {source}")]
+    Spawn { program: String, source: std::io::Error },
+    #[error("the local engine failed to load {path}: {message}")]
+    Load { path: String, message: String },
+    #[error("the local engine stopped unexpectedly ({0})")]
+    Crashed(String),
+    #[error("the local engine did not respond for {0:?} and was restarted")]
+    Stalled(Duration),
+}
+
+/// How to start the worker, and how long silence means it hangs.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// No event for this long during a request: the worker is killed and the request fails.
+    pub stall_timeout: Duration,
+    /// Loading a model may take this long.
+    pub load_timeout: Duration,
+}
+
+impl EngineConfig {
+    pub fn new(program: impl Into<PathBuf>, args: &[&str]) -> EngineConfig {
+        EngineConfig {
+            program: program.into(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            stall_timeout: Duration::from_secs(30),
+            load_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// What is loaded, so that a restarted worker can load it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LoadSpec {
+    path: String,
+    context: u32,
+    threads: u32,
+}
+
+/// Facts about a loaded model, from the worker's `loaded` event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    pub architecture: String,
+    pub load_ms: u64,
+    pub context: u32,
+    pub threads: u32,
+    pub template: String,
+}
+
+type Routes = Arc<StdMutex<HashMap<String, mpsc::UnboundedSender<Event>>>>;
+
+struct Proc {
+    child: Child,
+    requests: mpsc::UnboundedSender<Request>,
+    /// Events not tied to a generation (loaded, unloaded, stats, load errors).
+    control: mpsc::UnboundedReceiver<Event>,
+    alive: Arc<AtomicBool>,
+}
+
+impl Proc {
+    fn spawn(config: &EngineConfig, routes: &Routes) -> Result<Proc, EngineError> {
+        let mut child = Command::new(&config.program)
+            .args(&config.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| EngineError::Spawn { program: config.program.display().to_string(), source })?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        let (requests, mut outgoing) = mpsc::unbounded_channel::<Request>();
+        tokio::spawn(async move {
+            while let Some(req) = outgoing.recv().await {
+                let mut line = serde_json::to_vec(&req).expect("requests serialise");
+                line.push(b'\n');
+                if stdin.write_all(&line).await.is_err() || stdin.flush().await.is_err() {
+                    break;
+                }
+            }
+        });
+        let (control_tx, control) = mpsc::unbounded_channel();
+        let alive = Arc::new(AtomicBool::new(true));
+        let (routes, alive2) = (routes.clone(), alive.clone());
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(event) = serde_json::from_str::<Event>(&line) else {
+                    tracing::warn!("local engine wrote a line that is not an event: {line:?}");
+                    continue;
+                };
+                let (id, last) = match &event {
+                    Event::Token { id, .. } => (Some(id.clone()), false),
+                    Event::Done { id, .. } | Event::Error { id: Some(id), .. } => (Some(id.clone()), true),
+                    _ => (None, false),
+                };
+                match id {
+                    Some(id) => {
+                        let mut r = routes.lock().expect("routes lock");
+                        if let Some(tx) = r.get(&id) {
+                            let _ = tx.send(event);
+                        }
+                        if last {
+                            r.remove(&id);
+                        }
+                    }
+                    None => {
+                        let _ = control_tx.send(event);
+                    }
+                }
+            }
+            // EOF: the worker exited or crashed. Everyone waiting hears it now, not at a timeout.
+            alive2.store(false, Ordering::SeqCst);
+            let waiting: Vec<_> = routes.lock().expect("routes lock").drain().collect();
+            for (id, tx) in waiting {
+                let _ = tx.send(Event::Error { id: Some(id), message: EngineError::Crashed("its output ended".into()).to_string() });
+            }
+        });
+        Ok(Proc { child, requests, control, alive })
+    }
+}
+
+/// The local engine. Cheap to share behind an `Arc`; generations are queued by the worker and
+/// run one at a time.
+#[derive(Debug)]
+pub struct Engine {
+    config: EngineConfig,
+    routes: Routes,
+    next_id: AtomicU64,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    proc: Option<Proc>,
+    loaded: Option<(LoadSpec, Loaded)>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State").field("running", &self.proc.is_some()).field("loaded", &self.loaded).finish()
+    }
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Engine {
+        Engine { config, routes: Arc::default(), next_id: AtomicU64::new(1), state: Mutex::new(State::default()) }
+    }
+
+    /// Validates the file's GGUF header, then loads it in the worker (starting one if needed).
+    pub async fn load(&self, path: &Path, context: u32, threads: u32) -> Result<Loaded, EngineError> {
+        gguf::validate(path)?;
+        let spec = LoadSpec { path: path.display().to_string(), context, threads };
+        let mut state = self.state.lock().await;
+        self.load_locked(&mut state, spec).await
+    }
+
+    async fn load_locked(&self, state: &mut State, spec: LoadSpec) -> Result<Loaded, EngineError> {
+        state.loaded = None;
+        let proc = self.running(state)?;
+        let _ = proc.requests.send(Request::Load { path: spec.path.clone(), context: spec.context, threads: spec.threads });
+        let answer = tokio::time::timeout(self.config.load_timeout, async {
+            loop {
+                match proc.control.recv().await {
+                    Some(Event::Loaded { architecture, load_ms, context, threads, template, .. }) => {
+                        return Ok(Loaded { architecture, load_ms, context, threads, template })
+                    }
+                    Some(Event::Error { message, .. }) => return Err(EngineError::Load { path: spec.path.clone(), message }),
+                    Some(_) => {}
+                    None => return Err(EngineError::Crashed("it exited while loading the model".into())),
+                }
+            }
+        })
+        .await;
+        match answer {
+            Ok(Ok(loaded)) => {
+                state.loaded = Some((spec, loaded.clone()));
+                Ok(loaded)
+            }
+            Ok(Err(e)) => {
+                if matches!(e, EngineError::Crashed(_)) {
+                    state.proc = None;
+                }
+                Err(e)
+            }
+            Err(_) => {
+                state.proc = None; // kill_on_drop
+                Err(EngineError::Stalled(self.config.load_timeout))
+            }
+        }
+    }
+
+    /// The running worker, started anew if it is not running.
+    fn running<'s>(&self, state: &'s mut State) -> Result<&'s mut Proc, EngineError> {
+        if state.proc.as_ref().is_none_or(|p| !p.alive.load(Ordering::SeqCst)) {
+            state.proc = Some(Proc::spawn(&self.config, &self.routes)?);
+        }
+        Ok(state.proc.as_mut().expect("just set"))
+    }
+
+    /// Starts an answer. Events arrive on the returned [`Generation`]; dropping it cancels.
+    pub async fn generate(&self, messages: Vec<Message>, params: SamplingParams, prefill: Option<String>) -> Result<Generation, EngineError> {
+        let mut state = self.state.lock().await;
+        let (spec, _) = state.loaded.clone().ok_or(EngineError::NotLoaded)?;
+        if state.proc.as_ref().is_none_or(|p| !p.alive.load(Ordering::SeqCst)) {
+            // The worker died since the load: bring it back with the same model.
+            tracing::warn!("local engine restarting after a crash; reloading {}", spec.path);
+            state.proc = None;
+            self.load_locked(&mut state, spec).await?;
+        }
+        let proc = state.proc.as_ref().expect("running with a model");
+        let id = format!("g{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.routes.lock().expect("routes lock").insert(id.clone(), tx);
+        let _ = proc.requests.send(Request::Generate { id: id.clone(), messages, params, prefill });
+        Ok(Generation { id, rx, requests: proc.requests.clone(), stall: self.config.stall_timeout, finished: false, pid: proc.child.id() })
+    }
+
+    /// Kills the worker (as a crash would); the next request starts a new one.
+    pub async fn kill(&self) {
+        if let Some(mut p) = self.state.lock().await.proc.take() {
+            let _ = p.child.kill().await;
+        }
+    }
+
+    /// The worker's process id, if one runs.
+    pub async fn worker_pid(&self) -> Option<u32> {
+        self.state.lock().await.proc.as_ref().and_then(|p| p.child.id())
+    }
+}
+
+/// One answer in progress.
+#[derive(Debug)]
+pub struct Generation {
+    id: String,
+    rx: mpsc::UnboundedReceiver<Event>,
+    requests: mpsc::UnboundedSender<Request>,
+    stall: Duration,
+    finished: bool,
+    pid: Option<u32>,
+}
+
+impl Generation {
+    /// The next event: `Token`s, then one `Done` or `Error`; `None` after that. A worker that
+    /// stays silent for the stall timeout is killed and reported as an error.
+    pub async fn next(&mut self) -> Option<Event> {
+        if self.finished {
+            return None;
+        }
+        let event = match tokio::time::timeout(self.stall, self.rx.recv()).await {
+            Ok(Some(e)) => e,
+            Ok(None) => Event::Error { id: Some(self.id.clone()), message: EngineError::Crashed("its output ended".into()).to_string() },
+            Err(_) => {
+                if let Some(pid) = self.pid {
+                    // The worker is stuck (inside llama.cpp); only killing it frees the engine.
+                    let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+                }
+                Event::Error { id: Some(self.id.clone()), message: EngineError::Stalled(self.stall).to_string() }
+            }
+        };
+        if matches!(event, Event::Done { .. } | Event::Error { .. }) {
+            self.finished = true;
+        }
+        Some(event)
+    }
+
+    /// Stops generation; a `Done` with `cancelled` follows.
+    pub fn cancel(&self) {
+        let _ = self.requests.send(Request::Cancel { id: self.id.clone() });
+    }
+}
+
+impl Drop for Generation {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.cancel();
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The JSON-lines protocol between the engine (parent) and its worker process: one request per
+//! line on the worker's stdin, one event per line on its stdout.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+impl Message {
+    pub fn new(role: &str, content: &str) -> Message {
+        Message { role: role.into(), content: content.into() }
+    }
+}
+
+/// Sampling and length controls; the defaults are llama.cpp's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SamplingParams {
+    /// 0 = greedy.
+    pub temperature: f32,
+    pub top_p: f32,
+    /// 0 = off.
+    pub top_k: i32,
+    pub min_p: f32,
+    /// 1.0 = off.
+    pub repeat_penalty: f32,
+    /// Same seed and parameters give the same text.
+    pub seed: u32,
+    /// Stop after this many generated tokens (None = until the context is full).
+    pub max_tokens: Option<u32>,
+    /// Stop before any of these strings; the stop string itself is not returned.
+    pub stop: Vec<String>,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams { temperature: 0.8, top_p: 0.95, top_k: 40, min_p: 0.05, repeat_penalty: 1.0, seed: 0xD1CE, max_tokens: None, stop: Vec::new() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// Loads (or replaces) the model. `threads` 0 = the engine default.
+    Load { path: String, context: u32, threads: u32 },
+    /// Generates an answer to `messages`; with `prefill`, continues that partial assistant text.
+    Generate { id: String, messages: Vec<Message>, params: SamplingParams, prefill: Option<String> },
+    Cancel { id: String },
+    Unload,
+    Stats,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// End of turn or a stop string.
+    Stop,
+    /// max_tokens or the context filled up.
+    Length,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Tokens of the rendered prompt (including any prefill).
+    pub prompt_tokens: u32,
+    /// Of those, how many were evaluated now; the rest came from the KV cache.
+    pub prompt_evaluated: u32,
+    pub prompt_reused: u32,
+    pub completion_tokens: u32,
+    /// Oldest turns dropped so the conversation fits the context.
+    pub dropped_messages: u32,
+    pub prompt_ms: u64,
+    pub generation_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    Loaded { path: String, architecture: String, load_ms: u64, context: u32, threads: u32, template: String },
+    Token { id: String, text: String },
+    Done { id: String, finish_reason: FinishReason, usage: Usage },
+    /// `id` is None for errors not tied to a request (a failed load).
+    Error { id: Option<String>, message: String },
+    Unloaded,
+    Stats { loaded: Option<String>, cached_tokens: u32, context: u32, threads: u32 },
+}

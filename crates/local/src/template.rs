@@ -1,0 +1,148 @@
+//! Turning a conversation into the model's prompt text.
+//!
+//! Order of preference: llama.cpp's built-in renderer for the model's own
+//! `tokenizer.chat_template` (it recognises the common families by their text), then the same
+//! template rendered as Jinja with minijinja, then a built-in template chosen by architecture
+//! (for files that carry none), and ChatML as the last resort.
+
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+
+use crate::protocol::Message;
+
+/// How the prompt was rendered, reported in `Loaded` and stats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Template {
+    /// The model's template, which llama.cpp's own renderer recognises.
+    Builtin(String),
+    /// The model's template rendered as Jinja by minijinja.
+    Jinja(String),
+    /// A llama.cpp built-in chosen by architecture (`gemma`, ...), the file having none.
+    ByArchitecture(&'static str),
+    ChatMl,
+}
+
+impl Template {
+    pub fn describe(&self) -> String {
+        match self {
+            Template::Builtin(_) => "model (llama.cpp)".into(),
+            Template::Jinja(_) => "model (jinja)".into(),
+            Template::ByArchitecture(name) => format!("built-in {name}"),
+            Template::ChatMl => "chatml".into(),
+        }
+    }
+}
+
+/// llama.cpp built-in templates for architectures whose files often lack one.
+fn builtin_for_architecture(arch: &str) -> Option<&'static str> {
+    Some(match arch {
+        a if a.starts_with("gemma") => "gemma",
+        "phi3" => "phi3",
+        "qwen2" | "qwen3" | "qwen2moe" | "qwen3moe" => "chatml",
+        _ => return None,
+    })
+}
+
+/// Picks the template for `model` once, at load.
+pub fn choose(model: &LlamaModel, architecture: &str) -> Template {
+    if let Ok(t) = model.chat_template(None) {
+        let text = t.to_string().unwrap_or_default();
+        // Probe with a two-message chat: llama.cpp returns an error for templates it does not know.
+        let probe = [chat("system", "s"), chat("user", "u")];
+        if model.apply_chat_template(&t, &probe, true).is_ok() {
+            return Template::Builtin(text);
+        }
+        if render_jinja(&text, &[Message::new("user", "u")], true, "", "").is_ok() {
+            return Template::Jinja(text);
+        }
+    }
+    match builtin_for_architecture(architecture) {
+        Some(name) => Template::ByArchitecture(name),
+        None => Template::ChatMl,
+    }
+}
+
+fn chat(role: &str, content: &str) -> LlamaChatMessage {
+    // Interior NULs are the only failure; strip them rather than fail a conversation.
+    LlamaChatMessage::new(role.replace('\0', ""), content.replace('\0', "")).expect("NULs removed")
+}
+
+/// Renders `messages` with the generation prompt for the assistant opened.
+pub fn render(model: &LlamaModel, template: &Template, messages: &[Message], bos: &str, eos: &str) -> Result<String, String> {
+    let llama = |name_or_text: &str| -> Result<String, String> {
+        let tmpl = LlamaChatTemplate::new(name_or_text).map_err(|e| e.to_string())?;
+        let chat: Vec<_> = messages.iter().map(|m| chat(&m.role, &m.content)).collect();
+        model.apply_chat_template(&tmpl, &chat, true).map_err(|e| e.to_string())
+    };
+    match template {
+        Template::Builtin(text) => llama(text),
+        Template::ByArchitecture(name) => llama(name),
+        Template::Jinja(text) => render_jinja(text, messages, true, bos, eos),
+        Template::ChatMl => Ok(chatml(messages)),
+    }
+}
+
+pub fn chatml(messages: &[Message]) -> String {
+    let mut out = String::new();
+    for m in messages {
+        out.push_str(&format!("<|im_start|>{}\n{}<|im_end|>\n", m.role, m.content));
+    }
+    out.push_str("<|im_start|>assistant\n");
+    out
+}
+
+/// Renders a Hugging Face style chat template (Jinja) the way `transformers` does.
+pub fn render_jinja(template: &str, messages: &[Message], add_generation_prompt: bool, bos: &str, eos: &str) -> Result<String, String> {
+    let mut env = minijinja::Environment::new();
+    minijinja_contrib::add_to_environment(&mut env);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
+        Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
+    });
+    env.add_template("chat", template).map_err(|e| e.to_string())?;
+    let ctx = minijinja::context! {
+        messages => messages,
+        add_generation_prompt => add_generation_prompt,
+        bos_token => bos,
+        eos_token => eos,
+    };
+    env.get_template("chat").and_then(|t| t.render(ctx)).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LLAMA3: &str = "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
+    const MISTRAL: &str = "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token}}{% endif %}{% endfor %}";
+    const GEMMA: &str = "{{ bos_token }}{% for message in messages %}{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}";
+    const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+    fn check(template: &str, messages: &[Message], expect: &str) {
+        assert_eq!(render_jinja(template, messages, true, "<s>", "</s>").unwrap(), expect);
+    }
+
+    #[test]
+    fn jinja_renders_the_common_families() {
+        let convo = [Message::new("user", "Hi"), Message::new("assistant", "Hello!"), Message::new("user", "Bye")];
+        check(CHATML, &convo, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n");
+        check(
+            LLAMA3,
+            &convo,
+            "<s><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nBye<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+        );
+        check(MISTRAL, &convo, "<s>[INST] Hi [/INST]Hello!</s>[INST] Bye [/INST]");
+        check(GEMMA, &convo, "<s><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n");
+    }
+
+    #[test]
+    fn template_exceptions_are_errors_not_panics() {
+        let err = render_jinja(MISTRAL, &[Message::new("assistant", "x")], true, "", "").unwrap_err();
+        assert!(err.contains("must alternate"), "{err}");
+        assert!(render_jinja("{% for %}", &[], true, "", "").is_err());
+    }
+
+    #[test]
+    fn chatml_fallback() {
+        assert_eq!(chatml(&[Message::new("user", "q")]), "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n");
+    }
+}

@@ -1,0 +1,349 @@
+//! The worker process: owns llama.cpp's backend, model and context on one thread and serves the
+//! JSON-lines protocol (see [`crate::protocol`]). A separate thread reads stdin so that a
+//! `cancel` arrives while tokens are being generated; generation checks for it after every token.
+//!
+//! Runs as `understudy worker` (or the test binary `understudy-local-worker`). llama.cpp can abort
+//! the process on a malformed model; that is why it lives here and not in the app.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, Write};
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::time::Instant;
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+
+use crate::decode::{StopScan, Utf8Stream};
+use crate::protocol::{Event, FinishReason, Message, Request, SamplingParams, Usage};
+use crate::template::{self, Template};
+
+/// Tokens decoded per llama.cpp batch while evaluating a prompt.
+const BATCH: usize = 512;
+
+/// Physical cores: generation threads beyond them spin on shared execution units.
+pub fn default_threads() -> u32 {
+    num_cpus::get_physical().max(1) as u32
+}
+
+enum Incoming {
+    Request(Request),
+    Malformed(String),
+}
+
+/// Serves requests from `input` until it closes, writing events to `output`.
+pub fn run(input: impl BufRead + Send + 'static, mut output: impl Write) -> std::io::Result<()> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in input.lines() {
+            let Ok(line) = line else { break };
+            if line.trim().is_empty() {
+                continue;
+            }
+            let msg = match serde_json::from_str::<Request>(&line) {
+                Ok(r) => Incoming::Request(r),
+                Err(e) => Incoming::Malformed(format!("malformed request: {e}")),
+            };
+            if tx.send(msg).is_err() {
+                break;
+            }
+        }
+    });
+    llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+    let backend = LlamaBackend::init().map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut w = Worker { rx, pending: VecDeque::new(), out: &mut output };
+    loop {
+        let Some(req) = w.next_blocking() else { return Ok(()) };
+        match req {
+            Request::Load { path, context, threads } => {
+                let started = Instant::now();
+                match load(&backend, &path) {
+                    Ok((model, architecture)) => {
+                        let template = template::choose(&model, &architecture);
+                        let threads = if threads == 0 { default_threads() } else { threads };
+                        let context = context.max(256);
+                        w.emit(&Event::Loaded {
+                            path: path.clone(),
+                            architecture,
+                            load_ms: started.elapsed().as_millis() as u64,
+                            context,
+                            threads,
+                            template: template.describe(),
+                        })?;
+                        let spec = Spec { path, context, threads, template };
+                        match w.serve(&backend, &model, &spec)? {
+                            After::Eof => return Ok(()),
+                            After::Unload => w.emit(&Event::Unloaded)?,
+                            After::Load(req) => w.pending.push_front(req),
+                        }
+                    }
+                    Err(message) => w.emit(&Event::Error { id: None, message })?,
+                }
+            }
+            Request::Generate { id, .. } => w.emit(&Event::Error { id: Some(id), message: "no local model is loaded".into() })?,
+            Request::Cancel { .. } => {}
+            Request::Unload => w.emit(&Event::Unloaded)?,
+            Request::Stats => w.emit(&Event::Stats { loaded: None, cached_tokens: 0, context: 0, threads: 0 })?,
+        }
+    }
+}
+
+fn load(backend: &LlamaBackend, path: &str) -> Result<(LlamaModel, String), String> {
+    // The parent validated the header already; validating again here keeps the worker safe when
+    // driven directly, and costs milliseconds.
+    let header = crate::gguf::validate(Path::new(path)).map_err(|e| e.to_string())?;
+    let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+        .map_err(|e| format!("llama.cpp could not load {path}: {e}"))?;
+    Ok((model, header.architecture().to_string()))
+}
+
+struct Spec {
+    path: String,
+    context: u32,
+    threads: u32,
+    template: Template,
+}
+
+enum After {
+    Eof,
+    Unload,
+    Load(Request),
+}
+
+struct Worker<'o, W: Write> {
+    rx: Receiver<Incoming>,
+    /// Requests that arrived during a generation, served after it.
+    pending: VecDeque<Request>,
+    out: &'o mut W,
+}
+
+impl<W: Write> Worker<'_, W> {
+    fn emit(&mut self, event: &Event) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(event).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        self.out.write_all(&line)?;
+        self.out.flush()
+    }
+
+    fn next_blocking(&mut self) -> Option<Request> {
+        if let Some(r) = self.pending.pop_front() {
+            return Some(r);
+        }
+        loop {
+            match self.rx.recv().ok()? {
+                Incoming::Request(r) => return Some(r),
+                Incoming::Malformed(message) => {
+                    // A write failure here surfaces on the next emit.
+                    let _ = self.emit(&Event::Error { id: None, message });
+                }
+            }
+        }
+    }
+
+    fn serve(&mut self, backend: &LlamaBackend, model: &LlamaModel, spec: &Spec) -> std::io::Result<After> {
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(spec.context))
+            .with_n_batch(BATCH as u32)
+            .with_n_threads(spec.threads as i32)
+            .with_n_threads_batch(spec.threads as i32);
+        let mut ctx = match model.new_context(backend, params) {
+            Ok(c) => c,
+            Err(e) => {
+                self.emit(&Event::Error { id: None, message: format!("cannot create a {}-token context for {}: {e}", spec.context, spec.path) })?;
+                return Ok(After::Unload);
+            }
+        };
+        // Tokens whose keys and values are in the KV cache, in order: the next prompt that starts
+        // with them only evaluates the rest.
+        let mut cached: Vec<LlamaToken> = Vec::new();
+        loop {
+            let Some(req) = self.next_blocking() else { return Ok(After::Eof) };
+            match req {
+                Request::Generate { id, messages, params, prefill } => {
+                    let g = Generation { model, spec, id: id.clone(), params: &params };
+                    if let Err(message) = g.run(self, &mut ctx, &mut cached, &messages, prefill.as_deref()) {
+                        // Whatever state the cache is in now is unknown: start clean next time.
+                        ctx.clear_kv_cache();
+                        cached.clear();
+                        self.emit(&Event::Error { id: Some(id), message })?;
+                    }
+                }
+                Request::Load { .. } => return Ok(After::Load(req)),
+                Request::Unload => return Ok(After::Unload),
+                Request::Cancel { .. } => {}
+                Request::Stats => self.emit(&Event::Stats {
+                    loaded: Some(spec.path.clone()),
+                    cached_tokens: cached.len() as u32,
+                    context: spec.context,
+                    threads: spec.threads,
+                })?,
+            }
+        }
+    }
+
+    /// Whether `id` was cancelled; other requests that arrived meanwhile are queued.
+    fn cancelled(&mut self, id: &str) -> bool {
+        loop {
+            match self.rx.try_recv() {
+                Ok(Incoming::Request(Request::Cancel { id: c })) if c == id => return true,
+                Ok(Incoming::Request(Request::Cancel { .. })) => {}
+                Ok(Incoming::Request(r)) => self.pending.push_back(r),
+                Ok(Incoming::Malformed(message)) => {
+                    let _ = self.emit(&Event::Error { id: None, message });
+                }
+                Err(TryRecvError::Empty) => return false,
+                // The parent is gone: nobody wants the rest of this answer.
+                Err(TryRecvError::Disconnected) => return true,
+            }
+        }
+    }
+}
+
+struct Generation<'a> {
+    model: &'a LlamaModel,
+    spec: &'a Spec,
+    id: String,
+    params: &'a SamplingParams,
+}
+
+impl Generation<'_> {
+    /// Renders and tokenizes, dropping the oldest turns (never the system prompt, never the last
+    /// message) until the prompt leaves room to answer.
+    fn prompt(&self, messages: &[Message], prefill: Option<&str>, usage: &mut Usage) -> Result<Vec<LlamaToken>, String> {
+        let vocab = self.model.vocab();
+        // Models without a BOS/EOS report token -1, which must not reach token_to_piece.
+        let piece = |t: LlamaToken| if t.0 < 0 { String::new() } else { String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned() };
+        let (bos, eos) = (piece(vocab.bos()), piece(vocab.eos()));
+        let reserve = self.params.max_tokens.unwrap_or(256).min(self.spec.context / 4) as usize;
+        let mut kept: Vec<Message> = messages.to_vec();
+        loop {
+            let mut text = template::render(self.model, &self.spec.template, &kept, &bos, &eos)?;
+            if let Some(p) = prefill {
+                text.push_str(p);
+            }
+            // Templates write the BOS themselves where the model wants one.
+            let tokens = vocab.tokenize(text.as_bytes(), bos.is_empty() || !text.starts_with(&bos), true);
+            if tokens.len() + reserve <= self.spec.context as usize {
+                return Ok(tokens);
+            }
+            let first_droppable = kept.iter().position(|m| m.role != "system");
+            match first_droppable {
+                Some(i) if i + 1 < kept.len() => {
+                    kept.remove(i);
+                    usage.dropped_messages += 1;
+                }
+                _ => {
+                    return Err(format!(
+                        "the message is too long for the local model's context: {} prompt tokens, {} available",
+                        tokens.len(),
+                        self.spec.context as usize - reserve
+                    ))
+                }
+            }
+        }
+    }
+
+    fn sampler(&self) -> LlamaSampler {
+        let p = self.params;
+        let mut chain = Vec::new();
+        if p.repeat_penalty != 1.0 {
+            chain.push(LlamaSampler::penalties(self.model.vocab().n_tokens(), 64, p.repeat_penalty, 0.0, 0.0));
+        }
+        if p.temperature <= 0.0 {
+            chain.push(LlamaSampler::greedy());
+        } else {
+            if p.top_k > 0 {
+                chain.push(LlamaSampler::top_k(p.top_k));
+            }
+            chain.push(LlamaSampler::top_p(p.top_p, 1));
+            chain.push(LlamaSampler::min_p(p.min_p, 1));
+            chain.push(LlamaSampler::temp(p.temperature));
+            chain.push(LlamaSampler::dist(p.seed));
+        }
+        LlamaSampler::chain_simple(chain)
+    }
+
+    fn run<W: Write>(
+        &self,
+        w: &mut Worker<'_, W>,
+        ctx: &mut LlamaContext<'_>,
+        cached: &mut Vec<LlamaToken>,
+        messages: &[Message],
+        prefill: Option<&str>,
+    ) -> Result<(), String> {
+        let io = |e: std::io::Error| format!("cannot write to the engine: {e}");
+        let mut usage = Usage::default();
+        let tokens = self.prompt(messages, prefill, &mut usage)?;
+        usage.prompt_tokens = tokens.len() as u32;
+
+        // KV-cache reuse: keep the common prefix, evaluate only what follows (at least the last
+        // token, whose logits the first sample needs).
+        let common = cached.iter().zip(&tokens).take_while(|(a, b)| a == b).count().min(tokens.len() - 1);
+        ctx.clear_kv_cache_seq(Some(0), Some(common as u32), None).map_err(|e| e.to_string())?;
+        cached.truncate(common);
+        usage.prompt_reused = common as u32;
+        usage.prompt_evaluated = (tokens.len() - common) as u32;
+
+        let started = Instant::now();
+        let mut batch = LlamaBatch::new(BATCH, 1);
+        for (chunk_start, chunk) in tokens[common..].chunks(BATCH).enumerate().map(|(i, c)| (common + i * BATCH, c)) {
+            batch.clear();
+            for (j, t) in chunk.iter().enumerate() {
+                let pos = chunk_start + j;
+                batch.add(*t, pos as i32, &[0], pos + 1 == tokens.len()).map_err(|e| e.to_string())?;
+            }
+            ctx.decode(&mut batch).map_err(|e| format!("llama.cpp failed to evaluate the prompt: {e}"))?;
+            cached.extend_from_slice(chunk);
+            if w.cancelled(&self.id) {
+                usage.prompt_ms = started.elapsed().as_millis() as u64;
+                return w.emit(&Event::Done { id: self.id.clone(), finish_reason: FinishReason::Cancelled, usage }).map_err(io);
+            }
+        }
+        usage.prompt_ms = started.elapsed().as_millis() as u64;
+
+        let started = Instant::now();
+        let vocab = self.model.vocab();
+        let mut sampler = self.sampler();
+        let mut utf8 = Utf8Stream::default();
+        let mut stops = StopScan::new(&self.params.stop);
+        let max = self.params.max_tokens.map_or(u32::MAX, |m| m.max(1));
+        let finish = loop {
+            let token = sampler.sample(ctx, batch.n_tokens() - 1);
+            if vocab.is_eog(token) {
+                break FinishReason::Stop;
+            }
+            usage.completion_tokens += 1;
+            let text = utf8.push(&vocab.token_to_piece(token, false, None));
+            let (text, hit) = stops.push(&text);
+            if !text.is_empty() {
+                w.emit(&Event::Token { id: self.id.clone(), text }).map_err(io)?;
+            }
+            if hit {
+                break FinishReason::Stop;
+            }
+            if usage.completion_tokens >= max || cached.len() + 1 >= self.spec.context as usize {
+                break FinishReason::Length;
+            }
+            batch.clear();
+            batch.add(token, cached.len() as i32, &[0], true).map_err(|e| e.to_string())?;
+            ctx.decode(&mut batch).map_err(|e| format!("llama.cpp failed to generate: {e}"))?;
+            cached.push(token);
+            if w.cancelled(&self.id) {
+                break FinishReason::Cancelled;
+            }
+        };
+        let rest = stops.push(&utf8.finish()).0 + &stops.finish();
+        if !rest.is_empty() && finish != FinishReason::Cancelled {
+            w.emit(&Event::Token { id: self.id.clone(), text: rest }).map_err(io)?;
+        }
+        usage.generation_ms = started.elapsed().as_millis() as u64;
+        w.emit(&Event::Done { id: self.id.clone(), finish_reason: finish, usage }).map_err(io)
+    }
+}

@@ -1,0 +1,210 @@
+//! The engine through its real worker process, on the tiny and the Gemma test models.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use understudy_local::engine::EngineConfig;
+use understudy_local::{Engine, EngineError, Event, FinishReason, Message, SamplingParams, Usage};
+
+fn engine() -> Engine {
+    Engine::new(EngineConfig::new(env!("CARGO_BIN_EXE_understudy-local-worker"), &[]))
+}
+
+fn user(text: &str) -> Vec<Message> {
+    vec![Message::new("system", "You are terse."), Message::new("user", text)]
+}
+
+fn params(max_tokens: u32) -> SamplingParams {
+    SamplingParams { max_tokens: Some(max_tokens), ..SamplingParams::default() }
+}
+
+/// Runs one generation to its end: (text, finish, usage), or the error message.
+async fn answer(e: &Engine, messages: Vec<Message>, p: SamplingParams, prefill: Option<&str>) -> Result<(String, FinishReason, Usage), String> {
+    let mut g = e.generate(messages, p, prefill.map(str::to_string)).await.map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    while let Some(ev) = g.next().await {
+        match ev {
+            Event::Token { text: t, .. } => text.push_str(&t),
+            Event::Done { finish_reason, usage, .. } => return Ok((text, finish_reason, usage)),
+            Event::Error { message, .. } => return Err(message),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    Err("stream ended without done".into())
+}
+
+#[tokio::test]
+async fn answers_with_max_tokens_and_reports_usage() {
+    let e = engine();
+    let loaded = e.load(&understudy_testkit::tiny_gguf(), 512, 1).await.unwrap();
+    assert_eq!(loaded.architecture, "llama");
+    assert_eq!(loaded.template, "model (llama.cpp)");
+    let (text, finish, usage) = answer(&e, user("hello there"), params(12), None).await.unwrap();
+    assert_eq!(finish, FinishReason::Length);
+    assert_eq!(usage.completion_tokens, 12);
+    assert!(!text.is_empty());
+    assert!(usage.prompt_tokens > 10 && usage.prompt_evaluated == usage.prompt_tokens, "{usage:?}");
+}
+
+#[tokio::test]
+async fn same_seed_same_text_other_seed_other_text() {
+    let e = engine();
+    e.load(&understudy_testkit::tiny_gguf(), 512, 1).await.unwrap();
+    let p = |seed| SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, seed, max_tokens: Some(24), ..SamplingParams::default() };
+    let a = answer(&e, user("tell me"), p(7), None).await.unwrap().0;
+    let b = answer(&e, user("tell me"), p(7), None).await.unwrap().0;
+    let c = answer(&e, user("tell me"), p(8), None).await.unwrap().0;
+    assert_eq!(a, b);
+    assert_ne!(a, c, "random weights at temperature 1 should differ by seed");
+}
+
+#[tokio::test]
+async fn the_next_turn_reuses_the_kv_cache() {
+    let e = engine();
+    e.load(&understudy_testkit::tiny_gguf(), 512, 1).await.unwrap();
+    let greedy = SamplingParams { temperature: 0.0, max_tokens: Some(8), ..SamplingParams::default() };
+    let mut convo = user("first question about the model");
+    let (reply, _, first) = answer(&e, convo.clone(), greedy.clone(), None).await.unwrap();
+    assert_eq!(first.prompt_reused, 0);
+    convo.push(Message::new("assistant", &reply));
+    convo.push(Message::new("user", "and a second one"));
+    let (_, _, second) = answer(&e, convo, greedy, None).await.unwrap();
+    assert!(second.prompt_reused >= first.prompt_tokens - 1, "reused {} of the first prompt's {}", second.prompt_reused, first.prompt_tokens);
+    assert_eq!(second.prompt_evaluated + second.prompt_reused, second.prompt_tokens);
+    assert!(second.prompt_evaluated < second.prompt_tokens / 2, "{second:?}");
+}
+
+#[tokio::test]
+async fn a_prefill_is_part_of_the_prompt_and_the_answer_continues_it() {
+    let e = engine();
+    e.load(&understudy_testkit::tiny_gguf(), 512, 1).await.unwrap();
+    let greedy = SamplingParams { temperature: 0.0, max_tokens: Some(4), ..SamplingParams::default() };
+    let (_, _, plain) = answer(&e, user("count"), greedy.clone(), None).await.unwrap();
+    let (_, _, pre) = answer(&e, user("count"), greedy, Some("one two three four")).await.unwrap();
+    assert!(pre.prompt_reused >= plain.prompt_tokens - 1, "the shared prompt came from the cache: {pre:?} vs {plain:?}");
+    assert!(pre.prompt_tokens >= plain.prompt_tokens + 4, "{pre:?} vs {plain:?}");
+}
+
+#[tokio::test]
+async fn overflowing_conversations_drop_the_oldest_turns_but_keep_the_system_prompt() {
+    let e = engine();
+    e.load(&understudy_testkit::tiny_gguf(), 256, 1).await.unwrap();
+    let mut convo = vec![Message::new("system", "Keep this.")];
+    for i in 0..40 {
+        convo.push(Message::new("user", &format!("question number {i} about the model and the file")));
+        convo.push(Message::new("assistant", "an answer that takes some room in the context"));
+    }
+    convo.push(Message::new("user", "last"));
+    let (_, _, usage) = answer(&e, convo, params(8), None).await.unwrap();
+    assert!(usage.dropped_messages > 0, "{usage:?}");
+    assert!(usage.prompt_tokens as usize + 8 <= 256, "{usage:?}");
+    // a single message that cannot fit is an error, not a crash
+    let huge = "word ".repeat(2000);
+    let err = answer(&e, user(&huge), params(8), None).await.unwrap_err();
+    assert!(err.contains("too long"), "{err}");
+    // and the engine still answers afterwards
+    answer(&e, user("still there?"), params(4), None).await.unwrap();
+}
+
+#[tokio::test]
+async fn stop_strings_end_the_answer_without_showing_the_stop() {
+    let e = engine();
+    e.load(&understudy_testkit::gemma_gguf(), 1024, 1).await.unwrap();
+    let p = SamplingParams { temperature: 0.0, max_tokens: Some(40), stop: vec!["\n".into()], ..SamplingParams::default() };
+    // gemma's base model continues a list; the newline stop cuts after the first line
+    let (text, finish, _) = answer(&e, vec![Message::new("user", "List: apples, pears, plums")], p, Some("Sure:")).await.unwrap();
+    assert_eq!(finish, FinishReason::Stop);
+    assert!(!text.contains('\n'), "{text:?}");
+}
+
+#[tokio::test]
+async fn cancel_stops_generation_within_100_ms() {
+    let e = engine();
+    let loaded = e.load(&understudy_testkit::gemma_gguf(), 2048, 1).await.unwrap();
+    assert_eq!(loaded.template, "built-in gemma", "gemma's file has no template: chosen by architecture");
+    let p = SamplingParams { max_tokens: Some(1500), ..SamplingParams::default() };
+    let mut g = e.generate(user("Write a long story about a lighthouse."), p, None).await.unwrap();
+    let mut tokens = 0;
+    while tokens < 3 {
+        if let Some(Event::Token { .. }) = g.next().await {
+            tokens += 1;
+        }
+    }
+    let asked = Instant::now();
+    g.cancel();
+    loop {
+        match g.next().await.expect("done follows") {
+            Event::Token { .. } => {}
+            Event::Done { finish_reason, .. } => {
+                assert_eq!(finish_reason, FinishReason::Cancelled);
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let took = asked.elapsed();
+    assert!(took < Duration::from_millis(100), "cancel took {took:?}");
+}
+
+#[tokio::test]
+async fn a_crashed_worker_fails_the_request_and_the_next_one_works() {
+    let e = engine();
+    e.load(&understudy_testkit::tiny_gguf(), 512, 1).await.unwrap();
+    let pid = e.worker_pid().await.unwrap();
+    let mut g = e.generate(user("go on"), params(100_000), None).await.unwrap();
+    assert!(matches!(g.next().await, Some(Event::Token { .. })));
+    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    let started = Instant::now();
+    let mut last = None;
+    while let Some(ev) = g.next().await {
+        last = Some(ev);
+    }
+    match last {
+        Some(Event::Error { message, .. }) => assert!(message.contains("stopped unexpectedly"), "{message}"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "the crash was noticed at once, not at a timeout");
+    let (text, _, _) = answer(&e, user("again"), params(4), None).await.unwrap();
+    assert!(!text.is_empty());
+    assert_ne!(e.worker_pid().await, Some(pid), "a new worker runs");
+}
+
+#[tokio::test]
+async fn a_hung_worker_is_killed_after_the_stall_timeout() {
+    // `sleep` stands in for a worker stuck inside llama.cpp: it reads nothing and says nothing.
+    let mut config = EngineConfig::new("sleep", &["600"]);
+    config.load_timeout = Duration::from_millis(500);
+    let e = Engine::new(config);
+    let started = Instant::now();
+    let err = e.load(&understudy_testkit::tiny_gguf(), 512, 1).await.unwrap_err();
+    assert!(matches!(err, EngineError::Stalled(_)), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn bad_model_files_are_refused_before_the_worker_sees_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("model.gguf");
+    std::fs::write(&bad, b"<html>404</html>").unwrap();
+    let e = engine();
+    let err = e.load(&bad, 512, 1).await.unwrap_err();
+    assert!(matches!(err, EngineError::BadModel(_)), "{err}");
+    assert!(err.to_string().contains(&bad.display().to_string()), "{err}");
+    assert_eq!(e.worker_pid().await, None, "no worker was started for a bad file");
+    let err = e.generate(user("hi"), params(4), None).await.unwrap_err();
+    assert!(matches!(err, EngineError::NotLoaded));
+    let err = e.load(Path::new("/no/such/model.gguf"), 512, 1).await.unwrap_err();
+    assert!(err.to_string().contains("/no/such/model.gguf"), "{err}");
+}
+
+#[tokio::test]
+async fn gemma_answers_in_real_words() {
+    let e = engine();
+    e.load(&understudy_testkit::gemma_gguf(), 1024, 1).await.unwrap();
+    let greedy = SamplingParams { temperature: 0.0, max_tokens: Some(6), ..SamplingParams::default() };
+    // the base model continues a partial answer (as after a mid-stream failover) in the gemma
+    // turn template
+    let shots = "Q: What is the capital of Germany?\nA: Berlin\nQ: What is the capital of Italy?\nA: Rome\nQ: What is the capital of France?\nA:";
+    let (text, _, _) = answer(&e, vec![Message::new("user", "A quiz on capitals, please.")], greedy, Some(shots)).await.unwrap();
+    assert!(text.contains("Paris"), "{text:?}");
+}
