@@ -50,7 +50,7 @@ commands:
   run     install what is missing, build the UI and the app, start the app
   test    install what is missing, run every test: Rust (nextest), UI (Vitest), end-to-end (Xvfb)
   setup   install what is missing (packages, venv, tools, test models), nothing else
-  bench   speed and memory benchmarks (lands with the local engine)";
+  bench   local engine speed (Gemma 3 270M): threads 1 and 2, idle and with a busy core";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -75,10 +75,7 @@ fn run(args: &[String]) -> Result<()> {
         Some("run") => cmd_run(&args[1..]),
         Some("test") => cmd_test(&args[1..]),
         Some("setup") => setup(Setup::Test),
-        Some("bench") => {
-            eprintln!("xtask bench: not implemented yet (arrives with the local engine)");
-            std::process::exit(2)
-        }
+        Some("bench") => cmd_bench(),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -152,6 +149,44 @@ fn cmd_test(args: &[String]) -> Result<()> {
     step("app build", || sh(Command::new("cargo").args(["build", "-p", "understudy-app"])))?;
     step("end-to-end (xvfb, tauri-driver)", e2e)?;
     eprintln!("xtask: all tests passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// Prints `understudy bench` for 1 and 2 threads, idle and with one core kept busy by another
+/// process, as ratios against 1 thread idle measured in the same run.
+fn cmd_bench() -> Result<()> {
+    setup(Setup::Test)?;
+    step("cli build", || sh(Command::new("cargo").args(["build", "-p", "understudy-cli"])))?;
+    let bin = target_dir().join("debug").join("understudy");
+    let model = understudy_testkit::ensure_gemma_gguf().map_err(anyhow::Error::msg)?;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut rows = Vec::new();
+    for busy in [false, true] {
+        let mut hog = busy.then(|| Command::new("sh").args(["-c", "while :; do :; done"]).spawn()).transpose()?;
+        for threads in [1, cores] {
+            let out = Command::new(&bin)
+                .args(["bench", "--json", "--threads", &threads.to_string(), "--model"])
+                .arg(&model)
+                .env("UNDERSTUDY_CONFIG", "/dev/null")
+                .output()?;
+            if !out.status.success() {
+                bail!("understudy bench failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            let field = |k: &str| report[k].as_f64().unwrap_or(f64::NAN);
+            rows.push((threads, busy, field("prompt_tokens_per_s"), field("gen_tokens_per_s"), field("load_ms"), field("peak_rss_mb")));
+        }
+        if let Some(h) = hog.as_mut() {
+            let _ = h.kill();
+            let _ = h.wait();
+        }
+    }
+    let (_, _, pp0, tg0, _, _) = rows[0];
+    println!("model: {}\nbaseline: 1 thread, idle (same run)\n", model.display());
+    println!("{:<8} {:<10} {:>10} {:>8} {:>10} {:>8} {:>8} {:>8}", "threads", "other core", "prompt t/s", "ratio", "gen t/s", "ratio", "load ms", "RSS MB");
+    for (threads, busy, pp, tg, load, rss) in rows {
+        println!("{threads:<8} {:<10} {pp:>10.0} {:>8.2} {tg:>10.1} {:>8.2} {load:>8.0} {rss:>8.0}", if busy { "busy" } else { "idle" }, pp / pp0, tg / tg0);
+    }
     Ok(())
 }
 

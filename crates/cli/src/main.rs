@@ -131,7 +131,37 @@ fn main() -> ExitCode {
         eprintln!("understudy: config error: {problem}");
         return ExitCode::from(2);
     }
-    // Each command lands with its issue (see ARCHITECTURE.md); until then say so plainly.
+    if let Command::Bench(args) = &cli.command {
+        return bench(args, &loaded.config, cli.json);
+    }
+    // The other commands land with their issues (see ARCHITECTURE.md); until then say so plainly.
     eprintln!("understudy {}: not implemented yet", cli.command.name());
     ExitCode::from(2)
+}
+
+fn bench(args: &BenchArgs, config: &understudy_core::Config, json: bool) -> ExitCode {
+    let Some(model) = args.model.clone().or_else(|| config.local.model.as_ref().filter(|m| m.ends_with(".gguf")).map(PathBuf::from)) else {
+        eprintln!("understudy bench: no model: pass --model PATH.gguf (or set [local] model to a .gguf path)");
+        return ExitCode::from(2);
+    };
+    let threads = args.threads.unwrap_or(config.local.threads);
+    match understudy_local::bench::run(&model, threads) {
+        Ok(r) if json => {
+            println!("{}", serde_json::to_string(&r).expect("report serialises"));
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            println!("model       {}", r.model);
+            println!("threads     {}", r.threads);
+            println!("load        {} ms", r.load_ms);
+            println!("prompt      {:.1} tokens/s ({} tokens)", r.prompt_tokens_per_s, r.prompt_tokens);
+            println!("generation  {:.1} tokens/s ({} tokens)", r.gen_tokens_per_s, r.gen_tokens);
+            println!("peak RSS    {:.0} MB", r.peak_rss_mb);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("understudy bench: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

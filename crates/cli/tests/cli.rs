@@ -49,7 +49,7 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn commands_not_built_yet_say_so_and_exit_2() {
-    for args in [&["chat", "hi"][..], &["serve"], &["status", "--json"], &["models", "list"], &["bench"]] {
+    for args in [&["chat", "hi"][..], &["serve"], &["status", "--json"], &["models", "list"]] {
         let out = understudy(args, Some(""));
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = text(&out.stderr);
@@ -113,4 +113,21 @@ fn worker_speaks_the_engine_protocol() {
     assert!(lines[0].contains(r#""type":"error""#) && lines[0].contains("/no/such.gguf"), "{}", lines[0]);
     assert!(lines[1].contains(r#""type":"stats""#), "{}", lines[1]);
     assert!(lines[2].contains("malformed request"), "{}", lines[2]);
+}
+
+#[test]
+fn bench_reports_speed_as_json_and_names_a_bad_file() {
+    let tiny = understudy_testkit::tiny_gguf();
+    let out = understudy(&["bench", "--json", "--threads", "1", "--model", tiny.to_str().unwrap()], Some(""));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["prompt_tokens_per_s", "gen_tokens_per_s", "load_ms", "peak_rss_mb"] {
+        assert!(report[key].as_f64().is_some_and(|v| v > 0.0), "{key} in {report}");
+    }
+    assert_eq!(report["threads"], 1);
+    let out = understudy(&["bench", "--model", "/etc/hostname"], Some(""));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("/etc/hostname"), "{}", text(&out.stderr));
+    let out = understudy(&["bench"], Some(""));
+    assert_eq!(out.status.code(), Some(2), "no model configured is a usage error");
 }

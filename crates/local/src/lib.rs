@@ -7,6 +7,7 @@
 
 mod archs;
 mod decode;
+pub mod bench;
 pub mod engine;
 mod ggml;
 pub mod gguf;
