@@ -1,17 +1,18 @@
 //! `understudy bench`: prompt-processing and generation speed of the bundled llama.cpp on a
-//! model, the way llama-bench measures them (a 512-token prompt in batches, then 128 tokens one
-//! at a time), plus load time and peak memory.
+//! model, the way llama-bench measures pp512 and tg128 (one 512-token batch; 128 single-token
+//! decodes), plus load time and peak memory.
 
 use std::num::NonZeroU32;
 use std::path::Path;
 use std::time::Instant;
 
 use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
 use serde::Serialize;
 
 pub const PROMPT_TOKENS: usize = 512;
@@ -55,24 +56,22 @@ pub fn run(path: &Path, threads: u32) -> Result<BenchReport, String> {
     }
     tokens.truncate(PROMPT_TOKENS);
 
+    // Same method as llama-bench's pp512/tg128 and xtask's llama.cpp reference program: a
+    // warm-up, a cleared cache, then one 512-token batch; then 128 single-token decodes from an
+    // empty cache. No sampling in the timed loop, so the figures compare engine to engine.
     let mut batch = LlamaBatch::new(PROMPT_TOKENS, 1);
-    for (i, t) in tokens.iter().enumerate() {
-        batch.add(*t, i as i32, &[0], i + 1 == tokens.len()).map_err(|e| e.to_string())?;
-    }
+    decode(&mut ctx, &mut batch, &tokens[..16], 0)?;
+    ctx.clear_kv_cache();
     let started = Instant::now();
-    ctx.decode(&mut batch).map_err(|e| e.to_string())?;
+    decode(&mut ctx, &mut batch, &tokens, 0)?;
     let prompt_s = started.elapsed().as_secs_f64();
 
-    // Greedy, end-of-generation ignored: always exactly GEN_TOKENS steps.
-    let mut sampler = LlamaSampler::greedy();
+    ctx.clear_kv_cache();
+    decode(&mut ctx, &mut batch, &tokens[..1], 0)?;
+    ctx.clear_kv_cache();
     let started = Instant::now();
-    let mut pos = tokens.len() as i32;
-    for _ in 0..GEN_TOKENS {
-        let t = sampler.sample(&ctx, batch.n_tokens() - 1);
-        batch.clear();
-        batch.add(t, pos, &[0], true).map_err(|e| e.to_string())?;
-        pos += 1;
-        ctx.decode(&mut batch).map_err(|e| e.to_string())?;
+    for i in 0..GEN_TOKENS {
+        decode(&mut ctx, &mut batch, &tokens[i..i + 1], i)?;
     }
     let gen_s = started.elapsed().as_secs_f64();
 
@@ -86,6 +85,15 @@ pub fn run(path: &Path, threads: u32) -> Result<BenchReport, String> {
         gen_tokens_per_s: GEN_TOKENS as f64 / gen_s,
         peak_rss_mb: peak_rss_mb(),
     })
+}
+
+/// Decodes `tokens` at positions from `start`, logits for the last one only.
+fn decode(ctx: &mut LlamaContext<'_>, batch: &mut LlamaBatch<'_>, tokens: &[LlamaToken], start: usize) -> Result<(), String> {
+    batch.clear();
+    for (i, t) in tokens.iter().enumerate() {
+        batch.add(*t, (start + i) as i32, &[0], i + 1 == tokens.len()).map_err(|e| e.to_string())?;
+    }
+    ctx.decode(batch).map_err(|e| e.to_string())
 }
 
 /// VmHWM of this process (Linux), in MiB; 0 where unavailable.

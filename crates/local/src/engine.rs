@@ -42,6 +42,9 @@ pub struct EngineConfig {
     pub stall_timeout: Duration,
     /// Loading a model may take this long.
     pub load_timeout: Duration,
+    /// Stop the worker (freeing the model's memory) after this long without requests; the next
+    /// request loads the model again. `None` keeps it loaded.
+    pub idle_unload: Option<Duration>,
 }
 
 impl EngineConfig {
@@ -51,6 +54,7 @@ impl EngineConfig {
             args: args.iter().map(|s| s.to_string()).collect(),
             stall_timeout: Duration::from_secs(30),
             load_timeout: Duration::from_secs(120),
+            idle_unload: None,
         }
     }
 }
@@ -146,20 +150,33 @@ impl Proc {
     }
 }
 
-/// The local engine. Cheap to share behind an `Arc`; generations are queued by the worker and
-/// run one at a time.
+/// The local engine. Cheap to clone (clones share one worker); generations are queued by the
+/// worker and run one at a time.
+#[derive(Debug, Clone)]
+pub struct Engine(Arc<Inner>);
+
 #[derive(Debug)]
-pub struct Engine {
+pub struct Inner {
     config: EngineConfig,
     routes: Routes,
     next_id: AtomicU64,
     state: Mutex<State>,
 }
 
+impl std::ops::Deref for Engine {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
 #[derive(Default)]
 struct State {
     proc: Option<Proc>,
     loaded: Option<(LoadSpec, Loaded)>,
+    last_used: Option<tokio::time::Instant>,
+    /// Whether the idle watchdog runs.
+    watching: bool,
 }
 
 impl std::fmt::Debug for State {
@@ -170,7 +187,7 @@ impl std::fmt::Debug for State {
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Engine {
-        Engine { config, routes: Arc::default(), next_id: AtomicU64::new(1), state: Mutex::new(State::default()) }
+        Engine(Arc::new(Inner { config, routes: Arc::default(), next_id: AtomicU64::new(1), state: Mutex::new(State::default()) }))
     }
 
     /// Validates the file's GGUF header, then loads it in the worker (starting one if needed).
@@ -178,7 +195,52 @@ impl Engine {
         gguf::validate(path)?;
         let spec = LoadSpec { path: path.display().to_string(), context, threads };
         let mut state = self.state.lock().await;
-        self.load_locked(&mut state, spec).await
+        let loaded = self.load_locked(&mut state, spec).await?;
+        self.watch_idle(&mut state);
+        Ok(loaded)
+    }
+
+    /// Loads the model (unless it is loaded already with the same settings) and puts the
+    /// conversation's start — usually the system prompt — into the KV cache, so that the first
+    /// answer pays neither load time nor that prompt's evaluation.
+    pub async fn prewarm(&self, path: &Path, context: u32, threads: u32, messages: Vec<Message>) -> Result<crate::protocol::Usage, EngineError> {
+        let spec = LoadSpec { path: path.display().to_string(), context, threads };
+        let same = self.state.lock().await.loaded.as_ref().is_some_and(|(s, _)| *s == spec);
+        if !same {
+            self.load(path, context, threads).await?;
+        }
+        let mut g = self.start(|id| Request::Prewarm { id, messages }).await?;
+        while let Some(event) = g.next().await {
+            match event {
+                Event::Done { usage, .. } => return Ok(usage),
+                Event::Error { message, .. } => return Err(EngineError::Load { path: spec.path, message }),
+                _ => {}
+            }
+        }
+        Err(EngineError::Crashed("no answer to the pre-warm".into()))
+    }
+
+    /// Stops the worker once it has been idle for `idle_unload`; the model stays chosen.
+    fn watch_idle(&self, state: &mut State) {
+        let Some(idle) = self.config.idle_unload else { return };
+        state.last_used = Some(tokio::time::Instant::now());
+        if std::mem::replace(&mut state.watching, true) {
+            return;
+        }
+        let weak = Arc::downgrade(&self.0);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(idle / 4).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let mut state = inner.state.lock().await;
+                let busy = !inner.routes.lock().expect("routes lock").is_empty();
+                let idle_for = state.last_used.map_or(Duration::ZERO, |t| t.elapsed());
+                if state.proc.is_some() && !busy && idle_for >= idle {
+                    tracing::info!("local engine idle for {idle_for:?}: unloading the model");
+                    state.proc = None; // kill_on_drop frees the model's memory with the process
+                }
+            }
+        });
     }
 
     async fn load_locked(&self, state: &mut State, spec: LoadSpec) -> Result<Loaded, EngineError> {
@@ -226,19 +288,26 @@ impl Engine {
 
     /// Starts an answer. Events arrive on the returned [`Generation`]; dropping it cancels.
     pub async fn generate(&self, messages: Vec<Message>, params: SamplingParams, prefill: Option<String>) -> Result<Generation, EngineError> {
+        self.start(|id| Request::Generate { id, messages, params, prefill }).await
+    }
+
+    async fn start(&self, request: impl FnOnce(String) -> Request) -> Result<Generation, EngineError> {
         let mut state = self.state.lock().await;
         let (spec, _) = state.loaded.clone().ok_or(EngineError::NotLoaded)?;
         if state.proc.as_ref().is_none_or(|p| !p.alive.load(Ordering::SeqCst)) {
-            // The worker died since the load: bring it back with the same model.
-            tracing::warn!("local engine restarting after a crash; reloading {}", spec.path);
+            // The worker crashed or was unloaded for idleness: bring it back with the same model.
+            tracing::info!("local engine starting again; loading {}", spec.path);
             state.proc = None;
             self.load_locked(&mut state, spec).await?;
+        }
+        if state.last_used.is_some() {
+            state.last_used = Some(tokio::time::Instant::now());
         }
         let proc = state.proc.as_ref().expect("running with a model");
         let id = format!("g{}", self.next_id.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = mpsc::unbounded_channel();
         self.routes.lock().expect("routes lock").insert(id.clone(), tx);
-        let _ = proc.requests.send(Request::Generate { id: id.clone(), messages, params, prefill });
+        let _ = proc.requests.send(request(id.clone()));
         Ok(Generation { id, rx, requests: proc.requests.clone(), stall: self.config.stall_timeout, finished: false, pid: proc.child.id() })
     }
 

@@ -48,6 +48,9 @@ pub enum Request {
     Load { path: String, context: u32, threads: u32 },
     /// Generates an answer to `messages`; with `prefill`, continues that partial assistant text.
     Generate { id: String, messages: Vec<Message>, params: SamplingParams, prefill: Option<String> },
+    /// Loads the conversation's prompt into the KV cache without answering, so that the next
+    /// `generate` starting with it evaluates only the rest. Ends with `Done`.
+    Prewarm { id: String, messages: Vec<Message> },
     Cancel { id: String },
     Unload,
     Stats,

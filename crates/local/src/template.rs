@@ -66,27 +66,30 @@ fn chat(role: &str, content: &str) -> LlamaChatMessage {
     LlamaChatMessage::new(role.replace('\0', ""), content.replace('\0', "")).expect("NULs removed")
 }
 
-/// Renders `messages` with the generation prompt for the assistant opened.
-pub fn render(model: &LlamaModel, template: &Template, messages: &[Message], bos: &str, eos: &str) -> Result<String, String> {
+/// Renders `messages`; with `open_assistant`, ends with the opened assistant turn to answer in
+/// (without, the text is a prefix of any longer conversation: what pre-warm caches).
+pub fn render(model: &LlamaModel, template: &Template, messages: &[Message], open_assistant: bool, bos: &str, eos: &str) -> Result<String, String> {
     let llama = |name_or_text: &str| -> Result<String, String> {
         let tmpl = LlamaChatTemplate::new(name_or_text).map_err(|e| e.to_string())?;
         let chat: Vec<_> = messages.iter().map(|m| chat(&m.role, &m.content)).collect();
-        model.apply_chat_template(&tmpl, &chat, true).map_err(|e| e.to_string())
+        model.apply_chat_template(&tmpl, &chat, open_assistant).map_err(|e| e.to_string())
     };
     match template {
         Template::Builtin(text) => llama(text),
         Template::ByArchitecture(name) => llama(name),
-        Template::Jinja(text) => render_jinja(text, messages, true, bos, eos),
-        Template::ChatMl => Ok(chatml(messages)),
+        Template::Jinja(text) => render_jinja(text, messages, open_assistant, bos, eos),
+        Template::ChatMl => Ok(chatml(messages, open_assistant)),
     }
 }
 
-pub fn chatml(messages: &[Message]) -> String {
+pub fn chatml(messages: &[Message], open_assistant: bool) -> String {
     let mut out = String::new();
     for m in messages {
         out.push_str(&format!("<|im_start|>{}\n{}<|im_end|>\n", m.role, m.content));
     }
-    out.push_str("<|im_start|>assistant\n");
+    if open_assistant {
+        out.push_str("<|im_start|>assistant\n");
+    }
     out
 }
 
@@ -143,6 +146,7 @@ mod tests {
 
     #[test]
     fn chatml_fallback() {
-        assert_eq!(chatml(&[Message::new("user", "q")]), "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n");
+        assert_eq!(chatml(&[Message::new("user", "q")], true), "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n");
+        assert_eq!(chatml(&[Message::new("system", "s")], false), "<|im_start|>system\ns<|im_end|>\n");
     }
 }

@@ -91,7 +91,9 @@ pub fn run(input: impl BufRead + Send + 'static, mut output: impl Write) -> std:
                     Err(message) => w.emit(&Event::Error { id: None, message })?,
                 }
             }
-            Request::Generate { id, .. } => w.emit(&Event::Error { id: Some(id), message: "no local model is loaded".into() })?,
+            Request::Generate { id, .. } | Request::Prewarm { id, .. } => {
+                w.emit(&Event::Error { id: Some(id), message: "no local model is loaded".into() })?
+            }
             Request::Cancel { .. } => {}
             Request::Unload => w.emit(&Event::Unloaded)?,
             Request::Stats => w.emit(&Event::Stats { loaded: None, cached_tokens: 0, context: 0, threads: 0 })?,
@@ -170,8 +172,13 @@ impl<W: Write> Worker<'_, W> {
         loop {
             let Some(req) = self.next_blocking() else { return Ok(After::Eof) };
             match req {
-                Request::Generate { id, messages, params, prefill } => {
-                    let g = Generation { model, spec, id: id.clone(), params: &params };
+                Request::Generate { .. } | Request::Prewarm { .. } => {
+                    let (id, messages, params, prefill, evaluate_only) = match req {
+                        Request::Generate { id, messages, params, prefill } => (id, messages, params, prefill, false),
+                        Request::Prewarm { id, messages } => (id, messages, SamplingParams::default(), None, true),
+                        _ => unreachable!("matched above"),
+                    };
+                    let g = Generation { model, spec, id: id.clone(), params: &params, evaluate_only };
                     if let Err(message) = g.run(self, &mut ctx, &mut cached, &messages, prefill.as_deref()) {
                         // Whatever state the cache is in now is unknown: start clean next time.
                         ctx.clear_kv_cache();
@@ -215,6 +222,8 @@ struct Generation<'a> {
     spec: &'a Spec,
     id: String,
     params: &'a SamplingParams,
+    /// Pre-warm: fill the cache with the prompt, answer nothing.
+    evaluate_only: bool,
 }
 
 impl Generation<'_> {
@@ -228,7 +237,7 @@ impl Generation<'_> {
         let reserve = self.params.max_tokens.unwrap_or(256).min(self.spec.context / 4) as usize;
         let mut kept: Vec<Message> = messages.to_vec();
         loop {
-            let mut text = template::render(self.model, &self.spec.template, &kept, &bos, &eos)?;
+            let mut text = template::render(self.model, &self.spec.template, &kept, !self.evaluate_only, &bos, &eos)?;
             if let Some(p) = prefill {
                 text.push_str(p);
             }
@@ -311,6 +320,9 @@ impl Generation<'_> {
             }
         }
         usage.prompt_ms = started.elapsed().as_millis() as u64;
+        if self.evaluate_only {
+            return w.emit(&Event::Done { id: self.id.clone(), finish_reason: FinishReason::Stop, usage }).map_err(io);
+        }
 
         let started = Instant::now();
         let vocab = self.model.vocab();

@@ -208,3 +208,32 @@ async fn gemma_answers_in_real_words() {
     let (text, _, _) = answer(&e, vec![Message::new("user", "A quiz on capitals, please.")], greedy, Some(shots)).await.unwrap();
     assert!(text.contains("Paris"), "{text:?}");
 }
+
+#[tokio::test]
+async fn prewarm_loads_and_caches_the_system_prompt_so_the_first_answer_reuses_it() {
+    let e = engine();
+    let system = vec![Message::new("system", "You are Understudy, a careful assistant that answers briefly and precisely.")];
+    let warm = e.prewarm(&understudy_testkit::tiny_gguf(), 512, 1, system.clone()).await.unwrap();
+    assert!(warm.prompt_evaluated > 10 && warm.completion_tokens == 0, "{warm:?}");
+    let pid = e.worker_pid().await;
+    let mut convo = system;
+    convo.push(Message::new("user", "hello"));
+    let (_, _, usage) = answer(&e, convo, params(4), None).await.unwrap();
+    assert!(usage.prompt_reused >= warm.prompt_tokens - 1, "first answer reused the system prompt: {usage:?} after {warm:?}");
+    assert_eq!(e.worker_pid().await, pid, "no reload for the first answer");
+}
+
+#[tokio::test]
+async fn an_idle_engine_unloads_and_loads_again_on_the_next_request() {
+    let mut config = EngineConfig::new(env!("CARGO_BIN_EXE_understudy-local-worker"), &[]);
+    config.idle_unload = Some(Duration::from_millis(400));
+    let e = Engine::new(config);
+    e.load(&understudy_testkit::tiny_gguf(), 512, 1).await.unwrap();
+    answer(&e, user("hi"), params(2), None).await.unwrap();
+    assert!(e.worker_pid().await.is_some());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(e.worker_pid().await, None, "the worker (and the model's memory) is gone after idling");
+    let (text, _, _) = answer(&e, user("back again"), params(3), None).await.unwrap();
+    assert!(!text.is_empty());
+    assert!(e.worker_pid().await.is_some());
+}
