@@ -50,7 +50,8 @@ commands:
   run     install what is missing, build the UI and the app, start the app
   test    install what is missing, run every test: Rust (nextest), UI (Vitest), end-to-end (Xvfb)
   setup   install what is missing (packages, venv, tools, test models), nothing else
-  bench   local engine speed (Gemma 3 270M): threads 1 and 2, idle and with a busy core";
+  bench   local engine speed (Gemma 3 270M): threads 1 and 2, idle and with a busy core
+  bench local   Understudy vs llama.cpp itself (a reference program built from the vendored source)";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -75,6 +76,7 @@ fn run(args: &[String]) -> Result<()> {
         Some("run") => cmd_run(&args[1..]),
         Some("test") => cmd_test(&args[1..]),
         Some("setup") => setup(Setup::Test),
+        Some("bench") if args.get(1).map(String::as_str) == Some("local") => cmd_bench_local(),
         Some("bench") => cmd_bench(),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
@@ -188,6 +190,70 @@ fn cmd_bench() -> Result<()> {
         println!("{threads:<8} {:<10} {pp:>10.0} {:>8.2} {tg:>10.1} {:>8.2} {load:>8.0} {rss:>8.0}", if busy { "busy" } else { "idle" }, pp / pp0, tg / tg0);
     }
     Ok(())
+}
+
+/// `understudy bench` against a llama.h reference program built with cmake from the exact
+/// llama.cpp source llama-cpp-sys-2 vendors, same model and threads, alternating runs, best of
+/// three each; prints Understudy/llama.cpp ratios.
+fn cmd_bench_local() -> Result<()> {
+    setup(Setup::Test)?;
+    step("cli build", || sh(Command::new("cargo").args(["build", "-p", "understudy-cli"])))?;
+    let src = vendored_llama_cpp()?;
+    let build = understudy_testkit::cache_dir().join("llama-ref");
+    step("llama.cpp reference build (cmake)", || {
+        sh(Command::new("cmake")
+            .args(["-S", "xtask/bench", "-B"])
+            .arg(&build)
+            .arg(format!("-DLLAMA_SRC={}", src.display()))
+            // The CPU features llama-cpp-sys-2's build enables on x86-64 (its CMakeCache).
+            .args(["-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=OFF", "-DGGML_AVX=ON", "-DGGML_AVX2=ON", "-DGGML_FMA=ON", "-DGGML_F16C=ON", "-DGGML_BMI2=ON", "-DGGML_OPENMP=OFF"])
+            .arg("-Wno-dev")
+            .stdout(std::process::Stdio::null()))?;
+        sh(Command::new("cmake").arg("--build").arg(&build).args(["-j2", "--target", "llama-ref"]).stdout(std::process::Stdio::null()))
+    })?;
+    let model = understudy_testkit::ensure_gemma_gguf().map_err(anyhow::Error::msg)?;
+    let ours = target_dir().join("debug").join("understudy");
+    let reference = build.join("llama-ref");
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    println!("model: {}\n", model.display());
+    println!("{:<8} {:>14} {:>14} {:>7} {:>12} {:>12} {:>7}", "threads", "pp512 ours", "pp512 llama", "ratio", "tg128 ours", "tg128 llama", "ratio");
+    for threads in [1, cores] {
+        let t = threads.to_string();
+        let (mut best_ours, mut best_ref) = ((0f64, 0f64), (0f64, 0f64));
+        for _ in 0..3 {
+            let o = json_of(Command::new(&ours).args(["bench", "--json", "--threads", &t, "--model"]).arg(&model).env("UNDERSTUDY_CONFIG", "/dev/null"))?;
+            let r = json_of(Command::new(&reference).arg(&model).arg(&t))?;
+            let speeds = |v: &serde_json::Value| (v["prompt_tokens_per_s"].as_f64().unwrap_or(0.0), v["gen_tokens_per_s"].as_f64().unwrap_or(0.0));
+            let (op, og) = speeds(&o);
+            let (rp, rg) = speeds(&r);
+            best_ours = (best_ours.0.max(op), best_ours.1.max(og));
+            best_ref = (best_ref.0.max(rp), best_ref.1.max(rg));
+        }
+        println!(
+            "{threads:<8} {:>14.1} {:>14.1} {:>7.3} {:>12.1} {:>12.1} {:>7.3}",
+            best_ours.0, best_ref.0, best_ours.0 / best_ref.0, best_ours.1, best_ref.1, best_ours.1 / best_ref.1
+        );
+    }
+    Ok(())
+}
+
+fn json_of(cmd: &mut Command) -> Result<serde_json::Value> {
+    let out = cmd.output()?;
+    if !out.status.success() {
+        bail!("{:?} failed: {}", cmd.get_program(), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// The llama.cpp source directory inside the llama-cpp-sys-2 crate the workspace locks.
+fn vendored_llama_cpp() -> Result<PathBuf> {
+    let meta = json_of(Command::new("cargo").args(["metadata", "--format-version", "1", "--filter-platform", &format!("{}-unknown-linux-gnu", std::env::consts::ARCH)]))?;
+    let manifest = meta["packages"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "llama-cpp-sys-2"))
+        .and_then(|p| p["manifest_path"].as_str())
+        .context("llama-cpp-sys-2 is not in cargo metadata")?;
+    Ok(Path::new(manifest).parent().context("manifest dir")?.join("llama.cpp"))
 }
 
 fn e2e() -> Result<()> {

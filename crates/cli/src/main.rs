@@ -134,6 +134,11 @@ fn main() -> ExitCode {
     if let Command::Bench(args) = &cli.command {
         return bench(args, &loaded.config, cli.json);
     }
+    if let Command::Chat { provider, message } = &cli.command {
+        if provider == understudy_core::config::LOCAL_PROVIDER_ID {
+            return chat_local(message.clone(), &loaded.config, cli.json);
+        }
+    }
     // The other commands land with their issues (see ARCHITECTURE.md); until then say so plainly.
     eprintln!("understudy {}: not implemented yet", cli.command.name());
     ExitCode::from(2)
@@ -164,4 +169,75 @@ fn bench(args: &BenchArgs, config: &understudy_core::Config, json: bool) -> Exit
             ExitCode::from(1)
         }
     }
+}
+
+/// `understudy chat --provider local`: one answer from the local engine, streamed.
+fn chat_local(message: Option<String>, config: &understudy_core::Config, json: bool) -> ExitCode {
+    let Some(model) = config.local.model.as_ref().filter(|m| m.ends_with(".gguf")).map(PathBuf::from) else {
+        eprintln!("understudy chat: no local model: set UNDERSTUDY_LOCAL_MODEL or [local] model to a .gguf file");
+        return ExitCode::from(2);
+    };
+    let message = match message {
+        Some(m) => m,
+        None => {
+            let mut s = String::new();
+            if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut s) {
+                eprintln!("understudy chat: cannot read stdin: {e}");
+                return ExitCode::from(1);
+            }
+            s
+        }
+    };
+    if message.trim().is_empty() {
+        eprintln!("understudy chat: empty message");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("understudy chat: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(stream_local(&model, config, message, json)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("understudy chat: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn stream_local(model: &std::path::Path, config: &understudy_core::Config, message: String, json: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    use understudy_local::{engine::EngineConfig, Engine, Event, Message, SamplingParams};
+    let exe = std::env::current_exe()?;
+    let mut engine_config = EngineConfig::new(exe, &["worker"]);
+    engine_config.stall_timeout = config.failover.stall_timeout;
+    let engine = Engine::new(engine_config);
+    engine.load(model, config.local.context, config.local.threads).await?;
+    let name = model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    eprintln!("understudy: answering with local ({name}), as requested by --provider local");
+    let mut generation = engine.generate(vec![Message::new("user", &message)], SamplingParams::default(), None).await?;
+    let mut out = std::io::stdout().lock();
+    while let Some(event) = generation.next().await {
+        match event {
+            Event::Token { text, .. } if json => writeln!(out, "{}", serde_json::json!({ "type": "token", "text": text }))?,
+            Event::Token { text, .. } => {
+                out.write_all(text.as_bytes())?;
+                out.flush()?;
+            }
+            Event::Done { finish_reason, usage, .. } => {
+                if json {
+                    writeln!(out, "{}", serde_json::json!({ "type": "done", "provider": "local", "model": name, "finish_reason": finish_reason, "usage": usage }))?;
+                } else {
+                    writeln!(out)?;
+                }
+                return Ok(());
+            }
+            Event::Error { message, .. } => anyhow::bail!("the local engine failed: {message}"),
+            _ => {}
+        }
+    }
+    anyhow::bail!("the local engine ended without an answer")
 }

@@ -131,3 +131,30 @@ fn bench_reports_speed_as_json_and_names_a_bad_file() {
     let out = understudy(&["bench"], Some(""));
     assert_eq!(out.status.code(), Some(2), "no model configured is a usage error");
 }
+
+#[test]
+fn chat_with_the_local_provider_streams_an_answer() {
+    let tiny = understudy_testkit::tiny_gguf();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_understudy"))
+            .args(args)
+            .env_remove("UNDERSTUDY_CONFIG")
+            .env("XDG_CONFIG_HOME", dir.path())
+            .env("UNDERSTUDY_DATA_DIR", dir.path())
+            .env("UNDERSTUDY_LOCAL_MODEL", &tiny)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["chat", "--provider", "local", "--json", "hello there"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("answering with local (tiny-llama.gguf)"), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let done = lines.last().unwrap();
+    assert_eq!(done["type"], "done");
+    assert_eq!(done["provider"], "local");
+    assert!(done["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+    assert!(lines.len() >= 2 && lines[..lines.len() - 1].iter().all(|l| l["type"] == "token"));
+    let out = run(&["chat", "--provider", "local"]);
+    assert_eq!(out.status.code(), Some(2), "empty stdin is a usage error");
+}
