@@ -237,3 +237,30 @@ async fn an_idle_engine_unloads_and_loads_again_on_the_next_request() {
     assert!(!text.is_empty());
     assert!(e.worker_pid().await.is_some());
 }
+
+#[tokio::test]
+async fn a_worker_that_hangs_mid_answer_is_killed_and_the_request_fails_clearly() {
+    // A stand-in worker that loads, sends one token, then hangs as a stuck llama.cpp would.
+    let script = r#"read l; echo '{"type":"loaded","path":"m","architecture":"llama","load_ms":1,"context":512,"threads":1,"template":"chatml"}'
+read l; id=$(echo "$l" | sed 's/.*"id":"\([^"]*\)".*/\1/'); echo "{\"type\":\"token\",\"id\":\"$id\",\"text\":\"hi\"}"; exec sleep 600"#;
+    let mut config = EngineConfig::new("bash", &["-c", script]);
+    config.stall_timeout = Duration::from_millis(500);
+    let e = Engine::new(config);
+    e.load(&understudy_testkit::tiny_gguf(), 512, 1).await.unwrap();
+    let pid = e.worker_pid().await.unwrap();
+    let mut g = e.generate(user("hi"), params(10), None).await.unwrap();
+    assert!(matches!(g.next().await, Some(Event::Token { ref text, .. }) if text == "hi"));
+    let started = Instant::now();
+    match g.next().await {
+        Some(Event::Error { message, .. }) => assert!(message.contains("did not respond"), "{message}"),
+        other => panic!("expected a stall error, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(g.next().await.is_none());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!Path::new(&format!("/proc/{pid}")).exists() || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z ")), "the hung worker was killed");
+    // the next request starts a fresh worker, which loads and answers
+    let mut g = e.generate(user("again"), params(10), None).await.unwrap();
+    assert!(matches!(g.next().await, Some(Event::Token { .. })));
+    assert_ne!(e.worker_pid().await, Some(pid));
+}
