@@ -3,7 +3,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchApp, screenshot } from "./driver";
 
-const expected = process.env.UNDERSTUDY_E2E_BAD_CONFIG_EXPECT?.split(",") ?? [];
+const expected = (process.env.UNDERSTUDY_E2E_BAD_CONFIG_EXPECT ?? "")
+  .split(",")
+  .map((s) => s.trim())
+  .filter((s) => s.length > 0);
 let browser: WebdriverIO.Browser;
 
 describe.skipIf(!process.env.UNDERSTUDY_E2E_BAD_CONFIG)("a broken config file", () => {

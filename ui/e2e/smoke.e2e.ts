@@ -13,9 +13,9 @@ afterAll(async () => {
 
 describe("first start of the real app", () => {
   it("opens the window on the first-run screen with the three set-up actions", async () => {
-    expect(await browser.getTitle()).toBe("Understudy");
     const firstRun = await browser.$('[data-testid="first-run"]');
     await firstRun.waitForDisplayed({ timeout: 30_000 });
+    expect(await browser.getTitle()).toBe("Understudy");
     expect(await browser.$("h1").getText()).toBe("Welcome to Understudy");
     expect(await browser.$('[data-testid="action-add-key"] .title').getText()).toBe("Add OpenAI API key");
     expect(await browser.$('[data-testid="action-download-model"] .title').getText()).toBe("Download an offline model");

@@ -62,6 +62,10 @@ describe("App", () => {
     expect(screen.getByTestId("status-bar")).toHaveTextContent("OpenAI: key from environment · gpt-4o-mini");
     expect(screen.getByTestId("status-bar")).toHaveTextContent("No offline model");
     expect(screen.getByTestId("status-health")).toHaveTextContent("Ready");
+    // No chat command exists yet: the composer stays disabled and says so.
+    expect(screen.getByTestId("composer-input")).toBeDisabled();
+    expect(screen.getByTestId("send-button")).toBeDisabled();
+    expect(screen.getByTestId("composer-hint")).toHaveTextContent("Chat arrives in the next release");
   });
 
   it("shows a config problem with file:line, key and message next to the first-run screen", async () => {

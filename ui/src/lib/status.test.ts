@@ -1,5 +1,5 @@
 import { describe, it, expect } from "vitest";
-import { describe as describeStatus, baseName } from "./status";
+import { describe as describeStatus, baseName, composerHint } from "./status";
 import type { AppInfo } from "../api/app";
 import { appInfo } from "../test-fixtures";
 
@@ -25,5 +25,11 @@ describe("status line", () => {
     expect(baseName("C:\\models\\a.gguf")).toBe("a.gguf");
     expect(baseName("/m/b.gguf")).toBe("b.gguf");
     expect(baseName("qwen2.5-0.5b")).toBe("qwen2.5-0.5b");
+  });
+
+  it("the composer hint says why nothing can be sent", () => {
+    expect(composerHint(base)).toMatch(/^Add an OpenAI API key or an offline model/);
+    expect(composerHint({ ...base, mode: "local-only", openai_key: "env", first_run: false })).toMatch(/^Local-only mode needs an offline model/);
+    expect(composerHint({ ...base, openai_key: "keyring", first_run: false })).toMatch(/^Chat arrives/);
   });
 });

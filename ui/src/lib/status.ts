@@ -35,3 +35,10 @@ export function baseName(pathOrId: string): string {
   const parts = pathOrId.split(/[\\/]/);
   return parts[parts.length - 1] || pathOrId;
 }
+
+/** Why the composer is disabled: nothing can answer yet, or chat itself is not wired up yet. */
+export function composerHint(info: AppInfo): string {
+  if (info.first_run) return "Add an OpenAI API key or an offline model to start chatting.";
+  if (describe(info).health === "nothing") return "Local-only mode needs an offline model. Add one to start chatting.";
+  return "Chat arrives in the next release of Understudy.";
+}
