@@ -1,5 +1,10 @@
-//! OpenAI-compatible client: reqwest + eventsource-stream, streaming chat completions,
-//! connect / first-token / stall timeouts and the failure classification the router acts on.
-//!
-//! Empty until the "Cloud chat" issue lands; the crate exists so the workspace layout and
-//! dependency seams are fixed from the start (see ARCHITECTURE.md).
+//! OpenAI-compatible client: reqwest (rustls) + eventsource-stream, streamed and complete chat
+//! completions, `GET /models`, connect / first-token / stall timeouts, and the failure
+//! classification (design.md section 3) the router acts on. Any base URL that speaks the API
+//! works (OpenAI, Groq, Mistral, OpenRouter, local servers).
+
+mod client;
+mod error;
+
+pub use client::{ChatMessage, ChatRequest, ChatResponse, ChatStream, Client, ClientConfig, ModelInfo, StreamEvent, Usage};
+pub use error::{classify, Error, ErrorKind, FailureClass};

@@ -121,3 +121,49 @@ fn fixture(var: Option<&str>, name: &str, make: impl Fn(&Path) -> Result<(), Str
     }
     Ok(path)
 }
+
+/// A running `llmock` server (PyPI), the fault-injecting OpenAI upstream of the tests, on a free
+/// loopback port. Stopped on drop.
+#[derive(Debug)]
+pub struct Llmock {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Llmock {
+    /// Starts one and waits until it accepts connections. `extra` are more `llmock serve` flags.
+    pub fn start(extra: &[&str]) -> Llmock {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port");
+        let bin = venv_dir().join("bin").join("llmock");
+        let child = Command::new(&bin)
+            .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string(), "--log-level", "warning"])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} (run `cargo xtask setup`): {e}", bin.display()));
+        let server = Llmock { child, port };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "llmock did not start on port {port}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// The OpenAI-compatible base URL (`http://127.0.0.1:PORT/v1`).
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1", self.port)
+    }
+
+    /// The control API (`/_llmock/...`).
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/_llmock/{}", self.port, path.trim_start_matches('/'))
+    }
+}
+
+impl Drop for Llmock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

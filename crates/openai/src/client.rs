@@ -1,0 +1,396 @@
+//! The HTTP client: chat completions (streamed and not), `GET /models`, with the three timeouts
+//! a stream needs — connect, first token, and the gap between chunks — and no cap on the whole
+//! answer.
+
+use std::time::Duration;
+
+use eventsource_stream::{Event as SseEvent, EventStreamError, Eventsource};
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind};
+
+/// An OpenAI-compatible endpoint.
+#[derive(Clone)]
+pub struct ClientConfig {
+    /// e.g. `https://api.openai.com/v1` (no trailing slash needed).
+    pub base_url: String,
+    /// Sent as `Authorization: Bearer`; never logged, never in errors.
+    pub api_key: Option<String>,
+    /// Name used in messages ("OpenAI").
+    pub provider: String,
+    pub connect_timeout: Duration,
+    pub first_token_timeout: Duration,
+    pub stall_timeout: Duration,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("provider", &self.provider)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("first_token_timeout", &self.first_token_timeout)
+            .field("stall_timeout", &self.stall_timeout)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: &str, content: &str) -> ChatMessage {
+        ChatMessage { role: role.into(), content: content.into() }
+    }
+}
+
+/// The request body; only the fields Understudy sends.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<ChatMessage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    #[serde(default)]
+    pub total_tokens: u32,
+}
+
+/// A complete (non-streamed) answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatResponse {
+    pub model: String,
+    pub content: String,
+    pub finish_reason: Option<String>,
+    pub usage: Option<Usage>,
+    pub request_id: Option<String>,
+}
+
+/// One step of a streamed answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    /// Text to append. `model` is the model that produced it.
+    Delta { model: String, content: String },
+    /// The choice finished (`stop`, `length`, ...).
+    Finish { reason: String },
+    /// Token counts (with `stream_options.include_usage`).
+    Usage(Usage),
+    /// `[DONE]`: the answer is complete.
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ModelInfo {
+    pub id: String,
+    #[serde(default)]
+    pub owned_by: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    config: ClientConfig,
+}
+
+impl Client {
+    pub fn new(config: ClientConfig) -> Result<Client, Error> {
+        // No overall timeout: a long answer may stream for minutes. The per-phase timeouts are
+        // enforced around each await instead.
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .user_agent(concat!("understudy/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::new(ErrorKind::Client, &config.provider, e.to_string()))?;
+        Ok(Client { http, config })
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.config.base_url.trim_end_matches('/'), path.trim_start_matches('/'))
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut rb = self.http.request(method, self.url(path));
+        if let Some(key) = &self.config.api_key {
+            rb = rb.bearer_auth(key);
+        }
+        rb
+    }
+
+    /// Removes the key from a text that came from elsewhere (a server echoing it back).
+    fn scrub(&self, text: String) -> String {
+        match &self.config.api_key {
+            Some(key) if key.len() >= 8 && text.contains(key.as_str()) => text.replace(key.as_str(), "<redacted>"),
+            _ => text,
+        }
+    }
+
+    fn transport(&self, e: &reqwest::Error, during_body: bool) -> Error {
+        let text = self.scrub(chain(e));
+        let lower = text.to_lowercase();
+        let kind = if during_body {
+            ErrorKind::Cut
+        } else if lower.contains("dns") || lower.contains("failed to lookup") || lower.contains("name or service not known") {
+            ErrorKind::Dns
+        } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+            ErrorKind::Tls
+        } else {
+            ErrorKind::Connect
+        };
+        Error::new(kind, &self.config.provider, text)
+    }
+
+    /// Sends and checks the status; an error status becomes a classified [`Error`].
+    async fn send(&self, rb: reqwest::RequestBuilder, wait: Duration, what: ErrorKind) -> Result<reqwest::Response, Error> {
+        let response = match tokio::time::timeout(wait, rb.send()).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(self.transport(&e, false)),
+            Err(_) => return Err(Error::new(what, &self.config.provider, format!("no response within {}s", wait.as_secs_f32()))),
+        };
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        let request_id = header(&response, "x-request-id");
+        let retry_after = retry_after(&response);
+        let body = tokio::time::timeout(wait, response.text()).await.ok().and_then(Result::ok).unwrap_or_default();
+        let (code, message) = error_object(&body);
+        let mut err = Error::from_status(status, code, message.map(|m| self.scrub(m)), &self.config.provider);
+        err.request_id = request_id;
+        err.retry_after = retry_after;
+        Err(err)
+    }
+
+    /// `GET /models`: also the health probe.
+    pub async fn models(&self) -> Result<Vec<ModelInfo>, Error> {
+        let wait = self.config.first_token_timeout;
+        let response = self.send(self.request(reqwest::Method::GET, "models"), wait, ErrorKind::FirstToken).await?;
+        #[derive(Deserialize)]
+        struct List {
+            data: Vec<ModelInfo>,
+        }
+        let body = tokio::time::timeout(wait, response.bytes()).await.map_err(|_| Error::new(ErrorKind::Stall, &self.config.provider, "the model list did not arrive"))?;
+        let body = body.map_err(|e| self.transport(&e, true))?;
+        serde_json::from_slice::<List>(&body).map(|l| l.data).map_err(|e| Error::new(ErrorKind::Malformed, &self.config.provider, format!("model list: {e}")))
+    }
+
+    /// A complete answer in one response.
+    pub async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, Error> {
+        let wait = self.config.first_token_timeout;
+        let body = serde_json::json!({ "model": req.model, "messages": req.messages, "max_tokens": req.max_tokens, "temperature": req.temperature, "stream": false });
+        let response = self.send(self.request(reqwest::Method::POST, "chat/completions").json(&body), wait, ErrorKind::FirstToken).await?;
+        let request_id = header(&response, "x-request-id");
+        let bytes = match tokio::time::timeout(self.config.stall_timeout, response.bytes()).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => return Err(self.transport(&e, true)),
+            Err(_) => return Err(Error::new(ErrorKind::Stall, &self.config.provider, "the answer's body did not arrive")),
+        };
+        #[derive(Deserialize)]
+        struct Completion {
+            model: String,
+            choices: Vec<Choice>,
+            usage: Option<Usage>,
+        }
+        #[derive(Deserialize)]
+        struct Choice {
+            message: ChatMessage,
+            finish_reason: Option<String>,
+        }
+        let c: Completion = serde_json::from_slice(&bytes).map_err(|e| Error::new(ErrorKind::Malformed, &self.config.provider, format!("completion: {e}")))?;
+        let choice = c.choices.into_iter().next().ok_or_else(|| Error::new(ErrorKind::Malformed, &self.config.provider, "completion without choices"))?;
+        Ok(ChatResponse { model: c.model, content: choice.message.content, finish_reason: choice.finish_reason, usage: c.usage, request_id })
+    }
+
+    /// A streamed answer. Returns once the response headers arrived; the first chunk must come
+    /// within the first-token timeout and each next one within the stall timeout.
+    pub async fn chat_stream(&self, req: &ChatRequest) -> Result<ChatStream, Error> {
+        let body = serde_json::json!({
+            "model": req.model, "messages": req.messages, "max_tokens": req.max_tokens, "temperature": req.temperature,
+            "stream": true, "stream_options": { "include_usage": true },
+        });
+        let response = self.send(self.request(reqwest::Method::POST, "chat/completions").json(&body), self.config.first_token_timeout, ErrorKind::FirstToken).await?;
+        let request_id = header(&response, "x-request-id");
+        Ok(ChatStream {
+            events: response.bytes_stream().eventsource().boxed(),
+            client: self.clone(),
+            request_id,
+            got_first: false,
+            finished: false,
+            pending_finish: None,
+        })
+    }
+}
+
+/// A streamed answer in progress. Errors end it; so does `Done`.
+pub struct ChatStream {
+    events: BoxStream<'static, Result<SseEvent, EventStreamError<reqwest::Error>>>,
+    client: Client,
+    pub request_id: Option<String>,
+    got_first: bool,
+    finished: bool,
+    /// A finish reason that came in the same chunk as the last text, reported next.
+    pending_finish: Option<String>,
+}
+
+impl std::fmt::Debug for ChatStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatStream").field("request_id", &self.request_id).field("finished", &self.finished).finish()
+    }
+}
+
+impl ChatStream {
+    /// The next event, or `None` after `Done` or an error.
+    pub async fn next(&mut self) -> Option<Result<StreamEvent, Error>> {
+        if self.finished {
+            return None;
+        }
+        let result = self.step().await;
+        if matches!(result, Err(_) | Ok(StreamEvent::Done)) {
+            self.finished = true;
+        }
+        Some(result)
+    }
+
+    async fn step(&mut self) -> Result<StreamEvent, Error> {
+        if let Some(reason) = self.pending_finish.take() {
+            return Ok(StreamEvent::Finish { reason });
+        }
+        let provider = self.client.config.provider.clone();
+        loop {
+            let (wait, kind) = if self.got_first { (self.client.config.stall_timeout, ErrorKind::Stall) } else { (self.client.config.first_token_timeout, ErrorKind::FirstToken) };
+            let item = match tokio::time::timeout(wait, self.events.next()).await {
+                Err(_) => return Err(self.with_id(Error::new(kind, &provider, format!("nothing for {}s", wait.as_secs_f32())))),
+                // The body ended before [DONE]: whatever came is not the whole answer.
+                Ok(None) => return Err(self.with_id(Error::new(ErrorKind::Truncated, &provider, "the stream ended without [DONE]"))),
+                Ok(Some(Err(EventStreamError::Transport(e)))) => return Err(self.with_id(self.client.transport(&e, true))),
+                Ok(Some(Err(e))) => return Err(self.with_id(Error::new(ErrorKind::Malformed, &provider, e.to_string()))),
+                Ok(Some(Ok(ev))) => ev,
+            };
+            let data = item.data.trim();
+            if data.is_empty() {
+                continue;
+            }
+            if data == "[DONE]" {
+                return Ok(StreamEvent::Done);
+            }
+            let chunk: Chunk = serde_json::from_str(data).map_err(|e| self.with_id(Error::new(ErrorKind::Malformed, &provider, format!("chunk is not JSON: {e}"))))?;
+            if let Some(err) = chunk.error {
+                let (code, message) = (err.code.or(err.r#type), err.message.unwrap_or_else(|| "error in stream".into()));
+                let mut e = Error::new(ErrorKind::StreamError, &provider, self.client.scrub(message));
+                e.code = code;
+                return Err(self.with_id(e));
+            }
+            if let Some(usage) = chunk.usage {
+                self.got_first = true;
+                return Ok(StreamEvent::Usage(usage));
+            }
+            let Some(choice) = chunk.choices.into_iter().next() else { continue };
+            match (choice.delta.and_then(|d| d.content).filter(|c| !c.is_empty()), choice.finish_reason) {
+                (Some(content), finish) => {
+                    self.got_first = true;
+                    self.pending_finish = finish;
+                    return Ok(StreamEvent::Delta { model: chunk.model.unwrap_or_default(), content });
+                }
+                (None, Some(reason)) => {
+                    self.got_first = true;
+                    return Ok(StreamEvent::Finish { reason });
+                }
+                // Role-only or empty deltas are not the first token.
+                (None, None) => continue,
+            }
+        }
+    }
+
+    fn with_id(&self, mut e: Error) -> Error {
+        e.request_id = e.request_id.or_else(|| self.request_id.clone());
+        e
+    }
+}
+
+#[derive(Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    choices: Vec<ChunkChoice>,
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default)]
+    error: Option<ErrorObject>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice {
+    #[serde(default)]
+    delta: Option<Delta>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Delta {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ErrorObject {
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    r#type: Option<String>,
+}
+
+/// `error.code` (else `error.type`) and `error.message` of an OpenAI error body.
+fn error_object(body: &str) -> (Option<String>, Option<String>) {
+    #[derive(Deserialize)]
+    struct Body {
+        error: ErrorObject,
+    }
+    match serde_json::from_str::<Body>(body) {
+        Ok(b) => (b.error.code.or(b.error.r#type), b.error.message),
+        Err(_) => (None, (!body.trim().is_empty()).then(|| body.chars().take(300).collect())),
+    }
+}
+
+fn header(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+/// `retry-after-ms` (OpenAI's, precise) first, then `retry-after` in seconds.
+fn retry_after(r: &reqwest::Response) -> Option<Duration> {
+    if let Some(ms) = header(r, "retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok()) {
+        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+    }
+    header(r, "retry-after").and_then(|v| v.trim().parse::<f64>().ok()).map(|s| Duration::from_secs_f64(s.max(0.0)))
+}
+
+/// The error and its sources, one line: reqwest's own text hides the cause.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,201 @@
+//! The client against real HTTP upstreams: llmock (PyPI) for answers and every fault it can
+//! script, and a raw TCP server of our own for what llmock cannot produce.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use understudy_openai::{ChatMessage, ChatRequest, Client, ClientConfig, ErrorKind, FailureClass, StreamEvent};
+use understudy_testkit::Llmock;
+
+const KEY: &str = "sk-test-SECRETKEY0123456789";
+
+fn client(base_url: &str) -> Client {
+    Client::new(ClientConfig {
+        base_url: base_url.into(),
+        api_key: Some(KEY.into()),
+        provider: "OpenAI".into(),
+        connect_timeout: Duration::from_secs(2),
+        first_token_timeout: Duration::from_millis(1500),
+        stall_timeout: Duration::from_millis(1500),
+    })
+    .unwrap()
+}
+
+fn request() -> ChatRequest {
+    ChatRequest { model: "gpt-4o-mini".into(), messages: vec![ChatMessage::new("user", "hi")], max_tokens: None, temperature: None }
+}
+
+async fn scenario(mock: &Llmock, behaviors: serde_json::Value) {
+    let r = reqwest::Client::new().post(mock.admin_url("scenario")).json(&serde_json::json!({ "behaviors": behaviors })).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+}
+
+/// Streams to the end: (text, finish, usage seen, done seen) or the error.
+async fn stream(c: &Client) -> Result<(String, Option<String>, bool), understudy_openai::Error> {
+    let mut s = c.chat_stream(&request()).await?;
+    let (mut text, mut finish, mut usage) = (String::new(), None, false);
+    while let Some(ev) = s.next().await {
+        match ev? {
+            StreamEvent::Delta { content, model } => {
+                assert_eq!(model, "gpt-4o-mini");
+                text.push_str(&content)
+            }
+            StreamEvent::Finish { reason } => finish = Some(reason),
+            StreamEvent::Usage(u) => usage = u.completion_tokens > 0,
+            StreamEvent::Done => return Ok((text, finish, usage)),
+        }
+    }
+    unreachable!("a stream ends with Done or an error")
+}
+
+fn no_key(e: &understudy_openai::Error) {
+    let all = format!("{e} {e:?} {}", serde_json::to_string(e).unwrap());
+    assert!(!all.contains("SECRETKEY"), "key leaked: {all}");
+}
+
+#[tokio::test]
+async fn streams_and_completes_answers_with_usage_and_lists_models() {
+    let mock = Llmock::start(&[]);
+    let c = client(&mock.base_url());
+    let (text, finish, usage) = stream(&c).await.unwrap();
+    assert!(text.contains("gpt-4o-mini"), "{text}");
+    assert_eq!(finish.as_deref(), Some("stop"));
+    assert!(usage, "include_usage gave a usage chunk");
+    let full = c.chat(&request()).await.unwrap();
+    assert!(!full.content.is_empty());
+    assert_eq!(full.finish_reason.as_deref(), Some("stop"));
+    let models = c.models().await.unwrap();
+    assert!(models.iter().any(|m| m.id == "gpt-4o-mini"));
+    // the key went upstream as a bearer token
+    let journal: serde_json::Value = reqwest::get(mock.admin_url("requests")).await.unwrap().json().await.unwrap();
+    assert!(journal["count"].as_u64().unwrap() >= 3);
+}
+
+#[tokio::test]
+async fn http_errors_are_classified_with_status_code_and_retry_after() {
+    let mock = Llmock::start(&[]);
+    let c = client(&mock.base_url());
+    let cases = [
+        (serde_json::json!({"type": "fail", "status": 503}), 503, FailureClass::Outage),
+        (serde_json::json!({"type": "fail", "status": 500}), 500, FailureClass::Outage),
+        (serde_json::json!({"type": "fail", "status": 408}), 408, FailureClass::Outage),
+        (serde_json::json!({"type": "fail", "status": 429, "retry_after": 1.5}), 429, FailureClass::RateLimit),
+        (serde_json::json!({"type": "fail", "status": 429, "code": "insufficient_quota", "message": "You exceeded your current quota"}), 429, FailureClass::Account),
+        (serde_json::json!({"type": "fail", "status": 401}), 401, FailureClass::Account),
+        (serde_json::json!({"type": "fail", "status": 403}), 403, FailureClass::Account),
+        (serde_json::json!({"type": "fail", "status": 404}), 404, FailureClass::Account),
+        (serde_json::json!({"type": "fail", "status": 400, "code": "context_length_exceeded"}), 400, FailureClass::Request),
+        (serde_json::json!({"type": "fail", "status": 422}), 422, FailureClass::Request),
+    ];
+    for (behavior, status, class) in cases {
+        scenario(&mock, serde_json::json!([behavior])).await;
+        let e = c.chat_stream(&request()).await.unwrap_err();
+        assert_eq!((e.kind.clone(), e.status, e.class), (ErrorKind::Status, Some(status), class), "{behavior}: {e}");
+        no_key(&e);
+        if status == 429 && class == FailureClass::RateLimit {
+            assert_eq!(e.retry_after, Some(Duration::from_millis(1500)), "retry-after-ms is read");
+            assert_eq!(e.code.as_deref(), Some("rate_limit_exceeded"));
+        }
+        if status == 401 {
+            assert!(e.to_string().starts_with("OpenAI rejected the API key (401)"), "{e}");
+        }
+    }
+    // the same classification on the non-streamed path and the model list
+    scenario(&mock, serde_json::json!([{"type": "fail", "status": 502}, {"type": "fail", "status": 401}])).await;
+    assert_eq!(c.chat(&request()).await.unwrap_err().class, FailureClass::Outage);
+    assert_eq!(c.models().await.unwrap_err().class, FailureClass::Account);
+}
+
+#[tokio::test]
+async fn stream_faults_are_errors_never_a_short_answer() {
+    let mock = Llmock::start(&[]);
+    let c = client(&mock.base_url());
+    for (fault, kind) in [("disconnect", ErrorKind::Cut), ("truncate", ErrorKind::Truncated), ("malformed", ErrorKind::Malformed), ("stall", ErrorKind::Stall)] {
+        scenario(&mock, serde_json::json!([{"type": "stream_fault", "kind": fault, "after_chunks": 2, "stall_seconds": 5}])).await;
+        let started = Instant::now();
+        let e = stream(&c).await.unwrap_err();
+        assert_eq!(e.kind, kind, "{fault}: {e}");
+        assert_eq!(e.class, FailureClass::Outage, "{fault}");
+        no_key(&e);
+        if fault == "stall" {
+            let took = started.elapsed();
+            assert!(took >= Duration::from_millis(1400) && took < Duration::from_secs(4), "stall noticed after the stall timeout: {took:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_first_token_that_never_comes_times_out() {
+    let mock = Llmock::start(&[]);
+    let c = client(&mock.base_url());
+    scenario(&mock, serde_json::json!([{"type": "slow_first_token", "seconds": 5}])).await;
+    let started = Instant::now();
+    let e = stream(&c).await.unwrap_err();
+    assert_eq!((e.kind.clone(), e.class), (ErrorKind::FirstToken, FailureClass::Outage), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // and a whole response held back (no headers at all)
+    scenario(&mock, serde_json::json!([{"type": "delay", "seconds": 5}])).await;
+    let e = c.chat_stream(&request()).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::FirstToken, "{e}");
+}
+
+#[tokio::test]
+async fn connection_refused_and_dns_failures_are_outages() {
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let e = client(&format!("http://127.0.0.1:{port}/v1")).chat_stream(&request()).await.unwrap_err();
+    assert_eq!((e.kind.clone(), e.class), (ErrorKind::Connect, FailureClass::Outage), "{e}");
+    let e = client("http://no-such-host.invalid/v1").chat_stream(&request()).await.unwrap_err();
+    assert_eq!((e.kind.clone(), e.class), (ErrorKind::Dns, FailureClass::Outage), "{e}");
+    no_key(&e);
+}
+
+/// A one-shot raw HTTP server: answers the first request with `response` bytes, then closes.
+async fn raw_server(response: &'static str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        if let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 65536];
+            let _ = sock.read(&mut buf).await;
+            let _ = sock.write_all(response.as_bytes()).await;
+            let _ = sock.shutdown().await;
+        }
+    });
+    format!("http://{addr}/v1")
+}
+
+#[tokio::test]
+async fn an_error_chunk_mid_stream_is_an_error_with_its_code() {
+    let body = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nx-request-id: req_123\r\nconnection: close\r\n\r\n\
+data: {\"model\":\"gpt-4o-mini\",\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n\
+data: {\"error\":{\"message\":\"The server had an error while processing your request.\",\"type\":\"server_error\",\"code\":null}}\n\n";
+    let c = client(&raw_server(body).await);
+    let mut s = c.chat_stream(&request()).await.unwrap();
+    assert!(matches!(s.next().await, Some(Ok(StreamEvent::Delta { .. }))));
+    let e = s.next().await.unwrap().unwrap_err();
+    assert_eq!((e.kind.clone(), e.class), (ErrorKind::StreamError, FailureClass::Outage));
+    assert_eq!(e.code.as_deref(), Some("server_error"));
+    assert_eq!(e.request_id.as_deref(), Some("req_123"));
+    assert!(s.next().await.is_none());
+}
+
+#[tokio::test]
+async fn a_server_echoing_the_key_never_puts_it_in_an_error() {
+    let body = "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n\
+{\"error\":{\"message\":\"Incorrect API key provided: sk-test-SECRETKEY0123456789\",\"type\":\"invalid_request_error\",\"code\":\"invalid_api_key\"}}";
+    let e = client(&raw_server(body).await).chat_stream(&request()).await.unwrap_err();
+    assert_eq!((e.status, e.class, e.code.as_deref()), (Some(401), FailureClass::Account, Some("invalid_api_key")));
+    no_key(&e);
+    assert!(e.message.contains("<redacted>"), "{e}");
+}
+
+#[tokio::test]
+async fn content_and_finish_in_one_chunk_both_arrive() {
+    let body = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n\
+data: {\"model\":\"m\",\"choices\":[{\"delta\":{\"content\":\"All\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+    let mut s = client(&raw_server(body).await).chat_stream(&request()).await.unwrap();
+    assert!(matches!(s.next().await, Some(Ok(StreamEvent::Delta { ref content, .. })) if content == "All"));
+    assert!(matches!(s.next().await, Some(Ok(StreamEvent::Finish { ref reason })) if reason == "stop"));
+    assert!(matches!(s.next().await, Some(Ok(StreamEvent::Done))));
+}
