@@ -135,9 +135,14 @@ fn main() -> ExitCode {
         return bench(args, &loaded.config, cli.json);
     }
     if let Command::Chat { provider, message } = &cli.command {
+        let message = match read_message(message.clone()) {
+            Ok(m) => m,
+            Err(code) => return code,
+        };
         if provider == understudy_core::config::LOCAL_PROVIDER_ID {
-            return chat_local(message.clone(), &loaded.config, cli.json);
+            return chat_local(message, &loaded.config, cli.json);
         }
+        return chat_cloud(provider, message, &loaded.config, cli.json);
     }
     // The other commands land with their issues (see ARCHITECTURE.md); until then say so plainly.
     eprintln!("understudy {}: not implemented yet", cli.command.name());
@@ -171,41 +176,110 @@ fn bench(args: &BenchArgs, config: &understudy_core::Config, json: bool) -> Exit
     }
 }
 
-/// `understudy chat --provider local`: one answer from the local engine, streamed.
-fn chat_local(message: Option<String>, config: &understudy_core::Config, json: bool) -> ExitCode {
-    let Some(model) = config.local.model.as_ref().filter(|m| m.ends_with(".gguf")).map(PathBuf::from) else {
-        eprintln!("understudy chat: no local model: set UNDERSTUDY_LOCAL_MODEL or [local] model to a .gguf file");
-        return ExitCode::from(2);
-    };
+/// The message argument, or stdin when absent; an empty one is a usage error.
+fn read_message(message: Option<String>) -> Result<String, ExitCode> {
     let message = match message {
         Some(m) => m,
         None => {
             let mut s = String::new();
             if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut s) {
                 eprintln!("understudy chat: cannot read stdin: {e}");
-                return ExitCode::from(1);
+                return Err(ExitCode::from(1));
             }
             s
         }
     };
     if message.trim().is_empty() {
         eprintln!("understudy chat: empty message");
-        return ExitCode::from(2);
+        return Err(ExitCode::from(2));
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("understudy chat: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(stream_local(&model, config, message, json)) {
+    Ok(message)
+}
+
+/// Runs `f` to completion on a small runtime; an error is a runtime failure (exit 1).
+fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let result = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(f));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("understudy chat: {e}");
+            eprintln!("understudy chat: {e:#}");
             ExitCode::from(1)
         }
     }
+}
+
+/// `understudy chat --provider local`: one answer from the local engine, streamed.
+fn chat_local(message: String, config: &understudy_core::Config, json: bool) -> ExitCode {
+    let Some(model) = config.local.model.as_ref().filter(|m| m.ends_with(".gguf")).map(PathBuf::from) else {
+        eprintln!("understudy chat: no local model: set UNDERSTUDY_LOCAL_MODEL or [local] model to a .gguf file");
+        return ExitCode::from(2);
+    };
+    block_on(stream_local(&model, config, message, json))
+}
+
+/// `understudy chat [--provider auto|<id>]`: one answer from a cloud provider, streamed. `auto`
+/// is the primary; failing over to the local engine arrives with the router.
+fn chat_cloud(provider: &str, message: String, config: &understudy_core::Config, json: bool) -> ExitCode {
+    use understudy_core::config::ApiKeySource;
+    let chosen = if provider == "auto" { config.primary() } else { config.providers.iter().find(|p| p.id == provider) };
+    let Some(p) = chosen else {
+        let ids: Vec<&str> = config.providers.iter().map(|p| p.id.as_str()).collect();
+        eprintln!("understudy chat: no provider {provider:?}; configured: {}, and local", ids.join(", "));
+        return ExitCode::from(2);
+    };
+    // The keyring arrives with the store; until then a key comes from the environment.
+    let var = match &p.api_key {
+        ApiKeySource::Env(name) => name.clone(),
+        ApiKeySource::Keyring => "OPENAI_API_KEY".to_string(),
+    };
+    let Some(key) = std::env::var(&var).ok().filter(|k| !k.trim().is_empty()) else {
+        eprintln!("understudy chat: no API key for {}: set {var}", p.id);
+        return ExitCode::from(2);
+    };
+    let client = understudy_openai::ClientConfig {
+        base_url: p.base_url.clone(),
+        api_key: Some(key),
+        provider: if p.id == "openai" { "OpenAI".into() } else { p.id.clone() },
+        connect_timeout: config.failover.connect_timeout,
+        first_token_timeout: config.failover.first_token_timeout,
+        stall_timeout: config.failover.stall_timeout,
+    };
+    block_on(stream_cloud(client, p.id.clone(), p.model.clone(), message, json))
+}
+
+async fn stream_cloud(config: understudy_openai::ClientConfig, id: String, model: String, message: String, json: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    use understudy_openai::{ChatMessage, ChatRequest, Client, StreamEvent};
+    let client = Client::new(config)?;
+    eprintln!("understudy: answering with {id} ({model})");
+    let request = ChatRequest { model, messages: vec![ChatMessage::new("user", &message)], max_tokens: None, temperature: None };
+    let mut stream = client.chat_stream(&request).await?;
+    let mut out = std::io::stdout().lock();
+    let (mut finish, mut usage, mut answered_by) = (None, None, String::new());
+    while let Some(event) = stream.next().await {
+        match event? {
+            StreamEvent::Delta { model, content } => {
+                answered_by = model;
+                if json {
+                    writeln!(out, "{}", serde_json::json!({ "type": "token", "text": content }))?;
+                } else {
+                    out.write_all(content.as_bytes())?;
+                    out.flush()?;
+                }
+            }
+            StreamEvent::Finish { reason } => finish = Some(reason),
+            StreamEvent::Usage(u) => usage = Some(u),
+            StreamEvent::Done => {
+                if json {
+                    let u = usage.take().map(|u| serde_json::json!({ "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens }));
+                    writeln!(out, "{}", serde_json::json!({ "type": "done", "provider": id, "model": answered_by, "finish_reason": finish, "usage": u }))?;
+                } else {
+                    writeln!(out)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn stream_local(model: &std::path::Path, config: &understudy_core::Config, message: String, json: bool) -> anyhow::Result<()> {

@@ -49,7 +49,7 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn commands_not_built_yet_say_so_and_exit_2() {
-    for args in [&["chat", "hi"][..], &["serve"], &["status", "--json"], &["models", "list"]] {
+    for args in [&["serve"][..], &["status", "--json"], &["models", "list"]] {
         let out = understudy(args, Some(""));
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = text(&out.stderr);
@@ -157,4 +157,53 @@ fn chat_with_the_local_provider_streams_an_answer() {
     assert!(lines.len() >= 2 && lines[..lines.len() - 1].iter().all(|l| l["type"] == "token"));
     let out = run(&["chat", "--provider", "local"]);
     assert_eq!(out.status.code(), Some(2), "empty stdin is a usage error");
+}
+
+#[test]
+fn chat_streams_from_the_cloud_provider_and_explains_failures() {
+    let mock = understudy_testkit::Llmock::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], key: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_understudy"));
+        c.args(args)
+            .env_remove("UNDERSTUDY_CONFIG")
+            .env_remove("UNDERSTUDY_LOCAL_MODEL")
+            .env("XDG_CONFIG_HOME", dir.path())
+            .env("UNDERSTUDY_DATA_DIR", dir.path())
+            .env("OPENAI_BASE_URL", mock.base_url());
+        match key {
+            Some(k) => c.env("OPENAI_API_KEY", k),
+            None => c.env_remove("OPENAI_API_KEY"),
+        };
+        c.output().unwrap()
+    };
+    let out = run(&["chat", "hello"], Some("sk-cli-TOPSECRET"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("Simulated success"), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("answering with openai (gpt-4o-mini)"), "{}", text(&out.stderr));
+
+    let out = run(&["chat", "--json", "hello"], Some("sk-cli-TOPSECRET"));
+    let last: serde_json::Value = serde_json::from_str(text(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!((last["type"].as_str(), last["provider"].as_str(), last["finish_reason"].as_str()), (Some("done"), Some("openai"), Some("stop")));
+
+    let queue = |behaviors: &str| {
+        reqwest::blocking::Client::new().post(mock.admin_url("scenario")).body(format!("{{\"behaviors\": {behaviors}}}")).send().unwrap();
+    };
+    queue(r#"[{"type": "fail", "status": 401}]"#);
+    let out = run(&["chat", "hello"], Some("sk-cli-TOPSECRET"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("OpenAI rejected the API key (401)"), "{err}");
+    assert!(!err.contains("TOPSECRET"), "{err}");
+
+    queue(r#"[{"type": "stream_fault", "kind": "truncate", "after_chunks": 2}]"#);
+    let out = run(&["chat", "hello"], Some("sk-cli-TOPSECRET"));
+    assert_eq!(out.status.code(), Some(1), "a truncated answer is a failure, not a short success");
+    assert!(text(&out.stderr).contains("ended early"), "{}", text(&out.stderr));
+
+    let out = run(&["chat", "hello"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("set OPENAI_API_KEY"), "{}", text(&out.stderr));
+    let out = run(&["chat", "--provider", "nope", "hello"], Some("k"));
+    assert_eq!(out.status.code(), Some(2));
 }
