@@ -1,4 +1,443 @@
-//! SQLite store (rusqlite, WAL): conversations, messages, settings, full-text search; the OS
-//! keyring (with a user-only file fallback) for the API key.
+//! SQLite store (rusqlite, bundled SQLite, WAL): conversations, messages, settings, full-text
+//! search (FTS5), with versioned migrations.
 //!
-//! Empty until the "Cloud chat" issue lands (see ARCHITECTURE.md).
+//! Durability rules: a user message is committed before its request starts
+//! ([`Store::add_message`]); an assistant answer is created as `streaming` and its text saved
+//! while it streams ([`StreamingMessage`] saves at least every 500 ms); opening the store marks
+//! any answer still `streaming` from a crashed run as `interrupted`, keeping its text.
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite_migration::{Migrations, M};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("database {path}: {source}")]
+    Open { path: String, source: rusqlite::Error },
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] rusqlite_migration::Error),
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("no such {0}")]
+    NotFound(&'static str),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The state of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Being written by a provider right now.
+    Streaming,
+    Complete,
+    /// The app or the stream stopped before the answer ended; the text so far is kept.
+    Interrupted,
+    Error,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Streaming => "streaming",
+            Status::Complete => "complete",
+            Status::Interrupted => "interrupted",
+            Status::Error => "error",
+        }
+    }
+    fn parse(s: &str) -> Status {
+        match s {
+            "streaming" => Status::Streaming,
+            "complete" => Status::Complete,
+            "error" => Status::Error,
+            _ => Status::Interrupted,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conversation {
+    pub id: i64,
+    pub title: String,
+    pub system_prompt: Option<String>,
+    pub model: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Who wrote an answer and how it went.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Provenance {
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub failover_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Message {
+    pub id: i64,
+    pub conversation_id: i64,
+    pub role: String,
+    pub content: String,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub failover_reason: Option<String>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub first_token_ms: Option<i64>,
+    pub total_ms: Option<i64>,
+    pub status: Status,
+    pub error: Option<String>,
+    pub created_at: i64,
+}
+
+/// A full-text search hit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hit {
+    pub conversation_id: i64,
+    pub message_id: i64,
+    pub title: String,
+    /// The matching passage with `[` `]` around matched words.
+    pub snippet: String,
+}
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(
+        "CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY,
+            title TEXT NOT NULL,
+            system_prompt TEXT,
+            model TEXT,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            deleted_at INTEGER
+        );
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+            content TEXT NOT NULL,
+            provider TEXT,
+            model TEXT,
+            failover_reason TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            first_token_ms INTEGER,
+            total_ms INTEGER,
+            status TEXT NOT NULL,
+            error TEXT,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL
+        );
+        CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
+        CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='messages', content_rowid='id', tokenize='unicode61 remove_diacritics 2');
+        CREATE TRIGGER messages_ai AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+        END;
+        CREATE TRIGGER messages_ad AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+        END;
+        CREATE TRIGGER messages_au AFTER UPDATE OF content ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+            INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+        END;",
+    )])
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating and migrating) the database, and marks answers left `streaming` by a
+    /// previous run as `interrupted`.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(parent) = path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let conn = Connection::open(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+        Store::init(conn)
+    }
+
+    /// An in-memory store, for tests and previews.
+    pub fn open_in_memory() -> Result<Store> {
+        Store::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Store> {
+        conn.busy_timeout(Duration::from_secs(5))?;
+        // WAL: readers never block the writer; NORMAL sync is durable across app crashes
+        // (only an OS crash can lose the last transactions), which is the failure we design for.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrations().to_latest(&mut conn)?;
+        let store = Store { conn };
+        store.recover()?;
+        Ok(store)
+    }
+
+    fn recover(&self) -> Result<usize> {
+        Ok(self.conn.execute("UPDATE messages SET status = 'interrupted', updated_at = ?1 WHERE status = 'streaming'", params![now_ms()])?)
+    }
+
+    /// `PRAGMA integrity_check`: "ok" when the file is sound.
+    pub fn integrity_check(&self) -> Result<String> {
+        Ok(self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    }
+
+    pub fn create_conversation(&self, title: &str) -> Result<Conversation> {
+        let now = now_ms();
+        self.conn.execute(
+            "INSERT INTO conversations (title, created_at, updated_at) VALUES (?1, ?2, MAX(?2, (SELECT COALESCE(MAX(updated_at), 0) FROM conversations) + 1))",
+            params![title, now],
+        )?;
+        self.conversation(self.conn.last_insert_rowid())
+    }
+
+    pub fn conversation(&self, id: i64) -> Result<Conversation> {
+        self.conn
+            .query_row(
+                "SELECT id, title, system_prompt, model, created_at, updated_at FROM conversations WHERE id = ?1 AND deleted_at IS NULL",
+                params![id],
+                |r| Ok(Conversation { id: r.get(0)?, title: r.get(1)?, system_prompt: r.get(2)?, model: r.get(3)?, created_at: r.get(4)?, updated_at: r.get(5)? }),
+            )
+            .optional()?
+            .ok_or(StoreError::NotFound("conversation"))
+    }
+
+    /// Most recently active (created or written to) first; deleted ones are left out.
+    pub fn conversations(&self) -> Result<Vec<Conversation>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, title, system_prompt, model, created_at, updated_at FROM conversations WHERE deleted_at IS NULL ORDER BY updated_at DESC, id DESC",
+        )?;
+        let rows = stmt.query_map([], |r| Ok(Conversation { id: r.get(0)?, title: r.get(1)?, system_prompt: r.get(2)?, model: r.get(3)?, created_at: r.get(4)?, updated_at: r.get(5)? }))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn rename_conversation(&self, id: i64, title: &str) -> Result<()> {
+        self.touch_conversation("title", id, Some(title))
+    }
+
+    pub fn set_system_prompt(&self, id: i64, prompt: Option<&str>) -> Result<()> {
+        self.touch_conversation("system_prompt", id, prompt)
+    }
+
+    pub fn set_conversation_model(&self, id: i64, model: Option<&str>) -> Result<()> {
+        self.touch_conversation("model", id, model)
+    }
+
+    fn touch_conversation(&self, column: &'static str, id: i64, value: Option<&str>) -> Result<()> {
+        // Editing a conversation's settings is not activity: its place in the list stays.
+        let sql = format!("UPDATE conversations SET {column} = ?1 WHERE id = ?2 AND deleted_at IS NULL");
+        match self.conn.execute(&sql, params![value, id])? {
+            0 => Err(StoreError::NotFound("conversation")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Hides a conversation; [`Store::restore_conversation`] undoes it until
+    /// [`Store::purge_deleted`] removes it for good.
+    pub fn delete_conversation(&self, id: i64) -> Result<()> {
+        match self.conn.execute("UPDATE conversations SET deleted_at = ?1 WHERE id = ?2 AND deleted_at IS NULL", params![now_ms(), id])? {
+            0 => Err(StoreError::NotFound("conversation")),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn restore_conversation(&self, id: i64) -> Result<()> {
+        match self.conn.execute("UPDATE conversations SET deleted_at = NULL WHERE id = ?1 AND deleted_at IS NOT NULL", params![id])? {
+            0 => Err(StoreError::NotFound("deleted conversation")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes conversations deleted more than `older_than` ago, with their messages.
+    pub fn purge_deleted(&self, older_than: Duration) -> Result<usize> {
+        let cutoff = now_ms() - older_than.as_millis() as i64;
+        Ok(self.conn.execute("DELETE FROM conversations WHERE deleted_at IS NOT NULL AND deleted_at <= ?1", params![cutoff])?)
+    }
+
+    /// Commits a finished message (the user's, before its request starts). Returns its id.
+    pub fn add_message(&self, conversation_id: i64, role: &str, content: &str) -> Result<i64> {
+        self.insert_message(conversation_id, role, content, Status::Complete, &Provenance::default())
+    }
+
+    /// Creates an assistant answer in the `streaming` state; fill it with [`StreamingMessage`].
+    pub fn begin_answer(&self, conversation_id: i64, by: &Provenance) -> Result<i64> {
+        self.insert_message(conversation_id, "assistant", "", Status::Streaming, by)
+    }
+
+    fn insert_message(&self, conversation_id: i64, role: &str, content: &str, status: Status, by: &Provenance) -> Result<i64> {
+        let now = now_ms();
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
+            "INSERT INTO messages (conversation_id, role, content, provider, model, failover_reason, status, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+            params![conversation_id, role, content, by.provider, by.model, by.failover_reason, status.as_str(), now],
+        )?;
+        let id = tx.last_insert_rowid();
+        // Strictly increasing, so "most recently active" is exact even within one millisecond.
+        tx.execute(
+            "UPDATE conversations SET updated_at = MAX(?1, (SELECT MAX(updated_at) FROM conversations) + 1) WHERE id = ?2",
+            params![now, conversation_id],
+        )?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Saves the text streamed so far.
+    pub fn save_partial(&self, message_id: i64, content: &str) -> Result<()> {
+        self.conn.execute("UPDATE messages SET content = ?1, updated_at = ?2 WHERE id = ?3", params![content, now_ms(), message_id])?;
+        Ok(())
+    }
+
+    /// Records how an answer ended.
+    pub fn finish_answer(&self, message_id: i64, content: &str, end: &AnswerEnd) -> Result<()> {
+        self.conn.execute(
+            "UPDATE messages SET content = ?1, status = ?2, error = ?3, prompt_tokens = ?4, completion_tokens = ?5,
+             first_token_ms = ?6, total_ms = ?7, provider = COALESCE(?8, provider), model = COALESCE(?9, model),
+             failover_reason = COALESCE(?10, failover_reason), updated_at = ?11 WHERE id = ?12",
+            params![
+                content,
+                end.status.as_str(),
+                end.error,
+                end.prompt_tokens,
+                end.completion_tokens,
+                end.first_token_ms,
+                end.total_ms,
+                end.by.provider,
+                end.by.model,
+                end.by.failover_reason,
+                now_ms(),
+                message_id
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn messages(&self, conversation_id: i64) -> Result<Vec<Message>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, conversation_id, role, content, provider, model, failover_reason, prompt_tokens, completion_tokens,
+                    first_token_ms, total_ms, status, error, created_at
+             FROM messages WHERE conversation_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![conversation_id], |r| {
+            Ok(Message {
+                id: r.get(0)?,
+                conversation_id: r.get(1)?,
+                role: r.get(2)?,
+                content: r.get(3)?,
+                provider: r.get(4)?,
+                model: r.get(5)?,
+                failover_reason: r.get(6)?,
+                prompt_tokens: r.get(7)?,
+                completion_tokens: r.get(8)?,
+                first_token_ms: r.get(9)?,
+                total_ms: r.get(10)?,
+                status: Status::parse(&r.get::<_, String>(11)?),
+                error: r.get(12)?,
+                created_at: r.get(13)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Full-text search over all messages of conversations not deleted. Words are matched as
+    /// prefixes; the query's punctuation is ignored, so user input is never FTS syntax.
+    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>> {
+        let terms: Vec<String> = query
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(|w| format!("\"{w}\"*"))
+            .collect();
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT m.conversation_id, m.id, c.title, snippet(messages_fts, 0, '[', ']', '…', 12)
+             FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid JOIN conversations c ON c.id = m.conversation_id
+             WHERE messages_fts MATCH ?1 AND c.deleted_at IS NULL ORDER BY rank LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![terms.join(" "), limit as i64], |r| Ok(Hit { conversation_id: r.get(0)?, message_id: r.get(1)?, title: r.get(2)?, snippet: r.get(3)? }))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.conn.query_row("SELECT value FROM settings WHERE key = ?1", params![key], |r| r.get(0)).optional()?)
+    }
+
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute("INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value", params![key, value])?;
+        Ok(())
+    }
+}
+
+/// How an answer ended, for [`Store::finish_answer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerEnd {
+    pub status: Status,
+    pub error: Option<String>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub first_token_ms: Option<i64>,
+    pub total_ms: Option<i64>,
+    /// Set fields replace what `begin_answer` recorded (a mid-stream switch changes them).
+    pub by: Provenance,
+}
+
+/// An answer being streamed into the store: text accumulates in memory and is saved at least
+/// every `every` (500 ms by default), so a crash loses at most that much.
+#[derive(Debug)]
+pub struct StreamingMessage {
+    pub id: i64,
+    text: String,
+    dirty: bool,
+    last_save: Instant,
+    every: Duration,
+}
+
+impl StreamingMessage {
+    pub const SAVE_EVERY: Duration = Duration::from_millis(500);
+
+    pub fn begin(store: &Store, conversation_id: i64, by: &Provenance) -> Result<StreamingMessage> {
+        Ok(StreamingMessage { id: store.begin_answer(conversation_id, by)?, text: String::new(), dirty: false, last_save: Instant::now(), every: Self::SAVE_EVERY })
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Appends a delta; saves when the last save is older than the interval.
+    pub fn push(&mut self, store: &Store, delta: &str) -> Result<()> {
+        self.text.push_str(delta);
+        self.dirty = true;
+        if self.last_save.elapsed() >= self.every {
+            self.flush(store)?;
+        }
+        Ok(())
+    }
+
+    pub fn flush(&mut self, store: &Store) -> Result<()> {
+        if self.dirty {
+            store.save_partial(self.id, &self.text)?;
+            self.dirty = false;
+            self.last_save = Instant::now();
+        }
+        Ok(())
+    }
+
+    pub fn finish(self, store: &Store, end: &AnswerEnd) -> Result<()> {
+        store.finish_answer(self.id, &self.text, end)
+    }
+}
