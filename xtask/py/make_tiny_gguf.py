@@ -1,18 +1,23 @@
 """Write a tiny random-weight llama GGUF for fast tests.
 
-usage: python make_tiny_gguf.py OUT.gguf [--seed N] [--template chatml|llama3|gemma|mistral|custom|none]
+usage: python make_tiny_gguf.py OUT.gguf [--seed N] [--template chatml|llama3|gemma|mistral|custom|none] [--dump]
 
-2 layers, 64-dim embeddings, 4 heads / 2 KV heads (GQA), 128-wide FFN, 512 context; a
-SentencePiece-style vocab with <unk>/<s>/</s>, the ChatML control tokens, all 256 byte tokens
-and a few hundred word pieces; the ChatML chat template. Deterministic: the same seed gives a
-byte-identical file. The text it generates is noise; tests use it for plumbing, not quality.
+2 layers, 64-dim embeddings, 4 heads / 2 KV heads (GQA), 128-wide FFN, 512 context, all F32; a
+SentencePiece-style ("llama") vocab of 1173: <unk>/<s>/</s>, the ChatML control tokens, all 256
+byte tokens and ~900 prefix-closed word pieces, so common words tokenize to one token each
+("Hello there" -> "\u2581Hello", "\u2581there") and anything else falls back to letters, then bytes;
+the ChatML chat template. Deterministic: the same seed gives a byte-identical file (~0.9 MB).
+The file is read back with gguf's reader and checked against the shapes llama.cpp's llama
+loader wants before it replaces OUT. The text it generates is noise; tests use it for
+plumbing, not quality.
 """
 
 import argparse
+import hashlib
 import os
 
 import numpy as np
-from gguf import GGUFWriter, TokenType
+from gguf import GGMLQuantizationType, GGUFReader, GGUFWriter, TokenType
 
 CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
@@ -50,9 +55,30 @@ WORDS = (
     "time day one two three four five six seven eight nine ten first last next new old "
     "write read code file text word line test run build make go stop start end do does did "
     "have has had more less some any all many much very just also only then than so but if "
-    "as at by from into out over under about after before again here now more most other "
-    "such own same few each both between through during without within along across"
+    "as at by from into out over under about after before again here now most other "
+    "such own same few each both between through during without within along across "
+    "user assistant system tell me my your keep brief terse count number list sure "
+    "Hello Hi The What How Why When Where Who Yes No Be Keep You It This That List Sure Q A"
 ).split()
+
+
+def pieces():
+    """Word pieces, prefix-closed: every prefix of "\u2581word" and of "word" is a piece.
+
+    llama.cpp's SPM tokenizer merges adjacent symbols whose concatenation is a token, best score
+    first. With every prefix present the leftmost piece of a word can always absorb its
+    neighbour, so each listed word (after a space, or at the start of a line) ends as one token
+    whatever order the merges run in; other text falls back to letters, then to byte tokens.
+    """
+    out = ["\u2581"]
+    out += [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    out += [chr(c) for c in range(ord("A"), ord("Z") + 1)]
+    out += list("0123456789.,!?:;'\"-()")
+    for w in WORDS:
+        out += ["\u2581" + w[:k] for k in range(1, len(w) + 1)]
+    for w in WORDS:
+        out += [w[:k] for k in range(1, len(w) + 1)]
+    return list(dict.fromkeys(out))  # first occurrence wins, order stays deterministic
 
 
 def vocab():
@@ -70,20 +96,61 @@ def vocab():
     add("<|im_end|>", 0.0, TokenType.CONTROL)
     for b in range(256):
         add(f"<0x{b:02X}>", 0.0, TokenType.BYTE)
-    pieces = ["\u2581"]
-    pieces += [chr(c) for c in range(ord("a"), ord("z") + 1)]
-    pieces += [chr(c) for c in range(ord("A"), ord("Z") + 1)]
-    pieces += ["\u2581" + chr(c) for c in range(ord("a"), ord("z") + 1)]
-    pieces += list("0123456789.,!?:;'\"-()")
-    pieces += ["\u2581" + w for w in WORDS] + WORDS
-    seen = set()
-    for i, p in enumerate(pieces):
-        if p in seen:
-            continue
-        seen.add(p)
-        # Longer pieces score higher so the SPM merge prefers whole words.
+    for i, p in enumerate(pieces()):
+        # Log-probability-like scores, all below the specials; longer pieces merge first.
         add(p, -1000.0 + len(p) * 10.0 - i * 0.001, TokenType.NORMAL)
     return tokens, scores, types
+
+
+def expected_tensors(n_vocab):
+    """Each tensor as llama.cpp's llama loader wants it: name -> ggml ne (numpy shape reversed)."""
+    n_embd_kv = N_EMBD // N_HEAD * N_HEAD_KV
+    want = {"token_embd.weight": [N_EMBD, n_vocab]}
+    for i in range(N_LAYER):
+        want[f"blk.{i}.attn_norm.weight"] = [N_EMBD]
+        want[f"blk.{i}.attn_q.weight"] = [N_EMBD, N_EMBD]
+        want[f"blk.{i}.attn_k.weight"] = [N_EMBD, n_embd_kv]
+        want[f"blk.{i}.attn_v.weight"] = [N_EMBD, n_embd_kv]
+        want[f"blk.{i}.attn_output.weight"] = [N_EMBD, N_EMBD]
+        want[f"blk.{i}.ffn_norm.weight"] = [N_EMBD]
+        want[f"blk.{i}.ffn_gate.weight"] = [N_EMBD, N_FF]
+        want[f"blk.{i}.ffn_up.weight"] = [N_EMBD, N_FF]
+        want[f"blk.{i}.ffn_down.weight"] = [N_FF, N_EMBD]
+    want["output_norm.weight"] = [N_EMBD]
+    want["output.weight"] = [N_EMBD, n_vocab]
+    return want
+
+
+def check(path, n_vocab, dump):
+    """Reads the file back with gguf's own reader and fails on anything llama.cpp would refuse."""
+    r = GGUFReader(path)
+
+    def val(key):
+        f = r.fields[key]
+        return f.contents() if hasattr(f, "contents") else f.parts[f.data[0]].tolist()
+
+    assert val("general.architecture") == "llama", val("general.architecture")
+    hp = {
+        "llama.block_count": N_LAYER, "llama.context_length": N_CTX, "llama.embedding_length": N_EMBD,
+        "llama.feed_forward_length": N_FF, "llama.attention.head_count": N_HEAD,
+        "llama.attention.head_count_kv": N_HEAD_KV, "llama.rope.dimension_count": N_EMBD // N_HEAD,
+    }
+    for key, want in hp.items():
+        assert val(key) == want, (key, val(key), want)
+    assert len(r.fields["tokenizer.ggml.tokens"].data) == n_vocab
+    assert len(r.fields["tokenizer.ggml.scores"].data) == n_vocab
+    assert len(r.fields["tokenizer.ggml.token_type"].data) == n_vocab
+    got = {t.name: [int(n) for n in t.shape] for t in r.tensors}
+    assert got == expected_tensors(n_vocab), got
+    assert all(t.tensor_type == GGMLQuantizationType.F32 for t in r.tensors)
+    if dump:
+        for key, f in r.fields.items():
+            v = val(key)
+            if isinstance(v, list) and len(v) > 8:
+                v = f"[{len(v)} items] {v[:8]}..."
+            print(f"kv  {key} = {v!r}")
+        for t in r.tensors:
+            print(f"tensor  {t.name:28} ne={[int(n) for n in t.shape]} {t.tensor_type.name}")
 
 
 def main():
@@ -91,6 +158,7 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--template", choices=sorted(TEMPLATES), default="chatml")
+    ap.add_argument("--dump", action="store_true", help="print the metadata and tensors read back")
     args = ap.parse_args()
 
     tokens, scores, types = vocab()
@@ -100,7 +168,8 @@ def main():
     def rand(*shape):  # numpy (rows, cols) = ggml ne [cols, rows]
         return (rng.standard_normal(shape) * 0.02).astype(np.float32)
 
-    tmp = args.out + ".tmp"
+    # Per-process temp name: parallel tests may make the same fixture at once.
+    tmp = f"{args.out}.{os.getpid()}.tmp"
     w = GGUFWriter(tmp, "llama")
     w.add_name("understudy-tiny")
     w.add_context_length(N_CTX)
@@ -145,8 +214,11 @@ def main():
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+    check(tmp, n_vocab, args.dump)
     os.replace(tmp, args.out)  # never leave a half-written model behind
-    print(f"{args.out} {os.path.getsize(args.out)} bytes, vocab {n_vocab}")
+    with open(args.out, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    print(f"{args.out} {os.path.getsize(args.out)} bytes, vocab {n_vocab}, sha256 {digest}")
 
 
 if __name__ == "__main__":

