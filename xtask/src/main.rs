@@ -145,10 +145,13 @@ fn cmd_test(args: &[String]) -> Result<()> {
     step("ui build", || sh(Command::new("npm").args(["--prefix", "ui", "run", "build"])))?;
     step("ui type check", || sh(Command::new("npm").args(["--prefix", "ui", "run", "check"])))?;
     step("ui unit tests (vitest)", || sh(Command::new("npm").args(["--prefix", "ui", "test"])))?;
+    // One build of every target with the same feature resolution nextest uses, so the app binary
+    // the e2e tests drive shares all dependencies with the tests (`-p understudy-app` would
+    // resolve features differently and compile the GTK/Tauri stack a second time).
+    step("rust build (all targets)", || sh(Command::new("cargo").args(["build", "--workspace", "--all-targets"])))?;
     let mut nextest = Command::new("cargo");
     nextest.args(["nextest", "run", "--workspace", "--no-fail-fast"]).args(args);
     step("rust tests (nextest)", || sh(&mut nextest))?;
-    step("app build", || sh(Command::new("cargo").args(["build", "-p", "understudy-app"])))?;
     step("end-to-end (xvfb, tauri-driver)", e2e)?;
     eprintln!("xtask: all tests passed in {:.0?}", started.elapsed());
     Ok(())

@@ -152,6 +152,11 @@ fn migrations() -> Migrations<'static> {
     )])
 }
 
+/// A `SELECT id, title, system_prompt, model, created_at, updated_at` row.
+fn conversation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Conversation> {
+    Ok(Conversation { id: r.get(0)?, title: r.get(1)?, system_prompt: r.get(2)?, model: r.get(3)?, created_at: r.get(4)?, updated_at: r.get(5)? })
+}
+
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
@@ -213,7 +218,7 @@ impl Store {
             .query_row(
                 "SELECT id, title, system_prompt, model, created_at, updated_at FROM conversations WHERE id = ?1 AND deleted_at IS NULL",
                 params![id],
-                |r| Ok(Conversation { id: r.get(0)?, title: r.get(1)?, system_prompt: r.get(2)?, model: r.get(3)?, created_at: r.get(4)?, updated_at: r.get(5)? }),
+                conversation_row,
             )
             .optional()?
             .ok_or(StoreError::NotFound("conversation"))
@@ -224,7 +229,7 @@ impl Store {
         let mut stmt = self.conn.prepare(
             "SELECT id, title, system_prompt, model, created_at, updated_at FROM conversations WHERE deleted_at IS NULL ORDER BY updated_at DESC, id DESC",
         )?;
-        let rows = stmt.query_map([], |r| Ok(Conversation { id: r.get(0)?, title: r.get(1)?, system_prompt: r.get(2)?, model: r.get(3)?, created_at: r.get(4)?, updated_at: r.get(5)? }))?;
+        let rows = stmt.query_map([], conversation_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
