@@ -18,7 +18,7 @@ pub fn run() -> anyhow::Result<()> {
     }
     tauri::Builder::default()
         .manage(setup)
-        .invoke_handler(tauri::generate_handler![commands::app_info])
+        .invoke_handler(tauri::generate_handler![commands::app_info, commands::save_api_key])
         .run(tauri::generate_context!())
         .map_err(|e| anyhow::anyhow!("the desktop app failed: {e}"))
 }

@@ -36,4 +36,15 @@ describe("first start of the real app", () => {
     await panel.waitForDisplayed({ timeout: 5_000 });
     expect(await panel.getText()).toContain("Add your OpenAI API key");
   });
+
+  it("saving an API key stores it (keyring or private file) and opens the chat", async () => {
+    await browser.$('[data-testid="api-key-input"]').setValue("sk-e2e-0123456789abcdef");
+    await browser.$('[data-testid="api-key-save"]').click();
+    const messages = await browser.$('[data-testid="message-area"]');
+    await messages.waitForDisplayed({ timeout: 10_000 });
+    expect(await browser.$('[data-testid="first-run"]').isExisting()).toBe(false);
+    expect(await browser.$('[data-testid="status-bar"]').getText()).toContain("OpenAI: key from keyring");
+    // the key itself is nowhere on screen
+    expect(await browser.$("body").getText()).not.toContain("sk-e2e-0123456789abcdef");
+  });
 });

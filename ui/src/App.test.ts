@@ -6,6 +6,8 @@ import { appInfo } from "./test-fixtures";
 
 const getAppInfo = vi.fn<() => Promise<AppInfo>>();
 vi.mock("./api/app", () => ({ getAppInfo: () => getAppInfo() }));
+const saveApiKey = vi.fn();
+vi.mock("./api/settings", () => ({ saveApiKey: (k: string) => saveApiKey(k) }));
 
 const info = appInfo;
 
@@ -44,14 +46,31 @@ describe("App", () => {
     expect(screen.queryByTestId("panel-use-gguf")).toBeNull();
   });
 
-  it("the key panel has a password field and does not pretend to save", async () => {
-    getAppInfo.mockResolvedValue(info());
+  it("saving a key stores it and leaves the first-run screen", async () => {
+    getAppInfo.mockResolvedValueOnce(info()).mockResolvedValueOnce(info({ first_run: false, openai_key: "keyring" }));
+    saveApiKey.mockResolvedValueOnce({ kind: "keyring" });
     render(App);
     await fireEvent.click(await screen.findByTestId("action-add-key"));
     const input = screen.getByLabelText("OpenAI API key");
     expect(input).toHaveAttribute("type", "password");
-    expect(screen.getByRole("button", { name: "Save" })).toBeDisabled();
-    expect(screen.getByTestId("panel-add-key")).toHaveTextContent("Saving keys arrives with the Settings page");
+    expect(screen.getByTestId("api-key-save")).toBeDisabled();
+    await fireEvent.input(input, { target: { value: "sk-test-123456789" } });
+    await fireEvent.click(screen.getByTestId("api-key-save"));
+    expect(saveApiKey).toHaveBeenCalledWith("sk-test-123456789");
+    expect(await screen.findByTestId("message-area")).toBeVisible();
+    expect(screen.queryByTestId("first-run")).toBeNull();
+    expect(screen.getByTestId("status-bar")).toHaveTextContent("OpenAI: key from keyring");
+  });
+
+  it("a rejected key shows why and stays on the panel", async () => {
+    getAppInfo.mockResolvedValue(info());
+    saveApiKey.mockRejectedValueOnce(new Error("that does not look like an API key (wrong length)"));
+    render(App);
+    await fireEvent.click(await screen.findByTestId("action-add-key"));
+    await fireEvent.input(screen.getByLabelText("OpenAI API key"), { target: { value: "short" } });
+    await fireEvent.click(screen.getByTestId("api-key-save"));
+    expect(await screen.findByTestId("api-key-error")).toHaveTextContent("wrong length");
+    expect(screen.getByTestId("first-run")).toBeVisible();
   });
 
   it("shows the chat shell, not first-run, once a key or a model exists", async () => {

@@ -408,6 +408,22 @@ impl RawConfig {
     }
 }
 
+/// Checks a pasted API key before it is stored: trimmed, non-empty, one token of printable
+/// ASCII. Returns the trimmed key; the error never contains the key.
+pub fn validate_api_key(key: &str) -> Result<&str, &'static str> {
+    let key = key.trim();
+    if key.is_empty() {
+        return Err("the API key is empty");
+    }
+    if key.len() < 8 || key.len() > 512 {
+        return Err("that does not look like an API key (wrong length)");
+    }
+    if !key.chars().all(|c| c.is_ascii_graphic()) {
+        return Err("an API key has no spaces or special characters; check what was pasted");
+    }
+    Ok(key)
+}
+
 fn is_http_url(s: &str) -> bool {
     let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
     rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace))
@@ -650,6 +666,15 @@ hold = "60s"
         let json = serde_json::to_string(&err).unwrap();
         for shown in [err.to_string(), format!("{err:?}"), json] {
             assert!(!shown.contains("SECRET"), "key leaked: {shown}");
+        }
+    }
+
+    #[test]
+    fn pasted_keys_are_trimmed_and_checked() {
+        assert_eq!(validate_api_key("  sk-proj-abcdef123456\n"), Ok("sk-proj-abcdef123456"));
+        for bad in ["", "   ", "short", "sk-abc def ghi jkl", "sk-ünïcödé-key-here", &"x".repeat(600)] {
+            let err = validate_api_key(bad).unwrap_err();
+            assert!(!bad.trim().is_empty() || err.contains("empty"));
         }
     }
 

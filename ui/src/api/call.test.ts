@@ -5,6 +5,7 @@ vi.mock("@tauri-apps/api/core", () => ({ invoke: (...a: unknown[]) => invoke(...
 
 const { call, ApiError } = await import("./call");
 const { getAppInfo } = await import("./app");
+const { saveApiKey } = await import("./settings");
 
 describe("call()", () => {
   it("passes the command and arguments through and returns the result", async () => {
@@ -25,6 +26,12 @@ describe("call()", () => {
     await expect(call("app_info")).rejects.toMatchObject({ code: "ipc", message: "command app_info not found" });
     invoke.mockRejectedValueOnce(new Error("boom"));
     await expect(call("x")).rejects.toMatchObject({ code: "ipc", message: "boom" });
+  });
+
+  it("saveApiKey invokes save_api_key with the key", async () => {
+    invoke.mockResolvedValueOnce({ kind: "file", path: "/d/secrets.json", why: "no keyring" });
+    await expect(saveApiKey("sk-x")).resolves.toEqual({ kind: "file", path: "/d/secrets.json", why: "no keyring" });
+    expect(invoke).toHaveBeenLastCalledWith("save_api_key", { key: "sk-x" });
   });
 
   it("getAppInfo invokes app_info", async () => {
