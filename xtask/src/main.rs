@@ -169,15 +169,7 @@ fn cmd_bench() -> Result<()> {
     for busy in [false, true] {
         let mut hog = busy.then(|| Command::new("sh").args(["-c", "while :; do :; done"]).spawn()).transpose()?;
         for threads in [1, cores] {
-            let out = Command::new(&bin)
-                .args(["bench", "--json", "--threads", &threads.to_string(), "--model"])
-                .arg(&model)
-                .env("UNDERSTUDY_CONFIG", "/dev/null")
-                .output()?;
-            if !out.status.success() {
-                bail!("understudy bench failed: {}", String::from_utf8_lossy(&out.stderr));
-            }
-            let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            let report = json_of(Command::new(&bin).args(["bench", "--json", "--threads", &threads.to_string(), "--model"]).arg(&model).env("UNDERSTUDY_CONFIG", "/dev/null"))?;
             let field = |k: &str| report[k].as_f64().unwrap_or(f64::NAN);
             rows.push((threads, busy, field("prompt_tokens_per_s"), field("gen_tokens_per_s"), field("load_ms"), field("peak_rss_mb")));
         }
@@ -201,7 +193,7 @@ fn cmd_bench() -> Result<()> {
 fn cmd_bench_local() -> Result<()> {
     setup(Setup::Test)?;
     step("cli build", || sh(Command::new("cargo").args(["build", "-p", "understudy-cli"])))?;
-    let src = vendored_llama_cpp()?;
+    let src = understudy_testkit::vendored_llama_cpp().map_err(anyhow::Error::msg)?;
     let build = understudy_testkit::cache_dir().join("llama-ref");
     step("llama.cpp reference build (cmake)", || {
         sh(Command::new("cmake")
@@ -246,17 +238,6 @@ fn json_of(cmd: &mut Command) -> Result<serde_json::Value> {
         bail!("{:?} failed: {}", cmd.get_program(), String::from_utf8_lossy(&out.stderr));
     }
     Ok(serde_json::from_slice(&out.stdout)?)
-}
-
-/// The llama.cpp source directory inside the llama-cpp-sys-2 crate the workspace locks.
-fn vendored_llama_cpp() -> Result<PathBuf> {
-    let meta = json_of(Command::new("cargo").args(["metadata", "--format-version", "1", "--filter-platform", &format!("{}-unknown-linux-gnu", std::env::consts::ARCH)]))?;
-    let manifest = meta["packages"]
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["name"] == "llama-cpp-sys-2"))
-        .and_then(|p| p["manifest_path"].as_str())
-        .context("llama-cpp-sys-2 is not in cargo metadata")?;
-    Ok(Path::new(manifest).parent().context("manifest dir")?.join("llama.cpp"))
 }
 
 fn e2e() -> Result<()> {

@@ -179,6 +179,13 @@ struct State {
     watching: bool,
 }
 
+impl State {
+    /// A worker runs and its output has not ended.
+    fn worker_alive(&self) -> bool {
+        self.proc.as_ref().is_some_and(|p| p.alive.load(Ordering::SeqCst))
+    }
+}
+
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("State").field("running", &self.proc.is_some()).field("loaded", &self.loaded).finish()
@@ -280,7 +287,7 @@ impl Engine {
 
     /// The running worker, started anew if it is not running.
     fn running<'s>(&self, state: &'s mut State) -> Result<&'s mut Proc, EngineError> {
-        if state.proc.as_ref().is_none_or(|p| !p.alive.load(Ordering::SeqCst)) {
+        if !state.worker_alive() {
             state.proc = Some(Proc::spawn(&self.config, &self.routes)?);
         }
         Ok(state.proc.as_mut().expect("just set"))
@@ -294,7 +301,7 @@ impl Engine {
     async fn start(&self, request: impl FnOnce(String) -> Request) -> Result<Generation, EngineError> {
         let mut state = self.state.lock().await;
         let (spec, _) = state.loaded.clone().ok_or(EngineError::NotLoaded)?;
-        if state.proc.as_ref().is_none_or(|p| !p.alive.load(Ordering::SeqCst)) {
+        if !state.worker_alive() {
             // The worker crashed or was unloaded for idleness: bring it back with the same model.
             tracing::info!("local engine starting again; loading {}", spec.path);
             state.proc = None;

@@ -239,23 +239,8 @@ fn the_test_models_pass_and_describe_themselves() {
 
 #[test]
 fn the_architecture_list_matches_the_bundled_llama_cpp() {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = std::process::Command::new(cargo)
-        // Only this platform's packages: the registry holds no others offline.
-        .args(["metadata", "--format-version", "1", "--offline", "--filter-platform", &format!("{}-unknown-linux-gnu", std::env::consts::ARCH)])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let manifest = meta["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "llama-cpp-sys-2")
-        .and_then(|p| p["manifest_path"].as_str())
-        .expect("llama-cpp-sys-2 in cargo metadata");
-    let src = std::fs::read_to_string(Path::new(manifest).parent().unwrap().join("llama.cpp/src/llama-arch.cpp")).unwrap();
+    let src_dir = understudy_testkit::vendored_llama_cpp().unwrap();
+    let src = std::fs::read_to_string(src_dir.join("src/llama-arch.cpp")).unwrap();
     let block = &src[src.find("LLM_ARCH_NAMES = {").unwrap()..];
     let block = &block[..block.find("};").unwrap()];
     let vendored: Vec<&str> = block

@@ -69,6 +69,28 @@ pub fn make_gemma_gguf(dir: &Path) -> Result<(), String> {
     run_py(&[repo_root().join("xtask/py/gemma_model.py").as_os_str(), dir.as_os_str()])
 }
 
+/// The llama.cpp source directory inside the `llama-cpp-sys-2` crate the workspace locks, found
+/// with `cargo metadata` (offline, this platform only: the registry holds no other packages).
+pub fn vendored_llama_cpp() -> Result<PathBuf, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let platform = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    let out = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--offline", "--filter-platform", &platform])
+        .current_dir(repo_root())
+        .output()
+        .map_err(|e| format!("cargo metadata: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata: {e}"))?;
+    let manifest = meta["packages"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "llama-cpp-sys-2"))
+        .and_then(|p| p["manifest_path"].as_str())
+        .ok_or("llama-cpp-sys-2 is not in cargo metadata")?;
+    Ok(Path::new(manifest).parent().unwrap_or(Path::new("/")).join("llama.cpp"))
+}
+
 /// A tag of the generator script's content, part of the fixture's file name, so that editing the
 /// script makes a new fixture instead of silently reusing the old one from the cache. (A cache
 /// key only: std's hasher is stable within a toolchain, which is all a cache needs.)
