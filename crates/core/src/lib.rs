@@ -7,11 +7,13 @@ pub mod env;
 pub mod logging;
 pub mod overview;
 pub mod paths;
+pub mod settings;
 
 pub use config::{Config, ConfigError, Loaded, Mode};
 pub use env::Env;
 pub use overview::Overview;
 pub use paths::Paths;
+pub use settings::Settings;
 
 /// The version shown by `understudy --version` and the app's About.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -207,20 +207,26 @@ impl Engine {
         Ok(loaded)
     }
 
-    /// Loads the model (unless it is loaded already with the same settings) and puts the
-    /// conversation's start — usually the system prompt — into the KV cache, so that the first
-    /// answer pays neither load time nor that prompt's evaluation.
-    pub async fn prewarm(&self, path: &Path, context: u32, threads: u32, messages: Vec<Message>) -> Result<crate::protocol::Usage, EngineError> {
+    /// Loads the model unless it is loaded already with the same settings.
+    pub async fn ensure_loaded(&self, path: &Path, context: u32, threads: u32) -> Result<(), EngineError> {
         let spec = LoadSpec { path: path.display().to_string(), context, threads };
         let same = self.state.lock().await.loaded.as_ref().is_some_and(|(s, _)| *s == spec);
         if !same {
             self.load(path, context, threads).await?;
         }
+        Ok(())
+    }
+
+    /// Loads the model (unless it is loaded already with the same settings) and puts the
+    /// conversation's start — usually the system prompt — into the KV cache, so that the first
+    /// answer pays neither load time nor that prompt's evaluation.
+    pub async fn prewarm(&self, path: &Path, context: u32, threads: u32, messages: Vec<Message>) -> Result<crate::protocol::Usage, EngineError> {
+        self.ensure_loaded(path, context, threads).await?;
         let mut g = self.start(|id| Request::Prewarm { id, messages }).await?;
         while let Some(event) = g.next().await {
             match event {
                 Event::Done { usage, .. } => return Ok(usage),
-                Event::Error { message, .. } => return Err(EngineError::Load { path: spec.path, message }),
+                Event::Error { message, .. } => return Err(EngineError::Load { path: path.display().to_string(), message }),
                 _ => {}
             }
         }

@@ -68,7 +68,7 @@ pub struct Error {
 }
 
 impl Error {
-    pub(crate) fn new(kind: ErrorKind, provider: &str, message: impl Into<String>) -> Error {
+    pub fn new(kind: ErrorKind, provider: &str, message: impl Into<String>) -> Error {
         let class = match kind {
             ErrorKind::Client => FailureClass::Request,
             _ => FailureClass::Outage,

@@ -1,4 +1,12 @@
-//! Health monitor, circuit breaker, status-page hint and failover (including mid-stream
-//! continuation) across the provider chain; owns the `watch` of health snapshots.
-//!
-//! Empty until the "Automatic failover" issue lands (see ARCHITECTURE.md).
+//! Routes answers over the provider chain (cloud providers, then the local engine) and makes
+//! conversations durable. The failover policy — health monitor, circuit breaker, status-page
+//! hint, mid-stream continuation — lands here with the "Automatic failover" issue; until then
+//! an answer comes from the provider the mode and the request name (see ARCHITECTURE.md).
+
+pub mod chain;
+pub mod chat;
+pub mod conversation;
+
+pub use chain::{Chain, Keys, LocalModel, StoredKeys};
+pub use chat::{Answer, ChatError, ChatRequest, ConnectionReport, Event, Router, Turn};
+pub use conversation::{ConversationError, Conversations, TurnEvent};

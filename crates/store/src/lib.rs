@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+pub mod export;
 mod secrets;
 pub use secrets::{Backend, SecretError, Secrets};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -335,12 +336,16 @@ impl Store {
     }
 
     pub fn messages(&self, conversation_id: i64) -> Result<Vec<Message>> {
-        let mut stmt = self.conn.prepare(
+        self.messages_where("conversation_id = ?1", conversation_id)
+    }
+
+    fn messages_where(&self, filter: &'static str, value: i64) -> Result<Vec<Message>> {
+        let mut stmt = self.conn.prepare(&format!(
             "SELECT id, conversation_id, role, content, provider, model, failover_reason, prompt_tokens, completion_tokens,
                     first_token_ms, total_ms, status, error, created_at
-             FROM messages WHERE conversation_id = ?1 ORDER BY id",
-        )?;
-        let rows = stmt.query_map(params![conversation_id], |r| {
+             FROM messages WHERE {filter} ORDER BY id"
+        ))?;
+        let rows = stmt.query_map(params![value], |r| {
             Ok(Message {
                 id: r.get(0)?,
                 conversation_id: r.get(1)?,
@@ -359,6 +364,24 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn message(&self, id: i64) -> Result<Message> {
+        self.messages_where("id = ?1", id)?.pop().ok_or(StoreError::NotFound("message"))
+    }
+
+    /// Replaces a user message's text (edit and resend); the search index follows.
+    pub fn edit_message(&self, id: i64, content: &str) -> Result<()> {
+        match self.conn.execute("UPDATE messages SET content = ?1, updated_at = ?2 WHERE id = ?3", params![content, now_ms(), id])? {
+            0 => Err(StoreError::NotFound("message")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes every message of the conversation that came after `message_id` (regenerate,
+    /// edit and resend). Returns how many went.
+    pub fn delete_messages_after(&self, conversation_id: i64, message_id: i64) -> Result<usize> {
+        Ok(self.conn.execute("DELETE FROM messages WHERE conversation_id = ?1 AND id > ?2", params![conversation_id, message_id])?)
     }
 
     /// Full-text search over all messages of conversations not deleted. Words are matched as

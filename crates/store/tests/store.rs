@@ -122,3 +122,23 @@ fn kill_9_mid_stream_keeps_the_user_message_and_the_partial_answer() {
         assert_eq!(msgs[1].provider.as_deref(), Some("openai"));
     }
 }
+
+#[test]
+fn edit_and_resend_replaces_the_text_and_drops_what_followed() {
+    let s = Store::open_in_memory().unwrap();
+    let c = s.create_conversation("t").unwrap();
+    let first = s.add_message(c.id, "user", "old question about zebras").unwrap();
+    let answer = s.begin_answer(c.id, &by("openai")).unwrap();
+    s.save_partial(answer, "an answer").unwrap();
+    s.add_message(c.id, "user", "follow-up").unwrap();
+    s.edit_message(first, "new question about giraffes").unwrap();
+    assert_eq!(s.delete_messages_after(c.id, first).unwrap(), 2);
+    let msgs = s.messages(c.id).unwrap();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(s.message(first).unwrap().content, "new question about giraffes");
+    // The search index follows the edit and the deletions.
+    assert!(s.search("zebras", 10).unwrap().is_empty());
+    assert!(s.search("follow", 10).unwrap().is_empty());
+    assert_eq!(s.search("giraffes", 10).unwrap().len(), 1);
+    assert!(s.edit_message(9999, "x").is_err());
+}

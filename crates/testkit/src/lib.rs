@@ -198,3 +198,14 @@ impl Drop for Llmock {
         let _ = self.child.wait();
     }
 }
+
+/// The local engine's worker binary (`understudy-local-worker`) of this build, for tests in
+/// other crates than `understudy-local` (which has `CARGO_BIN_EXE_*`). `cargo xtask test`
+/// builds every target first; a bare `cargo test -p` may not have built it yet.
+pub fn local_worker() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> → target/<profile>/understudy-local-worker
+    let bin = exe.parent().and_then(Path::parent).map(|d| d.join("understudy-local-worker")).expect("a target dir");
+    assert!(bin.is_file(), "{} is missing: run `cargo build -p understudy-local` (cargo xtask test does)", bin.display());
+    bin
+}

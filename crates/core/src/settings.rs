@@ -1,0 +1,140 @@
+//! What the Settings page edits, written back into the config file with toml_edit so the
+//! user's comments, ordering and other keys survive. The file stays the single source of truth
+//! (design.md section 2): the app and the CLI read the same settings.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use toml_edit::{value, ArrayOfTables, DocumentMut, Item, Table};
+
+use crate::config::{Config, ConfigError, Mode};
+
+/// The everyday settings of the primary provider, the local model and the mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    pub mode: Mode,
+    pub base_url: String,
+    pub model: String,
+    /// A catalog id or a .gguf path; None = no offline model.
+    pub local_model: Option<String>,
+}
+
+impl Settings {
+    /// The settings in effect (environment overrides included).
+    pub fn of(config: &Config) -> Settings {
+        let primary = config.primary();
+        Settings {
+            mode: config.mode,
+            base_url: primary.map(|p| p.base_url.clone()).unwrap_or_default(),
+            model: primary.map(|p| p.model.clone()).unwrap_or_default(),
+            local_model: config.local.model.clone(),
+        }
+    }
+}
+
+fn mode_str(m: Mode) -> &'static str {
+    match m {
+        Mode::Auto => "auto",
+        Mode::CloudOnly => "cloud-only",
+        Mode::LocalOnly => "local-only",
+    }
+}
+
+/// Writes the fields of `new` that differ from `current` (what is in effect now) into the config
+/// file's text and returns the new text, validated by the same parser that reads it. Fields
+/// left alone stay as they were, so a base URL that comes from `OPENAI_BASE_URL` is not pinned
+/// into the file just because the page was saved.
+pub fn apply(text: &str, file: &Path, current: &Settings, new: &Settings) -> Result<String, ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::Invalid { file: file.to_path_buf(), line: None, key: Some(key.to_string()), message };
+    let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| invalid("", e.message().to_string()))?;
+    if new.mode != current.mode {
+        set(&mut doc["mode"], mode_str(new.mode));
+    }
+    if new.base_url.trim() != current.base_url || new.model.trim() != current.model {
+        let primary = primary_table(&mut doc).ok_or_else(|| invalid("providers", "`providers` is not a list of tables".into()))?;
+        if new.base_url.trim() != current.base_url {
+            set(&mut primary["base_url"], new.base_url.trim().trim_end_matches('/'));
+        }
+        if new.model.trim() != current.model {
+            set(&mut primary["model"], new.model.trim());
+        }
+    }
+    let local_model = new.local_model.as_deref().map(str::trim).filter(|m| !m.is_empty());
+    if local_model != current.local_model.as_deref() {
+        let local = doc.entry("local").or_insert_with(|| Item::Table(Table::new()));
+        let local = local.as_table_like_mut().ok_or_else(|| invalid("local", "`local` is not a table".into()))?;
+        match local_model {
+            Some(m) => {
+                set(local.entry("model").or_insert(Item::None), m);
+                None
+            }
+            None => local.remove("model"),
+        };
+    }
+    let out = doc.to_string();
+    Config::parse(&out, file)?;
+    Ok(out)
+}
+
+/// Replaces a value, keeping the comment and spacing around it.
+fn set(item: &mut Item, new: &str) {
+    match item.as_value_mut() {
+        Some(v) => {
+            let decor = v.decor().clone();
+            *v = new.into();
+            *v.decor_mut() = decor;
+        }
+        None => *item = value(new),
+    }
+}
+
+/// The first `[[providers]]` table, created as the OpenAI provider when the file has none.
+fn primary_table(doc: &mut DocumentMut) -> Option<&mut Table> {
+    let providers = doc.entry("providers").or_insert_with(|| Item::ArrayOfTables(ArrayOfTables::new()));
+    let list = providers.as_array_of_tables_mut()?;
+    if list.is_empty() {
+        let mut t = Table::new();
+        t["id"] = value("openai");
+        list.push(t);
+    }
+    list.get_mut(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str, new: impl FnOnce(&mut Settings), expect: &str) {
+        let file = Path::new("/c/config.toml");
+        let config = Config::parse(text, file).unwrap();
+        let current = Settings::of(&config);
+        let mut next = current.clone();
+        new(&mut next);
+        let out = apply(text, file, &current, &next).unwrap();
+        assert_eq!(out, expect);
+        assert_eq!(Settings::of(&Config::parse(&out, file).unwrap()), Settings { base_url: next.base_url.trim_end_matches('/').to_string(), ..next });
+    }
+
+    #[test]
+    fn writes_only_what_changed_and_keeps_comments() {
+        check("# mine\nmode = \"auto\" # why\n", |s| s.mode = Mode::LocalOnly, "# mine\nmode = \"local-only\" # why\n");
+        check("", |s| s.model = "gpt-4.1".into(), "[[providers]]\nid = \"openai\"\nmodel = \"gpt-4.1\"\n");
+        check(
+            "[[providers]]\nid = \"openai\"\nmodel = \"a\" # pinned\n\n[[providers]]\nid = \"groq\"\nbase_url = \"https://api.groq.com/openai/v1\"\nmodel = \"llama\"\n",
+            |s| s.base_url = "http://127.0.0.1:9/v1/".into(),
+            "[[providers]]\nid = \"openai\"\nmodel = \"a\" # pinned\nbase_url = \"http://127.0.0.1:9/v1\"\n\n[[providers]]\nid = \"groq\"\nbase_url = \"https://api.groq.com/openai/v1\"\nmodel = \"llama\"\n",
+        );
+        check("[local]\nthreads = 1\n", |s| s.local_model = Some("/m/a.gguf".into()), "[local]\nthreads = 1\nmodel = \"/m/a.gguf\"\n");
+        check("[local]\nmodel = \"x\"\nthreads = 1\n", |s| s.local_model = None, "[local]\nthreads = 1\n");
+        check("mode = \"auto\"\n", |_| {}, "mode = \"auto\"\n");
+    }
+
+    #[test]
+    fn an_invalid_value_is_refused_with_its_key() {
+        let file = Path::new("/c/config.toml");
+        let current = Settings::of(&Config::default());
+        let bad = Settings { base_url: "ftp://x".into(), ..current.clone() };
+        let err = apply("", file, &current, &bad).unwrap_err();
+        assert_eq!(err.key(), Some("providers[0].base_url"), "{err}");
+    }
+}

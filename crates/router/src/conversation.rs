@@ -1,0 +1,315 @@
+//! Conversations: the router's answers made durable. The user's message is committed before
+//! the request starts, the answer is saved while it streams (at least every 500 ms) and its end
+//! recorded with who wrote it; Stop keeps the partial text. The desktop app's chat commands
+//! are one line each on top of this.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use understudy_store::{AnswerEnd, Conversation, Message, Provenance, Status, Store, StoreError, StreamingMessage};
+
+use crate::chat::{ChatRequest, Event, Router, Turn};
+
+/// A conversation's title until the first message names it.
+pub const UNTITLED: &str = "New chat";
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConversationError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("an answer is already being written in this conversation; stop it first")]
+    Busy,
+    #[error("the message is empty")]
+    Empty,
+    #[error("only your own messages can be edited")]
+    NotEditable,
+    #[error("there is no question to answer in this conversation")]
+    NothingToAnswer,
+}
+
+/// What the window hears during a turn, in order: `user_message` (the saved message, when the
+/// turn has one), `answer_started`, `token`s, then `finished` with the stored answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TurnEvent {
+    UserMessage { message: Message },
+    AnswerStarted { message_id: i64, provider: String, label: String, model: String, failover: Option<String> },
+    Token { text: String },
+    /// The answer as stored: status `complete`, `interrupted` (stopped; text kept) or `error`
+    /// (with the reason and next step in `error`).
+    Finished { message: Message },
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Mutex<Store>,
+    router: Router,
+    /// Answers in progress by conversation, for Stop.
+    running: Mutex<HashMap<i64, CancellationToken>>,
+}
+
+/// Cheap to clone; clones share the store and the router.
+#[derive(Debug, Clone)]
+pub struct Conversations(Arc<Inner>);
+
+impl Conversations {
+    pub fn new(store: Store, router: Router) -> Conversations {
+        Conversations(Arc::new(Inner { store: Mutex::new(store), router, running: Mutex::default() }))
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.0.router
+    }
+
+    /// Runs `f` with the store. Calls are short (one statement or transaction).
+    pub fn with_store<T>(&self, f: impl FnOnce(&Store) -> Result<T, StoreError>) -> Result<T, ConversationError> {
+        let store = self.0.store.lock().expect("store lock");
+        Ok(f(&store)?)
+    }
+
+    pub fn list(&self) -> Result<Vec<Conversation>, ConversationError> {
+        self.with_store(Store::conversations)
+    }
+
+    pub fn create(&self) -> Result<Conversation, ConversationError> {
+        self.with_store(|s| s.create_conversation(UNTITLED))
+    }
+
+    pub fn messages(&self, id: i64) -> Result<Vec<Message>, ConversationError> {
+        self.with_store(|s| {
+            s.conversation(id)?;
+            s.messages(id)
+        })
+    }
+
+    pub fn is_running(&self, id: i64) -> bool {
+        self.0.running.lock().expect("running lock").contains_key(&id)
+    }
+
+    /// Stops the conversation's answer in progress; returns whether there was one. The turn
+    /// then ends with the partial text saved as `interrupted`.
+    pub fn stop(&self, id: i64) -> bool {
+        match self.0.running.lock().expect("running lock").get(&id) {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends a user message and streams the answer into the store and `sink`.
+    pub async fn send(&self, id: i64, text: &str, sink: impl FnMut(TurnEvent) + Send) -> Result<Message, ConversationError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(ConversationError::Empty);
+        }
+        let slot = self.claim(id)?;
+        let mut sink = sink;
+        let message = self.with_store(|s| {
+            let c = s.conversation(id)?;
+            let mid = s.add_message(id, "user", text)?;
+            if c.title == UNTITLED {
+                s.rename_conversation(id, &title_from(text))?;
+            }
+            s.message(mid)
+        })?;
+        sink(TurnEvent::UserMessage { message });
+        self.turn(id, slot, sink).await
+    }
+
+    /// Answers the last user message again, replacing the answer(s) after it.
+    pub async fn regenerate(&self, id: i64, sink: impl FnMut(TurnEvent) + Send) -> Result<Message, ConversationError> {
+        let slot = self.claim(id)?;
+        self.with_store(|s| {
+            let last_user = s.messages(id)?.into_iter().rev().find(|m| m.role == "user");
+            match last_user {
+                Some(m) => s.delete_messages_after(id, m.id).map(|_| true),
+                None => Ok(false),
+            }
+        })
+        .and_then(|found| if found { Ok(()) } else { Err(ConversationError::NothingToAnswer) })?;
+        self.turn(id, slot, sink).await
+    }
+
+    /// Replaces a user message's text, drops everything after it and answers again.
+    pub async fn edit_and_resend(&self, message_id: i64, text: &str, sink: impl FnMut(TurnEvent) + Send) -> Result<Message, ConversationError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(ConversationError::Empty);
+        }
+        let original = self.with_store(|s| s.message(message_id))?;
+        if original.role != "user" {
+            return Err(ConversationError::NotEditable);
+        }
+        let id = original.conversation_id;
+        let slot = self.claim(id)?;
+        let mut sink = sink;
+        let message = self.with_store(|s| {
+            s.edit_message(message_id, text)?;
+            s.delete_messages_after(id, message_id)?;
+            s.message(message_id)
+        })?;
+        sink(TurnEvent::UserMessage { message });
+        self.turn(id, slot, sink).await
+    }
+
+    /// Marks the conversation busy until the returned slot is dropped.
+    fn claim(&self, id: i64) -> Result<Slot, ConversationError> {
+        self.with_store(|s| s.conversation(id))?;
+        let mut running = self.0.running.lock().expect("running lock");
+        if running.contains_key(&id) {
+            return Err(ConversationError::Busy);
+        }
+        let token = CancellationToken::new();
+        running.insert(id, token.clone());
+        Ok(Slot { owner: self.clone(), id, token })
+    }
+
+    /// The conversation as the provider sees it: the system prompt, then every message with
+    /// text (a stopped answer's partial text included; failed answers left out).
+    fn request(&self, id: i64) -> Result<ChatRequest, ConversationError> {
+        self.with_store(|s| {
+            let c = s.conversation(id)?;
+            let mut messages = Vec::new();
+            if let Some(p) = c.system_prompt.as_deref().filter(|p| !p.trim().is_empty()) {
+                messages.push(Turn::new("system", p));
+            }
+            for m in s.messages(id)? {
+                if !m.content.is_empty() && m.status != Status::Error {
+                    messages.push(Turn::new(&m.role, &m.content));
+                }
+            }
+            Ok(ChatRequest { messages, model: c.model.clone(), provider: None, max_tokens: None })
+        })
+    }
+
+    async fn turn(&self, id: i64, slot: Slot, mut sink: impl FnMut(TurnEvent) + Send) -> Result<Message, ConversationError> {
+        let request = self.request(id)?;
+        if request.messages.last().is_none_or(|m| m.role != "user") {
+            return Err(ConversationError::NothingToAnswer);
+        }
+        let started = Instant::now();
+        let mut answer = self.0.router.chat(request);
+        let mut streaming: Option<StreamingMessage> = None;
+        let mut end = AnswerEnd { status: Status::Complete, error: None, prompt_tokens: None, completion_tokens: None, first_token_ms: None, total_ms: None, by: Provenance::default() };
+        loop {
+            let event = tokio::select! {
+                e = answer.next() => e,
+                () = slot.token.cancelled() => {
+                    answer.cancel();
+                    answer.next().await
+                }
+            };
+            let Some(event) = event else {
+                end.status = Status::Error;
+                end.error = Some("The answer ended without a result.".into());
+                break;
+            };
+            match event {
+                Event::Started { provider, label, model, failover } => {
+                    let by = Provenance { provider: Some(provider.clone()), model: Some(model.clone()), failover_reason: failover.clone() };
+                    let m = self.with_store(|s| StreamingMessage::begin(s, id, &by))?;
+                    sink(TurnEvent::AnswerStarted { message_id: m.id, provider, label, model, failover });
+                    streaming = Some(m);
+                }
+                Event::Token { text } => {
+                    if end.first_token_ms.is_none() {
+                        end.first_token_ms = Some(started.elapsed().as_millis() as i64);
+                    }
+                    if let Some(m) = streaming.as_mut() {
+                        self.with_store(|s| m.push(s, &text))?;
+                    }
+                    sink(TurnEvent::Token { text });
+                }
+                Event::Usage { prompt_tokens, completion_tokens } => {
+                    end.prompt_tokens = Some(i64::from(prompt_tokens));
+                    end.completion_tokens = Some(i64::from(completion_tokens));
+                }
+                Event::Done { finish_reason, model } => {
+                    if finish_reason == "cancelled" {
+                        end.status = Status::Interrupted;
+                        end.error = Some("Stopped by you.".into());
+                    } else if finish_reason == "length" {
+                        end.error = Some("The answer reached the length limit.".into());
+                    }
+                    if !model.is_empty() {
+                        end.by.model = Some(model);
+                    }
+                    break;
+                }
+                Event::Error { error } => {
+                    end.status = Status::Error;
+                    end.error = Some(error.to_string());
+                    break;
+                }
+            }
+        }
+        end.total_ms = Some(started.elapsed().as_millis() as i64);
+        let message_id = match streaming {
+            Some(m) => {
+                let mid = m.id;
+                self.with_store(|s| m.finish(s, &end))?;
+                mid
+            }
+            // Failed (or stopped) before any provider started: the failure is still recorded
+            // where it happened, so the history shows it after a restart too.
+            None => self.with_store(|s| {
+                let mid = s.begin_answer(id, &end.by)?;
+                s.finish_answer(mid, "", &end)?;
+                Ok(mid)
+            })?,
+        };
+        drop(slot);
+        let message = self.with_store(|s| s.message(message_id))?;
+        sink(TurnEvent::Finished { message: message.clone() });
+        Ok(message)
+    }
+}
+
+/// A conversation marked busy; dropping it (turn over, or the caller went away) frees it.
+struct Slot {
+    owner: Conversations,
+    id: i64,
+    token: CancellationToken,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.owner.0.running.lock().expect("running lock").remove(&self.id);
+    }
+}
+
+/// The first line of the first message, shortened at a word boundary.
+pub fn title_from(text: &str) -> String {
+    const MAX: usize = 48;
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or(UNTITLED);
+    if line.chars().count() <= MAX {
+        return line.to_string();
+    }
+    let cut: String = line.chars().take(MAX).collect();
+    let cut = match cut.rfind(' ') {
+        Some(i) if i > MAX / 2 => &cut[..i],
+        _ => cut.as_str(),
+    };
+    format!("{}…", cut.trim_end_matches(|c: char| c.is_whitespace() || c.is_ascii_punctuation()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_come_from_the_first_line() {
+        assert_eq!(title_from("Hello there"), "Hello there");
+        assert_eq!(title_from("\n\n  Plan a trip \nto Rome"), "Plan a trip");
+        assert_eq!(title_from("Explain how the circuit breaker in Understudy decides to fail over"), "Explain how the circuit breaker in Understudy…");
+        assert_eq!(title_from("   "), UNTITLED);
+        let long_word = "x".repeat(80);
+        assert_eq!(title_from(&long_word).chars().count(), 49);
+    }
+}

@@ -1,0 +1,158 @@
+//! A conversation as Markdown or JSON, every answer labelled with the provider and model that
+//! wrote it. Built only from the store's rows, which never hold a secret.
+
+use serde::Serialize;
+
+use crate::{Conversation, Message, Status};
+
+/// How a provider id reads for people.
+pub fn provider_label(id: &str) -> String {
+    match id {
+        "openai" => "OpenAI".to_string(),
+        "local" => "Local model".to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn author(m: &Message) -> String {
+    match m.role.as_str() {
+        "user" => "You".to_string(),
+        "system" => "System".to_string(),
+        _ => {
+            let provider = m.provider.as_deref().map(provider_label).unwrap_or_else(|| "Assistant".to_string());
+            match &m.model {
+                Some(model) => format!("{provider} · {model}"),
+                None => provider,
+            }
+        }
+    }
+}
+
+fn note(m: &Message) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(reason) = &m.failover_reason {
+        parts.push(format!("answered here because {reason}"));
+    }
+    match m.status {
+        Status::Interrupted => parts.push("stopped before the end".to_string()),
+        Status::Error => parts.push(format!("failed: {}", m.error.as_deref().unwrap_or("unknown error"))),
+        Status::Streaming => parts.push("still being written".to_string()),
+        Status::Complete => {}
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+pub fn markdown(c: &Conversation, messages: &[Message]) -> String {
+    let mut out = format!("# {}\n\n", c.title);
+    if let Some(prompt) = c.system_prompt.as_deref().filter(|p| !p.trim().is_empty()) {
+        out.push_str(&format!("> System prompt: {}\n\n", prompt.replace('\n', "\n> ")));
+    }
+    for m in messages {
+        out.push_str(&format!("## {}\n\n", author(m)));
+        if let Some(note) = note(m) {
+            out.push_str(&format!("_({note})_\n\n"));
+        }
+        if !m.content.is_empty() {
+            out.push_str(m.content.trim_end());
+            out.push_str("\n\n");
+        }
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct JsonExport<'a> {
+    title: &'a str,
+    system_prompt: Option<&'a str>,
+    model: Option<&'a str>,
+    created_at: i64,
+    messages: Vec<JsonMessage<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonMessage<'a> {
+    role: &'a str,
+    content: &'a str,
+    /// "OpenAI · gpt-4o-mini" for answers; "You" for the user.
+    author: String,
+    provider: Option<&'a str>,
+    model: Option<&'a str>,
+    failover_reason: Option<&'a str>,
+    status: Status,
+    error: Option<&'a str>,
+    prompt_tokens: Option<i64>,
+    completion_tokens: Option<i64>,
+    created_at: i64,
+}
+
+pub fn json(c: &Conversation, messages: &[Message]) -> String {
+    let doc = JsonExport {
+        title: &c.title,
+        system_prompt: c.system_prompt.as_deref(),
+        model: c.model.as_deref(),
+        created_at: c.created_at,
+        messages: messages
+            .iter()
+            .map(|m| JsonMessage {
+                role: &m.role,
+                content: &m.content,
+                author: author(m),
+                provider: m.provider.as_deref(),
+                model: m.model.as_deref(),
+                failover_reason: m.failover_reason.as_deref(),
+                status: m.status,
+                error: m.error.as_deref(),
+                prompt_tokens: m.prompt_tokens,
+                completion_tokens: m.completion_tokens,
+                created_at: m.created_at,
+            })
+            .collect(),
+    };
+    serde_json::to_string_pretty(&doc).expect("plain data serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AnswerEnd, Provenance, Store};
+
+    fn sample() -> (Conversation, Vec<Message>) {
+        let s = Store::open_in_memory().unwrap();
+        let c = s.create_conversation("Trip").unwrap();
+        s.set_system_prompt(c.id, Some("Be brief")).unwrap();
+        s.add_message(c.id, "user", "Capital of France?").unwrap();
+        let by = Provenance { provider: Some("openai".into()), model: Some("gpt-4o-mini".into()), failover_reason: None };
+        let a = s.begin_answer(c.id, &by).unwrap();
+        s.finish_answer(a, "Paris.", &AnswerEnd { status: Status::Complete, error: None, prompt_tokens: Some(9), completion_tokens: Some(2), first_token_ms: None, total_ms: None, by: Provenance::default() }).unwrap();
+        s.add_message(c.id, "user", "And Italy?").unwrap();
+        let local = Provenance { provider: Some("local".into()), model: Some("gemma-3-270m".into()), failover_reason: Some("OpenAI could not be reached".into()) };
+        let b = s.begin_answer(c.id, &local).unwrap();
+        s.finish_answer(b, "Rome", &AnswerEnd { status: Status::Interrupted, error: None, prompt_tokens: None, completion_tokens: None, first_token_ms: None, total_ms: None, by: Provenance::default() }).unwrap();
+        let c = s.conversation(c.id).unwrap();
+        let m = s.messages(c.id).unwrap();
+        (c, m)
+    }
+
+    #[test]
+    fn markdown_labels_each_answer_with_its_provider_and_model() {
+        let (c, m) = sample();
+        let md = markdown(&c, &m);
+        assert!(md.starts_with("# Trip\n\n> System prompt: Be brief\n"), "{md}");
+        assert!(md.contains("## You\n\nCapital of France?"), "{md}");
+        assert!(md.contains("## OpenAI · gpt-4o-mini\n\nParis."), "{md}");
+        assert!(md.contains("## Local model · gemma-3-270m\n\n_(answered here because OpenAI could not be reached; stopped before the end)_\n\nRome"), "{md}");
+    }
+
+    #[test]
+    fn json_keeps_roles_text_and_provenance() {
+        let (c, m) = sample();
+        let v: serde_json::Value = serde_json::from_str(&json(&c, &m)).unwrap();
+        assert_eq!(v["title"], "Trip");
+        assert_eq!(v["messages"].as_array().unwrap().len(), 4);
+        assert_eq!(v["messages"][1]["author"], "OpenAI · gpt-4o-mini");
+        assert_eq!(v["messages"][1]["completion_tokens"], 2);
+        assert_eq!(v["messages"][3]["provider"], "local");
+        assert_eq!(v["messages"][3]["status"], "interrupted");
+        assert_eq!(v["messages"][3]["failover_reason"], "OpenAI could not be reached");
+    }
+}
