@@ -1,8 +1,30 @@
+/// Every command of src-tauri/src/commands.rs; capabilities/main.json grants them to the window.
+const COMMANDS: [&str; 18] = [
+    "app_info",
+    "save_api_key",
+    "get_settings",
+    "save_settings",
+    "test_connection",
+    "list_conversations",
+    "create_conversation",
+    "rename_conversation",
+    "set_conversation_options",
+    "delete_conversation",
+    "restore_conversation",
+    "search_messages",
+    "get_messages",
+    "send_message",
+    "regenerate",
+    "edit_and_resend",
+    "stop_answer",
+    "export_conversation",
+];
+
 fn main() {
     // Declaring the app's commands makes Tauri generate one permission per command, so each
     // window's capability grants exactly the commands it uses (capabilities/*.json).
     tauri_build::try_build(
-        tauri_build::Attributes::new().app_manifest(tauri_build::AppManifest::new().commands(&["app_info", "save_api_key"])),
+        tauri_build::Attributes::new().app_manifest(tauri_build::AppManifest::new().commands(&COMMANDS)),
     )
     .expect("tauri build script");
 }

@@ -1,19 +1,115 @@
-//! Tauri commands: one line each, delegating to the crate that owns the behaviour.
+//! Tauri commands: one line each, delegating to the crate that owns the behaviour. Answers
+//! stream over a `tauri::ipc::Channel`; the command returns the stored answer when it ends.
 
-use understudy_core::Overview;
-use understudy_store::Backend;
+use tauri::ipc::Channel;
+use tauri::State;
+use understudy_core::{Overview, Settings};
+use understudy_router::{ConnectionReport, TurnEvent};
+use understudy_store::export::{self, Format};
+use understudy_store::{Backend, Conversation, Hit, Message};
 
-use crate::setup::Setup;
+use crate::setup::{Setup, SettingsView};
 use crate::IpcError;
+
+type Res<T> = Result<T, IpcError>;
+
+/// Forwards turn events to the window; a closed window does not stop the answer being saved.
+fn sink(channel: Channel<TurnEvent>) -> impl FnMut(TurnEvent) + Send {
+    move |e| {
+        let _ = channel.send(e);
+    }
+}
 
 /// What is set up: drives the first-run screen, the config banner and the status bar.
 #[tauri::command]
-pub fn app_info(setup: tauri::State<'_, Setup>) -> Overview {
+pub fn app_info(setup: State<'_, Setup>) -> Overview {
     setup.overview()
 }
 
 /// Stores the OpenAI API key from the first-run screen or Settings; says where it went.
 #[tauri::command]
-pub fn save_api_key(setup: tauri::State<'_, Setup>, key: String) -> Result<Backend, IpcError> {
+pub fn save_api_key(setup: State<'_, Setup>, key: String) -> Res<Backend> {
     setup.save_api_key(&key)
+}
+
+#[tauri::command]
+pub fn get_settings(setup: State<'_, Setup>) -> SettingsView {
+    setup.settings()
+}
+
+#[tauri::command]
+pub fn save_settings(setup: State<'_, Setup>, settings: Settings) -> Res<SettingsView> {
+    setup.save_settings(&settings)
+}
+
+#[tauri::command]
+pub async fn test_connection(setup: State<'_, Setup>) -> Res<ConnectionReport> {
+    Ok(setup.conversations.router().test_connection(None).await?)
+}
+
+#[tauri::command]
+pub fn list_conversations(setup: State<'_, Setup>) -> Res<Vec<Conversation>> {
+    Ok(setup.conversations.list()?)
+}
+
+#[tauri::command]
+pub fn create_conversation(setup: State<'_, Setup>) -> Res<Conversation> {
+    Ok(setup.conversations.create()?)
+}
+
+#[tauri::command]
+pub fn rename_conversation(setup: State<'_, Setup>, id: i64, title: String) -> Res<()> {
+    Ok(setup.conversations.with_store(|s| s.rename_conversation(id, title.trim()))?)
+}
+
+#[tauri::command]
+pub fn set_conversation_options(setup: State<'_, Setup>, id: i64, system_prompt: Option<String>, model: Option<String>) -> Res<Conversation> {
+    Ok(setup.conversations.with_store(|s| s.set_system_prompt(id, system_prompt.as_deref()).and(s.set_conversation_model(id, model.as_deref())).and(s.conversation(id)))?)
+}
+
+#[tauri::command]
+pub fn delete_conversation(setup: State<'_, Setup>, id: i64) -> Res<()> {
+    Ok(setup.conversations.with_store(|s| s.delete_conversation(id))?)
+}
+
+#[tauri::command]
+pub fn restore_conversation(setup: State<'_, Setup>, id: i64) -> Res<()> {
+    Ok(setup.conversations.with_store(|s| s.restore_conversation(id))?)
+}
+
+#[tauri::command]
+pub fn search_messages(setup: State<'_, Setup>, query: String) -> Res<Vec<Hit>> {
+    Ok(setup.conversations.with_store(|s| s.search(&query, 50))?)
+}
+
+#[tauri::command]
+pub fn get_messages(setup: State<'_, Setup>, id: i64) -> Res<Vec<Message>> {
+    Ok(setup.conversations.messages(id)?)
+}
+
+#[tauri::command]
+pub async fn send_message(setup: State<'_, Setup>, id: i64, text: String, channel: Channel<TurnEvent>) -> Res<Message> {
+    Ok(setup.conversations.send(id, &text, sink(channel)).await?)
+}
+
+#[tauri::command]
+pub async fn regenerate(setup: State<'_, Setup>, id: i64, channel: Channel<TurnEvent>) -> Res<Message> {
+    Ok(setup.conversations.regenerate(id, sink(channel)).await?)
+}
+
+#[tauri::command]
+pub async fn edit_and_resend(setup: State<'_, Setup>, message_id: i64, text: String, channel: Channel<TurnEvent>) -> Res<Message> {
+    Ok(setup.conversations.edit_and_resend(message_id, &text, sink(channel)).await?)
+}
+
+/// Stop: the answer ends at once with its text so far saved.
+#[tauri::command]
+pub fn stop_answer(setup: State<'_, Setup>, id: i64) -> bool {
+    setup.conversations.stop(id)
+}
+
+/// Saves the conversation into the Downloads folder; returns the file's path.
+#[tauri::command]
+pub fn export_conversation(setup: State<'_, Setup>, id: i64, format: Format) -> Res<std::path::PathBuf> {
+    setup.conversations.with_store(|s| Ok((s.conversation(id)?, s.messages(id)?))).map_err(IpcError::from).and_then(|(c, m)| export::save(&setup.paths.exports_dir(), &c, &m, format).map_err(|e| IpcError::new("io", e)))
 }

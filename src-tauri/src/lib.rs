@@ -18,7 +18,26 @@ pub fn run() -> anyhow::Result<()> {
     }
     tauri::Builder::default()
         .manage(setup)
-        .invoke_handler(tauri::generate_handler![commands::app_info, commands::save_api_key])
+        .invoke_handler(tauri::generate_handler![
+            commands::app_info,
+            commands::save_api_key,
+            commands::get_settings,
+            commands::save_settings,
+            commands::test_connection,
+            commands::list_conversations,
+            commands::create_conversation,
+            commands::rename_conversation,
+            commands::set_conversation_options,
+            commands::delete_conversation,
+            commands::restore_conversation,
+            commands::search_messages,
+            commands::get_messages,
+            commands::send_message,
+            commands::regenerate,
+            commands::edit_and_resend,
+            commands::stop_answer,
+            commands::export_conversation,
+        ])
         .run(tauri::generate_context!())
         .map_err(|e| anyhow::anyhow!("the desktop app failed: {e}"))
 }

@@ -2,5 +2,9 @@
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 fn main() -> anyhow::Result<()> {
+    // The local engine runs llama.cpp in a child process: this same binary, with `worker`.
+    if std::env::args().nth(1).as_deref() == Some("worker") {
+        return understudy_local::worker::run(std::io::BufReader::new(std::io::stdin()), std::io::stdout().lock()).map_err(anyhow::Error::from);
+    }
     understudy_app::run()
 }

@@ -1,8 +1,14 @@
-//! What the app knows at start: environment and paths. Configuration is re-read on demand so
-//! that fixing the file and pressing Retry in the window takes effect without a restart.
+//! What the app knows at start: environment, paths, secrets, and the conversations service
+//! (store + router). Configuration is re-read on demand so that fixing the file and pressing
+//! Retry in the window takes effect without a restart.
 
-use understudy_core::{config, logging, ConfigError, Env, Overview, Paths};
-use understudy_store::{Backend, Secrets};
+use serde::Serialize;
+use understudy_core::overview::KeySource;
+use understudy_core::{config, logging, settings, ConfigError, Env, Overview, Paths, Settings};
+use understudy_local::engine::EngineConfig;
+use understudy_local::Engine;
+use understudy_router::{Chain, Conversations, Router, StoredKeys};
+use understudy_store::{Backend, Secrets, Store};
 
 use crate::IpcError;
 
@@ -12,6 +18,17 @@ pub struct Setup {
     pub paths: Paths,
     pub problem_at_start: Option<ConfigError>,
     pub secrets: Secrets,
+    pub conversations: Conversations,
+}
+
+/// The Settings page: what is in effect, and where the API key is kept.
+#[derive(Debug, Clone, Serialize)]
+pub struct SettingsView {
+    pub settings: Settings,
+    pub key: KeySource,
+    /// Where a key saved now would go (keyring, or the user-only file and why).
+    pub backend: Backend,
+    pub config_path: std::path::PathBuf,
 }
 
 impl Setup {
@@ -22,26 +39,67 @@ impl Setup {
             // Not fatal: the window opens and later features report their own I/O errors.
             eprintln!("understudy: {e}");
         }
-        let problem_at_start = config::load(&env, &paths).problem;
+        let loaded = config::load(&env, &paths);
         let secrets = Secrets::new(&paths.data_dir);
-        Ok(Setup { env, paths, problem_at_start, secrets })
+        let store = Store::open(&paths.database())?;
+        // The app binary is also the local engine's worker (`understudy-app worker`).
+        let engine = Engine::new(EngineConfig::new(std::env::current_exe()?, &["worker"]));
+        let router = Router::new(Chain::build(&loaded.config, &paths, &StoredKeys(secrets.clone())), engine);
+        let conversations = Conversations::new(store, router);
+        Ok(Setup { env, paths, problem_at_start: loaded.problem, secrets, conversations })
     }
 
     pub fn init_logging(&self) -> logging::LogGuard {
         logging::init(&self.env, &self.paths.logs_dir(), "understudy-app")
     }
 
-    pub fn overview(&self) -> Overview {
+    fn key_source(&self) -> KeySource {
         let loaded = config::load(&self.env, &self.paths);
+        self.overview_of(&loaded).openai_key
+    }
+
+    fn overview_of(&self, loaded: &config::Loaded) -> Overview {
         let stored = |id: &str| self.secrets.get(id).ok().flatten().is_some();
-        Overview::gather(&loaded, &self.paths, |name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()), stored)
+        let mut o = Overview::gather(loaded, &self.paths, |name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()), stored);
+        if o.openai_key == KeySource::Keyring && matches!(self.secrets.backend(), Backend::File { .. }) {
+            o.openai_key = KeySource::File;
+        }
+        o
+    }
+
+    pub fn overview(&self) -> Overview {
+        self.overview_of(&config::load(&self.env, &self.paths))
+    }
+
+    /// Re-reads the config and keys into the router (after Settings or a key changed).
+    fn reconfigure(&self) {
+        let loaded = config::load(&self.env, &self.paths);
+        self.conversations.router().reconfigure(Chain::build(&loaded.config, &self.paths, &StoredKeys(self.secrets.clone())));
     }
 
     /// Stores the primary provider's API key (keyring, else the private file) and says where.
     pub fn save_api_key(&self, key: &str) -> Result<Backend, IpcError> {
-        let key = config::validate_api_key(key).map_err(|m| IpcError { code: "invalid_key", message: m.to_string() })?;
+        let key = config::validate_api_key(key).map_err(|m| IpcError::new("invalid_key", m))?;
         let loaded = config::load(&self.env, &self.paths);
         let id = loaded.config.primary().map_or("openai", |p| p.id.as_str()).to_string();
-        self.secrets.set(&id, key).map_err(|e| IpcError { code: "secrets", message: e.to_string() })
+        let backend = self.secrets.set(&id, key).map_err(|e| IpcError::new("secrets", e))?;
+        self.reconfigure();
+        Ok(backend)
+    }
+
+    pub fn settings(&self) -> SettingsView {
+        let loaded = config::load(&self.env, &self.paths);
+        SettingsView { settings: Settings::of(&loaded.config), key: self.key_source(), backend: self.secrets.backend(), config_path: loaded.path }
+    }
+
+    /// Writes the settings into the config file and applies them at once.
+    pub fn save_settings(&self, new: &Settings) -> Result<SettingsView, IpcError> {
+        let loaded = config::load(&self.env, &self.paths);
+        if let Some(problem) = loaded.problem {
+            return Err(IpcError::new("config", format!("the config file has a problem to fix first: {problem}")));
+        }
+        settings::save(&loaded, new)?;
+        self.reconfigure();
+        Ok(self.settings())
     }
 }

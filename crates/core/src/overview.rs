@@ -18,6 +18,8 @@ pub enum KeySource {
     Env,
     /// From the OS keyring.
     Keyring,
+    /// From the user-only secrets file (no keyring service runs); Settings says so.
+    File,
 }
 
 /// A config problem as the UI shows it.

@@ -51,6 +51,14 @@ impl Paths {
         self.data_dir.join("logs")
     }
 
+    /// Where exports go: the user's Downloads folder (XDG user dirs), else the home folder,
+    /// else the data dir.
+    pub fn exports_dir(&self) -> PathBuf {
+        directories::UserDirs::new()
+            .map(|u| u.download_dir().map(PathBuf::from).unwrap_or_else(|| u.home_dir().to_path_buf()))
+            .unwrap_or_else(|| self.data_dir.clone())
+    }
+
     /// Creates the data directory and its `models/` and `logs/` folders.
     pub fn create_data_dirs(&self) -> Result<(), PathsError> {
         for path in [self.data_dir.clone(), self.models_dir(), self.logs_dir()] {

@@ -71,9 +71,36 @@ pub fn apply(text: &str, file: &Path, current: &Settings, new: &Settings) -> Res
             None => local.remove("model"),
         };
     }
-    let out = doc.to_string();
+    // A file of comments only keeps them in the document's trailing text; new keys would land
+    // above them, so they are moved back to the top.
+    let trailing = doc.trailing().as_str().unwrap_or_default().to_string();
+    let out = if text.trim_start().starts_with('#') && !trailing.trim().is_empty() && !doc.to_string().starts_with(&trailing) {
+        doc.set_trailing("");
+        format!("{}\n{}", trailing.trim_end(), doc)
+    } else {
+        doc.to_string()
+    };
     Config::parse(&out, file)?;
     Ok(out)
+}
+
+/// Writes `new` into the config file `loaded` came from (creating it if needed), atomically:
+/// a crash mid-write leaves the old file, never half a file.
+pub fn save(loaded: &crate::Loaded, new: &Settings) -> Result<(), ConfigError> {
+    let file = &loaded.path;
+    let io = |e: std::io::Error| ConfigError::Read { file: file.clone(), message: e.to_string() };
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(io(e)),
+    };
+    let out = apply(&text, file, &Settings::of(&loaded.config), new)?;
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp = file.with_extension("toml.tmp");
+    std::fs::write(&tmp, out).map_err(io)?;
+    std::fs::rename(&tmp, file).map_err(io)
 }
 
 /// Replaces a value, keeping the comment and spacing around it.
@@ -127,6 +154,23 @@ mod tests {
         check("[local]\nthreads = 1\n", |s| s.local_model = Some("/m/a.gguf".into()), "[local]\nthreads = 1\nmodel = \"/m/a.gguf\"\n");
         check("[local]\nmodel = \"x\"\nthreads = 1\n", |s| s.local_model = None, "[local]\nthreads = 1\n");
         check("mode = \"auto\"\n", |_| {}, "mode = \"auto\"\n");
+    }
+
+    #[test]
+    fn save_creates_or_rewrites_the_file_the_app_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/config.toml");
+        let env = crate::Env::from_pairs([("UNDERSTUDY_CONFIG", path.display().to_string()), ("UNDERSTUDY_DATA_DIR", dir.path().display().to_string())]);
+        let paths = crate::Paths::resolve(&env).unwrap();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "# keep me\n").unwrap();
+        let loaded = crate::config::load(&env, &paths);
+        let new = Settings { mode: Mode::CloudOnly, local_model: Some("qwen".into()), ..Settings::of(&loaded.config) };
+        save(&loaded, &new).unwrap();
+        let again = crate::config::load(&env, &paths);
+        assert!(again.problem.is_none());
+        assert_eq!(Settings::of(&again.config), new);
+        assert!(std::fs::read_to_string(&path).unwrap().starts_with("# keep me\n"));
     }
 
     #[test]

@@ -111,6 +111,46 @@ pub fn json(c: &Conversation, messages: &[Message]) -> String {
     serde_json::to_string_pretty(&doc).expect("plain data serialises")
 }
 
+/// The two export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Markdown,
+    Json,
+}
+
+/// Writes the conversation into `dir` as `<title>.md` / `.json` (never replacing a file: a
+/// number is added) and returns the path.
+pub fn save(dir: &std::path::Path, c: &Conversation, messages: &[Message], format: Format) -> std::io::Result<std::path::PathBuf> {
+    let (text, ext) = match format {
+        Format::Markdown => (markdown(c, messages), "md"),
+        Format::Json => (json(c, messages), "json"),
+    };
+    std::fs::create_dir_all(dir)?;
+    let stem = file_stem(&c.title);
+    for n in 1..1000 {
+        let name = if n == 1 { format!("{stem}.{ext}") } else { format!("{stem} ({n}).{ext}") };
+        let path = dir.join(name);
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(mut f) => {
+                std::io::Write::write_all(&mut f, text.as_bytes())?;
+                return Ok(path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, "too many exports with this name"))
+}
+
+/// A title made safe as a file name on every OS: no separators or reserved characters.
+fn file_stem(title: &str) -> String {
+    let s: String = title.chars().map(|c| if c.is_control() || "/\\:*?\"<>|".contains(c) { '_' } else { c }).collect();
+    let s = s.trim().trim_start_matches('.').trim();
+    let s: String = s.chars().take(80).collect();
+    if s.is_empty() { "conversation".into() } else { s }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +181,21 @@ mod tests {
         assert!(md.contains("## You\n\nCapital of France?"), "{md}");
         assert!(md.contains("## OpenAI · gpt-4o-mini\n\nParis."), "{md}");
         assert!(md.contains("## Local model · gemma-3-270m\n\n_(answered here because OpenAI could not be reached; stopped before the end)_\n\nRome"), "{md}");
+    }
+
+    #[test]
+    fn save_never_overwrites_and_keeps_names_inside_the_folder() {
+        let (mut c, m) = sample();
+        let dir = tempfile::tempdir().unwrap();
+        c.title = "../../etc/passwd: a *plan*?".into();
+        let a = save(dir.path(), &c, &m, Format::Markdown).unwrap();
+        let b = save(dir.path(), &c, &m, Format::Markdown).unwrap();
+        let j = save(dir.path(), &c, &m, Format::Json).unwrap();
+        assert_eq!(a.parent().unwrap(), dir.path());
+        assert_eq!(a.file_name().unwrap(), "_.._etc_passwd_ a _plan__.md");
+        assert_eq!(b.file_name().unwrap(), "_.._etc_passwd_ a _plan__ (2).md");
+        assert!(std::fs::read_to_string(&a).unwrap().contains("## OpenAI · gpt-4o-mini"));
+        assert!(serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(j).unwrap()).is_ok());
     }
 
     #[test]
