@@ -8,6 +8,7 @@ const getAppInfo = vi.fn<() => Promise<AppInfo>>();
 vi.mock("./api/app", () => ({ getAppInfo: () => getAppInfo() }));
 const saveApiKey = vi.fn();
 vi.mock("./api/settings", () => ({ saveApiKey: (k: string) => saveApiKey(k) }));
+vi.mock("./api/chat", () => ({ listConversations: async () => [] }));
 
 const info = appInfo;
 
@@ -81,10 +82,10 @@ describe("App", () => {
     expect(screen.getByTestId("status-bar")).toHaveTextContent("OpenAI: key from environment · gpt-4o-mini");
     expect(screen.getByTestId("status-bar")).toHaveTextContent("No offline model");
     expect(screen.getByTestId("status-health")).toHaveTextContent("Ready");
-    // No chat command exists yet: the composer stays disabled and says so.
-    expect(screen.getByTestId("composer-input")).toBeDisabled();
+    // Something can answer: the composer is ready, Send waits for text.
+    expect(screen.getByTestId("composer-input")).toBeEnabled();
     expect(screen.getByTestId("send-button")).toBeDisabled();
-    expect(screen.getByTestId("composer-hint")).toHaveTextContent("Chat arrives in the next release");
+    expect(screen.queryByTestId("composer-hint")).toBeNull();
   });
 
   it("shows a config problem with file:line, key and message next to the first-run screen", async () => {

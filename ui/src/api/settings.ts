@@ -1,4 +1,5 @@
 import { call } from "./call";
+import type { Mode } from "./app";
 
 /** Where a saved secret went (Rust: understudy_store::Backend). */
 export type SavedKey = { kind: "keyring" } | { kind: "file"; path: string; why: string };
@@ -7,3 +8,34 @@ export type SavedKey = { kind: "keyring" } | { kind: "file"; path: string; why: 
 export function saveApiKey(key: string): Promise<SavedKey> {
   return call<SavedKey>("save_api_key", { key });
 }
+
+/** Rust: understudy_core::Settings. */
+export interface Settings {
+  mode: Mode;
+  base_url: string;
+  model: string;
+  local_model: string | null;
+}
+
+export interface SettingsView {
+  settings: Settings;
+  /** Where the key in use comes from. */
+  key: "none" | "env" | "keyring" | "file";
+  /** Where a key saved now goes. */
+  backend: SavedKey;
+  config_path: string;
+}
+
+export interface ConnectionReport {
+  provider: string;
+  label: string;
+  latency_ms: number;
+  models: number;
+  model: string;
+  model_listed: boolean;
+}
+
+export const getSettings = () => call<SettingsView>("get_settings");
+export const saveSettings = (settings: Settings) => call<SettingsView>("save_settings", { settings });
+/** Resolves with the report, or rejects with ApiError whose code is the failure class. */
+export const testConnection = () => call<ConnectionReport>("test_connection");

@@ -18,12 +18,19 @@ const MODE_WORDS: Record<AppInfo["mode"], string> = {
   "local-only": "Local only",
 };
 
+const KEY_WORDS: Record<AppInfo["openai_key"], string> = {
+  none: "nowhere",
+  env: "environment",
+  keyring: "keyring",
+  file: "private file",
+};
+
 /** What the status bar says, from what is set up. */
 export function describe(info: AppInfo): StatusLine {
   const cloud =
     info.openai_key === "none"
       ? "OpenAI: not configured"
-      : `OpenAI: key from ${info.openai_key === "env" ? "environment" : "keyring"} · ${info.openai_model}`;
+      : `OpenAI: key from ${KEY_WORDS[info.openai_key]} · ${info.openai_model}`;
   const local = info.local_model ? `Offline model: ${baseName(info.local_model)}` : "No offline model";
   const canAnswer = info.mode === "local-only" ? info.local_model !== null : !info.first_run;
   const health: Health = !canAnswer ? "nothing" : info.mode === "local-only" ? "local-only" : "healthy";
@@ -36,9 +43,9 @@ export function baseName(pathOrId: string): string {
   return parts[parts.length - 1] || pathOrId;
 }
 
-/** Why the composer is disabled: nothing can answer yet, or chat itself is not wired up yet. */
+/** Why the composer is disabled ("" when something can answer). */
 export function composerHint(info: AppInfo): string {
   if (info.first_run) return "Add an OpenAI API key or an offline model to start chatting.";
-  if (describe(info).health === "nothing") return "Local-only mode needs an offline model. Add one to start chatting.";
-  return "Chat arrives in the next release of Understudy.";
+  if (describe(info).health === "nothing") return "Local-only mode needs an offline model. Add one in Settings to start chatting.";
+  return "";
 }

@@ -1,0 +1,64 @@
+import { describe, it, expect, vi, beforeEach } from "vitest";
+import { render, screen, fireEvent } from "@testing-library/svelte";
+import Settings from "./Settings.svelte";
+import { ApiError } from "../api/call";
+
+const api = vi.hoisted(() => ({ getSettings: vi.fn(), saveSettings: vi.fn(), saveApiKey: vi.fn(), testConnection: vi.fn() }));
+vi.mock("../api/settings", () => api);
+
+const view = (over = {}) => ({
+  settings: { mode: "auto", base_url: "https://api.openai.com/v1", model: "gpt-4o-mini", local_model: null },
+  key: "file",
+  backend: { kind: "file", path: "/home/u/.local/share/understudy/secrets.json", why: "no Secret Service" },
+  config_path: "/home/u/.config/understudy/config.toml",
+  ...over,
+});
+
+beforeEach(() => Object.values(api).forEach((f) => f.mockReset()));
+
+describe("Settings", () => {
+  it("says where the key is kept and never shows it", async () => {
+    api.getSettings.mockResolvedValue(view());
+    render(Settings);
+    expect(await screen.findByTestId("key-state")).toHaveTextContent("A key is saved in a private file.");
+    expect(screen.getByTestId("key-backend")).toHaveTextContent("No keyring service is running (no Secret Service), so keys are kept in /home/u/.local/share/understudy/secrets.json, readable only by you.");
+    const input = screen.getByTestId("settings-key-input");
+    expect(input).toHaveAttribute("type", "password");
+    expect(input).toHaveValue("");
+  });
+
+  it("test connection shows the classified result", async () => {
+    api.getSettings.mockResolvedValue(view({ key: "keyring", backend: { kind: "keyring" } }));
+    api.testConnection.mockResolvedValueOnce({ provider: "openai", label: "OpenAI", latency_ms: 87, models: 40, model: "gpt-4o-mini", model_listed: true });
+    render(Settings);
+    await fireEvent.click(await screen.findByTestId("test-connection"));
+    expect(await screen.findByTestId("test-result")).toHaveTextContent("Connected to OpenAI in 87 ms; gpt-4o-mini is available.");
+    api.testConnection.mockRejectedValueOnce(new ApiError("account", "OpenAI rejected the API key (401): Incorrect API key provided Check the API key in Settings."));
+    await fireEvent.click(screen.getByTestId("test-connection"));
+    expect(await screen.findByTestId("test-result")).toHaveTextContent("OpenAI rejected the API key (401)");
+    expect(screen.queryByTestId("key-backend")).toBeNull();
+  });
+
+  it("saves base URL, model, offline model and mode", async () => {
+    api.getSettings.mockResolvedValue(view());
+    api.saveSettings.mockImplementation(async (s) => view({ settings: s }));
+    const onchanged = vi.fn();
+    render(Settings, { onchanged });
+    await fireEvent.input(await screen.findByTestId("settings-base-url"), { target: { value: "http://127.0.0.1:4000/v1" } });
+    await fireEvent.input(screen.getByTestId("settings-model"), { target: { value: "gpt-4.1-mini" } });
+    await fireEvent.input(screen.getByTestId("settings-local-model"), { target: { value: " /m/qwen.gguf " } });
+    await fireEvent.click(screen.getByTestId("mode-local-only"));
+    await fireEvent.click(screen.getByTestId("settings-save"));
+    expect(api.saveSettings).toHaveBeenCalledWith({ mode: "local-only", base_url: "http://127.0.0.1:4000/v1", model: "gpt-4.1-mini", local_model: "/m/qwen.gguf" });
+    expect(await screen.findByTestId("settings-saved")).toHaveTextContent("Saved to /home/u/.config/understudy/config.toml.");
+    expect(onchanged).toHaveBeenCalled();
+  });
+
+  it("a refused value is shown with its key", async () => {
+    api.getSettings.mockResolvedValue(view());
+    api.saveSettings.mockRejectedValueOnce(new ApiError("config", "/c/config.toml: key `providers[0].base_url`: must be an http(s) URL"));
+    render(Settings);
+    await fireEvent.click(await screen.findByTestId("settings-save"));
+    expect(await screen.findByTestId("settings-problem")).toHaveTextContent("providers[0].base_url");
+  });
+});
