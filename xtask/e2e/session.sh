@@ -3,11 +3,12 @@
 #   xvfb-run -a -s "-screen 0 1280x800x24 -nolisten tcp" dbus-run-session -- bash xtask/e2e/session.sh
 # It starts a notification server (dunst) and a StatusNotifierItem tray host, waits for both on
 # D-Bus, then runs each e2e suite against the real app binary through tauri-driver.
-# Env in: UNDERSTUDY_APP_BIN, UNDERSTUDY_E2E_OUT, UNDERSTUDY_E2E_WORK (a scratch dir).
+# Env in: UNDERSTUDY_APP_BIN, UNDERSTUDY_E2E_OUT, UNDERSTUDY_E2E_WORK (a scratch dir),
+# UNDERSTUDY_LLMOCK (the llmock binary: the fault-injecting OpenAI upstream of the chat suite).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-: "${UNDERSTUDY_APP_BIN:?}" "${UNDERSTUDY_E2E_OUT:?}" "${UNDERSTUDY_E2E_WORK:?}"
+: "${UNDERSTUDY_APP_BIN:?}" "${UNDERSTUDY_E2E_OUT:?}" "${UNDERSTUDY_E2E_WORK:?}" "${UNDERSTUDY_LLMOCK:?}"
 export XDG_RUNTIME_DIR="$UNDERSTUDY_E2E_WORK/runtime"
 mkdir -p "$XDG_RUNTIME_DIR" "$UNDERSTUDY_E2E_OUT"
 chmod 700 "$XDG_RUNTIME_DIR"
@@ -64,4 +65,12 @@ mkdir -p "$(dirname "$bad")"
 printf 'mode = "auto"\n[failover]\nstall_timout = "3s"\n' >"$bad"
 suite config-problem UNDERSTUDY_E2E_BAD_CONFIG=1 \
   "UNDERSTUDY_E2E_BAD_CONFIG_EXPECT=config.toml:3,failover.stall_timout,unknown field"
+# Chat against a real HTTP upstream: llmock on a free loopback port, reached the way SDK users
+# point tools elsewhere (OPENAI_BASE_URL), with the key from OPENAI_API_KEY.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$UNDERSTUDY_LLMOCK" serve --host 127.0.0.1 --port "$port" --log-level warning >"$logs/llmock.log" 2>&1 &
+pids+=($!)
+wait_for "llmock on :$port" bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null
+suite chat "OPENAI_BASE_URL=http://127.0.0.1:$port/v1" OPENAI_API_KEY=sk-e2e-chat-0123456789abcdef \
+  "UNDERSTUDY_E2E_LLMOCK=http://127.0.0.1:$port"
 echo "e2e: all suites passed; screenshots in $UNDERSTUDY_E2E_OUT"

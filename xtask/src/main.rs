@@ -247,6 +247,7 @@ fn e2e() -> Result<()> {
         .args(["-a", "-s", "-screen 0 1280x800x24 -nolisten tcp", "dbus-run-session", "--", "bash", "xtask/e2e/session.sh"])
         .env("UNDERSTUDY_APP_BIN", target_dir().join("debug").join("understudy-app"))
         .env("UNDERSTUDY_E2E_OUT", &out)
+        .env("UNDERSTUDY_LLMOCK", understudy_testkit::venv_dir().join("bin").join("llmock"))
         .env("UNDERSTUDY_E2E_WORK", &work));
     let _ = std::fs::remove_dir_all(&work);
     result.with_context(|| format!("logs and screenshots in {}", out.display()))

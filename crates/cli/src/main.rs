@@ -142,7 +142,7 @@ fn main() -> ExitCode {
         if provider == understudy_core::config::LOCAL_PROVIDER_ID {
             return chat_local(message, &loaded.config, cli.json);
         }
-        return chat_cloud(provider, message, &loaded.config, cli.json);
+        return chat_cloud(provider, message, &loaded.config, &paths, cli.json);
     }
     // The other commands land with their issues (see ARCHITECTURE.md); until then say so plainly.
     eprintln!("understudy {}: not implemented yet", cli.command.name());
@@ -219,7 +219,7 @@ fn chat_local(message: String, config: &understudy_core::Config, json: bool) -> 
 
 /// `understudy chat [--provider auto|<id>]`: one answer from a cloud provider, streamed. `auto`
 /// is the primary; failing over to the local engine arrives with the router.
-fn chat_cloud(provider: &str, message: String, config: &understudy_core::Config, json: bool) -> ExitCode {
+fn chat_cloud(provider: &str, message: String, config: &understudy_core::Config, paths: &Paths, json: bool) -> ExitCode {
     use understudy_core::config::ApiKeySource;
     let chosen = if provider == "auto" { config.primary() } else { config.providers.iter().find(|p| p.id == provider) };
     let Some(p) = chosen else {
@@ -227,13 +227,17 @@ fn chat_cloud(provider: &str, message: String, config: &understudy_core::Config,
         eprintln!("understudy chat: no provider {provider:?}; configured: {}, and local", ids.join(", "));
         return ExitCode::from(2);
     };
-    // The keyring arrives with the store; until then a key comes from the environment.
-    let var = match &p.api_key {
-        ApiKeySource::Env(name) => name.clone(),
-        ApiKeySource::Keyring => "OPENAI_API_KEY".to_string(),
-    };
-    let Some(key) = std::env::var(&var).ok().filter(|k| !k.trim().is_empty()) else {
-        eprintln!("understudy chat: no API key for {}: set {var}", p.id);
+    // The same keys the app uses: the keyring (or its private-file fallback), `env:NAME`, and
+    // OPENAI_API_KEY for the primary when nothing is stored.
+    use understudy_router::Keys;
+    let secrets = understudy_store::Secrets::new(&paths.data_dir);
+    let is_primary = config.primary().is_some_and(|q| q.id == p.id);
+    let Some(key) = understudy_router::StoredKeys(secrets).key(&p.id, &p.api_key, is_primary) else {
+        let hint = match &p.api_key {
+            ApiKeySource::Env(name) => format!("set {name}"),
+            ApiKeySource::Keyring => "add it in the app's Settings, or set OPENAI_API_KEY".to_string(),
+        };
+        eprintln!("understudy chat: no API key for {}: {hint}", p.id);
         return ExitCode::from(2);
     };
     let client = understudy_openai::ClientConfig {

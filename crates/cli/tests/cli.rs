@@ -207,4 +207,9 @@ fn chat_streams_from_the_cloud_provider_and_explains_failures() {
     assert!(text(&out.stderr).contains("set OPENAI_API_KEY"), "{}", text(&out.stderr));
     let out = run(&["chat", "--provider", "nope", "hello"], Some("k"));
     assert_eq!(out.status.code(), Some(2));
+
+    // A key saved by the app (here its private-file fallback) serves the CLI too.
+    understudy_store::Secrets::file_only(dir.path()).set("openai", "sk-cli-STOREDKEY").unwrap();
+    let out = run(&["chat", "hello"], None);
+    assert!(out.status.success(), "without OPENAI_API_KEY the stored key answers: {}", text(&out.stderr));
 }
