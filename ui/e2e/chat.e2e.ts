@@ -102,4 +102,29 @@ describe.skipIf(!llmock)("chatting with the real app", () => {
     expect(roles).toEqual(["user:complete", "assistant:complete", "user:complete", "assistant:complete", "user:complete", "assistant:error"]);
     await screenshot(browser, "chat-after-restart.png");
   });
+
+  it("follows a streaming answer to the bottom, and stops following once you scroll up", async () => {
+    const long = Array.from({ length: 60 }, (_, i) => `Paragraph ${i + 1} of a long answer.`).join("\n\n");
+    await scenario([{ type: "reply", text: long }, { type: "stream_fault", kind: "stall", after_chunks: 60, stall_seconds: 3 }]);
+    const before = (await answers()).length;
+    await send("Write something long");
+    const live = await browser.$('[data-testid="live-text"]');
+    await browser.waitUntil(async () => (await live.getText()).includes("Paragraph 8 "), { timeout: 15_000, timeoutMsg: "no streamed text" });
+    const gap = () => browser.execute(() => {
+      const el = document.querySelector('[data-testid="message-area"]') as HTMLElement;
+      return { fromBottom: el.scrollHeight - el.scrollTop - el.clientHeight, top: el.scrollTop, overflow: el.scrollHeight > el.clientHeight };
+    });
+    const following = await gap();
+    expect(following.overflow).toBe(true);
+    expect(following.fromBottom).toBeLessThan(60);
+    // The user scrolls up to read while the answer is paused mid-stream; the rest then arrives.
+    await browser.execute(() => {
+      const el = document.querySelector('[data-testid="message-area"]') as HTMLElement;
+      el.scrollTop = 0;
+      el.dispatchEvent(new Event("scroll"));
+    });
+    await browser.waitUntil(async () => (await answers()).length === before + 1 && (await answers()).at(-1)?.[0] === "complete", { timeout: 20_000, timeoutMsg: "the long answer did not finish" });
+    expect((await answers()).at(-1)?.[1]).toContain("Paragraph 60 of a long answer.");
+    expect((await gap()).top).toBeLessThan(60);
+  });
 });

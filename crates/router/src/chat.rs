@@ -82,7 +82,8 @@ impl ChatError {
 
 impl std::fmt::Display for ChatError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.message, self.next_step)
+        let sep = if self.message.ends_with(['.', '!', '?']) { " " } else { ". " };
+        write!(f, "{}{sep}{}", self.message, self.next_step)
     }
 }
 
