@@ -6,6 +6,7 @@
 pub mod chain;
 pub mod chat;
 pub mod conversation;
+pub mod policy;
 
 pub use chain::{Chain, Keys, LocalModel, StoredKeys};
 pub use chat::{Answer, ChatError, ChatRequest, ConnectionReport, Event, Router, Turn};

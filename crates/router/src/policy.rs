@@ -1,0 +1,413 @@
+//! The failover policy of design.md section 3 as one pure state machine: no I/O, no clock of
+//! its own. Callers feed it outcomes with the time (`now`, any monotonic offset) and ask it
+//! whether to use the provider and how healthy it is. Table-tested on a fake clock below.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use serde::Serialize;
+use understudy_core::config::FailoverConfig;
+use understudy_openai::FailureClass;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyConfig {
+    pub consecutive_failures: u32,
+    pub failure_rate: f64,
+    pub window: u32,
+    pub open_for: Duration,
+    pub open_for_max: Duration,
+    /// A first token slower than this marks the provider degraded.
+    pub slow_first_token: Duration,
+    /// How long a failure or a slow first token keeps the provider degraded.
+    pub degraded_for: Duration,
+    /// ± share of the open time, so many clients do not probe in lockstep.
+    pub jitter: f64,
+}
+
+impl PolicyConfig {
+    pub fn from_config(f: &FailoverConfig) -> PolicyConfig {
+        PolicyConfig {
+            consecutive_failures: f.consecutive_failures.max(1),
+            failure_rate: f.failure_rate,
+            window: f.window.max(1),
+            open_for: f.open_for,
+            open_for_max: f.open_for_max.max(f.open_for),
+            slow_first_token: f.first_token_timeout / 2,
+            degraded_for: Duration::from_secs(120),
+            jitter: 0.1,
+        }
+    }
+}
+
+/// The circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum Breaker {
+    Closed,
+    /// Requests skip the provider until `until`.
+    Open { until_ms: u64 },
+    /// Probes decide: `successes` of the two needed so far.
+    HalfOpen { successes: u8 },
+}
+
+/// What the tray and the status bar show for one provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Health {
+    Healthy,
+    /// Recent errors or slow first tokens below the open threshold, or a status-page incident.
+    Degraded,
+    /// The breaker is open or half-open: requests go to the next provider.
+    Outage,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outcome {
+    /// A request answered; `first_token` when it streamed.
+    Success { first_token: Option<Duration> },
+    Failure(FailureClass),
+    /// A health probe (`GET /models`, then a 1-token completion) passed or failed.
+    Probe(bool),
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    cfg: PolicyConfig,
+    breaker: Breaker,
+    /// Outage failures count 1, rate limits ½.
+    consecutive: f64,
+    /// The last `window` request outcomes as failure weights (0, ½ or 1).
+    recent: VecDeque<f64>,
+    /// Openings since the breaker last stayed closed for `open_for_max`.
+    opens: u32,
+    closed_at: Duration,
+    health_since: Duration,
+    last_health: Health,
+    last_trouble: Option<Duration>,
+    incident: bool,
+    rng: u64,
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+impl Policy {
+    pub fn new(cfg: PolicyConfig, seed: u64) -> Policy {
+        Policy {
+            cfg,
+            breaker: Breaker::Closed,
+            consecutive: 0.0,
+            recent: VecDeque::new(),
+            opens: 0,
+            closed_at: Duration::ZERO,
+            health_since: Duration::ZERO,
+            last_health: Health::Healthy,
+            last_trouble: None,
+            incident: false,
+            rng: seed | 1,
+        }
+    }
+
+    pub fn breaker(&self) -> Breaker {
+        self.breaker
+    }
+
+    /// Whether a request may use this provider now. An open breaker whose time is up turns
+    /// half-open: requests still skip it while probes decide.
+    pub fn allows(&mut self, now: Duration) -> bool {
+        self.tick(now);
+        matches!(self.breaker, Breaker::Closed)
+    }
+
+    /// Whether a probe should run now (half-open, or idle checks by the caller).
+    pub fn wants_probe(&mut self, now: Duration) -> bool {
+        self.tick(now);
+        matches!(self.breaker, Breaker::HalfOpen { .. })
+    }
+
+    fn tick(&mut self, now: Duration) {
+        if let Breaker::Open { until_ms } = self.breaker {
+            if ms(now) >= until_ms {
+                self.breaker = Breaker::HalfOpen { successes: 0 };
+            }
+        }
+        self.update_health(now);
+    }
+
+    /// A status-page incident on the API component: degraded, never open on its own.
+    pub fn set_incident(&mut self, now: Duration, incident: bool) {
+        self.incident = incident;
+        self.update_health(now);
+    }
+
+    pub fn record(&mut self, now: Duration, outcome: Outcome) {
+        self.tick(now);
+        match outcome {
+            Outcome::Success { first_token } => {
+                self.consecutive = 0.0;
+                self.push(0.0);
+                if first_token.is_some_and(|t| t > self.cfg.slow_first_token) {
+                    self.last_trouble = Some(now);
+                }
+                // A real answer while half-open counts like a passed probe.
+                if let Breaker::HalfOpen { .. } = self.breaker {
+                    self.probe_passed(now);
+                }
+            }
+            Outcome::Failure(class) => {
+                let weight = match class {
+                    FailureClass::Outage => 1.0,
+                    FailureClass::RateLimit => 0.5,
+                    // Configuration or request problems say nothing about the provider's health.
+                    FailureClass::Account | FailureClass::Request => return,
+                };
+                self.last_trouble = Some(now);
+                self.consecutive += weight;
+                self.push(weight);
+                match self.breaker {
+                    Breaker::Closed if self.should_open() => self.open(now),
+                    Breaker::HalfOpen { .. } => self.open(now),
+                    _ => {}
+                }
+            }
+            Outcome::Probe(true) => match self.breaker {
+                Breaker::HalfOpen { .. } => self.probe_passed(now),
+                _ => self.consecutive = 0.0,
+            },
+            Outcome::Probe(false) => self.record(now, Outcome::Failure(FailureClass::Outage)),
+        }
+        self.update_health(now);
+    }
+
+    fn probe_passed(&mut self, now: Duration) {
+        if let Breaker::HalfOpen { successes } = self.breaker {
+            if successes + 1 >= 2 {
+                self.breaker = Breaker::Closed;
+                self.closed_at = now;
+                self.consecutive = 0.0;
+                self.recent.clear();
+                // Verified by two probes: green at once (the tray's hold keeps it from blinking).
+                self.last_trouble = None;
+            } else {
+                self.breaker = Breaker::HalfOpen { successes: successes + 1 };
+            }
+        }
+    }
+
+    fn push(&mut self, weight: f64) {
+        self.recent.push_back(weight);
+        while self.recent.len() > self.cfg.window as usize {
+            self.recent.pop_front();
+        }
+    }
+
+    fn should_open(&self) -> bool {
+        if self.consecutive >= f64::from(self.cfg.consecutive_failures) {
+            return true;
+        }
+        let n = self.recent.len();
+        n >= 4 && self.recent.iter().sum::<f64>() / n as f64 >= self.cfg.failure_rate
+    }
+
+    fn open(&mut self, now: Duration) {
+        // A breaker that stayed closed long enough starts again from `open_for`.
+        if self.opens > 0 && matches!(self.breaker, Breaker::Closed) && now.saturating_sub(self.closed_at) >= self.cfg.open_for_max {
+            self.opens = 0;
+        }
+        self.opens += 1;
+        let base = self.cfg.open_for.as_secs_f64() * 2f64.powi(self.opens.saturating_sub(1).min(30) as i32);
+        let base = base.min(self.cfg.open_for_max.as_secs_f64());
+        let jitter = 1.0 + self.cfg.jitter * (2.0 * self.random() - 1.0);
+        self.breaker = Breaker::Open { until_ms: ms(now) + (base * jitter * 1000.0) as u64 };
+    }
+
+    /// xorshift64*: deterministic per seed, enough for jitter.
+    fn random(&mut self) -> f64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        (self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub fn health(&self, now: Duration) -> Health {
+        match self.breaker {
+            Breaker::Open { .. } | Breaker::HalfOpen { .. } => Health::Outage,
+            Breaker::Closed if self.incident || self.last_trouble.is_some_and(|t| now.saturating_sub(t) < self.cfg.degraded_for) => Health::Degraded,
+            Breaker::Closed => Health::Healthy,
+        }
+    }
+
+    /// When the current health began.
+    pub fn since(&self) -> Duration {
+        self.health_since
+    }
+
+    fn update_health(&mut self, now: Duration) {
+        let h = self.health(now);
+        if h != self.last_health {
+            self.last_health = h;
+            self.health_since = now;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use FailureClass::*;
+
+    fn cfg() -> PolicyConfig {
+        PolicyConfig {
+            consecutive_failures: 3,
+            failure_rate: 0.5,
+            window: 10,
+            open_for: Duration::from_secs(30),
+            open_for_max: Duration::from_secs(300),
+            slow_first_token: Duration::from_secs(10),
+            degraded_for: Duration::from_secs(120),
+            jitter: 0.0,
+        }
+    }
+
+    /// One step of a table: at `t` seconds, this outcome; then the expected health and breaker.
+    enum Step {
+        At(u64, Outcome),
+        Incident(u64, bool),
+        Expect(u64, Health, Breaker, bool),
+    }
+    use Step::*;
+
+    fn ok() -> Outcome {
+        Outcome::Success { first_token: Some(Duration::from_millis(300)) }
+    }
+    fn fail(c: FailureClass) -> Outcome {
+        Outcome::Failure(c)
+    }
+    fn open(until_s: u64) -> Breaker {
+        Breaker::Open { until_ms: until_s * 1000 }
+    }
+
+    fn check(name: &str, steps: &[Step]) {
+        let mut p = Policy::new(cfg(), 7);
+        for (i, step) in steps.iter().enumerate() {
+            match step {
+                At(t, o) => p.record(Duration::from_secs(*t), *o),
+                Incident(t, on) => p.set_incident(Duration::from_secs(*t), *on),
+                Expect(t, health, breaker, allows) => {
+                    let now = Duration::from_secs(*t);
+                    assert_eq!(p.allows(now), *allows, "{name}: step {i}: allows");
+                    assert_eq!((p.health(now), p.breaker()), (*health, *breaker), "{name}: step {i}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_failover_policy_table() {
+        check("healthy traffic stays closed", &[At(0, ok()), At(1, ok()), Expect(2, Health::Healthy, Breaker::Closed, true)]);
+        check(
+            "one outage failure is degraded, not open",
+            &[At(0, fail(Outage)), Expect(1, Health::Degraded, Breaker::Closed, true), Expect(121, Health::Healthy, Breaker::Closed, true)],
+        );
+        check(
+            "three consecutive outage failures open for open_for",
+            &[At(0, fail(Outage)), At(1, fail(Outage)), At(2, fail(Outage)), Expect(3, Health::Outage, open(32), false), Expect(31, Health::Outage, open(32), false)],
+        );
+        check(
+            "a success in between resets the consecutive count",
+            &[At(0, ok()), At(0, ok()), At(0, ok()), At(0, ok()), At(0, fail(Outage)), At(1, fail(Outage)), At(2, ok()), At(3, fail(Outage)), Expect(4, Health::Degraded, Breaker::Closed, true)],
+        );
+        check(
+            "failure rate over the window opens (min 4 samples)",
+            &[At(0, ok()), At(1, fail(Outage)), At(2, ok()), At(3, fail(Outage)), Expect(4, Health::Outage, open(33), false)],
+        );
+        check(
+            "rate limits count half",
+            &[
+                At(0, ok()),
+                At(1, ok()),
+                At(2, fail(RateLimit)),
+                At(3, fail(RateLimit)),
+                At(4, fail(RateLimit)),
+                Expect(5, Health::Degraded, Breaker::Closed, true),
+                At(5, fail(RateLimit)),
+                At(6, fail(RateLimit)),
+                At(7, fail(RateLimit)),
+                Expect(8, Health::Outage, open(37), false),
+            ],
+        );
+        check(
+            "account and request errors never count",
+            &[At(0, fail(Account)), At(1, fail(Account)), At(2, fail(Request)), At(3, fail(Account)), Expect(4, Health::Healthy, Breaker::Closed, true)],
+        );
+        check(
+            "after open_for it is half-open; two probe successes close it",
+            &[
+                At(0, fail(Outage)),
+                At(0, fail(Outage)),
+                At(0, fail(Outage)),
+                Expect(30, Health::Outage, Breaker::HalfOpen { successes: 0 }, false),
+                At(30, Outcome::Probe(true)),
+                Expect(31, Health::Outage, Breaker::HalfOpen { successes: 1 }, false),
+                At(31, Outcome::Probe(true)),
+                Expect(32, Health::Healthy, Breaker::Closed, true),
+            ],
+        );
+        check(
+            "a failed probe re-opens for twice as long, capped at open_for_max",
+            &[
+                At(0, fail(Outage)),
+                At(0, fail(Outage)),
+                At(0, fail(Outage)),
+                At(30, Outcome::Probe(false)),
+                Expect(31, Health::Outage, open(90), false),
+                At(90, Outcome::Probe(false)),
+                Expect(91, Health::Outage, open(210), false),
+                At(210, Outcome::Probe(false)),
+                At(450, Outcome::Probe(false)),
+                Expect(451, Health::Outage, open(750), false),
+                At(750, Outcome::Probe(false)),
+                Expect(751, Health::Outage, open(1050), false),
+            ],
+        );
+        check(
+            "a status-page incident degrades but never opens",
+            &[Incident(0, true), Expect(1, Health::Degraded, Breaker::Closed, true), Incident(2, false), Expect(3, Health::Healthy, Breaker::Closed, true)],
+        );
+        check(
+            "a slow first token degrades",
+            &[At(0, Outcome::Success { first_token: Some(Duration::from_secs(12)) }), Expect(1, Health::Degraded, Breaker::Closed, true)],
+        );
+        check(
+            "a real success while half-open counts as a probe",
+            &[At(0, fail(Outage)), At(0, fail(Outage)), At(0, fail(Outage)), At(31, ok()), At(32, ok()), Expect(33, Health::Healthy, Breaker::Closed, true)],
+        );
+    }
+
+    #[test]
+    fn open_time_has_jitter_within_ten_percent() {
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 0..50 {
+            let mut p = Policy::new(PolicyConfig { jitter: 0.1, ..cfg() }, seed);
+            for _ in 0..3 {
+                p.record(Duration::ZERO, fail(Outage));
+            }
+            let Breaker::Open { until_ms } = p.breaker() else { panic!("open") };
+            assert!((27_000..=33_000).contains(&until_ms), "{until_ms}");
+            seen.insert(until_ms / 100);
+        }
+        assert!(seen.len() > 10, "jitter spreads the probes: {seen:?}");
+    }
+
+    #[test]
+    fn health_since_tracks_changes() {
+        let mut p = Policy::new(cfg(), 1);
+        p.record(Duration::from_secs(5), fail(Outage));
+        assert_eq!(p.since(), Duration::from_secs(5));
+        p.record(Duration::from_secs(6), ok());
+        assert_eq!(p.since(), Duration::from_secs(5), "still degraded");
+        assert!(p.allows(Duration::from_secs(200)));
+        assert_eq!((p.health(Duration::from_secs(200)), p.since()), (Health::Healthy, Duration::from_secs(200)));
+    }
+}
