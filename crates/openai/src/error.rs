@@ -85,6 +85,11 @@ impl Error {
 
     /// One line for people: what failed, in their words, with the status or the code.
     pub fn describe(&self) -> String {
+        format!("{}: {}", self.summary(), self.message)
+    }
+
+    /// What failed, in words, without the server's message ("OpenAI could not be reached").
+    pub fn summary(&self) -> String {
         let p = &self.provider;
         let status = self.status.map(|s| format!(" ({s})")).unwrap_or_default();
         let what = match (&self.kind, self.class) {
@@ -108,7 +113,7 @@ impl Error {
                 _ => format!("{p} rejected the request{status}"),
             },
         };
-        format!("{what}: {}", self.message)
+        what
     }
 }
 

@@ -3,16 +3,18 @@
 //! a slow reader never slows the upstream read and a dropped [`Answer`] cancels it.
 
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use understudy_core::config::Mode;
 use understudy_local::{Engine, Event as LocalEvent, FinishReason, SamplingParams};
 use understudy_openai::{ChatMessage, ChatRequest as CloudRequest, Error as CloudError, ErrorKind, FailureClass, StreamEvent};
 
 use crate::chain::{Chain, Cloud, LocalModel};
+use crate::health::{HealthSnapshot, Monitor};
+use crate::policy::{Outcome, PolicyConfig};
 
 /// A message of the conversation sent to a provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -87,13 +89,16 @@ impl std::fmt::Display for ChatError {
     }
 }
 
-/// What happens during an answer, in order: `Started`, `Token`s, maybe `Usage`, then exactly
-/// one `Done` or `Error`.
+/// What happens during an answer, in order: `Started` (when the provider that answers is known:
+/// at its first token, so a failover before it is invisible), `Token`s, maybe `Switched` and
+/// more `Token`s, maybe `Usage`, then exactly one `Done` or `Error`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     Started { provider: String, label: String, model: String, failover: Option<String> },
     Token { text: String },
+    /// The provider failed mid-answer; `provider` continues the text from where it stopped.
+    Switched { provider: String, label: String, model: String, reason: String },
     Usage { prompt_tokens: u32, completion_tokens: u32 },
     /// `finish_reason`: `stop`, `length`, or `cancelled` (the user stopped it; the text so far
     /// stands). `model` is the model that wrote it, as the provider reported it.
@@ -129,6 +134,7 @@ impl Answer {
 struct Inner {
     chain: RwLock<Arc<Chain>>,
     engine: Engine,
+    monitor: Monitor,
 }
 
 /// Routes answers over the provider chain. Cheap to clone; clones share state.
@@ -137,12 +143,23 @@ pub struct Router(Arc<Inner>);
 
 impl Router {
     pub fn new(chain: Chain, engine: Engine) -> Router {
-        Router(Arc::new(Inner { chain: RwLock::new(Arc::new(chain)), engine }))
+        let monitor = Monitor::new(&chain, PolicyConfig::from_config(&chain.failover));
+        Router(Arc::new(Inner { chain: RwLock::new(Arc::new(chain)), engine, monitor }))
     }
 
     /// Takes a new chain (config or key changed); answers in flight keep the old one.
     pub fn reconfigure(&self, chain: Chain) {
+        self.0.monitor.reconfigure(&chain, PolicyConfig::from_config(&chain.failover));
         *self.0.chain.write().expect("chain lock") = Arc::new(chain);
+    }
+
+    /// Provider health, for the tray, notifications, the UI and the status endpoint.
+    pub fn health(&self) -> watch::Receiver<HealthSnapshot> {
+        self.0.monitor.subscribe()
+    }
+
+    pub fn monitor(&self) -> &Monitor {
+        &self.0.monitor
     }
 
     pub fn chain(&self) -> Arc<Chain> {
@@ -159,13 +176,13 @@ impl Router {
         let cancel = CancellationToken::new();
         let token = cancel.clone();
         let chain = self.chain();
-        let engine = self.0.engine.clone();
+        let router = self.clone();
         tokio::spawn(async move {
             let sink = Sink(tx);
             tokio::select! {
                 biased;
                 () = token.cancelled() => {}
-                () = answer(&chain, &engine, request, &sink) => return,
+                () = answer(&router, &chain, request, &sink) => return,
             }
             // Cancelled: the provider's stream was dropped with the future above, which
             // closes the HTTP connection or cancels the local generation.
@@ -221,67 +238,159 @@ impl Sink {
     }
 }
 
-async fn answer(chain: &Chain, engine: &Engine, request: ChatRequest, sink: &Sink) {
-    let local_only = chain.mode == Mode::LocalOnly || request.provider.as_deref() == Some(Chain::local_id());
-    if local_only {
-        return answer_local(chain, engine, &request, None, sink).await;
+/// How a cloud attempt ended.
+enum Attempt {
+    Done { first_token: Option<Duration> },
+    /// Failed; `partial` = (text so far, model) when tokens had already been sent.
+    Failed { error: CloudError, partial: Option<(String, String)> },
+}
+
+/// A failure in a few words, for "answered here because …".
+fn reason_of(e: &CloudError, chain: &Chain) -> String {
+    match e.kind {
+        ErrorKind::FirstToken => format!("{} did not answer within {} s", e.provider, chain.failover.first_token_timeout.as_secs()),
+        ErrorKind::Stall => format!("{} stopped sending for {} s", e.provider, chain.failover.stall_timeout.as_secs()),
+        _ => e.summary(),
     }
-    let cloud = match request.provider.as_deref() {
-        Some(id) => chain.cloud(id),
-        None => chain.primary(),
+}
+
+/// The failover policy of design.md section 3 applied to one answer: each cloud provider in
+/// order (skipping those whose breaker is open, at no added wait), then the local engine. A
+/// failure before the first token moves on at once; after it, the local engine continues the
+/// partial answer as a prefill.
+async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sink) {
+    let engine = router.engine();
+    let monitor = router.monitor();
+    let pinned = request.provider.as_deref();
+    if chain.mode == Mode::LocalOnly || pinned == Some(Chain::local_id()) {
+        return answer_local(chain, engine, &request, None, None, sink).await;
+    }
+    let clouds: Vec<&Cloud> = match pinned {
+        Some(id) => chain.cloud(id).into_iter().collect(),
+        None => chain.clouds.iter().collect(),
     };
-    let Some(cloud) = cloud else {
-        let e = match request.provider.as_deref() {
+    if clouds.is_empty() {
+        let e = match pinned {
             Some(id) => ChatError::setup(&format!("There is no provider called {id:?}."), "Check the provider list in the config file."),
             None => ChatError::setup("No cloud provider is configured.", "Add one in Settings."),
         };
         return sink.send(Event::Error { error: e }).await;
-    };
-    if cloud.client.is_none() {
-        // Without a key the cloud cannot answer; in auto mode an installed offline model can.
-        if chain.mode == Mode::Auto && request.provider.is_none() && matches!(chain.local, LocalModel::Ready { .. }) {
-            let reason = format!("no API key is set for {}", cloud.label);
-            return answer_local(chain, engine, &request, Some(reason), sink).await;
-        }
-        return sink.send(Event::Error { error: no_key(cloud) }).await;
     }
-    answer_cloud(cloud, &request, sink).await;
+    let may_go_local = chain.mode == Mode::Auto && pinned.is_none();
+    let (mut reason, mut last_error): (Option<String>, Option<ChatError>) = (None, None);
+    for cloud in clouds {
+        let Some(client) = &cloud.client else {
+            reason.get_or_insert_with(|| format!("no API key is set for {}", cloud.label));
+            last_error.get_or_insert_with(|| no_key(cloud));
+            continue;
+        };
+        if !monitor.allows(&cloud.id, &cloud.label) {
+            let why = monitor.snapshot().providers.iter().find(|p| p.id == cloud.id).and_then(|p| p.last_error.clone());
+            reason.get_or_insert_with(|| format!("{} is failing ({}); waiting for it to recover", cloud.label, why.as_deref().unwrap_or("recent errors")));
+            last_error.get_or_insert_with(|| ChatError {
+                class: "outage".into(),
+                provider: Some(cloud.id.clone()),
+                message: format!("{} is failing and is skipped until it recovers{}", cloud.label, why.map(|w| format!(" (last error: {w})")).unwrap_or_default()),
+                next_step: "Install an offline model to keep answering while it is down.".into(),
+                status: None,
+                code: None,
+            });
+            continue;
+        }
+        let mut retried = false;
+        loop {
+            match attempt_cloud(cloud, client, &request, reason.clone(), sink).await {
+                Attempt::Done { first_token } => {
+                    monitor.record(chain, &cloud.id, &cloud.label, Outcome::Success { first_token }, None);
+                    return;
+                }
+                Attempt::Failed { error, partial } => {
+                    monitor.record(chain, &cloud.id, &cloud.label, Outcome::Failure(error.class), Some(error.summary()));
+                    tracing::warn!(provider = %cloud.id, class = ?error.class, mid_stream = partial.is_some(), "{}", error.describe());
+                    if let Some((text, _model)) = partial {
+                        let why = reason_of(&error, chain);
+                        if may_go_local && matches!(chain.local, LocalModel::Ready { .. }) {
+                            return answer_local(chain, engine, &request, Some(why), Some(text), sink).await;
+                        }
+                        return sink.send(Event::Error { error: ChatError::from_cloud(&error) }).await;
+                    }
+                    match error.class {
+                        FailureClass::Request => return sink.send(Event::Error { error: ChatError::from_cloud(&error) }).await,
+                        FailureClass::RateLimit if !retried && error.retry_after.is_some_and(|d| d <= Duration::from_secs(2)) => {
+                            retried = true;
+                            tokio::time::sleep(error.retry_after.unwrap_or_default()).await;
+                            continue;
+                        }
+                        _ => {
+                            reason = Some(reason_of(&error, chain));
+                            last_error = Some(ChatError::from_cloud(&error));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if may_go_local {
+        if let LocalModel::Ready { .. } = chain.local {
+            return answer_local(chain, engine, &request, reason, None, sink).await;
+        }
+    }
+    let mut error = last_error.unwrap_or_else(|| ChatError::setup("No provider can answer.", "Check Settings."));
+    if may_go_local && error.class == "outage" {
+        error.next_step = "No offline model is installed to answer meanwhile: download one in Models, then try again.".into();
+    }
+    sink.send(Event::Error { error }).await;
 }
 
-async fn answer_cloud(cloud: &Cloud, request: &ChatRequest, sink: &Sink) {
-    let client = cloud.client.as_ref().expect("checked by the caller");
+async fn attempt_cloud(cloud: &Cloud, client: &understudy_openai::Client, request: &ChatRequest, failover: Option<String>, sink: &Sink) -> Attempt {
     let model = request.model.clone().filter(|m| !m.trim().is_empty()).unwrap_or_else(|| cloud.model.clone());
-    sink.send(Event::Started { provider: cloud.id.clone(), label: cloud.label.clone(), model: model.clone(), failover: None }).await;
     let req = CloudRequest {
         model: model.clone(),
         messages: request.messages.iter().map(|t| ChatMessage::new(&t.role, &t.content)).collect(),
         max_tokens: request.max_tokens,
         temperature: None,
     };
+    let started = Instant::now();
     let mut stream = match client.chat_stream(&req).await {
         Ok(s) => s,
-        Err(e) => return sink.send(Event::Error { error: ChatError::from_cloud(&e) }).await,
+        Err(error) => return Attempt::Failed { error, partial: None },
     };
-    let (mut answered_by, mut finish) = (model, "stop".to_string());
+    let (mut answered_by, mut finish, mut text, mut first_token) = (model, "stop".to_string(), String::new(), None);
     while let Some(event) = stream.next().await {
         match event {
             Ok(StreamEvent::Delta { model, content }) => {
                 if !model.is_empty() {
                     answered_by = model;
                 }
+                if first_token.is_none() {
+                    first_token = Some(started.elapsed());
+                    sink.send(Event::Started { provider: cloud.id.clone(), label: cloud.label.clone(), model: answered_by.clone(), failover: failover.clone() }).await;
+                }
+                text.push_str(&content);
                 sink.send(Event::Token { text: content }).await;
             }
             Ok(StreamEvent::Finish { reason }) => finish = reason,
             Ok(StreamEvent::Usage(u)) => sink.send(Event::Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }).await,
-            Ok(StreamEvent::Done) => return sink.send(Event::Done { finish_reason: finish, model: answered_by }).await,
-            Err(e) => return sink.send(Event::Error { error: ChatError::from_cloud(&e) }).await,
+            Ok(StreamEvent::Done) => {
+                if first_token.is_none() {
+                    // An empty answer is still an answer from this provider.
+                    sink.send(Event::Started { provider: cloud.id.clone(), label: cloud.label.clone(), model: answered_by.clone(), failover }).await;
+                }
+                sink.send(Event::Done { finish_reason: finish, model: answered_by }).await;
+                return Attempt::Done { first_token };
+            }
+            Err(error) => return Attempt::Failed { error, partial: first_token.map(|_| (text, answered_by)) },
         }
     }
     // The client reports a stream without [DONE] as an error; this is only a safety net.
-    sink.send(Event::Error { error: ChatError::from_cloud(&CloudError::new(ErrorKind::Truncated, &cloud.label, "the stream ended without [DONE]")) }).await;
+    let error = CloudError::new(ErrorKind::Truncated, &cloud.label, "the stream ended without [DONE]");
+    Attempt::Failed { error, partial: first_token.map(|_| (text, answered_by)) }
 }
 
-async fn answer_local(chain: &Chain, engine: &Engine, request: &ChatRequest, failover: Option<String>, sink: &Sink) {
+/// Answers with the local engine; with `prefill`, continues that partial answer of a cloud
+/// provider (announced as `Switched` rather than `Started`).
+async fn answer_local(chain: &Chain, engine: &Engine, request: &ChatRequest, failover: Option<String>, prefill: Option<String>, sink: &Sink) {
     let (path, name) = match &chain.local {
         LocalModel::Ready { path, name } => (path, name),
         LocalModel::None => {
@@ -293,13 +402,17 @@ async fn answer_local(chain: &Chain, engine: &Engine, request: &ChatRequest, fai
             return sink.send(Event::Error { error: e }).await;
         }
     };
-    sink.send(Event::Started { provider: Chain::local_id().into(), label: "Local model".into(), model: name.clone(), failover }).await;
+    let (provider, label) = (Chain::local_id().to_string(), "Local model".to_string());
+    match (&prefill, failover.clone()) {
+        (Some(_), Some(reason)) => sink.send(Event::Switched { provider, label, model: name.clone(), reason }).await,
+        _ => sink.send(Event::Started { provider, label, model: name.clone(), failover }).await,
+    }
     if let Err(e) = engine.ensure_loaded(path, chain.context, chain.threads).await {
         return sink.send(Event::Error { error: ChatError::local(e.to_string()) }).await;
     }
     let messages = request.messages.iter().map(|t| understudy_local::Message::new(&t.role, &t.content)).collect();
     let params = SamplingParams { max_tokens: request.max_tokens, ..SamplingParams::default() };
-    let mut generation = match engine.generate(messages, params, None).await {
+    let mut generation = match engine.generate(messages, params, prefill).await {
         Ok(g) => g,
         Err(e) => return sink.send(Event::Error { error: ChatError::local(e.to_string()) }).await,
     };

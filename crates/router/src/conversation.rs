@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
-use understudy_store::{AnswerEnd, Conversation, Message, Provenance, Status, Store, StoreError, StreamingMessage};
+use understudy_store::{AnswerEnd, Conversation, Message, Part, Provenance, Status, Store, StoreError, StreamingMessage};
 
 use crate::chat::{ChatRequest, Event, Router, Turn};
 
@@ -39,6 +39,8 @@ pub enum TurnEvent {
     UserMessage { message: Message },
     AnswerStarted { message_id: i64, provider: String, label: String, model: String, failover: Option<String> },
     Token { text: String },
+    /// The provider failed mid-answer and `provider` continues it from where it stopped.
+    Switched { provider: String, label: String, model: String, reason: String },
     /// The answer as stored: status `complete`, `interrupted` (stopped; text kept) or `error`
     /// (with the reason and next step in `error`).
     Finished { message: Message },
@@ -196,7 +198,7 @@ impl Conversations {
         let started = Instant::now();
         let mut answer = self.0.router.chat(request);
         let mut streaming: Option<StreamingMessage> = None;
-        let mut end = AnswerEnd { status: Status::Complete, error: None, prompt_tokens: None, completion_tokens: None, first_token_ms: None, total_ms: None, by: Provenance::default() };
+        let mut end = AnswerEnd { status: Status::Complete, error: None, prompt_tokens: None, completion_tokens: None, first_token_ms: None, total_ms: None, by: Provenance::default(), parts: Vec::new() };
         loop {
             let event = tokio::select! {
                 e = answer.next() => e,
@@ -226,6 +228,17 @@ impl Conversations {
                     }
                     sink(TurnEvent::Token { text });
                 }
+                Event::Switched { provider, label, model, reason } => {
+                    let at = streaming.as_ref().map_or(0, |m| m.text().chars().count());
+                    if end.parts.is_empty() {
+                        let first = self.with_store(|s| streaming.as_ref().map(|m| s.message(m.id)).transpose())?;
+                        let first = first.map(|m| (m.provider.unwrap_or_default(), m.model.unwrap_or_default())).unwrap_or_default();
+                        end.parts.push(Part { provider: first.0, model: first.1, start: 0 });
+                    }
+                    end.parts.push(Part { provider: provider.clone(), model: model.clone(), start: at });
+                    end.by.failover_reason = Some(format!("{reason}; {label} continued the answer"));
+                    sink(TurnEvent::Switched { provider, label, model, reason });
+                }
                 Event::Usage { prompt_tokens, completion_tokens } => {
                     end.prompt_tokens = Some(i64::from(prompt_tokens));
                     end.completion_tokens = Some(i64::from(completion_tokens));
@@ -237,8 +250,10 @@ impl Conversations {
                     } else if finish_reason == "length" {
                         end.error = Some("The answer reached the length limit.".into());
                     }
-                    if !model.is_empty() {
-                        end.by.model = Some(model);
+                    match end.parts.last_mut() {
+                        Some(last) if !model.is_empty() => last.model = model,
+                        None if !model.is_empty() => end.by.model = Some(model),
+                        _ => {}
                     }
                     break;
                 }

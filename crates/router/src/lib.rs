@@ -6,8 +6,11 @@
 pub mod chain;
 pub mod chat;
 pub mod conversation;
+pub mod health;
 pub mod policy;
 
 pub use chain::{Chain, Keys, LocalModel, StoredKeys};
 pub use chat::{Answer, ChatError, ChatRequest, ConnectionReport, Event, Router, Turn};
 pub use conversation::{ConversationError, Conversations, TurnEvent};
+pub use health::{HealthSnapshot, Monitor, ProviderHealth};
+pub use policy::{Breaker, Health};

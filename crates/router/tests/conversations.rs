@@ -160,7 +160,7 @@ async fn errors_are_stored_in_words_with_the_next_step_and_regenerate_replaces_t
         (serde_json::json!({ "type": "fail", "status": 401, "code": "invalid_api_key", "message": "Incorrect API key provided" }), "OpenAI rejected the API key (401)", "Check the API key in Settings."),
         (serde_json::json!({ "type": "fail", "status": 429, "code": "insufficient_quota", "message": "You exceeded your current quota" }), "the OpenAI account has no quota left (429)", "Add credit"),
         (serde_json::json!({ "type": "fail", "status": 400, "code": "context_length_exceeded", "message": "maximum context length is 128000 tokens" }), "OpenAI rejected the request (400)", "Start a new conversation"),
-        (serde_json::json!({ "type": "fail", "status": 503, "message": "overloaded" }), "OpenAI had a server error (503)", "install an offline model"),
+        (serde_json::json!({ "type": "fail", "status": 503, "message": "overloaded" }), "OpenAI had a server error (503)", "No offline model is installed"),
         (serde_json::json!({ "type": "stream_fault", "kind": "disconnect", "after_chunks": 2 }), "the connection to OpenAI broke in the middle of the answer", "Try again"),
     ] {
         scenario(&mock, serde_json::json!([behaviour])).await;

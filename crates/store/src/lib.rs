@@ -81,6 +81,14 @@ pub struct Provenance {
     pub failover_reason: Option<String>,
 }
 
+/// A stretch of an answer written by one provider; `start` is a char offset into the text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Part {
+    pub provider: String,
+    pub model: String,
+    pub start: usize,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Message {
     pub id: i64,
@@ -97,6 +105,8 @@ pub struct Message {
     pub status: Status,
     pub error: Option<String>,
     pub created_at: i64,
+    /// More than one entry when the answer switched provider mid-stream; empty otherwise.
+    pub parts: Vec<Part>,
 }
 
 /// A full-text search hit.
@@ -110,7 +120,8 @@ pub struct Hit {
 }
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(
+    Migrations::new(vec![
+        M::up(
         "CREATE TABLE conversations (
             id INTEGER PRIMARY KEY,
             title TEXT NOT NULL,
@@ -150,7 +161,10 @@ fn migrations() -> Migrations<'static> {
             INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
             INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
         END;",
-    )])
+        ),
+        // Answers that switched provider mid-stream: which provider wrote which part.
+        M::up("ALTER TABLE messages ADD COLUMN parts TEXT"),
+    ])
 }
 
 /// A `SELECT id, title, system_prompt, model, created_at, updated_at` row.
@@ -316,7 +330,7 @@ impl Store {
         self.conn.execute(
             "UPDATE messages SET content = ?1, status = ?2, error = ?3, prompt_tokens = ?4, completion_tokens = ?5,
              first_token_ms = ?6, total_ms = ?7, provider = COALESCE(?8, provider), model = COALESCE(?9, model),
-             failover_reason = COALESCE(?10, failover_reason), updated_at = ?11 WHERE id = ?12",
+             failover_reason = COALESCE(?10, failover_reason), updated_at = ?11, parts = ?13 WHERE id = ?12",
             params![
                 content,
                 end.status.as_str(),
@@ -329,7 +343,8 @@ impl Store {
                 end.by.model,
                 end.by.failover_reason,
                 now_ms(),
-                message_id
+                message_id,
+                (!end.parts.is_empty()).then(|| serde_json::to_string(&end.parts).expect("parts serialise")),
             ],
         )?;
         Ok(())
@@ -342,7 +357,7 @@ impl Store {
     fn messages_where(&self, filter: &'static str, value: i64) -> Result<Vec<Message>> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT id, conversation_id, role, content, provider, model, failover_reason, prompt_tokens, completion_tokens,
-                    first_token_ms, total_ms, status, error, created_at
+                    first_token_ms, total_ms, status, error, created_at, parts
              FROM messages WHERE {filter} ORDER BY id"
         ))?;
         let rows = stmt.query_map(params![value], |r| {
@@ -361,6 +376,7 @@ impl Store {
                 status: Status::parse(&r.get::<_, String>(11)?),
                 error: r.get(12)?,
                 created_at: r.get(13)?,
+                parts: r.get::<_, Option<String>>(14)?.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default(),
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -425,6 +441,8 @@ pub struct AnswerEnd {
     pub total_ms: Option<i64>,
     /// Set fields replace what `begin_answer` recorded (a mid-stream switch changes them).
     pub by: Provenance,
+    /// Who wrote which part, when the answer switched provider mid-stream.
+    pub parts: Vec<Part>,
 }
 
 /// An answer being streamed into the store: text accumulates in memory and is saved at least

@@ -29,9 +29,14 @@ fn conversations_messages_and_settings_round_trip() {
         first_token_ms: Some(300),
         total_ms: Some(900),
         by: Provenance { provider: Some("local".into()), model: Some("gemma".into()), failover_reason: Some("OpenAI stalled".into()) },
+        parts: vec![
+            understudy_store::Part { provider: "openai".into(), model: "gpt-4o-mini".into(), start: 0 },
+            understudy_store::Part { provider: "local".into(), model: "gemma".into(), start: 3 },
+        ],
     };
     m.finish(&s, &end).unwrap();
     let msgs = s.messages(a.id).unwrap();
+    assert_eq!(msgs.last().unwrap().parts.iter().map(|p| (p.provider.as_str(), p.start)).collect::<Vec<_>>(), [("openai", 0), ("local", 3)]);
     assert_eq!(msgs.len(), 2);
     assert_eq!((msgs[0].role.as_str(), msgs[0].status), ("user", Status::Complete));
     let ans = &msgs[1];

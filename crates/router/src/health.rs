@@ -1,0 +1,157 @@
+//! The health monitor: one [`Policy`] per cloud provider, fed by every request (and later by
+//! probes and the status page), published as a `watch` of [`HealthSnapshot`] that the tray, the
+//! notifier, the UI and `GET /understudy/status` subscribe to. Nobody polls the router.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use understudy_core::config::Mode;
+
+use crate::chain::{Chain, LocalModel};
+use crate::policy::{Breaker, Health, Outcome, Policy, PolicyConfig};
+
+/// One provider's health as shown to people.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProviderHealth {
+    pub id: String,
+    pub label: String,
+    pub health: Health,
+    pub breaker: Breaker,
+    /// Unix ms when `health` last changed.
+    pub since: u64,
+    /// The last failure, in words.
+    pub last_error: Option<String>,
+}
+
+/// Everything the tray, notifier, UI and status endpoint show.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthSnapshot {
+    pub mode: Mode,
+    pub providers: Vec<ProviderHealth>,
+    /// Where the next request goes: a provider id, `local`, or `none` (nothing can answer).
+    pub route: String,
+    /// The offline model's name, if one is installed.
+    pub local_model: Option<String>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    label: String,
+    policy: Policy,
+    last_error: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Monitor {
+    start: Instant,
+    start_unix_ms: u64,
+    cfg: Mutex<PolicyConfig>,
+    entries: Mutex<HashMap<String, Entry>>,
+    tx: watch::Sender<HealthSnapshot>,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Monitor {
+    pub fn new(chain: &Chain, cfg: PolicyConfig) -> Monitor {
+        let empty = HealthSnapshot { mode: chain.mode, providers: Vec::new(), route: "none".into(), local_model: None };
+        let (tx, _) = watch::channel(empty);
+        let m = Monitor { start: Instant::now(), start_unix_ms: unix_ms(), cfg: Mutex::new(cfg), entries: Mutex::default(), tx };
+        m.publish(chain);
+        m
+    }
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<HealthSnapshot> {
+        self.tx.subscribe()
+    }
+
+    pub fn snapshot(&self) -> HealthSnapshot {
+        self.tx.borrow().clone()
+    }
+
+    /// Takes a new chain and policy settings; providers that stay keep their state.
+    pub fn reconfigure(&self, chain: &Chain, cfg: PolicyConfig) {
+        *self.cfg.lock().expect("cfg lock") = cfg;
+        self.entries.lock().expect("entries lock").retain(|id, _| chain.cloud(id).is_some());
+        self.publish(chain);
+    }
+
+    fn with<T>(&self, id: &str, label: &str, f: impl FnOnce(&mut Entry, Duration) -> T) -> T {
+        let mut entries = self.entries.lock().expect("entries lock");
+        let entry = entries.entry(id.to_string()).or_insert_with(|| {
+            // Seeded per provider and run, so two providers (or two apps) do not probe in step.
+            let seed = self.start_unix_ms ^ id.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+            Entry { label: label.to_string(), policy: Policy::new(self.cfg.lock().expect("cfg lock").clone(), seed), last_error: None }
+        });
+        f(entry, self.now())
+    }
+
+    /// Whether requests may use the provider now (its breaker is closed).
+    pub fn allows(&self, id: &str, label: &str) -> bool {
+        self.with(id, label, |e, now| e.policy.allows(now))
+    }
+
+    pub fn record(&self, chain: &Chain, id: &str, label: &str, outcome: Outcome, error: Option<String>) {
+        self.with(id, label, |e, now| {
+            e.policy.record(now, outcome);
+            if error.is_some() {
+                e.last_error = error;
+            }
+        });
+        self.publish(chain);
+    }
+
+    /// Recomputes the snapshot and tells subscribers if it changed.
+    pub fn publish(&self, chain: &Chain) {
+        let now = self.now();
+        let providers: Vec<ProviderHealth> = chain
+            .clouds
+            .iter()
+            .map(|c| {
+                self.with(&c.id, &c.label, |e, _| {
+                    // Lets an open breaker whose time is up show as half-open.
+                    e.policy.allows(now);
+                    ProviderHealth {
+                        id: c.id.clone(),
+                        label: e.label.clone(),
+                        health: e.policy.health(now),
+                        breaker: e.policy.breaker(),
+                        since: self.start_unix_ms + e.policy.since().as_millis() as u64,
+                        last_error: e.last_error.clone(),
+                    }
+                })
+            })
+            .collect();
+        let local_model = match &chain.local {
+            LocalModel::Ready { name, .. } => Some(name.clone()),
+            _ => None,
+        };
+        let cloud_route = chain.clouds.iter().zip(&providers).find(|(c, p)| c.client.is_some() && p.breaker == Breaker::Closed).map(|(c, _)| c.id.clone());
+        let route = match (chain.mode, cloud_route, &local_model) {
+            (Mode::LocalOnly, _, Some(_)) => "local".to_string(),
+            (Mode::LocalOnly, _, None) => "none".to_string(),
+            (_, Some(id), _) => id,
+            (Mode::Auto, None, Some(_)) => "local".to_string(),
+            _ => "none".to_string(),
+        };
+        let snapshot = HealthSnapshot { mode: chain.mode, providers, route, local_model };
+        self.tx.send_if_modified(|s| {
+            if *s == snapshot {
+                false
+            } else {
+                *s = snapshot;
+                true
+            }
+        });
+    }
+}

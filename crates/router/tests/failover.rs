@@ -1,0 +1,212 @@
+#![allow(clippy::unwrap_used)]
+//! The fault matrix of the failover issue: llmock as the real OpenAI upstream, the tiny GGUF
+//! through the real local engine. For each fault: who answered, why, the breaker after, and how
+//! long the user waited.
+
+use std::time::{Duration, Instant};
+
+use understudy_core::config::{ApiKeySource, Config, Mode, ProviderConfig};
+use understudy_core::{Env, Paths};
+use understudy_local::engine::EngineConfig;
+use understudy_local::Engine;
+use understudy_router::chain::FixedKey;
+use understudy_router::{Breaker, Chain, ChatRequest, Event, Health, Router, Turn};
+use understudy_testkit::Llmock;
+
+fn router(base_url: &str, local: bool) -> (Router, tempfile::TempDir) {
+    let mut c = Config { mode: Mode::Auto, ..Config::default() };
+    c.providers = vec![ProviderConfig { id: "openai".into(), base_url: base_url.into(), model: "gpt-4o-mini".into(), api_key: ApiKeySource::Keyring }];
+    c.local.model = local.then(|| understudy_testkit::tiny_gguf().display().to_string());
+    c.local.context = 512;
+    c.local.threads = 1;
+    c.failover.connect_timeout = Duration::from_secs(2);
+    c.failover.first_token_timeout = Duration::from_secs(1);
+    c.failover.stall_timeout = Duration::from_secs(1);
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::from_pairs([("UNDERSTUDY_DATA_DIR", dir.path().display().to_string()), ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string())]);
+    let paths = Paths::resolve(&env).unwrap();
+    let chain = Chain::build(&c, &paths, &FixedKey("sk-test-FAILOVER0123456789".into()));
+    (Router::new(chain, Engine::new(EngineConfig::new(understudy_testkit::local_worker(), &[]))), dir)
+}
+
+fn request() -> ChatRequest {
+    ChatRequest { messages: vec![Turn::new("user", "Say hello")], max_tokens: Some(12), ..ChatRequest::default() }
+}
+
+/// What the user got.
+#[derive(Debug, Default)]
+struct Got {
+    started_by: Option<String>,
+    reason: Option<String>,
+    switched_to: Option<(String, String)>,
+    text: String,
+    text_before_switch: String,
+    done: bool,
+    error: Option<String>,
+    took: Duration,
+}
+
+async fn ask(r: &Router) -> Got {
+    let t0 = Instant::now();
+    let mut a = r.chat(request());
+    let mut g = Got::default();
+    while let Some(e) = a.next().await {
+        match e {
+            Event::Started { provider, failover, .. } => (g.started_by, g.reason) = (Some(provider), failover),
+            Event::Token { text } => g.text.push_str(&text),
+            Event::Switched { provider, reason, .. } => {
+                g.text_before_switch = g.text.clone();
+                g.switched_to = Some((provider, reason));
+            }
+            Event::Done { .. } => g.done = true,
+            Event::Error { error } => g.error = Some(error.to_string()),
+            Event::Usage { .. } => {}
+        }
+    }
+    g.took = t0.elapsed();
+    g
+}
+
+async fn scenario(mock: &Llmock, behaviors: serde_json::Value) {
+    let r = reqwest::Client::new().post(mock.admin_url("scenario")).json(&serde_json::json!({ "behaviors": behaviors })).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+}
+
+async fn upstream_requests(mock: &Llmock) -> usize {
+    let v: serde_json::Value = reqwest::get(mock.admin_url("requests")).await.unwrap().json().await.unwrap();
+    v.get("requests").unwrap_or(&v).as_array().map_or(0, Vec::len)
+}
+
+fn breaker(r: &Router) -> Breaker {
+    r.monitor().snapshot().providers[0].breaker
+}
+
+#[tokio::test]
+async fn failures_before_the_first_token_fail_over_at_once_with_the_reason() {
+    let mock = Llmock::start(&[]);
+    // (faults, reason the user is given)
+    let table = [
+        (serde_json::json!([{ "type": "fail", "status": 503, "message": "overloaded" }]), "OpenAI had a server error (503)"),
+        (serde_json::json!([{ "type": "fail", "status": 500 }]), "OpenAI had a server error (500)"),
+        (serde_json::json!([{ "type": "fail", "status": 401, "code": "invalid_api_key" }]), "OpenAI rejected the API key (401)"),
+        (serde_json::json!([{ "type": "fail", "status": 429, "code": "insufficient_quota" }]), "the OpenAI account has no quota left (429)"),
+        (serde_json::json!([{ "type": "fail", "status": 429, "code": "rate_limit_exceeded", "retry_after": 30 }]), "OpenAI is rate-limiting requests (429)"),
+        (serde_json::json!([{ "type": "slow_first_token", "seconds": 3 }]), "OpenAI did not answer within 1 s"),
+    ];
+    for (faults, reason) in table {
+        // A fresh breaker per row: each row is judged on its own.
+        let (r, _d) = router(&mock.base_url(), true);
+        assert_eq!(ask(&r).await.started_by.as_deref(), Some("openai"));
+        scenario(&mock, faults).await;
+        let g = ask(&r).await;
+        assert_eq!(g.started_by.as_deref(), Some("local"), "{reason}: {g:?}");
+        assert_eq!(g.reason.as_deref(), Some(reason), "{g:?}");
+        assert!(g.done && !g.text.is_empty(), "{reason}: the user got an answer: {g:?}");
+        assert!(g.took < Duration::from_secs(3), "{reason}: took {:?}", g.took);
+        assert_eq!(breaker(&r), Breaker::Closed, "{reason}: one failure never opens the breaker");
+    }
+}
+
+#[tokio::test]
+async fn connection_refused_fails_over_in_milliseconds_and_three_open_the_breaker() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (r, _d) = router(&format!("http://127.0.0.1:{port}/v1"), true);
+    let mut health = r.health();
+    for i in 0..3 {
+        let g = ask(&r).await;
+        assert_eq!((g.started_by.as_deref(), g.reason.as_deref()), (Some("local"), Some("OpenAI could not be reached")), "{i}");
+        assert!(g.done);
+    }
+    assert!(matches!(breaker(&r), Breaker::Open { .. }));
+    assert!(health.has_changed().unwrap());
+    let snap = health.borrow_and_update().clone();
+    assert_eq!((snap.providers[0].health, snap.route.as_str()), (Health::Outage, "local"));
+    // While open: straight to local, the reason says why, no connection attempt.
+    let g = ask(&r).await;
+    assert_eq!(g.started_by.as_deref(), Some("local"));
+    assert!(g.reason.as_deref().unwrap().starts_with("OpenAI is failing (OpenAI could not be reached)"), "{g:?}");
+}
+
+#[tokio::test]
+async fn an_open_breaker_costs_no_wait_and_sends_nothing_upstream() {
+    let mock = Llmock::start(&[]);
+    let (r, _d) = router(&mock.base_url(), true);
+    scenario(&mock, serde_json::json!([{ "type": "fail", "status": 503, "times": 3 }])).await;
+    for _ in 0..3 {
+        assert_eq!(ask(&r).await.started_by.as_deref(), Some("local"));
+    }
+    assert!(matches!(breaker(&r), Breaker::Open { .. }));
+    let before = upstream_requests(&mock).await;
+    let g = ask(&r).await;
+    assert_eq!(g.started_by.as_deref(), Some("local"));
+    assert_eq!(upstream_requests(&mock).await, before, "no request while the breaker is open");
+}
+
+#[tokio::test]
+async fn a_short_retry_after_is_honoured_once() {
+    let mock = Llmock::start(&[]);
+    let (r, _d) = router(&mock.base_url(), true);
+    scenario(&mock, serde_json::json!([{ "type": "fail", "status": 429, "retry_after": 0.5 }])).await;
+    let g = ask(&r).await;
+    assert_eq!((g.started_by.as_deref(), g.reason.as_deref()), (Some("openai"), None), "{g:?}");
+    assert!(g.took >= Duration::from_millis(450), "waited for Retry-After: {:?}", g.took);
+}
+
+#[tokio::test]
+async fn a_bad_request_is_shown_not_failed_over() {
+    let mock = Llmock::start(&[]);
+    let (r, _d) = router(&mock.base_url(), true);
+    scenario(&mock, serde_json::json!([{ "type": "fail", "status": 400, "code": "context_length_exceeded", "message": "maximum context length is 8 tokens" }])).await;
+    let g = ask(&r).await;
+    assert_eq!(g.started_by, None);
+    assert!(g.error.unwrap().starts_with("OpenAI rejected the request (400)"));
+}
+
+#[tokio::test]
+async fn failures_mid_stream_are_continued_by_the_local_model() {
+    let mock = Llmock::start(&[]);
+    let text = "One two three four five six seven eight nine ten.";
+    for (fault, reason) in [
+        (serde_json::json!({ "type": "stream_fault", "kind": "stall", "after_chunks": 3, "stall_seconds": 5 }), "OpenAI stopped sending for 1 s"),
+        (serde_json::json!({ "type": "stream_fault", "kind": "disconnect", "after_chunks": 3 }), "the connection to OpenAI broke in the middle of the answer"),
+        (serde_json::json!({ "type": "stream_fault", "kind": "malformed", "after_chunks": 3 }), "OpenAI sent a response that could not be read"),
+        (serde_json::json!({ "type": "stream_fault", "kind": "truncate", "after_chunks": 3 }), "OpenAI's answer ended early, without its end marker"),
+    ] {
+        let (r, _d) = router(&mock.base_url(), true);
+        scenario(&mock, serde_json::json!([{ "type": "reply", "text": text }, fault])).await;
+        let g = ask(&r).await;
+        assert_eq!(g.started_by.as_deref(), Some("openai"), "{reason}: {g:?}");
+        assert_eq!(g.switched_to.as_ref().map(|(p, r)| (p.as_str(), r.as_str())), Some(("local", reason)), "{g:?}");
+        assert!(g.text_before_switch.starts_with("One"), "{g:?}");
+        assert!(text.starts_with(g.text_before_switch.as_str()), "the cut part is kept as sent: {g:?}");
+        assert!(g.text.len() > g.text_before_switch.len() && g.done, "the local model continued: {g:?}");
+        assert!(g.took < Duration::from_secs(4), "{reason}: {:?}", g.took);
+    }
+}
+
+#[tokio::test]
+async fn without_an_offline_model_an_outage_says_so() {
+    let mock = Llmock::start(&[]);
+    let (r, _d) = router(&mock.base_url(), false);
+    scenario(&mock, serde_json::json!([{ "type": "fail", "status": 503 }])).await;
+    let g = ask(&r).await;
+    let e = g.error.unwrap();
+    assert!(e.starts_with("OpenAI had a server error (503)") && e.contains("No offline model is installed"), "{e}");
+}
+
+#[tokio::test]
+async fn a_thousand_healthy_requests_never_fail_over() {
+    let mock = Llmock::start(&[]);
+    let (r, _d) = router(&mock.base_url(), true);
+    let mut health = r.health();
+    health.borrow_and_update();
+    let mut local = 0;
+    for _ in 0..1000 {
+        let g = ask(&r).await;
+        assert!(g.done, "{g:?}");
+        local += usize::from(g.started_by.as_deref() != Some("openai") || g.switched_to.is_some());
+    }
+    assert_eq!(local, 0, "failovers in 1000 healthy requests");
+    assert_eq!(r.monitor().snapshot().providers[0].health, Health::Healthy);
+    assert!(!health.has_changed().unwrap(), "a healthy run publishes no health change");
+}
