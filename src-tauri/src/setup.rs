@@ -43,7 +43,10 @@ impl Setup {
         let secrets = Secrets::new(&paths.data_dir);
         let store = Store::open(&paths.database())?;
         // The app binary is also the local engine's worker (`understudy-app worker`).
-        let engine = Engine::new(EngineConfig::new(std::env::current_exe()?, &["worker"]));
+        let mut engine_config = EngineConfig::new(std::env::current_exe()?, &["worker"]);
+        // After a long healthy spell the offline model's memory goes back to the user.
+        engine_config.idle_unload = Some(std::time::Duration::from_secs(15 * 60));
+        let engine = Engine::new(engine_config);
         let router = Router::new(Chain::build(&loaded.config, &paths, &StoredKeys(secrets.clone())), engine);
         let conversations = Conversations::new(store, router);
         Ok(Setup { env, paths, problem_at_start: loaded.problem, secrets, conversations })

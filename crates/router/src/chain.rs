@@ -64,6 +64,7 @@ pub struct Chain {
     pub context: u32,
     pub threads: u32,
     pub failover: understudy_core::config::FailoverConfig,
+    pub prewarm: understudy_core::config::Prewarm,
 }
 
 pub fn provider_label(id: &str) -> String {
@@ -91,7 +92,7 @@ impl Chain {
                 Cloud { id: p.id.clone(), label: provider_label(&p.id), model: p.model.clone(), client }
             })
             .collect();
-        Chain { mode: config.mode, clouds, local: resolve_local(config.local.model.as_deref(), &paths.models_dir()), context: config.local.context, threads: config.local.threads, failover: config.failover.clone() }
+        Chain { mode: config.mode, clouds, local: resolve_local(config.local.model.as_deref(), &paths.models_dir()), context: config.local.context, threads: config.local.threads, failover: config.failover.clone(), prewarm: config.local.prewarm }
     }
 
     pub fn primary(&self) -> Option<&Cloud> {

@@ -131,7 +131,7 @@ impl Answer {
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     chain: RwLock<Arc<Chain>>,
     engine: Engine,
     monitor: Monitor,
@@ -139,7 +139,7 @@ struct Inner {
 
 /// Routes answers over the provider chain. Cheap to clone; clones share state.
 #[derive(Debug, Clone)]
-pub struct Router(Arc<Inner>);
+pub struct Router(pub(crate) Arc<Inner>);
 
 impl Router {
     pub fn new(chain: Chain, engine: Engine) -> Router {

@@ -43,6 +43,10 @@ struct Entry {
     label: String,
     policy: Policy,
     last_error: Option<String>,
+    /// When a request or probe last told us something.
+    last_seen: Option<Duration>,
+    /// Probe failures in a row (the next probe comes sooner: 5 s, 10 s, …).
+    probe_failures: u32,
 }
 
 #[derive(Debug)]
@@ -91,7 +95,7 @@ impl Monitor {
         let entry = entries.entry(id.to_string()).or_insert_with(|| {
             // Seeded per provider and run, so two providers (or two apps) do not probe in step.
             let seed = self.start_unix_ms ^ id.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-            Entry { label: label.to_string(), policy: Policy::new(self.cfg.lock().expect("cfg lock").clone(), seed), last_error: None }
+            Entry { label: label.to_string(), policy: Policy::new(self.cfg.lock().expect("cfg lock").clone(), seed), last_error: None, last_seen: None, probe_failures: 0 }
         });
         f(entry, self.now())
     }
@@ -104,11 +108,33 @@ impl Monitor {
     pub fn record(&self, chain: &Chain, id: &str, label: &str, outcome: Outcome, error: Option<String>) {
         self.with(id, label, |e, now| {
             e.policy.record(now, outcome);
+            e.last_seen = Some(now);
+            match outcome {
+                Outcome::Probe(false) => e.probe_failures += 1,
+                Outcome::Probe(true) | Outcome::Success { .. } => e.probe_failures = 0,
+                Outcome::Failure(_) => {}
+            }
             if error.is_some() {
                 e.last_error = error;
             }
         });
         self.publish(chain);
+    }
+
+    /// How long until the provider should be probed (zero = now): at once while half-open;
+    /// after a failed probe sooner (5 s, 10 s, 20 s, … up to `interval`) until the breaker has
+    /// decided; otherwise after `interval` without any request or probe.
+    pub fn probe_in(&self, id: &str, label: &str, interval: Duration) -> Duration {
+        self.with(id, label, |e, now| {
+            if e.policy.wants_probe(now) {
+                return Duration::ZERO;
+            }
+            if let Breaker::Open { until_ms } = e.policy.breaker() {
+                return Duration::from_millis(until_ms).saturating_sub(now);
+            }
+            let wait = if e.probe_failures > 0 { (Duration::from_secs(5) * 2u32.saturating_pow(e.probe_failures - 1)).min(interval) } else { interval };
+            e.last_seen.map_or(Duration::ZERO, |t| (t + wait).saturating_sub(now))
+        })
     }
 
     /// Recomputes the snapshot and tells subscribers if it changed.

@@ -8,6 +8,7 @@ pub mod chat;
 pub mod conversation;
 pub mod health;
 pub mod policy;
+pub mod probe;
 
 pub use chain::{Chain, Keys, LocalModel, StoredKeys};
 pub use chat::{Answer, ChatError, ChatRequest, ConnectionReport, Event, Router, Turn};

@@ -1,0 +1,85 @@
+//! Background health work, so the tray and notifications tell the truth before anyone types:
+//! probes (`GET /models`, then a 1-token completion) while a breaker is half-open and after
+//! `probe_interval` without traffic, the status-page poll, and pre-warming the local model when
+//! health turns degraded (unloading it again after a long healthy spell).
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use understudy_core::config::{Mode, Prewarm};
+use understudy_openai::{ChatMessage, ChatRequest, Client};
+
+use crate::chain::{Chain, LocalModel};
+use crate::chat::{Inner, Router};
+use crate::policy::{Health, Outcome};
+
+/// One probe: the model list answers, then the model produces one token.
+pub async fn probe(client: &Client, model: &str) -> Result<(), understudy_openai::Error> {
+    client.models().await?;
+    let req = ChatRequest { model: model.to_string(), messages: vec![ChatMessage::new("user", "ping")], max_tokens: Some(1), temperature: None };
+    client.chat(&req).await.map(|_| ())
+}
+
+impl Router {
+    /// Starts the background health work; it ends when the last clone of the router is dropped.
+    pub fn start_background(&self) -> JoinHandle<()> {
+        let weak = Arc::downgrade(&self.0);
+        tokio::spawn(probe_loop(weak))
+    }
+}
+
+async fn probe_loop(weak: Weak<Inner>) {
+    let mut prewarmed = false;
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        let router = Router(inner);
+        let chain = router.chain();
+        let interval = chain.failover.probe_interval.max(Duration::from_millis(100));
+        let mut sleep = interval;
+        if chain.mode != Mode::LocalOnly {
+            for cloud in chain.clouds.iter() {
+                let Some(client) = &cloud.client else { continue };
+                let due = router.monitor().probe_in(&cloud.id, &cloud.label, interval);
+                if due > Duration::ZERO {
+                    sleep = sleep.min(due);
+                    continue;
+                }
+                let result = probe(client, &cloud.model).await;
+                if let Err(e) = &result {
+                    tracing::info!(provider = %cloud.id, "health probe failed: {}", e.describe());
+                }
+                let error = result.as_ref().err().map(understudy_openai::Error::summary);
+                router.monitor().record(&chain, &cloud.id, &cloud.label, Outcome::Probe(result.is_ok()), error);
+                sleep = sleep.min(router.monitor().probe_in(&cloud.id, &cloud.label, interval).max(Duration::from_millis(50)));
+            }
+        }
+        prewarmed = prewarm(&router, &chain, prewarmed).await;
+        drop(router);
+        tokio::time::sleep(sleep).await;
+    }
+}
+
+/// Loads the offline model when the primary turns degraded or worse, so a switch costs no load
+/// time. Returns whether it is pre-warmed now.
+async fn prewarm(router: &Router, chain: &Chain, done: bool) -> bool {
+    let LocalModel::Ready { path, .. } = &chain.local else { return false };
+    let unhealthy = router.monitor().snapshot().providers.first().is_some_and(|p| p.health != Health::Healthy);
+    let wanted = match chain.prewarm {
+        Prewarm::Never => false,
+        Prewarm::Always => true,
+        Prewarm::OnDegraded => unhealthy && chain.mode == Mode::Auto,
+    };
+    if wanted && !done {
+        tracing::info!("pre-warming the offline model {}", path.display());
+        return match router.engine().ensure_loaded(path, chain.context, chain.threads).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!("pre-warming the offline model failed: {e}");
+                false
+            }
+        };
+    }
+    // Healthy again: the engine's idle unload frees the memory after a long healthy spell.
+    done && wanted
+}
