@@ -1,5 +1,5 @@
 /// Every command of src-tauri/src/commands.rs; capabilities/main.json grants them to the window.
-const COMMANDS: [&str; 18] = [
+const COMMANDS: [&str; 19] = [
     "app_info",
     "save_api_key",
     "get_settings",
@@ -18,6 +18,7 @@ const COMMANDS: [&str; 18] = [
     "edit_and_resend",
     "stop_answer",
     "export_conversation",
+    "watch_health",
 ];
 
 fn main() {

@@ -4,7 +4,7 @@
 use tauri::ipc::Channel;
 use tauri::State;
 use understudy_core::{Overview, Settings};
-use understudy_router::{ConnectionReport, TurnEvent};
+use understudy_router::{health, ConnectionReport, HealthSnapshot, TurnEvent};
 use understudy_store::export::{self, Format};
 use understudy_store::{Backend, Conversation, Hit, Message};
 
@@ -93,8 +93,14 @@ pub async fn send_message(setup: State<'_, Setup>, id: i64, text: String, channe
 }
 
 #[tauri::command]
-pub async fn regenerate(setup: State<'_, Setup>, id: i64, channel: Channel<TurnEvent>) -> Res<Message> {
-    Ok(setup.conversations.regenerate(id, sink(channel)).await?)
+pub async fn regenerate(setup: State<'_, Setup>, id: i64, provider: Option<String>, channel: Channel<TurnEvent>) -> Res<Message> {
+    Ok(setup.conversations.regenerate(id, provider, sink(channel)).await?)
+}
+
+/// Streams provider health to the window: now, then every change.
+#[tauri::command]
+pub fn watch_health(setup: State<'_, Setup>, channel: Channel<HealthSnapshot>) {
+    tauri::async_runtime::spawn(health::forward(setup.conversations.router().health(), move |s| channel.send(s).is_ok()));
 }
 
 #[tauri::command]

@@ -37,7 +37,14 @@ pub fn run() -> anyhow::Result<()> {
             commands::edit_and_resend,
             commands::stop_answer,
             commands::export_conversation,
+            commands::watch_health,
         ])
+        .setup(|app| {
+            // Probes, status page and pre-warming run for the app's lifetime.
+            let router = tauri::Manager::state::<setup::Setup>(app).conversations.router().clone();
+            tauri::async_runtime::spawn(async move { router.start_background().await });
+            Ok(())
+        })
         .run(tauri::generate_context!())
         .map_err(|e| anyhow::anyhow!("the desktop app failed: {e}"))
 }

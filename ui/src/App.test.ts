@@ -9,6 +9,7 @@ vi.mock("./api/app", () => ({ getAppInfo: () => getAppInfo() }));
 const saveApiKey = vi.fn();
 vi.mock("./api/settings", () => ({ saveApiKey: (k: string) => saveApiKey(k) }));
 vi.mock("./api/chat", () => ({ listConversations: async () => [] }));
+vi.mock("./api/health", () => ({ watchHealth: async () => {} }));
 
 const info = appInfo;
 

@@ -14,6 +14,8 @@ export interface Script {
   error?: string;
   /** Hold the answer open until stopAnswer() (for Stop tests). */
   hold?: boolean;
+  /** Switch to the local model after this many tokens (a mid-stream failover). */
+  switchAfter?: number;
 }
 
 export function fakeBackend() {
@@ -26,7 +28,7 @@ export function fakeBackend() {
 
   const msg = (conversation_id: number, role: Message["role"], content: string, over: Partial<Message> = {}): Message => ({
     id: nextId++, conversation_id, role, content, provider: null, model: null, failover_reason: null, prompt_tokens: null,
-    completion_tokens: null, first_token_ms: null, total_ms: null, status: "complete", error: null, created_at: Date.now(), ...over,
+    completion_tokens: null, first_token_ms: null, total_ms: null, status: "complete", error: null, created_at: Date.now(), parts: [], ...over,
   });
 
   async function answer(id: number, on: (e: TurnEvent) => void): Promise<Message> {
@@ -35,10 +37,15 @@ export function fakeBackend() {
     messages.push(a);
     on({ type: "answer_started", message_id: a.id, provider: a.provider!, label: s.label ?? "OpenAI", model: a.model!, failover: a.failover_reason });
     let stopped = false;
-    for (const t of s.tokens) {
+    s.tokens.forEach((t, i) => {
+      if (i === s.switchAfter) {
+        a.parts = [{ provider: a.provider!, model: a.model!, start: 0 }, { provider: "local", model: "qwen2.5-0.5b", start: [...a.content].length }];
+        a.failover_reason = "OpenAI stopped sending for 30 s; Local model continued the answer";
+        on({ type: "switched", provider: "local", label: "Local model", model: "qwen2.5-0.5b", reason: "OpenAI stopped sending for 30 s" });
+      }
       a.content += t;
       on({ type: "token", text: t });
-    }
+    });
     if (s.hold) {
       await new Promise<void>((r) => (release = () => { stopped = true; r(); }));
     }
@@ -77,7 +84,7 @@ export function fakeBackend() {
       on({ type: "user_message", message: { ...u } });
       return answer(id, on);
     }),
-    regenerate: vi.fn(async (id: number, on: (e: TurnEvent) => void) => {
+    regenerate: vi.fn(async (id: number, on: (e: TurnEvent) => void, _provider: string | null = null) => {
       const lastUser = messages.findLastIndex((m) => m.conversation_id === id && m.role === "user");
       messages.splice(lastUser + 1);
       return answer(id, on);

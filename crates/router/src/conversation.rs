@@ -124,8 +124,9 @@ impl Conversations {
         self.turn(id, slot, sink).await
     }
 
-    /// Answers the last user message again, replacing the answer(s) after it.
-    pub async fn regenerate(&self, id: i64, sink: impl FnMut(TurnEvent) + Send) -> Result<Message, ConversationError> {
+    /// Answers the last user message again, replacing the answer(s) after it. `provider` pins
+    /// who answers ("Ask OpenAI again" on a locally answered message); None = by mode.
+    pub async fn regenerate(&self, id: i64, provider: Option<String>, sink: impl FnMut(TurnEvent) + Send) -> Result<Message, ConversationError> {
         let slot = self.claim(id)?;
         self.with_store(|s| {
             let last_user = s.messages(id)?.into_iter().rev().find(|m| m.role == "user");
@@ -135,7 +136,7 @@ impl Conversations {
             }
         })
         .and_then(|found| if found { Ok(()) } else { Err(ConversationError::NothingToAnswer) })?;
-        self.turn(id, slot, sink).await
+        self.turn_with(id, slot, provider, sink).await
     }
 
     /// Replaces a user message's text, drops everything after it and answers again.
@@ -190,8 +191,13 @@ impl Conversations {
         })
     }
 
-    async fn turn(&self, id: i64, slot: Slot, mut sink: impl FnMut(TurnEvent) + Send) -> Result<Message, ConversationError> {
-        let request = self.request(id)?;
+    async fn turn(&self, id: i64, slot: Slot, sink: impl FnMut(TurnEvent) + Send) -> Result<Message, ConversationError> {
+        self.turn_with(id, slot, None, sink).await
+    }
+
+    async fn turn_with(&self, id: i64, slot: Slot, provider: Option<String>, mut sink: impl FnMut(TurnEvent) + Send) -> Result<Message, ConversationError> {
+        let mut request = self.request(id)?;
+        request.provider = provider;
         if request.messages.last().is_none_or(|m| m.role != "user") {
             return Err(ConversationError::NothingToAnswer);
         }

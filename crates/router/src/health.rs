@@ -181,3 +181,14 @@ impl Monitor {
         });
     }
 }
+
+/// Calls `send` with the current snapshot, then with every change, until `send` returns false
+/// (the window went away) or the router is gone.
+pub async fn forward(mut rx: watch::Receiver<HealthSnapshot>, mut send: impl FnMut(HealthSnapshot) -> bool) {
+    loop {
+        let snapshot = rx.borrow_and_update().clone();
+        if !send(snapshot) || rx.changed().await.is_err() {
+            return;
+        }
+    }
+}

@@ -169,7 +169,7 @@ async fn errors_are_stored_in_words_with_the_next_step_and_regenerate_replaces_t
         let answer = if s.conversations.messages(c.id).unwrap().is_empty() {
             s.conversations.send(c.id, "Hello?", sink).await.unwrap()
         } else {
-            s.conversations.regenerate(c.id, sink).await.unwrap()
+            s.conversations.regenerate(c.id, None, sink).await.unwrap()
         };
         assert_eq!(answer.status, Status::Error, "{words}");
         let error = answer.error.clone().unwrap();
@@ -179,7 +179,7 @@ async fn errors_are_stored_in_words_with_the_next_step_and_regenerate_replaces_t
         assert!(matches!(events.last(), Some(TurnEvent::Finished { message }) if message.status == Status::Error));
     }
     // The upstream is fine again: regenerate answers the same question and the errors are gone.
-    let answer = s.conversations.regenerate(c.id, |_| {}).await.unwrap();
+    let answer = s.conversations.regenerate(c.id, None, |_| {}).await.unwrap();
     assert_eq!(answer.status, Status::Complete);
     let msgs = s.conversations.messages(c.id).unwrap();
     assert_eq!(msgs.iter().map(|m| (m.role.as_str(), m.status)).collect::<Vec<_>>(), [("user", Status::Complete), ("assistant", Status::Complete)]);

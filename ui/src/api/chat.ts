@@ -30,6 +30,8 @@ export interface Message {
   /** Why it failed or stopped, in words, with the next step. */
   error: string | null;
   created_at: number;
+  /** Who wrote which part (char offsets) when the answer switched provider mid-stream. */
+  parts: { provider: string; model: string; start: number }[];
 }
 
 /** A search hit; `snippet` marks matched words with [ and ]. */
@@ -45,6 +47,7 @@ export type TurnEvent =
   | { type: "user_message"; message: Message }
   | { type: "answer_started"; message_id: number; provider: string; label: string; model: string; failover: string | null }
   | { type: "token"; text: string }
+  | { type: "switched"; provider: string; label: string; model: string; reason: string }
   | { type: "finished"; message: Message };
 
 function channel(onEvent: (e: TurnEvent) => void): Channel<TurnEvent> {
@@ -66,7 +69,9 @@ export const setConversationOptions = (id: number, systemPrompt: string | null, 
 /** Sends a message; events stream to `onEvent`; resolves with the stored answer. */
 export const sendMessage = (id: number, text: string, onEvent: (e: TurnEvent) => void) =>
   call<Message>("send_message", { id, text, channel: channel(onEvent) });
-export const regenerate = (id: number, onEvent: (e: TurnEvent) => void) => call<Message>("regenerate", { id, channel: channel(onEvent) });
+/** Answers the last question again; `provider` pins who answers ("openai" for "Ask OpenAI again"). */
+export const regenerate = (id: number, onEvent: (e: TurnEvent) => void, provider: string | null = null) =>
+  call<Message>("regenerate", { id, provider, channel: channel(onEvent) });
 export const editAndResend = (messageId: number, text: string, onEvent: (e: TurnEvent) => void) =>
   call<Message>("edit_and_resend", { messageId, text, channel: channel(onEvent) });
 /** Stops the answer being written; its text so far is kept. */

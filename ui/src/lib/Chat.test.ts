@@ -12,6 +12,8 @@ vi.mock("../api/chat", () => {
   const names = ["listConversations", "createConversation", "renameConversation", "deleteConversation", "restoreConversation", "searchMessages", "getMessages", "setConversationOptions", "sendMessage", "regenerate", "editAndResend", "stopAnswer", "exportConversation"];
   return Object.fromEntries(names.map((n) => [n, (...a: unknown[]) => holder.api[n](...a)]));
 });
+const healthFeed = vi.hoisted(() => ({ push: (_s: unknown) => {} }));
+vi.mock("../api/health", () => ({ watchHealth: async (on: (s: unknown) => void) => void (healthFeed.push = on) }));
 let backend = fakeBackend();
 
 beforeEach(() => {
@@ -131,5 +133,25 @@ describe("chat", () => {
     expect(await screen.findByText("gpt-4.1")).toBeVisible();
     await fireEvent.click(screen.getByTestId("export-markdown"));
     expect(await screen.findByTestId("notice")).toHaveTextContent("Saved to /home/u/Downloads/chat.md");
+  });
+
+  it("an answer that switched provider mid-stream shows where, and Ask OpenAI again once it is healthy", async () => {
+    backend.setScript({ tokens: ["One ", "two ", "three ", "four."], switchAfter: 2 });
+    render(App);
+    await send("count");
+    const answer = await screen.findByText((_, el) => el?.getAttribute("data-role") === "assistant" && el.getAttribute("data-status") === "complete");
+    expect(within(answer).getByTestId("switch-divider")).toHaveTextContent("Local model · qwen2.5-0.5b continued from here");
+    expect(within(answer).getByTestId("message-text").textContent).toMatch(/One two\s*Local model · qwen2.5-0.5b continued from here\s*three four\./);
+    expect(within(answer).getByTestId("failover-reason")).toHaveTextContent("OpenAI stopped sending for 30 s");
+    // OpenAI is in an outage: no offer yet; once healthy, the offer appears and pins OpenAI.
+    const snap = (health: string) => ({ mode: "auto", route: health === "healthy" ? "openai" : "local", local_model: "qwen2.5-0.5b", providers: [{ id: "openai", label: "OpenAI", health, breaker: { state: "closed" }, since: Date.now(), last_error: null }] });
+    healthFeed.push(snap("outage"));
+    await waitFor(() => expect(screen.getByTestId("status-health")).toHaveTextContent("OpenAI outage since"));
+    expect(screen.getByTestId("status-health")).toHaveTextContent("answering with qwen2.5-0.5b");
+    expect(screen.getByTestId("status-dot")).toHaveAttribute("data-health", "outage");
+    expect(screen.queryByTestId("ask-cloud-again")).toBeNull();
+    healthFeed.push(snap("healthy"));
+    await fireEvent.click(await screen.findByTestId("ask-cloud-again"));
+    expect(backend.api.regenerate).toHaveBeenCalledWith(expect.any(Number), expect.any(Function), "openai");
   });
 });

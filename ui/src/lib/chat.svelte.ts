@@ -13,6 +13,8 @@ export interface Live {
   model: string | null;
   failover: string | null;
   text: string;
+  /** Set when the answer switched provider mid-stream: where, to whom, why. */
+  switched: { at: number; label: string; model: string; reason: string } | null;
 }
 
 /** A deleted conversation that can still be brought back. */
@@ -87,10 +89,13 @@ export class Chat {
           }
           break;
         case "answer_started":
-          this.live = { conversationId, messageId: e.message_id, provider: e.provider, label: e.label, model: e.model, failover: e.failover, text: "" };
+          this.live = { conversationId, messageId: e.message_id, provider: e.provider, label: e.label, model: e.model, failover: e.failover, text: "", switched: null };
           break;
         case "token":
           if (this.live) this.live.text += e.text;
+          break;
+        case "switched":
+          if (this.live) this.live.switched = { at: [...this.live.text].length, label: e.label, model: e.model, reason: e.reason };
           break;
         case "finished":
           this.live = null;
@@ -103,7 +108,7 @@ export class Chat {
   /** Runs a turn; the list moves the conversation to the top and takes its new title. */
   private async turn(conversationId: number, run: (onEvent: (e: TurnEvent) => void) => Promise<Message>): Promise<void> {
     this.problem = "";
-    this.live = { conversationId, messageId: null, provider: null, label: null, model: null, failover: null, text: "" };
+    this.live = { conversationId, messageId: null, provider: null, label: null, model: null, failover: null, text: "", switched: null };
     try {
       await run(this.onEvent(conversationId));
     } catch (e) {
@@ -121,12 +126,13 @@ export class Chat {
     await this.turn(id, (on) => api.sendMessage(id, text, on));
   }
 
-  async regenerate(): Promise<void> {
+  /** Answers the last question again; `provider` = "openai" for "Ask OpenAI again". */
+  async regenerate(provider: string | null = null): Promise<void> {
     const id = this.activeId;
     if (id === null || this.busy) return;
     const lastUser = this.messages.findLastIndex((m) => m.role === "user");
     this.messages = this.messages.slice(0, lastUser + 1);
-    await this.turn(id, (on) => api.regenerate(id, on));
+    await this.turn(id, (on) => api.regenerate(id, on, provider));
   }
 
   async editAndResend(messageId: number, text: string): Promise<void> {

@@ -1,5 +1,6 @@
 import { describe, it, expect } from "vitest";
-import { describe as describeStatus, baseName, composerHint } from "./status";
+import { describe as describeStatus, baseName, composerHint, healthLine } from "./status";
+import type { HealthSnapshot } from "../api/health";
 import type { AppInfo } from "../api/app";
 import { appInfo } from "../test-fixtures";
 
@@ -32,5 +33,22 @@ describe("status line", () => {
     expect(composerHint(base)).toMatch(/^Add an OpenAI API key or an offline model/);
     expect(composerHint({ ...base, mode: "local-only", openai_key: "env", first_run: false })).toMatch(/^Local-only mode needs an offline model/);
     expect(composerHint({ ...base, openai_key: "keyring", first_run: false })).toBe("");
+  });
+});
+
+describe("health line", () => {
+  const at = new Date(2026, 10, 25, 14, 5);
+  const snap = (over: Partial<HealthSnapshot>, p: Partial<HealthSnapshot["providers"][0]> = {}): HealthSnapshot => ({
+    mode: "auto", route: "openai", local_model: "qwen", ...over,
+    providers: [{ id: "openai", label: "OpenAI", health: "healthy", breaker: { state: "closed" }, since: at.getTime(), last_error: null, ...p }],
+  });
+  it("names the state, since when, and who answers now", () => {
+    expect(healthLine(snap({}), at)).toEqual({ health: "healthy", words: "Ready" });
+    expect(healthLine(snap({}, { health: "degraded", last_error: "OpenAI had a server error (503)" }), at)).toEqual({ health: "degraded", words: "OpenAI degraded: OpenAI had a server error (503)" });
+    const out = healthLine(snap({ route: "local" }, { health: "outage" }), at);
+    expect(out.health).toBe("outage");
+    expect(out.words).toMatch(/^OpenAI outage since .*(14.05|2.05 PM).* — answering with qwen$/);
+    expect(healthLine(snap({ route: "none", local_model: null }, { health: "outage" }), at).health).toBe("nothing");
+    expect(healthLine(snap({ mode: "local-only", route: "local" }), at)).toEqual({ health: "local-only", words: "Answering locally by choice" });
   });
 });

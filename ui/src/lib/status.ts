@@ -1,7 +1,8 @@
 import type { AppInfo } from "../api/app";
+import type { HealthSnapshot } from "../api/health";
 
 /** Tray-like health colour of the status bar dot (the tray itself arrives later). */
-export type Health = "healthy" | "nothing" | "local-only";
+export type Health = "healthy" | "degraded" | "outage" | "nothing" | "local-only";
 
 export interface StatusLine {
   health: Health;
@@ -35,6 +36,22 @@ export function describe(info: AppInfo): StatusLine {
   const canAnswer = info.mode === "local-only" ? info.local_model !== null : !info.first_run;
   const health: Health = !canAnswer ? "nothing" : info.mode === "local-only" ? "local-only" : "healthy";
   return { health, cloud, local, mode: MODE_WORDS[info.mode] };
+}
+
+/** Health in words from the router's snapshot; null until the first snapshot arrives. */
+export function healthLine(s: HealthSnapshot, now: Date = new Date()): { health: Health; words: string } {
+  if (s.mode === "local-only") return s.local_model ? { health: "local-only", words: "Answering locally by choice" } : { health: "nothing", words: "Local only, but no offline model is set up" };
+  const primary = s.providers[0];
+  if (!primary) return { health: s.route === "local" ? "local-only" : "nothing", words: s.route === "local" ? "Answering locally" : "Nothing can answer yet" };
+  const since = new Date(primary.since);
+  const when = since.toDateString() === now.toDateString() ? since.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : since.toLocaleString();
+  if (primary.health === "outage") {
+    return s.route === "local"
+      ? { health: "outage", words: `${primary.label} outage since ${when} — answering with ${s.local_model}` }
+      : { health: "nothing", words: `${primary.label} outage since ${when} — no offline model to answer` };
+  }
+  if (primary.health === "degraded") return { health: "degraded", words: `${primary.label} degraded${primary.last_error ? `: ${primary.last_error}` : ""}` };
+  return s.route === "none" ? { health: "nothing", words: "Nothing can answer yet" } : { health: "healthy", words: "Ready" };
 }
 
 /** The file name of a path, or a catalog id unchanged. */
