@@ -7,7 +7,10 @@ import { launchApp, screenshot } from "./driver";
 const llmock = process.env.UNDERSTUDY_E2E_LLMOCK ?? "";
 let browser: WebdriverIO.Browser;
 
-async function scenario(behaviors: unknown[]) {
+/** Scripts llmock for the window's (streamed) requests only: the app's background health probes
+ * (non-streamed, 1 token) must not use up the scripted answers. */
+async function scenario(behaviors: Record<string, unknown>[]) {
+  behaviors = behaviors.map((b) => ({ match: { stream: true }, ...b }));
   const r = await fetch(`${llmock}/_llmock/scenario`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ behaviors }) });
   expect(r.ok).toBe(true);
 }

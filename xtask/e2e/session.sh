@@ -4,7 +4,8 @@
 # It starts a notification server (dunst) and a StatusNotifierItem tray host, waits for both on
 # D-Bus, then runs each e2e suite against the real app binary through tauri-driver.
 # Env in: UNDERSTUDY_APP_BIN, UNDERSTUDY_E2E_OUT, UNDERSTUDY_E2E_WORK (a scratch dir),
-# UNDERSTUDY_LLMOCK (the llmock binary: the fault-injecting OpenAI upstream of the chat suite).
+# UNDERSTUDY_LLMOCK (the llmock binary: the fault-injecting OpenAI upstream of the chat and
+# failover suites), UNDERSTUDY_E2E_TINY_GGUF (the offline model of the failover suite).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -71,6 +72,15 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 "$UNDERSTUDY_LLMOCK" serve --host 127.0.0.1 --port "$port" --log-level warning >"$logs/llmock.log" 2>&1 &
 pids+=($!)
 wait_for "llmock on :$port" bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null
+# Tests never reach the internet: no status-page polling.
+mkdir -p "$UNDERSTUDY_E2E_WORK/chat/config/understudy" "$UNDERSTUDY_E2E_WORK/failover/config/understudy"
+printf '[failover]\nstatus_page = ""\n' >"$UNDERSTUDY_E2E_WORK/chat/config/understudy/config.toml"
+# Failover: short open time and probe interval so recovery shows within seconds.
+printf '[failover]\nstatus_page = ""\nopen_for = "2s"\nprobe_interval = "1s"\n' >"$UNDERSTUDY_E2E_WORK/failover/config/understudy/config.toml"
 suite chat "OPENAI_BASE_URL=http://127.0.0.1:$port/v1" OPENAI_API_KEY=sk-e2e-chat-0123456789abcdef \
   "UNDERSTUDY_E2E_LLMOCK=http://127.0.0.1:$port"
+curl -s -X POST "http://127.0.0.1:$port/_llmock/reset" >/dev/null
+# Failover: the same upstream, now with an offline model (the tiny test GGUF) to fall back on.
+suite failover "OPENAI_BASE_URL=http://127.0.0.1:$port/v1" OPENAI_API_KEY=sk-e2e-chat-0123456789abcdef \
+  "UNDERSTUDY_E2E_LLMOCK=http://127.0.0.1:$port" "UNDERSTUDY_LOCAL_MODEL=${UNDERSTUDY_E2E_TINY_GGUF:?}"
 echo "e2e: all suites passed; screenshots in $UNDERSTUDY_E2E_OUT"

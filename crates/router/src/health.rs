@@ -121,6 +121,17 @@ impl Monitor {
         self.publish(chain);
     }
 
+    /// The status page's word on the provider: an incident marks it degraded, never open.
+    pub fn set_incident(&self, chain: &Chain, id: &str, label: &str, incident: Option<String>) {
+        self.with(id, label, |e, now| {
+            e.policy.set_incident(now, incident.is_some());
+            if let Some(words) = incident {
+                e.last_error = Some(format!("status page: {words}"));
+            }
+        });
+        self.publish(chain);
+    }
+
     /// How long until the provider should be probed (zero = now): at once while half-open;
     /// after a failed probe sooner (5 s, 10 s, 20 s, … up to `interval`) until the breaker has
     /// decided; otherwise after `interval` without any request or probe.

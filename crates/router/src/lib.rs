@@ -9,6 +9,7 @@ pub mod conversation;
 pub mod health;
 pub mod policy;
 pub mod probe;
+pub mod status_page;
 
 pub use chain::{Chain, Keys, LocalModel, StoredKeys};
 pub use chat::{Answer, ChatError, ChatRequest, ConnectionReport, Event, Router, Turn};

@@ -25,7 +25,51 @@ impl Router {
     /// Starts the background health work; it ends when the last clone of the router is dropped.
     pub fn start_background(&self) -> JoinHandle<()> {
         let weak = Arc::downgrade(&self.0);
+        tokio::spawn(status_loop(weak.clone()));
         tokio::spawn(probe_loop(weak))
+    }
+}
+
+/// Polls the status page every `status_poll`, five times as often while the breaker is open.
+async fn status_loop(weak: Weak<Inner>) {
+    let http = match reqwest::Client::builder().timeout(Duration::from_secs(10)).build() {
+        Ok(c) => c,
+        Err(e) => return tracing::warn!("status page: no HTTP client: {e}"),
+    };
+    let mut warned = false;
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        let router = Router(inner);
+        let chain = router.chain();
+        let page = chain.failover.status_page.trim().to_string();
+        let mut every = chain.failover.status_poll.max(Duration::from_millis(100));
+        // The status page is OpenAI's: it speaks only for the `openai` provider.
+        if let (false, Some(cloud)) = (page.is_empty(), chain.cloud("openai")) {
+            drop(router);
+            let verdict = crate::status_page::check(&http, &page).await;
+            let Some(inner) = weak.upgrade() else { return };
+            let router = Router(inner);
+            match verdict {
+                Ok(v) => {
+                    warned = false;
+                    let incident = match v {
+                        crate::status_page::Verdict::Incident(words) => Some(words),
+                        crate::status_page::Verdict::Operational => None,
+                    };
+                    router.monitor().set_incident(&chain, &cloud.id, &cloud.label, incident);
+                }
+                // A broken or unreachable page changes nothing; say so once per streak.
+                Err(e) if !warned => {
+                    warned = true;
+                    tracing::warn!("status page unreadable: {e}");
+                }
+                Err(_) => {}
+            }
+            if router.monitor().snapshot().providers.iter().any(|p| p.id == cloud.id && p.health == Health::Outage) {
+                every /= 5;
+            }
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -22,6 +22,7 @@ fn router(base_url: &str, local: bool) -> (Router, tempfile::TempDir) {
     c.failover.connect_timeout = Duration::from_secs(2);
     c.failover.first_token_timeout = Duration::from_secs(1);
     c.failover.stall_timeout = Duration::from_secs(1);
+    c.failover.status_page = String::new(); // never the internet from tests
     let dir = tempfile::tempdir().unwrap();
     let env = Env::from_pairs([("UNDERSTUDY_DATA_DIR", dir.path().display().to_string()), ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string())]);
     let paths = Paths::resolve(&env).unwrap();

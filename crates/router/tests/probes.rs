@@ -14,6 +14,10 @@ use understudy_router::{Breaker, Chain, ChatRequest, Event, Health, Router, Turn
 use understudy_testkit::Llmock;
 
 fn router(base_url: &str) -> (Router, tempfile::TempDir) {
+    router_with(base_url, "")
+}
+
+fn router_with(base_url: &str, status_page: &str) -> (Router, tempfile::TempDir) {
     let mut c = Config { mode: Mode::Auto, ..Config::default() };
     c.providers = vec![ProviderConfig { id: "openai".into(), base_url: base_url.into(), model: "gpt-4o-mini".into(), api_key: ApiKeySource::Keyring }];
     c.local.model = Some(understudy_testkit::tiny_gguf().display().to_string());
@@ -22,6 +26,8 @@ fn router(base_url: &str) -> (Router, tempfile::TempDir) {
     c.failover.open_for = Duration::from_millis(400);
     c.failover.probe_interval = Duration::from_millis(200);
     c.failover.first_token_timeout = Duration::from_secs(2);
+    c.failover.status_page = status_page.to_string(); // tests never reach the internet
+    c.failover.status_poll = Duration::from_millis(200);
     let dir = tempfile::tempdir().unwrap();
     let env = Env::from_pairs([("UNDERSTUDY_DATA_DIR", dir.path().display().to_string()), ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string())]);
     let chain = Chain::build(&c, &Paths::resolve(&env).unwrap(), &FixedKey("sk-test-PROBE0123456789".into()));
@@ -87,4 +93,55 @@ async fn probes_notice_an_outage_while_nobody_types_and_pre_warm_the_offline_mod
         assert!(t0.elapsed() < Duration::from_secs(10), "the offline model was not pre-warmed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A status page of our own: serves whatever `body` holds at the Statuspage path, 404 elsewhere.
+async fn status_page(body: std::sync::Arc<std::sync::Mutex<String>>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]);
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let (status, text) = if path == "/api/v2/summary.json" { ("200 OK", body.lock().unwrap().clone()) } else { ("404 Not Found", "{}".to_string()) };
+                let reply = format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}", text.len());
+                let _ = sock.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_status_page_incident_degrades_and_pre_warms_but_never_opens() {
+    let mock = Llmock::start(&[]);
+    let operational = r#"{"status":{"indicator":"none"},"components":[{"name":"API","status":"operational"}],"incidents":[]}"#;
+    let body = std::sync::Arc::new(std::sync::Mutex::new(operational.to_string()));
+    let page = status_page(body.clone()).await;
+    let (r, _d) = router_with(&mock.base_url(), &page);
+    let _bg = r.start_background();
+    wait_for("a first healthy look", Duration::from_secs(5), || r.monitor().snapshot().providers.first().is_some_and(|p| p.health == Health::Healthy)).await;
+    *body.lock().unwrap() = r#"{"status":{"indicator":"minor"},"components":[{"name":"API","status":"degraded_performance"}],"incidents":[]}"#.into();
+    wait_for("degraded by the status page", Duration::from_secs(5), || r.monitor().snapshot().providers[0].health == Health::Degraded).await;
+    assert_eq!(r.monitor().snapshot().providers[0].last_error.as_deref(), Some("status page: API: degraded performance"));
+    let t0 = Instant::now();
+    while r.engine().worker_pid().await.is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "an incident pre-warms the offline model");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The hint never diverts traffic: OpenAI still answers, the breaker stays closed.
+    assert_eq!(answered_by(&r).await, "openai");
+    // A broken page changes nothing; the page recovering clears the hint.
+    *body.lock().unwrap() = "<html>502 Bad Gateway</html>".into();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(r.monitor().snapshot().providers[0].health, Health::Degraded);
+    assert_eq!(r.monitor().snapshot().providers[0].breaker, Breaker::Closed);
+    *body.lock().unwrap() = operational.into();
+    wait_for("the hint clears", Duration::from_secs(5), || r.monitor().snapshot().providers[0].health == Health::Healthy).await;
 }

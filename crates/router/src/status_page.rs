@@ -1,0 +1,170 @@
+//! OpenAI's status page as a hint: an incident on the API marks the provider degraded (and so
+//! pre-warms the offline model) but never opens the breaker on its own. Two formats are read:
+//! incident.io's public widget JSON (`{base}/proxy/{host}`, what status.openai.com serves now)
+//! and the legacy Atlassian Statuspage API (`{base}/api/v2/summary.json`, or `status.json`).
+//! Anything unexpected is an error, never an incident.
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Operational,
+    /// An incident affecting the API, in the page's words.
+    Incident(String),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StatusPageError {
+    #[error("the status page sent something that is not JSON: {0}")]
+    NotJson(String),
+    #[error("the status page's JSON has an unknown shape")]
+    Shape,
+}
+
+/// A component that serves the API (not ChatGPT, Sora, ...).
+fn is_api(name: &str) -> bool {
+    name.split(|c: char| !c.is_alphanumeric()).any(|w| w == "API" || w == "APIs")
+}
+
+fn json(body: &str) -> Result<Value, StatusPageError> {
+    serde_json::from_str(body).map_err(|e| StatusPageError::NotJson(e.to_string()))
+}
+
+/// Atlassian Statuspage: `summary.json` (components + incidents) or `status.json` (indicator).
+pub fn parse_statuspage(body: &str) -> Result<Verdict, StatusPageError> {
+    let v = json(body)?;
+    if let Some(components) = v.get("components").and_then(Value::as_array) {
+        for c in components {
+            let (Some(name), Some(status)) = (c.get("name").and_then(Value::as_str), c.get("status").and_then(Value::as_str)) else {
+                return Err(StatusPageError::Shape);
+            };
+            if is_api(name) && status != "operational" {
+                return Ok(Verdict::Incident(format!("{name}: {}", status.replace('_', " "))));
+            }
+        }
+        for i in v.get("incidents").and_then(Value::as_array).into_iter().flatten() {
+            let resolved = matches!(i.get("status").and_then(Value::as_str), Some("resolved" | "postmortem"));
+            let on_api = i.get("components").and_then(Value::as_array).into_iter().flatten().filter_map(|c| c.get("name").and_then(Value::as_str)).any(is_api);
+            if !resolved && on_api {
+                return Ok(Verdict::Incident(i.get("name").and_then(Value::as_str).unwrap_or("incident").to_string()));
+            }
+        }
+        return Ok(Verdict::Operational);
+    }
+    let status = v.get("status").ok_or(StatusPageError::Shape)?;
+    match status.get("indicator").and_then(Value::as_str).ok_or(StatusPageError::Shape)? {
+        "none" => Ok(Verdict::Operational),
+        // Without components the page cannot say which product is hit; a page-wide incident
+        // is taken as a hint, which is all it ever is.
+        _ => Ok(Verdict::Incident(status.get("description").and_then(Value::as_str).unwrap_or("incident").to_string())),
+    }
+}
+
+/// incident.io's widget JSON: `{"summary": {"ongoing_incidents": [...], "structure": ...}}`.
+pub fn parse_incident_io(body: &str) -> Result<Verdict, StatusPageError> {
+    let v = json(body)?;
+    let summary = v.get("summary").ok_or(StatusPageError::Shape)?;
+    let incidents = summary.get("ongoing_incidents").and_then(Value::as_array).ok_or(StatusPageError::Shape)?;
+    // Component ids → names, from the page structure (groups nest components).
+    let mut names = std::collections::HashMap::new();
+    collect_names(summary.get("structure").unwrap_or(&Value::Null), &mut names);
+    let name_of = |c: &Value| -> Option<String> {
+        c.get("name").and_then(Value::as_str).map(str::to_string).or_else(|| {
+            let id = c.get("component_id").or_else(|| c.get("id")).and_then(Value::as_str)?;
+            names.get(id).cloned()
+        })
+    };
+    for i in incidents {
+        let title = i.get("name").and_then(Value::as_str).unwrap_or("incident");
+        let affected: Vec<String> = i.get("affected_components").and_then(Value::as_array).into_iter().flatten().filter_map(name_of).collect();
+        if affected.iter().any(|n| is_api(n)) || (affected.is_empty() && is_api(title)) {
+            return Ok(Verdict::Incident(title.to_string()));
+        }
+    }
+    Ok(Verdict::Operational)
+}
+
+fn collect_names(v: &Value, out: &mut std::collections::HashMap<String, String>) {
+    match v {
+        Value::Object(map) => {
+            if let (Some(id), Some(name)) = (map.get("component_id").or_else(|| map.get("id")).and_then(Value::as_str), map.get("name").and_then(Value::as_str)) {
+                out.insert(id.to_string(), name.to_string());
+            }
+            map.values().for_each(|x| collect_names(x, out));
+        }
+        Value::Array(items) => items.iter().for_each(|x| collect_names(x, out)),
+        _ => {}
+    }
+}
+
+/// Asks the page: incident.io's widget first, then the Statuspage API.
+pub async fn check(http: &reqwest::Client, base: &str) -> Result<Verdict, String> {
+    let base = base.trim_end_matches('/');
+    let host = base.split("://").nth(1).unwrap_or(base).split('/').next().unwrap_or_default();
+    let mut problems = Vec::new();
+    for (url, parse) in [
+        (format!("{base}/proxy/{host}"), parse_incident_io as fn(&str) -> Result<Verdict, StatusPageError>),
+        (format!("{base}/api/v2/summary.json"), parse_statuspage),
+        (format!("{base}/api/v2/status.json"), parse_statuspage),
+    ] {
+        match http.get(&url).send().await {
+            Ok(r) if r.status().is_success() => match r.text().await.map_err(|e| e.to_string()).and_then(|t| parse(&t).map_err(|e| e.to_string())) {
+                Ok(v) => return Ok(v),
+                Err(e) => problems.push(format!("{url}: {e}")),
+            },
+            Ok(r) => problems.push(format!("{url}: HTTP {}", r.status().as_u16())),
+            Err(e) => problems.push(format!("{url}: {e}")),
+        }
+    }
+    Err(problems.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_sp(body: &str, expect: Result<Verdict, StatusPageError>) {
+        assert_eq!(parse_statuspage(body), expect, "{body}");
+    }
+    fn check_io(body: &str, expect: Result<Verdict, StatusPageError>) {
+        assert_eq!(parse_incident_io(body), expect, "{body}");
+    }
+    fn incident(s: &str) -> Result<Verdict, StatusPageError> {
+        Ok(Verdict::Incident(s.into()))
+    }
+
+    #[test]
+    fn statuspage_summary_and_status() {
+        let ok = r#"{"page":{"id":"x"},"status":{"indicator":"none","description":"All Systems Operational"},"components":[{"name":"API","status":"operational"},{"name":"ChatGPT","status":"operational"}],"incidents":[]}"#;
+        check_sp(ok, Ok(Verdict::Operational));
+        check_sp(&ok.replace(r#""name":"API","status":"operational""#, r#""name":"API","status":"partial_outage""#), incident("API: partial outage"));
+        check_sp(&ok.replace(r#""name":"ChatGPT","status":"operational""#, r#""name":"ChatGPT","status":"major_outage""#), Ok(Verdict::Operational));
+        check_sp(
+            &ok.replace(r#""incidents":[]"#, r#""incidents":[{"name":"Elevated errors on Chat Completions","status":"investigating","components":[{"name":"API"}]}]"#),
+            incident("Elevated errors on Chat Completions"),
+        );
+        check_sp(
+            &ok.replace(r#""incidents":[]"#, r#""incidents":[{"name":"Fixed","status":"resolved","components":[{"name":"API"}]}]"#),
+            Ok(Verdict::Operational),
+        );
+        check_sp(r#"{"status":{"indicator":"major","description":"Major Service Outage"}}"#, incident("Major Service Outage"));
+        check_sp(r#"{"status":{"indicator":"none"}}"#, Ok(Verdict::Operational));
+        check_sp("<html>gateway timeout</html>", Err(StatusPageError::NotJson("expected value at line 1 column 1".into())));
+        check_sp(r#"{"components":[{"title":"API"}]}"#, Err(StatusPageError::Shape));
+        check_sp(r#"[1,2]"#, Err(StatusPageError::Shape));
+    }
+
+    #[test]
+    fn incident_io_widget() {
+        let structure = r#""structure":{"items":[{"group":{"name":"APIs","components":[{"component_id":"c1","name":"Chat Completions API"},{"component_id":"c2","name":"Responses API"}]}},{"component":{"component_id":"c3","name":"ChatGPT"}}]}"#;
+        let page = |incidents: &str| format!(r#"{{"summary":{{"id":"p","name":"OpenAI",{structure},"ongoing_incidents":[{incidents}],"affected_components":[]}}}}"#);
+        check_io(&page(""), Ok(Verdict::Operational));
+        check_io(&page(r#"{"name":"Increased latency","status":"investigating","affected_components":[{"component_id":"c1"}]}"#), incident("Increased latency"));
+        check_io(&page(r#"{"name":"Login issues","status":"identified","affected_components":[{"component_id":"c3"}]}"#), Ok(Verdict::Operational));
+        check_io(&page(r#"{"name":"API errors","status":"investigating"}"#), incident("API errors"));
+        check_io(r#"{"summary":{"name":"OpenAI"}}"#, Err(StatusPageError::Shape));
+        check_io(r#"{"unexpected":true}"#, Err(StatusPageError::Shape));
+        assert!(matches!(parse_incident_io("{"), Err(StatusPageError::NotJson(_))));
+    }
+}
