@@ -14,8 +14,12 @@ use understudy_router::{Breaker, Chain, ChatRequest, Event, Health, Router, Turn
 use understudy_testkit::Llmock;
 
 fn router(base_url: &str, local: bool) -> (Router, tempfile::TempDir) {
+    router_chain(&[("openai", base_url)], local)
+}
+
+fn router_chain(providers: &[(&str, &str)], local: bool) -> (Router, tempfile::TempDir) {
     let mut c = Config { mode: Mode::Auto, ..Config::default() };
-    c.providers = vec![ProviderConfig { id: "openai".into(), base_url: base_url.into(), model: "gpt-4o-mini".into(), api_key: ApiKeySource::Keyring }];
+    c.providers = providers.iter().map(|(id, url)| ProviderConfig { id: id.to_string(), base_url: url.to_string(), model: "gpt-4o-mini".into(), api_key: ApiKeySource::Keyring }).collect();
     c.local.model = local.then(|| understudy_testkit::tiny_gguf().display().to_string());
     c.local.context = 512;
     c.local.threads = 1;
@@ -210,4 +214,38 @@ async fn a_thousand_healthy_requests_never_fail_over() {
     assert_eq!(local, 0, "failovers in 1000 healthy requests");
     assert_eq!(r.monitor().snapshot().providers[0].health, Health::Healthy);
     assert!(!health.has_changed().unwrap(), "a healthy run publishes no health change");
+}
+
+#[tokio::test]
+async fn the_next_cloud_provider_answers_before_the_local_model() {
+    let mock = Llmock::start(&[]);
+    let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (r, _d) = router_chain(&[("openai", &format!("http://127.0.0.1:{refused}/v1")), ("groq", &mock.base_url())], true);
+    let g = ask(&r).await;
+    assert_eq!((g.started_by.as_deref(), g.reason.as_deref()), (Some("groq"), Some("OpenAI could not be reached")), "{g:?}");
+    assert!(g.done);
+    let snap = r.monitor().snapshot();
+    assert_eq!(snap.providers.iter().map(|p| (p.id.as_str(), p.health)).collect::<Vec<_>>(), [("openai", Health::Degraded), ("groq", Health::Healthy)]);
+}
+
+#[tokio::test]
+async fn an_error_chunk_mid_stream_is_continued_locally() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 65536];
+        let _ = sock.read(&mut buf).await;
+        let body = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n\
+data: {\"model\":\"gpt-4o-mini\",\"choices\":[{\"delta\":{\"content\":\"The answer \"}}]}\n\n\
+data: {\"error\":{\"message\":\"The server had an error while processing your request.\",\"type\":\"server_error\"}}\n\n";
+        let _ = sock.write_all(body.as_bytes()).await;
+        let _ = sock.shutdown().await;
+    });
+    let (r, _d) = router(&url, true);
+    let g = ask(&r).await;
+    assert_eq!(g.text_before_switch, "The answer ");
+    assert_eq!(g.switched_to.as_ref().map(|(p, why)| (p.as_str(), why.as_str())), Some(("local", "OpenAI reported an error in the middle of the answer")));
+    assert!(g.done && g.text.len() > "The answer ".len(), "{g:?}");
 }
