@@ -25,6 +25,11 @@ pub struct ProviderHealth {
     pub since: u64,
     /// The last failure, in words.
     pub last_error: Option<String>,
+    /// A configuration problem (401, 403, 404 model, no quota) in words, until an answer succeeds.
+    pub account_problem: Option<String>,
+    /// Whether a real answer succeeded since the breaker last closed (recovery is only
+    /// announced after one). Flips once per outage, so healthy traffic publishes nothing.
+    pub answered_since_close: bool,
 }
 
 /// Everything the tray, notifier, UI and status endpoint show.
@@ -47,6 +52,8 @@ struct Entry {
     last_seen: Option<Duration>,
     /// Probe failures in a row (the next probe comes sooner: 5 s, 10 s, …).
     probe_failures: u32,
+    account_problem: Option<String>,
+    answered_since_close: bool,
 }
 
 #[derive(Debug)]
@@ -95,7 +102,7 @@ impl Monitor {
         let entry = entries.entry(id.to_string()).or_insert_with(|| {
             // Seeded per provider and run, so two providers (or two apps) do not probe in step.
             let seed = self.start_unix_ms ^ id.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-            Entry { label: label.to_string(), policy: Policy::new(self.cfg.lock().expect("cfg lock").clone(), seed), last_error: None, last_seen: None, probe_failures: 0 }
+            Entry { label: label.to_string(), policy: Policy::new(self.cfg.lock().expect("cfg lock").clone(), seed), last_error: None, last_seen: None, probe_failures: 0, account_problem: None, answered_since_close: true }
         });
         f(entry, self.now())
     }
@@ -107,8 +114,19 @@ impl Monitor {
 
     pub fn record(&self, chain: &Chain, id: &str, label: &str, outcome: Outcome, error: Option<String>) {
         self.with(id, label, |e, now| {
+            let was_closed = e.policy.breaker() == Breaker::Closed;
             e.policy.record(now, outcome);
             e.last_seen = Some(now);
+            match (was_closed, e.policy.breaker() == Breaker::Closed) {
+                (true, false) => e.answered_since_close = false,
+                (_, true) if matches!(outcome, Outcome::Success { .. }) || (!was_closed && matches!(outcome, Outcome::Probe(true))) => e.answered_since_close = true,
+                _ => {}
+            }
+            match outcome {
+                Outcome::Failure(understudy_openai::FailureClass::Account) => e.account_problem = error.clone(),
+                Outcome::Success { .. } => e.account_problem = None,
+                _ => {}
+            }
             match outcome {
                 Outcome::Probe(false) => e.probe_failures += 1,
                 Outcome::Probe(true) | Outcome::Success { .. } => e.probe_failures = 0,
@@ -165,6 +183,8 @@ impl Monitor {
                         breaker: e.policy.breaker(),
                         since: self.start_unix_ms + e.policy.since().as_millis() as u64,
                         last_error: e.last_error.clone(),
+                        account_problem: e.account_problem.clone(),
+                        answered_since_close: e.answered_since_close,
                     }
                 })
             })

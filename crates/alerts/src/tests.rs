@@ -1,0 +1,163 @@
+use super::*;
+use understudy_router::ProviderHealth;
+
+fn snap(health: Health, breaker: Breaker, local: bool) -> HealthSnapshot {
+    let route = match (breaker, local) {
+        (Breaker::Closed, _) => "openai",
+        (_, true) => "local",
+        (_, false) => "none",
+    };
+    HealthSnapshot {
+        mode: Mode::Auto,
+        route: route.into(),
+        local_model: local.then(|| "qwen2.5-1.5b".to_string()),
+        providers: vec![ProviderHealth {
+            id: "openai".into(),
+            label: "OpenAI".into(),
+            health,
+            breaker,
+            since: 0,
+            last_error: (health != Health::Healthy).then(|| "OpenAI could not be reached".to_string()),
+            account_problem: None,
+            answered_since_close: breaker == Breaker::Closed,
+        }],
+    }
+}
+fn healthy() -> HealthSnapshot {
+    snap(Health::Healthy, Breaker::Closed, true)
+}
+fn degraded() -> HealthSnapshot {
+    snap(Health::Degraded, Breaker::Closed, true)
+}
+fn outage() -> HealthSnapshot {
+    snap(Health::Outage, Breaker::Open { until_ms: 0 }, true)
+}
+fn s(secs: u64) -> Duration {
+    Duration::from_secs(secs)
+}
+
+fn notifier() -> Notifier {
+    Notifier::new(NotifierConfig { enabled: true, recovery_after: s(120), reopen_window: s(600) })
+}
+
+/// Feeds (time, snapshot) and returns (time, slot, replace, summary) of every notice.
+fn run(n: &mut Notifier, steps: &[(u64, HealthSnapshot)]) -> Vec<(u64, Slot, bool, String)> {
+    steps.iter().flat_map(|(t, sn)| n.update(s(*t), sn).into_iter().map(move |x| (*t, x.slot, x.replace, x.summary))).collect()
+}
+
+#[test]
+fn an_outage_and_its_recovery_are_told_once_each() {
+    let mut n = notifier();
+    let mut steps = vec![(0, healthy()), (10, degraded()), (20, outage())];
+    // A long outage: snapshots keep coming for an hour.
+    steps.extend((1..60).map(|m| (20 + m * 60, outage())));
+    steps.extend([(3700, healthy()), (3760, healthy()), (3820, healthy()), (4000, healthy())]);
+    assert_eq!(
+        run(&mut n, &steps),
+        [
+            (20, Slot::Outage, false, "OpenAI is unreachable (OpenAI could not be reached)".to_string()),
+            (3820, Slot::Recovery, false, "OpenAI is back".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn single_errors_and_degraded_spells_are_never_notified() {
+    let mut n = notifier();
+    assert!(run(&mut n, &[(0, healthy()), (5, degraded()), (30, healthy()), (40, degraded()), (400, healthy())]).is_empty());
+}
+
+#[test]
+fn a_flap_is_one_outage_and_a_reopen_soon_after_recovery_updates_it_in_place() {
+    let mut n = notifier();
+    let got = run(
+        &mut n,
+        &[
+            (0, outage()),
+            (30, healthy()), // closed, but not for 2 min
+            (60, outage()),  // flap: still the same outage
+            (90, healthy()),
+            (300, healthy()), // 210 s closed: recovered
+            (500, outage()),  // within 10 min of the recovery: update in place
+            (2000, healthy()),
+            (2200, healthy()),
+            (4000, outage()), // long after: a new notification
+        ],
+    );
+    let got: Vec<_> = got.iter().map(|(t, slot, replace, _)| (*t, *slot, *replace)).collect();
+    assert_eq!(got, [(0, Slot::Outage, false), (300, Slot::Recovery, false), (500, Slot::Outage, true), (2200, Slot::Recovery, false), (4000, Slot::Outage, false)]);
+}
+
+#[test]
+fn recovery_waits_for_a_real_answer() {
+    let mut n = notifier();
+    let mut closed_no_answer = healthy();
+    closed_no_answer.providers[0].answered_since_close = false;
+    let got = run(&mut n, &[(0, outage()), (10, closed_no_answer.clone()), (200, closed_no_answer), (210, healthy())]);
+    assert_eq!(got.iter().map(|(t, slot, ..)| (*t, *slot)).collect::<Vec<_>>(), [(0, Slot::Outage), (210, Slot::Recovery)]);
+}
+
+#[test]
+fn an_account_problem_is_told_once_pointing_to_settings() {
+    let mut n = notifier();
+    let mut bad_key = healthy();
+    bad_key.providers[0].account_problem = Some("OpenAI rejected the API key (401)".into());
+    let got = run(&mut n, &[(0, bad_key.clone()), (10, bad_key.clone()), (20, bad_key.clone()), (30, healthy()), (40, bad_key)]);
+    assert_eq!(got.iter().map(|(t, slot, _, summary)| (*t, *slot, summary.as_str())).collect::<Vec<_>>(), [(0, Slot::Account, "OpenAI needs attention in Settings"), (40, Slot::Account, "OpenAI needs attention in Settings")]);
+    let mut n = notifier();
+    let mut bad = healthy();
+    bad.providers[0].account_problem = Some("the OpenAI account has no quota left (429)".into());
+    let notices = n.update(s(0), &bad);
+    assert_eq!(notices[0].body, "the OpenAI account has no quota left (429). Meanwhile the offline model answers when one is installed.");
+}
+
+#[test]
+fn without_an_offline_model_the_outage_offers_a_download() {
+    let mut n = notifier();
+    let notices = n.update(s(0), &snap(Health::Outage, Breaker::Open { until_ms: 0 }, false));
+    assert_eq!(notices.len(), 1);
+    assert!(notices[0].offer_download);
+    assert!(notices[0].body.starts_with("No offline model is installed"));
+    let notices = Notifier::new(NotifierConfig { enabled: true, recovery_after: s(120), reopen_window: s(600) }).update(s(0), &outage());
+    assert_eq!((notices[0].offer_download, notices[0].body.as_str()), (false, "Answering with qwen2.5-1.5b until it is back."));
+}
+
+#[test]
+fn notifications_can_be_turned_off() {
+    let mut n = Notifier::new(NotifierConfig { enabled: false, recovery_after: s(120), reopen_window: s(600) });
+    assert!(run(&mut n, &[(0, outage()), (500, healthy()), (700, healthy())]).is_empty());
+}
+
+#[test]
+fn the_tray_shows_worse_news_at_once_and_holds_a_colour_before_flipping_back() {
+    let mut i = Indicator::new(s(60));
+    let steps = [
+        (0, healthy(), Some(TrayState::Healthy)),
+        (10, outage(), Some(TrayState::Outage)),
+        (15, healthy(), None), // flapping: red is held
+        (20, outage(), None),
+        (25, healthy(), None),
+        (69, healthy(), None),
+        (70, healthy(), Some(TrayState::Healthy)), // 60 s after red: green
+        (80, degraded(), Some(TrayState::Degraded)),
+        (90, snap(Health::Outage, Breaker::Open { until_ms: 0 }, false), Some(TrayState::Nothing)),
+    ];
+    for (t, sn, expect) in steps {
+        assert_eq!(i.update(s(t), &sn), expect, "at {t}s");
+    }
+    assert_eq!(i.next_check(s(100)), Some(s(50)));
+    let mut local = healthy();
+    local.mode = Mode::LocalOnly;
+    local.route = "local".into();
+    assert_eq!(i.update(s(100), &local), Some(TrayState::LocalOnly), "the user's mode choice shows at once");
+}
+
+#[test]
+fn the_state_in_words() {
+    let clock = |_ms: u64| "14:02".to_string();
+    assert_eq!(words(TrayState::Healthy, &healthy(), &clock), "OpenAI is healthy — answering with OpenAI");
+    assert_eq!(words(TrayState::Outage, &outage(), &clock), "OpenAI unreachable since 14:02 — answering with qwen2.5-1.5b");
+    assert_eq!(words(TrayState::Degraded, &degraded(), &clock), "OpenAI degraded since 14:02 (OpenAI could not be reached)");
+    let none = snap(Health::Outage, Breaker::Open { until_ms: 0 }, false);
+    assert_eq!(words(state_of(&none), &none, &clock), "Nothing can answer: OpenAI is down since 14:02 and no offline model is installed");
+}
