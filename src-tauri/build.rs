@@ -1,5 +1,5 @@
 /// Every command of src-tauri/src/commands.rs; capabilities/main.json grants them to the window.
-const COMMANDS: [&str; 19] = [
+const COMMANDS: [&str; 21] = [
     "app_info",
     "save_api_key",
     "get_settings",
@@ -19,6 +19,8 @@ const COMMANDS: [&str; 19] = [
     "stop_answer",
     "export_conversation",
     "watch_health",
+    "get_desktop_prefs",
+    "set_desktop_prefs",
 ];
 
 fn main() {

@@ -97,6 +97,28 @@ pub async fn regenerate(setup: State<'_, Setup>, id: i64, provider: Option<Strin
     Ok(setup.conversations.regenerate(id, provider, sink(channel)).await?)
 }
 
+/// Start at login, start minimized, notifications on/off.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DesktopPrefs {
+    pub start_at_login: bool,
+    pub start_minimized: bool,
+}
+
+#[tauri::command]
+pub fn get_desktop_prefs(app: tauri::AppHandle, setup: State<'_, Setup>) -> DesktopPrefs {
+    use tauri_plugin_autostart::ManagerExt;
+    DesktopPrefs { start_at_login: app.autolaunch().is_enabled().unwrap_or(false), start_minimized: setup.start_minimized() }
+}
+
+#[tauri::command]
+pub fn set_desktop_prefs(app: tauri::AppHandle, setup: State<'_, Setup>, prefs: DesktopPrefs) -> Res<DesktopPrefs> {
+    use tauri_plugin_autostart::ManagerExt;
+    let login = app.autolaunch();
+    (if prefs.start_at_login { login.enable() } else { login.disable() }).map_err(|e| IpcError::new("autostart", e))?;
+    setup.set_start_minimized(prefs.start_minimized)?;
+    Ok(get_desktop_prefs(app, setup))
+}
+
 /// Streams provider health to the window: now, then every change.
 #[tauri::command]
 pub fn watch_health(setup: State<'_, Setup>, channel: Channel<HealthSnapshot>) {

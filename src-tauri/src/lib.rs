@@ -3,9 +3,14 @@
 
 mod commands;
 mod error;
+mod notifier;
 mod setup;
+mod tray;
 
 pub use error::IpcError;
+
+/// The argument the login item starts the app with (then "start minimized" applies).
+const AUTOSTART_ARG: &str = "--autostart";
 
 /// Builds and runs the app until the last window closes or Quit.
 pub fn run() -> anyhow::Result<()> {
@@ -16,7 +21,20 @@ pub fn run() -> anyhow::Result<()> {
         // The window shows it too; the log keeps it for bug reports.
         tracing::warn!("config problem, using defaults: {problem}");
     }
+    let config = understudy_core::config::load(&setup.env, &setup.paths).config;
+    let hold = config.tray.hold;
+    let notifications = understudy_alerts::NotifierConfig {
+        enabled: config.notifications.enabled,
+        recovery_after: config.notifications.recovery_after,
+        reopen_window: config.notifications.reopen_window,
+    };
+    let autostarted = std::env::args().any(|a| a == AUTOSTART_ARG);
+    let hide_at_start = autostarted && setup.start_minimized();
     tauri::Builder::default()
+        // First: a second launch focuses the running window instead of starting another app.
+        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| tray::show_window(app)))
+        .plugin(tauri_plugin_autostart::init(tauri_plugin_autostart::MacosLauncher::LaunchAgent, Some(vec![AUTOSTART_ARG])))
+        .plugin(tauri_plugin_opener::init())
         .manage(setup)
         .invoke_handler(tauri::generate_handler![
             commands::app_info,
@@ -38,12 +56,29 @@ pub fn run() -> anyhow::Result<()> {
             commands::stop_answer,
             commands::export_conversation,
             commands::watch_health,
+            commands::get_desktop_prefs,
+            commands::set_desktop_prefs,
         ])
-        .setup(|app| {
+        .setup(move |app| {
+            tracing::info!("setting up the window, tray and notifier");
             // Probes, status page and pre-warming run for the app's lifetime.
             let router = tauri::Manager::state::<setup::Setup>(app).conversations.router().clone();
             tauri::async_runtime::spawn(async move { router.start_background().await });
+            tray::create(app.handle(), hold)?;
+            notifier::start(app.handle(), notifications);
+            if hide_at_start {
+                if let Some(w) = tauri::Manager::get_webview_window(app, "main") {
+                    let _ = w.hide();
+                }
+            }
             Ok(())
+        })
+        // Closing the window hides it to the tray; Quit is in the tray menu.
+        .on_window_event(|window, event| {
+            if let tauri::WindowEvent::CloseRequested { api, .. } = event {
+                api.prevent_close();
+                let _ = window.hide();
+            }
         })
         .run(tauri::generate_context!())
         .map_err(|e| anyhow::anyhow!("the desktop app failed: {e}"))

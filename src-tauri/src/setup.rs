@@ -95,6 +95,32 @@ impl Setup {
         SettingsView { settings: Settings::of(&loaded.config), key: self.key_source(), backend: self.secrets.backend(), config_path: loaded.path }
     }
 
+    /// The tray's Mode menu: writes `mode` into the config file and applies it.
+    pub fn set_mode(&self, mode: understudy_core::config::Mode) -> Result<SettingsView, IpcError> {
+        let current = self.settings().settings;
+        self.save_settings(&Settings { mode, ..current })
+    }
+
+    /// Opens the configured status page in the user's browser.
+    pub fn open_status_page(&self, app: &tauri::AppHandle) {
+        use tauri_plugin_opener::OpenerExt;
+        let page = config::load(&self.env, &self.paths).config.failover.status_page;
+        let page = if page.trim().is_empty() { "https://status.openai.com".to_string() } else { page };
+        if let Err(e) = app.opener().open_url(&page, None::<&str>) {
+            tracing::warn!("cannot open {page}: {e}");
+        }
+    }
+
+    /// Desktop preferences kept in the store (not in the shared config file: they concern this
+    /// computer's session, not Understudy's behaviour).
+    pub fn start_minimized(&self) -> bool {
+        self.conversations.with_store(|s| s.setting("start_minimized")).ok().flatten().as_deref() == Some("true")
+    }
+
+    pub fn set_start_minimized(&self, on: bool) -> Result<(), IpcError> {
+        self.conversations.with_store(|s| s.set_setting("start_minimized", if on { "true" } else { "false" })).map_err(IpcError::from)
+    }
+
     /// Writes the settings into the config file and applies them at once.
     pub fn save_settings(&self, new: &Settings) -> Result<SettingsView, IpcError> {
         let loaded = config::load(&self.env, &self.paths);

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+pub mod icon;
+
 use serde::Serialize;
 use understudy_core::config::Mode;
 use understudy_router::{Breaker, Health, HealthSnapshot};

@@ -17,6 +17,8 @@ pub struct Settings {
     pub model: String,
     /// A catalog id or a .gguf path; None = no offline model.
     pub local_model: Option<String>,
+    /// Desktop notifications on outage and recovery (`[notifications] enabled`).
+    pub notifications: bool,
 }
 
 impl Settings {
@@ -28,6 +30,7 @@ impl Settings {
             base_url: primary.map(|p| p.base_url.clone()).unwrap_or_default(),
             model: primary.map(|p| p.model.clone()).unwrap_or_default(),
             local_model: config.local.model.clone(),
+            notifications: config.notifications.enabled,
         }
     }
 }
@@ -70,6 +73,22 @@ pub fn apply(text: &str, file: &Path, current: &Settings, new: &Settings) -> Res
             }
             None => local.remove("model"),
         };
+    }
+    if new.notifications != current.notifications {
+        let t = doc.entry("notifications").or_insert_with(|| Item::Table(Table::new()));
+        let t = t.as_table_like_mut().ok_or_else(|| invalid("notifications", "`notifications` is not a table".into()))?;
+        match t.get_mut("enabled") {
+            Some(item) if item.is_value() => {
+                let decor = item.as_value().map(|v| v.decor().clone());
+                *item = value(new.notifications);
+                if let (Some(d), Some(v)) = (decor, item.as_value_mut()) {
+                    *v.decor_mut() = d;
+                }
+            }
+            _ => {
+                t.insert("enabled", value(new.notifications));
+            }
+        }
     }
     // A file of comments only keeps them in the document's trailing text; new keys would land
     // above them, so they are moved back to the top.
@@ -154,6 +173,8 @@ mod tests {
         check("[local]\nthreads = 1\n", |s| s.local_model = Some("/m/a.gguf".into()), "[local]\nthreads = 1\nmodel = \"/m/a.gguf\"\n");
         check("[local]\nmodel = \"x\"\nthreads = 1\n", |s| s.local_model = None, "[local]\nthreads = 1\n");
         check("mode = \"auto\"\n", |_| {}, "mode = \"auto\"\n");
+        check("[notifications]\nrecovery_after = \"60s\"\n", |s| s.notifications = false, "[notifications]\nrecovery_after = \"60s\"\nenabled = false\n");
+        check("[notifications]\nenabled = false # quiet\n", |s| s.notifications = true, "[notifications]\nenabled = true # quiet\n");
     }
 
     #[test]

@@ -150,6 +150,11 @@ impl Monitor {
         self.publish(chain);
     }
 
+    /// The user asked to retry: an open breaker turns half-open now.
+    pub fn force_half_open(&self, id: &str, label: &str) {
+        self.with(id, label, |e, now| e.policy.force_half_open(now));
+    }
+
     /// How long until the provider should be probed (zero = now): at once while half-open;
     /// after a failed probe sooner (5 s, 10 s, 20 s, … up to `interval`) until the breaker has
     /// decided; otherwise after `interval` without any request or probe.

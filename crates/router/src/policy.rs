@@ -135,6 +135,14 @@ impl Policy {
         self.update_health(now);
     }
 
+    /// An open breaker turns half-open at once (the user pressed "Retry OpenAI now").
+    pub fn force_half_open(&mut self, now: Duration) {
+        if let Breaker::Open { .. } = self.breaker {
+            self.breaker = Breaker::HalfOpen { successes: 0 };
+        }
+        self.update_health(now);
+    }
+
     /// A status-page incident on the API component: degraded, never open on its own.
     pub fn set_incident(&mut self, now: Duration, incident: bool) {
         self.incident = incident;

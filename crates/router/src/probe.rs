@@ -22,6 +22,25 @@ pub async fn probe(client: &Client, model: &str) -> Result<(), understudy_openai
 }
 
 impl Router {
+    /// "Retry OpenAI now": probes every cloud provider at once; an open breaker is treated as
+    /// half-open, so two passing probes close it without waiting for `open_for`.
+    pub async fn probe_now(&self) {
+        let chain = self.chain();
+        for cloud in chain.clouds.iter() {
+            let Some(client) = &cloud.client else { continue };
+            self.monitor().force_half_open(&cloud.id, &cloud.label);
+            for _ in 0..2 {
+                let result = probe(client, &cloud.model).await;
+                let ok = result.is_ok();
+                let error = result.as_ref().err().map(understudy_openai::Error::summary);
+                self.monitor().record(&chain, &cloud.id, &cloud.label, Outcome::Probe(ok), error);
+                if !ok || self.monitor().snapshot().providers.iter().any(|p| p.id == cloud.id && p.breaker == crate::policy::Breaker::Closed) {
+                    break;
+                }
+            }
+        }
+    }
+
     /// Starts the background health work; it ends when the last clone of the router is dropped.
     pub fn start_background(&self) -> JoinHandle<()> {
         let weak = Arc::downgrade(&self.0);

@@ -15,6 +15,14 @@ export interface Settings {
   base_url: string;
   model: string;
   local_model: string | null;
+  /** Desktop notifications on outage and recovery. */
+  notifications: boolean;
+}
+
+/** This computer's session: start at login (the OS login items), start minimized to the tray. */
+export interface DesktopPrefs {
+  start_at_login: boolean;
+  start_minimized: boolean;
 }
 
 export interface SettingsView {
@@ -39,3 +47,5 @@ export const getSettings = () => call<SettingsView>("get_settings");
 export const saveSettings = (settings: Settings) => call<SettingsView>("save_settings", { settings });
 /** Resolves with the report, or rejects with ApiError whose code is the failure class. */
 export const testConnection = () => call<ConnectionReport>("test_connection");
+export const getDesktopPrefs = () => call<DesktopPrefs>("get_desktop_prefs");
+export const setDesktopPrefs = (prefs: DesktopPrefs) => call<DesktopPrefs>("set_desktop_prefs", { prefs });

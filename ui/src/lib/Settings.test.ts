@@ -3,18 +3,21 @@ import { render, screen, fireEvent } from "@testing-library/svelte";
 import Settings from "./Settings.svelte";
 import { ApiError } from "../api/call";
 
-const api = vi.hoisted(() => ({ getSettings: vi.fn(), saveSettings: vi.fn(), saveApiKey: vi.fn(), testConnection: vi.fn() }));
+const api = vi.hoisted(() => ({ getSettings: vi.fn(), saveSettings: vi.fn(), saveApiKey: vi.fn(), testConnection: vi.fn(), getDesktopPrefs: vi.fn(), setDesktopPrefs: vi.fn() }));
 vi.mock("../api/settings", () => api);
 
 const view = (over = {}) => ({
-  settings: { mode: "auto", base_url: "https://api.openai.com/v1", model: "gpt-4o-mini", local_model: null },
+  settings: { mode: "auto", base_url: "https://api.openai.com/v1", model: "gpt-4o-mini", local_model: null, notifications: true },
   key: "file",
   backend: { kind: "file", path: "/home/u/.local/share/understudy/secrets.json", why: "no Secret Service" },
   config_path: "/home/u/.config/understudy/config.toml",
   ...over,
 });
 
-beforeEach(() => Object.values(api).forEach((f) => f.mockReset()));
+beforeEach(() => {
+  Object.values(api).forEach((f) => f.mockReset());
+  api.getDesktopPrefs.mockResolvedValue({ start_at_login: false, start_minimized: false });
+});
 
 describe("Settings", () => {
   it("says where the key is kept and never shows it", async () => {
@@ -48,8 +51,9 @@ describe("Settings", () => {
     await fireEvent.input(screen.getByTestId("settings-model"), { target: { value: "gpt-4.1-mini" } });
     await fireEvent.input(screen.getByTestId("settings-local-model"), { target: { value: " /m/qwen.gguf " } });
     await fireEvent.click(screen.getByTestId("mode-local-only"));
+    await fireEvent.click(screen.getByTestId("settings-notifications"));
     await fireEvent.click(screen.getByTestId("settings-save"));
-    expect(api.saveSettings).toHaveBeenCalledWith({ mode: "local-only", base_url: "http://127.0.0.1:4000/v1", model: "gpt-4.1-mini", local_model: "/m/qwen.gguf" });
+    expect(api.saveSettings).toHaveBeenCalledWith({ mode: "local-only", base_url: "http://127.0.0.1:4000/v1", model: "gpt-4.1-mini", local_model: "/m/qwen.gguf", notifications: false });
     expect(await screen.findByTestId("settings-saved")).toHaveTextContent("Saved to /home/u/.config/understudy/config.toml.");
     expect(onchanged).toHaveBeenCalled();
   });
@@ -60,5 +64,15 @@ describe("Settings", () => {
     render(Settings);
     await fireEvent.click(await screen.findByTestId("settings-save"));
     expect(await screen.findByTestId("settings-problem")).toHaveTextContent("providers[0].base_url");
+  });
+
+  it("start at login and start minimized apply at once", async () => {
+    api.getSettings.mockResolvedValue(view());
+    api.setDesktopPrefs.mockImplementation(async (p) => p);
+    render(Settings);
+    await fireEvent.click(await screen.findByTestId("start-at-login"));
+    expect(api.setDesktopPrefs).toHaveBeenLastCalledWith({ start_at_login: true, start_minimized: false });
+    await fireEvent.click(screen.getByTestId("start-minimized"));
+    expect(api.setDesktopPrefs).toHaveBeenLastCalledWith({ start_at_login: true, start_minimized: true });
   });
 });

@@ -1,0 +1,65 @@
+//! Desktop notifications: sends what `alerts::Notifier` decides from the health watch through
+//! notify-rust, replacing a slot's earlier notification in place. Works without a notification
+//! server (warns once).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tauri::{AppHandle, Manager};
+use understudy_alerts::{Notifier, NotifierConfig, Slot};
+
+use crate::setup::Setup;
+
+pub fn start(app: &AppHandle, cfg: NotifierConfig) {
+    let setup = app.state::<Setup>();
+    let mut health = setup.conversations.router().health();
+    let app = app.clone();
+    let start = tokio::time::Instant::now();
+    tauri::async_runtime::spawn(async move {
+        let mut notifier = Notifier::new(cfg);
+        let mut ids: HashMap<Slot, u32> = HashMap::new();
+        let mut warned = false;
+        loop {
+            let snapshot = health.borrow_and_update().clone();
+            let notices = notifier.update(start.elapsed(), &snapshot);
+            // The Settings switch applies at once (the file is cheap to read).
+            let enabled = {
+                let setup = app.state::<Setup>();
+                understudy_core::config::load(&setup.env, &setup.paths).config.notifications.enabled
+            };
+            for notice in notices.into_iter().filter(|_| enabled) {
+                let mut n = notify_rust::Notification::new();
+                n.appname("Understudy").summary(&notice.summary).body(&notice.body).icon("dialog-information");
+                if notice.replace {
+                    if let Some(id) = ids.get(&notice.slot) {
+                        n.id(*id);
+                    }
+                }
+                if notice.offer_download {
+                    n.action("download", "Download a model");
+                }
+                match n.show_async().await {
+                    Ok(handle) => {
+                        tracing::info!(slot = ?notice.slot, summary = %notice.summary, "notification sent");
+                        ids.insert(notice.slot, handle.id());
+                        if notice.offer_download {
+                            let app = app.clone();
+                            // Where the server supports actions, "Download a model" opens the window.
+                            std::thread::spawn(move || handle.wait_for_action(|a| if a == "download" { crate::tray::show_window(&app) }));
+                        }
+                    }
+                    Err(e) if !warned => {
+                        warned = true;
+                        tracing::warn!("no desktop notifications (is a notification server running?): {e}");
+                    }
+                    Err(_) => {}
+                }
+            }
+            // Recovery is announced by time alone (closed for `recovery_after`): re-check often.
+            tokio::select! {
+                changed = health.changed() => if changed.is_err() { return },
+                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+        }
+    });
+}

@@ -1,0 +1,125 @@
+// The tray and the notifications of the real app, read the way a desktop reads them: the
+// StatusNotifierItem and dbusmenu D-Bus interfaces for the tray, dunst's history for
+// notifications. An outage is made at the upstream (llmock), never simulated in the app.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
+import { launchApp, outDir, screenshot } from "./driver";
+
+const llmock = process.env.UNDERSTUDY_E2E_LLMOCK ?? "";
+let browser: WebdriverIO.Browser;
+
+const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: "utf8" });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until<T>(what: string, f: () => T | undefined | Promise<T | undefined>, ms = 20_000): Promise<T> {
+  const t0 = Date.now();
+  for (;;) {
+    try {
+      const v = await f();
+      if (v !== undefined) return v;
+    } catch {
+      // the tray may be mid-update; retry
+    }
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await sleep(200);
+  }
+}
+
+/** The app's StatusNotifierItem: [bus name, object path]. The watcher lists "bus" or
+ * "bus/path"; libayatana's item lives under /org/ayatana/NotificationItem/. */
+function item(): [string, string] | undefined {
+  const out = JSON.parse(sh("busctl", ["--user", "--json=short", "get-property", "org.kde.StatusNotifierWatcher", "/StatusNotifierWatcher", "org.kde.StatusNotifierWatcher", "RegisteredStatusNotifierItems"]));
+  for (const entry of out.data as string[]) {
+    const slash = entry.indexOf("/");
+    const bus = slash < 0 ? entry : entry.slice(0, slash);
+    const paths = sh("busctl", ["--user", "--list", "tree", bus]).split("\n").map((l) => l.trim());
+    const path = slash >= 0 ? entry.slice(slash) : paths.find((p) => p.includes("NotificationItem") && p.includes("understudy") && !p.endsWith("/Menu"));
+    if (path) return [bus, path];
+  }
+  return undefined;
+}
+
+/** Labels of the tray menu's top-level items, in order. */
+function menu([bus, path]: [string, string]): string[] {
+  const out = JSON.parse(sh("busctl", ["--user", "--json=short", "call", bus, `${path}/Menu`, "com.canonical.dbusmenu", "GetLayout", "iias", "--", "0", "-1", "0"]));
+  const [, [, , children]] = out.data;
+  return (children as { data: [number, Record<string, { data: unknown }>, unknown[]] }[]).map((c) => String(c.data[1].label?.data ?? (c.data[1].type?.data === "separator" ? "---" : "")));
+}
+
+/** The colour of the tray icon's fill (a pixel left of centre, off every glyph). */
+function iconFill([bus, path]: [string, string]): string {
+  const png = JSON.parse(sh("busctl", ["--user", "--json=short", "get-property", bus, path, "org.kde.StatusNotifierItem", "IconName"])).data as string;
+  const file = png.endsWith(".png") ? png : `${png}.png`;
+  return sh("convert", [file, "-format", "%[pixel:p{6,16}]", "info:"]).trim();
+}
+
+/** Everything in dunst's history, oldest first (closing notifications moves them there). */
+function history(): { id: number; app: string; summary: string; body: string }[] {
+  sh("dunstctl", ["close-all"]);
+  const h = JSON.parse(sh("dunstctl", ["history"]));
+  return (h.data[0] as { id: { data: number }; appname: { data: string }; summary: { data: string }; body: { data: string } }[])
+    .map((n) => ({ id: n.id.data, app: n.appname.data, summary: n.summary.data, body: n.body.data }))
+    .reverse();
+}
+
+/** Earlier suites' notifications, left out of this suite's counts. */
+const seen = new Set<number>();
+
+/** This app run's notifications. */
+function notifications(): { summary: string; body: string }[] {
+  return history().filter((n) => n.app === "Understudy" && !seen.has(n.id));
+}
+
+beforeAll(async () => {
+  // Only this suite's notifications count: earlier suites' ones are closed and forgotten.
+  await sleep(500);
+  for (const n of history()) seen.add(n.id);
+  browser = await launchApp();
+});
+afterAll(async () => {
+  await browser?.deleteSession();
+});
+
+describe.skipIf(!llmock)("tray and notifications", () => {
+  let sni: [string, string];
+
+  it("shows the state in the tray: icon and the first menu item", async () => {
+    await browser.$('[data-testid="message-area"]').waitForDisplayed({ timeout: 30_000 });
+    sni = await until("the tray item on D-Bus", item);
+    const labels = await until("a healthy tray", () => {
+      const m = menu(sni);
+      return m[0].startsWith("OpenAI is healthy") ? m : undefined;
+    });
+    expect(labels).toEqual(["OpenAI is healthy — answering with OpenAI", "---", "Open Understudy", "Mode", "Retry OpenAI now", "Open status page", "---", "Quit Understudy"]);
+    expect(iconFill(sni)).toMatch(/^s?rgba?\(22,163,74/);
+  });
+
+  it("an outage turns the tray red and sends exactly one notification", async () => {
+    await fetch(`${llmock}/_llmock/scenario`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ behaviors: [{ type: "fail", status: 503, times: 1000 }] }) });
+    const label = await until("the outage in the tray", () => {
+      const m = menu(sni)[0];
+      return m.startsWith("OpenAI unreachable since") ? m : undefined;
+    });
+    expect(label).toMatch(/— answering with tiny-llama/);
+    expect(iconFill(sni)).toMatch(/^s?rgba?\(220,38,38/);
+    await sleep(3_000); // more failed probes: still one notification
+    const shown = notifications();
+    expect(shown.map((n) => n.summary)).toEqual(["OpenAI is unreachable (OpenAI had a server error (503))"]);
+    expect(shown[0].body).toMatch(/^Answering with tiny-llama.* until it is back\.$/);
+  });
+
+  it("recovery: green again after the hold, and exactly one recovery notification", async () => {
+    await fetch(`${llmock}/_llmock/reset`, { method: "POST" });
+    await until("a healthy tray again", () => (menu(sni)[0].startsWith("OpenAI is healthy") ? true : undefined), 30_000);
+    expect(iconFill(sni)).toMatch(/^s?rgba?\(22,163,74/);
+    const shown = await until("the recovery notification", () => {
+      const n = notifications();
+      return n.length >= 2 ? n : undefined;
+    });
+    expect(shown.map((n) => n.summary)).toEqual(["OpenAI is unreachable (OpenAI had a server error (503))", "OpenAI is back"]);
+    // The tray area as a test artifact (gtk-sni-tray-standalone sits at the bottom edge).
+    sh("import", ["-window", "root", "-crop", "1280x48+0+752", join(outDir, "tray.png")]);
+    await screenshot(browser, "tray-window.png");
+  });
+});
