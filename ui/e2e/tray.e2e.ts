@@ -3,6 +3,7 @@
 // notifications. An outage is made at the upstream (llmock), never simulated in the app.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { launchApp, outDir, screenshot } from "./driver";
 
@@ -45,6 +46,23 @@ function menu([bus, path]: [string, string]): string[] {
   const out = JSON.parse(sh("busctl", ["--user", "--json=short", "call", bus, `${path}/Menu`, "com.canonical.dbusmenu", "GetLayout", "iias", "--", "0", "-1", "0"]));
   const [, [, , children]] = out.data;
   return (children as { data: [number, Record<string, { data: unknown }>, unknown[]] }[]).map((c) => String(c.data[1].label?.data ?? (c.data[1].type?.data === "separator" ? "---" : "")));
+}
+
+/** Clicks the (sub)menu item labelled `label`, as a panel does over dbusmenu. */
+function click([bus, path]: [string, string], label: string) {
+  const out = JSON.parse(sh("busctl", ["--user", "--json=short", "call", bus, `${path}/Menu`, "com.canonical.dbusmenu", "GetLayout", "iias", "--", "0", "-1", "0"]));
+  type Node = { data: [number, Record<string, { data: unknown }>, Node[]] };
+  const find = (nodes: Node[]): number | undefined => {
+    for (const n of nodes) {
+      if (n.data[1].label?.data === label) return n.data[0];
+      const inner = find(n.data[2]);
+      if (inner !== undefined) return inner;
+    }
+    return undefined;
+  };
+  const id = find(out.data[1][2]);
+  if (id === undefined) throw new Error(`no menu item ${label}`);
+  sh("busctl", ["--user", "call", bus, `${path}/Menu`, "com.canonical.dbusmenu", "Event", "isvu", "--", String(id), "clicked", "s", "", "0"]);
 }
 
 /** The colour of the tray icon's fill (a pixel left of centre, off every glyph). */
@@ -121,5 +139,39 @@ describe.skipIf(!llmock)("tray and notifications", () => {
     // The tray area as a test artifact (gtk-sni-tray-standalone sits at the bottom edge).
     sh("import", ["-window", "root", "-crop", "1280x48+0+752", join(outDir, "tray.png")]);
     await screenshot(browser, "tray-window.png");
+  });
+
+  it("the Mode menu switches to local only: blue, in words, and back", async () => {
+    click(sni, "Local only");
+    await until("local only in the tray", () => (menu(sni)[0].startsWith("Local only — answering with tiny-llama") ? true : undefined));
+    expect(iconFill(sni)).toMatch(/^s?rgba?\(37,99,235/);
+    await browser.waitUntil(async () => (await browser.$('[data-testid="status-health"]').getText()) === "Answering locally by choice", { timeout: 10_000 });
+    click(sni, "Auto");
+    await until("auto again", () => (menu(sni)[0].startsWith("OpenAI is healthy") ? true : undefined));
+  });
+
+  it("a second launch hands over to the running app and exits", async () => {
+    const t0 = Date.now();
+    execFileSync(process.env.UNDERSTUDY_APP_BIN!, [], { timeout: 15_000, stdio: "ignore" });
+    expect(Date.now() - t0).toBeLessThan(15_000);
+    expect(await browser.getTitle()).toBe("Understudy");
+    expect(item()).toEqual(sni);
+  });
+
+  it("Start at login registers a login item that starts Understudy in the tray", async () => {
+    // auto-launch writes ~/.config/autostart (not $XDG_CONFIG_HOME); session.sh gives this
+    // suite its own HOME so a test never touches the real login items.
+    const dir = join(process.env.HOME ?? "/nonexistent", ".config", "autostart");
+    expect(process.env.HOME).toContain("understudy-e2e");
+    await browser.$('[data-testid="open-settings"]').click();
+    const box = await browser.$('[data-testid="start-at-login"]');
+    await box.waitForDisplayed({ timeout: 10_000 });
+    expect(await box.isSelected()).toBe(false);
+    await box.click();
+    await browser.$('[data-testid="start-minimized"]').click();
+    const entry = await until("the login item", () => (existsSync(dir) ? readdirSync(dir).find((f) => f.endsWith(".desktop")) : undefined), 10_000);
+    expect(readFileSync(join(dir, entry), "utf8")).toMatch(/Exec=.*understudy-app.*--autostart/);
+    await box.click();
+    await until("the login item removed", () => (readdirSync(dir).some((f) => f.endsWith(".desktop")) ? undefined : true), 10_000);
   });
 });

@@ -88,6 +88,7 @@ curl -s -X POST "http://127.0.0.1:$port/_llmock/reset" >/dev/null
 mkdir -p "$UNDERSTUDY_E2E_WORK/tray/config/understudy"
 printf '[failover]\nstatus_page = ""\nopen_for = "2s"\nprobe_interval = "1s"\n[notifications]\nrecovery_after = "3s"\n[tray]\nhold = "2s"\n' \
   >"$UNDERSTUDY_E2E_WORK/tray/config/understudy/config.toml"
-suite tray "OPENAI_BASE_URL=http://127.0.0.1:$port/v1" OPENAI_API_KEY=sk-e2e-chat-0123456789abcdef \
+mkdir -p "$UNDERSTUDY_E2E_WORK/tray/home"
+suite tray "HOME=$UNDERSTUDY_E2E_WORK/tray/home" "OPENAI_BASE_URL=http://127.0.0.1:$port/v1" OPENAI_API_KEY=sk-e2e-chat-0123456789abcdef \
   "UNDERSTUDY_E2E_LLMOCK=http://127.0.0.1:$port" "UNDERSTUDY_LOCAL_MODEL=${UNDERSTUDY_E2E_TINY_GGUF:?}"
 echo "e2e: all suites passed; screenshots in $UNDERSTUDY_E2E_OUT"
