@@ -144,6 +144,9 @@ fn main() -> ExitCode {
         }
         return chat_cloud(provider, message, &loaded.config, &paths, cli.json);
     }
+    if let Command::Serve { listen, token } = &cli.command {
+        return serve(*listen, token.clone(), &loaded.config, &paths);
+    }
     // The other commands land with their issues (see ARCHITECTURE.md); until then say so plainly.
     eprintln!("understudy {}: not implemented yet", cli.command.name());
     ExitCode::from(2)
@@ -194,6 +197,75 @@ fn read_message(message: Option<String>) -> Result<String, ExitCode> {
         return Err(ExitCode::from(2));
     }
     Ok(message)
+}
+
+/// The router the app uses: config, stored keys, this binary as the engine's worker.
+fn router(config: &understudy_core::Config, paths: &Paths) -> anyhow::Result<understudy_router::Router> {
+    let secrets = understudy_store::Secrets::new(&paths.data_dir);
+    let chain = understudy_router::Chain::build(config, paths, &understudy_router::StoredKeys(secrets));
+    let mut engine = understudy_local::engine::EngineConfig::new(std::env::current_exe()?, &["worker"]);
+    engine.stall_timeout = config.failover.stall_timeout;
+    engine.idle_unload = Some(std::time::Duration::from_secs(15 * 60));
+    Ok(understudy_router::Router::new(chain, understudy_local::Engine::new(engine)))
+}
+
+/// `understudy serve`: the gateway until SIGINT/SIGTERM, then a graceful stop (exit 0).
+fn serve(listen: SocketAddr, token: Option<String>, config: &understudy_core::Config, paths: &Paths) -> ExitCode {
+    if !listen.ip().is_loopback() {
+        eprintln!("understudy serve: {listen} is not a loopback address; the gateway listens on loopback only");
+        return ExitCode::from(2);
+    }
+    // Built before the runtime: the keyring's D-Bus client blocks and must not run inside it.
+    let router = match router(config, paths) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("understudy serve: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let run = async {
+        let _health = router.start_background();
+        eprintln!("understudy: gateway on http://{listen}/v1 (set OPENAI_BASE_URL to it)");
+        understudy_gateway::serve(router, understudy_gateway::GatewayConfig { token }, listen, shutdown()).await?;
+        eprintln!("understudy: gateway stopped");
+        anyhow::Ok(())
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("understudy serve: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("understudy serve: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
 }
 
 /// Runs `f` to completion on a small runtime; an error is a runtime failure (exit 1).

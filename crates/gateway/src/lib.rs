@@ -1,4 +1,327 @@
-//! The router served as a loopback OpenAI-compatible HTTP API (axum): chat completions,
-//! models, status; provider headers, Host checks, optional bearer token.
+//! The router as an OpenAI-compatible API on loopback (design.md section 2, Gateway): other
+//! tools point `OPENAI_BASE_URL` here and get the same failover as the window.
 //!
-//! Empty until the "Gateway" issue lands (see ARCHITECTURE.md).
+//! `POST /v1/chat/completions` (streamed and not, `stream_options.include_usage`),
+//! `GET /v1/models`, `GET /understudy/status`. `x-understudy-provider` names the provider that
+//! began the answer, `x-understudy-failover` why it is not the primary; in a stream each chunk's
+//! `model` is the model that wrote it. Requests whose Host is not loopback get 403 (DNS
+//! rebinding); an optional bearer token; no CORS; the client's Authorization is never sent
+//! upstream (the router uses the stored key).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Json;
+use serde_json::{json, Value};
+use understudy_router::chain::LocalModel;
+use understudy_router::{Answer, ChatError, ChatRequest, Event, Router, Turn};
+
+/// Request bodies above this are refused (413): a chat request is text.
+pub const MAX_BODY: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, Clone, Default)]
+pub struct GatewayConfig {
+    /// Required as `Authorization: Bearer <token>` when set.
+    pub token: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    #[error("the gateway listens on loopback only; {0} is not a loopback address")]
+    NotLoopback(SocketAddr),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("the gateway stopped: {0}")]
+    Serve(std::io::Error),
+}
+
+#[derive(Clone)]
+struct App {
+    router: Router,
+    cfg: GatewayConfig,
+}
+
+/// The HTTP application (for tests and embedding).
+pub fn app(router: Router, cfg: GatewayConfig) -> axum::Router {
+    let state = App { router, cfg };
+    axum::Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/models", get(models))
+        .route("/understudy/status", get(status))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "invalid_request_error", Some("not_found"), "Unknown endpoint.") })
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// Serves on `addr` (loopback only) until `shutdown` completes; then stops accepting and lets
+/// the streams in flight finish.
+pub async fn serve(router: Router, cfg: GatewayConfig, addr: SocketAddr, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), GatewayError> {
+    if !addr.ip().is_loopback() {
+        return Err(GatewayError::NotLoopback(addr));
+    }
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| GatewayError::Bind { addr, source })?;
+    tracing::info!(%addr, "gateway listening");
+    axum::serve(listener, app(router, cfg)).with_graceful_shutdown(shutdown).await.map_err(GatewayError::Serve)
+}
+
+/// OpenAI's error shape, so SDKs raise their usual exceptions.
+fn error(status: StatusCode, kind: &str, code: Option<&str>, message: &str) -> Response {
+    (status, Json(json!({ "error": { "message": message, "type": kind, "param": null, "code": code } }))).into_response()
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(h, port)| if port.chars().all(|c| c.is_ascii_digit()) { h } else { host }),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Host check (DNS rebinding) and the optional bearer token, before anything else.
+async fn guard(State(app): State<App>, req: Request, next: Next) -> Response {
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    if !is_loopback_host(host) {
+        return error(StatusCode::FORBIDDEN, "invalid_request_error", Some("host_not_allowed"), "Understudy's gateway only answers requests addressed to localhost.");
+    }
+    if let Some(token) = &app.cfg.token {
+        let given = req.headers().get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Bearer "));
+        if given != Some(token.as_str()) {
+            return error(StatusCode::UNAUTHORIZED, "invalid_request_error", Some("invalid_api_key"), "This gateway needs its token as the API key (understudy serve --token).");
+        }
+    }
+    next.run(req).await
+}
+
+fn now_s() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Message content as text: a string, or the text parts of a content array.
+fn text_of(content: &Value) -> Option<String> {
+    match content {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(parts) => Some(parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("")),
+        Value::Null => Some(String::new()),
+        _ => None,
+    }
+}
+
+struct Parsed {
+    request: ChatRequest,
+    stream: bool,
+    include_usage: bool,
+}
+
+fn parse(body: &Bytes) -> Result<Parsed, Box<Response>> {
+    let bad = |m: &str| Box::new(error(StatusCode::BAD_REQUEST, "invalid_request_error", None, m));
+    let v: Value = serde_json::from_slice(body).map_err(|e| bad(&format!("The body is not valid JSON: {e}")))?;
+    let model = v.get("model").and_then(Value::as_str).ok_or_else(|| bad("`model` is required."))?.to_string();
+    let list = v.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty()).ok_or_else(|| bad("`messages` must be a non-empty array."))?;
+    let mut messages = Vec::with_capacity(list.len());
+    for (i, m) in list.iter().enumerate() {
+        let role = m.get("role").and_then(Value::as_str).ok_or_else(|| bad(&format!("messages[{i}].role is required.")))?;
+        let role = if role == "developer" { "system" } else { role };
+        if !matches!(role, "system" | "user" | "assistant") {
+            return Err(bad(&format!("messages[{i}].role {role:?} is not supported.")));
+        }
+        let content = text_of(m.get("content").unwrap_or(&Value::Null)).ok_or_else(|| bad(&format!("messages[{i}].content must be a string or an array of parts.")))?;
+        messages.push(Turn::new(role, &content));
+    }
+    let max_tokens = v.get("max_completion_tokens").or_else(|| v.get("max_tokens")).and_then(Value::as_u64).map(|n| n.min(u64::from(u32::MAX)) as u32);
+    let (provider, upstream_model) = match model.strip_prefix("local/") {
+        Some(_) => (Some("local".to_string()), None),
+        None => (None, Some(model)),
+    };
+    Ok(Parsed {
+        request: ChatRequest { messages, model: upstream_model, provider, max_tokens },
+        stream: v.get("stream").and_then(Value::as_bool).unwrap_or(false),
+        include_usage: v.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false),
+    })
+}
+
+/// A failure before any answer, as an HTTP error: the upstream's status where there was one.
+fn chat_error(e: &ChatError) -> Response {
+    let status = match (e.class.as_str(), e.status) {
+        (_, Some(s)) => StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_GATEWAY),
+        ("setup", _) => StatusCode::SERVICE_UNAVAILABLE,
+        ("local", _) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    let kind = match status.as_u16() {
+        400 | 404 | 422 => "invalid_request_error",
+        401 | 403 => "authentication_error",
+        429 => "rate_limit_error",
+        _ => "server_error",
+    };
+    error(status, kind, e.code.as_deref(), &e.to_string())
+}
+
+fn provenance(headers: &mut HeaderMap, provider: &str, failover: Option<&str>) {
+    if let Ok(v) = HeaderValue::from_str(provider) {
+        headers.insert("x-understudy-provider", v);
+    }
+    // Header values must be visible ASCII; reasons are plain English, anything else is dropped.
+    if let Some(v) = failover.map(|r| r.replace(|c: char| !c.is_ascii() || c.is_ascii_control(), " ")).and_then(|r| HeaderValue::from_str(&r).ok()) {
+        headers.insert("x-understudy-failover", v);
+    }
+}
+
+async fn chat_completions(State(app): State<App>, body: Bytes) -> Response {
+    let p = match parse(&body) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let mut answer = app.router.chat(p.request);
+    // The first event decides the status and the headers: who begins the answer, or the error.
+    let (provider, model, failover) = loop {
+        match answer.next().await {
+            Some(Event::Started { provider, model, failover, .. }) => break (provider, model, failover),
+            Some(Event::Error { error }) => return chat_error(&error),
+            Some(_) => continue,
+            None => return error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", None, "The answer ended before it began."),
+        }
+    };
+    let id = format!("chatcmpl-understudy-{}", now_s());
+    if p.stream {
+        let mut r = Response::new(Body::from_stream(sse(answer, id, model, p.include_usage)));
+        let h = r.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        provenance(h, &provider, failover.as_deref());
+        return r;
+    }
+    let (mut text, mut finish, mut usage, mut last_model) = (String::new(), "stop".to_string(), None, model.clone());
+    while let Some(e) = answer.next().await {
+        match e {
+            Event::Token { text: t } => text.push_str(&t),
+            Event::Switched { model, .. } => last_model = model,
+            Event::Usage { prompt_tokens, completion_tokens } => usage = Some((prompt_tokens, completion_tokens)),
+            Event::Done { finish_reason, .. } => {
+                finish = finish_reason;
+                break;
+            }
+            Event::Error { error } => return chat_error(&error),
+            Event::Started { .. } => {}
+        }
+    }
+    let usage = usage.map(|(p, c)| json!({ "prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c }));
+    let body = json!({
+        "id": id, "object": "chat.completion", "created": now_s(), "model": last_model,
+        "choices": [{ "index": 0, "message": { "role": "assistant", "content": text }, "finish_reason": finish }],
+        "usage": usage,
+    });
+    let mut r = Json(body).into_response();
+    provenance(r.headers_mut(), &provider, failover.as_deref());
+    r
+}
+
+/// The answer as OpenAI chunks. Dropping the stream (the client went away) drops the
+/// `Answer`, which cancels it — a local generation stops at once.
+fn sse(mut answer: Answer, id: String, model: String, include_usage: bool) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
+    let chunk = move |model: &str, delta: Value, finish: Option<&str>| {
+        let c = json!({ "id": id, "object": "chat.completion.chunk", "created": now_s(), "model": model, "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }] });
+        Bytes::from(format!("data: {c}\n\n"))
+    };
+    async_stream(move |tx| async move {
+        let mut model = model;
+        let _ = tx.send(chunk(&model, json!({ "role": "assistant", "content": "" }), None)).await;
+        let mut usage = None;
+        while let Some(e) = answer.next().await {
+            let out = match e {
+                Event::Token { text } => chunk(&model, json!({ "content": text }), None),
+                Event::Switched { model: m, .. } => {
+                    model = m;
+                    continue;
+                }
+                Event::Usage { prompt_tokens, completion_tokens } => {
+                    usage = Some(json!({ "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens }));
+                    continue;
+                }
+                Event::Done { finish_reason, .. } => {
+                    let _ = tx.send(chunk(&model, json!({}), Some(&finish_reason))).await;
+                    if let (true, Some(u)) = (include_usage, usage.take()) {
+                        let _ = tx.send(Bytes::from(format!("data: {}\n\n", json!({ "object": "chat.completion.chunk", "model": model, "choices": [], "usage": u })))).await;
+                    }
+                    let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
+                    return;
+                }
+                // Mid-stream and nothing could continue: OpenAI's error chunk, and no [DONE].
+                Event::Error { error } => Bytes::from(format!("data: {}\n\n", json!({ "error": { "message": error.to_string(), "type": "server_error", "code": error.code } }))),
+                Event::Started { .. } => continue,
+            };
+            if tx.send(out).await.is_err() {
+                return; // client gone: dropping `answer` cancels it
+            }
+        }
+    })
+}
+
+/// A stream fed by a task through a small channel; when the body is dropped the task's sends
+/// fail and it ends, dropping what it owns.
+fn async_stream<F, Fut>(f: F) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Bytes>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(f(tx));
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok(b), rx)) })
+}
+
+async fn models(State(app): State<App>) -> Response {
+    let chain = app.router.chain();
+    let mut data = Vec::new();
+    if let Some(client) = chain.primary().and_then(|p| p.client.as_ref()) {
+        match client.models().await {
+            Ok(list) => data.extend(list.into_iter().map(|m| json!({ "id": m.id, "object": "model", "created": 0, "owned_by": m.owned_by.unwrap_or_default() }))),
+            Err(e) => tracing::info!("gateway /v1/models: upstream list unavailable: {}", e.describe()),
+        }
+    }
+    if let LocalModel::Ready { name, .. } = &chain.local {
+        data.push(json!({ "id": format!("local/{name}"), "object": "model", "created": 0, "owned_by": "understudy" }));
+    }
+    Json(json!({ "object": "list", "data": data })).into_response()
+}
+
+async fn status(State(app): State<App>) -> Response {
+    Json(app.router.monitor().snapshot()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_hosts_pass() {
+        for ok in ["localhost", "localhost:8321", "LOCALHOST", "127.0.0.1", "127.0.0.1:8321", "127.8.9.1:1", "[::1]", "[::1]:8321"] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in ["", "evil.example", "evil.example:8321", "localhost.evil.example", "192.168.1.5:8321", "[fe80::1]:80", "127.0.0.1.nip.io"] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn requests_parse_like_openai_s() {
+        let p = parse(&Bytes::from(r#"{"model":"local/qwen","stream":true,"stream_options":{"include_usage":true},"max_completion_tokens":5,
+            "messages":[{"role":"developer","content":"be brief"},{"role":"user","content":[{"type":"text","text":"hi "},{"type":"text","text":"there"}]}]}"#))
+        .ok()
+        .unwrap();
+        assert_eq!((p.stream, p.include_usage), (true, true));
+        assert_eq!((p.request.provider.as_deref(), p.request.model.as_deref(), p.request.max_tokens), (Some("local"), None, Some(5)));
+        assert_eq!(p.request.messages, [Turn::new("system", "be brief"), Turn::new("user", "hi there")]);
+        for bad in [r#"{"messages":[{"role":"user","content":"x"}]}"#, r#"{"model":"m","messages":[]}"#, r#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#, "not json"] {
+            let r = parse(&Bytes::from(bad)).err().unwrap();
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+        }
+    }
+}
