@@ -64,6 +64,7 @@ pub fn run() -> anyhow::Result<()> {
             // Probes, status page and pre-warming run for the app's lifetime.
             let router = tauri::Manager::state::<setup::Setup>(app).conversations.router().clone();
             tauri::async_runtime::spawn(async move { router.start_background().await });
+            tauri::Manager::state::<setup::Setup>(app).apply_gateway();
             tray::create(app.handle(), hold)?;
             notifier::start(app.handle(), notifications);
             if hide_at_start {

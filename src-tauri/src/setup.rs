@@ -19,6 +19,18 @@ pub struct Setup {
     pub problem_at_start: Option<ConfigError>,
     pub secrets: Secrets,
     pub conversations: Conversations,
+    /// The in-app gateway (`[gateway] enabled`), sharing the window's router and health.
+    gateway: tokio::sync::Mutex<Option<understudy_gateway::Running>>,
+    /// What Settings shows of it: where it listens, or why it does not although enabled.
+    gateway_state: std::sync::Mutex<(Option<std::net::SocketAddr>, Option<String>)>,
+}
+
+/// The gateway line of the Settings page.
+#[derive(Debug, Clone, Serialize)]
+pub struct GatewayView {
+    pub listen: String,
+    pub running: bool,
+    pub error: Option<String>,
 }
 
 /// The Settings page: what is in effect, and where the API key is kept.
@@ -29,6 +41,7 @@ pub struct SettingsView {
     /// Where a key saved now would go (keyring, or the user-only file and why).
     pub backend: Backend,
     pub config_path: std::path::PathBuf,
+    pub gateway: GatewayView,
 }
 
 impl Setup {
@@ -49,7 +62,7 @@ impl Setup {
         let engine = Engine::new(engine_config);
         let router = Router::new(Chain::build(&loaded.config, &paths, &StoredKeys(secrets.clone())), engine);
         let conversations = Conversations::new(store, router);
-        Ok(Setup { env, paths, problem_at_start: loaded.problem, secrets, conversations })
+        Ok(Setup { env, paths, problem_at_start: loaded.problem, secrets, conversations, gateway: Default::default(), gateway_state: Default::default() })
     }
 
     pub fn init_logging(&self) -> logging::LogGuard {
@@ -92,7 +105,39 @@ impl Setup {
 
     pub fn settings(&self) -> SettingsView {
         let loaded = config::load(&self.env, &self.paths);
-        SettingsView { settings: Settings::of(&loaded.config), key: self.key_source(), backend: self.secrets.backend(), config_path: loaded.path }
+        let (addr, error) = self.gateway_state.lock().expect("gateway state").clone();
+        let gateway = GatewayView { listen: addr.unwrap_or(loaded.config.gateway.listen).to_string(), running: addr.is_some(), error };
+        SettingsView { settings: Settings::of(&loaded.config), key: self.key_source(), backend: self.secrets.backend(), config_path: loaded.path, gateway }
+    }
+
+    /// Starts, moves or stops the in-app gateway to match `[gateway]` in the config. Blocks
+    /// (main thread only: Settings and tray handlers), at most a couple of seconds when
+    /// answers are in flight on a gateway being stopped.
+    pub fn apply_gateway(&self) {
+        let config = config::load(&self.env, &self.paths).config.gateway;
+        let want = config.enabled.then_some(config.listen);
+        tauri::async_runtime::block_on(async {
+            let mut running = self.gateway.lock().await;
+            if running.as_ref().map(|r| r.addr) == want {
+                return;
+            }
+            if let Some(r) = running.take() {
+                r.stop(std::time::Duration::from_secs(2)).await;
+            }
+            let mut error = None;
+            if let Some(addr) = want {
+                match understudy_gateway::start(self.conversations.router().clone(), understudy_gateway::GatewayConfig::default(), addr).await {
+                    Ok(r) => *running = Some(r),
+                    Err(e) => {
+                        tracing::warn!("in-app gateway: {e}");
+                        let taken = matches!(&e, understudy_gateway::GatewayError::Bind { source, .. } if source.kind() == std::io::ErrorKind::AddrInUse);
+                        let hint = if taken { " (another program, perhaps `understudy serve`, uses that port; stop it or change [gateway] listen)" } else { "" };
+                        error = Some(format!("{e}{hint}"));
+                    }
+                }
+            }
+            *self.gateway_state.lock().expect("gateway state") = (running.as_ref().map(|r| r.addr), error);
+        });
     }
 
     /// The tray's Mode menu: writes `mode` into the config file and applies it.
@@ -129,6 +174,7 @@ impl Setup {
         }
         settings::save(&loaded, new)?;
         self.reconfigure();
+        self.apply_gateway();
         Ok(self.settings())
     }
 }

@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchApp, screenshot } from "./driver";
 
 const llmock = process.env.UNDERSTUDY_E2E_LLMOCK ?? "";
+/** `[gateway] listen` of this suite's config (session.sh). */
+const gateway = process.env.UNDERSTUDY_E2E_GATEWAY ?? "";
 let browser: WebdriverIO.Browser;
 
 async function scenario(behaviors: Record<string, unknown>[]) {
@@ -67,5 +69,46 @@ describe.skipIf(!llmock)("failover in the real app", () => {
     await browser.waitUntil(async () => (await (await lastAnswer()).$('[data-testid="message-badge"]').getText()).startsWith("OpenAI"), { timeout: 15_000, timeoutMsg: "OpenAI did not answer again" });
     expect(await (await lastAnswer()).getAttribute("data-status")).toBe("complete");
     await screenshot(browser, "failover-recovered.png");
+  });
+
+  it.skipIf(!gateway)("the Settings switch serves other tools through the window's failover", async () => {
+    await browser.$('[data-testid="open-settings"]').click();
+    const box = await browser.$('[data-testid="settings-gateway"]');
+    await box.waitForDisplayed({ timeout: 10_000 });
+    expect(await box.isSelected()).toBe(false);
+    await expect(fetch(`http://${gateway}/understudy/status`)).rejects.toThrow();
+    await box.click();
+    await browser.$('[data-testid="settings-save"]').click();
+    const state = await browser.$('[data-testid="gateway-state"]');
+    await state.waitForDisplayed({ timeout: 10_000 });
+    expect(await state.getText()).toContain(`Serving at http://${gateway}/v1`);
+    await screenshot(browser, "settings-gateway.png");
+
+    const ask = () =>
+      fetch(`http://${gateway}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "from another tool" }] }),
+      });
+    let r = await ask();
+    expect(r.status).toBe(200);
+    expect(r.headers.get("x-understudy-provider")).toBe("openai");
+    // OpenAI fails: the tool gets the offline model's answer, and the window's health shows it.
+    await scenario([{ type: "fail", status: 503, message: "overloaded", times: 50, match: { path: "*chat*" } }]);
+    r = await ask();
+    expect(r.status).toBe(200);
+    expect(r.headers.get("x-understudy-provider")).toBe("local");
+    expect(r.headers.get("x-understudy-failover")).toContain("503");
+    const body = (await r.json()) as { choices: { message: { content: string } }[] };
+    expect(body.choices[0].message.content.length).toBeGreaterThan(0);
+    const health = (await (await fetch(`http://${gateway}/understudy/status`)).json()) as { providers: { id: string; last_error: string | null }[] };
+    expect(health.providers[0].last_error).toContain("503");
+    await fetch(`${llmock}/_llmock/reset`, { method: "POST" });
+
+    // Off again: the port is released.
+    await box.click();
+    await browser.$('[data-testid="settings-save"]').click();
+    await browser.waitUntil(async () => !(await state.isExisting()), { timeout: 10_000, timeoutMsg: "still serving" });
+    await expect(fetch(`http://${gateway}/understudy/status`)).rejects.toThrow();
   });
 });

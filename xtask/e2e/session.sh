@@ -76,13 +76,16 @@ wait_for "llmock on :$port" bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/nu
 mkdir -p "$UNDERSTUDY_E2E_WORK/chat/config/understudy" "$UNDERSTUDY_E2E_WORK/failover/config/understudy"
 printf '[failover]\nstatus_page = ""\n' >"$UNDERSTUDY_E2E_WORK/chat/config/understudy/config.toml"
 # Failover: short open time and probe interval so recovery shows within seconds.
-printf '[failover]\nstatus_page = ""\nopen_for = "2s"\nprobe_interval = "1s"\n' >"$UNDERSTUDY_E2E_WORK/failover/config/understudy/config.toml"
+gwport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+printf '[failover]\nstatus_page = ""\nopen_for = "2s"\nprobe_interval = "1s"\n[gateway]\nlisten = "127.0.0.1:%s"\n' "$gwport" \
+  >"$UNDERSTUDY_E2E_WORK/failover/config/understudy/config.toml"
 suite chat "OPENAI_BASE_URL=http://127.0.0.1:$port/v1" OPENAI_API_KEY=sk-e2e-chat-0123456789abcdef \
   "UNDERSTUDY_E2E_LLMOCK=http://127.0.0.1:$port"
 curl -s -X POST "http://127.0.0.1:$port/_llmock/reset" >/dev/null
 # Failover: the same upstream, now with an offline model (the tiny test GGUF) to fall back on.
 suite failover "OPENAI_BASE_URL=http://127.0.0.1:$port/v1" OPENAI_API_KEY=sk-e2e-chat-0123456789abcdef \
-  "UNDERSTUDY_E2E_LLMOCK=http://127.0.0.1:$port" "UNDERSTUDY_LOCAL_MODEL=${UNDERSTUDY_E2E_TINY_GGUF:?}"
+  "UNDERSTUDY_E2E_LLMOCK=http://127.0.0.1:$port" "UNDERSTUDY_LOCAL_MODEL=${UNDERSTUDY_E2E_TINY_GGUF:?}" \
+  "UNDERSTUDY_E2E_GATEWAY=127.0.0.1:$gwport"
 curl -s -X POST "http://127.0.0.1:$port/_llmock/reset" >/dev/null
 # Tray and notifications: short times so an outage and its recovery fit in seconds.
 mkdir -p "$UNDERSTUDY_E2E_WORK/tray/config/understudy"

@@ -51,7 +51,8 @@ commands:
   test    install what is missing, run every test: Rust (nextest), UI (Vitest), end-to-end (Xvfb)
   setup   install what is missing (packages, venv, tools, test models), nothing else
   bench   local engine speed (Gemma 3 270M): threads 1 and 2, idle and with a busy core
-  bench local   Understudy vs llama.cpp itself (a reference program built from the vendored source)";
+  bench local   Understudy vs llama.cpp itself (a reference program built from the vendored source)
+  bench gateway   latency the gateway adds over calling llmock directly (p50/p99, stream and not)";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -77,6 +78,7 @@ fn run(args: &[String]) -> Result<()> {
         Some("test") => cmd_test(&args[1..]),
         Some("setup") => setup(Setup::Test),
         Some("bench") if args.get(1).map(String::as_str) == Some("local") => cmd_bench_local(),
+        Some("bench") if args.get(1).map(String::as_str) == Some("gateway") => cmd_bench_gateway(),
         Some("bench") => cmd_bench(),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
@@ -230,6 +232,12 @@ fn cmd_bench_local() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The gateway's added latency (crates/gateway/benches/overhead.rs), built optimised.
+fn cmd_bench_gateway() -> Result<()> {
+    setup(Setup::Test)?;
+    step("gateway overhead (release build)", || sh(Command::new("cargo").args(["bench", "-p", "understudy-gateway", "--bench", "overhead"])))
 }
 
 fn json_of(cmd: &mut Command) -> Result<serde_json::Value> {

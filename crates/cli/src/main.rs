@@ -1,6 +1,9 @@
 //! `understudy`: the command-line face of the failover engine (design.md section 2, CLI).
 //! Exit codes: 0 success, 1 runtime failure, 2 usage or config error.
 
+// A command-line program: stdout is its output.
+#![allow(clippy::print_stdout)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,8 +32,9 @@ enum Command {
     },
     /// The loopback OpenAI-compatible gateway.
     Serve {
-        #[arg(long, default_value = "127.0.0.1:8321")]
-        listen: SocketAddr,
+        /// Loopback address to listen on [default: [gateway] listen, 127.0.0.1:8321].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
         /// Require `Authorization: Bearer <TOKEN>` from clients.
         #[arg(long)]
         token: Option<String>,
@@ -139,13 +143,13 @@ fn main() -> ExitCode {
             Ok(m) => m,
             Err(code) => return code,
         };
-        if provider == understudy_core::config::LOCAL_PROVIDER_ID {
-            return chat_local(message, &loaded.config, cli.json);
-        }
-        return chat_cloud(provider, message, &loaded.config, &paths, cli.json);
+        return chat(provider, message, &loaded.config, &paths, cli.json);
     }
     if let Command::Serve { listen, token } = &cli.command {
-        return serve(*listen, token.clone(), &loaded.config, &paths);
+        return serve(listen.unwrap_or(loaded.config.gateway.listen), token.clone(), &loaded.config, &paths);
+    }
+    if let Command::Status = &cli.command {
+        return status(&loaded.config, &paths, cli.json);
     }
     // The other commands land with their issues (see ARCHITECTURE.md); until then say so plainly.
     eprintln!("understudy {}: not implemented yet", cli.command.name());
@@ -268,11 +272,36 @@ async fn shutdown() {
     }
 }
 
-/// Runs `f` to completion on a small runtime; an error is a runtime failure (exit 1).
-fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let result = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(f));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+
+
+/// Runs `f` on a small runtime; an error is a runtime failure (exit 1).
+fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f)
+}
+
+/// `understudy chat`: one answer through the router, so `auto` fails over exactly as the app
+/// does. Tokens go to stdout; stderr names the provider that answered and why.
+fn chat(provider: &str, message: String, config: &understudy_core::Config, paths: &Paths, json: bool) -> ExitCode {
+    // Built before the runtime: the keyring's D-Bus client blocks and must not run inside it.
+    let router = match router(config, paths) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("understudy chat: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let provider = (provider != "auto").then(|| provider.to_string());
+    let request = understudy_router::ChatRequest { messages: vec![understudy_router::Turn::new("user", &message)], provider, ..Default::default() };
+    match block_on(stream_answer(router, request, json)) {
+        Ok(None) => ExitCode::SUCCESS,
+        Ok(Some(error)) => {
+            let mut text = error.to_string();
+            if error.class == "setup" && error.message.contains("API key") {
+                text.push_str(" On the command line, set OPENAI_API_KEY (or the variable a provider's api_key = \"env:NAME\" names).");
+            }
+            eprintln!("understudy chat: {text}");
+            ExitCode::from(if error.class == "setup" { 2 } else { 1 })
+        }
         Err(e) => {
             eprintln!("understudy chat: {e:#}");
             ExitCode::from(1)
@@ -280,114 +309,147 @@ fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCod
     }
 }
 
-/// `understudy chat --provider local`: one answer from the local engine, streamed.
-fn chat_local(message: String, config: &understudy_core::Config, json: bool) -> ExitCode {
-    let Some(model) = config.local.model.as_ref().filter(|m| m.ends_with(".gguf")).map(PathBuf::from) else {
-        eprintln!("understudy chat: no local model: set UNDERSTUDY_LOCAL_MODEL or [local] model to a .gguf file");
-        return ExitCode::from(2);
-    };
-    block_on(stream_local(&model, config, message, json))
-}
-
-/// `understudy chat [--provider auto|<id>]`: one answer from a cloud provider, streamed. `auto`
-/// is the primary; failing over to the local engine arrives with the router.
-fn chat_cloud(provider: &str, message: String, config: &understudy_core::Config, paths: &Paths, json: bool) -> ExitCode {
-    use understudy_core::config::ApiKeySource;
-    let chosen = if provider == "auto" { config.primary() } else { config.providers.iter().find(|p| p.id == provider) };
-    let Some(p) = chosen else {
-        let ids: Vec<&str> = config.providers.iter().map(|p| p.id.as_str()).collect();
-        eprintln!("understudy chat: no provider {provider:?}; configured: {}, and local", ids.join(", "));
-        return ExitCode::from(2);
-    };
-    // The same keys the app uses: the keyring (or its private-file fallback), `env:NAME`, and
-    // OPENAI_API_KEY for the primary when nothing is stored.
-    use understudy_router::Keys;
-    let secrets = understudy_store::Secrets::new(&paths.data_dir);
-    let is_primary = config.primary().is_some_and(|q| q.id == p.id);
-    let Some(key) = understudy_router::StoredKeys(secrets).key(&p.id, &p.api_key, is_primary) else {
-        let hint = match &p.api_key {
-            ApiKeySource::Env(name) => format!("set {name}"),
-            ApiKeySource::Keyring => "add it in the app's Settings, or set OPENAI_API_KEY".to_string(),
+/// Streams one answer; returns the router's error, if the answer failed.
+async fn stream_answer(router: understudy_router::Router, request: understudy_router::ChatRequest, json: bool) -> anyhow::Result<Option<understudy_router::ChatError>> {
+    use std::io::Write;
+    use understudy_router::Event;
+    let mut answer = router.chat(request);
+    let mut out = std::io::stdout().lock();
+    let (mut provider, mut failover, mut usage) = (String::new(), None::<String>, None);
+    let line = |out: &mut std::io::StdoutLock<'_>, v: serde_json::Value| writeln!(out, "{v}");
+    loop {
+        // Ctrl-C stops the answer the way the Stop button does: the text so far stands.
+        let event = tokio::select! {
+            e = answer.next() => e,
+            _ = tokio::signal::ctrl_c() => { answer.cancel(); answer.next().await }
         };
-        eprintln!("understudy chat: no API key for {}: {hint}", p.id);
-        return ExitCode::from(2);
-    };
-    let client = understudy_openai::ClientConfig {
-        base_url: p.base_url.clone(),
-        api_key: Some(key),
-        provider: if p.id == "openai" { "OpenAI".into() } else { p.id.clone() },
-        connect_timeout: config.failover.connect_timeout,
-        first_token_timeout: config.failover.first_token_timeout,
-        stall_timeout: config.failover.stall_timeout,
-    };
-    block_on(stream_cloud(client, p.id.clone(), p.model.clone(), message, json))
-}
-
-async fn stream_cloud(config: understudy_openai::ClientConfig, id: String, model: String, message: String, json: bool) -> anyhow::Result<()> {
-    use std::io::Write;
-    use understudy_openai::{ChatMessage, ChatRequest, Client, StreamEvent};
-    let client = Client::new(config)?;
-    eprintln!("understudy: answering with {id} ({model})");
-    let request = ChatRequest { model, messages: vec![ChatMessage::new("user", &message)], max_tokens: None, temperature: None };
-    let mut stream = client.chat_stream(&request).await?;
-    let mut out = std::io::stdout().lock();
-    let (mut finish, mut usage, mut answered_by) = (None, None, String::new());
-    while let Some(event) = stream.next().await {
-        match event? {
-            StreamEvent::Delta { model, content } => {
-                answered_by = model;
-                if json {
-                    writeln!(out, "{}", serde_json::json!({ "type": "token", "text": content }))?;
-                } else {
-                    out.write_all(content.as_bytes())?;
-                    out.flush()?;
-                }
-            }
-            StreamEvent::Finish { reason } => finish = Some(reason),
-            StreamEvent::Usage(u) => usage = Some(u),
-            StreamEvent::Done => {
-                if json {
-                    let u = usage.take().map(|u| serde_json::json!({ "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens }));
-                    writeln!(out, "{}", serde_json::json!({ "type": "done", "provider": id, "model": answered_by, "finish_reason": finish, "usage": u }))?;
-                } else {
-                    writeln!(out)?;
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn stream_local(model: &std::path::Path, config: &understudy_core::Config, message: String, json: bool) -> anyhow::Result<()> {
-    use std::io::Write;
-    use understudy_local::{engine::EngineConfig, Engine, Event, Message, SamplingParams};
-    let exe = std::env::current_exe()?;
-    let mut engine_config = EngineConfig::new(exe, &["worker"]);
-    engine_config.stall_timeout = config.failover.stall_timeout;
-    let engine = Engine::new(engine_config);
-    engine.load(model, config.local.context, config.local.threads).await?;
-    let name = model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    eprintln!("understudy: answering with local ({name}), as requested by --provider local");
-    let mut generation = engine.generate(vec![Message::new("user", &message)], SamplingParams::default(), None).await?;
-    let mut out = std::io::stdout().lock();
-    while let Some(event) = generation.next().await {
+        let Some(event) = event else { anyhow::bail!("the answer ended without a result") };
         match event {
-            Event::Token { text, .. } if json => writeln!(out, "{}", serde_json::json!({ "type": "token", "text": text }))?,
-            Event::Token { text, .. } => {
+            Event::Started { provider: p, label, model, failover: why } => {
+                match &why {
+                    Some(why) => eprintln!("understudy: answering with {p} ({model}) because {why}"),
+                    None => eprintln!("understudy: answering with {p} ({model})"),
+                }
+                if json {
+                    line(&mut out, serde_json::json!({ "type": "started", "provider": p, "label": label, "model": model, "failover": why }))?;
+                }
+                (provider, failover) = (p, why);
+            }
+            Event::Token { text } if json => line(&mut out, serde_json::json!({ "type": "token", "text": text }))?,
+            Event::Token { text } => {
                 out.write_all(text.as_bytes())?;
                 out.flush()?;
             }
-            Event::Done { finish_reason, usage, .. } => {
+            Event::Switched { provider: p, label, model, reason } => {
+                // The text so far stays on stdout; the rest continues from where it stopped.
+                eprintln!("\nunderstudy: {reason}; {label} ({model}) continues the answer");
                 if json {
-                    writeln!(out, "{}", serde_json::json!({ "type": "done", "provider": "local", "model": name, "finish_reason": finish_reason, "usage": usage }))?;
+                    line(&mut out, serde_json::json!({ "type": "switched", "provider": p, "model": model, "reason": reason }))?;
+                }
+                (provider, failover) = (p, Some(reason));
+            }
+            Event::Usage { prompt_tokens, completion_tokens } => usage = Some(serde_json::json!({ "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens })),
+            Event::Done { finish_reason, model } => {
+                if json {
+                    line(&mut out, serde_json::json!({ "type": "done", "provider": provider, "model": model, "finish_reason": finish_reason, "failover": failover, "usage": usage }))?;
                 } else {
                     writeln!(out)?;
                 }
-                return Ok(());
+                return Ok(None);
             }
-            Event::Error { message, .. } => anyhow::bail!("the local engine failed: {message}"),
-            _ => {}
+            Event::Error { error } => {
+                if json {
+                    line(&mut out, serde_json::json!({ "type": "error", "error": error }))?;
+                }
+                return Ok(Some(error));
+            }
         }
     }
-    anyhow::bail!("the local engine ended without an answer")
+}
+
+/// `understudy status`: the live state of a running gateway (the app's or `understudy serve`'s,
+/// so the CLI shows what they see); when none answers, one probe round of its own.
+fn status(config: &understudy_core::Config, paths: &Paths, json: bool) -> ExitCode {
+    let router = match router(config, paths) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("understudy status: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let listen = config.gateway.listen;
+    let result = block_on(async move {
+        let url = format!("http://{listen}/understudy/status");
+        let client = reqwest::Client::builder().timeout(std::time::Duration::from_millis(1500)).no_proxy().build()?;
+        if let Ok(r) = client.get(&url).send().await {
+            if r.status().is_success() {
+                if let Ok(snapshot) = r.json::<serde_json::Value>().await {
+                    return anyhow::Ok((snapshot, format!("the gateway on {listen}")));
+                }
+            }
+        }
+        router.probe_now().await;
+        Ok((serde_json::to_value(router.monitor().snapshot())?, "a probe just now".to_string()))
+    });
+    let (snapshot, source) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("understudy status: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    if json {
+        let mut v = snapshot;
+        v["source"] = serde_json::Value::String(source);
+        println!("{v}");
+        return ExitCode::SUCCESS;
+    }
+    print!("{}", status_text(&snapshot, &source, now_ms()));
+    ExitCode::SUCCESS
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The health snapshot as a few aligned lines for people.
+fn status_text(s: &serde_json::Value, source: &str, now: u64) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let str_of = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    let _ = writeln!(out, "mode        {}", str_of(&s["mode"]));
+    let route = match str_of(&s["route"]).as_str() {
+        "none" => "nothing can answer".to_string(),
+        "local" => format!("local ({})", s["local_model"].as_str().unwrap_or("no model")),
+        r => r.to_string(),
+    };
+    let _ = writeln!(out, "route       {route}");
+    let _ = writeln!(out, "offline     {}", s["local_model"].as_str().unwrap_or("no model installed"));
+    for p in s["providers"].as_array().into_iter().flatten() {
+        let b = &p["breaker"];
+        let breaker = match b["state"].as_str().unwrap_or("?") {
+            "open" => format!("open for {} s more", b["until_ms"].as_u64().unwrap_or(now).saturating_sub(now).div_ceil(1000)),
+            "half-open" => format!("half-open ({}/2 probes passed)", b["successes"].as_u64().unwrap_or(0)),
+            other => other.to_string(),
+        };
+        let since = p["since"].as_u64().map(|t| format!(" for {}", ago(now.saturating_sub(t)))).unwrap_or_default();
+        let _ = writeln!(out, "{:<11} {}{since}, breaker {breaker}", str_of(&p["id"]), str_of(&p["health"]));
+        if let Some(e) = p["last_error"].as_str() {
+            let _ = writeln!(out, "{:<11} last error: {e}", "");
+        }
+        if let Some(e) = p["account_problem"].as_str() {
+            let _ = writeln!(out, "{:<11} account: {e}", "");
+        }
+    }
+    let _ = writeln!(out, "(from {source})");
+    out
+}
+
+fn ago(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min", s / 60),
+        _ => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+    }
 }

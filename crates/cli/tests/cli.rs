@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! The binary as users run it: exit codes and messages of design.md section 2.
 
 use std::path::Path;
@@ -49,7 +50,8 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn commands_not_built_yet_say_so_and_exit_2() {
-    for args in [&["status", "--json"][..], &["models", "list"]] {
+    {
+        let args = &["models", "list"][..];
         let out = understudy(args, Some(""));
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = text(&out.stderr);
@@ -148,14 +150,16 @@ fn chat_with_the_local_provider_streams_an_answer() {
     };
     let out = run(&["chat", "--provider", "local", "--json", "hello there"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let name = tiny.file_name().unwrap().to_str().unwrap();
+    let name = tiny.file_stem().unwrap().to_str().unwrap();
     assert!(text(&out.stderr).contains(&format!("answering with local ({name})")), "{}", text(&out.stderr));
     let lines: Vec<serde_json::Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let done = lines.last().unwrap();
     assert_eq!(done["type"], "done");
     assert_eq!(done["provider"], "local");
+    assert!(done["failover"].is_null(), "asked for local: not a failover");
     assert!(done["usage"]["completion_tokens"].as_u64().unwrap() > 0);
-    assert!(lines.len() >= 2 && lines[..lines.len() - 1].iter().all(|l| l["type"] == "token"));
+    assert_eq!((lines[0]["type"].as_str(), lines[0]["provider"].as_str()), (Some("started"), Some("local")));
+    assert!(lines.len() >= 3 && lines[1..lines.len() - 1].iter().all(|l| l["type"] == "token"));
     let out = run(&["chat", "--provider", "local"]);
     assert_eq!(out.status.code(), Some(2), "empty stdin is a usage error");
 }
@@ -203,7 +207,8 @@ fn chat_streams_from_the_cloud_provider_and_explains_failures() {
     assert!(text(&out.stderr).contains("ended early"), "{}", text(&out.stderr));
 
     let out = run(&["chat", "hello"], None);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(2), "no key and no offline model is a config error");
+    assert!(text(&out.stderr).contains("No API key is set for OpenAI"), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("set OPENAI_API_KEY"), "{}", text(&out.stderr));
     let out = run(&["chat", "--provider", "nope", "hello"], Some("k"));
     assert_eq!(out.status.code(), Some(2));
@@ -212,4 +217,41 @@ fn chat_streams_from_the_cloud_provider_and_explains_failures() {
     understudy_store::Secrets::file_only(dir.path()).set("openai", "sk-cli-STOREDKEY").unwrap();
     let out = run(&["chat", "hello"], None);
     assert!(out.status.success(), "without OPENAI_API_KEY the stored key answers: {}", text(&out.stderr));
+}
+
+#[test]
+fn chat_fails_over_to_the_offline_model_when_openai_is_unreachable() {
+    let tiny = understudy_testkit::tiny_gguf();
+    let dir = tempfile::tempdir().unwrap();
+    // A port nobody listens on: connection refused, the commonest outage.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(dir.path().join("config.toml"), "[failover]\nstatus_page = \"\"\n[local]\ncontext = 512\nthreads = 1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_understudy"))
+        .args(["chat", "--json", "hello"])
+        .env("UNDERSTUDY_CONFIG", dir.path().join("config.toml"))
+        .env("UNDERSTUDY_DATA_DIR", dir.path())
+        .env("UNDERSTUDY_LOCAL_MODEL", &tiny)
+        .env("OPENAI_BASE_URL", format!("http://127.0.0.1:{dead}/v1"))
+        .env("OPENAI_API_KEY", "sk-test-unused")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("answering with local (") && err.contains("because"), "{err}");
+    let done: serde_json::Value = serde_json::from_str(text(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!((done["type"].as_str(), done["provider"].as_str()), (Some("done"), Some("local")));
+    assert!(done["failover"].as_str().is_some_and(|f| !f.is_empty()), "{done}");
+
+    // Pinned to OpenAI, the same outage is an error naming it (exit 1), not a silent failover.
+    let out = Command::new(env!("CARGO_BIN_EXE_understudy"))
+        .args(["chat", "--provider", "openai", "hello"])
+        .env("UNDERSTUDY_CONFIG", dir.path().join("config.toml"))
+        .env("UNDERSTUDY_DATA_DIR", dir.path())
+        .env("UNDERSTUDY_LOCAL_MODEL", &tiny)
+        .env("OPENAI_BASE_URL", format!("http://127.0.0.1:{dead}/v1"))
+        .env("OPENAI_API_KEY", "sk-test-unused")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("OpenAI"), "{}", text(&out.stderr));
 }

@@ -25,8 +25,8 @@ impl Drop for Gateway {
 fn start(upstream: &str, token: &str) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.toml");
-    std::fs::write(&cfg, "[failover]\nstatus_page = \"\"\n[local]\ncontext = 512\nthreads = 1\n").unwrap();
     let port = free_port();
+    std::fs::write(&cfg, format!("[failover]\nstatus_page = \"\"\n[local]\ncontext = 512\nthreads = 1\n[gateway]\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_understudy"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--token", token])
         .env("UNDERSTUDY_CONFIG", &cfg)
@@ -81,4 +81,56 @@ fn serve_refuses_a_non_loopback_address() {
     let out = Command::new(env!("CARGO_BIN_EXE_understudy")).args(["serve", "--listen", "0.0.0.0:8321"]).env("UNDERSTUDY_DATA_DIR", std::env::temp_dir()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback only"));
+}
+
+/// `understudy status` with this config and upstream; `--json` parsed.
+fn status(config: &std::path::Path, data: &std::path::Path, upstream: &str, json: bool) -> (serde_json::Value, String) {
+    let mut args = vec!["status"];
+    if json {
+        args.push("--json");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_understudy"))
+        .args(&args)
+        .env("UNDERSTUDY_CONFIG", config)
+        .env("UNDERSTUDY_DATA_DIR", data)
+        .env("OPENAI_BASE_URL", upstream)
+        .env("OPENAI_API_KEY", "sk-test-GATEWAYUPSTREAM0123")
+        .env("UNDERSTUDY_LOCAL_MODEL", understudy_testkit::tiny_gguf())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    (if json { serde_json::from_str(stdout.trim()).unwrap() } else { serde_json::Value::Null }, stdout)
+}
+
+#[test]
+fn status_probes_when_alone_and_shows_the_gateway_s_view_when_one_runs() {
+    let mock = understudy_testkit::Llmock::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, format!("[failover]\nstatus_page = \"\"\n[gateway]\nlisten = \"127.0.0.1:{}\"\n", free_port())).unwrap();
+
+    // No gateway: a probe of its own.
+    let (s, _) = status(&cfg, dir.path(), &mock.base_url(), true);
+    assert_eq!(s["source"], "a probe just now");
+    assert_eq!((s["providers"][0]["id"].as_str(), s["providers"][0]["health"].as_str()), (Some("openai"), Some("healthy")), "{s}");
+    assert_eq!(s["providers"][0]["breaker"]["state"], "closed");
+    assert_eq!(s["route"], "openai");
+
+    // OpenAI unreachable: one failed probe is "degraded" by the policy (the breaker opens after
+    // `consecutive_failures`), with the failure in words.
+    let dead = format!("http://127.0.0.1:{}/v1", free_port());
+    let (s, _) = status(&cfg, dir.path(), &dead, true);
+    let p = &s["providers"][0];
+    assert_eq!(p["health"], "degraded", "{s}");
+    assert_eq!(p["last_error"], "OpenAI could not be reached", "{s}");
+    let (_, text) = status(&cfg, dir.path(), &dead, false);
+    assert!(text.contains("openai      degraded") && text.contains("breaker closed") && text.contains("last error: OpenAI could not be reached"), "{text}");
+
+    // A running gateway (token or not) is asked instead, so the CLI sees what it sees.
+    let gw = start(&mock.base_url(), "secret-token");
+    let gw_cfg = gw._dir.path().join("config.toml");
+    let (s, _) = status(&gw_cfg, dir.path(), &dead, true);
+    assert_eq!(s["source"], format!("the gateway on 127.0.0.1:{}", gw.port));
+    assert_eq!(s["providers"][0]["id"], "openai");
 }

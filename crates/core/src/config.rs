@@ -184,6 +184,22 @@ impl Default for TrayConfig {
     }
 }
 
+/// The loopback gateway (design.md section 2). `enabled` runs it inside the desktop app, sharing
+/// the app's router; `understudy serve` runs it regardless and listens on `listen` unless told
+/// otherwise. Never a non-loopback address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    pub enabled: bool,
+    pub listen: std::net::SocketAddr,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig { enabled: false, listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8321)) }
+    }
+}
+
 /// The whole configuration after file and environment are merged.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Config {
@@ -194,6 +210,7 @@ pub struct Config {
     pub failover: FailoverConfig,
     pub notifications: NotificationsConfig,
     pub tray: TrayConfig,
+    pub gateway: GatewayConfig,
 }
 
 impl Default for Config {
@@ -205,6 +222,7 @@ impl Default for Config {
             failover: FailoverConfig::default(),
             notifications: NotificationsConfig::default(),
             tray: TrayConfig::default(),
+            gateway: GatewayConfig::default(),
         }
     }
 }
@@ -220,6 +238,7 @@ struct RawConfig {
     failover: FailoverConfig,
     notifications: NotificationsConfig,
     tray: TrayConfig,
+    gateway: GatewayConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -355,6 +374,9 @@ impl RawConfig {
         if !f.status_page.is_empty() && !is_http_url(&f.status_page) {
             return Err(doc.error_at(root, "failover.status_page", "must be an http(s) URL, or \"\" to disable"));
         }
+        if !self.gateway.listen.ip().is_loopback() {
+            return Err(doc.error_at(root, "gateway.listen", "must be a loopback address (127.0.0.1:PORT or [::1]:PORT): the gateway is for this computer only"));
+        }
 
         let providers = match self.providers {
             None => vec![ProviderConfig::openai_default()],
@@ -404,6 +426,7 @@ impl RawConfig {
             failover: self.failover,
             notifications: self.notifications,
             tray: self.tray,
+            gateway: self.gateway,
         })
     }
 }
@@ -609,8 +632,13 @@ recovery_after = "120s"
 reopen_window = "600s"
 [tray]
 hold = "60s"
+[gateway]
+enabled = true
+listen = "127.0.0.1:9000"
 "#;
         let c = parse(text).unwrap();
+        assert!(c.gateway.enabled);
+        assert_eq!(c.gateway.listen.port(), 9000);
         assert_eq!(c.providers.len(), 2);
         assert_eq!(c.providers[1].id, "groq");
         assert_eq!(c.providers[1].base_url, "https://api.groq.com/openai/v1", "trailing slash trimmed");
@@ -649,6 +677,8 @@ hold = "60s"
         check_err("[failover]\nstall_timeout = \"0s\"\n", 2, "failover.stall_timeout", "longer than 0s");
         check_err("[local]\ncontext = 16\n", 2, "local.context", "between 256");
         check_err("[failover]\nstatus_page = \"status.openai.com\"\n", 2, "failover.status_page", "http(s) URL");
+        check_err("[gateway]\nlisten = \"0.0.0.0:8321\"\n", 2, "gateway.listen", "loopback");
+        check_err("[gateway]\nlisten = \"localhost\"\n", 2, "gateway.listen", "invalid");
         // providers
         check_err("[[providers]]\nid = \"local\"\n", 2, "providers[0].id", "reserved");
         check_err("[[providers]]\nid = \"a\"\nbase_url = \"http://a\"\n[[providers]]\nid = \"a\"\nbase_url = \"http://b\"\n", 5, "providers[1].id", "duplicate");

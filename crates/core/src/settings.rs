@@ -19,6 +19,9 @@ pub struct Settings {
     pub local_model: Option<String>,
     /// Desktop notifications on outage and recovery (`[notifications] enabled`).
     pub notifications: bool,
+    /// The desktop app serves the gateway for other tools (`[gateway] enabled`).
+    #[serde(default)]
+    pub gateway: bool,
 }
 
 impl Settings {
@@ -31,6 +34,7 @@ impl Settings {
             model: primary.map(|p| p.model.clone()).unwrap_or_default(),
             local_model: config.local.model.clone(),
             notifications: config.notifications.enabled,
+            gateway: config.gateway.enabled,
         }
     }
 }
@@ -74,20 +78,9 @@ pub fn apply(text: &str, file: &Path, current: &Settings, new: &Settings) -> Res
             None => local.remove("model"),
         };
     }
-    if new.notifications != current.notifications {
-        let t = doc.entry("notifications").or_insert_with(|| Item::Table(Table::new()));
-        let t = t.as_table_like_mut().ok_or_else(|| invalid("notifications", "`notifications` is not a table".into()))?;
-        match t.get_mut("enabled") {
-            Some(item) if item.is_value() => {
-                let decor = item.as_value().map(|v| v.decor().clone());
-                *item = value(new.notifications);
-                if let (Some(d), Some(v)) = (decor, item.as_value_mut()) {
-                    *v.decor_mut() = d;
-                }
-            }
-            _ => {
-                t.insert("enabled", value(new.notifications));
-            }
+    for (table, on, was) in [("notifications", new.notifications, current.notifications), ("gateway", new.gateway, current.gateway)] {
+        if on != was {
+            set_enabled(&mut doc, table, on).map_err(|()| invalid(table, format!("`{table}` is not a table")))?;
         }
     }
     // A file of comments only keeps them in the document's trailing text; new keys would land
@@ -101,6 +94,25 @@ pub fn apply(text: &str, file: &Path, current: &Settings, new: &Settings) -> Res
     };
     Config::parse(&out, file)?;
     Ok(out)
+}
+
+/// Sets `[table] enabled`, keeping the comment beside an existing value.
+fn set_enabled(doc: &mut DocumentMut, table: &str, on: bool) -> Result<(), ()> {
+    let t = doc.entry(table).or_insert_with(|| Item::Table(Table::new()));
+    let t = t.as_table_like_mut().ok_or(())?;
+    match t.get_mut("enabled") {
+        Some(item) if item.is_value() => {
+            let decor = item.as_value().map(|v| v.decor().clone());
+            *item = value(on);
+            if let (Some(d), Some(v)) = (decor, item.as_value_mut()) {
+                *v.decor_mut() = d;
+            }
+        }
+        _ => {
+            t.insert("enabled", value(on));
+        }
+    }
+    Ok(())
 }
 
 /// Writes `new` into the config file `loaded` came from (creating it if needed), atomically:
@@ -175,6 +187,7 @@ mod tests {
         check("mode = \"auto\"\n", |_| {}, "mode = \"auto\"\n");
         check("[notifications]\nrecovery_after = \"60s\"\n", |s| s.notifications = false, "[notifications]\nrecovery_after = \"60s\"\nenabled = false\n");
         check("[notifications]\nenabled = false # quiet\n", |s| s.notifications = true, "[notifications]\nenabled = true # quiet\n");
+        check("[gateway]\nlisten = \"127.0.0.1:9000\"\n", |s| s.gateway = true, "[gateway]\nlisten = \"127.0.0.1:9000\"\nenabled = true\n");
     }
 
     #[test]

@@ -65,12 +65,47 @@ pub fn app(router: Router, cfg: GatewayConfig) -> axum::Router {
 /// Serves on `addr` (loopback only) until `shutdown` completes; then stops accepting and lets
 /// the streams in flight finish.
 pub async fn serve(router: Router, cfg: GatewayConfig, addr: SocketAddr, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), GatewayError> {
+    let listener = bind(addr).await?;
+    axum::serve(listener, app(router, cfg)).with_graceful_shutdown(shutdown).await.map_err(GatewayError::Serve)
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, GatewayError> {
     if !addr.ip().is_loopback() {
         return Err(GatewayError::NotLoopback(addr));
     }
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| GatewayError::Bind { addr, source })?;
     tracing::info!(%addr, "gateway listening");
-    axum::serve(listener, app(router, cfg)).with_graceful_shutdown(shutdown).await.map_err(GatewayError::Serve)
+    Ok(listener)
+}
+
+/// A gateway serving in the background (the desktop app's Settings switch): listening once
+/// [`start`] returns, until [`Running::stop`].
+#[derive(Debug)]
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), GatewayError>>,
+}
+
+/// Binds `addr` (a port in use is an error here, not later) and serves on its own task.
+pub async fn start(router: Router, cfg: GatewayConfig, addr: SocketAddr) -> Result<Running, GatewayError> {
+    let listener = bind(addr).await?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let shutdown = stop.clone().cancelled_owned();
+    let task = tokio::spawn(async move { axum::serve(listener, app(router, cfg)).with_graceful_shutdown(shutdown).await.map_err(GatewayError::Serve) });
+    Ok(Running { addr, stop, task })
+}
+
+impl Running {
+    /// Stops accepting at once; answers in flight get up to `grace` to finish, then are cut.
+    pub async fn stop(self, grace: std::time::Duration) {
+        self.stop.cancel();
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(grace, self.task).await.is_err() {
+            abort.abort();
+        }
+        tracing::info!(addr = %self.addr, "gateway stopped");
+    }
 }
 
 /// OpenAI's error shape, so SDKs raise their usual exceptions.
@@ -92,7 +127,8 @@ async fn guard(State(app): State<App>, req: Request, next: Next) -> Response {
     if !is_loopback_host(host) {
         return error(StatusCode::FORBIDDEN, "invalid_request_error", Some("host_not_allowed"), "Understudy's gateway only answers requests addressed to localhost.");
     }
-    if let Some(token) = &app.cfg.token {
+    // Health is not a secret and `understudy status` has no token; answers and models are.
+    if let Some(token) = app.cfg.token.as_ref().filter(|_| req.uri().path() != "/understudy/status") {
         let given = req.headers().get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Bearer "));
         if given != Some(token.as_str()) {
             return error(StatusCode::UNAUTHORIZED, "invalid_request_error", Some("invalid_api_key"), "This gateway needs its token as the API key (understudy serve --token).");
@@ -235,7 +271,14 @@ fn sse(mut answer: Answer, id: String, model: String, include_usage: bool) -> im
         let mut model = model;
         let _ = tx.send(chunk(&model, json!({ "role": "assistant", "content": "" }), None)).await;
         let mut usage = None;
-        while let Some(e) = answer.next().await {
+        loop {
+            // A client that goes away while nothing is sent (a queued or stalled answer) is
+            // noticed at once, not at the next token.
+            let e = tokio::select! {
+                e = answer.next() => e,
+                () = tx.closed() => return,
+            };
+            let Some(e) = e else { return };
             let out = match e {
                 Event::Token { text } => chunk(&model, json!({ "content": text }), None),
                 Event::Switched { model: m, .. } => {

@@ -79,6 +79,16 @@ pub struct Loaded {
 
 type Routes = Arc<StdMutex<HashMap<String, mpsc::UnboundedSender<Event>>>>;
 
+/// What the engine's generations came to since it was created (status and tests read it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Tally {
+    /// Generations that ended with `Done` (any reason).
+    pub finished: u64,
+    /// Of those, stopped because nobody wanted the rest (Stop, a client that went away).
+    pub cancelled: u64,
+    pub completion_tokens: u64,
+}
+
 struct Proc {
     child: Child,
     requests: mpsc::UnboundedSender<Request>,
@@ -88,7 +98,7 @@ struct Proc {
 }
 
 impl Proc {
-    fn spawn(config: &EngineConfig, routes: &Routes) -> Result<Proc, EngineError> {
+    fn spawn(config: &EngineConfig, routes: &Routes, tally: &Arc<StdMutex<Tally>>) -> Result<Proc, EngineError> {
         let mut child = Command::new(&config.program)
             .args(&config.args)
             .stdin(Stdio::piped())
@@ -111,7 +121,7 @@ impl Proc {
         });
         let (control_tx, control) = mpsc::unbounded_channel();
         let alive = Arc::new(AtomicBool::new(true));
-        let (routes, alive2) = (routes.clone(), alive.clone());
+        let (routes, alive2, tally) = (routes.clone(), alive.clone(), tally.clone());
         tokio::spawn(async move {
             let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
@@ -119,6 +129,12 @@ impl Proc {
                     tracing::warn!("local engine wrote a line that is not an event: {line:?}");
                     continue;
                 };
+                if let Event::Done { finish_reason, usage, .. } = &event {
+                    let mut t = tally.lock().expect("tally lock");
+                    t.finished += 1;
+                    t.cancelled += u64::from(*finish_reason == crate::protocol::FinishReason::Cancelled);
+                    t.completion_tokens += u64::from(usage.completion_tokens);
+                }
                 let (id, last) = match &event {
                     Event::Token { id, .. } => (Some(id.clone()), false),
                     Event::Done { id, .. } | Event::Error { id: Some(id), .. } => (Some(id.clone()), true),
@@ -159,6 +175,7 @@ pub struct Engine(Arc<Inner>);
 pub struct Inner {
     config: EngineConfig,
     routes: Routes,
+    tally: Arc<StdMutex<Tally>>,
     next_id: AtomicU64,
     state: Mutex<State>,
 }
@@ -194,7 +211,7 @@ impl std::fmt::Debug for State {
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Engine {
-        Engine(Arc::new(Inner { config, routes: Arc::default(), next_id: AtomicU64::new(1), state: Mutex::new(State::default()) }))
+        Engine(Arc::new(Inner { config, routes: Arc::default(), tally: Arc::default(), next_id: AtomicU64::new(1), state: Mutex::new(State::default()) }))
     }
 
     /// Validates the file's GGUF header, then loads it in the worker (starting one if needed).
@@ -294,7 +311,7 @@ impl Engine {
     /// The running worker, started anew if it is not running.
     fn running<'s>(&self, state: &'s mut State) -> Result<&'s mut Proc, EngineError> {
         if !state.worker_alive() {
-            state.proc = Some(Proc::spawn(&self.config, &self.routes)?);
+            state.proc = Some(Proc::spawn(&self.config, &self.routes, &self.tally)?);
         }
         Ok(state.proc.as_mut().expect("just set"))
     }
@@ -329,6 +346,16 @@ impl Engine {
         if let Some(mut p) = self.state.lock().await.proc.take() {
             let _ = p.child.kill().await;
         }
+    }
+
+    /// Generations finished so far, by how they ended.
+    pub fn tally(&self) -> Tally {
+        *self.tally.lock().expect("tally lock")
+    }
+
+    /// Answers started and not yet finished: one generating, the rest queued behind it.
+    pub fn in_flight(&self) -> usize {
+        self.routes.lock().expect("routes lock").len()
     }
 
     /// The worker's process id, if one runs.

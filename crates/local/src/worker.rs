@@ -199,12 +199,22 @@ impl<W: Write> Worker<'_, W> {
         }
     }
 
+    /// A queued request whose client went away never runs: it ends as cancelled at once, so the
+    /// requests behind it move up.
+    fn drop_pending(&mut self, id: &str) {
+        let before = self.pending.len();
+        self.pending.retain(|r| !matches!(r, Request::Generate { id: g, .. } | Request::Prewarm { id: g, .. } if g == id));
+        if self.pending.len() != before {
+            let _ = self.emit(&Event::Done { id: id.to_string(), finish_reason: FinishReason::Cancelled, usage: Usage::default() });
+        }
+    }
+
     /// Whether `id` was cancelled; other requests that arrived meanwhile are queued.
     fn cancelled(&mut self, id: &str) -> bool {
         loop {
             match self.rx.try_recv() {
                 Ok(Incoming::Request(Request::Cancel { id: c })) if c == id => return true,
-                Ok(Incoming::Request(Request::Cancel { .. })) => {}
+                Ok(Incoming::Request(Request::Cancel { id: c })) => self.drop_pending(&c),
                 Ok(Incoming::Request(r)) => self.pending.push_back(r),
                 Ok(Incoming::Malformed(message)) => {
                     let _ = self.emit(&Event::Error { id: None, message });

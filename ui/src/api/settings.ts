@@ -17,6 +17,15 @@ export interface Settings {
   local_model: string | null;
   /** Desktop notifications on outage and recovery. */
   notifications: boolean;
+  /** Serve the OpenAI-compatible gateway on loopback for other tools. */
+  gateway: boolean;
+}
+
+/** The in-app gateway: where it listens, or why it does not although enabled. */
+export interface GatewayState {
+  listen: string;
+  running: boolean;
+  error: string | null;
 }
 
 /** This computer's session: start at login (the OS login items), start minimized to the tray. */
@@ -32,6 +41,7 @@ export interface SettingsView {
   /** Where a key saved now goes. */
   backend: SavedKey;
   config_path: string;
+  gateway: GatewayState;
 }
 
 export interface ConnectionReport {

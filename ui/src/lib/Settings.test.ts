@@ -7,10 +7,11 @@ const api = vi.hoisted(() => ({ getSettings: vi.fn(), saveSettings: vi.fn(), sav
 vi.mock("../api/settings", () => api);
 
 const view = (over = {}) => ({
-  settings: { mode: "auto", base_url: "https://api.openai.com/v1", model: "gpt-4o-mini", local_model: null, notifications: true },
+  settings: { mode: "auto", base_url: "https://api.openai.com/v1", model: "gpt-4o-mini", local_model: null, notifications: true, gateway: false },
   key: "file",
   backend: { kind: "file", path: "/home/u/.local/share/understudy/secrets.json", why: "no Secret Service" },
   config_path: "/home/u/.config/understudy/config.toml",
+  gateway: { listen: "127.0.0.1:8321", running: false, error: null },
   ...over,
 });
 
@@ -53,9 +54,23 @@ describe("Settings", () => {
     await fireEvent.click(screen.getByTestId("mode-local-only"));
     await fireEvent.click(screen.getByTestId("settings-notifications"));
     await fireEvent.click(screen.getByTestId("settings-save"));
-    expect(api.saveSettings).toHaveBeenCalledWith({ mode: "local-only", base_url: "http://127.0.0.1:4000/v1", model: "gpt-4.1-mini", local_model: "/m/qwen.gguf", notifications: false });
+    expect(api.saveSettings).toHaveBeenCalledWith({ mode: "local-only", base_url: "http://127.0.0.1:4000/v1", model: "gpt-4.1-mini", local_model: "/m/qwen.gguf", notifications: false, gateway: false });
     expect(await screen.findByTestId("settings-saved")).toHaveTextContent("Saved to /home/u/.config/understudy/config.toml.");
     expect(onchanged).toHaveBeenCalled();
+  });
+
+  it("the gateway switch saves, then says where it serves or why it cannot", async () => {
+    api.getSettings.mockResolvedValue(view());
+    api.saveSettings.mockImplementationOnce(async (s) => view({ settings: s, gateway: { listen: "127.0.0.1:8321", running: true, error: null } }));
+    render(Settings);
+    expect(screen.queryByTestId("gateway-state")).toBeNull();
+    await fireEvent.click(await screen.findByTestId("settings-gateway"));
+    await fireEvent.click(screen.getByTestId("settings-save"));
+    expect(api.saveSettings).toHaveBeenLastCalledWith(expect.objectContaining({ gateway: true }));
+    expect(await screen.findByTestId("gateway-state")).toHaveTextContent("Serving at http://127.0.0.1:8321/v1");
+    api.saveSettings.mockImplementationOnce(async (s) => view({ settings: s, gateway: { listen: "127.0.0.1:8321", running: false, error: "cannot listen on 127.0.0.1:8321: Address in use" } }));
+    await fireEvent.click(screen.getByTestId("settings-save"));
+    expect(await screen.findByTestId("gateway-state")).toHaveTextContent("The gateway is not running: cannot listen on 127.0.0.1:8321: Address in use");
   });
 
   it("a refused value is shown with its key", async () => {
