@@ -128,7 +128,7 @@ async fn stop_ends_the_answer_within_200_ms_and_keeps_the_partial_text() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(s.conversations.is_running(c.id));
+    assert!(s.conversations.is_running(c.id), "the answer ended during the stall: {:?}", events.lock().unwrap());
     let err = s.conversations.send(c.id, "another", |_| {}).await.unwrap_err();
     assert!(matches!(err, ConversationError::Busy), "{err}");
 
