@@ -1,5 +1,5 @@
 /// Every command of src-tauri/src/commands.rs; capabilities/main.json grants them to the window.
-const COMMANDS: [&str; 21] = [
+const COMMANDS: [&str; 30] = [
     "app_info",
     "save_api_key",
     "get_settings",
@@ -21,6 +21,15 @@ const COMMANDS: [&str; 21] = [
     "watch_health",
     "get_desktop_prefs",
     "set_desktop_prefs",
+    "models_overview",
+    "models_search",
+    "models_files",
+    "models_download",
+    "models_pause",
+    "models_cancel",
+    "models_import",
+    "models_remove",
+    "models_choose",
 ];
 
 fn main() {

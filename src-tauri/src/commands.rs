@@ -141,3 +141,60 @@ pub fn stop_answer(setup: State<'_, Setup>, id: i64) -> bool {
 pub fn export_conversation(setup: State<'_, Setup>, id: i64, format: Format) -> Res<std::path::PathBuf> {
     setup.conversations.with_store(|s| Ok((s.conversation(id)?, s.messages(id)?))).map_err(IpcError::from).and_then(|(c, m)| export::save(&setup.paths.exports_dir(), &c, &m, format).map_err(|e| IpcError::new("io", e)))
 }
+
+/// The Models page's contents.
+#[tauri::command]
+pub fn models_overview(setup: State<'_, Setup>) -> understudy_models::library::Shelf {
+    setup.models()
+}
+
+/// Hugging Face (or `HF_ENDPOINT`) GGUF repositories matching `query`.
+#[tauri::command]
+pub async fn models_search(query: String) -> Res<Vec<understudy_models::hf::Repo>> {
+    let hub = understudy_models::hf::Hub::new(&understudy_models::catalog::hf_endpoint());
+    hub.search(&query, 30).await.map_err(|e| IpcError::new("hub", e))
+}
+
+/// A repository's .gguf files with sizes and quantizations.
+#[tauri::command]
+pub async fn models_files(repo: String) -> Res<Vec<understudy_models::hf::RepoFile>> {
+    let hub = understudy_models::hf::Hub::new(&understudy_models::catalog::hf_endpoint());
+    hub.files(&repo).await.map_err(|e| IpcError::new("hub", e))
+}
+
+/// Downloads (or resumes) a catalog id or owner/repo/file.gguf; progress over the channel.
+#[tauri::command]
+pub async fn models_download(setup: State<'_, Setup>, id: String, on_event: Channel<understudy_models::manager::Event>) -> Res<understudy_models::manager::Event> {
+    let source = understudy_models::catalog::resolve(&understudy_models::catalog::Catalog::builtin(), &id).map_err(|e| IpcError::new("model_id", e))?;
+    Ok(setup.downloads.pull(&source, &understudy_models::catalog::hf_endpoint(), |e| drop(on_event.send(e))).await)
+}
+
+#[tauri::command]
+pub fn models_pause(setup: State<'_, Setup>, name: String) -> bool {
+    setup.downloads.pause(&name)
+}
+
+#[tauri::command]
+pub fn models_cancel(setup: State<'_, Setup>, name: String) -> bool {
+    setup.downloads.cancel(&name)
+}
+
+/// Uses a .gguf file in place (drag and drop, or the file field).
+#[tauri::command]
+pub fn models_import(setup: State<'_, Setup>, path: String) -> Res<String> {
+    let lib = understudy_models::library::Library::new(setup.paths.models_dir());
+    lib.import(std::path::Path::new(&path)).map(|p| p.display().to_string()).map_err(|e| IpcError::new("import", e))
+}
+
+/// Deletes a downloaded model or forgets an imported one.
+#[tauri::command]
+pub fn models_remove(setup: State<'_, Setup>, id: String) -> Res<()> {
+    let lib = understudy_models::library::Library::new(setup.paths.models_dir());
+    lib.remove(&understudy_models::catalog::Catalog::builtin(), &id).map(drop).map_err(|e| IpcError::new("remove", e))
+}
+
+/// Makes a model the offline fallback.
+#[tauri::command]
+pub fn models_choose(setup: State<'_, Setup>, id: String) -> Res<SettingsView> {
+    setup.choose_model(&id)
+}

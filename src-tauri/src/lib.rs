@@ -58,6 +58,15 @@ pub fn run() -> anyhow::Result<()> {
             commands::watch_health,
             commands::get_desktop_prefs,
             commands::set_desktop_prefs,
+            commands::models_overview,
+            commands::models_search,
+            commands::models_files,
+            commands::models_download,
+            commands::models_pause,
+            commands::models_cancel,
+            commands::models_import,
+            commands::models_remove,
+            commands::models_choose,
         ])
         .setup(move |app| {
             tracing::info!("setting up the window, tray and notifier");

@@ -21,6 +21,8 @@ pub struct Setup {
     pub conversations: Conversations,
     /// The in-app gateway (`[gateway] enabled`), sharing the window's router and health.
     gateway: tokio::sync::Mutex<Option<understudy_gateway::Running>>,
+    /// Model downloads in progress (pause / cancel by file name).
+    pub downloads: understudy_models::manager::Downloads,
     /// What Settings shows of it: where it listens, or why it does not although enabled.
     gateway_state: std::sync::Mutex<(Option<std::net::SocketAddr>, Option<String>)>,
 }
@@ -62,7 +64,8 @@ impl Setup {
         let engine = Engine::new(engine_config);
         let router = Router::new(Chain::build(&loaded.config, &paths, &StoredKeys(secrets.clone())), engine);
         let conversations = Conversations::new(store, router);
-        Ok(Setup { env, paths, problem_at_start: loaded.problem, secrets, conversations, gateway: Default::default(), gateway_state: Default::default() })
+        let downloads = understudy_models::manager::Downloads::new(paths.models_dir())?;
+        Ok(Setup { env, paths, problem_at_start: loaded.problem, secrets, conversations, gateway: Default::default(), downloads, gateway_state: Default::default() })
     }
 
     pub fn init_logging(&self) -> logging::LogGuard {
@@ -176,5 +179,20 @@ impl Setup {
         self.reconfigure();
         self.apply_gateway();
         Ok(self.settings())
+    }
+
+    /// The Models page: installed and discovered models, the catalog with download states.
+    pub fn models(&self) -> understudy_models::library::Shelf {
+        use understudy_models::{catalog::Catalog, library::{Library, Memory}, scan::Roots};
+        let config = config::load(&self.env, &self.paths).config;
+        let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_default();
+        let roots = Roots::from_env(|k| std::env::var(k).ok(), &home);
+        Library::new(self.paths.models_dir()).shelf(&Catalog::builtin(), &roots, config.local.context, Memory::now(), config.local.model, &self.downloads.running())
+    }
+
+    /// Makes `model` (a catalog id or a .gguf path) the offline model, in the config file.
+    pub fn choose_model(&self, model: &str) -> Result<SettingsView, IpcError> {
+        let current = self.settings().settings;
+        self.save_settings(&Settings { local_model: Some(model.to_string()), ..current })
     }
 }

@@ -5,7 +5,8 @@
 # D-Bus, then runs each e2e suite against the real app binary through tauri-driver.
 # Env in: UNDERSTUDY_APP_BIN, UNDERSTUDY_E2E_OUT, UNDERSTUDY_E2E_WORK (a scratch dir),
 # UNDERSTUDY_LLMOCK (the llmock binary: the fault-injecting OpenAI upstream of the chat and
-# failover suites), UNDERSTUDY_E2E_TINY_GGUF (the offline model of the failover suite).
+# failover suites), UNDERSTUDY_E2E_TINY_GGUF (the offline model of the failover suite and the
+# download of the models suite), UNDERSTUDY_HF_MIRROR (testkit's hf-mirror binary).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -94,4 +95,12 @@ printf '[failover]\nstatus_page = ""\nopen_for = "2s"\nprobe_interval = "1s"\n[n
 mkdir -p "$UNDERSTUDY_E2E_WORK/tray/home"
 suite tray "HOME=$UNDERSTUDY_E2E_WORK/tray/home" "OPENAI_BASE_URL=http://127.0.0.1:$port/v1" OPENAI_API_KEY=sk-e2e-chat-0123456789abcdef \
   "UNDERSTUDY_E2E_LLMOCK=http://127.0.0.1:$port" "UNDERSTUDY_LOCAL_MODEL=${UNDERSTUDY_E2E_TINY_GGUF:?}"
+# Models: a Hugging Face stand-in serving the tiny GGUF slowly enough to watch it download.
+mkdir -p "$UNDERSTUDY_E2E_WORK/hub/test-org/Tiny-GGUF"
+cp "${UNDERSTUDY_E2E_TINY_GGUF:?}" "$UNDERSTUDY_E2E_WORK/hub/test-org/Tiny-GGUF/tiny-Q4_K_M.gguf"
+coproc MIRROR { exec "${UNDERSTUDY_HF_MIRROR:?}" "$UNDERSTUDY_E2E_WORK/hub" --rate 200000; }
+pids+=($MIRROR_PID)
+read -r line <&"${MIRROR[0]}"
+mirror_port=${line#listening on }
+suite models "HF_ENDPOINT=http://127.0.0.1:$mirror_port"
 echo "e2e: all suites passed; screenshots in $UNDERSTUDY_E2E_OUT"

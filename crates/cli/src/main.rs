@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+
+mod models;
 use understudy_core::{config, logging, Env, Paths};
 
 #[derive(Debug, Parser)]
@@ -151,8 +153,20 @@ fn main() -> ExitCode {
     if let Command::Status = &cli.command {
         return status(&loaded.config, &paths, cli.json);
     }
-    // The other commands land with their issues (see ARCHITECTURE.md); until then say so plainly.
-    eprintln!("understudy {}: not implemented yet", cli.command.name());
+    if let Command::Models { command } = cli.command {
+        let cmd = match command {
+            ModelsCommand::List => models::Command::List,
+            ModelsCommand::Search { query } => models::Command::Search(query),
+            ModelsCommand::Pull { id } => models::Command::Pull(id),
+            ModelsCommand::Import { path } => models::Command::Import(path),
+            ModelsCommand::Scan => models::Command::Scan,
+            ModelsCommand::Verify => models::Command::Verify,
+            ModelsCommand::Rm { id } => models::Command::Rm(id),
+        };
+        return models::run(cmd, &loaded.config, &paths, cli.json);
+    }
+    // `worker` and `bench` returned above.
+    eprintln!("understudy {}: cannot run here", cli.command.name());
     ExitCode::from(2)
 }
 

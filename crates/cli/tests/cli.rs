@@ -49,18 +49,6 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
-fn commands_not_built_yet_say_so_and_exit_2() {
-    {
-        let args = &["models", "list"][..];
-        let out = understudy(args, Some(""));
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let err = text(&out.stderr);
-        assert!(err.contains("not implemented yet"), "{args:?}: {err}");
-        assert!(err.contains(args[0]), "{args:?}: {err}");
-    }
-}
-
-#[test]
 fn a_bad_config_exits_2_naming_file_line_and_key() {
     let out = understudy(&["status"], Some("mode = \"auto\"\n[failover]\nstal_timeout = \"3s\"\n"));
     assert_eq!(out.status.code(), Some(2));

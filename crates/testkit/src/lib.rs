@@ -209,3 +209,54 @@ pub fn local_worker() -> PathBuf {
     assert!(bin.is_file(), "{} is missing: run `cargo build -p understudy-local` (cargo xtask test does)", bin.display());
     bin
 }
+
+/// A running `hf-mirror` (this crate's test binary): a loopback stand-in for Hugging Face that
+/// serves `{dir}/{owner}/{repo}/{file}` the way the hub does. Stopped on drop.
+#[derive(Debug)]
+pub struct HfMirror {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl HfMirror {
+    /// Serves `dir`; `rate` caps each response at that many bytes per second.
+    pub fn start(dir: &Path, rate: Option<u64>) -> HfMirror {
+        use std::io::BufRead;
+        let exe = std::env::current_exe().expect("test binary path");
+        let bin = exe.parent().and_then(Path::parent).map(|d| d.join("hf-mirror")).expect("a target dir");
+        assert!(bin.is_file(), "{} is missing: run `cargo build -p understudy-testkit` (cargo xtask test does)", bin.display());
+        let mut cmd = Command::new(&bin);
+        cmd.arg(dir).stdout(std::process::Stdio::piped());
+        if let Some(r) = rate {
+            cmd.args(["--rate", &r.to_string()]);
+        }
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("hf-mirror's first line");
+        let port = line.trim().strip_prefix("listening on ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("hf-mirror said {line:?}"));
+        HfMirror { child, port }
+    }
+
+    /// The `HF_ENDPOINT` to point at it.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Body bytes sent so far.
+    pub fn served(&self) -> u64 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("hf-mirror is up");
+        use std::io::{Read, Write};
+        write!(s, "GET /_stats HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").expect("request");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("response");
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(body).ok().and_then(|v| v["served"].as_u64()).expect("stats")
+    }
+}
+
+impl Drop for HfMirror {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

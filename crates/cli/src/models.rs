@@ -1,0 +1,285 @@
+//! `understudy models …`: the model library from the command line (design.md section 2).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use understudy_core::{Config, Paths};
+use understudy_models::catalog::{self, Catalog};
+use understudy_models::library::{Fit, Library, Memory, Model, Source};
+use understudy_models::scan::Roots;
+
+pub enum Command {
+    List,
+    Search(String),
+    Pull(String),
+    Import(PathBuf),
+    Scan,
+    Verify,
+    Rm(String),
+}
+
+fn roots() -> Roots {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    Roots::from_env(|k| std::env::var(k).ok(), &home)
+}
+
+fn gb(bytes: u64) -> String {
+    format!("{:.2} GB", bytes as f64 / 1e9)
+}
+
+fn fit_words(f: Fit) -> &'static str {
+    match f {
+        Fit::Fits => "fits in memory",
+        Fit::Tight => "tight: close other apps first",
+        Fit::WillNotFit => "will not fit in memory",
+    }
+}
+
+fn source_words(s: Source) -> &'static str {
+    match s {
+        Source::Downloaded => "downloaded",
+        Source::Imported => "imported",
+        Source::HfCache => "Hugging Face cache",
+        Source::LmStudio => "LM Studio",
+        Source::Ollama => "Ollama",
+    }
+}
+
+fn model_json(m: &Model) -> serde_json::Value {
+    let mut v = serde_json::to_value(m).expect("models serialise");
+    // Result serialises as {"Ok": …}/{"Err": …}; flatten it for scripts.
+    match &m.details {
+        Ok(d) => v["details"] = serde_json::to_value(d).expect("details serialise"),
+        Err(e) => {
+            v["details"] = serde_json::Value::Null;
+            v["problem"] = serde_json::Value::String(e.clone());
+        }
+    }
+    v
+}
+
+fn print_model(out: &mut impl Write, m: &Model, chosen: bool) -> std::io::Result<()> {
+    let mark = if chosen { "*" } else { " " };
+    writeln!(out, "{mark} {}  ({}, {})", m.label, source_words(m.source), gb(m.size))?;
+    match &m.details {
+        Ok(d) => writeln!(
+            out,
+            "    {} · {:.1}B parameters · {} · context {} · {} · needs {} ({})",
+            d.architecture,
+            d.parameters as f64 / 1e9,
+            d.quantization,
+            d.context_length.map_or("?".into(), |c| c.to_string()),
+            if d.chat_template { "chat template" } else { "no chat template (ChatML is used)" },
+            gb(m.needs_bytes),
+            fit_words(m.fit)
+        )?,
+        Err(e) => writeln!(out, "    cannot be used: {e}")?,
+    }
+    writeln!(out, "    use: {}", m.id)
+}
+
+pub fn run(cmd: Command, config: &Config, paths: &Paths, json: bool) -> ExitCode {
+    let catalog = Catalog::builtin();
+    let library = Library::new(paths.models_dir());
+    let mut out = std::io::stdout().lock();
+    let result: anyhow::Result<ExitCode> = (|| match cmd {
+        Command::List => {
+            let models = library.list(&catalog, &roots(), config.local.context, Memory::now());
+            let chosen = config.local.model.clone().unwrap_or_default();
+            let downloaded: Vec<&str> = models.iter().filter(|m| m.source == Source::Downloaded).map(|m| m.id.as_str()).collect();
+            if json {
+                for m in &models {
+                    let mut v = model_json(m);
+                    v["kind"] = "model".into();
+                    v["chosen"] = (m.id == chosen).into();
+                    writeln!(out, "{v}")?;
+                }
+                for e in &catalog.models {
+                    let mut v = serde_json::to_value(e)?;
+                    v["kind"] = "catalog".into();
+                    v["downloaded"] = downloaded.contains(&e.id.as_str()).into();
+                    writeln!(out, "{v}")?;
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            if models.is_empty() {
+                writeln!(out, "No offline models yet.")?;
+            }
+            for m in &models {
+                print_model(&mut out, m, m.id == chosen)?;
+            }
+            writeln!(out, "\nAvailable to download (understudy models pull ID):")?;
+            for e in &catalog.models {
+                let tag = if downloaded.contains(&e.id.as_str()) { "downloaded" } else if e.recommended { "recommended" } else { "" };
+                writeln!(out, "  {:<32} {:>8}  {:<26} {}{}", e.id, gb(e.size), e.name, e.good_for, if tag.is_empty() { String::new() } else { format!(" [{tag}]") })?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Scan => {
+            let found = understudy_models::scan::scan(&roots());
+            for f in &found {
+                let check = understudy_local::gguf::validate(&f.path).map(|_| ()).map_err(|e| e.to_string());
+                if json {
+                    writeln!(out, "{}", serde_json::json!({ "origin": f.origin, "name": f.name, "path": f.path, "size": f.size, "problem": check.err() }))?;
+                } else {
+                    let status = check.err().map_or("ok".to_string(), |e| format!("cannot be used: {e}"));
+                    writeln!(out, "{:<20} {}  {}  ({}, {status})", f.origin.label(), f.name, f.path.display(), gb(f.size))?;
+                }
+            }
+            if !json && found.is_empty() {
+                writeln!(out, "No models found in the Hugging Face cache, LM Studio or Ollama folders.")?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import(path) => match library.import(&path) {
+            Ok(p) => {
+                if json {
+                    writeln!(out, "{}", serde_json::json!({ "imported": p }))?;
+                } else {
+                    writeln!(out, "Imported {} (used in place, not copied). To answer with it: [local] model = {:?}", p.display(), p.display().to_string())?;
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("understudy models import: {e}");
+                Ok(ExitCode::from(1))
+            }
+        },
+        Command::Rm(id) => match library.remove(&catalog, &id) {
+            Ok(p) => {
+                if json {
+                    writeln!(out, "{}", serde_json::json!({ "removed": p }))?;
+                } else {
+                    writeln!(out, "Removed {}", p.display())?;
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("understudy models rm: {e}");
+                Ok(ExitCode::from(1))
+            }
+        },
+        Command::Verify => {
+            let models = library.list(&catalog, &Roots::default(), config.local.context, Memory::now());
+            let mut bad = 0;
+            for m in &models {
+                let problem = match &m.details {
+                    Err(e) => Some(e.clone()),
+                    Ok(_) => understudy_models::library::verify_hash(&m.path).err(),
+                };
+                bad += usize::from(problem.is_some());
+                if json {
+                    writeln!(out, "{}", serde_json::json!({ "id": m.id, "path": m.path, "ok": problem.is_none(), "problem": problem }))?;
+                } else {
+                    writeln!(out, "{:<8} {}{}", if problem.is_none() { "ok" } else { "BROKEN" }, m.path.display(), problem.map(|p| format!(": {p}")).unwrap_or_default())?;
+                }
+            }
+            Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Search(q) => {
+            let hub = understudy_models::hf::Hub::new(&catalog::hf_endpoint());
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            match rt.block_on(hub.search(&q, 20)) {
+                Ok(repos) => {
+                    for r in &repos {
+                        if json {
+                            writeln!(out, "{}", serde_json::to_value(r)?)?;
+                        } else {
+                            writeln!(out, "{:<60} {:>10} downloads", r.id, r.downloads)?;
+                        }
+                    }
+                    if !json && repos.is_empty() {
+                        writeln!(out, "No GGUF repositories match {q:?}.")?;
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("understudy models search: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Pull(id) => pull(&catalog, &library, &id, json),
+    })();
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("understudy models: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Downloads a catalog id or owner/repo/file.gguf into the models dir with a progress bar;
+/// Ctrl-C pauses (the same command resumes where it stopped).
+fn pull(catalog: &Catalog, library: &Library, id: &str, json: bool) -> anyhow::Result<ExitCode> {
+    use understudy_models::manager::{Downloads, Event};
+    let source = match catalog::resolve(catalog, id) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("understudy models pull: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let dest = library.dir.join(&source.local_name);
+    if dest.exists() {
+        eprintln!("understudy models pull: {} is already downloaded ({})", source.local_name, dest.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let endpoint = catalog::hf_endpoint();
+    eprintln!("understudy: {}", source.url(&endpoint));
+    let downloads = Downloads::new(&library.dir)?;
+    let bar = if json { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(0) };
+    bar.set_style(indicatif::ProgressStyle::with_template("{msg:11} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}").expect("a valid template").progress_chars("=> "));
+    bar.set_message("downloading");
+    let last_json = std::sync::Mutex::new(None::<std::time::Instant>);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let outcome = rt.block_on(async {
+        let (d, name) = (downloads.clone(), source.local_name.clone());
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                d.pause(&name);
+            }
+        });
+        downloads
+            .pull(&source, &endpoint, |e| {
+                if let Event::Progress { stage, done, total, .. } = &e {
+                    if let Some(t) = total {
+                        bar.set_length(*t);
+                    }
+                    bar.set_position(*done);
+                    bar.set_message(stage.clone());
+                    let mut last = last_json.lock().expect("progress lock");
+                    if json && last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(500)) {
+                        *last = Some(std::time::Instant::now());
+                        println!("{}", serde_json::to_value(&e).expect("events serialise"));
+                    }
+                }
+            })
+            .await
+    });
+    bar.finish_and_clear();
+    match outcome {
+        Event::Done { path, size, sha256, verified, resumed_bytes } => {
+            if json {
+                println!("{}", serde_json::json!({ "type": "done", "path": path, "size": size, "sha256": sha256, "verified": verified, "resumed_bytes": resumed_bytes }));
+            } else {
+                let use_as = if source.entry.is_some() { source.local_name.trim_end_matches(".gguf").to_string() } else { path.display().to_string() };
+                println!("Downloaded {} ({}, sha256 {}{}).", path.display(), gb(size), &sha256[..12.min(sha256.len())], if verified { ", verified" } else { "" });
+                println!("To answer with it: [local] model = {use_as:?} (or choose it in the app's Models page).");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Event::Paused => {
+            eprintln!("understudy models pull: paused; run the same command to resume where it stopped");
+            Ok(ExitCode::from(1))
+        }
+        Event::Cancelled => Ok(ExitCode::from(1)),
+        Event::Failed { message } => {
+            eprintln!("understudy models pull: {message}");
+            Ok(ExitCode::from(1))
+        }
+        Event::Progress { .. } => anyhow::bail!("the download ended without an outcome"),
+    }
+}

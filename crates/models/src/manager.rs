@@ -1,0 +1,113 @@
+//! Downloads as the app and the CLI run them: one per file, each pausable and cancellable by
+//! its file name; a finished file is header-checked (a verified download of something that is
+//! not a model is deleted) and its sha256 recorded for `verify`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::catalog::Source;
+use crate::download::{DownloadConfig, DownloadControl, DownloadError, DownloadRequest, Downloader, Stage};
+
+/// What a download reports, in order: `Progress`… then one of the others.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    Progress { stage: String, done: u64, total: Option<u64>, bytes_per_sec: f64, eta_s: Option<u64> },
+    Done { path: PathBuf, size: u64, sha256: String, verified: bool, resumed_bytes: u64 },
+    /// Stopped with the partial kept: the same pull resumes it.
+    Paused,
+    Cancelled,
+    Failed { message: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Downloads {
+    dir: PathBuf,
+    downloader: Arc<Downloader>,
+    running: Arc<Mutex<HashMap<String, DownloadControl>>>,
+}
+
+impl Downloads {
+    pub fn new(dir: impl Into<PathBuf>) -> Result<Downloads, DownloadError> {
+        Ok(Downloads { dir: dir.into(), downloader: Arc::new(Downloader::new(DownloadConfig::default())?), running: Arc::default() })
+    }
+
+    /// Names of the files downloading now.
+    pub fn running(&self) -> Vec<String> {
+        self.running.lock().expect("downloads lock").keys().cloned().collect()
+    }
+
+    /// Downloads `source` from `endpoint` into the models dir (resuming a partial one), calling
+    /// `on` with progress and the outcome, which is also returned.
+    pub async fn pull(&self, source: &Source, endpoint: &str, on: impl Fn(Event) + Send + Sync) -> Event {
+        let dest = self.dir.join(&source.local_name);
+        let control = DownloadControl::new();
+        {
+            let mut running = self.running.lock().expect("downloads lock");
+            if running.contains_key(&source.local_name) {
+                let e = Event::Failed { message: format!("{} is already downloading", source.local_name) };
+                on(e.clone());
+                return e;
+            }
+            running.insert(source.local_name.clone(), control.clone());
+        }
+        let mut request = DownloadRequest::new(source.url(endpoint), dest.clone());
+        request.expected_sha256 = source.entry.as_ref().and_then(|e| e.sha256.clone());
+        let result = self
+            .downloader
+            .download(
+                request,
+                |p| {
+                    let stage = if p.stage == Stage::Verifying { "verifying" } else { "downloading" };
+                    on(Event::Progress { stage: stage.into(), done: p.done, total: p.total, bytes_per_sec: p.bytes_per_sec, eta_s: p.eta.map(|d| d.as_secs()) });
+                },
+                control,
+            )
+            .await;
+        self.running.lock().expect("downloads lock").remove(&source.local_name);
+        let event = match result {
+            Ok(d) => match understudy_local::gguf::validate(&d.path) {
+                Err(e) => {
+                    let _ = std::fs::remove_file(&d.path);
+                    Event::Failed { message: format!("the downloaded file is not a usable model, so it was deleted: {e}") }
+                }
+                Ok(_) => match crate::library::record_hash(&d.path, &d.sha256) {
+                    Ok(()) => Event::Done { path: d.path, size: d.size, sha256: d.sha256, verified: d.verified, resumed_bytes: d.resumed_bytes },
+                    Err(e) => Event::Failed { message: e.to_string() },
+                },
+            },
+            Err(DownloadError::Paused) => Event::Paused,
+            Err(DownloadError::Cancelled) => Event::Cancelled,
+            Err(e) => Event::Failed { message: e.to_string() },
+        };
+        on(event.clone());
+        event
+    }
+
+    /// Pauses a running download (its partial is kept). False when none runs under that name.
+    pub fn pause(&self, local_name: &str) -> bool {
+        self.running.lock().expect("downloads lock").get(local_name).map(DownloadControl::pause).is_some()
+    }
+
+    /// Cancels a running download, or discards a paused one's partial file. False when there
+    /// was neither.
+    pub fn cancel(&self, local_name: &str) -> bool {
+        if let Some(c) = self.running.lock().expect("downloads lock").get(local_name) {
+            c.cancel();
+            return true;
+        }
+        let dest = self.dir.join(local_name);
+        let had = crate::download::part_path(&dest).exists();
+        let _ = crate::download::discard_partial(&dest);
+        had
+    }
+}
+
+/// A paused (or interrupted) download's progress: (bytes on hand, total). The same pull
+/// resumes it, after a restart too.
+pub fn partial(dest: &std::path::Path) -> Option<(u64, u64)> {
+    crate::download::partial_progress(dest)
+}
