@@ -52,7 +52,8 @@ commands:
   setup   install what is missing (packages, venv, tools, test models), nothing else
   bench   local engine speed (Gemma 3 270M): threads 1 and 2, idle and with a busy core
   bench local   Understudy vs llama.cpp itself (a reference program built from the vendored source)
-  bench gateway   latency the gateway adds over calling llmock directly (p50/p99, stream and not)";
+  bench gateway   latency the gateway adds over calling llmock directly (p50/p99, stream and not)
+  bench download  model download throughput of a 1 GB file on loopback vs curl";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -79,6 +80,7 @@ fn run(args: &[String]) -> Result<()> {
         Some("setup") => setup(Setup::Test),
         Some("bench") if args.get(1).map(String::as_str) == Some("local") => cmd_bench_local(),
         Some("bench") if args.get(1).map(String::as_str) == Some("gateway") => cmd_bench_gateway(),
+        Some("bench") if args.get(1).map(String::as_str) == Some("download") => cmd_bench_download(),
         Some("bench") => cmd_bench(),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
@@ -238,6 +240,14 @@ fn cmd_bench_local() -> Result<()> {
 fn cmd_bench_gateway() -> Result<()> {
     setup(Setup::Test)?;
     step("gateway overhead (release build)", || sh(Command::new("cargo").args(["bench", "-p", "understudy-gateway", "--bench", "overhead"])))
+}
+
+/// Download throughput vs curl (crates/models/benches/download.rs), built optimised; the
+/// loopback server is testkit's hf-mirror, built the same way.
+fn cmd_bench_download() -> Result<()> {
+    setup(Setup::Test)?;
+    step("hf-mirror (release build)", || sh(Command::new("cargo").args(["build", "--release", "-p", "understudy-testkit", "--bin", "hf-mirror"])))?;
+    step("download throughput (release build)", || sh(Command::new("cargo").args(["bench", "-p", "understudy-models", "--bench", "download"])))
 }
 
 fn json_of(cmd: &mut Command) -> Result<serde_json::Value> {

@@ -93,4 +93,22 @@ conn.request("GET", "/v1/models", headers={"Host": "evil.example", "Authorizatio
 resp = conn.getresponse()
 check(resp.status == 403, f"rebinding refused: {resp.status}")
 check(json.loads(resp.read())["error"]["code"] == "host_not_allowed", "403 in OpenAI's error shape")
+# Cut mid-answer: the offline model continues where OpenAI stopped, in a stream (chunk models
+# show the switch) and in a plain response (its model is the one that finished the text).
+local_name = next(i for i in ids if i.startswith("local/")).split("/", 1)[1]
+urllib.request.urlopen(urllib.request.Request(admin + "/reset", data=b"", method="POST")).read()  # the 503s left over above
+# Healthy answers first, so the failures above no longer weigh on the breaker's failure rate.
+for _ in range(6):
+    client.chat.completions.create(model="gpt-4o-mini", messages=msgs, max_tokens=4)
+scenario([{"type": "stream_fault", "kind": "truncate", "after_chunks": 3, "match": {"stream": True}}])
+chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=msgs, stream=True, max_tokens=8))
+seq = [c.model for c in chunks if c.choices and (c.choices[0].delta.content or "")]
+check(seq and seq[0] == "gpt-4o-mini" and seq[-1] == local_name, f"mid-stream switch visible in chunk models: {seq}")
+check(chunks[-1].choices[0].finish_reason in ("stop", "length"), f"the continued stream ends normally: {chunks[-1]}")
+scenario([{"type": "stream_fault", "kind": "truncate", "after_chunks": 3, "match": {"stream": True}}])
+raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=msgs, max_tokens=8)
+r = raw.parse()
+check(raw.headers.get("x-understudy-provider") == "openai", f"began with OpenAI: {dict(raw.headers)}")
+check(r.model == local_name and r.choices[0].message.content, f"non-stream continued locally: {r}")
+
 print("gateway SDK suite: ok")
