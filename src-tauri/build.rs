@@ -1,5 +1,5 @@
 /// Every command of src-tauri/src/commands.rs; capabilities/main.json grants them to the window.
-const COMMANDS: [&str; 30] = [
+const COMMANDS: [&str; 31] = [
     "app_info",
     "save_api_key",
     "get_settings",
@@ -30,6 +30,7 @@ const COMMANDS: [&str; 30] = [
     "models_import",
     "models_remove",
     "models_choose",
+    "open_link",
 ];
 
 fn main() {

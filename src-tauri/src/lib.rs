@@ -67,6 +67,7 @@ pub fn run() -> anyhow::Result<()> {
             commands::models_import,
             commands::models_remove,
             commands::models_choose,
+            commands::open_link,
         ])
         .setup(move |app| {
             tracing::info!("setting up the window, tray and notifier");

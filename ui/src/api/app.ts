@@ -30,3 +30,6 @@ export interface AppInfo {
 export function getAppInfo(): Promise<AppInfo> {
   return call<AppInfo>("app_info");
 }
+
+/** Opens a web or mail link from an answer in the system browser. */
+export const openLink = (url: string) => call<void>("open_link", { url });

@@ -28,6 +28,6 @@ describe("markdown", () => {
       ].join("\n\n"),
     );
     expect(html).not.toMatch(/<script|onmouseover|javascript:|<iframe|evil\.example|style=/i);
-    expect(html).toContain('<a href="https://example.com" rel="noopener noreferrer nofollow" target="_blank">ok</a>');
+    expect(html).toContain('<a href="https://example.com" title="https://example.com" rel="noopener noreferrer nofollow" target="_blank">ok</a>');
   });
 });
