@@ -69,13 +69,20 @@ pub async fn serve(router: Router, cfg: GatewayConfig, addr: SocketAddr, shutdow
     axum::serve(listener, app(router, cfg)).with_graceful_shutdown(shutdown).await.map_err(GatewayError::Serve)
 }
 
-async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, GatewayError> {
+/// The listener, with Nagle off on every connection: SSE chunks are small writes, and with Nagle
+/// each waits for the client's delayed ACK (~40 ms a chunk on Linux).
+async fn bind(addr: SocketAddr) -> Result<impl axum::serve::Listener<Addr = SocketAddr>, GatewayError> {
+    use axum::serve::ListenerExt;
     if !addr.ip().is_loopback() {
         return Err(GatewayError::NotLoopback(addr));
     }
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| GatewayError::Bind { addr, source })?;
     tracing::info!(%addr, "gateway listening");
-    Ok(listener)
+    Ok(listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {e}");
+        }
+    }))
 }
 
 /// A gateway serving in the background (the desktop app's Settings switch): listening once
