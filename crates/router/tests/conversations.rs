@@ -253,3 +253,36 @@ async fn test_connection_reports_the_classified_result() {
     assert_eq!(err.class, "outage");
     assert!(err.message.starts_with("OpenAI could not be reached"), "{}", err.message);
 }
+
+#[tokio::test]
+async fn the_key_is_never_stored_with_the_history_nor_exported() {
+    const KEY: &str = "sk-test-ROUTERKEY0123456789";
+    let mock = Llmock::start(&[]);
+    let s = setup(&config(&mock.base_url(), Mode::Auto, None), &key());
+    let c = s.conversations.create().unwrap();
+    s.conversations.send(c.id, "hello", |_| {}).await.unwrap();
+    // The upstream echoes part of the key in its error, as OpenAI does ("sk-test-…6789").
+    scenario(&mock, serde_json::json!([{ "type": "fail", "status": 401, "message": "Incorrect API key provided: sk-test-*****6789", "match": { "stream": true } }])).await;
+    let failed = s.conversations.send(c.id, "again", |_| {}).await.unwrap();
+    assert_eq!(failed.status, Status::Error);
+    let error = failed.error.clone().unwrap();
+    assert!(error.contains("rejected the API key (401)") && !error.contains(KEY), "{error}");
+
+    let conv = s.conversations.with_store(|st| st.conversation(c.id)).unwrap();
+    let msgs = s.conversations.messages(c.id).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let md = understudy_store::export::save(out.path(), &conv, &msgs, understudy_store::export::Format::Markdown).unwrap();
+    let json = understudy_store::export::save(out.path(), &conv, &msgs, understudy_store::export::Format::Json).unwrap();
+    drop(s.conversations);
+    let mut files = vec![md, json, s.db.clone()];
+    for ext in ["db-wal", "db-shm"] {
+        let p = s.db.with_extension(ext);
+        if p.exists() {
+            files.push(p);
+        }
+    }
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains(KEY), "the key is in {}", f.display());
+    }
+}
