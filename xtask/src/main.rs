@@ -53,7 +53,9 @@ commands:
   bench   local engine speed (Gemma 3 270M): threads 1 and 2, idle and with a busy core
   bench local   Understudy vs llama.cpp itself (a reference program built from the vendored source)
   bench gateway   latency the gateway adds over calling llmock directly (p50/p99, stream and not)
-  bench download  model download throughput of a 1 GB file on loopback vs curl";
+  bench download  model download throughput of a 1 GB file on loopback vs curl
+  fuzz [SECONDS]  cargo-fuzz (nightly) on the GGUF, SSE, config and status-page parsers, SECONDS
+                  each (default 600); the corpus is minimised into fuzz/corpus and replayed by tests";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -82,6 +84,7 @@ fn run(args: &[String]) -> Result<()> {
         Some("bench") if args.get(1).map(String::as_str) == Some("gateway") => cmd_bench_gateway(),
         Some("bench") if args.get(1).map(String::as_str) == Some("download") => cmd_bench_download(),
         Some("bench") => cmd_bench(),
+        Some("fuzz") => cmd_fuzz(args.get(1).map(|s| s.parse::<u64>()).transpose().context("fuzz SECONDS")?.unwrap_or(600)),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -248,6 +251,32 @@ fn cmd_bench_download() -> Result<()> {
     setup(Setup::Test)?;
     step("hf-mirror (release build)", || sh(Command::new("cargo").args(["build", "--release", "-p", "understudy-testkit", "--bin", "hf-mirror"])))?;
     step("download throughput (release build)", || sh(Command::new("cargo").args(["bench", "-p", "understudy-models", "--bench", "download"])))
+}
+
+/// The parsers of untrusted input under libFuzzer, each for `secs`; then the corpus is minimised
+/// so that what fuzz/corpus keeps stays small. A crash stops here with its input in
+/// fuzz/artifacts (replay it with `cargo +nightly fuzz run TARGET FILE`).
+fn cmd_fuzz(secs: u64) -> Result<()> {
+    let has_fuzz = Command::new("cargo").args(["+nightly", "fuzz", "--version"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status().is_ok_and(|s| s.success());
+    if !has_fuzz {
+        step("cargo-fuzz (install)", || sh(Command::new("cargo").args(["+nightly", "install", "cargo-fuzz", "--locked"])))?;
+    }
+    let target = understudy_testkit::cache_dir().join("fuzz-target");
+    let mut report = Vec::new();
+    for t in ["gguf_header", "sse_chunks", "config", "status_page"] {
+        let corpus = format!("corpus/{t}");
+        step(&format!("fuzz {t} for {secs} s"), || {
+            sh(Command::new("cargo")
+                .current_dir("fuzz")
+                .env("CARGO_TARGET_DIR", &target)
+                .args(["+nightly", "fuzz", "run", t, &corpus, "--", &format!("-max_total_time={secs}"), "-max_len=65536", "-rss_limit_mb=2048", "-print_final_stats=1"]))
+        })?;
+        step(&format!("minimise the {t} corpus"), || sh(Command::new("cargo").current_dir("fuzz").env("CARGO_TARGET_DIR", &target).args(["+nightly", "fuzz", "cmin", t, &corpus])))?;
+        let files = std::fs::read_dir(Path::new("fuzz").join(&corpus))?.count();
+        report.push(format!("{t}: {secs} s without a crash, corpus {files} files"));
+    }
+    println!("\n{}", report.join("\n"));
+    Ok(())
 }
 
 fn json_of(cmd: &mut Command) -> Result<serde_json::Value> {

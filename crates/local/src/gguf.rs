@@ -171,6 +171,16 @@ pub fn validate(path: &Path) -> Result<Header, GgufError> {
     })
 }
 
+/// Validates a GGUF header held in memory (`path` only names it in errors). For fuzzing and
+/// for checking the first bytes of a download.
+pub fn validate_bytes(bytes: &[u8], path: &Path) -> Result<Header, GgufError> {
+    let mut r = Reader { inner: std::io::Cursor::new(bytes), pos: 0, size: bytes.len() as u64 };
+    parse(&mut r).map_err(|e| match e {
+        Fail::Io(source) => GgufError::Io { path: path.to_path_buf(), source },
+        Fail::Bad(problem) => GgufError::Invalid { path: path.to_path_buf(), problem },
+    })
+}
+
 enum Fail {
     Io(std::io::Error),
     Bad(Problem),

@@ -289,30 +289,28 @@ impl ChatStream {
             if data == "[DONE]" {
                 return Ok(StreamEvent::Done);
             }
-            let chunk: Chunk = serde_json::from_str(data).map_err(|e| self.with_id(Error::new(ErrorKind::Malformed, &provider, format!("chunk is not JSON: {e}"))))?;
-            if let Some(err) = chunk.error {
-                let (code, message) = (err.code.or(err.r#type), err.message.unwrap_or_else(|| "error in stream".into()));
-                let mut e = Error::new(ErrorKind::StreamError, &provider, self.client.scrub(message));
-                e.code = code;
-                return Err(self.with_id(e));
-            }
-            if let Some(usage) = chunk.usage {
-                self.got_first = true;
-                return Ok(StreamEvent::Usage(usage));
-            }
-            let Some(choice) = chunk.choices.into_iter().next() else { continue };
-            match (choice.delta.and_then(|d| d.content).filter(|c| !c.is_empty()), choice.finish_reason) {
-                (Some(content), finish) => {
+            match decode_chunk(data) {
+                Ok(Decoded::Skip) => continue,
+                Ok(Decoded::Usage(usage)) => {
                     self.got_first = true;
-                    self.pending_finish = finish;
-                    return Ok(StreamEvent::Delta { model: chunk.model.unwrap_or_default(), content });
+                    return Ok(StreamEvent::Usage(usage));
                 }
-                (None, Some(reason)) => {
+                Ok(Decoded::Finish(reason)) => {
                     self.got_first = true;
                     return Ok(StreamEvent::Finish { reason });
                 }
-                // Role-only or empty deltas are not the first token.
-                (None, None) => continue,
+                Ok(Decoded::Delta { model, content, finish }) => {
+                    self.got_first = true;
+                    // A chunk may carry the last text and the finish reason together.
+                    self.pending_finish = finish;
+                    return Ok(StreamEvent::Delta { model, content });
+                }
+                Err(ChunkError::NotJson(e)) => return Err(self.with_id(Error::new(ErrorKind::Malformed, &provider, format!("chunk is not JSON: {e}")))),
+                Err(ChunkError::Upstream { code, message }) => {
+                    let mut e = Error::new(ErrorKind::StreamError, &provider, self.client.scrub(message));
+                    e.code = code;
+                    return Err(self.with_id(e));
+                }
             }
         }
     }
@@ -321,6 +319,41 @@ impl ChatStream {
         e.request_id = e.request_id.or_else(|| self.request_id.clone());
         e
     }
+}
+
+/// What one SSE `data:` payload (not `[DONE]`) means.
+#[derive(Debug, PartialEq)]
+pub enum Decoded {
+    Delta { model: String, content: String, finish: Option<String> },
+    Finish(String),
+    Usage(Usage),
+    /// Role-only or empty deltas, chunks without choices: not part of the answer.
+    Skip,
+}
+
+/// Why a payload is not an answer chunk.
+#[derive(Debug, PartialEq)]
+pub enum ChunkError {
+    NotJson(String),
+    /// A mid-stream `{"error": …}` chunk.
+    Upstream { code: Option<String>, message: String },
+}
+
+/// Decodes one chunk of a chat completion stream. Pure, so it can be fuzzed (fuzz/).
+pub fn decode_chunk(data: &str) -> Result<Decoded, ChunkError> {
+    let chunk: Chunk = serde_json::from_str(data).map_err(|e| ChunkError::NotJson(e.to_string()))?;
+    if let Some(err) = chunk.error {
+        return Err(ChunkError::Upstream { code: err.code.or(err.r#type), message: err.message.unwrap_or_else(|| "error in stream".into()) });
+    }
+    if let Some(usage) = chunk.usage {
+        return Ok(Decoded::Usage(usage));
+    }
+    let Some(choice) = chunk.choices.into_iter().next() else { return Ok(Decoded::Skip) };
+    Ok(match (choice.delta.and_then(|d| d.content).filter(|c| !c.is_empty()), choice.finish_reason) {
+        (Some(content), finish) => Decoded::Delta { model: chunk.model.unwrap_or_default(), content, finish },
+        (None, Some(reason)) => Decoded::Finish(reason),
+        (None, None) => Decoded::Skip,
+    })
 }
 
 #[derive(Deserialize)]

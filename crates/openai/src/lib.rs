@@ -6,5 +6,5 @@
 mod client;
 mod error;
 
-pub use client::{ChatMessage, ChatRequest, ChatResponse, ChatStream, Client, ClientConfig, ModelInfo, StreamEvent, Usage};
+pub use client::{decode_chunk, ChatMessage, ChatRequest, ChatResponse, ChatStream, ChunkError, Client, ClientConfig, Decoded, ModelInfo, StreamEvent, Usage};
 pub use error::{classify, Error, ErrorKind, FailureClass};

@@ -145,3 +145,18 @@ async fn a_status_page_incident_degrades_and_pre_warms_but_never_opens() {
     *body.lock().unwrap() = operational.into();
     wait_for("the hint clears", Duration::from_secs(5), || r.monitor().snapshot().providers[0].health == Health::Healthy).await;
 }
+
+/// The fuzz corpus (fuzz/corpus/status_page): both parsers give a verdict or an error, never a
+/// panic.
+#[test]
+fn status_page_parsers_replay_the_fuzz_corpus() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/status_page");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let text = String::from_utf8_lossy(&std::fs::read(e.unwrap().path()).unwrap()).into_owned();
+        let _ = understudy_router::status_page::parse_statuspage(&text);
+        let _ = understudy_router::status_page::parse_incident_io(&text);
+        n += 1;
+    }
+    assert!(n >= 2);
+}
