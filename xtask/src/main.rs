@@ -54,6 +54,7 @@ commands:
   bench local   Understudy vs llama.cpp itself (a reference program built from the vendored source)
   bench gateway   latency the gateway adds over calling llmock directly (p50/p99, stream and not)
   bench download  model download throughput of a 1 GB file on loopback vs curl
+  bench failover  time to first token per fault kind (local model warm and cold), open breaker cost
   fuzz [SECONDS]  cargo-fuzz (nightly) on the GGUF, SSE, config and status-page parsers, SECONDS
                   each (default 600); the corpus is minimised into fuzz/corpus and replayed by tests";
 
@@ -83,6 +84,7 @@ fn run(args: &[String]) -> Result<()> {
         Some("bench") if args.get(1).map(String::as_str) == Some("local") => cmd_bench_local(),
         Some("bench") if args.get(1).map(String::as_str) == Some("gateway") => cmd_bench_gateway(),
         Some("bench") if args.get(1).map(String::as_str) == Some("download") => cmd_bench_download(),
+        Some("bench") if args.get(1).map(String::as_str) == Some("failover") => cmd_bench_failover(),
         Some("bench") => cmd_bench(),
         Some("fuzz") => cmd_fuzz(args.get(1).map(|s| s.parse::<u64>()).transpose().context("fuzz SECONDS")?.unwrap_or(600)),
         Some("-h" | "--help" | "help") => {
@@ -251,6 +253,14 @@ fn cmd_bench_download() -> Result<()> {
     setup(Setup::Test)?;
     step("hf-mirror (release build)", || sh(Command::new("cargo").args(["build", "--release", "-p", "understudy-testkit", "--bin", "hf-mirror"])))?;
     step("download throughput (release build)", || sh(Command::new("cargo").args(["bench", "-p", "understudy-models", "--bench", "download"])))
+}
+
+/// Failover latency per fault kind (crates/router/benches/failover.rs), built optimised with the
+/// local engine's worker.
+fn cmd_bench_failover() -> Result<()> {
+    setup(Setup::Test)?;
+    step("local worker (release build)", || sh(Command::new("cargo").args(["build", "--release", "-p", "understudy-local", "--bin", "understudy-local-worker"])))?;
+    step("failover latency (release build)", || sh(Command::new("cargo").args(["bench", "-p", "understudy-router", "--bench", "failover"])))
 }
 
 /// The parsers of untrusted input under libFuzzer, each for `secs`; then the corpus is minimised
