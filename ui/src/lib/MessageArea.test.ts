@@ -1,0 +1,25 @@
+import { describe, it, expect, vi } from "vitest";
+import { render, cleanup, fireEvent } from "@testing-library/svelte";
+import MessageArea from "./MessageArea.svelte";
+import type { Message } from "../api/chat";
+
+function message(over: Partial<Message>): Message {
+  return {
+    id: 1, conversation_id: 1, role: "assistant", content: "", provider: "openai", model: "gpt-4o-mini", failover_reason: null, prompt_tokens: null,
+    completion_tokens: null, first_token_ms: null, total_ms: null, status: "complete", error: null, created_at: 0, parts: [], ...over,
+  };
+}
+
+describe("an outage with no offline model", () => {
+  it("says so and offers the model library", async () => {
+    const onmodels = vi.fn();
+    const m = message({ status: "error", error: "OpenAI had a server error (503). No offline model is installed to answer meanwhile: download one in Models, then try again." });
+    const { getByTestId } = render(MessageArea, { messages: [m], onmodels });
+    expect(getByTestId("message-error")).toHaveTextContent("No offline model is installed");
+    await fireEvent.click(getByTestId("open-models-from-error"));
+    expect(onmodels).toHaveBeenCalled();
+    cleanup();
+    const other = render(MessageArea, { messages: [{ ...m, error: "OpenAI rejected the API key (401). Check the API key in Settings." }], onmodels });
+    expect(other.queryByTestId("open-models-from-error")).toBeNull();
+  });
+});
