@@ -55,6 +55,7 @@ commands:
   bench gateway   latency the gateway adds over calling llmock directly (p50/p99, stream and not)
   bench download  model download throughput of a 1 GB file on loopback vs curl
   bench failover  time to first token per fault kind (local model warm and cold), open breaker cost
+  soak    2000 requests through `understudy serve` with random upstream faults: outcomes, RSS, fds
   fuzz [SECONDS]  cargo-fuzz (nightly) on the GGUF, SSE, config and status-page parsers, SECONDS
                   each (default 600); the corpus is minimised into fuzz/corpus and replayed by tests";
 
@@ -86,6 +87,7 @@ fn run(args: &[String]) -> Result<()> {
         Some("bench") if args.get(1).map(String::as_str) == Some("download") => cmd_bench_download(),
         Some("bench") if args.get(1).map(String::as_str) == Some("failover") => cmd_bench_failover(),
         Some("bench") => cmd_bench(),
+        Some("soak") => cmd_soak(),
         Some("fuzz") => cmd_fuzz(args.get(1).map(|s| s.parse::<u64>()).transpose().context("fuzz SECONDS")?.unwrap_or(600)),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
@@ -261,6 +263,12 @@ fn cmd_bench_failover() -> Result<()> {
     setup(Setup::Test)?;
     step("local worker (release build)", || sh(Command::new("cargo").args(["build", "--release", "-p", "understudy-local", "--bin", "understudy-local-worker"])))?;
     step("failover latency (release build)", || sh(Command::new("cargo").args(["bench", "-p", "understudy-router", "--bench", "failover"])))
+}
+
+/// The gateway soak (crates/cli/benches/soak.rs), release build with the engine's worker.
+fn cmd_soak() -> Result<()> {
+    setup(Setup::Test)?;
+    step("soak: 2000 requests with random faults (release build)", || sh(Command::new("cargo").args(["bench", "-p", "understudy-cli", "--bench", "soak"])))
 }
 
 /// The parsers of untrusted input under libFuzzer, each for `secs`; then the corpus is minimised

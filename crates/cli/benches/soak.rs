@@ -1,0 +1,124 @@
+//! Soak: 2000 requests through `understudy serve` while llmock injects a random fault into most
+//! of them. Every request must be answered (by OpenAI or the offline model) or get the right
+//! OpenAI-shaped error; the gateway's RSS may grow < 10 % after warm-up and its open file
+//! descriptors must not grow. Run with `cargo xtask soak` (release build).
+
+#![allow(clippy::print_stdout, clippy::unwrap_used)]
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn proc_status(pid: u32, key: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+fn main() {
+    let total: usize = std::env::var("SOAK_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let warmup = total / 10;
+    let mock = understudy_testkit::Llmock::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!("[failover]\nstatus_page = \"\"\nfirst_token_timeout = \"1s\"\nstall_timeout = \"1s\"\nopen_for = \"100ms\"\nopen_for_max = \"500ms\"\nprobe_interval = \"200ms\"\n[local]\ncontext = 1024\nthreads = 1\n[gateway]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_understudy"))
+        .arg("serve")
+        .env("UNDERSTUDY_CONFIG", dir.path().join("config.toml"))
+        .env("UNDERSTUDY_DATA_DIR", dir.path().join("data"))
+        .env("OPENAI_BASE_URL", mock.base_url())
+        .env("OPENAI_API_KEY", "sk-soak-0123456789")
+        .env("UNDERSTUDY_LOCAL_MODEL", understudy_testkit::tiny_gguf())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = serve.id();
+    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    // About a third of the requests get a fault: enough to open the breaker now and then (and
+    // recover through probes), not so many that it stays open and no request meets a fault.
+    let mut faults = vec![None; 20];
+    faults.extend([
+        Some(serde_json::json!({ "type": "fail", "status": 503 })),
+        Some(serde_json::json!({ "type": "fail", "status": 500 })),
+        Some(serde_json::json!({ "type": "fail", "status": 429, "retry_after": 30 })),
+        Some(serde_json::json!({ "type": "fail", "status": 401, "code": "invalid_api_key" })),
+        Some(serde_json::json!({ "type": "fail", "status": 400, "code": "context_length_exceeded", "message": "too long" })),
+        Some(serde_json::json!({ "type": "slow_first_token", "seconds": 2 })),
+        Some(serde_json::json!({ "type": "stream_fault", "kind": "truncate", "after_chunks": 2 })),
+        Some(serde_json::json!({ "type": "stream_fault", "kind": "disconnect", "after_chunks": 2 })),
+        Some(serde_json::json!({ "type": "stream_fault", "kind": "malformed", "after_chunks": 2 })),
+        Some(serde_json::json!({ "type": "stream_fault", "kind": "stall", "after_chunks": 2, "stall_seconds": 3 })),
+    ]);
+    let mut rng = 0x9E37_79B9_7F4A_7C15_u64;
+    let (mut answered, mut local, mut errors, mut wrong) = (0, 0, 0, Vec::new());
+    let (mut rss0, mut fd0) = (0, 0);
+    // Per fault kind: (requests, answered by the offline model).
+    let mut by_kind: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    let t0 = Instant::now();
+    for i in 0..total {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let fault = faults[(rng % faults.len() as u64) as usize].clone();
+        http.post(mock.admin_url("reset")).send().unwrap();
+        if let Some(mut f) = fault.clone() {
+            f["match"] = serde_json::json!({ "stream": true });
+            http.post(mock.admin_url("scenario")).json(&serde_json::json!({ "behaviors": [f] })).send().unwrap();
+        }
+        let stream = rng & 1 == 1;
+        let body = serde_json::json!({ "model": "gpt-4o-mini", "stream": stream, "max_tokens": 8, "messages": [{ "role": "user", "content": format!("request {i}") }] });
+        let r = http.post(format!("http://127.0.0.1:{port}/v1/chat/completions")).json(&body).send().unwrap();
+        let (status, provider) = (r.status().as_u16(), r.headers().get("x-understudy-provider").map(|v| v.to_str().unwrap().to_string()));
+        let text = r.text().unwrap_or_default();
+        let is_400 = fault.as_ref().is_some_and(|f| f["status"] == 400);
+        let ok = if is_400 && provider.is_none() {
+            // A bad request is the caller's to fix: OpenAI's error, not a failover.
+            status == 400 && text.contains("\"error\"")
+        } else {
+            status == 200 && (if stream { text.contains("[DONE]") } else { text.contains("\"content\"") })
+        };
+        let kind = fault.as_ref().map_or("none".to_string(), |f| format!("{} {}", f["type"].as_str().unwrap_or(""), f.get("status").or(f.get("kind")).map(|v| v.to_string()).unwrap_or_default()));
+        let e = by_kind.entry(kind).or_default();
+        e.0 += 1;
+        e.1 += usize::from(provider.as_deref() == Some("local"));
+        if ok {
+            if status == 200 {
+                answered += 1;
+                local += usize::from(provider.as_deref() == Some("local"));
+            } else {
+                errors += 1;
+            }
+        } else {
+            wrong.push(format!("#{i} fault {fault:?} stream {stream}: {status} {}", text.chars().take(200).collect::<String>()));
+        }
+        if i + 1 == warmup {
+            (rss0, fd0) = (proc_status(pid, "VmRSS:"), fds(pid));
+        }
+    }
+    let (rss1, fd1) = (proc_status(pid, "VmRSS:"), fds(pid));
+    Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let code = serve.wait().unwrap().code();
+    let growth = (rss1 as f64 - rss0 as f64) / rss0 as f64 * 100.0;
+    println!("soak: {total} requests in {:.0} s; answered {answered} ({local} by the offline model), correct errors {errors}, wrong {}", t0.elapsed().as_secs_f64(), wrong.len());
+    println!("gateway RSS after warm-up {} MB, at the end {} MB ({growth:+.1} %, target < 10 %); open fds {fd0} → {fd1}; exit on SIGTERM {code:?}", rss0 / 1024, rss1 / 1024);
+    for (k, (n, l)) in &by_kind {
+        println!("  {k:<28} {n:>5} requests, {l:>5} answered locally");
+    }
+    for w in wrong.iter().take(10) {
+        println!("  {w}");
+    }
+    assert!(wrong.is_empty(), "{} requests got a wrong outcome", wrong.len());
+    assert!(growth < 10.0, "RSS grew {growth:.1} %");
+    assert!(fd1 <= fd0 + 4, "fds {fd0} → {fd1}");
+    assert_eq!(code, Some(0));
+}
