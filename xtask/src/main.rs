@@ -55,6 +55,7 @@ commands:
   bench gateway   latency the gateway adds over calling llmock directly (p50/p99, stream and not)
   bench download  model download throughput of a 1 GB file on loopback vs curl
   bench failover  time to first token per fault kind (local model warm and cold), open breaker cost
+  replay TIMELINE  play an outage timeline (xtask/replay/*.toml) through llmock: report + SVG plot
   soak    2000 requests through `understudy serve` with random upstream faults: outcomes, RSS, fds
   fuzz [SECONDS]  cargo-fuzz (nightly) on the GGUF, SSE, config and status-page parsers, SECONDS
                   each (default 600); the corpus is minimised into fuzz/corpus and replayed by tests";
@@ -88,6 +89,7 @@ fn run(args: &[String]) -> Result<()> {
         Some("bench") if args.get(1).map(String::as_str) == Some("failover") => cmd_bench_failover(),
         Some("bench") => cmd_bench(),
         Some("soak") => cmd_soak(),
+        Some("replay") => cmd_replay(args.get(1).map(String::as_str)),
         Some("fuzz") => cmd_fuzz(args.get(1).map(|s| s.parse::<u64>()).transpose().context("fuzz SECONDS")?.unwrap_or(600)),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
@@ -263,6 +265,25 @@ fn cmd_bench_failover() -> Result<()> {
     setup(Setup::Test)?;
     step("local worker (release build)", || sh(Command::new("cargo").args(["build", "--release", "-p", "understudy-local", "--bin", "understudy-local-worker"])))?;
     step("failover latency (release build)", || sh(Command::new("cargo").args(["bench", "-p", "understudy-router", "--bench", "failover"])))
+}
+
+/// Replays one timeline, or all of xtask/replay/ (crates/alerts/benches/replay.rs, release).
+fn cmd_replay(timeline: Option<&str>) -> Result<()> {
+    setup(Setup::Test)?;
+    step("local worker (release build)", || sh(Command::new("cargo").args(["build", "--release", "-p", "understudy-local", "--bin", "understudy-local-worker"])))?;
+    let all: Vec<PathBuf> = match timeline {
+        Some(t) => vec![std::fs::canonicalize(t).with_context(|| format!("timeline {t}"))?],
+        None => {
+            let mut v: Vec<PathBuf> = std::fs::read_dir("xtask/replay")?.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect();
+            v.sort();
+            v
+        }
+    };
+    for t in all {
+        let svg = repo_root().join("docs").join(format!("replay-{}.svg", t.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()));
+        step(&format!("replay {}", t.display()), || sh(Command::new("cargo").args(["bench", "-p", "understudy-alerts", "--bench", "replay", "--"]).arg(&t).env("REPLAY_SVG", &svg)))?;
+    }
+    Ok(())
 }
 
 /// The gateway soak (crates/cli/benches/soak.rs), release build with the engine's worker.
