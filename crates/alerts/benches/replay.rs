@@ -226,15 +226,22 @@ fn main() {
         "outage" => "#ef4444",
         _ => "#f59e0b",
     };
-    for win in samples.windows(2) {
-        let (a, b) = (x(win[0].0), x(win[1].0));
-        let _ = write!(svg, "<rect x='{a:.1}' y='28' width='{:.1}' height='14' fill='{}'/>", (b - a).max(0.5), colour(&win[0].1));
-        let tray = match win[0].2 {
-            TrayState::Healthy => "healthy",
-            TrayState::Outage => "outage",
-            _ => "degraded",
-        };
-        let _ = write!(svg, "<rect x='{a:.1}' y='48' width='{:.1}' height='14' fill='{}'/>", (b - a).max(0.5), colour(tray));
+    // One rectangle per run of equal state (API truth on top, the tray below).
+    let tray_of = |s: TrayState| match s {
+        TrayState::Healthy => "healthy",
+        TrayState::Outage => "outage",
+        _ => "degraded",
+    };
+    for (row, y) in [(0, 28), (1, 48)] {
+        let mut start = 0;
+        for i in 1..=samples.len() {
+            let key = |j: usize| if row == 0 { colour(&samples[j].1) } else { colour(tray_of(samples[j].2)) };
+            if i == samples.len() || key(i) != key(start) {
+                let (a, b) = (x(samples[start].0), x(samples[i.min(samples.len() - 1)].0));
+                let _ = write!(svg, "<rect x='{a:.1}' y='{y}' width='{:.1}' height='14' fill='{}'/>", (b - a).max(0.5), key(start));
+                start = i;
+            }
+        }
     }
     let _ = write!(svg, "<text x='2' y='39'>API</text><text x='2' y='59'>tray</text>");
     let ymax = prompts.iter().map(|p| p.total).fold(1.0, f64::max);
