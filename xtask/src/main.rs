@@ -274,7 +274,8 @@ fn cmd_replay(timeline: Option<&str>) -> Result<()> {
     let all: Vec<PathBuf> = match timeline {
         Some(t) => vec![std::fs::canonicalize(t).with_context(|| format!("timeline {t}"))?],
         None => {
-            let mut v: Vec<PathBuf> = std::fs::read_dir("xtask/replay")?.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect();
+            // Absolute: cargo runs the bench from its crate's directory.
+            let mut v: Vec<PathBuf> = std::fs::read_dir(repo_root().join("xtask/replay"))?.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect();
             v.sort();
             v
         }
