@@ -163,11 +163,13 @@ impl Monitor {
             if e.policy.wants_probe(now) {
                 return Duration::ZERO;
             }
-            if let Breaker::Open { until_ms } = e.policy.breaker() {
-                return Duration::from_millis(until_ms).saturating_sub(now);
-            }
             let wait = if e.probe_failures > 0 { (Duration::from_secs(5) * 2u32.saturating_pow(e.probe_failures - 1)).min(interval) } else { interval };
-            e.last_seen.map_or(Duration::ZERO, |t| (t + wait).saturating_sub(now))
+            let idle = e.last_seen.map_or(Duration::ZERO, |t| (t + wait).saturating_sub(now));
+            // While open, probe at the idle cadence too: one that passes ends the wait early.
+            match e.policy.breaker() {
+                Breaker::Open { until_ms } => Duration::from_millis(until_ms).saturating_sub(now).min(idle),
+                _ => idle,
+            }
         })
     }
 

@@ -181,7 +181,11 @@ impl Policy {
             }
             Outcome::Probe(true) => match self.breaker {
                 Breaker::HalfOpen { .. } => self.probe_passed(now),
-                _ => self.consecutive = 0.0,
+                // A probe that passes while open ends the wait early: the provider is back
+                // before `open_for` ran out (long outages double it up to open_for_max), and
+                // one more passing probe closes the breaker.
+                Breaker::Open { .. } => self.breaker = Breaker::HalfOpen { successes: 1 },
+                Breaker::Closed => self.consecutive = 0.0,
             },
             Outcome::Probe(false) => self.record(now, Outcome::Failure(FailureClass::Outage)),
         }
@@ -377,6 +381,20 @@ mod tests {
                 Expect(451, Health::Outage, open(750), false),
                 At(750, Outcome::Probe(false)),
                 Expect(751, Health::Outage, open(1050), false),
+            ],
+        );
+        check(
+            "a probe that passes while open ends the wait early; one more closes; a failing one changes nothing",
+            &[
+                At(0, fail(Outage)),
+                At(0, fail(Outage)),
+                At(0, fail(Outage)),
+                At(10, Outcome::Probe(false)),
+                Expect(11, Health::Outage, open(30), false),
+                At(20, Outcome::Probe(true)),
+                Expect(20, Health::Outage, Breaker::HalfOpen { successes: 1 }, false),
+                At(21, Outcome::Probe(true)),
+                Expect(21, Health::Healthy, Breaker::Closed, true),
             ],
         );
         check(

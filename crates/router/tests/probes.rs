@@ -18,6 +18,10 @@ fn router(base_url: &str) -> (Router, tempfile::TempDir) {
 }
 
 fn router_with(base_url: &str, status_page: &str) -> (Router, tempfile::TempDir) {
+    router_cfg(base_url, status_page, |_| {})
+}
+
+fn router_cfg(base_url: &str, status_page: &str, tweak: impl FnOnce(&mut Config)) -> (Router, tempfile::TempDir) {
     let mut c = Config { mode: Mode::Auto, ..Config::default() };
     c.providers = vec![ProviderConfig { id: "openai".into(), base_url: base_url.into(), model: "gpt-4o-mini".into(), api_key: ApiKeySource::Keyring }];
     c.local.model = Some(understudy_testkit::tiny_gguf().display().to_string());
@@ -28,6 +32,7 @@ fn router_with(base_url: &str, status_page: &str) -> (Router, tempfile::TempDir)
     c.failover.first_token_timeout = Duration::from_secs(2);
     c.failover.status_page = status_page.to_string(); // tests never reach the internet
     c.failover.status_poll = Duration::from_millis(200);
+    tweak(&mut c);
     let dir = tempfile::tempdir().unwrap();
     let env = Env::from_pairs([("UNDERSTUDY_DATA_DIR", dir.path().display().to_string()), ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string())]);
     let chain = Chain::build(&c, &Paths::resolve(&env).unwrap(), &FixedKey("sk-test-PROBE0123456789".into()));
@@ -68,10 +73,26 @@ async fn probes_close_the_breaker_once_the_upstream_is_back() {
     }
     assert!(matches!(r.monitor().snapshot().providers[0].breaker, Breaker::Open { .. }));
     let _bg = r.start_background();
-    // open_for (400 ms ± 10 %), then two passing probes.
+    // Two passing probes (the first may come while still open, at the 200 ms idle cadence).
     let took = wait_for("closing the breaker", Duration::from_secs(5), || r.monitor().snapshot().providers[0].breaker == Breaker::Closed).await;
-    assert!(took >= Duration::from_millis(300), "not before open_for: {took:?}");
+    assert!(took >= Duration::from_millis(150), "not before a probe: {took:?}");
     assert_eq!(r.monitor().snapshot().providers[0].health, Health::Healthy);
+    assert_eq!(answered_by(&r).await, "openai");
+}
+
+#[tokio::test]
+async fn after_a_long_outage_openai_is_back_within_two_probe_intervals_not_after_open_for() {
+    let mock = Llmock::start(&[]);
+    // A long outage has doubled the open time up to open_for_max; here it is simply 60 s.
+    let (r, _d) = router_cfg(&mock.base_url(), "", |c| c.failover.open_for = Duration::from_secs(60));
+    scenario(&mock, serde_json::json!([{ "type": "fail", "status": 503, "times": 3 }])).await;
+    for _ in 0..3 {
+        assert_eq!(answered_by(&r).await, "local");
+    }
+    let Breaker::Open { until_ms } = r.monitor().snapshot().providers[0].breaker else { panic!("open") };
+    let _bg = r.start_background();
+    let took = wait_for("OpenAI back", Duration::from_secs(10), || r.monitor().snapshot().providers[0].breaker == Breaker::Closed).await;
+    assert!(took <= Duration::from_millis(2 * 200 + 600), "back after {took:?}, with the breaker open until {until_ms} ms");
     assert_eq!(answered_by(&r).await, "openai");
 }
 
