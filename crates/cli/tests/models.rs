@@ -175,3 +175,30 @@ fn import_scan_and_search() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("test-org/Tiny-GGUF"), "{}", text(&out.stdout));
 }
+
+#[test]
+fn a_hundred_kills_during_downloads_never_leave_a_broken_model() {
+    let e = env(Some(400_000));
+    let final_file = e.models().join("tiny-Q4_K_M.gguf");
+    let mut rng = 0x2545_F491_u64 ^ u64::from(std::process::id());
+    for _ in 0..100 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let mut child = e.cmd(&["models", "pull", "test-org/Tiny-GGUF/tiny-Q4_K_M.gguf"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20 + rng % 400));
+        let _ = child.kill();
+        child.wait().unwrap();
+        if final_file.exists() {
+            // Only ever complete and verified under the final name.
+            assert_eq!(std::fs::read(&final_file).unwrap(), std::fs::read(understudy_testkit::tiny_gguf()).unwrap());
+            std::fs::remove_file(&final_file).unwrap();
+            let _ = std::fs::remove_file(e.models().join("tiny-Q4_K_M.gguf.sha256"));
+        }
+    }
+    let out = e.run(&["models", "pull", "--json", "test-org/Tiny-GGUF/tiny-Q4_K_M.gguf"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(json_lines(&out).pop().unwrap()["verified"], true);
+    assert_eq!(std::fs::read(&final_file).unwrap(), std::fs::read(understudy_testkit::tiny_gguf()).unwrap());
+    assert!(e.run(&["models", "verify"]).status.success());
+}
