@@ -59,7 +59,7 @@ enum Command {
 enum ModelsCommand {
     /// Installed and discovered models.
     List,
-    /// Search Hugging Face for GGUF models.
+    /// Search Hugging Face for GGUF models; `owner/repo` lists that repository's files.
     Search { query: String },
     /// Download a catalog id or `owner/repo/file.gguf`.
     Pull { id: String },

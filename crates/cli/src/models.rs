@@ -177,6 +177,31 @@ pub fn run(cmd: Command, config: &Config, paths: &Paths, json: bool) -> ExitCode
             }
             Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
+        Command::Search(q) if q.trim().split('/').count() == 2 && !q.contains(' ') => {
+            // `owner/repo`: its .gguf files, to pick a quantization for `pull owner/repo/file`.
+            let hub = understudy_models::hf::Hub::new(&catalog::hf_endpoint());
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let repo = q.trim().to_string();
+            match rt.block_on(hub.files(&repo)) {
+                Ok(files) => {
+                    for f in &files {
+                        if json {
+                            writeln!(out, "{}", serde_json::to_value(f)?)?;
+                        } else {
+                            writeln!(out, "{:<10} {:>9}  {repo}/{}", f.quantization.as_deref().unwrap_or("?"), gb(f.size), f.path)?;
+                        }
+                    }
+                    if !json && files.is_empty() {
+                        writeln!(out, "{repo} has no single-file .gguf models.")?;
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("understudy models search: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
         Command::Search(q) => {
             let hub = understudy_models::hf::Hub::new(&catalog::hf_endpoint());
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -174,6 +174,10 @@ fn import_scan_and_search() {
     let out = e.run(&["models", "search", "tiny"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("test-org/Tiny-GGUF"), "{}", text(&out.stdout));
+    // A repository lists its files with quantizations, ready for `pull`.
+    let out = e.run(&["models", "search", "test-org/Tiny-GGUF"]);
+    let listing = text(&out.stdout);
+    assert!(listing.contains("Q4_K_M") && listing.contains("test-org/Tiny-GGUF/tiny-Q4_K_M.gguf") && listing.contains("Q8_0"), "{listing}");
 }
 
 #[test]
