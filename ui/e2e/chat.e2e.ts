@@ -2,6 +2,7 @@
 // by session.sh through OPENAI_BASE_URL and OPENAI_API_KEY), stop, regenerate, then restart
 // the app and find the history intact.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { execSync } from "node:child_process";
 import { launchApp, screenshot } from "./driver";
 
 const llmock = process.env.UNDERSTUDY_E2E_LLMOCK ?? "";
@@ -13,6 +14,20 @@ async function scenario(behaviors: Record<string, unknown>[]) {
   behaviors = behaviors.map((b) => ({ match: { stream: true }, ...b }));
   const r = await fetch(`${llmock}/_llmock/scenario`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ behaviors }) });
   expect(r.ok).toBe(true);
+}
+
+/** Waits until no app process is left: a new one started while the old one is still exiting
+ * would hand over to it (single instance) and quit. */
+async function appGone() {
+  for (let i = 0; i < 100; i++) {
+    try {
+      execSync("pgrep -x understudy-app", { stdio: "ignore" });
+    } catch {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error("the app did not exit");
 }
 
 async function send(text: string) {
@@ -97,6 +112,7 @@ describe.skipIf(!llmock)("chatting with the real app", () => {
 
   it("after a restart the conversation and its messages are all there", async () => {
     await browser.deleteSession();
+    await appGone();
     browser = await launchApp();
     await browser.$('[data-testid="message-area"]').waitForDisplayed({ timeout: 30_000 });
     await browser.waitUntil(async () => (await browser.$$('[data-testid="message"]').length) === 6, { timeout: 10_000, timeoutMsg: "history not restored" });
@@ -129,5 +145,30 @@ describe.skipIf(!llmock)("chatting with the real app", () => {
     await browser.waitUntil(async () => (await answers()).length === before + 1 && (await answers()).at(-1)?.[0] === "complete", { timeout: 20_000, timeoutMsg: "the long answer did not finish" });
     expect((await answers()).at(-1)?.[1]).toContain("Paragraph 60 of a long answer.");
     expect((await gap()).top).toBeLessThan(60);
+  });
+
+  it("a kill -9 of the app mid-answer loses nothing: after a restart the answer so far is there, marked interrupted", async () => {
+    await scenario([
+      { type: "reply", text: "Once upon a time there was a small model that answered when the big one could not, and everyone was happy." },
+      { type: "stream_fault", kind: "stall", after_chunks: 5, stall_seconds: 25 },
+    ]);
+    await send("Crash while you answer");
+    const live = await browser.$('[data-testid="live-text"]');
+    await browser.waitUntil(async () => (await live.getText()).startsWith("Once"), { timeout: 15_000, timeoutMsg: "no streamed text" });
+    const shown = await live.getText();
+    await new Promise((r) => setTimeout(r, 1200)); // the text is saved at least every 500 ms
+    const pid = execSync("pgrep -x understudy-app").toString().trim().split("\n")[0];
+    process.kill(Number(pid), "SIGKILL");
+    await browser.deleteSession().catch(() => {});
+    await appGone();
+    browser = await launchApp();
+    await browser.$('[data-testid="message-area"]').waitForDisplayed({ timeout: 30_000 });
+    await browser.waitUntil(async () => (await answers()).at(-1)?.[0] === "interrupted", { timeout: 15_000, timeoutMsg: "the cut answer is not there as interrupted" });
+    const [, text] = (await answers()).at(-1)!;
+    expect(text.length).toBeGreaterThan(0);
+    expect(shown.startsWith(text)).toBe(true);
+    const users = await browser.execute(() => [...document.querySelectorAll('[data-testid="message"][data-role="user"]')].map((e) => (e as HTMLElement).innerText));
+    expect(users.at(-1)).toContain("Crash while you answer");
+    await screenshot(browser, "chat-after-kill.png");
   });
 });

@@ -206,11 +206,25 @@ impl Conversations {
         let mut streaming: Option<StreamingMessage> = None;
         let mut end = AnswerEnd { status: Status::Complete, error: None, prompt_tokens: None, completion_tokens: None, first_token_ms: None, total_ms: None, by: Provenance::default(), parts: Vec::new() };
         loop {
+            // Text that arrived is stored within SAVE_EVERY even when nothing follows it (a
+            // stalled stream): a crash then still finds it.
+            let due = streaming.as_ref().and_then(StreamingMessage::flush_due);
             let event = tokio::select! {
                 e = answer.next() => e,
                 () = slot.token.cancelled() => {
                     answer.cancel();
                     answer.next().await
+                }
+                () = async {
+                    match due {
+                        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let Some(m) = streaming.as_mut() {
+                        self.with_store(|s| m.flush(s))?;
+                    }
+                    continue;
                 }
             };
             let Some(event) = event else {

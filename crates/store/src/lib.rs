@@ -477,6 +477,12 @@ impl StreamingMessage {
         Ok(())
     }
 
+    /// When unsaved text must be written so that it is stored within the interval of arriving
+    /// even if no more comes (a stalled stream): `None` when everything is saved.
+    pub fn flush_due(&self) -> Option<Instant> {
+        self.dirty.then(|| self.last_save + self.every)
+    }
+
     pub fn flush(&mut self, store: &Store) -> Result<()> {
         if self.dirty {
             store.save_partial(self.id, &self.text)?;
