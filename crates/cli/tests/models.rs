@@ -206,3 +206,21 @@ fn a_hundred_kills_during_downloads_never_leave_a_broken_model() {
     assert_eq!(std::fs::read(&final_file).unwrap(), std::fs::read(understudy_testkit::tiny_gguf()).unwrap());
     assert!(e.run(&["models", "verify"]).status.success());
 }
+
+#[test]
+fn downloads_and_search_go_through_the_proxy_the_environment_names() {
+    // HF_ENDPOINT names a host that does not resolve; only the proxy (the mirror, which answers
+    // absolute-form requests like a forward proxy would pass them on) can serve it.
+    let e = env(None);
+    let run = |args: &[&str]| {
+        e.cmd(args).env("HF_ENDPOINT", "http://hub.invalid").env("HTTP_PROXY", e.mirror.endpoint()).env("http_proxy", e.mirror.endpoint()).env_remove("NO_PROXY").env_remove("no_proxy").output().unwrap()
+    };
+    let out = run(&["models", "pull", "--json", "test-org/Tiny-GGUF/tiny-Q4_K_M.gguf"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(json_lines(&out).pop().unwrap()["verified"], true);
+    let out = run(&["models", "search", "tiny"]);
+    assert!(text(&out.stdout).contains("test-org/Tiny-GGUF"), "{}{}", text(&out.stdout), text(&out.stderr));
+    // Without the proxy the same endpoint cannot be reached: the test above proved the proxy.
+    let out = e.cmd(&["models", "search", "tiny"]).env("HF_ENDPOINT", "http://hub.invalid").env_remove("HTTP_PROXY").env_remove("http_proxy").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+}
