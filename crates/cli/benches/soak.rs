@@ -101,6 +101,9 @@ fn main() {
         } else {
             wrong.push(format!("#{i} fault {fault:?} stream {stream}: {status} {}", text.chars().take(200).collect::<String>()));
         }
+        // Paced like a busy tool rather than a tight loop, so that the breaker's short open
+        // spells (100 ms here) do not swallow most of the injected faults.
+        std::thread::sleep(Duration::from_millis(25));
         if i + 1 == warmup {
             (rss0, fd0) = (proc_status(pid, "VmRSS:"), fds(pid));
         }
