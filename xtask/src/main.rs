@@ -325,6 +325,13 @@ fn cmd_fuzz(secs: u64) -> Result<()> {
         let total = files.len();
         // The smallest inputs of the minimised corpus cover most edges for the fewest bytes.
         files.sort();
+        // Replace the previous sample (libFuzzer names inputs by their sha1); named seeds stay.
+        for e in std::fs::read_dir(&kept)?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.len() == 40 && name.chars().all(|c| c.is_ascii_hexdigit()) {
+                std::fs::remove_file(e.path())?;
+            }
+        }
         for (_, f) in files.iter().take(48) {
             std::fs::copy(f, kept.join(f.file_name().unwrap_or_default()))?;
         }
