@@ -45,6 +45,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use fsio::{part_path, sidecar_path};
+/// For the library's `verify` and its `<file>.sha256` record.
+pub(crate) use fsio::{sha256_file, with_suffix};
 
 use http::display_url;
 use ranges::RangeSet;

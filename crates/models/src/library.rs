@@ -288,9 +288,7 @@ fn describe(id: String, label: String, source: Source, path: PathBuf, context: u
 }
 
 fn hash_path(model: &Path) -> PathBuf {
-    let mut p = model.as_os_str().to_owned();
-    p.push(".sha256");
-    PathBuf::from(p)
+    crate::download::with_suffix(model, ".sha256")
 }
 
 /// Remembers a downloaded file's sha256 beside it, for `verify`.
@@ -304,28 +302,15 @@ pub fn record_hash(model: &Path, sha256: &str) -> Result<(), LibraryError> {
 pub fn verify_hash(model: &Path) -> Result<(), String> {
     let Ok(recorded) = std::fs::read_to_string(hash_path(model)) else { return Ok(()) };
     let recorded = recorded.trim().to_ascii_lowercase();
-    let actual = sha256_file(model).map_err(|e| format!("cannot read it: {e}"))?;
+    let file = std::fs::File::open(model).map_err(|e| format!("cannot read it: {e}"))?;
+    // The downloader's streamed hash; nothing here stops it part-way.
+    let (hashed, stop) = (std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicBool::new(false));
+    let actual = crate::download::sha256_file(&file, &hashed, &stop).map_err(|e| format!("cannot read it: {e}"))?.unwrap_or_default();
     if actual == recorded {
         Ok(())
     } else {
         Err(format!("its sha256 is {actual}, but {recorded} was downloaded: the file changed on disk; delete it and download it again"))
     }
-}
-
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    use sha2::Digest;
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// A catalog entry as the Models page shows it.

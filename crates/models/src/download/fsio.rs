@@ -19,7 +19,7 @@ pub fn sidecar_path(dest: &Path) -> PathBuf {
     with_suffix(dest, ".part.json")
 }
 
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
