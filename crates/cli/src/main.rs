@@ -56,7 +56,7 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-enum ModelsCommand {
+pub(crate) enum ModelsCommand {
     /// Installed and discovered models.
     List,
     /// Search Hugging Face for GGUF models; `owner/repo` lists that repository's files.
@@ -82,45 +82,12 @@ struct BenchArgs {
     threads: Option<u32>,
 }
 
-impl ModelsCommand {
-    fn name(&self) -> &'static str {
-        match self {
-            ModelsCommand::List => "list",
-            ModelsCommand::Search { .. } => "search",
-            ModelsCommand::Pull { .. } => "pull",
-            ModelsCommand::Import { .. } => "import",
-            ModelsCommand::Scan => "scan",
-            ModelsCommand::Verify => "verify",
-            ModelsCommand::Rm { .. } => "rm",
-        }
-    }
-}
-
-impl Command {
-    fn name(&self) -> String {
-        match self {
-            Command::Chat { .. } => "chat".into(),
-            Command::Serve { .. } => "serve".into(),
-            Command::Status => "status".into(),
-            Command::Models { command } => format!("models {}", command.name()),
-            Command::Bench(_) => "bench".into(),
-            Command::Worker => "worker".into(),
-        }
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Worker = cli.command {
         // The engine's child process: stdout is its protocol channel, so no logging setup here
         // beyond what the parent passes through stderr.
-        return match understudy_local::worker::run(std::io::BufReader::new(std::io::stdin()), std::io::stdout().lock()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("understudy worker: {e}");
-                ExitCode::from(1)
-            }
-        };
+        return worker();
     }
     let env = Env::from_process();
     let paths = match Paths::resolve(&env) {
@@ -137,37 +104,27 @@ fn main() -> ExitCode {
         eprintln!("understudy: config error: {problem}");
         return ExitCode::from(2);
     }
-    if let Command::Bench(args) = &cli.command {
-        return bench(args, &loaded.config, cli.json);
+    match cli.command {
+        Command::Worker => worker(), // returned above, before logging started
+        Command::Bench(args) => bench(&args, &loaded.config, cli.json),
+        Command::Chat { provider, message } => match read_message(message) {
+            Ok(message) => chat(&provider, message, &loaded.config, &paths, cli.json),
+            Err(code) => code,
+        },
+        Command::Serve { listen, token } => serve(listen.unwrap_or(loaded.config.gateway.listen), token, &loaded.config, &paths),
+        Command::Status => status(&loaded.config, &paths, cli.json),
+        Command::Models { command } => models::run(command, &loaded.config, &paths, cli.json),
     }
-    if let Command::Chat { provider, message } = &cli.command {
-        let message = match read_message(message.clone()) {
-            Ok(m) => m,
-            Err(code) => return code,
-        };
-        return chat(provider, message, &loaded.config, &paths, cli.json);
+}
+
+fn worker() -> ExitCode {
+    match understudy_local::worker::run(std::io::BufReader::new(std::io::stdin()), std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("understudy worker: {e}");
+            ExitCode::from(1)
+        }
     }
-    if let Command::Serve { listen, token } = &cli.command {
-        return serve(listen.unwrap_or(loaded.config.gateway.listen), token.clone(), &loaded.config, &paths);
-    }
-    if let Command::Status = &cli.command {
-        return status(&loaded.config, &paths, cli.json);
-    }
-    if let Command::Models { command } = cli.command {
-        let cmd = match command {
-            ModelsCommand::List => models::Command::List,
-            ModelsCommand::Search { query } => models::Command::Search(query),
-            ModelsCommand::Pull { id } => models::Command::Pull(id),
-            ModelsCommand::Import { path } => models::Command::Import(path),
-            ModelsCommand::Scan => models::Command::Scan,
-            ModelsCommand::Verify => models::Command::Verify,
-            ModelsCommand::Rm { id } => models::Command::Rm(id),
-        };
-        return models::run(cmd, &loaded.config, &paths, cli.json);
-    }
-    // `worker` and `bench` returned above.
-    eprintln!("understudy {}: cannot run here", cli.command.name());
-    ExitCode::from(2)
 }
 
 fn bench(args: &BenchArgs, config: &understudy_core::Config, json: bool) -> ExitCode {

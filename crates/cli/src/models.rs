@@ -9,15 +9,8 @@ use understudy_models::catalog::{self, Catalog};
 use understudy_models::library::{Fit, Library, Memory, Model, Source};
 use understudy_models::scan::Roots;
 
-pub enum Command {
-    List,
-    Search(String),
-    Pull(String),
-    Import(PathBuf),
-    Scan,
-    Verify,
-    Rm(String),
-}
+use crate::ModelsCommand as Command;
+
 
 fn roots() -> Roots {
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
@@ -132,7 +125,7 @@ pub fn run(cmd: Command, config: &Config, paths: &Paths, json: bool) -> ExitCode
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Import(path) => match library.import(&path) {
+        Command::Import { path } => match library.import(&path) {
             Ok(p) => {
                 if json {
                     writeln!(out, "{}", serde_json::json!({ "imported": p }))?;
@@ -146,7 +139,7 @@ pub fn run(cmd: Command, config: &Config, paths: &Paths, json: bool) -> ExitCode
                 Ok(ExitCode::from(1))
             }
         },
-        Command::Rm(id) => match library.remove(&catalog, &id) {
+        Command::Rm { id } => match library.remove(&catalog, &id) {
             Ok(p) => {
                 if json {
                     writeln!(out, "{}", serde_json::json!({ "removed": p }))?;
@@ -177,55 +170,41 @@ pub fn run(cmd: Command, config: &Config, paths: &Paths, json: bool) -> ExitCode
             }
             Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Command::Search(q) if q.trim().split('/').count() == 2 && !q.contains(' ') => {
-            // `owner/repo`: its .gguf files, to pick a quantization for `pull owner/repo/file`.
+        Command::Search { query } => {
             let hub = understudy_models::hf::Hub::new(&catalog::hf_endpoint());
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let repo = q.trim().to_string();
-            match rt.block_on(hub.files(&repo)) {
-                Ok(files) => {
+            let q = query.trim();
+            // `owner/repo`: its .gguf files, to pick a quantization for `pull owner/repo/file`;
+            // anything else: the repositories that match. Each row: JSON, and a line for people.
+            let mut rows: Vec<(serde_json::Value, String)> = Vec::new();
+            let (found, empty) = if q.split('/').count() == 2 && !q.contains(' ') {
+                let found = rt.block_on(hub.files(q)).map(|files| {
                     for f in &files {
-                        if json {
-                            writeln!(out, "{}", serde_json::to_value(f)?)?;
-                        } else {
-                            writeln!(out, "{:<10} {:>9}  {repo}/{}", f.quantization.as_deref().unwrap_or("?"), gb(f.size), f.path)?;
-                        }
+                        rows.push((serde_json::to_value(f).expect("files serialise"), format!("{:<10} {:>9}  {q}/{}", f.quantization.as_deref().unwrap_or("?"), gb(f.size), f.path)));
                     }
-                    if !json && files.is_empty() {
-                        writeln!(out, "{repo} has no single-file .gguf models.")?;
-                    }
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    eprintln!("understudy models search: {e}");
-                    Ok(ExitCode::from(1))
-                }
-            }
-        }
-        Command::Search(q) => {
-            let hub = understudy_models::hf::Hub::new(&catalog::hf_endpoint());
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            match rt.block_on(hub.search(&q, 20)) {
-                Ok(repos) => {
+                });
+                (found, format!("{q} has no single-file .gguf models."))
+            } else {
+                let found = rt.block_on(hub.search(q, 20)).map(|repos| {
                     for r in &repos {
-                        if json {
-                            writeln!(out, "{}", serde_json::to_value(r)?)?;
-                        } else {
-                            writeln!(out, "{:<60} {:>10} downloads", r.id, r.downloads)?;
-                        }
+                        rows.push((serde_json::to_value(r).expect("repos serialise"), format!("{:<60} {:>10} downloads", r.id, r.downloads)));
                     }
-                    if !json && repos.is_empty() {
-                        writeln!(out, "No GGUF repositories match {q:?}.")?;
-                    }
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    eprintln!("understudy models search: {e}");
-                    Ok(ExitCode::from(1))
-                }
+                });
+                (found, format!("No GGUF repositories match {q:?}."))
+            };
+            if let Err(e) = found {
+                eprintln!("understudy models search: {e}");
+                return Ok(ExitCode::from(1));
             }
+            for (v, line) in &rows {
+                writeln!(out, "{}", if json { v.to_string() } else { line.clone() })?;
+            }
+            if !json && rows.is_empty() {
+                writeln!(out, "{empty}")?;
+            }
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Pull(id) => pull(&catalog, &library, &id, json),
+        Command::Pull { id } => pull(&catalog, &library, &id, json),
     })();
     match result {
         Ok(code) => code,

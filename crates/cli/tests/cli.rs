@@ -214,15 +214,18 @@ fn chat_fails_over_to_the_offline_model_when_openai_is_unreachable() {
     // A port nobody listens on: connection refused, the commonest outage.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     std::fs::write(dir.path().join("config.toml"), "[failover]\nstatus_page = \"\"\n[local]\ncontext = 512\nthreads = 1\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_understudy"))
-        .args(["chat", "--json", "hello"])
-        .env("UNDERSTUDY_CONFIG", dir.path().join("config.toml"))
-        .env("UNDERSTUDY_DATA_DIR", dir.path())
-        .env("UNDERSTUDY_LOCAL_MODEL", &tiny)
-        .env("OPENAI_BASE_URL", format!("http://127.0.0.1:{dead}/v1"))
-        .env("OPENAI_API_KEY", "sk-test-unused")
-        .output()
-        .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_understudy"))
+            .args(args)
+            .env("UNDERSTUDY_CONFIG", dir.path().join("config.toml"))
+            .env("UNDERSTUDY_DATA_DIR", dir.path())
+            .env("UNDERSTUDY_LOCAL_MODEL", &tiny)
+            .env("OPENAI_BASE_URL", format!("http://127.0.0.1:{dead}/v1"))
+            .env("OPENAI_API_KEY", "sk-test-unused")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["chat", "--json", "hello"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(err.contains("answering with local (") && err.contains("because"), "{err}");
@@ -231,15 +234,7 @@ fn chat_fails_over_to_the_offline_model_when_openai_is_unreachable() {
     assert!(done["failover"].as_str().is_some_and(|f| !f.is_empty()), "{done}");
 
     // Pinned to OpenAI, the same outage is an error naming it (exit 1), not a silent failover.
-    let out = Command::new(env!("CARGO_BIN_EXE_understudy"))
-        .args(["chat", "--provider", "openai", "hello"])
-        .env("UNDERSTUDY_CONFIG", dir.path().join("config.toml"))
-        .env("UNDERSTUDY_DATA_DIR", dir.path())
-        .env("UNDERSTUDY_LOCAL_MODEL", &tiny)
-        .env("OPENAI_BASE_URL", format!("http://127.0.0.1:{dead}/v1"))
-        .env("OPENAI_API_KEY", "sk-test-unused")
-        .output()
-        .unwrap();
+    let out = run(&["chat", "--provider", "openai", "hello"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("OpenAI"), "{}", text(&out.stderr));
 }

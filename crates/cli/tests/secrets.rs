@@ -52,7 +52,7 @@ fn the_key_is_in_no_output_log_or_file_after_a_full_session() {
     outputs.push(cmd(&["chat", "--json", "hello"]).output().unwrap());
     outputs.push(cmd(&["status", "--json"]).output().unwrap());
     // The gateway, asked with and without a token, then status through it, then SIGTERM.
-    let mut serve = cmd(&["serve"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let serve = cmd(&["serve"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
