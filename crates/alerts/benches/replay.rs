@@ -101,7 +101,8 @@ fn main() {
                         "degraded" => Some(serde_json::Value::Array(
                             (0..40)
                                 .map(|i| {
-                                    if (i as f64 * p.error_rate).fract() + p.error_rate >= 1.0 || (i % 10) < (p.error_rate * 10.0) as usize {
+                                    // `error_rate` of each ten requests fail (0.4 → 4 of 10).
+                                    if (i % 10) < (p.error_rate * 10.0).round() as usize {
                                         serde_json::json!({ "type": "fail", "status": 502 })
                                     } else {
                                         serde_json::json!({ "type": "slow_first_token", "seconds": p.slow_first_token })
