@@ -79,6 +79,7 @@ fn run(args: &[String]) -> Result<()> {
     if std::env::var_os("CARGO_TARGET_DIR").is_none() {
         std::env::set_var("CARGO_TARGET_DIR", understudy_testkit::cache_dir().join("target"));
     }
+    forget_other_checkouts(&root)?;
     match args.first().map(String::as_str) {
         Some("run") => cmd_run(&args[1..]),
         Some("test") => cmd_test(&args[1..]),
@@ -104,6 +105,35 @@ fn run(args: &[String]) -> Result<()> {
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the repo root").to_path_buf()
+}
+
+/// The shared cache may last have built another clone. Cargo judges our crates fresh by mtime,
+/// so a clone whose files are older than that build would reuse its binaries, and with them
+/// that clone's paths (`env!("CARGO_MANIFEST_DIR")` finds test fixtures and scripts). Our own
+/// crates are rebuilt when the clone changes; dependencies (llama.cpp) stay cached.
+fn forget_other_checkouts(root: &Path) -> Result<()> {
+    let target = target_dir();
+    let marker = target.join("understudy-checkout");
+    let here = root.display().to_string();
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(here.as_str()) || !target.exists() {
+        return std::fs::create_dir_all(&target).and_then(|()| std::fs::write(&marker, &here)).context("writing the checkout marker");
+    }
+    eprintln!("xtask: the build cache in {} last built another checkout; rebuilding this one's crates", target.display());
+    let meta = Command::new("cargo").args(["metadata", "--no-deps", "--format-version", "1"]).output().context("cargo metadata")?;
+    let meta: serde_json::Value = serde_json::from_slice(&meta.stdout).context("cargo metadata output")?;
+    let names: Vec<String> = meta["packages"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).filter(|n| *n != "xtask").map(String::from).collect();
+    for release in [false, true] {
+        let mut c = Command::new("cargo");
+        c.arg("clean").arg("--quiet");
+        if release {
+            c.arg("--release");
+        }
+        for n in &names {
+            c.args(["-p", n]);
+        }
+        sh(&mut c)?;
+    }
+    std::fs::write(&marker, &here).context("writing the checkout marker")
 }
 
 fn target_dir() -> PathBuf {
