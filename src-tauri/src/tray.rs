@@ -115,7 +115,12 @@ fn on_menu(app: &AppHandle<Wry>, event: tauri::menu::MenuEvent) {
     let setup = app.state::<Setup>();
     match event.id().as_ref() {
         "open" => show_window(app),
-        "quit" => app.exit(0),
+        "quit" => {
+            // Let go of the single-instance name first: a launch during the teardown below
+            // would otherwise hand over to this exiting app and quit too.
+            tauri_plugin_single_instance::destroy(app);
+            app.exit(0);
+        }
         "retry" => {
             let router = setup.conversations.router().clone();
             tauri::async_runtime::spawn(async move { router.probe_now().await });

@@ -2,7 +2,7 @@
 // StatusNotifierItem and dbusmenu D-Bus interfaces for the tray, dunst's history for
 // notifications. An outage is made at the upstream (llmock), never simulated in the app.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { launchApp, outDir, screenshot } from "./driver";
@@ -11,6 +11,8 @@ const llmock = process.env.UNDERSTUDY_E2E_LLMOCK ?? "";
 let browser: WebdriverIO.Browser;
 
 const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: "utf8" });
+/** Whether a process still runs (a zombie waiting for its parent does not). */
+const alive = (pid: string) => existsSync(`/proc/${pid}/stat`) && !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function until<T>(what: string, f: () => T | undefined | Promise<T | undefined>, ms = 20_000): Promise<T> {
@@ -39,6 +41,22 @@ function item(): [string, string] | undefined {
     if (path) return [bus, path];
   }
   return undefined;
+}
+
+/** Bus names of every registered StatusNotifierItem. */
+function registered(): string[] {
+  const out = JSON.parse(sh("busctl", ["--user", "--json=short", "get-property", "org.kde.StatusNotifierWatcher", "/StatusNotifierWatcher", "org.kde.StatusNotifierWatcher", "RegisteredStatusNotifierItems"]));
+  return (out.data as string[]).map((e) => e.split("/")[0]);
+}
+
+/** The process behind a D-Bus connection. */
+function pidOf(bus: string): number | undefined {
+  try {
+    const out = execFileSync("busctl", ["--user", "--json=short", "call", "org.freedesktop.DBus", "/", "org.freedesktop.DBus", "GetConnectionUnixProcessID", "s", bus], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+    return JSON.parse(out).data[0] as number;
+  } catch {
+    return undefined; // gone meanwhile
+  }
 }
 
 /** Labels of the tray menu's top-level items, in order. */
@@ -96,7 +114,8 @@ beforeAll(async () => {
   browser = await launchApp();
 });
 afterAll(async () => {
-  await browser?.deleteSession();
+  // The last test quits the app from the tray, so the session may have nothing left to end.
+  await browser?.deleteSession().catch(() => {});
 });
 
 describe.skipIf(!llmock)("tray and notifications", () => {
@@ -173,5 +192,22 @@ describe.skipIf(!llmock)("tray and notifications", () => {
     expect(readFileSync(join(dir, entry), "utf8")).toMatch(/Exec=.*understudy-app.*--autostart/);
     await box.click();
     await until("the login item removed", () => (readdirSync(dir).some((f) => f.endsWith(".desktop")) ? undefined : true), 10_000);
+  });
+
+  it("Quit ends the app, and launching it again right away opens it", async () => {
+    const old = sh("pgrep", ["-x", "understudy-app"]).trim();
+    click(sni, "Quit Understudy");
+    // At once, as a user who quits and reopens does: while the old app may still be exiting.
+    const again = spawn(process.env.UNDERSTUDY_APP_BIN!, [], { stdio: "ignore" });
+    let exited: number | null | undefined;
+    again.on("exit", (code) => (exited = code));
+    try {
+      await until("the old app gone", () => (alive(old) ? undefined : true), 10_000);
+      // The new one did not hand over to the dying one: it runs and shows its tray icon.
+      await until("the new app's tray icon", () => (registered().some((bus) => pidOf(bus) === again.pid) ? true : undefined));
+      expect(exited).toBeUndefined();
+    } finally {
+      again.kill();
+    }
   });
 });

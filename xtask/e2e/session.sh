@@ -43,8 +43,10 @@ wait_for "the tray host on D-Bus" has_name org.kde.StatusNotifierWatcher
 
 # suite NAME [VAR=VALUE...]: a fresh tauri-driver (the app inherits its environment), one
 # vitest e2e file, then the driver is stopped so the next suite starts a clean app.
+# UNDERSTUDY_E2E_ONLY=NAME runs that suite alone (while working on it).
 suite() {
   local name=$1; shift
+  if [[ -n "${UNDERSTUDY_E2E_ONLY:-}" && "$name" != "$UNDERSTUDY_E2E_ONLY" ]]; then return 0; fi
   local home="$UNDERSTUDY_E2E_WORK/$name"
   mkdir -p "$home/config" "$home/data"
   # A user with nothing set up: no key, no model, the default (XDG) config location.
