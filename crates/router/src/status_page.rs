@@ -1,7 +1,8 @@
 //! OpenAI's status page as a hint: an incident on the API marks the provider degraded (and so
 //! pre-warms the offline model) but never opens the breaker on its own. Two formats are read:
-//! incident.io's public widget JSON (`{base}/proxy/{host}`, what status.openai.com serves now)
-//! and the legacy Atlassian Statuspage API (`{base}/api/v2/summary.json`, or `status.json`).
+//! incident.io's (status.openai.com now): its public widget API `{base}/api/v1/summary`, or the
+//! page's own `{base}/proxy/{host}` feed, which wraps the same lists in `summary`; and the legacy
+//! Atlassian Statuspage API (`{base}/api/v2/summary.json`, or `status.json`).
 //! Anything unexpected is an error, never an incident.
 
 use serde_json::Value;
@@ -61,23 +62,28 @@ pub fn parse_statuspage(body: &str) -> Result<Verdict, StatusPageError> {
     }
 }
 
-/// incident.io's widget JSON: `{"summary": {"ongoing_incidents": [...], "structure": ...}}`.
+/// incident.io: the widget API's `{"ongoing_incidents": [...], "in_progress_maintenances": ...}`,
+/// or the page feed's `{"summary": {"ongoing_incidents": [...], "structure": ...}}`. An incident
+/// counts when one of its components, or the group holding it ("APIs"), is part of the API; with
+/// no components listed, when its title names the API. Maintenance is not an incident.
 pub fn parse_incident_io(body: &str) -> Result<Verdict, StatusPageError> {
     let v = json(body)?;
-    let summary = v.get("summary").ok_or(StatusPageError::Shape)?;
+    let summary = v.get("summary").unwrap_or(&v);
     let incidents = summary.get("ongoing_incidents").and_then(Value::as_array).ok_or(StatusPageError::Shape)?;
     // Component ids → names, from the page structure (groups nest components).
     let mut names = std::collections::HashMap::new();
-    collect_names(summary.get("structure").unwrap_or(&Value::Null), &mut names);
-    let name_of = |c: &Value| -> Option<String> {
-        c.get("name").and_then(Value::as_str).map(str::to_string).or_else(|| {
-            let id = c.get("component_id").or_else(|| c.get("id")).and_then(Value::as_str)?;
-            names.get(id).cloned()
-        })
+    collect_names(summary.get("structure").unwrap_or(&Value::Null), None, &mut names);
+    let names_of = |c: &Value| -> Vec<String> {
+        let own = [c.get("name"), c.get("group_name")].into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect::<Vec<_>>();
+        if !own.is_empty() {
+            return own;
+        }
+        let id = c.get("component_id").or_else(|| c.get("id")).and_then(Value::as_str);
+        id.and_then(|id| names.get(id)).cloned().unwrap_or_default()
     };
     for i in incidents {
         let title = i.get("name").and_then(Value::as_str).unwrap_or("incident");
-        let affected: Vec<String> = i.get("affected_components").and_then(Value::as_array).into_iter().flatten().filter_map(name_of).collect();
+        let affected: Vec<String> = i.get("affected_components").and_then(Value::as_array).into_iter().flatten().flat_map(names_of).collect();
         if affected.iter().any(|n| is_api(n)) || (affected.is_empty() && is_api(title)) {
             return Ok(Verdict::Incident(title.to_string()));
         }
@@ -85,26 +91,33 @@ pub fn parse_incident_io(body: &str) -> Result<Verdict, StatusPageError> {
     Ok(Verdict::Operational)
 }
 
-fn collect_names(v: &Value, out: &mut std::collections::HashMap<String, String>) {
+/// Component ids → their name and their group's name (a component in the "APIs" group is part
+/// of the API whatever it is called).
+fn collect_names(v: &Value, group: Option<&str>, out: &mut std::collections::HashMap<String, Vec<String>>) {
     match v {
         Value::Object(map) => {
-            if let (Some(id), Some(name)) = (map.get("component_id").or_else(|| map.get("id")).and_then(Value::as_str), map.get("name").and_then(Value::as_str)) {
-                out.insert(id.to_string(), name.to_string());
+            let id = map.get("component_id").or_else(|| map.get("id")).and_then(Value::as_str);
+            let name = map.get("name").and_then(Value::as_str);
+            if let (Some(id), Some(name)) = (id, name) {
+                out.insert(id.to_string(), [Some(name), group].into_iter().flatten().map(str::to_string).collect());
             }
-            map.values().for_each(|x| collect_names(x, out));
+            // A group's members inherit its name.
+            let inner = if map.contains_key("components") { name.or(group) } else { group };
+            map.values().for_each(|x| collect_names(x, inner, out));
         }
-        Value::Array(items) => items.iter().for_each(|x| collect_names(x, out)),
+        Value::Array(items) => items.iter().for_each(|x| collect_names(x, group, out)),
         _ => {}
     }
 }
 
-/// Asks the page: incident.io's widget first, then the Statuspage API.
+/// Asks the page: incident.io's widget API, then its page feed, then the Statuspage API.
 pub async fn check(http: &reqwest::Client, base: &str) -> Result<Verdict, String> {
     let base = base.trim_end_matches('/');
     let host = base.split("://").nth(1).unwrap_or(base).split('/').next().unwrap_or_default();
     let mut problems = Vec::new();
     for (url, parse) in [
-        (format!("{base}/proxy/{host}"), parse_incident_io as fn(&str) -> Result<Verdict, StatusPageError>),
+        (format!("{base}/api/v1/summary"), parse_incident_io as fn(&str) -> Result<Verdict, StatusPageError>),
+        (format!("{base}/proxy/{host}"), parse_incident_io),
         (format!("{base}/api/v2/summary.json"), parse_statuspage),
         (format!("{base}/api/v2/status.json"), parse_statuspage),
     ] {
@@ -163,8 +176,27 @@ mod tests {
         check_io(&page(r#"{"name":"Increased latency","status":"investigating","affected_components":[{"component_id":"c1"}]}"#), incident("Increased latency"));
         check_io(&page(r#"{"name":"Login issues","status":"identified","affected_components":[{"component_id":"c3"}]}"#), Ok(Verdict::Operational));
         check_io(&page(r#"{"name":"API errors","status":"investigating"}"#), incident("API errors"));
+        // A component named for what it is, in the APIs group.
+        let grouped = r#""structure":{"items":[{"group":{"name":"APIs","components":[{"component_id":"c4","name":"Batch"}]}}]}"#;
+        check_io(&format!(r#"{{"summary":{{{grouped},"ongoing_incidents":[{{"name":"Batch delays","affected_components":[{{"component_id":"c4"}}]}}]}}}}"#), incident("Batch delays"));
         check_io(r#"{"summary":{"name":"OpenAI"}}"#, Err(StatusPageError::Shape));
         check_io(r#"{"unexpected":true}"#, Err(StatusPageError::Shape));
         assert!(matches!(parse_incident_io("{"), Err(StatusPageError::NotJson(_))));
+    }
+
+    #[test]
+    fn incident_io_widget_api() {
+        let page = |incidents: &str, maintenance: &str| {
+            format!(r#"{{"page_title":"OpenAI","page_url":"https://status.openai.com","ongoing_incidents":[{incidents}],"in_progress_maintenances":[{maintenance}],"scheduled_maintenances":[]}}"#)
+        };
+        let incident_on = |name: &str, component: &str, group: &str| {
+            format!(r#"{{"id":"01J","name":"{name}","status":"investigating","url":"https://status.openai.com/incidents/01J","last_update_at":"2026-11-30T08:00:00Z","last_update_message":"We are investigating.","current_worst_impact":"partial_outage","affected_components":[{{"id":"c1","name":"{component}","group_name":"{group}","current_status":"partial_outage"}}]}}"#)
+        };
+        check_io(&page("", ""), Ok(Verdict::Operational));
+        check_io(&page(&incident_on("Elevated error rates", "Chat Completions", "APIs"), ""), incident("Elevated error rates"));
+        check_io(&page(&incident_on("Conversation history missing", "Conversations", "ChatGPT"), ""), Ok(Verdict::Operational));
+        let maintenance = r#"{"id":"m1","name":"Database upgrade","status":"maintenance_in_progress","affected_components":[{"id":"c1","name":"Chat Completions","group_name":"APIs","current_status":"under_maintenance"}]}"#;
+        check_io(&page("", maintenance), Ok(Verdict::Operational));
+        check_io(&page(&format!("{},{}", incident_on("Sora slow", "Video generation", "Sora"), incident_on("Fine-tuning jobs stuck", "Fine-tuning", "APIs")), ""), incident("Fine-tuning jobs stuck"));
     }
 }

@@ -116,8 +116,8 @@ async fn probes_notice_an_outage_while_nobody_types_and_pre_warm_the_offline_mod
     }
 }
 
-/// A status page of our own: serves whatever `body` holds at the Statuspage path, 404 elsewhere.
-async fn status_page(body: std::sync::Arc<std::sync::Mutex<String>>) -> String {
+/// A status page of our own: serves whatever `body` holds at `at`, 404 elsewhere.
+async fn status_page(body: std::sync::Arc<std::sync::Mutex<String>>, at: &'static str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -130,7 +130,7 @@ async fn status_page(body: std::sync::Arc<std::sync::Mutex<String>>) -> String {
                 let n = sock.read(&mut buf).await.unwrap_or(0);
                 let head = String::from_utf8_lossy(&buf[..n]);
                 let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-                let (status, text) = if path == "/api/v2/summary.json" { ("200 OK", body.lock().unwrap().clone()) } else { ("404 Not Found", "{}".to_string()) };
+                let (status, text) = if path == at { ("200 OK", body.lock().unwrap().clone()) } else { ("404 Not Found", "{}".to_string()) };
                 let reply = format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}", text.len());
                 let _ = sock.write_all(reply.as_bytes()).await;
             });
@@ -144,7 +144,7 @@ async fn a_status_page_incident_degrades_and_pre_warms_but_never_opens() {
     let mock = Llmock::start(&[]);
     let operational = r#"{"status":{"indicator":"none"},"components":[{"name":"API","status":"operational"}],"incidents":[]}"#;
     let body = std::sync::Arc::new(std::sync::Mutex::new(operational.to_string()));
-    let page = status_page(body.clone()).await;
+    let page = status_page(body.clone(), "/api/v2/summary.json").await;
     let (r, _d) = router_with(&mock.base_url(), &page);
     let _bg = r.start_background();
     wait_for("a first healthy look", Duration::from_secs(5), || r.monitor().snapshot().providers.first().is_some_and(|p| p.health == Health::Healthy)).await;
@@ -164,6 +164,26 @@ async fn a_status_page_incident_degrades_and_pre_warms_but_never_opens() {
     assert_eq!(r.monitor().snapshot().providers[0].health, Health::Degraded);
     assert_eq!(r.monitor().snapshot().providers[0].breaker, Breaker::Closed);
     *body.lock().unwrap() = operational.into();
+    wait_for("the hint clears", Duration::from_secs(5), || r.monitor().snapshot().providers[0].health == Health::Healthy).await;
+}
+
+/// status.openai.com runs on incident.io: its widget API is read the same way.
+#[tokio::test]
+async fn an_incident_io_page_is_read_from_its_widget_api() {
+    let mock = Llmock::start(&[]);
+    let page_with = |incidents: &str| format!(r#"{{"page_title":"OpenAI","page_url":"https://status.openai.com","ongoing_incidents":[{incidents}],"in_progress_maintenances":[],"scheduled_maintenances":[]}}"#);
+    let body = std::sync::Arc::new(std::sync::Mutex::new(page_with("")));
+    let page = status_page(body.clone(), "/api/v1/summary").await;
+    let (r, _d) = router_with(&mock.base_url(), &page);
+    let _bg = r.start_background();
+    wait_for("a first healthy look", Duration::from_secs(5), || r.monitor().snapshot().providers.first().is_some_and(|p| p.health == Health::Healthy)).await;
+    *body.lock().unwrap() = page_with(
+        r#"{"id":"01J","name":"Increased error rates for Chat Completions","status":"investigating","current_worst_impact":"partial_outage","affected_components":[{"id":"c1","name":"Chat Completions","group_name":"APIs","current_status":"partial_outage"}]}"#,
+    );
+    wait_for("degraded by the status page", Duration::from_secs(5), || r.monitor().snapshot().providers[0].health == Health::Degraded).await;
+    assert_eq!(r.monitor().snapshot().providers[0].last_error.as_deref(), Some("status page: Increased error rates for Chat Completions"));
+    assert_eq!(r.monitor().snapshot().providers[0].breaker, Breaker::Closed);
+    *body.lock().unwrap() = page_with("");
     wait_for("the hint clears", Duration::from_secs(5), || r.monitor().snapshot().providers[0].health == Health::Healthy).await;
 }
 
