@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { launchApp, outDir, screenshot } from "./driver";
 
 const llmock = process.env.UNDERSTUDY_E2E_LLMOCK ?? "";
@@ -13,6 +14,14 @@ let browser: WebdriverIO.Browser;
 const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: "utf8" });
 /** Whether a process still runs (a zombie waiting for its parent does not). */
 const alive = (pid: string) => existsSync(`/proc/${pid}/stat`) && !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+/** The app's mapped (visible) X windows. */
+const visibleWindows = (): string[] => {
+  try {
+    return sh("xdotool", ["search", "--onlyvisible", "--name", "^Understudy$"]).split("\n").filter(Boolean);
+  } catch {
+    return []; // xdotool exits 1 when nothing matches
+  }
+};
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function until<T>(what: string, f: () => T | undefined | Promise<T | undefined>, ms = 20_000): Promise<T> {
@@ -194,8 +203,27 @@ describe.skipIf(!llmock)("tray and notifications", () => {
     await until("the login item removed", () => (readdirSync(dir).some((f) => f.endsWith(".desktop")) ? undefined : true), 10_000);
   });
 
+  it("closing the window hides it to the tray, where Open Understudy brings it back", async () => {
+    const pid = String(pidOf(sni[0])); // the app itself (its local-model worker has the same name)
+    const [win] = visibleWindows();
+    expect(win).toBeDefined();
+    const visibility = () => browser.execute(() => document.visibilityState);
+    expect(await visibility()).toBe("visible");
+    // The window manager's close button: WM_DELETE_WINDOW to the app's window.
+    sh("python3", [fileURLToPath(new URL("../../xtask/e2e/wm_close.py", import.meta.url)), win]);
+    await until("the window hidden", () => (visibleWindows().length === 0 ? true : undefined), 10_000);
+    await sleep(500);
+    expect(alive(pid)).toBe(true);
+    expect(await visibility()).toBe("hidden"); // the page itself knows
+    expect(menu(sni)[0]).toMatch(/^OpenAI is /); // the tray still watches OpenAI
+    click(sni, "Open Understudy");
+    await until("the window shown again", () => (visibleWindows().length === 1 ? true : undefined), 10_000);
+    expect(await browser.getTitle()).toBe("Understudy");
+    expect(await visibility()).toBe("visible");
+  });
+
   it("Quit ends the app, and launching it again right away opens it", async () => {
-    const old = sh("pgrep", ["-x", "understudy-app"]).trim();
+    const old = String(pidOf(sni[0]));
     click(sni, "Quit Understudy");
     // At once, as a user who quits and reopens does: while the old app may still be exiting.
     const again = spawn(process.env.UNDERSTUDY_APP_BIN!, [], { stdio: "ignore" });
