@@ -10,6 +10,9 @@ use understudy_alerts::{Notifier, NotifierConfig, Slot};
 
 use crate::setup::Setup;
 
+/// The event that tells the window which page to show (payload: "models"); ui/src/api/app.ts.
+const OPEN_PAGE: &str = "open-page";
+
 pub fn start(app: &AppHandle, cfg: NotifierConfig) {
     let setup = app.state::<Setup>();
     let mut health = setup.conversations.router().health();
@@ -44,8 +47,16 @@ pub fn start(app: &AppHandle, cfg: NotifierConfig) {
                         ids.insert(notice.slot, handle.id());
                         if notice.offer_download {
                             let app = app.clone();
-                            // Where the server supports actions, "Download a model" opens the window.
-                            std::thread::spawn(move || handle.wait_for_action(|a| if a == "download" { crate::tray::show_window(&app) }));
+                            // Where the server supports actions, "Download a model" opens the window
+                            // on the model library.
+                            std::thread::spawn(move || {
+                                handle.wait_for_action(|a| {
+                                    if a == "download" {
+                                        crate::tray::show_window(&app);
+                                        let _ = tauri::Emitter::emit_to(&app, "main", OPEN_PAGE, "models");
+                                    }
+                                })
+                            });
                         }
                     }
                     Err(e) if !warned => {

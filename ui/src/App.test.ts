@@ -5,7 +5,14 @@ import type { AppInfo } from "./api/app";
 import { appInfo } from "./test-fixtures";
 
 const getAppInfo = vi.fn<() => Promise<AppInfo>>();
-vi.mock("./api/app", () => ({ getAppInfo: () => getAppInfo() }));
+let openPage: ((page: "models") => void) | null = null;
+vi.mock("./api/app", () => ({
+  getAppInfo: () => getAppInfo(),
+  onOpenPage: async (open: (page: "models") => void) => {
+    openPage = open;
+    return () => {};
+  },
+}));
 const saveApiKey = vi.fn();
 vi.mock("./api/settings", () => ({ saveApiKey: (k: string) => saveApiKey(k) }));
 vi.mock("./api/chat", () => ({ listConversations: async () => [] }));
@@ -87,6 +94,16 @@ describe("App", () => {
     expect(screen.getByTestId("composer-input")).toBeEnabled();
     expect(screen.getByTestId("send-button")).toBeDisabled();
     expect(screen.queryByTestId("composer-hint")).toBeNull();
+  });
+
+  it("a notification's Download a model brings up the model library", async () => {
+    getAppInfo.mockResolvedValue(info({ first_run: false, openai_key: "env" }));
+    render(App);
+    expect(await screen.findByTestId("message-area")).toBeVisible();
+    expect(openPage).not.toBeNull();
+    openPage!("models");
+    expect(await screen.findByTestId("models")).toBeVisible();
+    expect(screen.queryByTestId("message-area")).toBeNull();
   });
 
   it("shows a config problem with file:line, key and message next to the first-run screen", async () => {

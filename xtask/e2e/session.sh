@@ -97,6 +97,12 @@ printf '[failover]\nstatus_page = ""\nopen_for = "2s"\nprobe_interval = "1s"\n[n
 mkdir -p "$UNDERSTUDY_E2E_WORK/tray/home"
 suite tray "HOME=$UNDERSTUDY_E2E_WORK/tray/home" "OPENAI_BASE_URL=http://127.0.0.1:$port/v1" OPENAI_API_KEY=sk-e2e-chat-0123456789abcdef \
   "UNDERSTUDY_E2E_LLMOCK=http://127.0.0.1:$port" "UNDERSTUDY_LOCAL_MODEL=${UNDERSTUDY_E2E_TINY_GGUF:?}"
+# An outage with nothing to fall back on: OpenAI unreachable (a loopback port nobody listens on)
+# and no offline model.
+mkdir -p "$UNDERSTUDY_E2E_WORK/no-model/config/understudy"
+printf '[failover]\nstatus_page = ""\nprobe_interval = "1s"\n' >"$UNDERSTUDY_E2E_WORK/no-model/config/understudy/config.toml"
+closed=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+suite no-model UNDERSTUDY_E2E_NO_MODEL=1 "OPENAI_BASE_URL=http://127.0.0.1:$closed/v1" OPENAI_API_KEY=sk-e2e-nomodel-0123456789abcdef
 # Models: a Hugging Face stand-in serving the tiny GGUF slowly enough to watch it download.
 mkdir -p "$UNDERSTUDY_E2E_WORK/hub/test-org/Tiny-GGUF"
 cp "${UNDERSTUDY_E2E_TINY_GGUF:?}" "$UNDERSTUDY_E2E_WORK/hub/test-org/Tiny-GGUF/tiny-Q4_K_M.gguf"

@@ -33,3 +33,15 @@ export function getAppInfo(): Promise<AppInfo> {
 
 /** Opens a web or mail link from an answer in the system browser. */
 export const openLink = (url: string) => call<void>("open_link", { url });
+
+/** Pages the app itself can ask the window to show. */
+export type RequestedPage = "models";
+
+/** Calls `open` when the app asks the window for a page (a notification's "Download a model");
+ * resolves to an unsubscribe. */
+export async function onOpenPage(open: (page: RequestedPage) => void): Promise<() => void> {
+  const { listen } = await import("@tauri-apps/api/event");
+  return listen<string>("open-page", (e) => {
+    if (e.payload === "models") open(e.payload);
+  });
+}
