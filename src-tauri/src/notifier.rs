@@ -6,12 +6,19 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use tauri::{AppHandle, Manager};
-use understudy_alerts::{Notifier, NotifierConfig, Slot};
+use understudy_alerts::{Notifier, NotifierConfig, Page, Slot};
 
 use crate::setup::Setup;
 
-/// The event that tells the window which page to show (payload: "models"); ui/src/api/app.ts.
+/// The event that tells the window which page to show (payload: a `page_name`); ui/src/api/app.ts.
 const OPEN_PAGE: &str = "open-page";
+
+fn page_name(page: Page) -> &'static str {
+    match page {
+        Page::Models => "models",
+        Page::Settings => "settings",
+    }
+}
 
 pub fn start(app: &AppHandle, cfg: NotifierConfig) {
     let setup = app.state::<Setup>();
@@ -38,26 +45,29 @@ pub fn start(app: &AppHandle, cfg: NotifierConfig) {
                         n.id(*id);
                     }
                 }
-                if notice.offer_download {
-                    n.action("download", "Download a model");
+                // A click on the notification ("default") opens the window, on the notice's page
+                // if it has one; that page also gets a button where the server shows actions.
+                n.action("default", "Open Understudy");
+                if let Some(page) = notice.opens {
+                    n.action(page_name(page), page.action_label());
                 }
                 match n.show_async().await {
                     Ok(handle) => {
                         tracing::info!(slot = ?notice.slot, summary = %notice.summary, "notification sent");
                         ids.insert(notice.slot, handle.id());
-                        if notice.offer_download {
-                            let app = app.clone();
-                            // Where the server supports actions, "Download a model" opens the window
-                            // on the model library.
-                            std::thread::spawn(move || {
-                                handle.wait_for_action(|a| {
-                                    if a == "download" {
-                                        crate::tray::show_window(&app);
-                                        let _ = tauri::Emitter::emit_to(&app, "main", OPEN_PAGE, "models");
-                                    }
-                                })
-                            });
-                        }
+                        let (app, opens) = (app.clone(), notice.opens);
+                        // Blocks until the notification is acted on or closed.
+                        std::thread::spawn(move || {
+                            handle.wait_for_action(|action| {
+                                if action == "__closed" {
+                                    return;
+                                }
+                                crate::tray::show_window(&app);
+                                if let Some(page) = opens {
+                                    let _ = tauri::Emitter::emit_to(&app, "main", OPEN_PAGE, page_name(page));
+                                }
+                            })
+                        });
                     }
                     Err(e) if !warned => {
                         warned = true;

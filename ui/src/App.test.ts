@@ -5,16 +5,16 @@ import type { AppInfo } from "./api/app";
 import { appInfo } from "./test-fixtures";
 
 const getAppInfo = vi.fn<() => Promise<AppInfo>>();
-let openPage: ((page: "models") => void) | null = null;
+let openPage: ((page: "models" | "settings") => void) | null = null;
 vi.mock("./api/app", () => ({
   getAppInfo: () => getAppInfo(),
-  onOpenPage: async (open: (page: "models") => void) => {
+  onOpenPage: async (open: (page: "models" | "settings") => void) => {
     openPage = open;
     return () => {};
   },
 }));
 const saveApiKey = vi.fn();
-vi.mock("./api/settings", () => ({ saveApiKey: (k: string) => saveApiKey(k) }));
+vi.mock("./api/settings", () => ({ saveApiKey: (k: string) => saveApiKey(k), getSettings: () => new Promise(() => {}), getDesktopPrefs: () => new Promise(() => {}) }));
 vi.mock("./api/chat", () => ({ listConversations: async () => [] }));
 vi.mock("./api/health", () => ({ watchHealth: async () => {} }));
 
@@ -96,7 +96,7 @@ describe("App", () => {
     expect(screen.queryByTestId("composer-hint")).toBeNull();
   });
 
-  it("a notification's Download a model brings up the model library", async () => {
+  it("a notification's Download a model or Open Settings brings up that page", async () => {
     getAppInfo.mockResolvedValue(info({ first_run: false, openai_key: "env" }));
     render(App);
     expect(await screen.findByTestId("message-area")).toBeVisible();
@@ -104,6 +104,9 @@ describe("App", () => {
     openPage!("models");
     expect(await screen.findByTestId("models")).toBeVisible();
     expect(screen.queryByTestId("message-area")).toBeNull();
+    openPage!("settings");
+    expect(await screen.findByTestId("settings")).toBeVisible();
+    expect(screen.queryByTestId("models")).toBeNull();
   });
 
   it("shows a config problem with file:line, key and message next to the first-run screen", async () => {

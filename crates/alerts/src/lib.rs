@@ -141,8 +141,27 @@ pub struct Notice {
     pub replace: bool,
     pub summary: String,
     pub body: String,
-    /// Offer "Download a model" (where the notification server supports actions).
-    pub offer_download: bool,
+    /// Where a click takes the user, with a button for it where the notification server shows
+    /// actions: the model library ("Download a model") or Settings. `None`: the window as it was.
+    pub opens: Option<Page>,
+}
+
+/// A page of the window a notification can open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Page {
+    Models,
+    Settings,
+}
+
+impl Page {
+    /// The notification button's label.
+    pub fn action_label(self) -> &'static str {
+        match self {
+            Page::Models => "Download a model",
+            Page::Settings => "Open Settings",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -189,9 +208,9 @@ impl Notifier {
             if self.outage.is_none() {
                 self.outage = Some(now);
                 let again = self.last_outage_end.is_some_and(|t| now.saturating_sub(t) < self.cfg.reopen_window);
-                let (body, offer_download) = match &s.local_model {
-                    Some(m) => (format!("Answering with {m} until it is back."), false),
-                    None => ("No offline model is installed, so nothing can answer. Download one to keep working.".to_string(), true),
+                let (body, opens) = match &s.local_model {
+                    Some(m) => (format!("Answering with {m} until it is back."), None),
+                    None => ("No offline model is installed, so nothing can answer. Download one to keep working.".to_string(), Some(Page::Models)),
                 };
                 let what = p.last_error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
                 out.push(Notice {
@@ -199,7 +218,7 @@ impl Notifier {
                     replace: again,
                     summary: format!("{} is unreachable{}{what}", p.label, if again { " again" } else { "" }),
                     body,
-                    offer_download,
+                    opens,
                 });
             }
         } else if self.outage.is_some() {
@@ -208,7 +227,7 @@ impl Notifier {
                 self.outage = None;
                 self.closed_at = None;
                 self.last_outage_end = Some(now);
-                out.push(Notice { slot: Slot::Recovery, replace: false, summary: format!("{} is back", p.label), body: format!("Answers come from {} again.", p.label), offer_download: false });
+                out.push(Notice { slot: Slot::Recovery, replace: false, summary: format!("{} is back", p.label), body: format!("Answers come from {} again.", p.label), opens: None });
             }
         }
         match &p.account_problem {
@@ -219,7 +238,7 @@ impl Notifier {
                     replace: true,
                     summary: format!("{} needs attention in Settings", p.label),
                     body: format!("{problem}. Meanwhile the offline model answers when one is installed."),
-                    offer_download: false,
+                    opens: Some(Page::Settings),
                 });
             }
             None => self.account_told = None,

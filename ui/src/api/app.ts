@@ -35,13 +35,13 @@ export function getAppInfo(): Promise<AppInfo> {
 export const openLink = (url: string) => call<void>("open_link", { url });
 
 /** Pages the app itself can ask the window to show. */
-export type RequestedPage = "models";
+export type RequestedPage = "models" | "settings";
 
-/** Calls `open` when the app asks the window for a page (a notification's "Download a model");
- * resolves to an unsubscribe. */
+/** Calls `open` when the app asks the window for a page (a click on a notification: "Download a
+ * model", "Open Settings"); resolves to an unsubscribe. */
 export async function onOpenPage(open: (page: RequestedPage) => void): Promise<() => void> {
   const { listen } = await import("@tauri-apps/api/event");
   return listen<string>("open-page", (e) => {
-    if (e.payload === "models") open(e.payload);
+    if (e.payload === "models" || e.payload === "settings") open(e.payload);
   });
 }
