@@ -6,7 +6,7 @@ import { appInfo } from "../test-fixtures";
 import { fakeBackend } from "../test-chat-backend";
 
 const getAppInfo = vi.fn<() => Promise<AppInfo>>();
-vi.mock("../api/app", () => ({ getAppInfo: () => getAppInfo() }));
+vi.mock("../api/app", () => ({ getAppInfo: () => getAppInfo(), onOpenPage: async () => () => {} }));
 const holder = vi.hoisted(() => ({ api: {} as Record<string, (...x: unknown[]) => unknown> }));
 vi.mock("../api/chat", () => {
   const names = ["listConversations", "createConversation", "renameConversation", "deleteConversation", "restoreConversation", "searchMessages", "getMessages", "setConversationOptions", "sendMessage", "regenerate", "editAndResend", "stopAnswer", "exportConversation"];
