@@ -3,6 +3,8 @@
 //! Everything a fresh Debian 12 machine lacks is installed here, idempotently: Debian packages,
 //! the UI's npm dependencies, the Python venv of test peers, tauri-driver, cargo-nextest and the
 //! test models. Each step checks first, so a warm run costs seconds.
+// Its reports (usage, benchmark tables) are its output.
+#![allow(clippy::print_stdout)]
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
 //! Every kind of bad file gets a clear error naming the file and the problem, never a crash;
 //! real models pass. Malformed files are crafted byte by byte.
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 
@@ -44,7 +45,7 @@ impl G {
     }
     /// Pads to 32 and appends `n` data bytes.
     fn data(&mut self, n: usize) -> &mut Self {
-        while self.0.len() % 32 != 0 {
+        while !self.0.len().is_multiple_of(32) {
             self.0.push(0);
         }
         self.0.extend(std::iter::repeat_n(0u8, n));

@@ -1,6 +1,7 @@
 //! The bundled llama.cpp builds, loads the tiny random-weight fixture (`cargo xtask setup`
 //! makes it) and generates from it deterministically. Later engine tests build on this fixture,
 //! so a fixture llama.cpp cannot load must fail here first.
+#![allow(clippy::unwrap_used)]
 
 use std::num::NonZeroU32;
 
@@ -22,13 +23,11 @@ fn greedy(model: &LlamaModel, backend: &LlamaBackend, prompt: &[LlamaToken], n: 
     ctx.decode(&mut batch).expect("decode prompt");
     let mut sampler = LlamaSampler::greedy();
     let mut out = Vec::new();
-    let mut pos = prompt.len() as i32;
-    for _ in 0..n {
+    for pos in (prompt.len() as i32..).take(n) {
         let t = sampler.sample(&ctx, batch.n_tokens() - 1);
         out.push(t);
         batch.clear();
         batch.add(t, pos, &[0], true).unwrap();
-        pos += 1;
         ctx.decode(&mut batch).expect("decode token");
     }
     out

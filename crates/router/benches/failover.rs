@@ -98,7 +98,7 @@ fn main() {
         ];
         println!("failover bench: llmock upstream, Gemma 3 270M local, timeouts connect/first token/stall {} s", TIMEOUT.as_secs());
         println!("time to first token (pre-token faults) or longest wait between tokens (mid-stream faults); p50 / p95\n");
-        println!("{:<26} {:>10} {:>10} {:>10} {:>10}   {}", "fault", "warm p50", "warm p95", "cold p50", "cold p95", "target (p95 warm)");
+        println!("{:<26} {:>10} {:>10} {:>10} {:>10}   target (p95 warm)", "fault", "warm p50", "warm p95", "cold p50", "cold p95");
         for (name, faults, mid_stream) in kinds {
             let (mut warm, mut cold) = (Vec::new(), Vec::new());
             for i in 0..warm_runs + cold_runs {
