@@ -8,7 +8,7 @@ use understudy_router::{health, ConnectionReport, HealthSnapshot, TurnEvent};
 use understudy_store::export::{self, Format};
 use understudy_store::{Backend, Conversation, Hit, Message};
 
-use crate::setup::{Setup, SettingsView};
+use crate::setup::{SettingsView, Setup};
 use crate::IpcError;
 
 type Res<T> = Result<T, IpcError>;
@@ -64,7 +64,9 @@ pub fn rename_conversation(setup: State<'_, Setup>, id: i64, title: String) -> R
 
 #[tauri::command]
 pub fn set_conversation_options(setup: State<'_, Setup>, id: i64, system_prompt: Option<String>, model: Option<String>) -> Res<Conversation> {
-    Ok(setup.conversations.with_store(|s| s.set_system_prompt(id, system_prompt.as_deref()).and(s.set_conversation_model(id, model.as_deref())).and(s.conversation(id)))?)
+    Ok(setup
+        .conversations
+        .with_store(|s| s.set_system_prompt(id, system_prompt.as_deref()).and(s.set_conversation_model(id, model.as_deref())).and(s.conversation(id)))?)
 }
 
 #[tauri::command]
@@ -139,7 +141,11 @@ pub fn stop_answer(setup: State<'_, Setup>, id: i64) -> bool {
 /// Saves the conversation into the Downloads folder; returns the file's path.
 #[tauri::command]
 pub fn export_conversation(setup: State<'_, Setup>, id: i64, format: Format) -> Res<std::path::PathBuf> {
-    setup.conversations.with_store(|s| Ok((s.conversation(id)?, s.messages(id)?))).map_err(IpcError::from).and_then(|(c, m)| export::save(&setup.paths.exports_dir(), &c, &m, format).map_err(|e| IpcError::new("io", e)))
+    setup
+        .conversations
+        .with_store(|s| Ok((s.conversation(id)?, s.messages(id)?)))
+        .map_err(IpcError::from)
+        .and_then(|(c, m)| export::save(&setup.paths.exports_dir(), &c, &m, format).map_err(|e| IpcError::new("io", e)))
 }
 
 /// The Models page's contents.
@@ -164,7 +170,11 @@ pub async fn models_files(repo: String) -> Res<Vec<understudy_models::hf::RepoFi
 
 /// Downloads (or resumes) a catalog id or owner/repo/file.gguf; progress over the channel.
 #[tauri::command]
-pub async fn models_download(setup: State<'_, Setup>, id: String, on_event: Channel<understudy_models::manager::Event>) -> Res<understudy_models::manager::Event> {
+pub async fn models_download(
+    setup: State<'_, Setup>,
+    id: String,
+    on_event: Channel<understudy_models::manager::Event>,
+) -> Res<understudy_models::manager::Event> {
     let source = understudy_models::catalog::resolve(&understudy_models::catalog::Catalog::builtin(), &id).map_err(|e| IpcError::new("model_id", e))?;
     Ok(setup.downloads.pull(&source, &understudy_models::catalog::hf_endpoint(), |e| drop(on_event.send(e))).await)
 }

@@ -65,7 +65,16 @@ impl Setup {
         let router = Router::new(Chain::build(&loaded.config, &paths, &StoredKeys(secrets.clone())), engine);
         let conversations = Conversations::new(store, router);
         let downloads = understudy_models::manager::Downloads::new(paths.models_dir())?;
-        Ok(Setup { env, paths, problem_at_start: loaded.problem, secrets, conversations, gateway: Default::default(), downloads, gateway_state: Default::default() })
+        Ok(Setup {
+            env,
+            paths,
+            problem_at_start: loaded.problem,
+            secrets,
+            conversations,
+            gateway: Default::default(),
+            downloads,
+            gateway_state: Default::default(),
+        })
     }
 
     pub fn init_logging(&self) -> logging::LogGuard {
@@ -134,7 +143,8 @@ impl Setup {
                     Err(e) => {
                         tracing::warn!("in-app gateway: {e}");
                         let taken = matches!(&e, understudy_gateway::GatewayError::Bind { source, .. } if source.kind() == std::io::ErrorKind::AddrInUse);
-                        let hint = if taken { " (another program, perhaps `understudy serve`, uses that port; stop it or change [gateway] listen)" } else { "" };
+                        let hint =
+                            if taken { " (another program, perhaps `understudy serve`, uses that port; stop it or change [gateway] listen)" } else { "" };
                         error = Some(format!("{e}{hint}"));
                     }
                 }
@@ -183,11 +193,22 @@ impl Setup {
 
     /// The Models page: installed and discovered models, the catalog with download states.
     pub fn models(&self) -> understudy_models::library::Shelf {
-        use understudy_models::{catalog::Catalog, library::{Library, Memory}, scan::Roots};
+        use understudy_models::{
+            catalog::Catalog,
+            library::{Library, Memory},
+            scan::Roots,
+        };
         let config = config::load(&self.env, &self.paths).config;
         let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_default();
         let roots = Roots::from_env(|k| std::env::var(k).ok(), &home);
-        Library::new(self.paths.models_dir()).shelf(&Catalog::builtin(), &roots, config.local.context, Memory::now(), config.local.model, &self.downloads.running())
+        Library::new(self.paths.models_dir()).shelf(
+            &Catalog::builtin(),
+            &roots,
+            config.local.context,
+            Memory::now(),
+            config.local.model,
+            &self.downloads.running(),
+        )
     }
 
     /// Makes `model` (a catalog id or a .gguf path) the offline model, in the config file.

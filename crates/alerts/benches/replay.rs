@@ -64,7 +64,8 @@ fn main() {
     let end = tl.phase.iter().find(|p| p.state == "end").map_or(120.0, |p| p.at);
     let mock = understudy_testkit::Llmock::start(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let env = Env::from_pairs([("UNDERSTUDY_DATA_DIR", dir.path().display().to_string()), ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string())]);
+    let env =
+        Env::from_pairs([("UNDERSTUDY_DATA_DIR", dir.path().display().to_string()), ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string())]);
     let paths = Paths::resolve(&env).unwrap();
     let mut c = Config { mode: Mode::Auto, ..Config::default() };
     c.providers = vec![ProviderConfig { id: "openai".into(), base_url: mock.base_url(), model: "gpt-4o-mini".into(), api_key: ApiKeySource::Keyring }];
@@ -78,7 +79,10 @@ fn main() {
     c.failover.open_for = Duration::from_secs(4);
     c.failover.open_for_max = Duration::from_secs(16);
     c.failover.status_page = String::new();
-    let router = Router::new(Chain::build(&c, &paths, &FixedKey("sk-replay-0123456789".into())), Engine::new(EngineConfig::new(understudy_testkit::local_worker(), &[])));
+    let router = Router::new(
+        Chain::build(&c, &paths, &FixedKey("sk-replay-0123456789".into())),
+        Engine::new(EngineConfig::new(understudy_testkit::local_worker(), &[])),
+    );
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let t0 = Instant::now();
     let now = move || t0.elapsed().as_secs_f64();
@@ -95,7 +99,12 @@ fn main() {
             tokio::spawn(async move {
                 let mut current = String::new();
                 while now() < end {
-                    let p = phases.iter().rev().find(|p| p.at <= now()).cloned().unwrap_or(Phase { at: 0.0, state: "healthy".into(), error_rate: 0.0, slow_first_token: 0.0 });
+                    let p = phases.iter().rev().find(|p| p.at <= now()).cloned().unwrap_or(Phase {
+                        at: 0.0,
+                        state: "healthy".into(),
+                        error_rate: 0.0,
+                        slow_first_token: 0.0,
+                    });
                     let behaviors = match p.state.as_str() {
                         "outage" => Some(serde_json::json!([{ "type": "fail", "status": 503, "message": "service unavailable", "times": 100_000 }])),
                         "degraded" => Some(serde_json::Value::Array(
@@ -128,7 +137,8 @@ fn main() {
             let (rx, samples, notices, phases) = (router.health(), samples.clone(), notices.clone(), tl.phase.clone());
             tokio::spawn(async move {
                 let mut ind = Indicator::new(Duration::from_secs(3));
-                let mut notifier = Notifier::new(NotifierConfig { enabled: true, recovery_after: Duration::from_secs(6), reopen_window: Duration::from_secs(60) });
+                let mut notifier =
+                    Notifier::new(NotifierConfig { enabled: true, recovery_after: Duration::from_secs(6), reopen_window: Duration::from_secs(60) });
                 while now() < end {
                     let snap = rx.borrow().clone();
                     let d = Duration::from_secs_f64(now());
@@ -172,7 +182,8 @@ fn main() {
     let samples = samples.lock().unwrap().clone();
     let notices = notices.lock().unwrap().clone();
     let answered = prompts.iter().filter(|p| p.ok).count();
-    let mut healthy_openai: Vec<f64> = prompts.iter().filter(|p| p.ok && p.began_with == "openai" && truth(&tl.phase, p.at) == "healthy").map(|p| p.total).collect();
+    let mut healthy_openai: Vec<f64> =
+        prompts.iter().filter(|p| p.ok && p.began_with == "openai" && truth(&tl.phase, p.at) == "healthy").map(|p| p.total).collect();
     let baseline = pct(&mut healthy_openai, 50.0);
     let mut incident: Vec<f64> = prompts.iter().filter(|p| p.ok && truth(&tl.phase, p.at) != "healthy").map(|p| p.total - baseline).collect();
     // Incidents (a healthy → not-healthy edge) and their ends.
@@ -186,14 +197,16 @@ fn main() {
             recoveries.push(w[1].at);
         }
     }
-    let returns: Vec<f64> = recoveries
-        .iter()
-        .map(|&r| prompts.iter().filter(|p| p.at >= r && p.began_with == "openai").map(|p| p.at - r).fold(f64::INFINITY, f64::min))
-        .collect();
+    let returns: Vec<f64> =
+        recoveries.iter().map(|&r| prompts.iter().filter(|p| p.at >= r && p.began_with == "openai").map(|p| p.at - r).fold(f64::INFINITY, f64::min)).collect();
     // A local answer in a healthy phase, once the return window after an incident has passed.
     let false_failovers = prompts
         .iter()
-        .filter(|p| p.ok && p.began_with == "local" && truth(&tl.phase, p.at) == "healthy" && !recoveries.iter().any(|&r| p.at >= r && p.at < r + 2.0 * PROBE.as_secs_f64() + 16.0))
+        .filter(|p| {
+            p.ok && p.began_with == "local"
+                && truth(&tl.phase, p.at) == "healthy"
+                && !recoveries.iter().any(|&r| p.at >= r && p.at < r + 2.0 * PROBE.as_secs_f64() + 16.0)
+        })
         .count();
     let wrong_tray: f64 = samples
         .windows(2)
@@ -213,10 +226,17 @@ fn main() {
     println!("prompts answered        {answered}/{} ({:.1} %)", prompts.len(), 100.0 * answered as f64 / prompts.len().max(1) as f64);
     println!("healthy baseline        {:.0} ms per answer (OpenAI, p50)", baseline * 1e3);
     println!("added during incidents  p50 {:.0} ms, p95 {:.0} ms", pct(&mut incident.clone(), 50.0) * 1e3, pct(&mut incident, 95.0) * 1e3);
-    println!("notifications           {outage_n} outage, {recovery_n} recovery ({} updated in place) for {incidents} incident(s)", notices.iter().filter(|n| n.2).count());
+    println!(
+        "notifications           {outage_n} outage, {recovery_n} recovery ({} updated in place) for {incidents} incident(s)",
+        notices.iter().filter(|n| n.2).count()
+    );
     println!("tray wrong              {wrong_tray:.1} s of {end:.0} s (detection and the 3 s hold included)");
     println!("false failovers         {false_failovers}");
-    println!("back to OpenAI after    {} (probe interval {} s)", returns.iter().map(|r| if r.is_finite() { format!("{r:.1} s") } else { "never".into() }).collect::<Vec<_>>().join(", "), PROBE.as_secs());
+    println!(
+        "back to OpenAI after    {} (probe interval {} s)",
+        returns.iter().map(|r| if r.is_finite() { format!("{r:.1} s") } else { "never".into() }).collect::<Vec<_>>().join(", "),
+        PROBE.as_secs()
+    );
 
     // The timeline as an SVG: truth, tray, and each prompt (x = when, y = how long, colour = who).
     let (w, h, x) = (1000.0, 320.0, |t: f64| 40.0 + t / end * 940.0);
@@ -247,11 +267,24 @@ fn main() {
     let _ = write!(svg, "<text x='2' y='39'>API</text><text x='2' y='59'>tray</text>");
     let ymax = prompts.iter().map(|p| p.total).fold(1.0, f64::max);
     for p in &prompts {
-        let fill = if !p.ok { "#000" } else if p.began_with == "local" { "#f97316" } else if p.answered_by == "local" { "#a855f7" } else { "#3b82f6" };
+        let fill = if !p.ok {
+            "#000"
+        } else if p.began_with == "local" {
+            "#f97316"
+        } else if p.answered_by == "local" {
+            "#a855f7"
+        } else {
+            "#3b82f6"
+        };
         let _ = write!(svg, "<circle cx='{:.1}' cy='{:.1}' r='3' fill='{fill}'/>", x(p.at), 300.0 - p.total / ymax * 220.0);
     }
     for (t, slot, _) in &notices {
-        let _ = write!(svg, "<line x1='{0:.1}' x2='{0:.1}' y1='66' y2='300' stroke='{1}' stroke-dasharray='3,3'/>", x(*t), if *slot == Slot::Recovery { "#22c55e" } else { "#ef4444" });
+        let _ = write!(
+            svg,
+            "<line x1='{0:.1}' x2='{0:.1}' y1='66' y2='300' stroke='{1}' stroke-dasharray='3,3'/>",
+            x(*t),
+            if *slot == Slot::Recovery { "#22c55e" } else { "#ef4444" }
+        );
     }
     let _ = write!(svg, "<text x='40' y='316'>dots: answers (y = seconds, max {ymax:.1} s) — blue OpenAI, orange offline model, purple continued offline, black failed; dashed: notifications</text></svg>");
     let out = std::env::var("REPLAY_SVG").unwrap_or_else(|_| format!("{}.svg", path.trim_end_matches(".toml")));

@@ -76,7 +76,8 @@ mod tests {
                 assert_eq!(px(img, size, 0, 0)[3], 0, "corners are transparent");
             }
             // Same shape masks never coincide: states differ without colour too.
-            let masks: Vec<Vec<bool>> = imgs.iter().map(|i| i.chunks(4).map(|p| p[3] > 128 && p[0] == 0xff && p[1] == 0xff && p[2] == 0xff).collect()).collect();
+            let masks: Vec<Vec<bool>> =
+                imgs.iter().map(|i| i.chunks(4).map(|p| p[3] > 128 && p[0] == 0xff && p[1] == 0xff && p[2] == 0xff).collect()).collect();
             for a in 0..masks.len() {
                 for b in a + 1..masks.len() {
                     assert_ne!(masks[a], masks[b], "{:?} and {:?} at {size}px", states[a], states[b]);

@@ -227,7 +227,13 @@ impl Notifier {
                 self.outage = None;
                 self.closed_at = None;
                 self.last_outage_end = Some(now);
-                out.push(Notice { slot: Slot::Recovery, replace: false, summary: format!("{} is back", p.label), body: format!("Answers come from {} again.", p.label), opens: None });
+                out.push(Notice {
+                    slot: Slot::Recovery,
+                    replace: false,
+                    summary: format!("{} is back", p.label),
+                    body: format!("Answers come from {} again.", p.label),
+                    opens: None,
+                });
             }
         }
         match &p.account_problem {

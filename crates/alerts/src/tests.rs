@@ -85,7 +85,10 @@ fn a_flap_is_one_outage_and_a_reopen_soon_after_recovery_updates_it_in_place() {
         ],
     );
     let got: Vec<_> = got.iter().map(|(t, slot, replace, _)| (*t, *slot, *replace)).collect();
-    assert_eq!(got, [(0, Slot::Outage, false), (300, Slot::Recovery, false), (500, Slot::Outage, true), (2200, Slot::Recovery, false), (4000, Slot::Outage, false)]);
+    assert_eq!(
+        got,
+        [(0, Slot::Outage, false), (300, Slot::Recovery, false), (500, Slot::Outage, true), (2200, Slot::Recovery, false), (4000, Slot::Outage, false)]
+    );
 }
 
 #[test]
@@ -103,7 +106,10 @@ fn an_account_problem_is_told_once_pointing_to_settings() {
     let mut bad_key = healthy();
     bad_key.providers[0].account_problem = Some("OpenAI rejected the API key (401)".into());
     let got = run(&mut n, &[(0, bad_key.clone()), (10, bad_key.clone()), (20, bad_key.clone()), (30, healthy()), (40, bad_key)]);
-    assert_eq!(got.iter().map(|(t, slot, _, summary)| (*t, *slot, summary.as_str())).collect::<Vec<_>>(), [(0, Slot::Account, "OpenAI needs attention in Settings"), (40, Slot::Account, "OpenAI needs attention in Settings")]);
+    assert_eq!(
+        got.iter().map(|(t, slot, _, summary)| (*t, *slot, summary.as_str())).collect::<Vec<_>>(),
+        [(0, Slot::Account, "OpenAI needs attention in Settings"), (40, Slot::Account, "OpenAI needs attention in Settings")]
+    );
     let mut n = notifier();
     let mut bad = healthy();
     bad.providers[0].account_problem = Some("the OpenAI account has no quota left (429)".into());

@@ -87,7 +87,9 @@ fn main() {
         } else {
             status == 200 && (if stream { text.contains("[DONE]") } else { text.contains("\"content\"") })
         };
-        let kind = fault.as_ref().map_or("none".to_string(), |f| format!("{} {}", f["type"].as_str().unwrap_or(""), f.get("status").or(f.get("kind")).map(|v| v.to_string()).unwrap_or_default()));
+        let kind = fault.as_ref().map_or("none".to_string(), |f| {
+            format!("{} {}", f["type"].as_str().unwrap_or(""), f.get("status").or(f.get("kind")).map(|v| v.to_string()).unwrap_or_default())
+        });
         let e = by_kind.entry(kind).or_default();
         e.0 += 1;
         e.1 += usize::from(provider.as_deref() == Some("local"));
@@ -112,8 +114,16 @@ fn main() {
     Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
     let code = serve.wait().unwrap().code();
     let growth = (rss1 as f64 - rss0 as f64) / rss0 as f64 * 100.0;
-    println!("soak: {total} requests in {:.0} s; answered {answered} ({local} by the offline model), correct errors {errors}, wrong {}", t0.elapsed().as_secs_f64(), wrong.len());
-    println!("gateway RSS after warm-up {} MB, at the end {} MB ({growth:+.1} %, target < 10 %); open fds {fd0} → {fd1}; exit on SIGTERM {code:?}", rss0 / 1024, rss1 / 1024);
+    println!(
+        "soak: {total} requests in {:.0} s; answered {answered} ({local} by the offline model), correct errors {errors}, wrong {}",
+        t0.elapsed().as_secs_f64(),
+        wrong.len()
+    );
+    println!(
+        "gateway RSS after warm-up {} MB, at the end {} MB ({growth:+.1} %, target < 10 %); open fds {fd0} → {fd1}; exit on SIGTERM {code:?}",
+        rss0 / 1024,
+        rss1 / 1024
+    );
     for (k, (n, l)) in &by_kind {
         println!("  {k:<28} {n:>5} requests, {l:>5} answered locally");
     }

@@ -243,8 +243,6 @@ async fn shutdown() {
     }
 }
 
-
-
 /// Runs `f` on a small runtime; an error is a runtime failure (exit 1).
 fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f)
@@ -281,7 +279,11 @@ fn chat(provider: &str, message: String, config: &understudy_core::Config, paths
 }
 
 /// Streams one answer; returns the router's error, if the answer failed.
-async fn stream_answer(router: understudy_router::Router, request: understudy_router::ChatRequest, json: bool) -> anyhow::Result<Option<understudy_router::ChatError>> {
+async fn stream_answer(
+    router: understudy_router::Router,
+    request: understudy_router::ChatRequest,
+    json: bool,
+) -> anyhow::Result<Option<understudy_router::ChatError>> {
     use std::io::Write;
     use understudy_router::Event;
     let mut answer = router.chat(request);
@@ -319,10 +321,15 @@ async fn stream_answer(router: understudy_router::Router, request: understudy_ro
                 }
                 (provider, failover) = (p, Some(reason));
             }
-            Event::Usage { prompt_tokens, completion_tokens } => usage = Some(serde_json::json!({ "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens })),
+            Event::Usage { prompt_tokens, completion_tokens } => {
+                usage = Some(serde_json::json!({ "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens }))
+            }
             Event::Done { finish_reason, model } => {
                 if json {
-                    line(&mut out, serde_json::json!({ "type": "done", "provider": provider, "model": model, "finish_reason": finish_reason, "failover": failover, "usage": usage }))?;
+                    line(
+                        &mut out,
+                        serde_json::json!({ "type": "done", "provider": provider, "model": model, "finish_reason": finish_reason, "failover": failover, "usage": usage }),
+                    )?;
                 } else {
                     writeln!(out)?;
                 }

@@ -11,7 +11,6 @@ use understudy_models::scan::Roots;
 
 use crate::ModelsCommand as Command;
 
-
 fn roots() -> Roots {
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
     Roots::from_env(|k| std::env::var(k).ok(), &home)
@@ -104,8 +103,22 @@ pub fn run(cmd: Command, config: &Config, paths: &Paths, json: bool) -> ExitCode
             }
             writeln!(out, "\nAvailable to download (understudy models pull ID):")?;
             for e in &catalog.models {
-                let tag = if downloaded.contains(&e.id.as_str()) { "downloaded" } else if e.recommended { "recommended" } else { "" };
-                writeln!(out, "  {:<32} {:>8}  {:<26} {}{}", e.id, gb(e.size), e.name, e.good_for, if tag.is_empty() { String::new() } else { format!(" [{tag}]") })?;
+                let tag = if downloaded.contains(&e.id.as_str()) {
+                    "downloaded"
+                } else if e.recommended {
+                    "recommended"
+                } else {
+                    ""
+                };
+                writeln!(
+                    out,
+                    "  {:<32} {:>8}  {:<26} {}{}",
+                    e.id,
+                    gb(e.size),
+                    e.name,
+                    e.good_for,
+                    if tag.is_empty() { String::new() } else { format!(" [{tag}]") }
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -165,7 +178,13 @@ pub fn run(cmd: Command, config: &Config, paths: &Paths, json: bool) -> ExitCode
                 if json {
                     writeln!(out, "{}", serde_json::json!({ "id": m.id, "path": m.path, "ok": problem.is_none(), "problem": problem }))?;
                 } else {
-                    writeln!(out, "{:<8} {}{}", if problem.is_none() { "ok" } else { "BROKEN" }, m.path.display(), problem.map(|p| format!(": {p}")).unwrap_or_default())?;
+                    writeln!(
+                        out,
+                        "{:<8} {}{}",
+                        if problem.is_none() { "ok" } else { "BROKEN" },
+                        m.path.display(),
+                        problem.map(|p| format!(": {p}")).unwrap_or_default()
+                    )?;
                 }
             }
             Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
@@ -180,7 +199,10 @@ pub fn run(cmd: Command, config: &Config, paths: &Paths, json: bool) -> ExitCode
             let (found, empty) = if q.split('/').count() == 2 && !q.contains(' ') {
                 let found = rt.block_on(hub.files(q)).map(|files| {
                     for f in &files {
-                        rows.push((serde_json::to_value(f).expect("files serialise"), format!("{:<10} {:>9}  {q}/{}", f.quantization.as_deref().unwrap_or("?"), gb(f.size), f.path)));
+                        rows.push((
+                            serde_json::to_value(f).expect("files serialise"),
+                            format!("{:<10} {:>9}  {q}/{}", f.quantization.as_deref().unwrap_or("?"), gb(f.size), f.path),
+                        ));
                     }
                 });
                 (found, format!("{q} has no single-file .gguf models."))
@@ -235,7 +257,11 @@ fn pull(catalog: &Catalog, library: &Library, id: &str, json: bool) -> anyhow::R
     eprintln!("understudy: {}", source.url(&endpoint));
     let downloads = Downloads::new(&library.dir)?;
     let bar = if json { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(0) };
-    bar.set_style(indicatif::ProgressStyle::with_template("{msg:11} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}").expect("a valid template").progress_chars("=> "));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:11} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
     bar.set_message("downloading");
     let last_json = std::sync::Mutex::new(None::<std::time::Instant>);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -267,10 +293,19 @@ fn pull(catalog: &Catalog, library: &Library, id: &str, json: bool) -> anyhow::R
     match outcome {
         Event::Done { path, size, sha256, verified, resumed_bytes } => {
             if json {
-                println!("{}", serde_json::json!({ "type": "done", "path": path, "size": size, "sha256": sha256, "verified": verified, "resumed_bytes": resumed_bytes }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "type": "done", "path": path, "size": size, "sha256": sha256, "verified": verified, "resumed_bytes": resumed_bytes })
+                );
             } else {
                 let use_as = if source.entry.is_some() { source.local_name.trim_end_matches(".gguf").to_string() } else { path.display().to_string() };
-                println!("Downloaded {} ({}, sha256 {}{}).", path.display(), gb(size), &sha256[..12.min(sha256.len())], if verified { ", verified" } else { "" });
+                println!(
+                    "Downloaded {} ({}, sha256 {}{}).",
+                    path.display(),
+                    gb(size),
+                    &sha256[..12.min(sha256.len())],
+                    if verified { ", verified" } else { "" }
+                );
                 println!("To answer with it: [local] model = {use_as:?} (or choose it in the app's Models page).");
             }
             Ok(ExitCode::SUCCESS)

@@ -85,12 +85,8 @@ fn logs_go_to_the_data_dir() {
 #[test]
 fn worker_speaks_the_engine_protocol() {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_understudy"))
-        .arg("worker")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        Command::new(env!("CARGO_BIN_EXE_understudy")).arg("worker").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     writeln!(stdin, r#"{{"type":"load","path":"/no/such.gguf","context":512,"threads":1}}"#).unwrap();
     writeln!(stdin, r#"{{"type":"stats"}}"#).unwrap();

@@ -78,7 +78,11 @@ fn sigterm_stops_the_gateway_cleanly() {
 
 #[test]
 fn serve_refuses_a_non_loopback_address() {
-    let out = Command::new(env!("CARGO_BIN_EXE_understudy")).args(["serve", "--listen", "0.0.0.0:8321"]).env("UNDERSTUDY_DATA_DIR", std::env::temp_dir()).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_understudy"))
+        .args(["serve", "--listen", "0.0.0.0:8321"])
+        .env("UNDERSTUDY_DATA_DIR", std::env::temp_dir())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback only"));
 }

@@ -213,7 +213,14 @@ fn downloads_and_search_go_through_the_proxy_the_environment_names() {
     // absolute-form requests like a forward proxy would pass them on) can serve it.
     let e = env(None);
     let run = |args: &[&str]| {
-        e.cmd(args).env("HF_ENDPOINT", "http://hub.invalid").env("HTTP_PROXY", e.mirror.endpoint()).env("http_proxy", e.mirror.endpoint()).env_remove("NO_PROXY").env_remove("no_proxy").output().unwrap()
+        e.cmd(args)
+            .env("HF_ENDPOINT", "http://hub.invalid")
+            .env("HTTP_PROXY", e.mirror.endpoint())
+            .env("http_proxy", e.mirror.endpoint())
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .output()
+            .unwrap()
     };
     let out = run(&["models", "pull", "--json", "test-org/Tiny-GGUF/tiny-Q4_K_M.gguf"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -26,7 +26,11 @@ fn the_key_is_in_no_output_log_or_file_after_a_full_session() {
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    std::fs::write(dir.path().join("config.toml"), format!("[failover]\nstatus_page = \"\"\n[local]\ncontext = 512\nthreads = 1\n[gateway]\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!("[failover]\nstatus_page = \"\"\n[local]\ncontext = 512\nthreads = 1\n[gateway]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
     understudy_store::Secrets::file_only(&data).set("openai", KEY).unwrap();
     let cmd = |args: &[&str]| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_understudy"));
@@ -58,7 +62,15 @@ fn the_key_is_in_no_output_log_or_file_after_a_full_session() {
     }
     let http = reqwest::blocking::Client::new();
     let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
-    let answer = http.post(format!("http://127.0.0.1:{port}/v1/chat/completions")).bearer_auth("client-token").body(body).header("content-type", "application/json").send().unwrap().text().unwrap();
+    let answer = http
+        .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+        .bearer_auth("client-token")
+        .body(body)
+        .header("content-type", "application/json")
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
     let models = http.get(format!("http://127.0.0.1:{port}/v1/models")).send().unwrap().text().unwrap();
     outputs.push(cmd(&["status", "--json"]).output().unwrap());
     Command::new("kill").args(["-TERM", &serve.id().to_string()]).status().unwrap();

@@ -82,12 +82,7 @@ pub struct ProviderConfig {
 
 impl ProviderConfig {
     fn openai_default() -> Self {
-        ProviderConfig {
-            id: "openai".into(),
-            base_url: OPENAI_DEFAULT_BASE_URL.into(),
-            model: "gpt-4o-mini".into(),
-            api_key: ApiKeySource::Keyring,
-        }
+        ProviderConfig { id: "openai".into(), base_url: OPENAI_DEFAULT_BASE_URL.into(), model: "gpt-4o-mini".into(), api_key: ApiKeySource::Keyring }
     }
 }
 
@@ -163,11 +158,7 @@ pub struct NotificationsConfig {
 
 impl Default for NotificationsConfig {
     fn default() -> Self {
-        NotificationsConfig {
-            enabled: true,
-            recovery_after: Duration::from_secs(120),
-            reopen_window: Duration::from_secs(600),
-        }
+        NotificationsConfig { enabled: true, recovery_after: Duration::from_secs(120), reopen_window: Duration::from_secs(600) }
     }
 }
 
@@ -332,12 +323,7 @@ struct Doc<'a> {
 impl Doc<'_> {
     fn error(&self, span: Option<std::ops::Range<usize>>, key: Option<String>, message: &str) -> ConfigError {
         let line = span.map(|s| line_of(self.text, s.start));
-        ConfigError::Invalid {
-            file: self.file.to_path_buf(),
-            line,
-            key,
-            message: message.trim().to_string(),
-        }
+        ConfigError::Invalid { file: self.file.to_path_buf(), line, key, message: message.trim().to_string() }
     }
 
     fn error_at(&self, root: &toml::Spanned<DeTable<'_>>, key: &str, message: &str) -> ConfigError {
@@ -375,7 +361,11 @@ impl RawConfig {
             return Err(doc.error_at(root, "failover.status_page", "must be an http(s) URL, or \"\" to disable"));
         }
         if !self.gateway.listen.ip().is_loopback() {
-            return Err(doc.error_at(root, "gateway.listen", "must be a loopback address (127.0.0.1:PORT or [::1]:PORT): the gateway is for this computer only"));
+            return Err(doc.error_at(
+                root,
+                "gateway.listen",
+                "must be a loopback address (127.0.0.1:PORT or [::1]:PORT): the gateway is for this computer only",
+            ));
         }
 
         let providers = match self.providers {
@@ -388,7 +378,11 @@ impl RawConfig {
                         return Err(doc.error_at(root, &key("id"), "must be non-empty and use only letters, digits, '-', '_' or '.'"));
                     }
                     if p.id == LOCAL_PROVIDER_ID {
-                        return Err(doc.error_at(root, &key("id"), "\"local\" is reserved: the local engine is always the last provider and is configured under [local]"));
+                        return Err(doc.error_at(
+                            root,
+                            &key("id"),
+                            "\"local\" is reserved: the local engine is always the last provider and is configured under [local]",
+                        ));
                     }
                     if out.iter().any(|o| o.id == p.id) {
                         return Err(doc.error_at(root, &key("id"), &format!("duplicate provider id \"{}\"", p.id)));
@@ -453,9 +447,7 @@ fn is_http_url(s: &str) -> bool {
 }
 
 fn is_env_name(s: &str) -> bool {
-    !s.is_empty()
-        && !s.starts_with(|c: char| c.is_ascii_digit())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    !s.is_empty() && !s.starts_with(|c: char| c.is_ascii_digit()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn line_of(text: &str, byte: usize) -> usize {
@@ -697,7 +689,12 @@ listen = "127.0.0.1:9000"
         check_err("[gateway]\nlisten = \"localhost\"\n", 2, "gateway.listen", "invalid");
         // providers
         check_err("[[providers]]\nid = \"local\"\n", 2, "providers[0].id", "reserved");
-        check_err("[[providers]]\nid = \"a\"\nbase_url = \"http://a\"\n[[providers]]\nid = \"a\"\nbase_url = \"http://b\"\n", 5, "providers[1].id", "duplicate");
+        check_err(
+            "[[providers]]\nid = \"a\"\nbase_url = \"http://a\"\n[[providers]]\nid = \"a\"\nbase_url = \"http://b\"\n",
+            5,
+            "providers[1].id",
+            "duplicate",
+        );
         check_err("[[providers]]\nid = \"groq\"\n", 1, "providers[0].base_url", "required");
         check_err("[[providers]]\nid = \"openai\"\nbase_url = \"ftp://x\"\n", 3, "providers[0].base_url", "http(s) URL");
         check_err("[[providers]]\nid = \"openai\"\napi_key = \"env:\"\n", 3, "providers[0].api_key", "env:NAME");

@@ -21,10 +21,19 @@ fn main() {
     let requests: usize = std::env::var("OVERHEAD_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(BLOCKS * PER_BLOCK);
     let mock = understudy_testkit::Llmock::start(&[]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let env = Env::from_pairs([("UNDERSTUDY_DATA_DIR", dir.path().join("data").display().to_string()), ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string())]);
+    let env = Env::from_pairs([
+        ("UNDERSTUDY_DATA_DIR", dir.path().join("data").display().to_string()),
+        ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string()),
+    ]);
     let paths = Paths::resolve(&env).expect("paths");
-    let config = Config { providers: vec![ProviderConfig { id: "openai".into(), base_url: mock.base_url(), model: "gpt-4o-mini".into(), api_key: ApiKeySource::Keyring }], ..Config::default() };
-    let router = Router::new(Chain::build(&config, &paths, &FixedKey("sk-bench-0123456789".into())), Engine::new(EngineConfig::new(std::path::PathBuf::from("/nonexistent"), &[])));
+    let config = Config {
+        providers: vec![ProviderConfig { id: "openai".into(), base_url: mock.base_url(), model: "gpt-4o-mini".into(), api_key: ApiKeySource::Keyring }],
+        ..Config::default()
+    };
+    let router = Router::new(
+        Chain::build(&config, &paths, &FixedKey("sk-bench-0123456789".into())),
+        Engine::new(EngineConfig::new(std::path::PathBuf::from("/nonexistent"), &[])),
+    );
     let addr = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port");
 
     // The gateway on its own runtime and threads, as in `understudy serve`.
@@ -62,7 +71,12 @@ fn main() {
             println!(
                 "{:<11} {:>9.3}ms {:>9.3}ms {:>9.3}ms {:>9.3}ms {:>9.3}ms {:>9.3}ms",
                 if stream { "stream" } else { "non-stream" },
-                ms(d50), ms(g50), ms(g50) - ms(d50), ms(d99), ms(g99), ms(g99) - ms(d99)
+                ms(d50),
+                ms(g50),
+                ms(g50) - ms(d50),
+                ms(d99),
+                ms(g99),
+                ms(g99) - ms(d99)
             );
         }
         println!("\ntarget: added p50 <= 1 ms");

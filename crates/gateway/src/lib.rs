@@ -64,7 +64,12 @@ pub fn app(router: Router, cfg: GatewayConfig) -> axum::Router {
 
 /// Serves on `addr` (loopback only) until `shutdown` completes; then stops accepting and lets
 /// the streams in flight finish.
-pub async fn serve(router: Router, cfg: GatewayConfig, addr: SocketAddr, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), GatewayError> {
+pub async fn serve(
+    router: Router,
+    cfg: GatewayConfig,
+    addr: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
     let listener = bind(addr).await?;
     axum::serve(listener, app(router, cfg)).with_graceful_shutdown(shutdown).await.map_err(GatewayError::Serve)
 }
@@ -132,13 +137,23 @@ fn is_loopback_host(host: &str) -> bool {
 async fn guard(State(app): State<App>, req: Request, next: Next) -> Response {
     let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
     if !is_loopback_host(host) {
-        return error(StatusCode::FORBIDDEN, "invalid_request_error", Some("host_not_allowed"), "Understudy's gateway only answers requests addressed to localhost.");
+        return error(
+            StatusCode::FORBIDDEN,
+            "invalid_request_error",
+            Some("host_not_allowed"),
+            "Understudy's gateway only answers requests addressed to localhost.",
+        );
     }
     // Health is not a secret and `understudy status` has no token; answers and models are.
     if let Some(token) = app.cfg.token.as_ref().filter(|_| req.uri().path() != "/understudy/status") {
         let given = req.headers().get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Bearer "));
         if given != Some(token.as_str()) {
-            return error(StatusCode::UNAUTHORIZED, "invalid_request_error", Some("invalid_api_key"), "This gateway needs its token as the API key (understudy serve --token).");
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                Some("invalid_api_key"),
+                "This gateway needs its token as the API key (understudy serve --token).",
+            );
         }
     }
     next.run(req).await
@@ -176,7 +191,8 @@ fn parse(body: &Bytes) -> Result<Parsed, Box<Response>> {
         if !matches!(role, "system" | "user" | "assistant") {
             return Err(bad(&format!("messages[{i}].role {role:?} is not supported.")));
         }
-        let content = text_of(m.get("content").unwrap_or(&Value::Null)).ok_or_else(|| bad(&format!("messages[{i}].content must be a string or an array of parts.")))?;
+        let content =
+            text_of(m.get("content").unwrap_or(&Value::Null)).ok_or_else(|| bad(&format!("messages[{i}].content must be a string or an array of parts.")))?;
         messages.push(Turn::new(role, &content));
     }
     let max_tokens = v.get("max_completion_tokens").or_else(|| v.get("max_tokens")).and_then(Value::as_u64).map(|n| n.min(u64::from(u32::MAX)) as u32);
@@ -293,19 +309,25 @@ fn sse(mut answer: Answer, id: String, model: String, include_usage: bool) -> im
                     continue;
                 }
                 Event::Usage { prompt_tokens, completion_tokens } => {
-                    usage = Some(json!({ "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens }));
+                    usage = Some(
+                        json!({ "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens }),
+                    );
                     continue;
                 }
                 Event::Done { finish_reason, .. } => {
                     let _ = tx.send(chunk(&model, json!({}), Some(&finish_reason))).await;
                     if let (true, Some(u)) = (include_usage, usage.take()) {
-                        let _ = tx.send(Bytes::from(format!("data: {}\n\n", json!({ "object": "chat.completion.chunk", "model": model, "choices": [], "usage": u })))).await;
+                        let _ = tx
+                            .send(Bytes::from(format!("data: {}\n\n", json!({ "object": "chat.completion.chunk", "model": model, "choices": [], "usage": u }))))
+                            .await;
                     }
                     let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
                     return;
                 }
                 // Mid-stream and nothing could continue: OpenAI's error chunk, and no [DONE].
-                Event::Error { error } => Bytes::from(format!("data: {}\n\n", json!({ "error": { "message": error.to_string(), "type": "server_error", "code": error.code } }))),
+                Event::Error { error } => {
+                    Bytes::from(format!("data: {}\n\n", json!({ "error": { "message": error.to_string(), "type": "server_error", "code": error.code } })))
+                }
                 Event::Started { .. } => continue,
             };
             if tx.send(out).await.is_err() {
@@ -332,7 +354,9 @@ async fn models(State(app): State<App>) -> Response {
     let mut data = Vec::new();
     if let Some(client) = chain.primary().and_then(|p| p.client.as_ref()) {
         match client.models().await {
-            Ok(list) => data.extend(list.into_iter().map(|m| json!({ "id": m.id, "object": "model", "created": 0, "owned_by": m.owned_by.unwrap_or_default() }))),
+            Ok(list) => {
+                data.extend(list.into_iter().map(|m| json!({ "id": m.id, "object": "model", "created": 0, "owned_by": m.owned_by.unwrap_or_default() })))
+            }
             Err(e) => tracing::info!("gateway /v1/models: upstream list unavailable: {}", e.describe()),
         }
     }
@@ -362,14 +386,21 @@ mod tests {
 
     #[test]
     fn requests_parse_like_openai_s() {
-        let p = parse(&Bytes::from(r#"{"model":"local/qwen","stream":true,"stream_options":{"include_usage":true},"max_completion_tokens":5,
-            "messages":[{"role":"developer","content":"be brief"},{"role":"user","content":[{"type":"text","text":"hi "},{"type":"text","text":"there"}]}]}"#))
+        let p = parse(&Bytes::from(
+            r#"{"model":"local/qwen","stream":true,"stream_options":{"include_usage":true},"max_completion_tokens":5,
+            "messages":[{"role":"developer","content":"be brief"},{"role":"user","content":[{"type":"text","text":"hi "},{"type":"text","text":"there"}]}]}"#,
+        ))
         .ok()
         .unwrap();
         assert_eq!((p.stream, p.include_usage), (true, true));
         assert_eq!((p.request.provider.as_deref(), p.request.model.as_deref(), p.request.max_tokens), (Some("local"), None, Some(5)));
         assert_eq!(p.request.messages, [Turn::new("system", "be brief"), Turn::new("user", "hi there")]);
-        for bad in [r#"{"messages":[{"role":"user","content":"x"}]}"#, r#"{"model":"m","messages":[]}"#, r#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#, "not json"] {
+        for bad in [
+            r#"{"messages":[{"role":"user","content":"x"}]}"#,
+            r#"{"model":"m","messages":[]}"#,
+            r#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#,
+            "not json",
+        ] {
             let r = parse(&Bytes::from(bad)).err().unwrap();
             assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
         }

@@ -22,7 +22,10 @@ struct Gw {
 
 async fn start() -> Gw {
     let dir = tempfile::tempdir().unwrap();
-    let env = Env::from_pairs([("UNDERSTUDY_DATA_DIR", dir.path().join("data").display().to_string()), ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string())]);
+    let env = Env::from_pairs([
+        ("UNDERSTUDY_DATA_DIR", dir.path().join("data").display().to_string()),
+        ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string()),
+    ]);
     let paths = Paths::resolve(&env).unwrap();
     let mut config = Config { mode: Mode::LocalOnly, ..Config::default() };
     config.local.model = Some(understudy_testkit::tiny_gguf().display().to_string());
@@ -119,8 +122,8 @@ async fn local_answers_are_first_come_first_served_and_a_queued_client_that_leav
         in_flight(&gw, n).await;
     }
     drop(b); // B's client disconnects while queued
-    // The gateway notices the closed connection and the engine writes B's cancel to the worker's
-    // stdin; give that a moment before the worker reads its queue again.
+             // The gateway notices the closed connection and the engine writes B's cancel to the worker's
+             // stdin; give that a moment before the worker reads its queue again.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(std::process::Command::new("kill").args(["-CONT", &worker]).status().unwrap().success());
     let mut a_text = String::new();

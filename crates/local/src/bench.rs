@@ -37,7 +37,8 @@ pub fn run(path: &Path, threads: u32) -> Result<BenchReport, String> {
     let backend = LlamaBackend::init().map_err(|e| e.to_string())?;
     let threads = if threads == 0 { crate::worker::default_threads() } else { threads };
     let started = Instant::now();
-    let model = LlamaModel::load_from_file(&backend, path, &LlamaModelParams::default()).map_err(|e| format!("llama.cpp could not load {}: {e}", path.display()))?;
+    let model =
+        LlamaModel::load_from_file(&backend, path, &LlamaModelParams::default()).map_err(|e| format!("llama.cpp could not load {}: {e}", path.display()))?;
     let load_ms = started.elapsed().as_millis() as u64;
     let n_ctx = (PROMPT_TOKENS + GEN_TOKENS + 16) as u32;
     let params = LlamaContextParams::default()

@@ -6,8 +6,8 @@
 //! - [`template`]: chat templates (llama.cpp built-ins, minijinja, ChatML).
 
 mod archs;
-mod decode;
 pub mod bench;
+mod decode;
 pub mod engine;
 mod ggml;
 pub mod gguf;

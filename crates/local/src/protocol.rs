@@ -45,13 +45,27 @@ impl Default for SamplingParams {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Request {
     /// Loads (or replaces) the model. `threads` 0 = the engine default.
-    Load { path: String, context: u32, threads: u32 },
+    Load {
+        path: String,
+        context: u32,
+        threads: u32,
+    },
     /// Generates an answer to `messages`; with `prefill`, continues that partial assistant text.
-    Generate { id: String, messages: Vec<Message>, params: SamplingParams, prefill: Option<String> },
+    Generate {
+        id: String,
+        messages: Vec<Message>,
+        params: SamplingParams,
+        prefill: Option<String>,
+    },
     /// Loads the conversation's prompt into the KV cache without answering, so that the next
     /// `generate` starting with it evaluates only the rest. Ends with `Done`.
-    Prewarm { id: String, messages: Vec<Message> },
-    Cancel { id: String },
+    Prewarm {
+        id: String,
+        messages: Vec<Message>,
+    },
+    Cancel {
+        id: String,
+    },
     Unload,
     Stats,
 }
@@ -83,11 +97,33 @@ pub struct Usage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    Loaded { path: String, architecture: String, load_ms: u64, context: u32, threads: u32, template: String },
-    Token { id: String, text: String },
-    Done { id: String, finish_reason: FinishReason, usage: Usage },
+    Loaded {
+        path: String,
+        architecture: String,
+        load_ms: u64,
+        context: u32,
+        threads: u32,
+        template: String,
+    },
+    Token {
+        id: String,
+        text: String,
+    },
+    Done {
+        id: String,
+        finish_reason: FinishReason,
+        usage: Usage,
+    },
     /// `id` is None for errors not tied to a request (a failed load).
-    Error { id: Option<String>, message: String },
+    Error {
+        id: Option<String>,
+        message: String,
+    },
     Unloaded,
-    Stats { loaded: Option<String>, cached_tokens: u32, context: u32, threads: u32 },
+    Stats {
+        loaded: Option<String>,
+        cached_tokens: u32,
+        context: u32,
+        threads: u32,
+    },
 }

@@ -127,14 +127,22 @@ mod tests {
     #[test]
     fn jinja_renders_the_common_families() {
         let convo = [Message::new("user", "Hi"), Message::new("assistant", "Hello!"), Message::new("user", "Bye")];
-        check(CHATML, &convo, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n");
+        check(
+            CHATML,
+            &convo,
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n",
+        );
         check(
             LLAMA3,
             &convo,
             "<s><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nBye<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
         );
         check(MISTRAL, &convo, "<s>[INST] Hi [/INST]Hello!</s>[INST] Bye [/INST]");
-        check(GEMMA, &convo, "<s><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n");
+        check(
+            GEMMA,
+            &convo,
+            "<s><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n",
+        );
     }
 
     #[test]

@@ -91,9 +91,7 @@ pub fn run(input: impl BufRead + Send + 'static, mut output: impl Write) -> std:
                     Err(message) => w.emit(&Event::Error { id: None, message })?,
                 }
             }
-            Request::Generate { id, .. } | Request::Prewarm { id, .. } => {
-                w.emit(&Event::Error { id: Some(id), message: "no local model is loaded".into() })?
-            }
+            Request::Generate { id, .. } | Request::Prewarm { id, .. } => w.emit(&Event::Error { id: Some(id), message: "no local model is loaded".into() })?,
             Request::Cancel { .. } => {}
             Request::Unload => w.emit(&Event::Unloaded)?,
             Request::Stats => w.emit(&Event::Stats { loaded: None, cached_tokens: 0, context: 0, threads: 0 })?,
@@ -105,8 +103,7 @@ fn load(backend: &LlamaBackend, path: &str) -> Result<(LlamaModel, String), Stri
     // The parent validated the header already; validating again here keeps the worker safe when
     // driven directly, and costs milliseconds.
     let header = crate::gguf::validate(Path::new(path)).map_err(|e| e.to_string())?;
-    let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
-        .map_err(|e| format!("llama.cpp could not load {path}: {e}"))?;
+    let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default()).map_err(|e| format!("llama.cpp could not load {path}: {e}"))?;
     Ok((model, header.architecture().to_string()))
 }
 

@@ -258,7 +258,10 @@ read l; id=$(echo "$l" | sed 's/.*"id":"\([^"]*\)".*/\1/'); echo "{\"type\":\"to
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(g.next().await.is_none());
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!Path::new(&format!("/proc/{pid}")).exists() || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z ")), "the hung worker was killed");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists() || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z ")),
+        "the hung worker was killed"
+    );
     // the next request starts a fresh worker, which loads and answers
     let mut g = e.generate(user("again"), params(10), None).await.unwrap();
     assert!(matches!(g.next().await, Some(Event::Token { .. })));

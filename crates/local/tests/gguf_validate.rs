@@ -189,11 +189,15 @@ fn architecture_must_be_present_and_known() {
     let mut g = G::header(3, 0, 1);
     g.kv_str("general.architecture", "frobnicator");
     check("arch.gguf", &g.bytes(), |p| matches!(p, Problem::UnknownArchitecture(a) if a == "frobnicator"));
-    check("clip.gguf", &{
-        let mut g = G::header(3, 0, 1);
-        g.kv_str("general.architecture", "clip");
-        g.bytes()
-    }, |p| matches!(p, Problem::UnknownArchitecture(_)));
+    check(
+        "clip.gguf",
+        &{
+            let mut g = G::header(3, 0, 1);
+            g.kv_str("general.architecture", "clip");
+            g.bytes()
+        },
+        |p| matches!(p, Problem::UnknownArchitecture(_)),
+    );
 }
 
 #[test]
@@ -206,7 +210,10 @@ fn every_truncation_of_a_real_model_is_an_error_not_a_crash() {
     for cut in cuts {
         let path = write(dir.path(), "cut.gguf", &tiny[..cut]);
         match gguf::validate(&path) {
-            Err(GgufError::Invalid { problem: Problem::NotGguf(_) | Problem::Truncated(_) | Problem::TooMany { .. } | Problem::TensorOutOfBounds { .. }, .. }) => {}
+            Err(GgufError::Invalid {
+                problem: Problem::NotGguf(_) | Problem::Truncated(_) | Problem::TooMany { .. } | Problem::TensorOutOfBounds { .. },
+                ..
+            }) => {}
             other => panic!("cut at {cut} of {}: {other:?}", tiny.len()),
         }
     }

@@ -37,8 +37,8 @@ fn greedy(model: &LlamaModel, backend: &LlamaBackend, prompt: &[LlamaToken], n: 
 fn load(path: &std::path::Path) -> (LlamaBackend, LlamaModel) {
     llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default().with_logs_enabled(false));
     let backend = LlamaBackend::init().expect("llama backend");
-    let model = LlamaModel::load_from_file(&backend, path, &LlamaModelParams::default())
-        .unwrap_or_else(|e| panic!("llama.cpp cannot load {}: {e}", path.display()));
+    let model =
+        LlamaModel::load_from_file(&backend, path, &LlamaModelParams::default()).unwrap_or_else(|e| panic!("llama.cpp cannot load {}: {e}", path.display()));
     (backend, model)
 }
 
@@ -52,10 +52,7 @@ fn tiny_fixture_loads_templates_and_generates_deterministically() {
 
     // The ChatML template is recognised by llama.cpp's built-in template engine.
     let template = model.chat_template(None).expect("tokenizer.chat_template present");
-    let chat = [
-        LlamaChatMessage::new("system".into(), "Be brief.".into()).unwrap(),
-        LlamaChatMessage::new("user".into(), "Hello there".into()).unwrap(),
-    ];
+    let chat = [LlamaChatMessage::new("system".into(), "Be brief.".into()).unwrap(), LlamaChatMessage::new("user".into(), "Hello there".into()).unwrap()];
     let prompt = model.apply_chat_template(&template, &chat, true).expect("apply template");
     assert_eq!(prompt, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHello there<|im_end|>\n<|im_start|>assistant\n");
 
@@ -84,12 +81,13 @@ fn gemma_fixture_completes_real_text() {
     // The engine must choose a template by architecture for files like this (Local engine issue).
     assert!(model.chat_template(None).is_err(), "the fixture gained a chat template; revisit the engine's fallback tests");
     let vocab = model.vocab();
-    let tokens = vocab.tokenize(b"Q: What is the capital of Germany?\nA: Berlin\nQ: What is the capital of Italy?\nA: Rome\nQ: What is the capital of France?\nA:", true, false);
-    let text: Vec<u8> = greedy(&model, &backend, &tokens, 6)
-        .into_iter()
-        .take_while(|t| !vocab.is_eog(*t))
-        .flat_map(|t| vocab.token_to_piece(t, false, None))
-        .collect();
+    let tokens = vocab.tokenize(
+        b"Q: What is the capital of Germany?\nA: Berlin\nQ: What is the capital of Italy?\nA: Rome\nQ: What is the capital of France?\nA:",
+        true,
+        false,
+    );
+    let text: Vec<u8> =
+        greedy(&model, &backend, &tokens, 6).into_iter().take_while(|t| !vocab.is_eog(*t)).flat_map(|t| vocab.token_to_piece(t, false, None)).collect();
     let text = String::from_utf8_lossy(&text);
     assert!(text.contains("Paris"), "completion: {text:?}");
 }

@@ -57,6 +57,12 @@ fn main() {
     println!("{:<34} {:>10} {:>10} {:>7}", "", "seconds", "MB/s", "ratio");
     println!("{:<34} {:>10.2} {:>10.0} {:>7.2}", "curl", curl.as_secs_f64(), mbps(curl), 1.0);
     println!("{:<34} {:>10.2} {:>10.0} {:>7.2}", "understudy (transfer)", ours.as_secs_f64(), mbps(ours), mbps(ours) / mbps(curl));
-    println!("{:<34} {:>10.2} {:>10.0} {:>7.2}", "understudy (transfer + sha256)", (ours + verify).as_secs_f64(), mbps(ours + verify), mbps(ours + verify) / mbps(curl));
+    println!(
+        "{:<34} {:>10.2} {:>10.0} {:>7.2}",
+        "understudy (transfer + sha256)",
+        (ours + verify).as_secs_f64(),
+        mbps(ours + verify),
+        mbps(ours + verify) / mbps(curl)
+    );
     println!("\ntarget: transfer ratio >= 0.9");
 }

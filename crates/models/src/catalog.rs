@@ -82,7 +82,11 @@ impl Catalog {
 
 /// The Hugging Face base URL: `HF_ENDPOINT` when set, else huggingface.co.
 pub fn hf_endpoint() -> String {
-    std::env::var("HF_ENDPOINT").ok().map(|v| v.trim().trim_end_matches('/').to_string()).filter(|v| !v.is_empty()).unwrap_or_else(|| DEFAULT_HF_ENDPOINT.to_string())
+    std::env::var("HF_ENDPOINT")
+        .ok()
+        .map(|v| v.trim().trim_end_matches('/').to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| DEFAULT_HF_ENDPOINT.to_string())
 }
 
 /// What to download for an id: where from, the name it gets in the models dir, and what the
@@ -150,7 +154,10 @@ mod tests {
     fn ids_resolve_to_hub_urls() {
         let c = Catalog::builtin();
         let s = resolve(&c, "qwen2.5-0.5b-instruct-q4_k_m").unwrap();
-        assert_eq!(s.url("https://hf-mirror.example/"), "https://hf-mirror.example/Qwen/Qwen2.5-0.5B-Instruct-GGUF/resolve/main/qwen2.5-0.5b-instruct-q4_k_m.gguf");
+        assert_eq!(
+            s.url("https://hf-mirror.example/"),
+            "https://hf-mirror.example/Qwen/Qwen2.5-0.5B-Instruct-GGUF/resolve/main/qwen2.5-0.5b-instruct-q4_k_m.gguf"
+        );
         assert_eq!(s.local_name, "qwen2.5-0.5b-instruct-q4_k_m.gguf");
         let s = resolve(&c, "someone/Some-GGUF/model-Q8_0.gguf").unwrap();
         assert_eq!((s.repo.as_str(), s.local_name.as_str(), s.entry.is_none()), ("someone/Some-GGUF", "model-Q8_0.gguf", true));

@@ -246,11 +246,7 @@ pub enum DownloadError {
 }
 
 fn reason_suffix(status: u16) -> String {
-    StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .map(|r| format!(" {r}"))
-        .unwrap_or_default()
+    StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).map(|r| format!(" {r}")).unwrap_or_default()
 }
 
 impl DownloadError {
@@ -306,9 +302,7 @@ pub fn safe_file_name(name: &str) -> Result<String, UnsafeFileName> {
     };
     let base = stem.split('.').next().unwrap_or(stem).trim_end();
     const RESERVED: [&str; 4] = ["con", "prn", "aux", "nul"];
-    let numbered = |p: &str| {
-        base.strip_prefix(p).is_some_and(|d| d.len() == 1 && d.as_bytes()[0].is_ascii_digit() && d != "0")
-    };
+    let numbered = |p: &str| base.strip_prefix(p).is_some_and(|d| d.len() == 1 && d.as_bytes()[0].is_ascii_digit() && d != "0");
     if RESERVED.contains(&base) || numbered("com") || numbered("lpt") {
         return fail("a reserved device name on Windows");
     }
@@ -364,12 +358,7 @@ impl Downloader {
 
     /// Fetches `req.url` to `req.dest`, resuming a previous partial download of the same
     /// remote file. `progress` is called from this future. See the module docs.
-    pub async fn download<P>(
-        &self,
-        req: DownloadRequest,
-        progress: P,
-        control: impl Into<DownloadControl>,
-    ) -> Result<Downloaded, DownloadError>
+    pub async fn download<P>(&self, req: DownloadRequest, progress: P, control: impl Into<DownloadControl>) -> Result<Downloaded, DownloadError>
     where
         P: Fn(Progress) + Send + Sync,
     {
@@ -422,16 +411,10 @@ impl Downloader {
                     tracing::warn!(url = %display_url(&job.url), why, "restarting the download");
                 }
                 Err(Flow::Restart(why)) => {
-                    break Err(DownloadError::BadResponse {
-                        url: display_url(&job.url),
-                        reason: format!("{why} (gave up after {MAX_RESTARTS} restarts)"),
-                    })
+                    break Err(DownloadError::BadResponse { url: display_url(&job.url), reason: format!("{why} (gave up after {MAX_RESTARTS} restarts)") })
                 }
                 Err(Flow::RangeIgnored) => {
-                    break Err(DownloadError::BadResponse {
-                        url: display_url(&job.url),
-                        reason: "the server stopped honouring Range requests".into(),
-                    })
+                    break Err(DownloadError::BadResponse { url: display_url(&job.url), reason: "the server stopped honouring Range requests".into() })
                 }
                 Err(Flow::Stopped) if control.is_cancelled() => break Err(DownloadError::Cancelled),
                 Err(Flow::Stopped) => break Err(DownloadError::Paused),
@@ -462,13 +445,7 @@ impl Downloader {
                 .await
                 .map_err(|e| io_error("move the finished download to", &req.dest, e))?;
                 tracing::info!(dest = %req.dest.display(), size = done.size, sha256 = %done.sha256, "download complete");
-                Ok(Downloaded {
-                    path: req.dest,
-                    size: done.size,
-                    sha256: done.sha256,
-                    verified: done.verified,
-                    resumed_bytes: done.resumed_bytes,
-                })
+                Ok(Downloaded { path: req.dest, size: done.size, sha256: done.sha256, verified: done.verified, resumed_bytes: done.resumed_bytes })
             }
             Err(e) if e.discards_partial() => {
                 let dest = req.dest.clone();
@@ -568,11 +545,9 @@ async fn send(req: reqwest::RequestBuilder, stall: Duration, halt: &Cancellation
     };
     match sent {
         Err(_) => Err(Failure::retry(format!("no response within {}", secs(stall)))),
-        Ok(Err(e)) if e.is_builder() => Err(DownloadError::BadResponse {
-            url: e.url().map(display_url).unwrap_or_default(),
-            reason: http::error_chain(&e),
+        Ok(Err(e)) if e.is_builder() => {
+            Err(DownloadError::BadResponse { url: e.url().map(display_url).unwrap_or_default(), reason: http::error_chain(&e) }.into())
         }
-        .into()),
         Ok(Err(e)) => Err(Failure::retry(http::error_chain(&e))),
         Ok(Ok(resp)) => Ok(resp),
     }
@@ -681,11 +656,7 @@ impl<P: Fn(Progress) + Send + Sync> Job<'_, P> {
         let linked_sha = probe.linked_etag.as_deref().and_then(http::linked_sha256);
         if let (Some(want), Some(upstream)) = (&self.expected_sha, &linked_sha) {
             if want != upstream {
-                return Err(Flow::Fatal(DownloadError::HashMismatch {
-                    url: display_url(&self.url),
-                    expected: want.clone(),
-                    actual: upstream.clone(),
-                }));
+                return Err(Flow::Fatal(DownloadError::HashMismatch { url: display_url(&self.url), expected: want.clone(), actual: upstream.clone() }));
             }
         }
         let expected_sha = self.expected_sha.clone().or(linked_sha);
@@ -783,14 +754,11 @@ impl<P: Fn(Progress) + Send + Sync> Job<'_, P> {
             }
             let status = resp.status();
             if matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
-                let location = http::header_str(headers, LOCATION.as_str()).ok_or_else(|| DownloadError::BadResponse {
-                    url: display_url(&url),
-                    reason: format!("HTTP {status} without a Location"),
-                })?;
-                let next = url.join(location).map_err(|e| DownloadError::BadResponse {
-                    url: display_url(&url),
-                    reason: format!("bad redirect Location {location:?}: {e}"),
-                })?;
+                let location = http::header_str(headers, LOCATION.as_str())
+                    .ok_or_else(|| DownloadError::BadResponse { url: display_url(&url), reason: format!("HTTP {status} without a Location") })?;
+                let next = url
+                    .join(location)
+                    .map_err(|e| DownloadError::BadResponse { url: display_url(&url), reason: format!("bad redirect Location {location:?}: {e}") })?;
                 if !matches!(next.scheme(), "http" | "https") {
                     return Err(DownloadError::BadResponse { url: display_url(&url), reason: format!("redirect to {}", next.scheme()) }.into());
                 }
@@ -803,9 +771,10 @@ impl<P: Fn(Progress) + Send + Sync> Job<'_, P> {
             let content_range = http::header_str(headers, CONTENT_RANGE.as_str()).map(str::to_owned);
             let kind = match status {
                 StatusCode::PARTIAL_CONTENT => {
-                    let cr = content_range.as_deref().and_then(http::parse_content_range).ok_or_else(|| {
-                        DownloadError::BadResponse { url: display_url(&url), reason: "206 without a valid Content-Range".into() }
-                    })?;
+                    let cr = content_range
+                        .as_deref()
+                        .and_then(http::parse_content_range)
+                        .ok_or_else(|| DownloadError::BadResponse { url: display_url(&url), reason: "206 without a valid Content-Range".into() })?;
                     ProbeKind::Ranged { total: cr.total }
                 }
                 StatusCode::OK => {
@@ -815,24 +784,12 @@ impl<P: Fn(Progress) + Send + Sync> Job<'_, P> {
                 StatusCode::RANGE_NOT_SATISFIABLE => match content_range.as_deref().and_then(http::parse_unsatisfied_range) {
                     Some(0) => ProbeKind::Empty,
                     _ => {
-                        return Err(DownloadError::BadResponse {
-                            url: display_url(&url),
-                            reason: "416 Range Not Satisfiable for the first byte".into(),
-                        }
-                        .into())
+                        return Err(DownloadError::BadResponse { url: display_url(&url), reason: "416 Range Not Satisfiable for the first byte".into() }.into())
                     }
                 },
                 _ => return Err(status_failure(&url, &resp)),
             };
-            return Ok(Probe {
-                redirected: url != self.url,
-                final_url: url,
-                linked_etag,
-                linked_size,
-                etag,
-                last_modified,
-                kind,
-            });
+            return Ok(Probe { redirected: url != self.url, final_url: url, linked_etag, linked_size, etag, last_modified, kind });
         }
         Err(DownloadError::BadResponse { url: display_url(&self.url), reason: format!("more than {MAX_REDIRECTS} redirects") }.into())
     }
@@ -842,9 +799,8 @@ impl<P: Fn(Progress) + Send + Sync> Job<'_, P> {
     async fn resume_state(&self, identity: &Identity) -> Result<RangeSet, Flow> {
         let sidecar_path = self.sidecar.clone();
         let file = self.file.clone();
-        let (saved, len) = blocking(move || Ok((Sidecar::load(&sidecar_path), file.metadata()?.len())))
-            .await
-            .map_err(|e| Flow::Fatal(io_error("read", &self.part, e)))?;
+        let (saved, len) =
+            blocking(move || Ok((Sidecar::load(&sidecar_path), file.metadata()?.len()))).await.map_err(|e| Flow::Fatal(io_error("read", &self.part, e)))?;
         match saved {
             Some(s) if s.identity.same_file(identity) && len == identity.total => {
                 tracing::info!(
@@ -876,9 +832,7 @@ impl<P: Fn(Progress) + Send + Sync> Job<'_, P> {
     async fn check_space(&self, needed: u64) -> Result<(), Flow> {
         let dir = self.dir.clone();
         match blocking(move || fsio::available_space(&dir)).await {
-            Ok(available) if available < needed => {
-                Err(Flow::Fatal(DownloadError::NoSpace { dir: self.dir.clone(), needed, available }))
-            }
+            Ok(available) if available < needed => Err(Flow::Fatal(DownloadError::NoSpace { dir: self.dir.clone(), needed, available })),
             Ok(_) => Ok(()),
             Err(e) => {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "cannot tell the free disk space");
@@ -1200,9 +1154,9 @@ impl Shared {
             _ => return Err(status_failure(url, &resp)),
         }
         let headers = resp.headers();
-        let cr = http::header_str(headers, CONTENT_RANGE.as_str()).and_then(http::parse_content_range).ok_or_else(|| {
-            DownloadError::BadResponse { url: display_url(url), reason: "206 without a valid Content-Range".into() }
-        })?;
+        let cr = http::header_str(headers, CONTENT_RANGE.as_str())
+            .and_then(http::parse_content_range)
+            .ok_or_else(|| DownloadError::BadResponse { url: display_url(url), reason: "206 without a valid Content-Range".into() })?;
         if cr.total != self.total() {
             return Err(Flow::Restart("the file on the server changed size").into());
         }
@@ -1212,11 +1166,9 @@ impl Shared {
             }
         }
         if cr.first != *pos {
-            return Err(DownloadError::BadResponse {
-                url: display_url(url),
-                reason: format!("asked for bytes from {}, got {}-{}", *pos, cr.first, cr.last),
-            }
-            .into());
+            return Err(
+                DownloadError::BadResponse { url: display_url(url), reason: format!("asked for bytes from {}, got {}-{}", *pos, cr.first, cr.last) }.into()
+            );
         }
         let limit = end.min(cr.last + 1);
         self.stream_body(resp, pos, Some(limit), buf).await?;

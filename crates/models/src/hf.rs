@@ -58,13 +58,16 @@ struct Lfs {
 pub fn quantization_of(file: &str) -> Option<String> {
     let stem = file.strip_suffix(".gguf").unwrap_or(file).to_ascii_uppercase();
     const KNOWN: [&str; 30] = [
-        "IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS", "IQ3_S", "IQ3_M", "IQ4_XS", "IQ4_NL", "Q2_K_S", "Q2_K_L", "Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q3_K_XL",
-        "Q4_K_S", "Q4_K_M", "Q4_K_L", "Q4_0", "Q4_1", "Q5_K_S", "Q5_K_M", "Q5_K_L", "Q6_K_L", "Q6_K", "Q8_0",
+        "IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS", "IQ3_S", "IQ3_M", "IQ4_XS", "IQ4_NL", "Q2_K_S", "Q2_K_L", "Q2_K",
+        "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q3_K_XL", "Q4_K_S", "Q4_K_M", "Q4_K_L", "Q4_0", "Q4_1", "Q5_K_S", "Q5_K_M", "Q5_K_L", "Q6_K_L", "Q6_K", "Q8_0",
     ];
     let tokens: Vec<&str> = stem.split(['-', '.']).collect();
     for t in tokens.iter().rev() {
         // Names join with '-' or '.', and "_" sits inside the quantization itself.
-        if let Some(k) = KNOWN.iter().find(|k| t == *k || t.ends_with(&format!("_{k}")) || t.ends_with(*k) && t.len() > k.len() && t.as_bytes()[t.len() - k.len() - 1] == b'_') {
+        if let Some(k) = KNOWN
+            .iter()
+            .find(|k| t == *k || t.ends_with(&format!("_{k}")) || t.ends_with(*k) && t.len() > k.len() && t.as_bytes()[t.len() - k.len() - 1] == b'_')
+        {
             return Some((*k).to_string());
         }
         if ["F16", "BF16", "F32"].contains(t) {
@@ -103,7 +106,11 @@ impl Hub {
 
     /// GGUF repositories matching `query`, most downloaded first.
     pub async fn search(&self, query: &str, limit: u32) -> Result<Vec<Repo>, HubError> {
-        let q: String = query.trim().chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c.to_string() } else { format!("%{:02X}", c as u32 & 0xff) }).collect();
+        let q: String = query
+            .trim()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c.to_string() } else { format!("%{:02X}", c as u32 & 0xff) })
+            .collect();
         self.get(format!("{}/api/models?search={q}&filter=gguf&sort=downloads&direction=-1&limit={limit}", self.endpoint)).await
     }
 
@@ -113,7 +120,12 @@ impl Hub {
         let tree: Vec<TreeEntry> = self.get(format!("{}/api/models/{repo}/tree/main", self.endpoint)).await?;
         let mut files: Vec<RepoFile> = tree
             .into_iter()
-            .filter(|e| e.kind == "file" && e.path.to_ascii_lowercase().ends_with(".gguf") && !e.path.contains("-of-0") && !e.path.to_ascii_lowercase().contains("mmproj"))
+            .filter(|e| {
+                e.kind == "file"
+                    && e.path.to_ascii_lowercase().ends_with(".gguf")
+                    && !e.path.contains("-of-0")
+                    && !e.path.to_ascii_lowercase().contains("mmproj")
+            })
             .map(|e| {
                 let (size, sha256) = match e.lfs {
                     Some(l) => (l.size, Some(l.oid)),

@@ -168,7 +168,8 @@ pub fn details(h: &Header, context: u32) -> Details {
     let head_v = get("attention.value_length").unwrap_or(embd / heads);
     // The engine allocates the configured context whatever the model was trained for.
     let kv_cache_bytes = layers * u64::from(context) * kv_heads * (head_k + head_v) * 2;
-    let quantization = h.metadata.get("general.file_type").and_then(Value::as_u64).and_then(file_type_name).map(str::to_string).unwrap_or_else(|| "unknown".into());
+    let quantization =
+        h.metadata.get("general.file_type").and_then(Value::as_u64).and_then(file_type_name).map(str::to_string).unwrap_or_else(|| "unknown".into());
     Details {
         architecture: h.architecture().to_string(),
         name: h.name().map(str::to_string),
@@ -230,7 +231,13 @@ impl Library {
     /// Every model: downloaded, imported, then found in other apps' folders.
     pub fn list(&self, catalog: &Catalog, roots: &Roots, context: u32, memory: Memory) -> Vec<Model> {
         let mut out = Vec::new();
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "gguf") && p.is_file()).collect();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "gguf") && p.is_file())
+            .collect();
         files.sort();
         for path in files {
             let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
@@ -355,7 +362,13 @@ impl Library {
                 // Catalog sizes are of Q4-class files: the KV cache at this context is estimated
                 // from the parameter count's usual shape (a conservative 1/8 of the weights per 4k).
                 let kv = e.size / 8 * u64::from(context) / 4096;
-                Offer { entry: e.clone(), downloaded: dest.is_file(), partial: crate::manager::partial(&dest), downloading: downloading.contains(&name), fit: fit(e.size + kv + RUNTIME_BYTES, memory) }
+                Offer {
+                    entry: e.clone(),
+                    downloaded: dest.is_file(),
+                    partial: crate::manager::partial(&dest),
+                    downloading: downloading.contains(&name),
+                    fit: fit(e.size + kv + RUNTIME_BYTES, memory),
+                }
             })
             .collect();
         Shelf { installed, catalog: offers, chosen, memory: MemoryView { available: memory.available, total: memory.total } }

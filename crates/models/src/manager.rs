@@ -15,12 +15,26 @@ use crate::download::{DownloadConfig, DownloadControl, DownloadError, DownloadRe
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    Progress { stage: String, done: u64, total: Option<u64>, bytes_per_sec: f64, eta_s: Option<u64> },
-    Done { path: PathBuf, size: u64, sha256: String, verified: bool, resumed_bytes: u64 },
+    Progress {
+        stage: String,
+        done: u64,
+        total: Option<u64>,
+        bytes_per_sec: f64,
+        eta_s: Option<u64>,
+    },
+    Done {
+        path: PathBuf,
+        size: u64,
+        sha256: String,
+        verified: bool,
+        resumed_bytes: u64,
+    },
     /// Stopped with the partial kept: the same pull resumes it.
     Paused,
     Cancelled,
-    Failed { message: String },
+    Failed {
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -62,7 +76,13 @@ impl Downloads {
                 request,
                 |p| {
                     let stage = if p.stage == Stage::Verifying { "verifying" } else { "downloading" };
-                    on(Event::Progress { stage: stage.into(), done: p.done, total: p.total, bytes_per_sec: p.bytes_per_sec, eta_s: p.eta.map(|d| d.as_secs()) });
+                    on(Event::Progress {
+                        stage: stage.into(),
+                        done: p.done,
+                        total: p.total,
+                        bytes_per_sec: p.bytes_per_sec,
+                        eta_s: p.eta.map(|d| d.as_secs()),
+                    });
                 },
                 control,
             )

@@ -103,7 +103,8 @@ fn hf_cache(root: &Path, out: &mut Vec<Found>) {
         let Some(dir_name) = repo_dir.file_name().and_then(|n| n.to_str()) else { continue };
         let Some(rest) = dir_name.strip_prefix("models--") else { continue };
         let repo = rest.replacen("--", "/", 1);
-        let mut newest: Vec<(std::time::SystemTime, PathBuf)> = entries(&repo_dir.join("snapshots")).into_iter().map(|p| (p.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), p)).collect();
+        let mut newest: Vec<(std::time::SystemTime, PathBuf)> =
+            entries(&repo_dir.join("snapshots")).into_iter().map(|p| (p.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), p)).collect();
         // Several revisions may hold the same file name; the newest wins, others are older copies.
         newest.sort_by_key(|e| std::cmp::Reverse(e.0));
         let mut names = HashSet::new();
@@ -166,7 +167,9 @@ fn ollama(root: &Path, out: &mut Vec<Found>) {
                         continue;
                     };
                     let Some(layer) = m.layers.iter().find(|l| l.media_type == "application/vnd.ollama.image.model") else { continue };
-                    let Some(hex) = layer.digest.strip_prefix("sha256:").filter(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit())) else { continue };
+                    let Some(hex) = layer.digest.strip_prefix("sha256:").filter(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit())) else {
+                        continue;
+                    };
                     let blob = root.join("blobs").join(format!("sha256-{hex}"));
                     let Some(size) = size_of(&blob) else { continue };
                     let file_name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

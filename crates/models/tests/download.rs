@@ -88,11 +88,7 @@ impl TestServer {
             redirects: AtomicU64::new(0),
             not_found: AtomicU64::new(0),
         });
-        let app = Router::new()
-            .route("/files/{name}", get(serve_file))
-            .route("/redirect/{name}", get(redirect))
-            .fallback(not_found)
-            .with_state(st.clone());
+        let app = Router::new().route("/files/{name}", get(serve_file)).route("/redirect/{name}", get(redirect)).fallback(not_found).with_state(st.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
@@ -179,10 +175,8 @@ async fn serve_file(State(st): State<Arc<ServerState>>, headers: HeaderMap) -> R
         Some((a, b)) => {
             let b = b.unwrap_or(len - 1).min(len - 1);
             let total = fake_total.unwrap_or(len);
-            resp = resp
-                .status(StatusCode::PARTIAL_CONTENT)
-                .header(header::ACCEPT_RANGES, "bytes")
-                .header(header::CONTENT_RANGE, format!("bytes {a}-{b}/{total}"));
+            resp =
+                resp.status(StatusCode::PARTIAL_CONTENT).header(header::ACCEPT_RANGES, "bytes").header(header::CONTENT_RANGE, format!("bytes {a}-{b}/{total}"));
             (a, b + 1)
         }
         None => {
@@ -296,12 +290,7 @@ fn downloader() -> Downloader {
 }
 
 fn request(url: String, dest: &Path, sha: Option<&str>) -> DownloadRequest {
-    DownloadRequest {
-        url,
-        dest: dest.to_path_buf(),
-        expected_size: None,
-        expected_sha256: sha.map(str::to_owned),
-    }
+    DownloadRequest { url, dest: dest.to_path_buf(), expected_size: None, expected_sha256: sha.map(str::to_owned) }
 }
 
 type Seen = Arc<Mutex<Vec<Progress>>>;
@@ -330,12 +319,7 @@ fn stop_at(control: &DownloadControl, at: u64, cancel: bool) -> impl Fn(Progress
 fn sidecar_covered(dest: &Path) -> u64 {
     let text = std::fs::read(sidecar_path(dest)).expect("sidecar exists");
     let v: serde_json::Value = serde_json::from_slice(&text).expect("sidecar is JSON");
-    v["done"]
-        .as_array()
-        .expect("done ranges")
-        .iter()
-        .map(|r| r[1].as_u64().expect("end") - r[0].as_u64().expect("start"))
-        .sum()
+    v["done"].as_array().expect("done ranges").iter().map(|r| r[1].as_u64().expect("end") - r[0].as_u64().expect("start")).sum()
 }
 
 #[track_caller]
@@ -400,10 +384,8 @@ async fn connection_dropped_at_30_percent_resumes_that_range() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dest = dest_in(&dir);
 
-    let got = downloader()
-        .download(request(server.url("/files/model.gguf"), &dest, Some(&sha256(&data))), |_| {}, DownloadControl::new())
-        .await
-        .expect("download");
+    let got =
+        downloader().download(request(server.url("/files/model.gguf"), &dest, Some(&sha256(&data))), |_| {}, DownloadControl::new()).await.expect("download");
 
     assert_complete(&got, &dest, &data);
     // The cut chunk was requested again from where its bytes stopped, not from its start.
@@ -422,10 +404,8 @@ async fn stalled_connection_is_dropped_and_reconnected() {
     let dest = dest_in(&dir);
     let started = Instant::now();
 
-    let got = downloader()
-        .download(request(server.url("/files/model.gguf"), &dest, Some(&sha256(&data))), |_| {}, DownloadControl::new())
-        .await
-        .expect("download");
+    let got =
+        downloader().download(request(server.url("/files/model.gguf"), &dest, Some(&sha256(&data))), |_| {}, DownloadControl::new()).await.expect("download");
 
     assert_complete(&got, &dest, &data);
     assert!(server.requests() > 9, "the stalled range was requested again");
@@ -440,10 +420,8 @@ async fn server_ignoring_range_gets_one_connection_from_zero() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dest = dest_in(&dir);
 
-    let got = downloader()
-        .download(request(server.url("/files/model.gguf"), &dest, Some(&sha256(&data))), |_| {}, DownloadControl::new())
-        .await
-        .expect("download");
+    let got =
+        downloader().download(request(server.url("/files/model.gguf"), &dest, Some(&sha256(&data))), |_| {}, DownloadControl::new()).await.expect("download");
 
     assert_complete(&got, &dest, &data);
     // The probe's 200 is the download: one request, the body once.
@@ -461,10 +439,7 @@ async fn resume_against_a_server_that_now_ignores_range_starts_over_without_appe
     let url = server.url("/files/model.gguf");
 
     let control = DownloadControl::new();
-    let err = downloader()
-        .download(request(url.clone(), &dest, None), stop_at(&control, 3 * MIB, false), control.clone())
-        .await
-        .expect_err("paused");
+    let err = downloader().download(request(url.clone(), &dest, None), stop_at(&control, 3 * MIB, false), control.clone()).await.expect_err("paused");
     assert!(matches!(err, DownloadError::Paused), "{err}");
     assert!(sidecar_covered(&dest) >= 2 * MIB);
 
@@ -473,10 +448,7 @@ async fn resume_against_a_server_that_now_ignores_range_starts_over_without_appe
         f.rate = None;
         f.ignore_range = true;
     });
-    let got = downloader()
-        .download(request(url, &dest, Some(&sha256(&data))), |_| {}, DownloadControl::new())
-        .await
-        .expect("download");
+    let got = downloader().download(request(url, &dest, Some(&sha256(&data))), |_| {}, DownloadControl::new()).await.expect("download");
 
     assert_complete(&got, &dest, &data);
     assert_eq!(got.resumed_bytes, 0);
@@ -492,10 +464,8 @@ async fn range_ignored_mid_download_falls_back_to_one_connection() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dest = dest_in(&dir);
 
-    let got = downloader()
-        .download(request(server.url("/files/model.gguf"), &dest, Some(&sha256(&data))), |_| {}, DownloadControl::new())
-        .await
-        .expect("download");
+    let got =
+        downloader().download(request(server.url("/files/model.gguf"), &dest, Some(&sha256(&data))), |_| {}, DownloadControl::new()).await.expect("download");
 
     assert_complete(&got, &dest, &data);
     let ranged = server.st.ranges.lock().expect("ranges").len() as u64;
@@ -513,10 +483,7 @@ async fn file_changing_mid_download_restarts_from_zero() {
     // Request 6 is the first after the probe and the first four chunks: from it on the server
     // has another file under another ETag.
     server.faults(|f| f.replace_at_request = Some((6, Served { body: Arc::new(new.clone()), etag: "\"v2\"".into() })));
-    let got = downloader()
-        .download(request(server.url("/files/model.gguf"), &dest, None), |_| {}, DownloadControl::new())
-        .await
-        .expect("download");
+    let got = downloader().download(request(server.url("/files/model.gguf"), &dest, None), |_| {}, DownloadControl::new()).await.expect("download");
 
     assert_complete(&got, &dest, &new);
     assert_eq!(got.resumed_bytes, 0);
@@ -533,21 +500,14 @@ async fn etag_change_between_pause_and_resume_restarts_from_zero() {
     let url = server.url("/files/model.gguf");
 
     let control = DownloadControl::new();
-    let err = downloader()
-        .download(request(url.clone(), &dest, None), stop_at(&control, 3 * MIB, false), control.clone())
-        .await
-        .expect_err("paused");
+    let err = downloader().download(request(url.clone(), &dest, None), stop_at(&control, 3 * MIB, false), control.clone()).await.expect_err("paused");
     assert!(matches!(err, DownloadError::Paused), "{err}");
     assert!(sidecar_covered(&dest) > 0);
 
     server.settle_and_reset().await;
     server.set_body(new.clone(), "\"v2\"");
     server.faults(|f| f.rate = None);
-    let got = Downloader::new(config())
-        .expect("downloader")
-        .download(request(url, &dest, None), |_| {}, DownloadControl::new())
-        .await
-        .expect("download");
+    let got = Downloader::new(config()).expect("downloader").download(request(url, &dest, None), |_| {}, DownloadControl::new()).await.expect("download");
 
     assert_complete(&got, &dest, &new);
     assert_eq!(got.resumed_bytes, 0);
@@ -562,10 +522,8 @@ async fn wrong_expected_hash_fails_and_leaves_nothing() {
     let dest = dest_in(&dir);
     let wrong = "0".repeat(64);
 
-    let err = downloader()
-        .download(request(server.url("/files/model.gguf"), &dest, Some(&wrong)), |_| {}, DownloadControl::new())
-        .await
-        .expect_err("hash mismatch");
+    let err =
+        downloader().download(request(server.url("/files/model.gguf"), &dest, Some(&wrong)), |_| {}, DownloadControl::new()).await.expect_err("hash mismatch");
 
     let text = err.to_string();
     assert!(text.contains(&format!("the file's sha256 is {}, expected {wrong}", sha256(&data))), "{text}");
@@ -584,10 +542,8 @@ async fn pause_then_resume_fetches_only_the_rest() {
     let url = server.url("/files/model.gguf");
 
     let control = DownloadControl::new();
-    let err = downloader()
-        .download(request(url.clone(), &dest, Some(&sha256(&data))), stop_at(&control, 3 * MIB, false), control.clone())
-        .await
-        .expect_err("paused");
+    let err =
+        downloader().download(request(url.clone(), &dest, Some(&sha256(&data))), stop_at(&control, 3 * MIB, false), control.clone()).await.expect_err("paused");
     assert!(matches!(err, DownloadError::Paused), "{err}");
     assert!(!dest.exists());
     assert!(part_path(&dest).exists());
@@ -599,10 +555,7 @@ async fn pause_then_resume_fetches_only_the_rest() {
     server.settle_and_reset().await;
     server.faults(|f| f.rate = None);
     let (seen, progress) = recorder();
-    let got = downloader()
-        .download(request(url, &dest, Some(&sha256(&data))), progress, DownloadControl::new())
-        .await
-        .expect("resume");
+    let got = downloader().download(request(url, &dest, Some(&sha256(&data))), progress, DownloadControl::new()).await.expect("resume");
 
     assert_complete(&got, &dest, &data);
     assert_eq!(got.resumed_bytes, kept);
@@ -680,10 +633,7 @@ async fn cancel_deletes_the_partial_state() {
             }
         }
     };
-    let err = downloader()
-        .download(request(server.url("/files/model.gguf"), &dest, None), pause_at, token)
-        .await
-        .expect_err("paused");
+    let err = downloader().download(request(server.url("/files/model.gguf"), &dest, None), pause_at, token).await.expect_err("paused");
     assert!(matches!(err, DownloadError::Paused), "{err}");
     assert!(part_path(&dest).exists() && sidecar_path(&dest).exists());
     discard_partial(&dest).expect("discard");
@@ -738,10 +688,7 @@ async fn not_found_fails_at_once_without_retries() {
     for status in [401, 403] {
         server.faults(|f| f.fail_next = VecDeque::from([status]));
         server.settle_and_reset().await;
-        let err = downloader()
-            .download(request(server.url("/files/model.gguf"), &dest, None), |_| {}, DownloadControl::new())
-            .await
-            .expect_err("refused");
+        let err = downloader().download(request(server.url("/files/model.gguf"), &dest, None), |_| {}, DownloadControl::new()).await.expect_err("refused");
         assert!(matches!(err, DownloadError::Http { status: s, .. } if s == status), "{err:?}");
         assert_eq!(server.requests(), 1);
     }
@@ -755,10 +702,8 @@ async fn server_errors_are_retried() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dest = dest_in(&dir);
 
-    let got = downloader()
-        .download(request(server.url("/files/model.gguf"), &dest, Some(&sha256(&data))), |_| {}, DownloadControl::new())
-        .await
-        .expect("download");
+    let got =
+        downloader().download(request(server.url("/files/model.gguf"), &dest, Some(&sha256(&data))), |_| {}, DownloadControl::new()).await.expect("download");
 
     assert_complete(&got, &dest, &data);
     assert_eq!(server.requests(), 3 + 9);
@@ -766,10 +711,7 @@ async fn server_errors_are_retried() {
     // Retries run out: a clear error, and the (empty) partial state is kept for later.
     server.faults(|f| f.fail_next = VecDeque::from([503; 10]));
     let dest2 = dir.path().join("again.gguf");
-    let err = downloader()
-        .download(request(server.url("/files/model.gguf"), &dest2, None), |_| {}, DownloadControl::new())
-        .await
-        .expect_err("gave up");
+    let err = downloader().download(request(server.url("/files/model.gguf"), &dest2, None), |_| {}, DownloadControl::new()).await.expect_err("gave up");
     assert!(matches!(err, DownloadError::Network { attempts: 6, .. }), "{err:?}");
     assert!(err.to_string().contains("503"), "{err}");
 }
@@ -781,10 +723,7 @@ async fn not_enough_disk_space_is_refused_before_downloading() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dest = dest_in(&dir);
 
-    let err = downloader()
-        .download(request(server.url("/files/model.gguf"), &dest, None), |_| {}, DownloadControl::new())
-        .await
-        .expect_err("no space");
+    let err = downloader().download(request(server.url("/files/model.gguf"), &dest, None), |_| {}, DownloadControl::new()).await.expect_err("no space");
 
     match err {
         DownloadError::NoSpace { needed, available, .. } => {
@@ -823,10 +762,8 @@ async fn corrupt_state_starts_over_cleanly() {
     std::fs::write(part_path(&dest), vec![0xAA; SIZE as usize + 100]).expect("part");
     std::fs::write(sidecar_path(&dest), b"{\"version\":1,\"url\":").expect("sidecar");
 
-    let got = downloader()
-        .download(request(server.url("/files/model.gguf"), &dest, Some(&sha256(&data))), |_| {}, DownloadControl::new())
-        .await
-        .expect("download");
+    let got =
+        downloader().download(request(server.url("/files/model.gguf"), &dest, Some(&sha256(&data))), |_| {}, DownloadControl::new()).await.expect("download");
 
     assert_complete(&got, &dest, &data);
     assert_eq!(got.resumed_bytes, 0);

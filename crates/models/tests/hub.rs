@@ -56,7 +56,11 @@ async fn search_asks_for_gguf_repos_and_lists_a_repo_s_files_with_sizes_and_hash
 
     let files = hub.files("bartowski/Qwen2.5-7B-Instruct-GGUF").await.unwrap();
     let summary: Vec<(&str, u64, Option<&str>)> = files.iter().map(|f| (f.path.as_str(), f.size, f.quantization.as_deref())).collect();
-    assert_eq!(summary, [("Qwen2.5-7B-Instruct-Q4_K_M.gguf", 4683073952, Some("Q4_K_M")), ("Qwen2.5-7B-Instruct-Q8_0.gguf", 8098525888, Some("Q8_0"))], "smallest first; shards and non-GGUF left out");
+    assert_eq!(
+        summary,
+        [("Qwen2.5-7B-Instruct-Q4_K_M.gguf", 4683073952, Some("Q4_K_M")), ("Qwen2.5-7B-Instruct-Q8_0.gguf", 8098525888, Some("Q8_0"))],
+        "smallest first; shards and non-GGUF left out"
+    );
     assert_eq!(files[0].sha256.as_deref(), Some("b".repeat(64).as_str()));
 }
 

@@ -185,7 +185,9 @@ impl Client {
         struct List {
             data: Vec<ModelInfo>,
         }
-        let body = tokio::time::timeout(wait, response.bytes()).await.map_err(|_| Error::new(ErrorKind::Stall, &self.config.provider, "the model list did not arrive"))?;
+        let body = tokio::time::timeout(wait, response.bytes())
+            .await
+            .map_err(|_| Error::new(ErrorKind::Stall, &self.config.provider, "the model list did not arrive"))?;
         let body = body.map_err(|e| self.transport(&e, true))?;
         serde_json::from_slice::<List>(&body).map(|l| l.data).map_err(|e| Error::new(ErrorKind::Malformed, &self.config.provider, format!("model list: {e}")))
     }
@@ -193,7 +195,8 @@ impl Client {
     /// A complete answer in one response.
     pub async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, Error> {
         let wait = self.config.first_token_timeout;
-        let body = serde_json::json!({ "model": req.model, "messages": req.messages, "max_tokens": req.max_tokens, "temperature": req.temperature, "stream": false });
+        let body =
+            serde_json::json!({ "model": req.model, "messages": req.messages, "max_tokens": req.max_tokens, "temperature": req.temperature, "stream": false });
         let response = self.send(self.request(reqwest::Method::POST, "chat/completions").json(&body), wait, ErrorKind::FirstToken).await?;
         let request_id = header(&response, "x-request-id");
         let bytes = match tokio::time::timeout(self.config.stall_timeout, response.bytes()).await {
@@ -224,7 +227,8 @@ impl Client {
             "model": req.model, "messages": req.messages, "max_tokens": req.max_tokens, "temperature": req.temperature,
             "stream": true, "stream_options": { "include_usage": true },
         });
-        let response = self.send(self.request(reqwest::Method::POST, "chat/completions").json(&body), self.config.first_token_timeout, ErrorKind::FirstToken).await?;
+        let response =
+            self.send(self.request(reqwest::Method::POST, "chat/completions").json(&body), self.config.first_token_timeout, ErrorKind::FirstToken).await?;
         let request_id = header(&response, "x-request-id");
         Ok(ChatStream {
             events: response.bytes_stream().eventsource().boxed(),
@@ -273,7 +277,11 @@ impl ChatStream {
         }
         let provider = self.client.config.provider.clone();
         loop {
-            let (wait, kind) = if self.got_first { (self.client.config.stall_timeout, ErrorKind::Stall) } else { (self.client.config.first_token_timeout, ErrorKind::FirstToken) };
+            let (wait, kind) = if self.got_first {
+                (self.client.config.stall_timeout, ErrorKind::Stall)
+            } else {
+                (self.client.config.first_token_timeout, ErrorKind::FirstToken)
+            };
             let item = match tokio::time::timeout(wait, self.events.next()).await {
                 Err(_) => return Err(self.with_id(Error::new(kind, &provider, format!("nothing for {}s", wait.as_secs_f32())))),
                 // The body ended before [DONE]: whatever came is not the whole answer.
@@ -324,7 +332,11 @@ impl ChatStream {
 /// What one SSE `data:` payload (not `[DONE]`) means.
 #[derive(Debug, PartialEq)]
 pub enum Decoded {
-    Delta { model: String, content: String, finish: Option<String> },
+    Delta {
+        model: String,
+        content: String,
+        finish: Option<String>,
+    },
     Finish(String),
     Usage(Usage),
     /// Role-only or empty deltas, chunks without choices: not part of the answer.
@@ -336,7 +348,10 @@ pub enum Decoded {
 pub enum ChunkError {
     NotJson(String),
     /// A mid-stream `{"error": …}` chunk.
-    Upstream { code: Option<String>, message: String },
+    Upstream {
+        code: Option<String>,
+        message: String,
+    },
 }
 
 /// Decodes one chunk of a chat completion stream. Pure, so it can be fuzzed (fuzz/).

@@ -174,6 +174,9 @@ mod tests {
         assert_eq!(e.to_string(), "OpenAI rejected the API key (401): Incorrect API key provided");
         let e = Error::from_status(429, Some("insufficient_quota".into()), None, "OpenAI");
         assert!(e.to_string().starts_with("the OpenAI account has no quota left (429)"), "{e}");
-        assert_eq!(Error::new(ErrorKind::FirstToken, "OpenAI", "no token within 20s").to_string(), "OpenAI did not start answering in time: no token within 20s");
+        assert_eq!(
+            Error::new(ErrorKind::FirstToken, "OpenAI", "no token within 20s").to_string(),
+            "OpenAI did not start answering in time: no token within 20s"
+        );
     }
 }

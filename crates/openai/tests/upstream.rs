@@ -81,7 +81,11 @@ async fn http_errors_are_classified_with_status_code_and_retry_after() {
         (serde_json::json!({"type": "fail", "status": 500}), 500, FailureClass::Outage),
         (serde_json::json!({"type": "fail", "status": 408}), 408, FailureClass::Outage),
         (serde_json::json!({"type": "fail", "status": 429, "retry_after": 1.5}), 429, FailureClass::RateLimit),
-        (serde_json::json!({"type": "fail", "status": 429, "code": "insufficient_quota", "message": "You exceeded your current quota"}), 429, FailureClass::Account),
+        (
+            serde_json::json!({"type": "fail", "status": 429, "code": "insufficient_quota", "message": "You exceeded your current quota"}),
+            429,
+            FailureClass::Account,
+        ),
         (serde_json::json!({"type": "fail", "status": 401}), 401, FailureClass::Account),
         (serde_json::json!({"type": "fail", "status": 403}), 403, FailureClass::Account),
         (serde_json::json!({"type": "fail", "status": 404}), 404, FailureClass::Account),
@@ -111,7 +115,8 @@ async fn http_errors_are_classified_with_status_code_and_retry_after() {
 async fn stream_faults_are_errors_never_a_short_answer() {
     let mock = Llmock::start(&[]);
     let c = client(&mock.base_url());
-    for (fault, kind) in [("disconnect", ErrorKind::Cut), ("truncate", ErrorKind::Truncated), ("malformed", ErrorKind::Malformed), ("stall", ErrorKind::Stall)] {
+    for (fault, kind) in [("disconnect", ErrorKind::Cut), ("truncate", ErrorKind::Truncated), ("malformed", ErrorKind::Malformed), ("stall", ErrorKind::Stall)]
+    {
         scenario(&mock, serde_json::json!([{"type": "stream_fault", "kind": fault, "after_chunks": 2, "stall_seconds": 5}])).await;
         let started = Instant::now();
         let e = stream(&c).await.unwrap_err();
@@ -216,7 +221,9 @@ fn chunk_decoding_handles_the_fuzz_corpus_and_real_chunks() {
         n += 1;
     }
     assert!(n >= 3);
-    assert!(matches!(decode_chunk(r#"{"model":"m","choices":[{"delta":{"content":"Hi"},"finish_reason":"stop"}]}"#), Ok(Decoded::Delta { content, finish: Some(f), .. }) if content == "Hi" && f == "stop"));
+    assert!(
+        matches!(decode_chunk(r#"{"model":"m","choices":[{"delta":{"content":"Hi"},"finish_reason":"stop"}]}"#), Ok(Decoded::Delta { content, finish: Some(f), .. }) if content == "Hi" && f == "stop")
+    );
     assert_eq!(decode_chunk(r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#), Ok(Decoded::Skip));
     assert!(matches!(decode_chunk(r#"{"error":{"message":"overloaded","code":"x"}}"#), Err(ChunkError::Upstream { code: Some(c), .. }) if c == "x"));
     assert!(matches!(decode_chunk("{nope"), Err(ChunkError::NotJson(_))));

@@ -76,7 +76,8 @@ fn main() {
     let mock = Llmock::start(&[]);
     let dead = format!("http://127.0.0.1:{}/v1", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
     let dir = tempfile::tempdir().unwrap();
-    let env = Env::from_pairs([("UNDERSTUDY_DATA_DIR", dir.path().display().to_string()), ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string())]);
+    let env =
+        Env::from_pairs([("UNDERSTUDY_DATA_DIR", dir.path().display().to_string()), ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string())]);
     let bench = Bench {
         engine: Engine::new(EngineConfig::new(understudy_testkit::local_worker(), &[])),
         paths: Paths::resolve(&env).unwrap(),
@@ -91,10 +92,26 @@ fn main() {
             ("500", Some(serde_json::json!([{ "type": "fail", "status": 500, "match": { "stream": true } }])), false),
             ("429, Retry-After 30 s", Some(serde_json::json!([{ "type": "fail", "status": 429, "retry_after": 30, "match": { "stream": true } }])), false),
             ("slow first token (5 s)", Some(serde_json::json!([{ "type": "slow_first_token", "seconds": 5, "match": { "stream": true } }])), false),
-            ("stall mid-stream", Some(serde_json::json!([{ "type": "stream_fault", "kind": "stall", "after_chunks": 3, "stall_seconds": 10, "match": { "stream": true } }])), true),
-            ("disconnect mid-stream", Some(serde_json::json!([{ "type": "stream_fault", "kind": "disconnect", "after_chunks": 3, "match": { "stream": true } }])), true),
-            ("truncated (no [DONE])", Some(serde_json::json!([{ "type": "stream_fault", "kind": "truncate", "after_chunks": 3, "match": { "stream": true } }])), true),
-            ("malformed chunk", Some(serde_json::json!([{ "type": "stream_fault", "kind": "malformed", "after_chunks": 3, "match": { "stream": true } }])), true),
+            (
+                "stall mid-stream",
+                Some(serde_json::json!([{ "type": "stream_fault", "kind": "stall", "after_chunks": 3, "stall_seconds": 10, "match": { "stream": true } }])),
+                true,
+            ),
+            (
+                "disconnect mid-stream",
+                Some(serde_json::json!([{ "type": "stream_fault", "kind": "disconnect", "after_chunks": 3, "match": { "stream": true } }])),
+                true,
+            ),
+            (
+                "truncated (no [DONE])",
+                Some(serde_json::json!([{ "type": "stream_fault", "kind": "truncate", "after_chunks": 3, "match": { "stream": true } }])),
+                true,
+            ),
+            (
+                "malformed chunk",
+                Some(serde_json::json!([{ "type": "stream_fault", "kind": "malformed", "after_chunks": 3, "match": { "stream": true } }])),
+                true,
+            ),
         ];
         println!("failover bench: llmock upstream, Gemma 3 270M local, timeouts connect/first token/stall {} s", TIMEOUT.as_secs());
         println!("time to first token (pre-token faults) or longest wait between tokens (mid-stream faults); p50 / p95\n");
@@ -120,9 +137,17 @@ fn main() {
                 let (first, gap, by) = ask(&r).await;
                 assert_eq!(by, "local", "{name}: the local model answered");
                 let d = if mid_stream { gap } else { first };
-                if is_cold { cold.push(d) } else { warm.push(d) }
+                if is_cold {
+                    cold.push(d)
+                } else {
+                    warm.push(d)
+                }
             }
-            let target = if name.starts_with("slow") || name.starts_with("stall") { format!("≤ {:.1} s", TIMEOUT.as_secs_f64() + 1.5) } else { "≤ 1.5 s".to_string() };
+            let target = if name.starts_with("slow") || name.starts_with("stall") {
+                format!("≤ {:.1} s", TIMEOUT.as_secs_f64() + 1.5)
+            } else {
+                "≤ 1.5 s".to_string()
+            };
             println!(
                 "{:<26} {:>9.0}ms {:>9.0}ms {:>9.0}ms {:>9.0}ms   {target}",
                 name,

@@ -53,7 +53,10 @@ pub enum LocalModel {
     None,
     /// Configured but no such file (a catalog id not downloaded yet, or a moved file).
     Missing(String),
-    Ready { path: PathBuf, name: String },
+    Ready {
+        path: PathBuf,
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -92,7 +95,15 @@ impl Chain {
                 Cloud { id: p.id.clone(), label: provider_label(&p.id), model: p.model.clone(), client }
             })
             .collect();
-        Chain { mode: config.mode, clouds, local: resolve_local(config.local.model.as_deref(), &paths.models_dir()), context: config.local.context, threads: config.local.threads, failover: config.failover.clone(), prewarm: config.local.prewarm }
+        Chain {
+            mode: config.mode,
+            clouds,
+            local: resolve_local(config.local.model.as_deref(), &paths.models_dir()),
+            context: config.local.context,
+            threads: config.local.threads,
+            failover: config.failover.clone(),
+            prewarm: config.local.prewarm,
+        }
     }
 
     pub fn primary(&self) -> Option<&Cloud> {
@@ -113,11 +124,7 @@ impl Chain {
 /// file `<id>.gguf` in the models dir once downloaded.
 pub fn resolve_local(model: Option<&str>, models_dir: &Path) -> LocalModel {
     let Some(model) = model.map(str::trim).filter(|m| !m.is_empty()) else { return LocalModel::None };
-    let candidates = if model.ends_with(".gguf") {
-        vec![PathBuf::from(model), models_dir.join(model)]
-    } else {
-        vec![models_dir.join(format!("{model}.gguf"))]
-    };
+    let candidates = if model.ends_with(".gguf") { vec![PathBuf::from(model), models_dir.join(model)] } else { vec![models_dir.join(format!("{model}.gguf"))] };
     match candidates.into_iter().find(|p| p.is_file()) {
         Some(path) => {
             let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| model.to_string());

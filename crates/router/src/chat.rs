@@ -57,7 +57,14 @@ impl ChatError {
     }
 
     fn local(message: String) -> ChatError {
-        ChatError { class: "local".into(), provider: Some("local".into()), message, next_step: "Try again; if it keeps failing, choose another offline model in Settings.".into(), status: None, code: None }
+        ChatError {
+            class: "local".into(),
+            provider: Some("local".into()),
+            message,
+            next_step: "Try again; if it keeps failing, choose another offline model in Settings.".into(),
+            status: None,
+            code: None,
+        }
     }
 
     pub fn from_cloud(e: &CloudError) -> ChatError {
@@ -75,10 +82,19 @@ impl ChatError {
             (FailureClass::RateLimit, ..) => "Wait a moment and try again.",
             (_, _, Some("context_length_exceeded"), _) => "Start a new conversation or shorten this one.",
             (FailureClass::Request, ..) => "Change the request and try again.",
-            (_, _, _, ErrorKind::Connect | ErrorKind::Dns | ErrorKind::Tls) => "Check your connection and the base URL in Settings; install an offline model to keep answering when this happens.",
+            (_, _, _, ErrorKind::Connect | ErrorKind::Dns | ErrorKind::Tls) => {
+                "Check your connection and the base URL in Settings; install an offline model to keep answering when this happens."
+            }
             _ => "Try again; install an offline model to keep answering when this happens.",
         };
-        ChatError { class: class.into(), provider: Some(e.provider.clone()), message: e.describe(), next_step: next_step.into(), status: e.status, code: e.code.clone() }
+        ChatError {
+            class: class.into(),
+            provider: Some(e.provider.clone()),
+            message: e.describe(),
+            next_step: next_step.into(),
+            status: e.status,
+            code: e.code.clone(),
+        }
     }
 }
 
@@ -95,15 +111,35 @@ impl std::fmt::Display for ChatError {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    Started { provider: String, label: String, model: String, failover: Option<String> },
-    Token { text: String },
+    Started {
+        provider: String,
+        label: String,
+        model: String,
+        failover: Option<String>,
+    },
+    Token {
+        text: String,
+    },
     /// The provider failed mid-answer; `provider` continues the text from where it stopped.
-    Switched { provider: String, label: String, model: String, reason: String },
-    Usage { prompt_tokens: u32, completion_tokens: u32 },
+    Switched {
+        provider: String,
+        label: String,
+        model: String,
+        reason: String,
+    },
+    Usage {
+        prompt_tokens: u32,
+        completion_tokens: u32,
+    },
     /// `finish_reason`: `stop`, `length`, or `cancelled` (the user stopped it; the text so far
     /// stands). `model` is the model that wrote it, as the provider reported it.
-    Done { finish_reason: String, model: String },
-    Error { error: ChatError },
+    Done {
+        finish_reason: String,
+        model: String,
+    },
+    Error {
+        error: ChatError,
+    },
 }
 
 /// An answer being produced. Events come from [`Answer::next`]; dropping it cancels.
@@ -240,9 +276,14 @@ impl Sink {
 
 /// How a cloud attempt ended.
 enum Attempt {
-    Done { first_token: Option<Duration> },
+    Done {
+        first_token: Option<Duration>,
+    },
     /// Failed; `partial` = (text so far, model) when tokens had already been sent.
-    Failed { error: CloudError, partial: Option<(String, String)> },
+    Failed {
+        error: CloudError,
+        partial: Option<(String, String)>,
+    },
 }
 
 /// A failure in a few words, for "answered here because …".
@@ -290,7 +331,11 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
             last_error.get_or_insert_with(|| ChatError {
                 class: "outage".into(),
                 provider: Some(cloud.id.clone()),
-                message: format!("{} is failing and is skipped until it recovers{}", cloud.label, why.map(|w| format!(" (last error: {w})")).unwrap_or_default()),
+                message: format!(
+                    "{} is failing and is skipped until it recovers{}",
+                    cloud.label,
+                    why.map(|w| format!(" (last error: {w})")).unwrap_or_default()
+                ),
                 next_step: "Install an offline model to keep answering while it is down.".into(),
                 status: None,
                 code: None,
@@ -365,7 +410,13 @@ async fn attempt_cloud(cloud: &Cloud, client: &understudy_openai::Client, reques
                 }
                 if first_token.is_none() {
                     first_token = Some(started.elapsed());
-                    sink.send(Event::Started { provider: cloud.id.clone(), label: cloud.label.clone(), model: answered_by.clone(), failover: failover.clone() }).await;
+                    sink.send(Event::Started {
+                        provider: cloud.id.clone(),
+                        label: cloud.label.clone(),
+                        model: answered_by.clone(),
+                        failover: failover.clone(),
+                    })
+                    .await;
                 }
                 text.push_str(&content);
                 sink.send(Event::Token { text: content }).await;

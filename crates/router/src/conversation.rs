@@ -36,14 +36,31 @@ pub enum ConversationError {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TurnEvent {
-    UserMessage { message: Message },
-    AnswerStarted { message_id: i64, provider: String, label: String, model: String, failover: Option<String> },
-    Token { text: String },
+    UserMessage {
+        message: Message,
+    },
+    AnswerStarted {
+        message_id: i64,
+        provider: String,
+        label: String,
+        model: String,
+        failover: Option<String>,
+    },
+    Token {
+        text: String,
+    },
     /// The provider failed mid-answer and `provider` continues it from where it stopped.
-    Switched { provider: String, label: String, model: String, reason: String },
+    Switched {
+        provider: String,
+        label: String,
+        model: String,
+        reason: String,
+    },
     /// The answer as stored: status `complete`, `interrupted` (stopped; text kept) or `error`
     /// (with the reason and next step in `error`).
-    Finished { message: Message },
+    Finished {
+        message: Message,
+    },
 }
 
 #[derive(Debug)]
@@ -204,7 +221,16 @@ impl Conversations {
         let started = Instant::now();
         let mut answer = self.0.router.chat(request);
         let mut streaming: Option<StreamingMessage> = None;
-        let mut end = AnswerEnd { status: Status::Complete, error: None, prompt_tokens: None, completion_tokens: None, first_token_ms: None, total_ms: None, by: Provenance::default(), parts: Vec::new() };
+        let mut end = AnswerEnd {
+            status: Status::Complete,
+            error: None,
+            prompt_tokens: None,
+            completion_tokens: None,
+            first_token_ms: None,
+            total_ms: None,
+            by: Provenance::default(),
+            parts: Vec::new(),
+        };
         loop {
             // Text that arrived is stored within SAVE_EVERY even when nothing follows it (a
             // stalled stream): a crash then still finds it.

@@ -102,7 +102,15 @@ impl Monitor {
         let entry = entries.entry(id.to_string()).or_insert_with(|| {
             // Seeded per provider and run, so two providers (or two apps) do not probe in step.
             let seed = self.start_unix_ms ^ id.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-            Entry { label: label.to_string(), policy: Policy::new(self.cfg.lock().expect("cfg lock").clone(), seed), last_error: None, last_seen: None, probe_failures: 0, account_problem: None, answered_since_close: true }
+            Entry {
+                label: label.to_string(),
+                policy: Policy::new(self.cfg.lock().expect("cfg lock").clone(), seed),
+                last_error: None,
+                last_seen: None,
+                probe_failures: 0,
+                account_problem: None,
+                answered_since_close: true,
+            }
         });
         f(entry, self.now())
     }
@@ -119,7 +127,9 @@ impl Monitor {
             e.last_seen = Some(now);
             match (was_closed, e.policy.breaker() == Breaker::Closed) {
                 (true, false) => e.answered_since_close = false,
-                (_, true) if matches!(outcome, Outcome::Success { .. }) || (!was_closed && matches!(outcome, Outcome::Probe(true))) => e.answered_since_close = true,
+                (_, true) if matches!(outcome, Outcome::Success { .. }) || (!was_closed && matches!(outcome, Outcome::Probe(true))) => {
+                    e.answered_since_close = true
+                }
                 _ => {}
             }
             match outcome {

@@ -45,9 +45,13 @@ impl PolicyConfig {
 pub enum Breaker {
     Closed,
     /// Requests skip the provider until `until`.
-    Open { until_ms: u64 },
+    Open {
+        until_ms: u64,
+    },
     /// Probes decide: `successes` of the two needed so far.
-    HalfOpen { successes: u8 },
+    HalfOpen {
+        successes: u8,
+    },
 }
 
 /// What the tray and the status bar show for one provider.
@@ -64,7 +68,9 @@ pub enum Health {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Outcome {
     /// A request answered; `first_token` when it streamed.
-    Success { first_token: Option<Duration> },
+    Success {
+        first_token: Option<Duration>,
+    },
     Failure(FailureClass),
     /// A health probe (`GET /models`, then a 1-token completion) passed or failed.
     Probe(bool),
@@ -324,11 +330,27 @@ mod tests {
         );
         check(
             "three consecutive outage failures open for open_for",
-            &[At(0, fail(Outage)), At(1, fail(Outage)), At(2, fail(Outage)), Expect(3, Health::Outage, open(32), false), Expect(31, Health::Outage, open(32), false)],
+            &[
+                At(0, fail(Outage)),
+                At(1, fail(Outage)),
+                At(2, fail(Outage)),
+                Expect(3, Health::Outage, open(32), false),
+                Expect(31, Health::Outage, open(32), false),
+            ],
         );
         check(
             "a success in between resets the consecutive count",
-            &[At(0, ok()), At(0, ok()), At(0, ok()), At(0, ok()), At(0, fail(Outage)), At(1, fail(Outage)), At(2, ok()), At(3, fail(Outage)), Expect(4, Health::Degraded, Breaker::Closed, true)],
+            &[
+                At(0, ok()),
+                At(0, ok()),
+                At(0, ok()),
+                At(0, ok()),
+                At(0, fail(Outage)),
+                At(1, fail(Outage)),
+                At(2, ok()),
+                At(3, fail(Outage)),
+                Expect(4, Health::Degraded, Breaker::Closed, true),
+            ],
         );
         check(
             "failure rate over the window opens (min 4 samples)",

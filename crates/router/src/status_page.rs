@@ -154,7 +154,10 @@ mod tests {
         check_sp(&ok.replace(r#""name":"API","status":"operational""#, r#""name":"API","status":"partial_outage""#), incident("API: partial outage"));
         check_sp(&ok.replace(r#""name":"ChatGPT","status":"operational""#, r#""name":"ChatGPT","status":"major_outage""#), Ok(Verdict::Operational));
         check_sp(
-            &ok.replace(r#""incidents":[]"#, r#""incidents":[{"name":"Elevated errors on Chat Completions","status":"investigating","components":[{"name":"API"}]}]"#),
+            &ok.replace(
+                r#""incidents":[]"#,
+                r#""incidents":[{"name":"Elevated errors on Chat Completions","status":"investigating","components":[{"name":"API"}]}]"#,
+            ),
             incident("Elevated errors on Chat Completions"),
         );
         check_sp(
@@ -171,14 +174,21 @@ mod tests {
     #[test]
     fn incident_io_widget() {
         let structure = r#""structure":{"items":[{"group":{"name":"APIs","components":[{"component_id":"c1","name":"Chat Completions API"},{"component_id":"c2","name":"Responses API"}]}},{"component":{"component_id":"c3","name":"ChatGPT"}}]}"#;
-        let page = |incidents: &str| format!(r#"{{"summary":{{"id":"p","name":"OpenAI",{structure},"ongoing_incidents":[{incidents}],"affected_components":[]}}}}"#);
+        let page =
+            |incidents: &str| format!(r#"{{"summary":{{"id":"p","name":"OpenAI",{structure},"ongoing_incidents":[{incidents}],"affected_components":[]}}}}"#);
         check_io(&page(""), Ok(Verdict::Operational));
-        check_io(&page(r#"{"name":"Increased latency","status":"investigating","affected_components":[{"component_id":"c1"}]}"#), incident("Increased latency"));
+        check_io(
+            &page(r#"{"name":"Increased latency","status":"investigating","affected_components":[{"component_id":"c1"}]}"#),
+            incident("Increased latency"),
+        );
         check_io(&page(r#"{"name":"Login issues","status":"identified","affected_components":[{"component_id":"c3"}]}"#), Ok(Verdict::Operational));
         check_io(&page(r#"{"name":"API errors","status":"investigating"}"#), incident("API errors"));
         // A component named for what it is, in the APIs group.
         let grouped = r#""structure":{"items":[{"group":{"name":"APIs","components":[{"component_id":"c4","name":"Batch"}]}}]}"#;
-        check_io(&format!(r#"{{"summary":{{{grouped},"ongoing_incidents":[{{"name":"Batch delays","affected_components":[{{"component_id":"c4"}}]}}]}}}}"#), incident("Batch delays"));
+        check_io(
+            &format!(r#"{{"summary":{{{grouped},"ongoing_incidents":[{{"name":"Batch delays","affected_components":[{{"component_id":"c4"}}]}}]}}}}"#),
+            incident("Batch delays"),
+        );
         check_io(r#"{"summary":{"name":"OpenAI"}}"#, Err(StatusPageError::Shape));
         check_io(r#"{"unexpected":true}"#, Err(StatusPageError::Shape));
         assert!(matches!(parse_incident_io("{"), Err(StatusPageError::NotJson(_))));
@@ -187,16 +197,23 @@ mod tests {
     #[test]
     fn incident_io_widget_api() {
         let page = |incidents: &str, maintenance: &str| {
-            format!(r#"{{"page_title":"OpenAI","page_url":"https://status.openai.com","ongoing_incidents":[{incidents}],"in_progress_maintenances":[{maintenance}],"scheduled_maintenances":[]}}"#)
+            format!(
+                r#"{{"page_title":"OpenAI","page_url":"https://status.openai.com","ongoing_incidents":[{incidents}],"in_progress_maintenances":[{maintenance}],"scheduled_maintenances":[]}}"#
+            )
         };
         let incident_on = |name: &str, component: &str, group: &str| {
-            format!(r#"{{"id":"01J","name":"{name}","status":"investigating","url":"https://status.openai.com/incidents/01J","last_update_at":"2026-11-30T08:00:00Z","last_update_message":"We are investigating.","current_worst_impact":"partial_outage","affected_components":[{{"id":"c1","name":"{component}","group_name":"{group}","current_status":"partial_outage"}}]}}"#)
+            format!(
+                r#"{{"id":"01J","name":"{name}","status":"investigating","url":"https://status.openai.com/incidents/01J","last_update_at":"2026-11-30T08:00:00Z","last_update_message":"We are investigating.","current_worst_impact":"partial_outage","affected_components":[{{"id":"c1","name":"{component}","group_name":"{group}","current_status":"partial_outage"}}]}}"#
+            )
         };
         check_io(&page("", ""), Ok(Verdict::Operational));
         check_io(&page(&incident_on("Elevated error rates", "Chat Completions", "APIs"), ""), incident("Elevated error rates"));
         check_io(&page(&incident_on("Conversation history missing", "Conversations", "ChatGPT"), ""), Ok(Verdict::Operational));
         let maintenance = r#"{"id":"m1","name":"Database upgrade","status":"maintenance_in_progress","affected_components":[{"id":"c1","name":"Chat Completions","group_name":"APIs","current_status":"under_maintenance"}]}"#;
         check_io(&page("", maintenance), Ok(Verdict::Operational));
-        check_io(&page(&format!("{},{}", incident_on("Sora slow", "Video generation", "Sora"), incident_on("Fine-tuning jobs stuck", "Fine-tuning", "APIs")), ""), incident("Fine-tuning jobs stuck"));
+        check_io(
+            &page(&format!("{},{}", incident_on("Sora slow", "Video generation", "Sora"), incident_on("Fine-tuning jobs stuck", "Fine-tuning", "APIs")), ""),
+            incident("Fine-tuning jobs stuck"),
+        );
     }
 }

@@ -35,7 +35,10 @@ fn config(base_url: &str, mode: Mode, local_model: Option<PathBuf>) -> Config {
 
 fn setup(config: &Config, keys: &dyn Keys) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let env = Env::from_pairs([("UNDERSTUDY_DATA_DIR", dir.path().join("data").display().to_string()), ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string())]);
+    let env = Env::from_pairs([
+        ("UNDERSTUDY_DATA_DIR", dir.path().join("data").display().to_string()),
+        ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string()),
+    ]);
     let paths = Paths::resolve(&env).unwrap();
     let db = dir.path().join("u.db");
     let router = Router::new(Chain::build(config, &paths, keys), Engine::new(EngineConfig::new(understudy_testkit::local_worker(), &[])));
@@ -80,7 +83,9 @@ async fn an_answer_streams_from_openai_and_is_kept_with_who_wrote_it() {
 
     let events = events.lock().unwrap().clone();
     assert!(matches!(&events[0], TurnEvent::UserMessage { message } if message.content == "What is the capital of France?\nThanks"));
-    assert!(matches!(&events[1], TurnEvent::AnswerStarted { provider, label, model, failover: None, .. } if provider == "openai" && label == "OpenAI" && model == "gpt-4.1-mini"));
+    assert!(
+        matches!(&events[1], TurnEvent::AnswerStarted { provider, label, model, failover: None, .. } if provider == "openai" && label == "OpenAI" && model == "gpt-4.1-mini")
+    );
     assert!(matches!(events.last(), Some(TurnEvent::Finished { .. })));
     assert_eq!(answer.status, Status::Complete);
     assert!(answer.content.contains("from gpt-4.1-mini"), "llmock names the model it was asked for: {:?}", answer.content);
@@ -160,11 +165,27 @@ async fn errors_are_stored_in_words_with_the_next_step_and_regenerate_replaces_t
     let s = setup(&config(&mock.base_url(), Mode::Auto, None), &key());
     let c = s.conversations.create().unwrap();
     for (behaviour, words, next) in [
-        (serde_json::json!({ "type": "fail", "status": 401, "code": "invalid_api_key", "message": "Incorrect API key provided" }), "OpenAI rejected the API key (401)", "Check the API key in Settings."),
-        (serde_json::json!({ "type": "fail", "status": 429, "code": "insufficient_quota", "message": "You exceeded your current quota" }), "the OpenAI account has no quota left (429)", "Add credit"),
-        (serde_json::json!({ "type": "fail", "status": 400, "code": "context_length_exceeded", "message": "maximum context length is 128000 tokens" }), "OpenAI rejected the request (400)", "Start a new conversation"),
+        (
+            serde_json::json!({ "type": "fail", "status": 401, "code": "invalid_api_key", "message": "Incorrect API key provided" }),
+            "OpenAI rejected the API key (401)",
+            "Check the API key in Settings.",
+        ),
+        (
+            serde_json::json!({ "type": "fail", "status": 429, "code": "insufficient_quota", "message": "You exceeded your current quota" }),
+            "the OpenAI account has no quota left (429)",
+            "Add credit",
+        ),
+        (
+            serde_json::json!({ "type": "fail", "status": 400, "code": "context_length_exceeded", "message": "maximum context length is 128000 tokens" }),
+            "OpenAI rejected the request (400)",
+            "Start a new conversation",
+        ),
         (serde_json::json!({ "type": "fail", "status": 503, "message": "overloaded" }), "OpenAI had a server error (503)", "No offline model is installed"),
-        (serde_json::json!({ "type": "stream_fault", "kind": "disconnect", "after_chunks": 2 }), "the connection to OpenAI broke in the middle of the answer", "Try again"),
+        (
+            serde_json::json!({ "type": "stream_fault", "kind": "disconnect", "after_chunks": 2 }),
+            "the connection to OpenAI broke in the middle of the answer",
+            "Try again",
+        ),
     ] {
         scenario(&mock, serde_json::json!([behaviour])).await;
         let (events, sink) = recorder();
@@ -265,7 +286,11 @@ async fn the_key_is_never_stored_with_the_history_nor_exported() {
     let c = s.conversations.create().unwrap();
     s.conversations.send(c.id, "hello", |_| {}).await.unwrap();
     // The upstream echoes part of the key in its error, as OpenAI does ("sk-test-…6789").
-    scenario(&mock, serde_json::json!([{ "type": "fail", "status": 401, "message": "Incorrect API key provided: sk-test-*****6789", "match": { "stream": true } }])).await;
+    scenario(
+        &mock,
+        serde_json::json!([{ "type": "fail", "status": 401, "message": "Incorrect API key provided: sk-test-*****6789", "match": { "stream": true } }]),
+    )
+    .await;
     let failed = s.conversations.send(c.id, "again", |_| {}).await.unwrap();
     assert_eq!(failed.status, Status::Error);
     let error = failed.error.clone().unwrap();

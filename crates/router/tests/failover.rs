@@ -19,7 +19,10 @@ fn router(base_url: &str, local: bool) -> (Router, tempfile::TempDir) {
 
 fn router_chain(providers: &[(&str, &str)], local: bool) -> (Router, tempfile::TempDir) {
     let mut c = Config { mode: Mode::Auto, ..Config::default() };
-    c.providers = providers.iter().map(|(id, url)| ProviderConfig { id: id.to_string(), base_url: url.to_string(), model: "gpt-4o-mini".into(), api_key: ApiKeySource::Keyring }).collect();
+    c.providers = providers
+        .iter()
+        .map(|(id, url)| ProviderConfig { id: id.to_string(), base_url: url.to_string(), model: "gpt-4o-mini".into(), api_key: ApiKeySource::Keyring })
+        .collect();
     c.local.model = local.then(|| understudy_testkit::tiny_gguf().display().to_string());
     c.local.context = 512;
     c.local.threads = 1;
@@ -28,7 +31,8 @@ fn router_chain(providers: &[(&str, &str)], local: bool) -> (Router, tempfile::T
     c.failover.stall_timeout = Duration::from_secs(1);
     c.failover.status_page = String::new(); // never the internet from tests
     let dir = tempfile::tempdir().unwrap();
-    let env = Env::from_pairs([("UNDERSTUDY_DATA_DIR", dir.path().display().to_string()), ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string())]);
+    let env =
+        Env::from_pairs([("UNDERSTUDY_DATA_DIR", dir.path().display().to_string()), ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string())]);
     let paths = Paths::resolve(&env).unwrap();
     let chain = Chain::build(&c, &paths, &FixedKey("sk-test-FAILOVER0123456789".into()));
     (Router::new(chain, Engine::new(EngineConfig::new(understudy_testkit::local_worker(), &[]))), dir)
@@ -161,7 +165,8 @@ async fn a_short_retry_after_is_honoured_once() {
 async fn a_bad_request_is_shown_not_failed_over() {
     let mock = Llmock::start(&[]);
     let (r, _d) = router(&mock.base_url(), true);
-    scenario(&mock, serde_json::json!([{ "type": "fail", "status": 400, "code": "context_length_exceeded", "message": "maximum context length is 8 tokens" }])).await;
+    scenario(&mock, serde_json::json!([{ "type": "fail", "status": 400, "code": "context_length_exceeded", "message": "maximum context length is 8 tokens" }]))
+        .await;
     let g = ask(&r).await;
     assert_eq!(g.started_by, None);
     assert!(g.error.unwrap().starts_with("OpenAI rejected the request (400)"));

@@ -34,7 +34,8 @@ fn router_cfg(base_url: &str, status_page: &str, tweak: impl FnOnce(&mut Config)
     c.failover.status_poll = Duration::from_millis(200);
     tweak(&mut c);
     let dir = tempfile::tempdir().unwrap();
-    let env = Env::from_pairs([("UNDERSTUDY_DATA_DIR", dir.path().display().to_string()), ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string())]);
+    let env =
+        Env::from_pairs([("UNDERSTUDY_DATA_DIR", dir.path().display().to_string()), ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string())]);
     let chain = Chain::build(&c, &Paths::resolve(&env).unwrap(), &FixedKey("sk-test-PROBE0123456789".into()));
     (Router::new(chain, Engine::new(EngineConfig::new(understudy_testkit::local_worker(), &[]))), dir)
 }
@@ -102,7 +103,8 @@ async fn probes_notice_an_outage_while_nobody_types_and_pre_warm_the_offline_mod
     let (r, _d) = router(&mock.base_url());
     let mut health = r.health();
     let _bg = r.start_background();
-    wait_for("a first healthy probe", Duration::from_secs(5), || health.borrow_and_update().providers.first().is_some_and(|p| p.health == Health::Healthy)).await;
+    wait_for("a first healthy probe", Duration::from_secs(5), || health.borrow_and_update().providers.first().is_some_and(|p| p.health == Health::Healthy))
+        .await;
     assert_eq!(r.engine().worker_pid().await, None, "healthy: no model loaded");
     scenario(&mock, serde_json::json!([{ "type": "fail", "status": 503, "times": 50, "match": { "path": "*models*" } }])).await;
     wait_for("an outage seen by probes alone", Duration::from_secs(10), || r.monitor().snapshot().providers[0].health == Health::Outage).await;
@@ -171,7 +173,11 @@ async fn a_status_page_incident_degrades_and_pre_warms_but_never_opens() {
 #[tokio::test]
 async fn an_incident_io_page_is_read_from_its_widget_api() {
     let mock = Llmock::start(&[]);
-    let page_with = |incidents: &str| format!(r#"{{"page_title":"OpenAI","page_url":"https://status.openai.com","ongoing_incidents":[{incidents}],"in_progress_maintenances":[],"scheduled_maintenances":[]}}"#);
+    let page_with = |incidents: &str| {
+        format!(
+            r#"{{"page_title":"OpenAI","page_url":"https://status.openai.com","ongoing_incidents":[{incidents}],"in_progress_maintenances":[],"scheduled_maintenances":[]}}"#
+        )
+    };
     let body = std::sync::Arc::new(std::sync::Mutex::new(page_with("")));
     let page = status_page(body.clone(), "/api/v1/summary").await;
     let (r, _d) = router_with(&mock.base_url(), &page);

@@ -148,7 +148,11 @@ fn file_stem(title: &str) -> String {
     let s: String = title.chars().map(|c| if c.is_control() || "/\\:*?\"<>|".contains(c) { '_' } else { c }).collect();
     let s = s.trim().trim_start_matches('.').trim();
     let s: String = s.chars().take(80).collect();
-    if s.is_empty() { "conversation".into() } else { s }
+    if s.is_empty() {
+        "conversation".into()
+    } else {
+        s
+    }
 }
 
 #[cfg(test)]
@@ -163,11 +167,40 @@ mod tests {
         s.add_message(c.id, "user", "Capital of France?").unwrap();
         let by = Provenance { provider: Some("openai".into()), model: Some("gpt-4o-mini".into()), failover_reason: None };
         let a = s.begin_answer(c.id, &by).unwrap();
-        s.finish_answer(a, "Paris.", &AnswerEnd { status: Status::Complete, error: None, prompt_tokens: Some(9), completion_tokens: Some(2), first_token_ms: None, total_ms: None, by: Provenance::default(), parts: Vec::new() }).unwrap();
+        s.finish_answer(
+            a,
+            "Paris.",
+            &AnswerEnd {
+                status: Status::Complete,
+                error: None,
+                prompt_tokens: Some(9),
+                completion_tokens: Some(2),
+                first_token_ms: None,
+                total_ms: None,
+                by: Provenance::default(),
+                parts: Vec::new(),
+            },
+        )
+        .unwrap();
         s.add_message(c.id, "user", "And Italy?").unwrap();
-        let local = Provenance { provider: Some("local".into()), model: Some("gemma-3-270m".into()), failover_reason: Some("OpenAI could not be reached".into()) };
+        let local =
+            Provenance { provider: Some("local".into()), model: Some("gemma-3-270m".into()), failover_reason: Some("OpenAI could not be reached".into()) };
         let b = s.begin_answer(c.id, &local).unwrap();
-        s.finish_answer(b, "Rome", &AnswerEnd { status: Status::Interrupted, error: None, prompt_tokens: None, completion_tokens: None, first_token_ms: None, total_ms: None, by: Provenance::default(), parts: Vec::new() }).unwrap();
+        s.finish_answer(
+            b,
+            "Rome",
+            &AnswerEnd {
+                status: Status::Interrupted,
+                error: None,
+                prompt_tokens: None,
+                completion_tokens: None,
+                first_token_ms: None,
+                total_ms: None,
+                by: Provenance::default(),
+                parts: Vec::new(),
+            },
+        )
+        .unwrap();
         let c = s.conversation(c.id).unwrap();
         let m = s.messages(c.id).unwrap();
         (c, m)

@@ -122,7 +122,7 @@ pub struct Hit {
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(
-        "CREATE TABLE conversations (
+            "CREATE TABLE conversations (
             id INTEGER PRIMARY KEY,
             title TEXT NOT NULL,
             system_prompt TEXT,
@@ -403,11 +403,7 @@ impl Store {
     /// Full-text search over all messages of conversations not deleted. Words are matched as
     /// prefixes; the query's punctuation is ignored, so user input is never FTS syntax.
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Hit>> {
-        let terms: Vec<String> = query
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-            .map(|w| format!("\"{w}\"*"))
-            .collect();
+        let terms: Vec<String> = query.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(|w| format!("\"{w}\"*")).collect();
         if terms.is_empty() {
             return Ok(Vec::new());
         }
@@ -416,7 +412,9 @@ impl Store {
              FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid JOIN conversations c ON c.id = m.conversation_id
              WHERE messages_fts MATCH ?1 AND c.deleted_at IS NULL ORDER BY rank LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![terms.join(" "), limit as i64], |r| Ok(Hit { conversation_id: r.get(0)?, message_id: r.get(1)?, title: r.get(2)?, snippet: r.get(3)? }))?;
+        let rows = stmt.query_map(params![terms.join(" "), limit as i64], |r| {
+            Ok(Hit { conversation_id: r.get(0)?, message_id: r.get(1)?, title: r.get(2)?, snippet: r.get(3)? })
+        })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -460,7 +458,13 @@ impl StreamingMessage {
     pub const SAVE_EVERY: Duration = Duration::from_millis(500);
 
     pub fn begin(store: &Store, conversation_id: i64, by: &Provenance) -> Result<StreamingMessage> {
-        Ok(StreamingMessage { id: store.begin_answer(conversation_id, by)?, text: String::new(), dirty: false, last_save: Instant::now(), every: Self::SAVE_EVERY })
+        Ok(StreamingMessage {
+            id: store.begin_answer(conversation_id, by)?,
+            text: String::new(),
+            dirty: false,
+            last_save: Instant::now(),
+            every: Self::SAVE_EVERY,
+        })
     }
 
     pub fn text(&self) -> &str {

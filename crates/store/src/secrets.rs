@@ -15,7 +15,10 @@ const SERVICE: &str = "understudy";
 pub enum Backend {
     Keyring,
     /// The keyring is unavailable (`why`); a mode-0600 file in the data dir is used instead.
-    File { path: PathBuf, why: String },
+    File {
+        path: PathBuf,
+        why: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -40,7 +40,10 @@ fn conversations_messages_and_settings_round_trip() {
     assert_eq!(msgs.len(), 2);
     assert_eq!((msgs[0].role.as_str(), msgs[0].status), ("user", Status::Complete));
     let ans = &msgs[1];
-    assert_eq!((ans.content.as_str(), ans.status, ans.provider.as_deref(), ans.failover_reason.as_deref()), ("Hi there", Status::Complete, Some("local"), Some("OpenAI stalled")));
+    assert_eq!(
+        (ans.content.as_str(), ans.status, ans.provider.as_deref(), ans.failover_reason.as_deref()),
+        ("Hi there", Status::Complete, Some("local"), Some("OpenAI stalled"))
+    );
     assert_eq!((ans.completion_tokens, ans.first_token_ms), (Some(2), Some(300)));
     assert_eq!(s.setting("mode").unwrap(), None);
     s.set_setting("mode", "auto").unwrap();

@@ -99,12 +99,7 @@ mod tests {
     use super::*;
 
     fn id(etag: Option<&str>, modified: Option<&str>) -> Identity {
-        Identity {
-            url: "https://example.com/m.gguf".into(),
-            etag: etag.map(Into::into),
-            last_modified: modified.map(Into::into),
-            total: 100,
-        }
+        Identity { url: "https://example.com/m.gguf".into(), etag: etag.map(Into::into), last_modified: modified.map(Into::into), total: 100 }
     }
 
     #[test]

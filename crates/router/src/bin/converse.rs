@@ -27,7 +27,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = Config { mode: Mode::Auto, ..Config::default() };
     config.providers = vec![ProviderConfig { id: "openai".into(), base_url: base_url.clone(), model: "gpt-4o-mini".into(), api_key: ApiKeySource::Keyring }];
     config.failover.status_page = String::new();
-    let router = Router::new(Chain::build(&config, &paths, &FixedKey("sk-test-CRASH0123456789".into())), Engine::new(EngineConfig::new(std::path::PathBuf::from("/nonexistent"), &[])));
+    let router = Router::new(
+        Chain::build(&config, &paths, &FixedKey("sk-test-CRASH0123456789".into())),
+        Engine::new(EngineConfig::new(std::path::PathBuf::from("/nonexistent"), &[])),
+    );
     let conversations = Conversations::new(Store::open(&db)?, router);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {

@@ -65,7 +65,13 @@ async fn main() {
                 let path = f.path();
                 if path.is_file() {
                     let repo = format!("{}/{}", owner.file_name().to_string_lossy(), repo.file_name().to_string_lossy());
-                    files.push(File { repo, name: f.file_name().to_string_lossy().into_owned(), sha256: sha256_hex(&path), size: path.metadata().unwrap().len(), path });
+                    files.push(File {
+                        repo,
+                        name: f.file_name().to_string_lossy().into_owned(),
+                        sha256: sha256_hex(&path),
+                        size: path.metadata().unwrap().len(),
+                        path,
+                    });
                 }
             }
         }
@@ -92,7 +98,12 @@ async fn search(State(m): App, Query(q): Query<HashMap<String, String>>) -> Json
 
 async fn tree(State(m): App, Path((owner, repo)): Path<(String, String)>) -> Json<serde_json::Value> {
     let repo = format!("{owner}/{repo}");
-    Json(json!(m.files.iter().filter(|f| f.repo == repo).map(|f| json!({ "type": "file", "path": f.name, "size": 135, "lfs": { "oid": f.sha256, "size": f.size } })).collect::<Vec<_>>()))
+    Json(json!(m
+        .files
+        .iter()
+        .filter(|f| f.repo == repo)
+        .map(|f| json!({ "type": "file", "path": f.name, "size": 135, "lfs": { "oid": f.sha256, "size": f.size } }))
+        .collect::<Vec<_>>()))
 }
 
 async fn resolve(State(m): App, Path((owner, repo, file)): Path<(String, String, String)>) -> Response {
@@ -100,7 +111,11 @@ async fn resolve(State(m): App, Path((owner, repo, file)): Path<(String, String,
     match m.files.iter().find(|f| f.repo == repo && f.name == file) {
         Some(f) => (
             StatusCode::FOUND,
-            [(header::LOCATION, format!("/blobs/{}", f.sha256)), (header::HeaderName::from_static("x-linked-etag"), format!("\"{}\"", f.sha256)), (header::HeaderName::from_static("x-linked-size"), f.size.to_string())],
+            [
+                (header::LOCATION, format!("/blobs/{}", f.sha256)),
+                (header::HeaderName::from_static("x-linked-etag"), format!("\"{}\"", f.sha256)),
+                (header::HeaderName::from_static("x-linked-size"), f.size.to_string()),
+            ],
         )
             .into_response(),
         None => (StatusCode::NOT_FOUND, Json(json!({ "error": "Entry not found" }))).into_response(),
@@ -109,7 +124,12 @@ async fn resolve(State(m): App, Path((owner, repo, file)): Path<(String, String,
 
 async fn blob(State(m): App, method: Method, headers: HeaderMap, Path(sha): Path<String>) -> Response {
     let Some(f) = m.files.iter().find(|f| f.sha256 == sha) else { return StatusCode::NOT_FOUND.into_response() };
-    let range = headers.get(header::RANGE).and_then(|r| r.to_str().ok()).and_then(|r| r.strip_prefix("bytes=")).and_then(|r| r.split_once('-')).map(|(a, b)| (a.parse::<u64>().unwrap_or(0), b.parse::<u64>().ok()));
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|r| r.to_str().ok())
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.split_once('-'))
+        .map(|(a, b)| (a.parse::<u64>().unwrap_or(0), b.parse::<u64>().ok()));
     let (start, end, status) = match range {
         Some((a, b)) if a < f.size => (a, b.unwrap_or(f.size - 1).min(f.size - 1), StatusCode::PARTIAL_CONTENT),
         Some(_) => return (StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, format!("bytes */{}", f.size))]).into_response(),
