@@ -348,27 +348,26 @@ async fn stream_answer(
 /// `understudy status`: the live state of a running gateway (the app's or `understudy serve`'s,
 /// so the CLI shows what they see); when none answers, one probe round of its own.
 fn status(config: &understudy_core::Config, paths: &Paths, json: bool) -> ExitCode {
-    let router = match router(config, paths) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("understudy status: {e:#}");
-            return ExitCode::from(1);
-        }
-    };
     let listen = config.gateway.listen;
-    let result = block_on(async move {
+    // The running gateway (the app's or `serve`'s) has the live view; ask it first.
+    let live = block_on(async move {
         let url = format!("http://{listen}/understudy/status");
         let client = reqwest::Client::builder().timeout(std::time::Duration::from_millis(1500)).no_proxy().build()?;
-        if let Ok(r) = client.get(&url).send().await {
-            if r.status().is_success() {
-                if let Ok(snapshot) = r.json::<serde_json::Value>().await {
-                    return anyhow::Ok((snapshot, format!("the gateway on {listen}")));
-                }
-            }
-        }
-        router.probe_now().await;
-        Ok((serde_json::to_value(router.monitor().snapshot())?, "a probe just now".to_string()))
-    });
+        let r = client.get(&url).send().await?.error_for_status()?;
+        Ok(r.json::<serde_json::Value>().await?)
+    })
+    .ok();
+    let result = match live {
+        Some(snapshot) => Ok((snapshot, format!("the gateway on {listen}"))),
+        // None answers: probe once ourselves. The router is built out here, not inside the
+        // runtime, because reading the key from the keyring must not run on it.
+        None => router(config, paths).and_then(|router| {
+            block_on(async move {
+                router.probe_now().await;
+                Ok((serde_json::to_value(router.monitor().snapshot())?, "a probe just now".to_string()))
+            })
+        }),
+    };
     let (snapshot, source) = match result {
         Ok(r) => r,
         Err(e) => {
