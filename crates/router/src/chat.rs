@@ -171,6 +171,10 @@ pub(crate) struct Inner {
     chain: RwLock<Arc<Chain>>,
     engine: Engine,
     monitor: Monitor,
+    /// The conversation most likely to continue, as its next request would start; the
+    /// pre-warm puts it into the local model's KV cache (probe.rs). Versioned so a changed
+    /// conversation is warmed again.
+    warm: std::sync::Mutex<(u64, Vec<Turn>)>,
 }
 
 /// Routes answers over the provider chain. Cheap to clone; clones share state.
@@ -180,7 +184,22 @@ pub struct Router(pub(crate) Arc<Inner>);
 impl Router {
     pub fn new(chain: Chain, engine: Engine) -> Router {
         let monitor = Monitor::new(&chain, PolicyConfig::from_config(&chain.failover));
-        Router(Arc::new(Inner { chain: RwLock::new(Arc::new(chain)), engine, monitor }))
+        Router(Arc::new(Inner { chain: RwLock::new(Arc::new(chain)), engine, monitor, warm: std::sync::Mutex::default() }))
+    }
+
+    /// Remembers the conversation most likely to continue (the one just answered, as its next
+    /// request would start: system prompt and every turn so far). When OpenAI turns degraded the
+    /// pre-warm evaluates it into the offline model's cache, so a failover then evaluates only
+    /// the new message instead of the whole history.
+    pub fn remember_context(&self, messages: Vec<Turn>) {
+        let mut warm = self.0.warm.lock().expect("warm lock");
+        warm.0 += 1;
+        warm.1 = messages;
+    }
+
+    /// What the pre-warm evaluates, and its version (0: nothing remembered yet).
+    pub fn warm_context(&self) -> (u64, Vec<Turn>) {
+        self.0.warm.lock().expect("warm lock").clone()
     }
 
     /// Takes a new chain (config or key changed); answers in flight keep the old one.

@@ -327,6 +327,11 @@ impl Conversations {
         };
         drop(slot);
         let message = self.with_store(|s| s.message(message_id))?;
+        // This conversation is the one most likely to continue: what the offline model
+        // pre-warms when OpenAI turns degraded.
+        if let Ok(next) = self.request(id) {
+            self.0.router.remember_context(next.messages);
+        }
         sink(TurnEvent::Finished { message: message.clone() });
         Ok(message)
     }

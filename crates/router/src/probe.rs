@@ -93,7 +93,7 @@ async fn status_loop(weak: Weak<Inner>) {
 }
 
 async fn probe_loop(weak: Weak<Inner>) {
-    let mut prewarmed = false;
+    let warmth = Arc::new(std::sync::Mutex::new(Warmth::default()));
     loop {
         let Some(inner) = weak.upgrade() else { return };
         let router = Router(inner);
@@ -117,32 +117,61 @@ async fn probe_loop(weak: Weak<Inner>) {
                 sleep = sleep.min(router.monitor().probe_in(&cloud.id, &cloud.label, interval).max(Duration::from_millis(50)));
             }
         }
-        prewarmed = prewarm(&router, &chain, prewarmed).await;
+        prewarm(&router, &chain, &warmth);
         drop(router);
         tokio::time::sleep(sleep).await;
     }
 }
 
-/// Loads the offline model when the primary turns degraded or worse, so a switch costs no load
-/// time. Returns whether it is pre-warmed now.
-async fn prewarm(router: &Router, chain: &Chain, done: bool) -> bool {
-    let LocalModel::Ready { path, .. } = &chain.local else { return false };
+/// Pre-warm progress, shared with the task doing it.
+#[derive(Debug, Default)]
+struct Warmth {
+    /// The `Router::warm_context` version in the cache (`Some(0)`: the model is loaded, no
+    /// conversation remembered yet); `None` when nothing is warm.
+    warm: Option<u64>,
+    running: bool,
+}
+
+/// Loads the offline model when the primary turns degraded or worse, and evaluates the
+/// conversation most likely to continue into its KV cache, so a switch costs neither load time
+/// nor the history's evaluation. Runs on its own task: a pre-warm queued behind a long local
+/// answer must not hold up the probes.
+fn prewarm(router: &Router, chain: &Chain, warmth: &Arc<std::sync::Mutex<Warmth>>) {
+    let LocalModel::Ready { path, .. } = &chain.local else { return };
     let unhealthy = router.monitor().snapshot().providers.first().is_some_and(|p| p.health != Health::Healthy);
     let wanted = match chain.prewarm {
         Prewarm::Never => false,
         Prewarm::Always => true,
         Prewarm::OnDegraded => unhealthy && chain.mode == Mode::Auto,
     };
-    if wanted && !done {
-        tracing::info!("pre-warming the offline model {}", path.display());
-        return match router.engine().ensure_loaded(path, chain.context, chain.threads).await {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::warn!("pre-warming the offline model failed: {e}");
-                false
-            }
-        };
+    let mut w = warmth.lock().expect("warmth lock");
+    if !wanted {
+        // Healthy again: the engine's idle unload frees the memory after a long healthy spell.
+        w.warm = None;
+        return;
     }
-    // Healthy again: the engine's idle unload frees the memory after a long healthy spell.
-    done && wanted
+    let (version, messages) = router.warm_context();
+    if w.running || w.warm == Some(version) {
+        return;
+    }
+    w.running = true;
+    drop(w);
+    let (engine, path, context, threads, warmth) = (router.engine().clone(), path.clone(), chain.context, chain.threads, warmth.clone());
+    tokio::spawn(async move {
+        tracing::info!(turns = messages.len(), "pre-warming the offline model {}", path.display());
+        let result = if messages.is_empty() {
+            engine.ensure_loaded(&path, context, threads).await
+        } else {
+            let messages = messages.iter().map(|t| understudy_local::Message::new(&t.role, &t.content)).collect();
+            engine.prewarm(&path, context, threads, messages).await.map(|usage| {
+                tracing::info!(evaluated = usage.prompt_evaluated, reused = usage.prompt_reused, "the conversation is in the offline model's cache");
+            })
+        };
+        let mut w = warmth.lock().expect("warmth lock");
+        w.running = false;
+        match result {
+            Ok(()) => w.warm = Some(version),
+            Err(e) => tracing::warn!("pre-warming the offline model failed: {e}"),
+        }
+    });
 }

@@ -12,7 +12,7 @@ use understudy_core::{Env, Paths};
 use understudy_local::engine::EngineConfig;
 use understudy_local::Engine;
 use understudy_router::chain::{FixedKey, Keys, NoKeys};
-use understudy_router::{Chain, ConversationError, Conversations, Router, TurnEvent};
+use understudy_router::{Chain, ConversationError, Conversations, Router, Turn, TurnEvent};
 use understudy_store::{Status, Store};
 use understudy_testkit::Llmock;
 
@@ -92,6 +92,12 @@ async fn an_answer_streams_from_openai_and_is_kept_with_who_wrote_it() {
     assert_eq!(streamed_text(&events), answer.content, "the window saw exactly what was stored");
     assert_eq!((answer.provider.as_deref(), answer.model.as_deref()), (Some("openai"), Some("gpt-4.1-mini")));
     assert!(answer.completion_tokens.unwrap() > 0 && answer.first_token_ms.is_some() && answer.total_ms.is_some());
+    // This conversation is what the offline model pre-warms should OpenAI turn degraded now.
+    let (_, warm) = s.conversations.router().warm_context();
+    assert_eq!(
+        warm,
+        [Turn::new("system", "You are terse."), Turn::new("user", "What is the capital of France?\nThanks"), Turn::new("assistant", &answer.content)]
+    );
 
     // What went upstream: the system prompt, the conversation's model, streaming.
     let sent = journal(&mock).await;

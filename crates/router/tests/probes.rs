@@ -118,6 +118,38 @@ async fn probes_notice_an_outage_while_nobody_types_and_pre_warm_the_offline_mod
     }
 }
 
+/// When OpenAI turns degraded, the conversation that will continue is evaluated into the offline
+/// model's cache: the failover's first answer then evaluates only the new message, not the
+/// history (which, with a real model and a long conversation, takes seconds).
+#[tokio::test]
+async fn a_degraded_openai_pre_warms_the_conversation_so_a_failover_evaluates_only_the_new_message() {
+    let mock = Llmock::start(&[]);
+    let (r, _d) = router(&mock.base_url());
+    let story = "The printing press spread from Mainz to every major city of Europe within fifty years. ".repeat(6);
+    let history = vec![Turn::new("system", "You are terse."), Turn::new("user", "Tell me how printing spread."), Turn::new("assistant", &story)];
+    r.remember_context(history.clone());
+    let _bg = r.start_background();
+    wait_for("a first healthy probe", Duration::from_secs(5), || r.monitor().snapshot().providers.first().is_some_and(|p| p.health == Health::Healthy)).await;
+    assert_eq!(r.engine().tally().finished, 0, "healthy: nothing pre-warmed");
+    scenario(&mock, serde_json::json!([{ "type": "fail", "status": 503, "times": 50, "match": { "path": "*models*" } }])).await;
+    wait_for("the pre-warm of the conversation", Duration::from_secs(20), || r.engine().tally().finished >= 1).await;
+
+    // The first local answer: the same conversation plus the user's new message.
+    let mut messages: Vec<understudy_local::Message> = history.iter().map(|t| understudy_local::Message::new(&t.role, &t.content)).collect();
+    messages.push(understudy_local::Message::new("user", "And in Asia?"));
+    let params = understudy_local::SamplingParams { max_tokens: Some(2), ..understudy_local::SamplingParams::default() };
+    let mut g = r.engine().generate(messages, params, None).await.unwrap();
+    let usage = loop {
+        match g.next().await.unwrap() {
+            understudy_local::Event::Done { usage, .. } => break usage,
+            understudy_local::Event::Error { message, .. } => panic!("{message}"),
+            _ => {}
+        }
+    };
+    assert!(usage.prompt_reused > 100, "the history came from the cache: {usage:?}");
+    assert!(usage.prompt_evaluated < 30, "only the new message was evaluated: {usage:?}");
+}
+
 /// A status page of our own: serves whatever `body` holds at `at`, 404 elsewhere.
 async fn status_page(body: std::sync::Arc<std::sync::Mutex<String>>, at: &'static str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
