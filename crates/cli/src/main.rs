@@ -199,9 +199,10 @@ fn serve(listen: SocketAddr, token: Option<String>, config: &understudy_core::Co
         }
     };
     let run = async {
+        let stop = shutdown()?;
         let _health = router.start_background();
         eprintln!("understudy: gateway on http://{listen}/v1 (set OPENAI_BASE_URL to it)");
-        understudy_gateway::serve(router, understudy_gateway::GatewayConfig { token }, listen, shutdown()).await?;
+        understudy_gateway::serve(router, understudy_gateway::GatewayConfig { token }, listen, stop).await?;
         eprintln!("understudy: gateway stopped");
         anyhow::Ok(())
     };
@@ -221,26 +222,25 @@ fn serve(listen: SocketAddr, token: Option<String>, config: &understudy_core::Co
     }
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Completes on Ctrl-C or SIGTERM. The handlers are installed when this is called (inside the
+/// runtime, before the gateway binds), not when the future is first polled: a signal that
+/// comes as soon as the port answers must stop the gateway cleanly, not kill it.
+fn shutdown() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (mut term, mut int) = (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?);
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+        })
     }
+    #[cfg(not(unix))]
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 /// Runs `f` on a small runtime; an error is a runtime failure (exit 1).
