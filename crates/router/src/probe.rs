@@ -130,6 +130,8 @@ struct Warmth {
     /// conversation remembered yet); `None` when nothing is warm.
     warm: Option<u64>,
     running: bool,
+    /// Bumped when health recovers, so a pre-warm finishing after that does not count.
+    epoch: u64,
 }
 
 /// Loads the offline model when the primary turns degraded or worse, and evaluates the
@@ -147,7 +149,9 @@ fn prewarm(router: &Router, chain: &Chain, warmth: &Arc<std::sync::Mutex<Warmth>
     let mut w = warmth.lock().expect("warmth lock");
     if !wanted {
         // Healthy again: the engine's idle unload frees the memory after a long healthy spell.
-        w.warm = None;
+        if w.warm.take().is_some() || w.running {
+            w.epoch += 1;
+        }
         return;
     }
     let (version, messages) = router.warm_context();
@@ -155,6 +159,7 @@ fn prewarm(router: &Router, chain: &Chain, warmth: &Arc<std::sync::Mutex<Warmth>
         return;
     }
     w.running = true;
+    let epoch = w.epoch;
     drop(w);
     let (engine, path, context, threads, warmth) = (router.engine().clone(), path.clone(), chain.context, chain.threads, warmth.clone());
     tokio::spawn(async move {
@@ -170,7 +175,8 @@ fn prewarm(router: &Router, chain: &Chain, warmth: &Arc<std::sync::Mutex<Warmth>
         let mut w = warmth.lock().expect("warmth lock");
         w.running = false;
         match result {
-            Ok(()) => w.warm = Some(version),
+            Ok(()) if w.epoch == epoch => w.warm = Some(version),
+            Ok(()) => {}
             Err(e) => tracing::warn!("pre-warming the offline model failed: {e}"),
         }
     });
