@@ -31,6 +31,9 @@ pub enum EngineError {
     Crashed(String),
     #[error("the local engine did not respond for {0:?} and was restarted")]
     Stalled(Duration),
+    /// A pre-warm stopped so that an answer could start (what it evaluated stays cached).
+    #[error("the pre-warm gave way to an answer")]
+    GaveWay,
 }
 
 /// How to start the worker, and how long silence means it hangs.
@@ -178,6 +181,9 @@ pub struct Inner {
     tally: Arc<StdMutex<Tally>>,
     next_id: AtomicU64,
     state: Mutex<State>,
+    /// The pre-warm in progress, if any: an answer that comes in cancels it rather than wait
+    /// behind it (its evaluated prefix stays in the cache).
+    prewarming: StdMutex<Option<(String, mpsc::UnboundedSender<Request>)>>,
 }
 
 impl std::ops::Deref for Engine {
@@ -211,7 +217,14 @@ impl std::fmt::Debug for State {
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Engine {
-        Engine(Arc::new(Inner { config, routes: Arc::default(), tally: Arc::default(), next_id: AtomicU64::new(1), state: Mutex::new(State::default()) }))
+        Engine(Arc::new(Inner {
+            config,
+            routes: Arc::default(),
+            tally: Arc::default(),
+            next_id: AtomicU64::new(1),
+            state: Mutex::new(State::default()),
+            prewarming: StdMutex::default(),
+        }))
     }
 
     /// Validates the file's GGUF header, then loads it in the worker (starting one if needed).
@@ -240,14 +253,21 @@ impl Engine {
     pub async fn prewarm(&self, path: &Path, context: u32, threads: u32, messages: Vec<Message>) -> Result<crate::protocol::Usage, EngineError> {
         self.ensure_loaded(path, context, threads).await?;
         let mut g = self.start(|id| Request::Prewarm { id, messages }).await?;
-        while let Some(event) = g.next().await {
-            match event {
-                Event::Done { usage, .. } => return Ok(usage),
-                Event::Error { message, .. } => return Err(EngineError::Load { path: path.display().to_string(), message }),
-                _ => {}
+        *self.prewarming.lock().expect("prewarming lock") = Some((g.id.clone(), g.requests.clone()));
+        let result = loop {
+            match g.next().await {
+                Some(Event::Done { finish_reason: crate::protocol::FinishReason::Cancelled, .. }) => break Err(EngineError::GaveWay),
+                Some(Event::Done { usage, .. }) => break Ok(usage),
+                Some(Event::Error { message, .. }) => break Err(EngineError::Load { path: path.display().to_string(), message }),
+                Some(_) => {}
+                None => break Err(EngineError::Crashed("no answer to the pre-warm".into())),
             }
+        };
+        let mut current = self.prewarming.lock().expect("prewarming lock");
+        if current.as_ref().is_some_and(|(id, _)| *id == g.id) {
+            *current = None;
         }
-        Err(EngineError::Crashed("no answer to the pre-warm".into()))
+        result
     }
 
     /// Stops the worker once it has been idle for `idle_unload`; the model stays chosen.
@@ -318,6 +338,9 @@ impl Engine {
 
     /// Starts an answer. Events arrive on the returned [`Generation`]; dropping it cancels.
     pub async fn generate(&self, messages: Vec<Message>, params: SamplingParams, prefill: Option<String>) -> Result<Generation, EngineError> {
+        if let Some((id, requests)) = self.prewarming.lock().expect("prewarming lock").take() {
+            let _ = requests.send(Request::Cancel { id });
+        }
         self.start(|id| Request::Generate { id, messages, params, prefill }).await
     }
 

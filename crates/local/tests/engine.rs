@@ -223,6 +223,43 @@ async fn prewarm_loads_and_caches_the_system_prompt_so_the_first_answer_reuses_i
     assert_eq!(e.worker_pid().await, pid, "no reload for the first answer");
 }
 
+/// A pre-warm (of the conversation most likely to continue) must not make an answer wait: the
+/// answer cancels it and starts at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_does_not_wait_behind_a_pre_warm() {
+    let e = engine();
+    let model = understudy_testkit::tiny_gguf();
+    e.load(&model, 512, 1).await.unwrap();
+    // The tiny model evaluates in a blink, so the worker is paused (SIGSTOP) while the
+    // pre-warm and the answer line up in its input, as they would behind a long history.
+    let pid = e.worker_pid().await.unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let history = vec![Message::new("system", "You are terse."), Message::new("user", &"a long history ".repeat(40))];
+    let warming = {
+        let (e, model) = (e.clone(), model.clone());
+        tokio::spawn(async move { e.prewarm(&model, 512, 1, history).await })
+    };
+    let t0 = Instant::now();
+    while e.in_flight() != 1 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "the pre-warm never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let answering = {
+        let e = e.clone();
+        tokio::spawn(async move { answer(&e, user("another conversation"), params(3), None).await })
+    };
+    while e.in_flight() != 2 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "the answer never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    let (_, finish, _) = answering.await.unwrap().unwrap();
+    assert_eq!(finish, FinishReason::Length);
+    assert!(matches!(warming.await.unwrap(), Err(EngineError::GaveWay)));
+    let t = e.tally();
+    assert_eq!((t.finished, t.cancelled), (2, 1), "the pre-warm ended cancelled, the answer normally: {t:?}");
+}
+
 #[tokio::test]
 async fn an_idle_engine_unloads_and_loads_again_on_the_next_request() {
     let mut config = EngineConfig::new(env!("CARGO_BIN_EXE_understudy-local-worker"), &[]);

@@ -177,6 +177,8 @@ fn prewarm(router: &Router, chain: &Chain, warmth: &Arc<std::sync::Mutex<Warmth>
         match result {
             Ok(()) if w.epoch == epoch => w.warm = Some(version),
             Ok(()) => {}
+            // An answer started: it needs the worker now; the next round warms what is left.
+            Err(understudy_local::EngineError::GaveWay) => tracing::info!("the pre-warm gave way to an answer"),
             Err(e) => tracing::warn!("pre-warming the offline model failed: {e}"),
         }
     });
