@@ -221,16 +221,7 @@ impl Conversations {
         let started = Instant::now();
         let mut answer = self.0.router.chat(request);
         let mut streaming: Option<StreamingMessage> = None;
-        let mut end = AnswerEnd {
-            status: Status::Complete,
-            error: None,
-            prompt_tokens: None,
-            completion_tokens: None,
-            first_token_ms: None,
-            total_ms: None,
-            by: Provenance::default(),
-            parts: Vec::new(),
-        };
+        let mut end = AnswerEnd::new(Status::Complete);
         loop {
             // Text that arrived is stored within SAVE_EVERY even when nothing follows it (a
             // stalled stream): a crash then still finds it.

@@ -167,40 +167,12 @@ mod tests {
         s.add_message(c.id, "user", "Capital of France?").unwrap();
         let by = Provenance { provider: Some("openai".into()), model: Some("gpt-4o-mini".into()), failover_reason: None };
         let a = s.begin_answer(c.id, &by).unwrap();
-        s.finish_answer(
-            a,
-            "Paris.",
-            &AnswerEnd {
-                status: Status::Complete,
-                error: None,
-                prompt_tokens: Some(9),
-                completion_tokens: Some(2),
-                first_token_ms: None,
-                total_ms: None,
-                by: Provenance::default(),
-                parts: Vec::new(),
-            },
-        )
-        .unwrap();
+        s.finish_answer(a, "Paris.", &AnswerEnd { prompt_tokens: Some(9), completion_tokens: Some(2), ..AnswerEnd::new(Status::Complete) }).unwrap();
         s.add_message(c.id, "user", "And Italy?").unwrap();
         let local =
             Provenance { provider: Some("local".into()), model: Some("gemma-3-270m".into()), failover_reason: Some("OpenAI could not be reached".into()) };
         let b = s.begin_answer(c.id, &local).unwrap();
-        s.finish_answer(
-            b,
-            "Rome",
-            &AnswerEnd {
-                status: Status::Interrupted,
-                error: None,
-                prompt_tokens: None,
-                completion_tokens: None,
-                first_token_ms: None,
-                total_ms: None,
-                by: Provenance::default(),
-                parts: Vec::new(),
-            },
-        )
-        .unwrap();
+        s.finish_answer(b, "Rome", &AnswerEnd::new(Status::Interrupted)).unwrap();
         let c = s.conversation(c.id).unwrap();
         let m = s.messages(c.id).unwrap();
         (c, m)

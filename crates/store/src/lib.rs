@@ -443,6 +443,22 @@ pub struct AnswerEnd {
     pub parts: Vec<Part>,
 }
 
+impl AnswerEnd {
+    /// Ended with `status`; nothing else known yet.
+    pub fn new(status: Status) -> AnswerEnd {
+        AnswerEnd {
+            status,
+            error: None,
+            prompt_tokens: None,
+            completion_tokens: None,
+            first_token_ms: None,
+            total_ms: None,
+            by: Provenance::default(),
+            parts: Vec::new(),
+        }
+    }
+}
+
 /// An answer being streamed into the store: text accumulates in memory and is saved at least
 /// every `every` (500 ms by default), so a crash loses at most that much.
 #[derive(Debug)]
