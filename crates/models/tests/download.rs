@@ -293,6 +293,11 @@ fn request(url: String, dest: &Path, sha: Option<&str>) -> DownloadRequest {
     DownloadRequest { url, dest: dest.to_path_buf(), expected_size: None, expected_sha256: sha.map(str::to_owned) }
 }
 
+/// Downloads the server's model.gguf to `dest` in one go, checked against `data`'s sha256.
+async fn download_verified(server: &TestServer, dest: &Path, data: &[u8]) -> Downloaded {
+    downloader().download(request(server.url("/files/model.gguf"), dest, Some(&sha256(data))), |_| {}, DownloadControl::new()).await.expect("download")
+}
+
 type Seen = Arc<Mutex<Vec<Progress>>>;
 
 fn recorder() -> (Seen, impl Fn(Progress) + Send + Sync + 'static) {
@@ -384,8 +389,7 @@ async fn connection_dropped_at_30_percent_resumes_that_range() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dest = dest_in(&dir);
 
-    let got =
-        downloader().download(request(server.url("/files/model.gguf"), &dest, Some(&sha256(&data))), |_| {}, DownloadControl::new()).await.expect("download");
+    let got = download_verified(&server, &dest, &data).await;
 
     assert_complete(&got, &dest, &data);
     // The cut chunk was requested again from where its bytes stopped, not from its start.
@@ -404,8 +408,7 @@ async fn stalled_connection_is_dropped_and_reconnected() {
     let dest = dest_in(&dir);
     let started = Instant::now();
 
-    let got =
-        downloader().download(request(server.url("/files/model.gguf"), &dest, Some(&sha256(&data))), |_| {}, DownloadControl::new()).await.expect("download");
+    let got = download_verified(&server, &dest, &data).await;
 
     assert_complete(&got, &dest, &data);
     assert!(server.requests() > 9, "the stalled range was requested again");
@@ -420,8 +423,7 @@ async fn server_ignoring_range_gets_one_connection_from_zero() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dest = dest_in(&dir);
 
-    let got =
-        downloader().download(request(server.url("/files/model.gguf"), &dest, Some(&sha256(&data))), |_| {}, DownloadControl::new()).await.expect("download");
+    let got = download_verified(&server, &dest, &data).await;
 
     assert_complete(&got, &dest, &data);
     // The probe's 200 is the download: one request, the body once.
@@ -464,8 +466,7 @@ async fn range_ignored_mid_download_falls_back_to_one_connection() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dest = dest_in(&dir);
 
-    let got =
-        downloader().download(request(server.url("/files/model.gguf"), &dest, Some(&sha256(&data))), |_| {}, DownloadControl::new()).await.expect("download");
+    let got = download_verified(&server, &dest, &data).await;
 
     assert_complete(&got, &dest, &data);
     let ranged = server.st.ranges.lock().expect("ranges").len() as u64;
@@ -702,8 +703,7 @@ async fn server_errors_are_retried() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dest = dest_in(&dir);
 
-    let got =
-        downloader().download(request(server.url("/files/model.gguf"), &dest, Some(&sha256(&data))), |_| {}, DownloadControl::new()).await.expect("download");
+    let got = download_verified(&server, &dest, &data).await;
 
     assert_complete(&got, &dest, &data);
     assert_eq!(server.requests(), 3 + 9);
@@ -762,8 +762,7 @@ async fn corrupt_state_starts_over_cleanly() {
     std::fs::write(part_path(&dest), vec![0xAA; SIZE as usize + 100]).expect("part");
     std::fs::write(sidecar_path(&dest), b"{\"version\":1,\"url\":").expect("sidecar");
 
-    let got =
-        downloader().download(request(server.url("/files/model.gguf"), &dest, Some(&sha256(&data))), |_| {}, DownloadControl::new()).await.expect("download");
+    let got = download_verified(&server, &dest, &data).await;
 
     assert_complete(&got, &dest, &data);
     assert_eq!(got.resumed_bytes, 0);
