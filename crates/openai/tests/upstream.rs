@@ -211,16 +211,13 @@ data: {\"model\":\"m\",\"choices\":[{\"delta\":{\"content\":\"All\"},\"finish_re
 #[test]
 fn chunk_decoding_handles_the_fuzz_corpus_and_real_chunks() {
     use understudy_openai::{decode_chunk, ChunkError, Decoded};
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/sse_chunks");
-    let mut n = 0;
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let text = String::from_utf8_lossy(&std::fs::read(e.unwrap().path()).unwrap()).into_owned();
-        for line in text.lines().filter_map(|l| l.strip_prefix("data:")) {
+    let corpus = understudy_testkit::fuzz_corpus("sse_chunks");
+    for (_, bytes) in &corpus {
+        for line in String::from_utf8_lossy(bytes).lines().filter_map(|l| l.strip_prefix("data:")) {
             let _ = decode_chunk(line.trim());
         }
-        n += 1;
     }
-    assert!(n >= 3);
+    assert!(corpus.len() >= 3);
     assert!(
         matches!(decode_chunk(r#"{"model":"m","choices":[{"delta":{"content":"Hi"},"finish_reason":"stop"}]}"#), Ok(Decoded::Delta { content, finish: Some(f), .. }) if content == "Hi" && f == "stop")
     );
