@@ -5,38 +5,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { closeWindow, notificationsFromNow, sh, sleep, until, visibleWindows, type Notification } from "./desktop";
 import { launchApp, outDir, screenshot } from "./driver";
 
 const llmock = process.env.UNDERSTUDY_E2E_LLMOCK ?? "";
 let browser: WebdriverIO.Browser;
 
-const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: "utf8" });
 /** Whether a process still runs (a zombie waiting for its parent does not). */
 const alive = (pid: string) => existsSync(`/proc/${pid}/stat`) && !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-/** The app's mapped (visible) X windows. */
-const visibleWindows = (): string[] => {
-  try {
-    return sh("xdotool", ["search", "--onlyvisible", "--name", "^Understudy$"]).split("\n").filter(Boolean);
-  } catch {
-    return []; // xdotool exits 1 when nothing matches
-  }
-};
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(what: string, f: () => T | undefined | Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const t0 = Date.now();
-  for (;;) {
-    try {
-      const v = await f();
-      if (v !== undefined) return v;
-    } catch {
-      // the tray may be mid-update; retry
-    }
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
-}
 
 /** The app's StatusNotifierItem: [bus name, object path]. The watcher lists "bus" or
  * "bus/path"; libayatana's item lives under /org/ayatana/NotificationItem/. */
@@ -99,27 +75,13 @@ function iconFill([bus, path]: [string, string]): string {
   return sh("convert", [file, "-format", "%[pixel:p{6,16}]", "info:"]).trim();
 }
 
-/** Everything in dunst's history, oldest first (closing notifications moves them there). */
-function history(): { id: number; app: string; summary: string; body: string }[] {
-  sh("dunstctl", ["close-all"]);
-  const h = JSON.parse(sh("dunstctl", ["history"]));
-  return (h.data[0] as { id: { data: number }; appname: { data: string }; summary: { data: string }; body: { data: string } }[])
-    .map((n) => ({ id: n.id.data, app: n.appname.data, summary: n.summary.data, body: n.body.data }))
-    .reverse();
-}
-
-/** Earlier suites' notifications, left out of this suite's counts. */
-const seen = new Set<number>();
-
-/** This app run's notifications. */
-function notifications(): { summary: string; body: string }[] {
-  return history().filter((n) => n.app === "Understudy" && !seen.has(n.id));
-}
+/** This suite's notifications (set before the app starts). */
+let notifications: () => Notification[];
 
 beforeAll(async () => {
   // Only this suite's notifications count: earlier suites' ones are closed and forgotten.
   await sleep(500);
-  for (const n of history()) seen.add(n.id);
+  notifications = notificationsFromNow();
   browser = await launchApp();
 });
 afterAll(async () => {
@@ -210,7 +172,7 @@ describe.skipIf(!llmock)("tray and notifications", () => {
     const visibility = () => browser.execute(() => document.visibilityState);
     expect(await visibility()).toBe("visible");
     // The window manager's close button: WM_DELETE_WINDOW to the app's window.
-    sh("python3", [fileURLToPath(new URL("../../xtask/e2e/wm_close.py", import.meta.url)), win]);
+    closeWindow(win);
     await until("the window hidden", () => (visibleWindows().length === 0 ? true : undefined), 10_000);
     await sleep(500);
     expect(alive(pid)).toBe(true);
