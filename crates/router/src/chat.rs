@@ -24,6 +24,11 @@ pub struct Turn {
 }
 
 impl Turn {
+    /// The turns as the local engine takes them.
+    pub(crate) fn to_local(turns: &[Turn]) -> Vec<understudy_local::Message> {
+        turns.iter().map(|t| understudy_local::Message::new(&t.role, &t.content)).collect()
+    }
+
     pub fn new(role: &str, content: &str) -> Turn {
         Turn { role: role.into(), content: content.into() }
     }
@@ -480,7 +485,7 @@ async fn answer_local(chain: &Chain, engine: &Engine, request: &ChatRequest, fai
     if let Err(e) = engine.ensure_loaded(path, chain.context, chain.threads).await {
         return sink.send(Event::Error { error: ChatError::local(e.to_string()) }).await;
     }
-    let messages = request.messages.iter().map(|t| understudy_local::Message::new(&t.role, &t.content)).collect();
+    let messages = Turn::to_local(&request.messages);
     let params = SamplingParams { max_tokens: request.max_tokens, ..SamplingParams::default() };
     let mut generation = match engine.generate(messages, params, prefill).await {
         Ok(g) => g,
