@@ -6,19 +6,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use tauri::{AppHandle, Manager};
-use understudy_alerts::{Notifier, NotifierConfig, Page, Slot};
+use understudy_alerts::{Notifier, NotifierConfig, Slot};
 
 use crate::setup::Setup;
 
-/// The event that tells the window which page to show (payload: a `page_name`); ui/src/api/app.ts.
+/// The event that tells the window which page to show (payload: `Page::name`); ui/src/api/app.ts.
 const OPEN_PAGE: &str = "open-page";
-
-fn page_name(page: Page) -> &'static str {
-    match page {
-        Page::Models => "models",
-        Page::Settings => "settings",
-    }
-}
 
 pub fn start(app: &AppHandle, cfg: NotifierConfig) {
     let setup = app.state::<Setup>();
@@ -49,7 +42,7 @@ pub fn start(app: &AppHandle, cfg: NotifierConfig) {
                 // if it has one; that page also gets a button where the server shows actions.
                 n.action("default", "Open Understudy");
                 if let Some(page) = notice.opens {
-                    n.action(page_name(page), page.action_label());
+                    n.action(page.name(), page.action_label());
                 }
                 match n.show_async().await {
                     Ok(handle) => {
@@ -64,7 +57,7 @@ pub fn start(app: &AppHandle, cfg: NotifierConfig) {
                                 }
                                 crate::tray::show_window(&app);
                                 if let Some(page) = opens {
-                                    let _ = tauri::Emitter::emit_to(&app, "main", OPEN_PAGE, page_name(page));
+                                    let _ = tauri::Emitter::emit_to(&app, "main", OPEN_PAGE, page.name());
                                 }
                             })
                         });

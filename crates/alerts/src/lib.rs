@@ -155,6 +155,14 @@ pub enum Page {
 }
 
 impl Page {
+    /// The page's name: the notification action's key and what the window is asked to show.
+    pub fn name(self) -> &'static str {
+        match self {
+            Page::Models => "models",
+            Page::Settings => "settings",
+        }
+    }
+
     /// The notification button's label.
     pub fn action_label(self) -> &'static str {
         match self {

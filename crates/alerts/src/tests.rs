@@ -116,7 +116,7 @@ fn an_account_problem_is_told_once_pointing_to_settings() {
     let notices = n.update(s(0), &bad);
     assert_eq!(notices[0].body, "the OpenAI account has no quota left (429). Meanwhile the offline model answers when one is installed.");
     assert_eq!(notices[0].opens, Some(Page::Settings));
-    assert_eq!(Page::Settings.action_label(), "Open Settings");
+    assert_eq!((Page::Settings.name(), Page::Settings.action_label()), ("settings", "Open Settings"));
 }
 
 #[test]
@@ -125,7 +125,7 @@ fn without_an_offline_model_the_outage_offers_a_download() {
     let notices = n.update(s(0), &snap(Health::Outage, Breaker::Open { until_ms: 0 }, false));
     assert_eq!(notices.len(), 1);
     assert_eq!(notices[0].opens, Some(Page::Models));
-    assert_eq!(Page::Models.action_label(), "Download a model");
+    assert_eq!((Page::Models.name(), Page::Models.action_label()), ("models", "Download a model"));
     assert!(notices[0].body.starts_with("No offline model is installed"));
     let notices = Notifier::new(NotifierConfig { enabled: true, recovery_after: s(120), reopen_window: s(600) }).update(s(0), &outage());
     assert_eq!((notices[0].opens, notices[0].body.as_str()), (None, "Answering with qwen2.5-1.5b until it is back."));
