@@ -531,12 +531,7 @@ fn ensure_node() -> Result<()> {
 /// a venv of their own under the cache; returns the folder holding `node`, `npm` and `npx`.
 fn private_node() -> Result<PathBuf> {
     let venv = understudy_testkit::cache_dir().join("node");
-    let python = venv.join("bin").join("python");
-    if !python.exists() {
-        apt_install(&["python3-venv"])?;
-        std::fs::create_dir_all(venv.parent().unwrap_or(Path::new("/")))?;
-        sh(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    }
+    let python = python_venv(&venv)?;
     let stamp = venv.join(".understudy-stamp");
     if std::fs::read_to_string(&stamp).ok().as_deref() != Some(NODE_WHEEL) {
         eprintln!("xtask: the machine's Node.js is older than {}.{}; installing {NODE_WHEEL} from PyPI", NODE_MIN.0, NODE_MIN.1);
@@ -582,13 +577,20 @@ fn npm_ci() -> Result<()> {
     stamped(&stamp, &[&ui.join("package-lock.json")], || sh(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&ui)))
 }
 
+/// A Python venv at `dir`, made unless it exists; returns its python.
+fn python_venv(dir: &Path) -> Result<PathBuf> {
+    let python = dir.join("bin").join("python");
+    if !python.exists() {
+        apt_install(&["python3-venv"])?;
+        std::fs::create_dir_all(dir.parent().unwrap_or(Path::new("/")))?;
+        sh(Command::new("python3").args(["-m", "venv"]).arg(dir))?;
+    }
+    Ok(python)
+}
+
 fn ensure_venv() -> Result<()> {
     let venv = understudy_testkit::venv_dir();
-    let python = understudy_testkit::venv_python();
-    if !python.exists() {
-        std::fs::create_dir_all(venv.parent().unwrap_or(Path::new("/")))?;
-        sh(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    }
+    let python = python_venv(&venv)?;
     let requirements = repo_root().join("xtask/py/requirements.txt");
     stamped(&venv.join(".understudy-stamp"), &[&requirements], || sh(Command::new(&python).args(["-m", "pip", "install", "--quiet", "-r"]).arg(&requirements)))
 }
