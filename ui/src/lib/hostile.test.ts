@@ -53,6 +53,36 @@ const PAYLOADS: string[] = [
   '<img srcset="https://evil.example/a.png 1x">',
   "<noscript><p title=\"</noscript><img src=x onerror=window.__pwned=1>\">",
   '<template><script>window.__pwned=1</script></template>',
+  // Image maps: one click anywhere on the picture follows the <area>.
+  '<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" usemap="#m" width=800 height=600><map name="m"><area shape="default" href="https://evil.example/login"></map>',
+  '<map name="n"><area shape="rect" coords="0,0,800,600" href="https://evil.example/login" target="_top"></map><img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" usemap="#n">',
+  '[![pic](data:image/gif;base64,R0lGODlhAQABAAAAACw=)](https://example.com)<map name="x"><area shape="default" href="javascript:window.__pwned=1"></map>',
+  // Remote loads and beacons on attributes of elements that are kept.
+  '<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" srcset="https://evil.example/a.png 2x, https://evil.example/b.png 800w" sizes="100vw">',
+  '<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" lowsrc="https://evil.example/l.png" dynsrc="https://evil.example/d.avi" longdesc="https://evil.example/desc">',
+  '<table background="https://evil.example/t.png"><tr><td background="https://evil.example/td.png">cell</td></tr></table>',
+  '<div background="https://evil.example/bg.png">x</div>',
+  '<blockquote cite="https://evil.example/src">quoted</blockquote>',
+  '<a href="mailto:a@example.com" ping="https://evil.example/ping" download="x.sh">mail</a>',
+  // Submitting, or acting on a click.
+  '<button formaction="https://evil.example/login" type="submit">Sign in again</button>',
+  '<input type="image" src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" formaction="https://evil.example/login">',
+  '<form><button formaction="https://evil.example/login" formtarget="_top">Continue</button></form>',
+  '<isindex action="https://evil.example/login">',
+  '<textarea placeholder="Paste your API key to continue"></textarea><select><option>OpenAI</option></select>',
+  '<div popover id="p">x</div><button popovertarget="p">open</button>',
+  // Links outside <a>: SVG and MathML, <use>, frames, <portal>, <base>, <meta> refresh.
+  '<svg width="800" height="600"><a xlink:href="https://evil.example/login"><rect width="800" height="600"/></a></svg>',
+  '<svg><a href="https://evil.example/login"><text>x</text></a></svg>',
+  '<svg><use href="https://evil.example/sprite.svg#i"/></svg>',
+  '<math href="https://evil.example/login"><mi>x</mi></math>',
+  '<math><mrow href="https://evil.example/login"><mi>x</mi></mrow></math>',
+  '<span href="https://evil.example/login">not a link</span>',
+  '<frameset><frame src="https://evil.example/login"></frameset>',
+  '<portal src="https://evil.example/login"></portal>',
+  '<applet code="X" codebase="https://evil.example/"></applet>',
+  '<base href="https://evil.example/" target="_top"><a href="login">relative</a>',
+  `<meta http-equiv="refresh" content="0; URL='https://evil.example/login'">`,
   "```html\n<script>window.__pwned=1</script>\n```",
   "`<img src=x onerror=window.__pwned=1>`",
   '<a href="https://example.com" style="display:block;width:100vw;height:100vh">overlay</a>',
@@ -76,12 +106,20 @@ function dangers(root: Element): string[] {
   const found: string[] = [];
   for (const el of root.querySelectorAll("*")) {
     const tag = el.tagName.toLowerCase();
-    if (["script", "iframe", "object", "embed", "form", "input", "meta", "base", "link", "style", "video", "audio", "template", "frame", "frameset"].includes(tag)) found.push(`<${tag}>`);
+    // The app's own buttons (the message's actions, a code block's Copy) are not model output.
+    if (tag === "button" && (!el.closest(".md") || el.matches(".copy-code"))) continue;
+    if (
+      ["script", "iframe", "object", "embed", "applet", "portal", "form", "input", "button", "textarea", "select", "meta", "base", "link", "style", "video", "audio", "template", "frame", "frameset", "map", "area", "svg", "math", "use"].includes(tag)
+    )
+      found.push(`<${tag}>`);
     for (const attr of el.getAttributeNames()) {
       const value = el.getAttribute(attr) ?? "";
       if (attr.startsWith("on")) found.push(`${tag}[${attr}]`);
       if (attr === "style") found.push(`${tag}[style]`);
-      if (["src", "srcset", "ping", "xlink:href", "action", "formaction", "poster", "background", "data"].includes(attr) && !value.startsWith("data:image/")) found.push(`${tag}[${attr}=${value}]`);
+      if (["src", "srcset", "lowsrc", "dynsrc", "ping", "action", "formaction", "poster", "background", "data", "codebase"].includes(attr) && !value.startsWith("data:image/")) found.push(`${tag}[${attr}=${value}]`);
+      if (["usemap", "popovertarget", "formtarget"].includes(attr)) found.push(`${tag}[${attr}]`);
+      // Only an <a> is a link, and only to the web or mail.
+      if (/(^|:)href$/.test(attr) && (tag !== "a" || attr !== "href")) found.push(`${tag}[${attr}=${value}]`);
       if (attr === "href" && !/^(https?:|mailto:|#)/i.test(value)) found.push(`${tag}[href=${value}]`);
     }
     if (tag === "a" && el.getAttribute("href") && el.getAttribute("target") === "_top") found.push("a[target=_top]");
@@ -120,6 +158,27 @@ describe("hostile model output", () => {
     const dead = [...links].find((a) => a.textContent === "x");
     if (dead) await fireEvent.click(dead);
     expect(app.openLink).not.toHaveBeenCalled();
+  });
+
+  it("a click inside anything that carries a link is cancelled, should the sanitizer ever miss one", async () => {
+    const { container } = render(MessageArea, { messages: [message("An answer. [web](https://example.com)")] });
+    const md = container.querySelector('[data-testid="message"] .md')!;
+    md.insertAdjacentHTML(
+      "beforeend",
+      '<img alt="map" src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" usemap="#m"><map name="m"><area shape="default" href="https://evil.example/login"></map>' +
+        '<span href="https://evil.example/login"><b>inner</b></span><svg><a href="https://evil.example/login"><text>svg</text></a></svg>',
+    );
+    for (const target of [md.querySelector("area")!, md.querySelector("span > b")!, md.querySelector("svg text")!]) {
+      expect(await fireEvent.click(target), target.outerHTML).toBe(false);
+    }
+    expect(app.openLink).not.toHaveBeenCalled();
+    // A middle click on a real link neither navigates nor opens it; a plain click opens it outside.
+    const link = md.querySelector("a[href]")!;
+    expect(await fireEvent(link, new MouseEvent("auxclick", { bubbles: true, cancelable: true, button: 1 }))).toBe(false);
+    expect(app.openLink).not.toHaveBeenCalled();
+    expect(await fireEvent.click(link)).toBe(false);
+    expect(app.openLink).toHaveBeenCalledWith("https://example.com");
+    app.openLink.mockClear();
   });
 
   it("pathological markdown renders in bounded size, so the window stays usable", () => {

@@ -1,7 +1,9 @@
 // Model output is untrusted: markdown is rendered with marked, highlighted with highlight.js
 // and then sanitised by DOMPurify, which removes scripts, event handlers, javascript: links
 // and the like. Remote images and media are dropped too (a markdown image is a tracking
-// beacon); links keep only web and mail addresses (ui/src/lib/hostile.test.ts has the payloads).
+// beacon); only an <a> can be a link, and it keeps only a web or mail address
+// (ui/src/lib/hostile.test.ts has the payloads). The app's navigation guard
+// (src-tauri/src/navigation.rs) is the second line: the window never leaves the app's origin.
 import { Marked } from "marked";
 import { markedHighlight } from "marked-highlight";
 import hljs from "highlight.js/lib/common";
@@ -19,6 +21,24 @@ const marked = new Marked(
   { gfm: true, breaks: false, async: false },
 );
 
+// Elements that can run, load, frame, submit or navigate (a form, an image map's <area>, <base>,
+// <meta> refresh, ...), and form controls (a fake "paste your key" field). Most are not in
+// DOMPurify's HTML allow-list anyway; naming them keeps that true whatever its defaults become.
+const FORBID_TAGS = [
+  "script", "style", "template", "noscript", "base", "meta", "link", "iframe", "frame", "frameset", "object", "embed", "applet", "portal", "fencedframe",
+  "map", "area", "form", "input", "button", "select", "option", "optgroup", "datalist", "textarea", "output", "fieldset",
+  "video", "audio", "source", "track", "picture", "svg", "math", "use", "image",
+];
+
+// Attributes that load, submit or navigate anywhere but through an <a href> we checked: a
+// `usemap` turns an image into links, `srcset`/`background`/`poster` load remote images, `ping`
+// beacons on a click, `form*`/`action` submit, `popovertarget`/`command*` act on a click.
+const FORBID_ATTR = [
+  "style", "srcset", "sizes", "background", "poster", "lowsrc", "dynsrc", "longdesc", "cite", "ping", "usemap", "ismap", "download", "target",
+  "action", "method", "enctype", "formaction", "formmethod", "formtarget", "formenctype", "formnovalidate",
+  "xlink:href", "xmlns", "data", "codebase", "archive", "classid", "popovertarget", "popovertargetaction", "command", "commandfor",
+];
+
 DOMPurify.addHook("afterSanitizeAttributes", (node) => {
   if (node.tagName === "A") {
     const href = node.getAttribute("href") ?? "";
@@ -27,6 +47,9 @@ DOMPurify.addHook("afterSanitizeAttributes", (node) => {
     else node.setAttribute("title", href);
     node.setAttribute("rel", "noopener noreferrer nofollow");
     node.setAttribute("target", "_blank");
+  } else {
+    // Only an <a> may carry a link.
+    for (const name of node.getAttributeNames()) if (/(^|:)href$/i.test(name)) node.removeAttribute(name);
   }
   if (node.tagName === "IMG") {
     const src = node.getAttribute("src") ?? "";
@@ -37,5 +60,5 @@ DOMPurify.addHook("afterSanitizeAttributes", (node) => {
 /** Safe HTML for a message's markdown. */
 export function renderMarkdown(text: string): string {
   const html = marked.parse(text) as string;
-  return DOMPurify.sanitize(html, { USE_PROFILES: { html: true }, FORBID_TAGS: ["style", "form", "input", "button", "iframe", "video", "audio", "source", "track", "picture", "template"], FORBID_ATTR: ["style"] });
+  return DOMPurify.sanitize(html, { USE_PROFILES: { html: true }, FORBID_TAGS, FORBID_ATTR });
 }
