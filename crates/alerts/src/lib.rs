@@ -117,7 +117,7 @@ impl Indicator {
 
     /// When a held state could next be released (for the caller's timer).
     pub fn next_check(&self, now: Duration) -> Option<Duration> {
-        self.shown.map(|(_, at)| (at + self.hold).saturating_sub(now))
+        self.shown.map(|(_, at)| at.saturating_add(self.hold).saturating_sub(now))
     }
 
     pub fn shown(&self) -> Option<TrayState> {

@@ -331,9 +331,33 @@ impl Doc<'_> {
     }
 }
 
+/// The longest a request may wait for a connection, a first token or the next one.
+const MAX_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+/// The longest any other config duration (open breaker, poll and probe intervals, tray and
+/// notification timings) may be.
+const MAX_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+
 impl RawConfig {
     fn validate(self, doc: &Doc<'_>, root: &toml::Spanned<DeTable<'_>>) -> Result<Config, ConfigError> {
         let f = &self.failover;
+        // Upper bounds: a wait of years is a typo, and clock arithmetic on it would overflow.
+        let (n, t) = (&self.notifications, &self.tray);
+        for (key, d, max, words) in [
+            ("failover.connect_timeout", f.connect_timeout, MAX_TIMEOUT, "1h"),
+            ("failover.first_token_timeout", f.first_token_timeout, MAX_TIMEOUT, "1h"),
+            ("failover.stall_timeout", f.stall_timeout, MAX_TIMEOUT, "1h"),
+            ("failover.open_for", f.open_for, MAX_INTERVAL, "24h"),
+            ("failover.open_for_max", f.open_for_max, MAX_INTERVAL, "24h"),
+            ("failover.status_poll", f.status_poll, MAX_INTERVAL, "24h"),
+            ("failover.probe_interval", f.probe_interval, MAX_INTERVAL, "24h"),
+            ("notifications.recovery_after", n.recovery_after, MAX_INTERVAL, "24h"),
+            ("notifications.reopen_window", n.reopen_window, MAX_INTERVAL, "24h"),
+            ("tray.hold", t.hold, MAX_INTERVAL, "24h"),
+        ] {
+            if d > max {
+                return Err(doc.error_at(root, key, &format!("must be at most {words}")));
+            }
+        }
         let checks: [(&str, bool, &str); 6] = [
             ("failover.failure_rate", (0.0..=1.0).contains(&f.failure_rate) && f.failure_rate > 0.0, "must be greater than 0 and at most 1"),
             ("failover.consecutive_failures", f.consecutive_failures >= 1, "must be at least 1"),
@@ -680,6 +704,14 @@ listen = "127.0.0.1:9000"
         check_err("[failover]\nfailure_rate = 1.5\n", 2, "failover.failure_rate", "at most 1");
         check_err("[failover]\nopen_for = \"60s\"\nopen_for_max = \"10s\"\n", 3, "failover.open_for_max", "open_for");
         check_err("[failover]\nstall_timeout = \"0s\"\n", 2, "failover.stall_timeout", "longer than 0s");
+        // durations: no overflowing clock arithmetic downstream (policy, probes, tray)
+        check_err("[failover]\n\nopen_for = \"500000000y\"\n", 3, "failover.open_for", "at most 24h");
+        check_err("[failover]\nopen_for_max = \"25h\"\n", 2, "failover.open_for_max", "at most 24h");
+        check_err("[failover]\nstatus_poll = \"400days\"\n", 2, "failover.status_poll", "at most 24h");
+        check_err("[failover]\nprobe_interval = \"2000000h\"\n", 2, "failover.probe_interval", "at most 24h");
+        check_err("[failover]\nstall_timeout = \"2h\"\n", 2, "failover.stall_timeout", "at most 1h");
+        check_err("[notifications]\nreopen_window = \"100y\"\n", 2, "notifications.reopen_window", "at most 24h");
+        check_err("[tray]\nhold = \"9999999999999s\"\n", 2, "tray.hold", "at most 24h");
         check_err("[local]\ncontext = 16\n", 2, "local.context", "between 256");
         check_err("[failover]\nstatus_page = \"status.openai.com\"\n", 2, "failover.status_page", "http(s) URL");
         check_err("[gateway]\nlisten = \"0.0.0.0:8321\"\n", 2, "gateway.listen", "loopback");

@@ -39,7 +39,7 @@ pub fn run(path: &Path, threads: u32) -> Result<BenchReport, String> {
     let started = Instant::now();
     let model =
         LlamaModel::load_from_file(&backend, path, &LlamaModelParams::default()).map_err(|e| format!("llama.cpp could not load {}: {e}", path.display()))?;
-    let load_ms = started.elapsed().as_millis() as u64;
+    let load_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let n_ctx = (PROMPT_TOKENS + GEN_TOKENS + 16) as u32;
     let params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(n_ctx))

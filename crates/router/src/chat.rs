@@ -265,7 +265,7 @@ impl Router {
         Ok(ConnectionReport {
             provider: cloud.id.clone(),
             label: cloud.label.clone(),
-            latency_ms: started.elapsed().as_millis() as u64,
+            latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             models: models.len(),
             model: cloud.model.clone(),
             // Some compatible servers list nothing; only a non-empty list that lacks it is a problem.

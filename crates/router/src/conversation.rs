@@ -258,7 +258,7 @@ impl Conversations {
                 }
                 Event::Token { text } => {
                     if end.first_token_ms.is_none() {
-                        end.first_token_ms = Some(started.elapsed().as_millis() as i64);
+                        end.first_token_ms = Some(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX));
                     }
                     if let Some(m) = streaming.as_mut() {
                         self.with_store(|s| m.push(s, &text))?;
@@ -301,7 +301,7 @@ impl Conversations {
                 }
             }
         }
-        end.total_ms = Some(started.elapsed().as_millis() as i64);
+        end.total_ms = Some(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX));
         let message_id = match streaming {
             Some(m) => {
                 let mid = m.id;

@@ -79,7 +79,7 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 /// it, waiting up to `wait` for another holder (a download being torn down) to let go.
 /// `Ok(None)` means another download holds it.
 pub(crate) fn open_locked(path: &Path, wait: Duration) -> io::Result<Option<File>> {
-    let deadline = Instant::now() + wait;
+    let deadline = Instant::now().checked_add(wait);
     loop {
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
         match file.try_lock() {
@@ -95,7 +95,7 @@ pub(crate) fn open_locked(path: &Path, wait: Duration) -> io::Result<Option<File
             Err(std::fs::TryLockError::Error(e)) => return Err(e),
         }
         drop(file);
-        if Instant::now() >= deadline {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(None);
         }
         std::thread::sleep(Duration::from_millis(25));
