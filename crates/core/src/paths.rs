@@ -59,13 +59,36 @@ impl Paths {
             .unwrap_or_else(|| self.data_dir.clone())
     }
 
-    /// Creates the data directory and its `models/` and `logs/` folders.
+    /// Creates the data directory and its `models/` and `logs/` folders, owner-only (0700 on
+    /// Unix, whatever the umask; an existing, more open dir is tightened): conversations and
+    /// logs are nobody else's business on a shared machine.
     pub fn create_data_dirs(&self) -> Result<(), PathsError> {
         for path in [self.data_dir.clone(), self.models_dir(), self.logs_dir()] {
-            std::fs::create_dir_all(&path).map_err(|source| PathsError::Create { path, source })?;
+            std::fs::create_dir_all(&path).and_then(|()| private_dir(&path)).map_err(|source| PathsError::Create { path, source })?;
         }
         Ok(())
     }
+}
+
+/// Makes `dir` owner-only (0700) on Unix.
+pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Makes the process create every new file and dir owner-only (umask 077) on Unix. Called at
+/// start-up by the app and the CLI (in [`crate::logging::init`]): some files are created by
+/// dependencies that take no mode (tracing-appender's daily log files, SQLite's, the
+/// downloader's), and a user's umask of 000 must not make them world-readable.
+pub fn private_umask() {
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
 }
 
 #[cfg(test)]
@@ -87,6 +110,21 @@ mod tests {
         let p = Paths::resolve(&Env::default()).unwrap();
         assert!(p.config_file.ends_with("understudy/config.toml"), "{}", p.config_file.display());
         assert!(p.data_dir.ends_with("understudy"), "{}", p.data_dir.display());
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn create_data_dirs_are_owner_only_even_when_they_existed() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let p = Paths { config_file: tmp.path().join("c.toml"), data_dir: data.clone() };
+        p.create_data_dirs().unwrap();
+        for dir in [data.clone(), p.models_dir(), p.logs_dir()] {
+            assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700, "{}", dir.display());
+        }
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub enum Format {
 }
 
 /// Writes the conversation into `dir` as `<title>.md` / `.json` (never replacing a file: a
-/// number is added) and returns the path.
+/// number is added; owner-only, 0600 on Unix) and returns the path.
 pub fn save(dir: &std::path::Path, c: &Conversation, messages: &[Message], format: Format) -> std::io::Result<std::path::PathBuf> {
     let (text, ext) = match format {
         Format::Markdown => (markdown(c, messages), "md"),
@@ -131,8 +131,16 @@ pub fn save(dir: &std::path::Path, c: &Conversation, messages: &[Message], forma
     for n in 1..1000 {
         let name = if n == 1 { format!("{stem}.{ext}") } else { format!("{stem} ({n}).{ext}") };
         let path = dir.join(name);
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(&path) {
             Ok(mut f) => {
+                // Owner-only whatever the umask: a conversation is private (Downloads is often
+                // readable by others).
+                #[cfg(unix)]
+                f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
                 std::io::Write::write_all(&mut f, text.as_bytes())?;
                 return Ok(path);
             }

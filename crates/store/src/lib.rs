@@ -22,6 +22,9 @@ use serde::Serialize;
 pub enum StoreError {
     #[error("database {path}: {source}")]
     Open { path: String, source: rusqlite::Error },
+    /// The database file or its permissions could not be set up.
+    #[error("database {path}: {source}")]
+    Io { path: String, source: std::io::Error },
     #[error("database migration failed: {0}")]
     Migrate(#[from] rusqlite_migration::Error),
     #[error("database error: {0}")]
@@ -173,7 +176,7 @@ fn conversation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Conversation> {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[derive(Debug)]
@@ -181,13 +184,38 @@ pub struct Store {
     conn: Connection,
 }
 
+/// Creates the database file 0600 if missing and sets it and any `-wal` / `-shm` beside it to
+/// 0600 (Unix).
+fn private_files(db: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(db)?;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = db.as_os_str().to_owned();
+            p.push(suffix);
+            match std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = db;
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating and migrating) the database, and marks answers left `streaming` by a
     /// previous run as `interrupted`.
+    ///
+    /// The database is owner-only (0600 on Unix, whatever the umask; a file an older version
+    /// made is tightened). SQLite gives its `-wal` and `-shm` files the database's mode.
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(parent) = path.parent() {
             let _ = std::fs::create_dir_all(parent);
         }
+        private_files(path).map_err(|source| StoreError::Io { path: path.display().to_string(), source })?;
         let conn = Connection::open(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
         Store::init(conn)
     }
@@ -287,7 +315,7 @@ impl Store {
 
     /// Removes conversations deleted more than `older_than` ago, with their messages.
     pub fn purge_deleted(&self, older_than: Duration) -> Result<usize> {
-        let cutoff = now_ms() - older_than.as_millis() as i64;
+        let cutoff = now_ms().saturating_sub(i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX));
         Ok(self.conn.execute("DELETE FROM conversations WHERE deleted_at IS NOT NULL AND deleted_at <= ?1", params![cutoff])?)
     }
 
@@ -500,7 +528,7 @@ impl StreamingMessage {
     /// When unsaved text must be written so that it is stored within the interval of arriving
     /// even if no more comes (a stalled stream): `None` when everything is saved.
     pub fn flush_due(&self) -> Option<Instant> {
-        self.dirty.then(|| self.last_save + self.every)
+        self.dirty.then(|| self.last_save.checked_add(self.every).unwrap_or(self.last_save))
     }
 
     pub fn flush(&mut self, store: &Store) -> Result<()> {
