@@ -3,6 +3,7 @@
 
 mod commands;
 mod error;
+mod navigation;
 mod notifier;
 mod setup;
 mod tray;
@@ -33,6 +34,8 @@ pub fn run() -> anyhow::Result<()> {
     tauri::Builder::default()
         // First: a second launch focuses the running window instead of starting another app.
         .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| tray::show_window(app)))
+        // The window stays on the app's own pages, whatever an answer holds.
+        .plugin(navigation::guard())
         .plugin(tauri_plugin_autostart::init(tauri_plugin_autostart::MacosLauncher::LaunchAgent, Some(vec![AUTOSTART_ARG])))
         .plugin(tauri_plugin_opener::init())
         .manage(setup)
