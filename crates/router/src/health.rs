@@ -48,10 +48,6 @@ struct Entry {
     label: String,
     policy: Policy,
     last_error: Option<String>,
-    /// When a request or probe last told us something.
-    last_seen: Option<Duration>,
-    /// Probe failures in a row (the next probe comes sooner: 5 s, 10 s, …).
-    probe_failures: u32,
     account_problem: Option<String>,
     answered_since_close: bool,
 }
@@ -106,8 +102,6 @@ impl Monitor {
                 label: label.to_string(),
                 policy: Policy::new(self.cfg.lock().expect("cfg lock").clone(), seed),
                 last_error: None,
-                last_seen: None,
-                probe_failures: 0,
                 account_problem: None,
                 answered_since_close: true,
             }
@@ -124,7 +118,6 @@ impl Monitor {
         self.with(id, label, |e, now| {
             let was_closed = e.policy.breaker() == Breaker::Closed;
             e.policy.record(now, outcome);
-            e.last_seen = Some(now);
             match (was_closed, e.policy.breaker() == Breaker::Closed) {
                 (true, false) => e.answered_since_close = false,
                 (_, true) if matches!(outcome, Outcome::Success { .. }) || (!was_closed && matches!(outcome, Outcome::Probe(true))) => {
@@ -136,11 +129,6 @@ impl Monitor {
                 Outcome::Failure(understudy_openai::FailureClass::Account) => e.account_problem = error.clone(),
                 Outcome::Success { .. } => e.account_problem = None,
                 _ => {}
-            }
-            match outcome {
-                Outcome::Probe(false) => e.probe_failures += 1,
-                Outcome::Probe(true) | Outcome::Success { .. } => e.probe_failures = 0,
-                Outcome::Failure(_) => {}
             }
             if error.is_some() {
                 e.last_error = error;
@@ -165,22 +153,9 @@ impl Monitor {
         self.with(id, label, |e, now| e.policy.force_half_open(now));
     }
 
-    /// How long until the provider should be probed (zero = now): at once while half-open;
-    /// after a failed probe sooner (5 s, 10 s, 20 s, … up to `interval`) until the breaker has
-    /// decided; otherwise after `interval` without any request or probe.
+    /// How long until the provider should be probed (zero = now); see [`Policy::probe_in`].
     pub fn probe_in(&self, id: &str, label: &str, interval: Duration) -> Duration {
-        self.with(id, label, |e, now| {
-            if e.policy.wants_probe(now) {
-                return Duration::ZERO;
-            }
-            let wait = if e.probe_failures > 0 { (Duration::from_secs(5) * 2u32.saturating_pow(e.probe_failures - 1)).min(interval) } else { interval };
-            let idle = e.last_seen.map_or(Duration::ZERO, |t| (t + wait).saturating_sub(now));
-            // While open, probe at the idle cadence too: one that passes ends the wait early.
-            match e.policy.breaker() {
-                Breaker::Open { until_ms } => Duration::from_millis(until_ms).saturating_sub(now).min(idle),
-                _ => idle,
-            }
-        })
+        self.with(id, label, |e, now| e.policy.probe_in(now, interval))
     }
 
     /// Recomputes the snapshot and tells subscribers if it changed.

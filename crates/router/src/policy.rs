@@ -91,11 +91,17 @@ pub struct Policy {
     last_health: Health,
     last_trouble: Option<Duration>,
     incident: bool,
+    /// When a request or probe last told us something (idle probes count from here).
+    last_seen: Option<Duration>,
+    /// Probe failures in a row: the next probe comes sooner (5 s, 10 s, …) until decided.
+    probe_failures: u32,
     rng: u64,
 }
 
+/// Milliseconds of a duration, saturating: config durations are bounded, but a clock must
+/// never wrap whatever it is fed.
 fn ms(d: Duration) -> u64 {
-    d.as_millis() as u64
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Policy {
@@ -111,6 +117,8 @@ impl Policy {
             last_health: Health::Healthy,
             last_trouble: None,
             incident: false,
+            last_seen: None,
+            probe_failures: 0,
             rng: seed | 1,
         }
     }
@@ -130,6 +138,26 @@ impl Policy {
     pub fn wants_probe(&mut self, now: Duration) -> bool {
         self.tick(now);
         matches!(self.breaker, Breaker::HalfOpen { .. })
+    }
+
+    /// How long until the provider should be probed (zero = now). Half-open: at once. Open: the
+    /// moment the open time ends, whatever `interval` is (so OpenAI is used again as soon as the
+    /// breaker allows), or sooner at the idle cadence (a probe that passes ends the wait early).
+    /// Otherwise after `interval` without any request or probe; after a failed probe sooner
+    /// (5 s, 10 s, 20 s, … up to `interval`) until the breaker has decided.
+    pub fn probe_in(&mut self, now: Duration, interval: Duration) -> Duration {
+        if self.wants_probe(now) {
+            return Duration::ZERO;
+        }
+        let wait = match self.probe_failures {
+            0 => interval,
+            n => Duration::from_secs(5).saturating_mul(2u32.saturating_pow(n.min(31) - 1)).min(interval),
+        };
+        let idle = self.last_seen.map_or(Duration::ZERO, |t| t.saturating_add(wait).saturating_sub(now));
+        match self.breaker {
+            Breaker::Open { until_ms } => Duration::from_millis(until_ms).saturating_sub(now).min(idle),
+            _ => idle,
+        }
     }
 
     fn tick(&mut self, now: Duration) {
@@ -157,6 +185,12 @@ impl Policy {
 
     pub fn record(&mut self, now: Duration, outcome: Outcome) {
         self.tick(now);
+        self.last_seen = Some(now);
+        match outcome {
+            Outcome::Probe(false) => self.probe_failures = self.probe_failures.saturating_add(1),
+            Outcome::Probe(true) | Outcome::Success { .. } => self.probe_failures = 0,
+            Outcome::Failure(_) => {}
+        }
         match outcome {
             Outcome::Success { first_token } => {
                 self.consecutive = 0.0;
@@ -169,22 +203,7 @@ impl Policy {
                     self.probe_passed(now);
                 }
             }
-            Outcome::Failure(class) => {
-                let weight = match class {
-                    FailureClass::Outage => 1.0,
-                    FailureClass::RateLimit => 0.5,
-                    // Configuration or request problems say nothing about the provider's health.
-                    FailureClass::Account | FailureClass::Request => return,
-                };
-                self.last_trouble = Some(now);
-                self.consecutive += weight;
-                self.push(weight);
-                match self.breaker {
-                    Breaker::Closed if self.should_open() => self.open(now),
-                    Breaker::HalfOpen { .. } => self.open(now),
-                    _ => {}
-                }
-            }
+            Outcome::Failure(class) => self.fail(now, class),
             Outcome::Probe(true) => match self.breaker {
                 Breaker::HalfOpen { .. } => self.probe_passed(now),
                 // A probe that passes while open ends the wait early: the provider is back
@@ -193,9 +212,26 @@ impl Policy {
                 Breaker::Open { .. } => self.breaker = Breaker::HalfOpen { successes: 1 },
                 Breaker::Closed => self.consecutive = 0.0,
             },
-            Outcome::Probe(false) => self.record(now, Outcome::Failure(FailureClass::Outage)),
+            Outcome::Probe(false) => self.fail(now, FailureClass::Outage),
         }
         self.update_health(now);
+    }
+
+    fn fail(&mut self, now: Duration, class: FailureClass) {
+        let weight = match class {
+            FailureClass::Outage => 1.0,
+            FailureClass::RateLimit => 0.5,
+            // Configuration or request problems say nothing about the provider's health.
+            FailureClass::Account | FailureClass::Request => return,
+        };
+        self.last_trouble = Some(now);
+        self.consecutive += weight;
+        self.push(weight);
+        match self.breaker {
+            Breaker::Closed if self.should_open() => self.open(now),
+            Breaker::HalfOpen { .. } => self.open(now),
+            _ => {}
+        }
     }
 
     fn probe_passed(&mut self, now: Duration) {
@@ -236,8 +272,11 @@ impl Policy {
         self.opens += 1;
         let base = self.cfg.open_for.as_secs_f64() * 2f64.powi(self.opens.saturating_sub(1).min(30) as i32);
         let base = base.min(self.cfg.open_for_max.as_secs_f64());
-        let jitter = 1.0 + self.cfg.jitter * (2.0 * self.random() - 1.0);
-        self.breaker = Breaker::Open { until_ms: ms(now) + (base * jitter * 1000.0) as u64 };
+        // Jitter only shortens the wait: the open time never exceeds its nominal value, so the
+        // provider is tried again at most `open_for` (doubled, capped) after it failed.
+        let jitter = 1.0 - self.cfg.jitter * self.random();
+        // `as` saturates a float to the integer's range.
+        self.breaker = Breaker::Open { until_ms: ms(now).saturating_add((base * jitter * 1000.0) as u64) };
     }
 
     /// xorshift64*: deterministic per seed, enough for jitter.
@@ -293,8 +332,13 @@ mod tests {
         At(u64, Outcome),
         Incident(u64, bool),
         Expect(u64, Health, Breaker, bool),
+        /// At `t` seconds the next probe is due in this many seconds (default `probe_interval`).
+        NextProbe(u64, u64),
     }
     use Step::*;
+
+    /// The default `probe_interval`.
+    const PROBE_INTERVAL: Duration = Duration::from_secs(60);
 
     fn ok() -> Outcome {
         Outcome::Success { first_token: Some(Duration::from_millis(300)) }
@@ -316,6 +360,10 @@ mod tests {
                     let now = Duration::from_secs(*t);
                     assert_eq!(p.allows(now), *allows, "{name}: step {i}: allows");
                     assert_eq!((p.health(now), p.breaker()), (*health, *breaker), "{name}: step {i}");
+                }
+                NextProbe(t, secs) => {
+                    let due = p.probe_in(Duration::from_secs(*t), PROBE_INTERVAL);
+                    assert_eq!(due, Duration::from_secs(*secs), "{name}: step {i}: next probe");
                 }
             }
         }
@@ -433,6 +481,123 @@ mod tests {
         );
     }
 
+    /// When OpenAI comes back while its breaker is open, it is used again at the latest when the
+    /// open time ends (probed at once then), whatever the idle probe cadence.
+    #[test]
+    fn the_probe_schedule_table() {
+        check(
+            "default probe_interval: an idle healthy provider is probed every 60 s",
+            &[At(0, Outcome::Probe(true)), NextProbe(0, 60), NextProbe(59, 1), NextProbe(60, 0), At(5, ok()), NextProbe(6, 59)],
+        );
+        check(
+            "a breaker opened by requests is probed the moment its open time ends, not at the idle cadence",
+            &[
+                At(0, Outcome::Probe(true)),
+                At(10, fail(Outage)),
+                At(11, fail(Outage)),
+                At(12, fail(Outage)),
+                NextProbe(12, 30),
+                NextProbe(41, 1),
+                NextProbe(42, 0),
+                Expect(42, Health::Outage, Breaker::HalfOpen { successes: 0 }, false),
+                At(42, Outcome::Probe(true)),
+                NextProbe(42, 0),
+                At(42, Outcome::Probe(true)),
+                Expect(42, Health::Healthy, Breaker::Closed, true),
+            ],
+        );
+        check(
+            "recovery during a long open time: failed probes back off (5, 10, 20, 40 s), the end of the open time still probes",
+            &[
+                At(0, fail(Outage)),
+                At(0, fail(Outage)),
+                At(0, fail(Outage)),
+                At(30, Outcome::Probe(false)),
+                Expect(30, Health::Outage, open(90), false),
+                NextProbe(30, 5),
+                At(35, Outcome::Probe(false)),
+                NextProbe(35, 10),
+                At(45, Outcome::Probe(false)),
+                NextProbe(45, 20),
+                At(65, Outcome::Probe(false)),
+                // The idle cadence would say 40 s; the open time ends in 25.
+                NextProbe(65, 25),
+                Expect(70, Health::Outage, open(90), false),
+                // OpenAI recovered at 70: the probe at 90, when the open time ends, passes.
+                NextProbe(90, 0),
+                At(90, Outcome::Probe(true)),
+                NextProbe(90, 0),
+                At(90, Outcome::Probe(true)),
+                Expect(90, Health::Healthy, Breaker::Closed, true),
+            ],
+        );
+        check(
+            "recovery right after a re-open: the next probe comes 5 s later, not after the doubled open time",
+            &[
+                At(0, fail(Outage)),
+                At(0, fail(Outage)),
+                At(0, fail(Outage)),
+                At(30, Outcome::Probe(false)),
+                Expect(31, Health::Outage, open(90), false),
+                NextProbe(31, 4),
+                At(35, Outcome::Probe(true)),
+                Expect(35, Health::Outage, Breaker::HalfOpen { successes: 1 }, false),
+                NextProbe(35, 0),
+                At(35, Outcome::Probe(true)),
+                Expect(35, Health::Healthy, Breaker::Closed, true),
+            ],
+        );
+        check(
+            "a flapping provider: each re-open soon after closing doubles the open time, so users mostly stay on the fallback",
+            &[
+                At(0, fail(Outage)),
+                At(0, fail(Outage)),
+                At(0, fail(Outage)),
+                At(30, Outcome::Probe(true)),
+                At(30, Outcome::Probe(true)),
+                Expect(30, Health::Healthy, Breaker::Closed, true),
+                At(31, fail(Outage)),
+                At(32, fail(Outage)),
+                At(33, fail(Outage)),
+                Expect(34, Health::Outage, open(93), false),
+                NextProbe(34, 59),
+                At(93, Outcome::Probe(true)),
+                At(93, Outcome::Probe(true)),
+                At(94, fail(Outage)),
+                At(95, fail(Outage)),
+                At(96, fail(Outage)),
+                Expect(97, Health::Outage, open(216), false),
+                Expect(215, Health::Outage, open(216), false),
+                // Closed for open_for_max (300 s): the next outage starts from open_for again.
+                At(216, Outcome::Probe(true)),
+                At(216, Outcome::Probe(true)),
+                At(600, fail(Outage)),
+                At(600, fail(Outage)),
+                At(600, fail(Outage)),
+                Expect(601, Health::Outage, open(630), false),
+            ],
+        );
+    }
+
+    #[test]
+    fn clock_arithmetic_saturates_on_huge_open_times() {
+        let huge = Duration::from_secs(u64::MAX / 4);
+        let mut p = Policy::new(PolicyConfig { open_for: huge, open_for_max: huge, ..cfg() }, 3);
+        for _ in 0..3 {
+            p.record(Duration::from_secs(10), fail(Outage));
+        }
+        assert!(matches!(p.breaker(), Breaker::Open { until_ms: u64::MAX }), "{:?}", p.breaker());
+        assert!(p.probe_in(Duration::from_secs(20), huge) > Duration::from_secs(3600), "no wrapped clock: probed much later, not now");
+        assert!(!p.allows(Duration::from_secs(20)));
+        for t in 21..60 {
+            p.record(Duration::from_secs(t), Outcome::Probe(false));
+        }
+        // 39 failed probes: the back-off saturates at its ceiling instead of overflowing.
+        assert!(p.probe_in(Duration::from_secs(60), huge) > Duration::from_secs(3600));
+        // A clock far beyond any open time: half-open, probed at once.
+        assert_eq!(p.probe_in(Duration::from_secs(u64::MAX / 2), huge), Duration::ZERO);
+    }
+
     #[test]
     fn open_time_has_jitter_within_ten_percent() {
         let mut seen = std::collections::BTreeSet::new();
@@ -442,7 +607,7 @@ mod tests {
                 p.record(Duration::ZERO, fail(Outage));
             }
             let Breaker::Open { until_ms } = p.breaker() else { panic!("open") };
-            assert!((27_000..=33_000).contains(&until_ms), "{until_ms}");
+            assert!((27_000..=30_000).contains(&until_ms), "never longer than open_for: {until_ms}");
             seen.insert(until_ms / 100);
         }
         assert!(seen.len() > 10, "jitter spreads the probes: {seen:?}");

@@ -92,8 +92,13 @@ async fn status_loop(weak: Weak<Inner>) {
     }
 }
 
+/// Probes each cloud provider when [`Policy::probe_in`](crate::policy::Policy::probe_in) says
+/// so. Sleeps until the earliest one is due, but wakes on every health change: a breaker that
+/// opens on real requests must be probed the moment its open time ends, not at the end of an
+/// idle sleep computed while it was still closed.
 async fn probe_loop(weak: Weak<Inner>) {
     let warmth = Arc::new(std::sync::Mutex::new(Warmth::default()));
+    let Some(mut changes) = weak.upgrade().map(|inner| Router(inner).monitor().subscribe()) else { return };
     loop {
         let Some(inner) = weak.upgrade() else { return };
         let router = Router(inner);
@@ -119,7 +124,12 @@ async fn probe_loop(weak: Weak<Inner>) {
         }
         prewarm(&router, &chain, &warmth);
         drop(router);
-        tokio::time::sleep(sleep).await;
+        // What this round published is seen; only later changes wake the loop early.
+        changes.borrow_and_update();
+        tokio::select! {
+            () = tokio::time::sleep(sleep) => {}
+            changed = changes.changed() => if changed.is_err() { return },
+        }
     }
 }
 

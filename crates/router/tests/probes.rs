@@ -97,6 +97,32 @@ async fn after_a_long_outage_openai_is_back_within_two_probe_intervals_not_after
     assert_eq!(answered_by(&r).await, "openai");
 }
 
+/// With the default `probe_interval` (60 s), a breaker that real requests opened is probed
+/// when its open time ends: OpenAI is used again within `open_for` of coming back, not at the
+/// next idle probe a minute later.
+#[tokio::test]
+async fn with_the_default_probe_interval_a_breaker_opened_by_requests_is_probed_when_its_open_time_ends() {
+    let mock = Llmock::start(&[]);
+    let (r, _d) = router_cfg(&mock.base_url(), "", |c| {
+        c.failover.probe_interval = Config::default().failover.probe_interval;
+        c.failover.open_for = Duration::from_secs(1);
+        c.failover.open_for_max = Duration::from_secs(2);
+    });
+    let _bg = r.start_background();
+    // The first probe runs at once; then the loop sleeps its idle minute.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(r.monitor().snapshot().providers[0].health, Health::Healthy);
+    // The outage is three failed requests; OpenAI is back right after them.
+    scenario(&mock, serde_json::json!([{ "type": "fail", "status": 503, "times": 3 }])).await;
+    for _ in 0..3 {
+        assert_eq!(answered_by(&r).await, "local");
+    }
+    assert!(matches!(r.monitor().snapshot().providers[0].breaker, Breaker::Open { .. }));
+    let took = wait_for("closing the breaker", Duration::from_secs(10), || r.monitor().snapshot().providers[0].breaker == Breaker::Closed).await;
+    assert!(took <= Duration::from_millis(1000 + 500), "back after {took:?} with open_for = 1 s");
+    assert_eq!(answered_by(&r).await, "openai");
+}
+
 #[tokio::test]
 async fn probes_notice_an_outage_while_nobody_types_and_pre_warm_the_offline_model() {
     let mock = Llmock::start(&[]);
