@@ -35,7 +35,11 @@ struct Phase {
     slow_first_token: f64,
 }
 
-const PROBE: Duration = Duration::from_secs(2);
+/// `REPLAY_PROBE_INTERVAL` (humantime, e.g. "60s", the default of config.toml); 2 s otherwise.
+fn probe_interval() -> Duration {
+    std::env::var("REPLAY_PROBE_INTERVAL").ok().map_or(Duration::from_secs(2), |v| humantime::parse_duration(&v).expect("REPLAY_PROBE_INTERVAL"))
+}
+const OPEN_FOR_MAX: Duration = Duration::from_secs(16);
 
 #[derive(Debug, Clone)]
 struct Prompt {
@@ -75,9 +79,10 @@ fn main() {
     c.failover.connect_timeout = Duration::from_secs(1);
     c.failover.first_token_timeout = Duration::from_secs(2);
     c.failover.stall_timeout = Duration::from_secs(2);
-    c.failover.probe_interval = PROBE;
+    let probe = probe_interval();
+    c.failover.probe_interval = probe;
     c.failover.open_for = Duration::from_secs(4);
-    c.failover.open_for_max = Duration::from_secs(16);
+    c.failover.open_for_max = OPEN_FOR_MAX;
     c.failover.status_page = String::new();
     let router = Router::new(
         Chain::build(&c, &paths, &FixedKey("sk-replay-0123456789".into())),
@@ -199,13 +204,14 @@ fn main() {
     }
     let returns: Vec<f64> =
         recoveries.iter().map(|&r| prompts.iter().filter(|p| p.at >= r && p.began_with == "openai").map(|p| p.at - r).fold(f64::INFINITY, f64::min)).collect();
-    // A local answer in a healthy phase, once the return window after an incident has passed.
+    // A local answer in a healthy phase, once the return window after an incident has passed
+    // (the breaker is probed at the latest when its open time ends).
     let false_failovers = prompts
         .iter()
         .filter(|p| {
             p.ok && p.began_with == "local"
                 && truth(&tl.phase, p.at) == "healthy"
-                && !recoveries.iter().any(|&r| p.at >= r && p.at < r + 2.0 * PROBE.as_secs_f64() + 16.0)
+                && !recoveries.iter().any(|&r| p.at >= r && p.at < r + OPEN_FOR_MAX.as_secs_f64() + 2.0)
         })
         .count();
     let wrong_tray: f64 = samples
@@ -235,7 +241,7 @@ fn main() {
     println!(
         "back to OpenAI after    {} (probe interval {} s)",
         returns.iter().map(|r| if r.is_finite() { format!("{r:.1} s") } else { "never".into() }).collect::<Vec<_>>().join(", "),
-        PROBE.as_secs()
+        probe.as_secs()
     );
 
     // The timeline as an SVG: truth, tray, and each prompt (x = when, y = how long, colour = who).

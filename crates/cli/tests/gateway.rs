@@ -23,10 +23,19 @@ impl Drop for Gateway {
 }
 
 fn start(upstream: &str, token: &str) -> Gateway {
+    start_with(upstream, token, "")
+}
+
+/// `failover` adds lines to the config's `[failover]` table.
+fn start_with(upstream: &str, token: &str, failover: &str) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.toml");
     let port = free_port();
-    std::fs::write(&cfg, format!("[failover]\nstatus_page = \"\"\n[local]\ncontext = 512\nthreads = 1\n[gateway]\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("[failover]\nstatus_page = \"\"\n{failover}\n[local]\ncontext = 512\nthreads = 1\n[gateway]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_understudy"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--token", token])
         .env("UNDERSTUDY_CONFIG", &cfg)
@@ -141,4 +150,52 @@ fn status_probes_when_alone_and_shows_the_gateway_s_view_when_one_runs() {
     let (s, _) = status(&gw_cfg, dir.path(), &dead, true);
     assert_eq!(s["source"], format!("the gateway on 127.0.0.1:{}", gw.port));
     assert_eq!(s["providers"][0]["id"], "openai");
+}
+
+/// OpenAI fails with 503 for a while and recovers; a client asks once a second. With the default
+/// probe settings (`probe_interval = "60s"`), answers come from OpenAI again within
+/// `open_for_max` + 1 s of its recovery: the breaker is probed when its open time ends, not at
+/// the next idle probe a minute later.
+#[test]
+fn answers_return_to_openai_within_open_for_max_of_its_recovery_with_default_probes() {
+    let mock = understudy_testkit::Llmock::start(&[]);
+    let gw = start_with(&mock.base_url(), "tok", "open_for = \"2s\"\nopen_for_max = \"4s\"");
+    let http = reqwest::blocking::Client::new();
+    let ask = || {
+        let r = http
+            .post(format!("http://127.0.0.1:{}/v1/chat/completions", gw.port))
+            .bearer_auth("tok")
+            .json(&serde_json::json!({ "model": "gpt-4o-mini", "max_tokens": 4, "messages": [{ "role": "user", "content": "hi" }] }))
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "{:?}", r.text());
+        r.headers()["x-understudy-provider"].to_str().unwrap().to_string()
+    };
+    let admin = mock.admin_url("scenario");
+    // The background probe has seen OpenAI healthy and sleeps its idle minute.
+    assert_eq!(ask(), "openai");
+    std::thread::sleep(Duration::from_secs(1));
+    let outage = serde_json::json!({ "behaviors": [{ "type": "fail", "status": 503, "times": 100_000 }] });
+    assert!(http.post(&admin).json(&outage).send().unwrap().status().is_success());
+    let t0 = Instant::now();
+    let mut local = 0;
+    while t0.elapsed() < Duration::from_secs(7) {
+        let tick = Instant::now();
+        local += usize::from(ask() == "local");
+        std::thread::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed()));
+    }
+    assert!(local >= 5, "answered offline during the outage: {local}");
+    assert!(http.delete(&admin).send().unwrap().status().is_success());
+    let recovered = Instant::now();
+    let back = loop {
+        let tick = Instant::now();
+        if ask() == "openai" {
+            break recovered.elapsed();
+        }
+        assert!(recovered.elapsed() < Duration::from_secs(30), "still offline 30 s after OpenAI recovered");
+        std::thread::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed()));
+    };
+    eprintln!("answered offline {local} times; back to OpenAI {back:?} after it recovered");
+    // open_for_max (4 s) + 1 s.
+    assert!(back <= Duration::from_secs(5), "back to OpenAI {back:?} after it recovered");
 }
