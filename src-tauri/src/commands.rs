@@ -169,24 +169,28 @@ pub async fn models_files(repo: String) -> Res<Vec<understudy_models::hf::RepoFi
 }
 
 /// Downloads (or resumes) a catalog id or owner/repo/file.gguf; progress over the channel.
+/// A file no sha256 is known for ends in `Event::Unverified` unless `allow_unverified` (the
+/// user confirmed).
 #[tauri::command]
 pub async fn models_download(
     setup: State<'_, Setup>,
     id: String,
+    allow_unverified: Option<bool>,
     on_event: Channel<understudy_models::manager::Event>,
 ) -> Res<understudy_models::manager::Event> {
     let source = understudy_models::catalog::resolve(&understudy_models::catalog::Catalog::builtin(), &id).map_err(|e| IpcError::new("model_id", e))?;
-    Ok(setup.downloads.pull(&source, &understudy_models::catalog::hf_endpoint(), |e| drop(on_event.send(e))).await)
+    let options = understudy_models::manager::PullOptions { allow_unverified: allow_unverified.unwrap_or(false) };
+    Ok(setup.downloads.pull(&source, &understudy_models::catalog::hf_endpoint(), options, |e| drop(on_event.send(e))).await)
 }
 
 #[tauri::command]
-pub fn models_pause(setup: State<'_, Setup>, name: String) -> bool {
-    setup.downloads.pause(&name)
+pub fn models_pause(setup: State<'_, Setup>, name: String) -> Res<bool> {
+    setup.downloads.pause(&name).map_err(|e| IpcError::new("model_id", e))
 }
 
 #[tauri::command]
-pub fn models_cancel(setup: State<'_, Setup>, name: String) -> bool {
-    setup.downloads.cancel(&name)
+pub fn models_cancel(setup: State<'_, Setup>, name: String) -> Res<bool> {
+    setup.downloads.cancel(&name).map_err(|e| IpcError::new("model_id", e))
 }
 
 /// Uses a .gguf file in place (drag and drop, or the file field).

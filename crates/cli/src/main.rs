@@ -62,7 +62,13 @@ pub(crate) enum ModelsCommand {
     /// Search Hugging Face for GGUF models; `owner/repo` lists that repository's files.
     Search { query: String },
     /// Download a catalog id or `owner/repo/file.gguf`.
-    Pull { id: String },
+    Pull {
+        id: String,
+        /// Keep the file even when no sha256 is known to check it against (the hub sends none
+        /// and the catalog pins none).
+        #[arg(long)]
+        allow_unverified: bool,
+    },
     /// Use a .gguf file in place.
     Import { path: PathBuf },
     /// Find models already on disk (Hugging Face cache, LM Studio, Ollama).
@@ -97,6 +103,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Owner-only data dirs (0700) whatever the umask; a dir that cannot be made shows up as
+    // logging's warning and as the command's own error where it matters.
+    let _ = paths.create_data_dirs();
     let _log = logging::init(&env, &paths.logs_dir(), "understudy");
     tracing::debug!(data_dir = %paths.data_dir.display(), json = cli.json, "starting");
     let loaded = config::load(&env, &paths);
@@ -386,7 +395,7 @@ fn status(config: &understudy_core::Config, paths: &Paths, json: bool) -> ExitCo
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
 }
 
 /// The health snapshot as a few aligned lines for people.

@@ -25,6 +25,7 @@ fn fit_words(f: Fit) -> &'static str {
         Fit::Fits => "fits in memory",
         Fit::Tight => "tight: close other apps first",
         Fit::WillNotFit => "will not fit in memory",
+        Fit::Unknown => "memory needed unknown: the file does not describe its shape",
     }
 }
 
@@ -53,7 +54,8 @@ fn model_json(m: &Model) -> serde_json::Value {
 
 fn print_model(out: &mut impl Write, m: &Model, chosen: bool) -> std::io::Result<()> {
     let mark = if chosen { "*" } else { " " };
-    writeln!(out, "{mark} {}  ({}, {})", m.label, source_words(m.source), gb(m.size))?;
+    let unverified = if m.verified == Some(false) { ", not verified" } else { "" };
+    writeln!(out, "{mark} {}  ({}, {}{unverified})", m.label, source_words(m.source), gb(m.size))?;
     match &m.details {
         Ok(d) => writeln!(
             out,
@@ -63,7 +65,7 @@ fn print_model(out: &mut impl Write, m: &Model, chosen: bool) -> std::io::Result
             d.quantization,
             d.context_length.map_or("?".into(), |c| c.to_string()),
             if d.chat_template { "chat template" } else { "no chat template (ChatML is used)" },
-            gb(m.needs_bytes),
+            m.needs_bytes.map_or("?".into(), gb),
             fit_words(m.fit)
         )?,
         Err(e) => writeln!(out, "    cannot be used: {e}")?,
@@ -226,7 +228,7 @@ pub fn run(cmd: Command, config: &Config, paths: &Paths, json: bool) -> ExitCode
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Pull { id } => pull(&catalog, &library, &id, json),
+        Command::Pull { id, allow_unverified } => pull(&catalog, &library, &id, allow_unverified, json),
     })();
     match result {
         Ok(code) => code,
@@ -238,9 +240,10 @@ pub fn run(cmd: Command, config: &Config, paths: &Paths, json: bool) -> ExitCode
 }
 
 /// Downloads a catalog id or owner/repo/file.gguf into the models dir with a progress bar;
-/// Ctrl-C pauses (the same command resumes where it stopped).
-fn pull(catalog: &Catalog, library: &Library, id: &str, json: bool) -> anyhow::Result<ExitCode> {
-    use understudy_models::manager::{Downloads, Event};
+/// Ctrl-C pauses (the same command resumes where it stopped). A file no sha256 is known for
+/// is refused (exit 1) unless `allow_unverified`.
+fn pull(catalog: &Catalog, library: &Library, id: &str, allow_unverified: bool, json: bool) -> anyhow::Result<ExitCode> {
+    use understudy_models::manager::{Downloads, Event, PullOptions};
     let source = match catalog::resolve(catalog, id) {
         Ok(s) => s,
         Err(e) => {
@@ -248,7 +251,13 @@ fn pull(catalog: &Catalog, library: &Library, id: &str, json: bool) -> anyhow::R
             return Ok(ExitCode::from(2));
         }
     };
-    let dest = library.dir.join(&source.local_name);
+    let dest = match understudy_models::model_path(&library.dir, &source.local_name) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("understudy models pull: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     if dest.exists() {
         eprintln!("understudy models pull: {} is already downloaded ({})", source.local_name, dest.display());
         return Ok(ExitCode::SUCCESS);
@@ -269,11 +278,11 @@ fn pull(catalog: &Catalog, library: &Library, id: &str, json: bool) -> anyhow::R
         let (d, name) = (downloads.clone(), source.local_name.clone());
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
-                d.pause(&name);
+                let _ = d.pause(&name);
             }
         });
         downloads
-            .pull(&source, &endpoint, |e| {
+            .pull(&source, &endpoint, PullOptions { allow_unverified }, |e| {
                 if let Event::Progress { stage, done, total, .. } = &e {
                     if let Some(t) = total {
                         bar.set_length(*t);
@@ -304,7 +313,7 @@ fn pull(catalog: &Catalog, library: &Library, id: &str, json: bool) -> anyhow::R
                     path.display(),
                     gb(size),
                     &sha256[..12.min(sha256.len())],
-                    if verified { ", verified" } else { "" }
+                    if verified { ", verified" } else { ", NOT verified: no sha256 was known for it" }
                 );
                 println!("To answer with it: [local] model = {use_as:?} (or choose it in the app's Models page).");
             }
@@ -315,6 +324,13 @@ fn pull(catalog: &Catalog, library: &Library, id: &str, json: bool) -> anyhow::R
             Ok(ExitCode::from(1))
         }
         Event::Cancelled => Ok(ExitCode::from(1)),
+        Event::Unverified { message } => {
+            if json {
+                println!("{}", serde_json::json!({ "type": "unverified", "message": message }));
+            }
+            eprintln!("understudy models pull: {message}. To download it anyway: understudy models pull --allow-unverified {id}");
+            Ok(ExitCode::from(1))
+        }
         Event::Failed { message } => {
             eprintln!("understudy models pull: {message}");
             Ok(ExitCode::from(1))

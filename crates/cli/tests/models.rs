@@ -12,13 +12,18 @@ struct Env {
 }
 
 fn env(rate: Option<u64>) -> Env {
+    env_with(rate, &[])
+}
+
+/// `unlinked`: files the mirror serves without a sha256 (`X-Linked-Etag`).
+fn env_with(rate: Option<u64>, unlinked: &[&str]) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("hub/test-org/Tiny-GGUF");
     std::fs::create_dir_all(&repo).unwrap();
     std::fs::copy(understudy_testkit::tiny_gguf(), repo.join("tiny-Q4_K_M.gguf")).unwrap();
     std::fs::write(repo.join("junk-Q8_0.gguf"), vec![7u8; 300_000]).unwrap();
     std::fs::write(dir.path().join("config.toml"), "").unwrap();
-    let mirror = understudy_testkit::HfMirror::start(&dir.path().join("hub"), rate);
+    let mirror = understudy_testkit::HfMirror::start_with(&dir.path().join("hub"), rate, unlinked);
     Env { dir, mirror }
 }
 
@@ -39,6 +44,21 @@ impl Env {
 
     fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().unwrap()
+    }
+
+    /// `understudy ARGS` run by `sh -c 'umask 000; exec …'` with the same environment.
+    #[cfg(unix)]
+    fn run_with_umask_000(&self, args: &[&str]) -> Output {
+        let c = self.cmd(args);
+        let mut sh = Command::new("sh");
+        sh.arg("-c").arg("umask 000; exec \"$@\"").arg("sh").arg(c.get_program()).args(c.get_args());
+        for (k, v) in c.get_envs() {
+            match v {
+                Some(v) => sh.env(k, v),
+                None => sh.env_remove(k),
+            };
+        }
+        sh.output().unwrap()
     }
 
     fn models(&self) -> std::path::PathBuf {
@@ -230,4 +250,65 @@ fn downloads_and_search_go_through_the_proxy_the_environment_names() {
     // Without the proxy the same endpoint cannot be reached: the test above proved the proxy.
     let out = e.cmd(&["models", "search", "tiny"]).env("HF_ENDPOINT", "http://hub.invalid").env_remove("HTTP_PROXY").env_remove("http_proxy").output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+}
+
+#[test]
+fn a_file_without_a_known_sha256_is_refused_unless_allowed_and_listed_as_not_verified() {
+    let e = env_with(None, &["tiny-Q4_K_M.gguf"]);
+    let id = "test-org/Tiny-GGUF/tiny-Q4_K_M.gguf";
+    let before = e.mirror.served();
+    let out = e.run(&["models", "pull", id]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("cannot be verified") && text(&out.stderr).contains("--allow-unverified"), "{}", text(&out.stderr));
+    assert!(e.mirror.served() - before <= 1, "refused before the download: {} bytes served", e.mirror.served() - before);
+    let left: Vec<_> = std::fs::read_dir(e.models()).map(|d| d.flatten().map(|f| f.file_name()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "nothing kept: {left:?}");
+    let out = e.run(&["models", "pull", "--json", id]);
+    assert_eq!(json_lines(&out).pop().unwrap()["type"], "unverified");
+
+    let out = e.run(&["models", "pull", "--json", "--allow-unverified", id]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let done = json_lines(&out).pop().unwrap();
+    assert_eq!((done["type"].as_str(), done["verified"].as_bool()), (Some("done"), Some(false)), "{done}");
+    let lines = json_lines(&e.run(&["models", "list", "--json"]));
+    let model = lines.iter().find(|l| l["kind"] == "model").unwrap();
+    assert_eq!(model["verified"], false, "{model}");
+    let human = text(&e.run(&["models", "list"]).stdout);
+    assert!(human.contains("not verified"), "{human}");
+}
+
+#[test]
+fn names_that_leave_the_models_dir_are_refused() {
+    let e = env(None);
+    let victim = e.dir.path().join("victim.gguf");
+    std::fs::write(&victim, "keep me").unwrap();
+    std::fs::create_dir_all(e.models()).unwrap();
+    for name in ["../victim.gguf", "../../victim.gguf", victim.to_str().unwrap(), "/etc/passwd", "data/../victim.gguf"] {
+        let out = e.run(&["models", "rm", name]);
+        assert_eq!(out.status.code(), Some(1), "rm {name}: {}", text(&out.stdout));
+    }
+    for id in ["test-org/Tiny-GGUF/../victim.gguf", "test-org/Tiny-GGUF/..", "test-org/Tiny-GGUF//etc/passwd.gguf"] {
+        let out = e.run(&["models", "pull", id]);
+        assert_eq!(out.status.code(), Some(2), "pull {id}: {}", text(&out.stderr));
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+    assert!(std::fs::read_dir(e.models()).unwrap().next().is_none(), "nothing written into the models dir");
+}
+
+#[cfg(unix)]
+#[test]
+fn data_dir_logs_and_downloads_are_owner_only_under_umask_000() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o777;
+    let e = env(None);
+    let out = e.run_with_umask_000(&["models", "pull", "test-org/Tiny-GGUF/tiny-Q4_K_M.gguf"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let data = e.dir.path().join("data");
+    assert_eq!(mode(&data), 0o700, "data dir");
+    assert_eq!(mode(&data.join("logs")), 0o700, "logs dir");
+    let logs: Vec<_> = std::fs::read_dir(data.join("logs")).unwrap().map(|f| f.unwrap().path()).collect();
+    assert!(!logs.is_empty(), "a log file was written");
+    for f in logs.iter().chain([&e.models().join("tiny-Q4_K_M.gguf"), &e.models().join("tiny-Q4_K_M.gguf.sha256")]) {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
 }

@@ -110,11 +110,15 @@ pub struct DownloadRequest {
     pub expected_size: Option<u64>,
     /// 64 hex digits. When absent, a Hugging Face `X-Linked-Etag` that is a sha256 is used.
     pub expected_sha256: Option<String>,
+    /// Keep a file no sha256 is known for (neither `expected_sha256` nor `X-Linked-Etag`).
+    /// Off by default: such a download fails with [`DownloadError::Unverified`] before any byte
+    /// is fetched, so the user can be asked first.
+    pub allow_unverified: bool,
 }
 
 impl DownloadRequest {
     pub fn new(url: impl Into<String>, dest: impl Into<PathBuf>) -> Self {
-        Self { url: url.into(), dest: dest.into(), expected_size: None, expected_sha256: None }
+        Self { url: url.into(), dest: dest.into(), expected_size: None, expected_sha256: None, allow_unverified: false }
     }
 }
 
@@ -230,6 +234,14 @@ pub enum DownloadError {
     SizeMismatch { url: String, expected: u64, actual: u64 },
     #[error("the file's sha256 is {actual}, expected {expected} ({url})")]
     HashMismatch { url: String, expected: String, actual: String },
+    /// No sha256 to check the file against (no `X-Linked-Etag`, none given) and the request
+    /// did not allow that. Nothing was fetched.
+    #[error("{url} cannot be verified: the server gives no sha256 for it and none is known; download it only if you trust the source")]
+    Unverified { url: String },
+    /// An https download was redirected to plain http, where the file could be altered in
+    /// transit. An http endpoint (a local mirror) may redirect to http.
+    #[error("{from} redirected to the unencrypted {to}; refused")]
+    InsecureRedirect { from: String, to: String },
     /// The HTTP client could not be set up (TLS backend, proxy settings).
     #[error("cannot start the HTTP client: {0}")]
     Client(String),
@@ -307,6 +319,12 @@ pub fn safe_file_name(name: &str) -> Result<String, UnsafeFileName> {
         return fail("a reserved device name on Windows");
     }
     Ok(name.to_owned())
+}
+
+/// The one way a file name from outside (IPC, the CLI, the catalog, the hub) becomes a path in
+/// the models dir `dir`: checked by [`safe_file_name`], then joined.
+pub fn model_path(dir: &Path, name: &str) -> Result<PathBuf, UnsafeFileName> {
+    Ok(dir.join(safe_file_name(name)?))
 }
 
 /// Deletes the partial state of a download to `dest` (`<dest>.part` and its sidecar), e.g.
@@ -461,6 +479,16 @@ impl Downloader {
                     tracing::warn!(path = %part.display(), error = %del, "cannot delete the partial download");
                 }
                 tracing::info!(dest = %req.dest.display(), error = %e, "download failed; partial file deleted");
+                Err(e)
+            }
+            Err(e @ DownloadError::Unverified { .. }) => {
+                // Refused before any byte came: drop the empty `.part` this run opened, but keep
+                // an earlier (allowed) run's partial for when the user says yes.
+                drop(file);
+                if std::fs::metadata(&part).is_ok_and(|m| m.len() == 0) && !sidecar.exists() {
+                    let _ = std::fs::remove_file(&part);
+                }
+                tracing::info!(dest = %req.dest.display(), error = %e, "download refused");
                 Err(e)
             }
             Err(e) => {
@@ -660,6 +688,9 @@ impl<P: Fn(Progress) + Send + Sync> Job<'_, P> {
             }
         }
         let expected_sha = self.expected_sha.clone().or(linked_sha);
+        if expected_sha.is_none() && !self.req.allow_unverified {
+            return Err(Flow::Fatal(DownloadError::Unverified { url: display_url(&self.url) }));
+        }
         let total = match &probe.kind {
             ProbeKind::Ranged { total } | ProbeKind::Full { total, .. } => total.or(probe.linked_size),
             ProbeKind::Empty => Some(0),
@@ -761,6 +792,11 @@ impl<P: Fn(Progress) + Send + Sync> Job<'_, P> {
                     .map_err(|e| DownloadError::BadResponse { url: display_url(&url), reason: format!("bad redirect Location {location:?}: {e}") })?;
                 if !matches!(next.scheme(), "http" | "https") {
                     return Err(DownloadError::BadResponse { url: display_url(&url), reason: format!("redirect to {}", next.scheme()) }.into());
+                }
+                // An https download stays https: a hop over http could swap the file (and, with
+                // no sha256 known, nothing would notice).
+                if self.url.scheme() == "https" && next.scheme() == "http" {
+                    return Err(DownloadError::InsecureRedirect { from: display_url(&url), to: display_url(&next) }.into());
                 }
                 tracing::debug!(from = %display_url(&url), to = %display_url(&next), hop, "redirect");
                 url = next;

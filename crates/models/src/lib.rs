@@ -14,6 +14,6 @@ pub mod manager;
 pub mod scan;
 
 pub use download::{
-    discard_partial, part_path, partial_progress, safe_file_name, sidecar_path, DownloadConfig, DownloadControl, DownloadError, DownloadRequest, Downloaded,
-    Downloader, Progress, Stage, UnsafeFileName,
+    discard_partial, model_path, part_path, partial_progress, safe_file_name, sidecar_path, DownloadConfig, DownloadControl, DownloadError, DownloadRequest,
+    Downloaded, Downloader, Progress, Stage, UnsafeFileName,
 };

@@ -57,6 +57,9 @@ pub enum Fit {
     /// More than is free now, but within the machine's memory: close other apps first.
     Tight,
     WillNotFit,
+    /// The header does not say enough (or says something no real model has) to estimate the
+    /// KV cache: shown as "unknown", never as fitting.
+    Unknown,
 }
 
 /// What the header says, in the terms a model picker uses.
@@ -69,8 +72,9 @@ pub struct Details {
     /// The model's trained context length.
     pub context_length: Option<u64>,
     pub chat_template: bool,
-    /// Bytes the KV cache takes at the configured context (f16 keys and values).
-    pub kv_cache_bytes: u64,
+    /// Bytes the KV cache takes at the configured context (f16 keys and values); `None` when
+    /// the header gives no usable shape (missing, absurd or overflowing values).
+    pub kv_cache_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -85,9 +89,15 @@ pub struct Model {
     pub size: u64,
     /// The header checks out; else why not.
     pub details: Result<Details, String>,
-    /// Memory needed to run it (weights + KV cache + runtime), and the verdict.
-    pub needs_bytes: u64,
+    /// Memory needed to run it (weights + KV cache + runtime), and the verdict; `None` (and
+    /// [`Fit::Unknown`]) when the KV cache cannot be estimated.
+    pub needs_bytes: Option<u64>,
     pub fit: Fit,
+    /// For a downloaded file: whether its sha256 was checked against the hub's or the
+    /// catalog's when it was downloaded (`false`: "not verified", the user allowed it, or the
+    /// file was put in the models dir by hand). `None`: not ours to judge (imported, other
+    /// apps' files) or downloaded before this was recorded.
+    pub verified: Option<bool>,
 }
 
 /// Memory to judge fits by: what is free now and what the machine has.
@@ -159,15 +169,12 @@ fn file_type_name(t: u64) -> Option<&'static str> {
     })
 }
 
-/// Describes a validated header at `context` tokens.
+/// llama.cpp's `LLAMA_MAX_LAYERS`: it refuses files with more.
+const MAX_LAYERS: u64 = 512;
+
+/// Describes a validated header at `context` tokens. Header values come from files anyone can
+/// write (scanned folders included): nothing here panics or wraps on them.
 pub fn details(h: &Header, context: u32) -> Details {
-    let get = |k: &str| h.arch_value(k).and_then(Value::as_u64);
-    let (layers, embd, heads) = (get("block_count").unwrap_or(0), get("embedding_length").unwrap_or(0), get("attention.head_count").unwrap_or(0).max(1));
-    let kv_heads = get("attention.head_count_kv").unwrap_or(heads);
-    let head_k = get("attention.key_length").unwrap_or(embd / heads);
-    let head_v = get("attention.value_length").unwrap_or(embd / heads);
-    // The engine allocates the configured context whatever the model was trained for.
-    let kv_cache_bytes = layers * u64::from(context) * kv_heads * (head_k + head_v) * 2;
     let quantization =
         h.metadata.get("general.file_type").and_then(Value::as_u64).and_then(file_type_name).map(str::to_string).unwrap_or_else(|| "unknown".into());
     Details {
@@ -177,8 +184,25 @@ pub fn details(h: &Header, context: u32) -> Details {
         quantization,
         context_length: h.context_length(),
         chat_template: h.chat_template().is_some_and(|t| !t.trim().is_empty()),
-        kv_cache_bytes,
+        kv_cache_bytes: kv_cache_bytes(h, context),
     }
+}
+
+/// f16 keys and values for `context` tokens (the engine allocates the configured context
+/// whatever the model was trained for). `None` without a layer count and width, with more
+/// layers than llama.cpp loads, or when the product overflows: a hostile header gets
+/// "unknown", not a small number that "fits".
+fn kv_cache_bytes(h: &Header, context: u32) -> Option<u64> {
+    let get = |k: &str| h.arch_value(k).and_then(Value::as_u64);
+    let layers = get("block_count").filter(|l| (1..=MAX_LAYERS).contains(l))?;
+    let embd = get("embedding_length").filter(|&e| e > 0)?;
+    let heads = get("attention.head_count").unwrap_or(1).max(1);
+    // Zero KV heads or head widths would make a cache of nothing: no real model has that.
+    let kv_heads = Some(get("attention.head_count_kv").unwrap_or(heads)).filter(|&k| k > 0)?;
+    let head_k = get("attention.key_length").unwrap_or(embd / heads);
+    let head_v = get("attention.value_length").unwrap_or(embd / heads);
+    let per_token = head_k.checked_add(head_v).filter(|&w| w > 0)?;
+    layers.checked_mul(u64::from(context))?.checked_mul(kv_heads)?.checked_mul(per_token)?.checked_mul(2)
 }
 
 /// The models dir and its list of imports.
@@ -262,14 +286,21 @@ impl Library {
     }
 
     /// Deletes a downloaded model, or forgets an imported one (its file stays). Files of other
-    /// apps are theirs to delete.
+    /// apps are theirs to delete. `id` is a catalog id, a file name in the models dir, or a
+    /// path; a name that would leave the models dir is refused before anything is touched.
     pub fn remove(&self, catalog: &Catalog, id: &str) -> Result<PathBuf, LibraryError> {
+        let unsafe_name = |e: crate::download::UnsafeFileName| LibraryError::Invalid(e.to_string());
+        let as_path = Path::new(id);
         let in_dir = match catalog.get(id) {
-            Some(e) => self.dir.join(format!("{}.gguf", e.id)),
-            None => PathBuf::from(id),
+            Some(e) => Some(crate::download::model_path(&self.dir, &format!("{}.gguf", e.id)).map_err(unsafe_name)?),
+            // A relative id can only name a file directly in the models dir.
+            None if as_path.is_relative() => Some(crate::download::model_path(&self.dir, id).map_err(unsafe_name)?),
+            None => match (as_path.parent(), as_path.file_name().and_then(|n| n.to_str())) {
+                (Some(parent), Some(name)) if parent == self.dir => Some(crate::download::model_path(&self.dir, name).map_err(unsafe_name)?),
+                _ => None,
+            },
         };
-        let in_dir = if in_dir.is_relative() { self.dir.join(in_dir) } else { in_dir };
-        if in_dir.parent() == Some(self.dir.as_path()) && in_dir.is_file() {
+        if let Some(in_dir) = in_dir.filter(|p| p.is_file()) {
             std::fs::remove_file(&in_dir).map_err(Self::io(&in_dir))?;
             let _ = std::fs::remove_file(hash_path(&in_dir));
             let _ = crate::download::discard_partial(&in_dir);
@@ -277,7 +308,7 @@ impl Library {
         }
         let mut list = self.imports();
         let before = list.len();
-        list.retain(|p| p != Path::new(id));
+        list.retain(|p| p != as_path);
         if list.len() < before {
             self.save_imports(&list)?;
             return Ok(PathBuf::from(id));
@@ -289,26 +320,52 @@ impl Library {
 fn describe(id: String, label: String, source: Source, path: PathBuf, context: u32, memory: Memory) -> Model {
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let details = gguf::validate(&path).map(|h| details(&h, context)).map_err(|e| e.to_string());
-    let needs_bytes = size + details.as_ref().map_or(0, |d| d.kv_cache_bytes) + RUNTIME_BYTES;
-    let fit = fit(needs_bytes, memory);
-    Model { id, label, source, path, size, details, needs_bytes, fit }
+    // A file that cannot be used needs no cache; one whose cache is unknown has no verdict.
+    let kv = match &details {
+        Ok(d) => d.kv_cache_bytes,
+        Err(_) => Some(0),
+    };
+    let needs_bytes = kv.and_then(|kv| size.checked_add(kv)?.checked_add(RUNTIME_BYTES));
+    let fit = needs_bytes.map_or(Fit::Unknown, |n| fit(n, memory));
+    let verified = match source {
+        Source::Downloaded => match recorded_hash(&path) {
+            Some((_, verified)) => verified,
+            None => Some(false),
+        },
+        _ => None,
+    };
+    Model { id, label, source, path, size, details, needs_bytes, fit, verified }
 }
 
 fn hash_path(model: &Path) -> PathBuf {
     crate::download::with_suffix(model, ".sha256")
 }
 
-/// Remembers a downloaded file's sha256 beside it, for `verify`.
-pub fn record_hash(model: &Path, sha256: &str) -> Result<(), LibraryError> {
+/// Remembers a downloaded file's sha256 beside it, for `verify`, and whether it was checked
+/// against the hub's or the catalog's (for the "not verified" mark).
+pub fn record_hash(model: &Path, sha256: &str, verified: bool) -> Result<(), LibraryError> {
     let p = hash_path(model);
-    std::fs::write(&p, format!("{sha256}\n")).map_err(|source| LibraryError::Io { path: p, source })
+    let mark = if verified { "verified" } else { "unverified" };
+    std::fs::write(&p, format!("{sha256} {mark}\n")).map_err(|source| LibraryError::Io { path: p, source })
+}
+
+/// The recorded sha256 and whether it was verified (`None` in records older than the mark).
+fn recorded_hash(model: &Path) -> Option<(String, Option<bool>)> {
+    let text = std::fs::read_to_string(hash_path(model)).ok()?;
+    let mut words = text.split_whitespace();
+    let sha = words.next()?.to_ascii_lowercase();
+    let verified = match words.next() {
+        Some("verified") => Some(true),
+        Some(_) => Some(false),
+        None => None,
+    };
+    Some((sha, verified))
 }
 
 /// Re-hashes a file that has a recorded sha256 and compares; files without one pass (their
 /// header was checked when listed).
 pub fn verify_hash(model: &Path) -> Result<(), String> {
-    let Ok(recorded) = std::fs::read_to_string(hash_path(model)) else { return Ok(()) };
-    let recorded = recorded.trim().to_ascii_lowercase();
+    let Some((recorded, _)) = recorded_hash(model) else { return Ok(()) };
     let file = std::fs::File::open(model).map_err(|e| format!("cannot read it: {e}"))?;
     // The downloader's streamed hash; nothing here stops it part-way.
     let (hashed, stop) = (std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicBool::new(false));
@@ -358,16 +415,17 @@ impl Library {
             .iter()
             .map(|e| {
                 let name = format!("{}.gguf", e.id);
-                let dest = self.dir.join(&name);
+                // Catalog ids are checked when the catalog loads; a bad one shows as not downloaded.
+                let dest = crate::download::model_path(&self.dir, &name).ok();
                 // Catalog sizes are of Q4-class files: the KV cache at this context is estimated
                 // from the parameter count's usual shape (a conservative 1/8 of the weights per 4k).
-                let kv = e.size / 8 * u64::from(context) / 4096;
+                let kv = (e.size / 8).saturating_mul(u64::from(context)) / 4096;
                 Offer {
                     entry: e.clone(),
-                    downloaded: dest.is_file(),
-                    partial: crate::manager::partial(&dest),
+                    downloaded: dest.as_deref().is_some_and(Path::is_file),
+                    partial: dest.as_deref().and_then(crate::manager::partial),
                     downloading: downloading.contains(&name),
-                    fit: fit(e.size + kv + RUNTIME_BYTES, memory),
+                    fit: fit(e.size.saturating_add(kv).saturating_add(RUNTIME_BYTES), memory),
                 }
             })
             .collect();

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use crate::catalog::Source;
-use crate::download::{DownloadConfig, DownloadControl, DownloadError, DownloadRequest, Downloader, Stage};
+use crate::download::{model_path, DownloadConfig, DownloadControl, DownloadError, DownloadRequest, Downloader, Stage, UnsafeFileName};
 
 /// What a download reports, in order: `Progress`… then one of the others.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -32,9 +32,23 @@ pub enum Event {
     /// Stopped with the partial kept: the same pull resumes it.
     Paused,
     Cancelled,
+    /// Refused before anything was fetched: no sha256 is known for the file (the hub sent no
+    /// `X-Linked-Etag`, the catalog pins none). The UI asks the user and, if they agree, pulls
+    /// again with [`PullOptions::allow_unverified`]; the CLI has `--allow-unverified`.
+    Unverified {
+        message: String,
+    },
     Failed {
         message: String,
     },
+}
+
+/// How a pull may proceed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PullOptions {
+    /// Keep a file no sha256 is known for (the user confirmed). Without it such a pull ends in
+    /// [`Event::Unverified`].
+    pub allow_unverified: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -56,8 +70,15 @@ impl Downloads {
 
     /// Downloads `source` from `endpoint` into the models dir (resuming a partial one), calling
     /// `on` with progress and the outcome, which is also returned.
-    pub async fn pull(&self, source: &Source, endpoint: &str, on: impl Fn(Event) + Send + Sync) -> Event {
-        let dest = self.dir.join(&source.local_name);
+    pub async fn pull(&self, source: &Source, endpoint: &str, options: PullOptions, on: impl Fn(Event) + Send + Sync) -> Event {
+        let dest = match model_path(&self.dir, &source.local_name) {
+            Ok(d) => d,
+            Err(e) => {
+                let e = Event::Failed { message: e.to_string() };
+                on(e.clone());
+                return e;
+            }
+        };
         let control = DownloadControl::new();
         {
             let mut running = self.running.lock().expect("downloads lock");
@@ -70,6 +91,7 @@ impl Downloads {
         }
         let mut request = DownloadRequest::new(source.url(endpoint), dest.clone());
         request.expected_sha256 = source.entry.as_ref().and_then(|e| e.sha256.clone());
+        request.allow_unverified = options.allow_unverified;
         let result = self
             .downloader
             .download(
@@ -94,35 +116,38 @@ impl Downloads {
                     let _ = std::fs::remove_file(&d.path);
                     Event::Failed { message: format!("the downloaded file is not a usable model, so it was deleted: {e}") }
                 }
-                Ok(_) => match crate::library::record_hash(&d.path, &d.sha256) {
+                Ok(_) => match crate::library::record_hash(&d.path, &d.sha256, d.verified) {
                     Ok(()) => Event::Done { path: d.path, size: d.size, sha256: d.sha256, verified: d.verified, resumed_bytes: d.resumed_bytes },
                     Err(e) => Event::Failed { message: e.to_string() },
                 },
             },
             Err(DownloadError::Paused) => Event::Paused,
             Err(DownloadError::Cancelled) => Event::Cancelled,
+            Err(e @ DownloadError::Unverified { .. }) => Event::Unverified { message: e.to_string() },
             Err(e) => Event::Failed { message: e.to_string() },
         };
         on(event.clone());
         event
     }
 
-    /// Pauses a running download (its partial is kept). False when none runs under that name.
-    pub fn pause(&self, local_name: &str) -> bool {
-        self.running.lock().expect("downloads lock").get(local_name).map(DownloadControl::pause).is_some()
+    /// Pauses a running download (its partial is kept). False when none runs under that name;
+    /// an error for a name that is not a model file name.
+    pub fn pause(&self, local_name: &str) -> Result<bool, UnsafeFileName> {
+        crate::download::safe_file_name(local_name)?;
+        Ok(self.running.lock().expect("downloads lock").get(local_name).map(DownloadControl::pause).is_some())
     }
 
     /// Cancels a running download, or discards a paused one's partial file. False when there
-    /// was neither.
-    pub fn cancel(&self, local_name: &str) -> bool {
+    /// was neither; an error (and nothing touched) for a name that would leave the models dir.
+    pub fn cancel(&self, local_name: &str) -> Result<bool, UnsafeFileName> {
+        let dest = model_path(&self.dir, local_name)?;
         if let Some(c) = self.running.lock().expect("downloads lock").get(local_name) {
             c.cancel();
-            return true;
+            return Ok(true);
         }
-        let dest = self.dir.join(local_name);
         let had = crate::download::part_path(&dest).exists();
         let _ = crate::download::discard_partial(&dest);
-        had
+        Ok(had)
     }
 }
 

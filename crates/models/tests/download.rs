@@ -290,7 +290,8 @@ fn downloader() -> Downloader {
 }
 
 fn request(url: String, dest: &Path, sha: Option<&str>) -> DownloadRequest {
-    DownloadRequest { url, dest: dest.to_path_buf(), expected_size: None, expected_sha256: sha.map(str::to_owned) }
+    // Transport tests: a file without a known sha256 is allowed here (the refusal has its own tests).
+    DownloadRequest { url, dest: dest.to_path_buf(), expected_size: None, expected_sha256: sha.map(str::to_owned), allow_unverified: true }
 }
 
 /// Downloads the server's model.gguf to `dest` in one go, checked against `data`'s sha256.
@@ -791,4 +792,26 @@ async fn a_second_download_of_the_same_file_is_refused() {
 
     assert!(matches!(second, Err(DownloadError::Busy { .. })), "{second:?}");
     assert!(matches!(first, Err(DownloadError::Paused)), "{first:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_no_sha256_is_known_for_is_refused_unless_allowed() {
+    let data = body(7, SIZE);
+    let server = TestServer::start(data.clone()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dest = dest_in(&dir);
+    // No expected sha256 and no X-Linked-Etag: refused after the one-byte probe.
+    let mut req = request(server.url("/files/model.gguf"), &dest, None);
+    req.allow_unverified = false;
+    let err = downloader().download(req.clone(), |_| {}, DownloadControl::new()).await.expect_err("refused");
+    assert!(matches!(err, DownloadError::Unverified { .. }), "{err:?}");
+    assert!(err.to_string().contains("cannot be verified"), "{err}");
+    assert!(server.served() <= 1, "{} bytes fetched", server.served());
+    assert!(!dest.exists() && !part_path(&dest).exists() && !sidecar_path(&dest).exists(), "nothing left behind");
+
+    // Allowed: kept, and reported as not verified.
+    req.allow_unverified = true;
+    let got = downloader().download(req, |_| {}, DownloadControl::new()).await.expect("download");
+    assert_complete(&got, &dest, &data);
+    assert!(!got.verified);
 }

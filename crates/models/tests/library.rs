@@ -140,9 +140,10 @@ fn the_library_lists_describes_and_judges_every_model() {
     let d = models[0].details.as_ref().unwrap();
     assert_eq!(d.architecture, "llama");
     assert!(d.parameters > 0 && d.chat_template, "{d:?}");
-    assert!(d.kv_cache_bytes > 0);
+    let kv = d.kv_cache_bytes.unwrap();
+    assert!(kv > 0);
     assert_eq!(models[0].fit, Fit::Fits);
-    assert_eq!(models[0].needs_bytes, models[0].size + d.kv_cache_bytes + (300 << 20));
+    assert_eq!(models[0].needs_bytes, Some(models[0].size + kv + (300 << 20)));
 
     let fake = models.iter().find(|m| m.label == "someone/Fake-GGUF/fake.gguf").unwrap();
     let problem = fake.details.as_ref().unwrap_err();
@@ -155,8 +156,8 @@ fn the_library_lists_describes_and_judges_every_model() {
     assert_eq!(library::fit(need, Memory { available: 2 << 30, total: 4 << 30 }), Fit::WillNotFit);
 
     // A bigger context costs more cache.
-    let small = lib.list(&catalog, &Roots::default(), 512, PLENTY)[0].details.clone().unwrap().kv_cache_bytes;
-    assert!(small < d.kv_cache_bytes, "{small} vs {}", d.kv_cache_bytes);
+    let small = lib.list(&catalog, &Roots::default(), 512, PLENTY)[0].details.clone().unwrap().kv_cache_bytes.unwrap();
+    assert!(small < kv, "{small} vs {kv}");
 }
 
 #[test]
@@ -176,7 +177,7 @@ fn import_refuses_what_is_not_a_model_and_rm_only_deletes_our_own_files() {
     copy(&tiny(), &mine);
     let imported = lib.import(&mine).unwrap();
     copy(&tiny(), &dir.join("gemma-3-1b-it-q4_k_m.gguf"));
-    library::record_hash(&dir.join("gemma-3-1b-it-q4_k_m.gguf"), "0".repeat(64).as_str()).unwrap();
+    library::record_hash(&dir.join("gemma-3-1b-it-q4_k_m.gguf"), "0".repeat(64).as_str(), true).unwrap();
 
     // Forgetting an import leaves the user's file alone.
     lib.remove(&catalog, imported.to_str().unwrap()).unwrap();
@@ -199,7 +200,7 @@ fn verify_catches_a_file_that_changed_after_download() {
     assert!(library::verify_hash(&model).is_ok(), "nothing recorded: nothing to compare");
     use sha2::Digest;
     let good: String = sha2::Sha256::digest(std::fs::read(&model).unwrap()).iter().map(|b| format!("{b:02x}")).collect();
-    library::record_hash(&model, &good).unwrap();
+    library::record_hash(&model, &good, true).unwrap();
     assert!(library::verify_hash(&model).is_ok());
     let mut bytes = std::fs::read(&model).unwrap();
     let last = bytes.len() - 1;

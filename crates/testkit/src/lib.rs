@@ -235,6 +235,12 @@ pub struct HfMirror {
 impl HfMirror {
     /// Serves `dir`; `rate` caps each response at that many bytes per second.
     pub fn start(dir: &Path, rate: Option<u64>) -> HfMirror {
+        HfMirror::start_with(dir, rate, &[])
+    }
+
+    /// Like [`HfMirror::start`], serving the files named in `unlinked` without `X-Linked-Etag`
+    /// (no sha256 to verify them against).
+    pub fn start_with(dir: &Path, rate: Option<u64>, unlinked: &[&str]) -> HfMirror {
         use std::io::BufRead;
         let exe = std::env::current_exe().expect("test binary path");
         let bin = exe.parent().and_then(Path::parent).map(|d| d.join("hf-mirror")).expect("a target dir");
@@ -243,6 +249,9 @@ impl HfMirror {
         cmd.arg(dir).stdout(std::process::Stdio::piped());
         if let Some(r) = rate {
             cmd.args(["--rate", &r.to_string()]);
+        }
+        for name in unlinked {
+            cmd.args(["--no-linked-etag", name]);
         }
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         let mut line = String::new();

@@ -8,9 +8,11 @@
 //! - `GET /_stats` → `{"served": body bytes sent so far}`.
 //!
 //! Files are `{dir}/{owner}/{repo}/{file}`. `--rate N` sends at most N bytes/s per response
-//! (so a test can stop a download midway). Prints `listening on PORT` once it accepts.
+//! (so a test can stop a download midway). `--no-linked-etag FILE` (repeatable) redirects that
+//! file without `X-Linked-Etag`, as the hub does for files not in LFS: nothing to verify it
+//! against. Prints `listening on PORT` once it accepts.
 //!
-//! usage: hf-mirror DIR [--port P] [--rate BYTES_PER_S]
+//! usage: hf-mirror DIR [--port P] [--rate BYTES_PER_S] [--no-linked-etag FILE]...
 
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
@@ -35,6 +37,8 @@ struct File {
     path: PathBuf,
     size: u64,
     sha256: String,
+    /// Sent without `X-Linked-Etag`.
+    unlinked: bool,
 }
 
 struct Mirror {
@@ -58,6 +62,7 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let dir = PathBuf::from(args.first().expect("usage: hf-mirror DIR [--port P] [--rate BYTES_PER_S]"));
     let opt = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(|v| v.parse::<u64>().expect("a number"));
+    let unlinked: Vec<&str> = args.windows(2).filter(|w| w[0] == "--no-linked-etag").map(|w| w[1].as_str()).collect();
     let mut files = Vec::new();
     for owner in std::fs::read_dir(&dir).unwrap().flatten() {
         for repo in std::fs::read_dir(owner.path()).into_iter().flatten().flatten() {
@@ -65,9 +70,11 @@ async fn main() {
                 let path = f.path();
                 if path.is_file() {
                     let repo = format!("{}/{}", owner.file_name().to_string_lossy(), repo.file_name().to_string_lossy());
+                    let name = f.file_name().to_string_lossy().into_owned();
                     files.push(File {
                         repo,
-                        name: f.file_name().to_string_lossy().into_owned(),
+                        unlinked: unlinked.contains(&name.as_str()),
+                        name,
                         sha256: sha256_hex(&path),
                         size: path.metadata().unwrap().len(),
                         path,
@@ -109,15 +116,17 @@ async fn tree(State(m): App, Path((owner, repo)): Path<(String, String)>) -> Jso
 async fn resolve(State(m): App, Path((owner, repo, file)): Path<(String, String, String)>) -> Response {
     let repo = format!("{owner}/{repo}");
     match m.files.iter().find(|f| f.repo == repo && f.name == file) {
-        Some(f) => (
-            StatusCode::FOUND,
-            [
-                (header::LOCATION, format!("/blobs/{}", f.sha256)),
-                (header::HeaderName::from_static("x-linked-etag"), format!("\"{}\"", f.sha256)),
-                (header::HeaderName::from_static("x-linked-size"), f.size.to_string()),
-            ],
-        )
-            .into_response(),
+        Some(f) => {
+            let mut resp = (
+                StatusCode::FOUND,
+                [(header::LOCATION, format!("/blobs/{}", f.sha256)), (header::HeaderName::from_static("x-linked-size"), f.size.to_string())],
+            )
+                .into_response();
+            if !f.unlinked {
+                resp.headers_mut().insert("x-linked-etag", format!("\"{}\"", f.sha256).parse().unwrap());
+            }
+            resp
+        }
         None => (StatusCode::NOT_FOUND, Json(json!({ "error": "Entry not found" }))).into_response(),
     }
 }
