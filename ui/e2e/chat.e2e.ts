@@ -3,18 +3,10 @@
 // the app and find the history intact.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execSync } from "node:child_process";
-import { launchApp, screenshot } from "./driver";
+import { launchApp, scenario, screenshot, send } from "./driver";
 
 const llmock = process.env.UNDERSTUDY_E2E_LLMOCK ?? "";
 let browser: WebdriverIO.Browser;
-
-/** Scripts llmock for the window's (streamed) requests only: the app's background health probes
- * (non-streamed, 1 token) must not use up the scripted answers. */
-async function scenario(behaviors: Record<string, unknown>[]) {
-  behaviors = behaviors.map((b) => ({ match: { stream: true }, ...b }));
-  const r = await fetch(`${llmock}/_llmock/scenario`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ behaviors }) });
-  expect(r.ok).toBe(true);
-}
 
 /** Waits until no app process is left: a new one started while the old one is still exiting
  * would hand over to it (single instance) and quit. */
@@ -28,13 +20,6 @@ async function appGone() {
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error("the app did not exit");
-}
-
-async function send(text: string) {
-  const input = await browser.$('[data-testid="composer-input"]');
-  await input.waitForEnabled({ timeout: 10_000 });
-  await input.setValue(text);
-  await browser.keys("Enter");
 }
 
 /** The assistant messages as stored: [status, text] each. */
@@ -61,8 +46,8 @@ describe.skipIf(!llmock)("chatting with the real app", () => {
   it("sends with Enter and streams the answer in, labelled with who wrote it", async () => {
     await browser.$('[data-testid="message-area"]').waitForDisplayed({ timeout: 30_000 });
     expect(await browser.$('[data-testid="first-run"]').isExisting()).toBe(false);
-    await scenario([{ type: "reply", text: "Paris is the capital of **France**." }]);
-    await send("What is the capital of France?");
+    await scenario(llmock, [{ type: "reply", text: "Paris is the capital of **France**." }]);
+    await send(browser, "What is the capital of France?");
     await browser.waitUntil(async () => (await answers()).some(([s]) => s === "complete"), { timeout: 15_000, timeoutMsg: "no complete answer" });
     expect(await answers()).toEqual([["complete", "Paris is the capital of France."]]);
     const badge = await browser.$('[data-testid="message"][data-role="assistant"] [data-testid="message-badge"]').getText();
@@ -73,11 +58,11 @@ describe.skipIf(!llmock)("chatting with the real app", () => {
   });
 
   it("Stop ends a stalled answer at once and keeps what was written", async () => {
-    await scenario([
+    await scenario(llmock, [
       { type: "reply", text: "Once upon a time there was a small model that answered when the big one could not, and everyone was happy." },
       { type: "stream_fault", kind: "stall", after_chunks: 4, stall_seconds: 25 },
     ]);
-    await send("Tell me a story");
+    await send(browser, "Tell me a story");
     const live = await browser.$('[data-testid="live-text"]');
     await browser.waitUntil(async () => (await live.getText()).startsWith("Once"), { timeout: 15_000, timeoutMsg: "no streamed text" });
     const partial = await live.getText();
@@ -94,15 +79,15 @@ describe.skipIf(!llmock)("chatting with the real app", () => {
   });
 
   it("Regenerate answers the last question again", async () => {
-    await scenario([{ type: "reply", text: "A shorter story." }]);
+    await scenario(llmock, [{ type: "reply", text: "A shorter story." }]);
     await browser.$('[data-testid="regenerate-button"]').click();
     await browser.waitUntil(async () => (await answers()).at(-1)?.[1] === "A shorter story.", { timeout: 15_000, timeoutMsg: "no regenerated answer" });
     expect((await answers()).map(([s]) => s)).toEqual(["complete", "complete"]);
   });
 
   it("an upstream error is shown on the answer in words, with the next step", async () => {
-    await scenario([{ type: "fail", status: 401, code: "invalid_api_key", message: "Incorrect API key provided" }]);
-    await send("Are you there?");
+    await scenario(llmock, [{ type: "fail", status: 401, code: "invalid_api_key", message: "Incorrect API key provided" }]);
+    await send(browser, "Are you there?");
     const error = await browser.$('[data-testid="message-error"]');
     await error.waitForDisplayed({ timeout: 15_000 });
     expect(await error.getText()).toContain("OpenAI rejected the API key (401)");
@@ -124,9 +109,9 @@ describe.skipIf(!llmock)("chatting with the real app", () => {
 
   it("follows a streaming answer to the bottom, and stops following once you scroll up", async () => {
     const long = Array.from({ length: 60 }, (_, i) => `Paragraph ${i + 1} of a long answer.`).join("\n\n");
-    await scenario([{ type: "reply", text: long }, { type: "stream_fault", kind: "stall", after_chunks: 60, stall_seconds: 3 }]);
+    await scenario(llmock, [{ type: "reply", text: long }, { type: "stream_fault", kind: "stall", after_chunks: 60, stall_seconds: 3 }]);
     const before = (await answers()).length;
-    await send("Write something long");
+    await send(browser, "Write something long");
     const live = await browser.$('[data-testid="live-text"]');
     await browser.waitUntil(async () => (await live.getText()).includes("Paragraph 8 "), { timeout: 15_000, timeoutMsg: "no streamed text" });
     const gap = () => browser.execute(() => {
@@ -148,11 +133,11 @@ describe.skipIf(!llmock)("chatting with the real app", () => {
   });
 
   it("a kill -9 of the app mid-answer loses nothing: after a restart the answer so far is there, marked interrupted", async () => {
-    await scenario([
+    await scenario(llmock, [
       { type: "reply", text: "Once upon a time there was a small model that answered when the big one could not, and everyone was happy." },
       { type: "stream_fault", kind: "stall", after_chunks: 5, stall_seconds: 25 },
     ]);
-    await send("Crash while you answer");
+    await send(browser, "Crash while you answer");
     const live = await browser.$('[data-testid="live-text"]');
     await browser.waitUntil(async () => (await live.getText()).startsWith("Once"), { timeout: 15_000, timeoutMsg: "no streamed text" });
     const shown = await live.getText();

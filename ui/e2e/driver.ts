@@ -23,3 +23,19 @@ export async function screenshot(browser: WebdriverIO.Browser, name: string): Pr
   await browser.saveScreenshot(path);
   return path;
 }
+
+/** Scripts llmock (at `llmock`) for the window's streamed requests only: the app's background
+ * health probes (non-streamed, 1 token) must not use up the scripted answers. */
+export async function scenario(llmock: string, behaviors: Record<string, unknown>[]) {
+  behaviors = behaviors.map((b) => ({ match: { stream: true }, ...b }));
+  const r = await fetch(`${llmock}/_llmock/scenario`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ behaviors }) });
+  if (!r.ok) throw new Error(`llmock refused the scenario: ${r.status} ${await r.text()}`);
+}
+
+/** Types a message into the composer and sends it with Enter. */
+export async function send(browser: WebdriverIO.Browser, text: string) {
+  const input = await browser.$('[data-testid="composer-input"]');
+  await input.waitForEnabled({ timeout: 10_000 });
+  await input.setValue(text);
+  await browser.keys("Enter");
+}

@@ -4,8 +4,8 @@
 # It starts a notification server (dunst) and a StatusNotifierItem tray host, waits for both on
 # D-Bus, then runs each e2e suite against the real app binary through tauri-driver.
 # Env in: UNDERSTUDY_APP_BIN, UNDERSTUDY_E2E_OUT, UNDERSTUDY_E2E_WORK (a scratch dir),
-# UNDERSTUDY_LLMOCK (the llmock binary: the fault-injecting OpenAI upstream of the chat and
-# failover suites), UNDERSTUDY_E2E_TINY_GGUF (the offline model of the failover suite and the
+# UNDERSTUDY_LLMOCK (the llmock binary: the fault-injecting OpenAI upstream of the chat, hostile
+# and failover suites), UNDERSTUDY_E2E_TINY_GGUF (the offline model of the failover suite and the
 # download of the models suite), UNDERSTUDY_HF_MIRROR (testkit's hf-mirror binary).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -100,6 +100,12 @@ gwport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0));
 printf '[failover]\nstatus_page = ""\nopen_for = "2s"\nprobe_interval = "1s"\n[gateway]\nlisten = "127.0.0.1:%s"\n' "$gwport" \
   >"$UNDERSTUDY_E2E_WORK/failover/config/understudy/config.toml"
 suite chat "OPENAI_BASE_URL=http://127.0.0.1:$port/v1" OPENAI_API_KEY=sk-e2e-chat-0123456789abcdef \
+  "UNDERSTUDY_E2E_LLMOCK=http://127.0.0.1:$port"
+curl -s -X POST "http://127.0.0.1:$port/_llmock/reset" >/dev/null
+# Hostile answers: the chat set-up; the window must stay on the app whatever an answer holds.
+mkdir -p "$UNDERSTUDY_E2E_WORK/hostile/config/understudy"
+cp "$UNDERSTUDY_E2E_WORK/chat/config/understudy/config.toml" "$UNDERSTUDY_E2E_WORK/hostile/config/understudy/"
+suite hostile "OPENAI_BASE_URL=http://127.0.0.1:$port/v1" OPENAI_API_KEY=sk-e2e-chat-0123456789abcdef \
   "UNDERSTUDY_E2E_LLMOCK=http://127.0.0.1:$port"
 curl -s -X POST "http://127.0.0.1:$port/_llmock/reset" >/dev/null
 # Failover: the same upstream, now with an offline model (the tiny test GGUF) to fall back on.
