@@ -148,13 +148,14 @@ impl Header {
     pub fn chat_template(&self) -> Option<&str> {
         self.metadata.get("tokenizer.chat_template").and_then(Value::as_str)
     }
-    /// Total parameter count (elements of all tensors).
+    /// Total parameter count (elements of all tensors), saturating: a hostile header's
+    /// shapes must not overflow.
     pub fn parameters(&self) -> u64 {
-        self.tensors.iter().map(|t| t.dims.iter().product::<u64>()).sum()
+        self.tensors.iter().map(|t| t.dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).unwrap_or(u64::MAX)).fold(0, u64::saturating_add)
     }
-    /// Bytes of tensor data.
+    /// Bytes of tensor data (saturating).
     pub fn tensor_bytes(&self) -> u64 {
-        self.tensors.iter().map(|t| t.bytes).sum()
+        self.tensors.iter().map(|t| t.bytes).fold(0, u64::saturating_add)
     }
 }
 

@@ -42,23 +42,27 @@ fn builtin_for_architecture(arch: &str) -> Option<&'static str> {
     })
 }
 
-/// Picks the template for `model` once, at load.
-pub fn choose(model: &LlamaModel, architecture: &str) -> Template {
+/// Picks the template for `model` (the file at `file`) once, at load. A template that minijinja
+/// cannot parse falls back to the built-ins; one that runs out of fuel on a one-message chat is
+/// hostile (or broken beyond use) and fails the load, naming the file.
+pub fn choose(model: &LlamaModel, architecture: &str, file: &str) -> Result<Template, String> {
     if let Ok(t) = model.chat_template(None) {
         let text = t.to_string().unwrap_or_default();
         // Probe with a two-message chat: llama.cpp returns an error for templates it does not know.
         let probe = [chat("system", "s"), chat("user", "u")];
         if model.apply_chat_template(&t, &probe, true).is_ok() {
-            return Template::Builtin(text);
+            return Ok(Template::Builtin(text));
         }
-        if render_jinja(&text, &[Message::new("user", "u")], true, "", "").is_ok() {
-            return Template::Jinja(text);
+        match jinja(&text, &[Message::new("user", "u")], true, "", "") {
+            Ok(_) => return Ok(Template::Jinja(text)),
+            Err(e) if e.kind() == minijinja::ErrorKind::OutOfFuel => return Err(jinja_error(file, &e)),
+            Err(_) => {}
         }
     }
-    match builtin_for_architecture(architecture) {
+    Ok(match builtin_for_architecture(architecture) {
         Some(name) => Template::ByArchitecture(name),
         None => Template::ChatMl,
-    }
+    })
 }
 
 fn chat(role: &str, content: &str) -> LlamaChatMessage {
@@ -68,7 +72,8 @@ fn chat(role: &str, content: &str) -> LlamaChatMessage {
 
 /// Renders `messages`; with `open_assistant`, ends with the opened assistant turn to answer in
 /// (without, the text is a prefix of any longer conversation: what pre-warm caches).
-pub fn render(model: &LlamaModel, template: &Template, messages: &[Message], open_assistant: bool, bos: &str, eos: &str) -> Result<String, String> {
+/// Errors name the model `file`.
+pub fn render(model: &LlamaModel, file: &str, template: &Template, messages: &[Message], open_assistant: bool, bos: &str, eos: &str) -> Result<String, String> {
     let llama = |name_or_text: &str| -> Result<String, String> {
         let tmpl = LlamaChatTemplate::new(name_or_text).map_err(|e| e.to_string())?;
         let chat: Vec<_> = messages.iter().map(|m| chat(&m.role, &m.content)).collect();
@@ -77,7 +82,7 @@ pub fn render(model: &LlamaModel, template: &Template, messages: &[Message], ope
     match template {
         Template::Builtin(text) => llama(text),
         Template::ByArchitecture(name) => llama(name),
-        Template::Jinja(text) => render_jinja(text, messages, open_assistant, bos, eos),
+        Template::Jinja(text) => render_jinja(text, file, messages, open_assistant, bos, eos),
         Template::ChatMl => Ok(chatml(messages, open_assistant)),
     }
 }
@@ -93,22 +98,42 @@ pub fn chatml(messages: &[Message], open_assistant: bool) -> String {
     out
 }
 
-/// Renders a Hugging Face style chat template (Jinja) the way `transformers` does.
-pub fn render_jinja(template: &str, messages: &[Message], add_generation_prompt: bool, bos: &str, eos: &str) -> Result<String, String> {
+/// Instructions a chat template may run per render. Real templates spend tens per message (a
+/// 1000-message conversation renders with every common family in the tests); a template from
+/// a downloaded or scanned file that loops for ever stops here (about a second in a debug
+/// build) instead of hanging the worker until the stall watchdog kills it.
+pub const FUEL: u64 = 2_000_000;
+
+/// Renders a Hugging Face style chat template (Jinja) the way `transformers` does, within
+/// [`FUEL`]. Errors name the model `file` the template came from.
+pub fn render_jinja(template: &str, file: &str, messages: &[Message], add_generation_prompt: bool, bos: &str, eos: &str) -> Result<String, String> {
+    jinja(template, messages, add_generation_prompt, bos, eos).map_err(|e| jinja_error(file, &e))
+}
+
+fn jinja_error(file: &str, e: &minijinja::Error) -> String {
+    if e.kind() == minijinja::ErrorKind::OutOfFuel {
+        format!("{file}: its chat template did not finish within {FUEL} steps (a loop that never ends?); the model cannot be used with it")
+    } else {
+        format!("{file}: chat template: {e}")
+    }
+}
+
+fn jinja(template: &str, messages: &[Message], add_generation_prompt: bool, bos: &str, eos: &str) -> Result<String, minijinja::Error> {
     let mut env = minijinja::Environment::new();
+    env.set_fuel(Some(FUEL));
     minijinja_contrib::add_to_environment(&mut env);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
         Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
     });
-    env.add_template("chat", template).map_err(|e| e.to_string())?;
+    env.add_template("chat", template)?;
     let ctx = minijinja::context! {
         messages => messages,
         add_generation_prompt => add_generation_prompt,
         bos_token => bos,
         eos_token => eos,
     };
-    env.get_template("chat").and_then(|t| t.render(ctx)).map_err(|e| e.to_string())
+    env.get_template("chat").and_then(|t| t.render(ctx))
 }
 
 #[cfg(test)]
@@ -121,7 +146,7 @@ mod tests {
     const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
     fn check(template: &str, messages: &[Message], expect: &str) {
-        assert_eq!(render_jinja(template, messages, true, "<s>", "</s>").unwrap(), expect);
+        assert_eq!(render_jinja(template, "m.gguf", messages, true, "<s>", "</s>").unwrap(), expect);
     }
 
     #[test]
@@ -147,9 +172,51 @@ mod tests {
 
     #[test]
     fn template_exceptions_are_errors_not_panics() {
-        let err = render_jinja(MISTRAL, &[Message::new("assistant", "x")], true, "", "").unwrap_err();
-        assert!(err.contains("must alternate"), "{err}");
-        assert!(render_jinja("{% for %}", &[], true, "", "").is_err());
+        let err = render_jinja(MISTRAL, "/models/m.gguf", &[Message::new("assistant", "x")], true, "", "").unwrap_err();
+        assert!(err.contains("must alternate") && err.starts_with("/models/m.gguf: "), "{err}");
+        assert!(render_jinja("{% for %}", "m.gguf", &[], true, "", "").is_err());
+    }
+
+    /// Templates that would run for hours (or for ever) without a limit.
+    const HOSTILE: [&str; 3] = [
+        "{% for a in range(100000) %}{% for b in range(100000) %}{{ a }}{% endfor %}{% endfor %}",
+        "{% for m in messages %}{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}{% endfor %}",
+        "{% macro f(n) %}{% for i in range(1000) %}{{ f(n + 1) }}{% endfor %}{% endmacro %}{{ f(0) }}",
+    ];
+
+    #[test]
+    fn a_template_that_runs_away_stops_with_an_error_naming_the_file() {
+        for t in HOSTILE {
+            let started = std::time::Instant::now();
+            let err = render_jinja(t, "/home/u/.lmstudio/models/evil/evil.gguf", &[Message::new("user", "u")], true, "", "").unwrap_err();
+            assert!(err.starts_with("/home/u/.lmstudio/models/evil/evil.gguf: "), "{err}");
+            assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}: {err}", started.elapsed());
+        }
+        let err = render_jinja(HOSTILE[0], "evil.gguf", &[], true, "", "").unwrap_err();
+        assert!(err.contains("did not finish"), "{err}");
+    }
+
+    #[test]
+    fn long_real_conversations_stay_within_the_fuel() {
+        let convo: Vec<Message> =
+            (0..1000).map(|i| Message::new(if i % 2 == 0 { "user" } else { "assistant" }, &format!("message {i} with some words"))).collect();
+        for t in [LLAMA3, MISTRAL, GEMMA, CHATML] {
+            let text = render_jinja(t, "m.gguf", &convo, true, "<s>", "</s>").unwrap();
+            assert!(text.contains("message 999"));
+        }
+    }
+
+    #[test]
+    fn the_template_fuzz_corpus_replays_without_a_panic() {
+        let corpus = understudy_testkit::fuzz_corpus("chat_template");
+        assert!(!corpus.is_empty());
+        for (path, bytes) in corpus {
+            // What the fuzz target does: the input as a template over a short conversation.
+            let t = String::from_utf8_lossy(&bytes);
+            let started = std::time::Instant::now();
+            let _ = render_jinja(&t, "fuzz.gguf", &[Message::new("system", "s"), Message::new("user", "u")], true, "<s>", "</s>");
+            assert!(started.elapsed() < std::time::Duration::from_secs(10), "{}", path.display());
+        }
     }
 
     #[test]

@@ -70,13 +70,19 @@ pub fn run(input: impl BufRead + Send + 'static, mut output: impl Write) -> std:
                 let started = Instant::now();
                 match load(&backend, &path) {
                     Ok((model, architecture)) => {
-                        let template = template::choose(&model, &architecture);
+                        let template = match template::choose(&model, &architecture, &path) {
+                            Ok(t) => t,
+                            Err(message) => {
+                                w.emit(&Event::Error { id: None, message })?;
+                                continue;
+                            }
+                        };
                         let threads = if threads == 0 { default_threads() } else { threads };
                         let context = context.max(256);
                         w.emit(&Event::Loaded {
                             path: path.clone(),
                             architecture,
-                            load_ms: started.elapsed().as_millis() as u64,
+                            load_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                             context,
                             threads,
                             template: template.describe(),
@@ -244,7 +250,7 @@ impl Generation<'_> {
         let reserve = self.params.max_tokens.unwrap_or(256).min(self.spec.context / 4) as usize;
         let mut kept: Vec<Message> = messages.to_vec();
         loop {
-            let mut text = template::render(self.model, &self.spec.template, &kept, !self.evaluate_only, &bos, &eos)?;
+            let mut text = template::render(self.model, &self.spec.path, &self.spec.template, &kept, !self.evaluate_only, &bos, &eos)?;
             if let Some(p) = prefill {
                 text.push_str(p);
             }
@@ -322,11 +328,11 @@ impl Generation<'_> {
             ctx.decode(&mut batch).map_err(|e| format!("llama.cpp failed to evaluate the prompt: {e}"))?;
             cached.extend_from_slice(chunk);
             if w.cancelled(&self.id) {
-                usage.prompt_ms = started.elapsed().as_millis() as u64;
+                usage.prompt_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                 return w.emit(&Event::Done { id: self.id.clone(), finish_reason: FinishReason::Cancelled, usage }).map_err(io);
             }
         }
-        usage.prompt_ms = started.elapsed().as_millis() as u64;
+        usage.prompt_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         if self.evaluate_only {
             return w.emit(&Event::Done { id: self.id.clone(), finish_reason: FinishReason::Stop, usage }).map_err(io);
         }
@@ -366,7 +372,7 @@ impl Generation<'_> {
         if !rest.is_empty() && finish != FinishReason::Cancelled {
             w.emit(&Event::Token { id: self.id.clone(), text: rest }).map_err(io)?;
         }
-        usage.generation_ms = started.elapsed().as_millis() as u64;
+        usage.generation_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         w.emit(&Event::Done { id: self.id.clone(), finish_reason: finish, usage }).map_err(io)
     }
 }

@@ -113,9 +113,9 @@ fn chat_templates_of_the_common_families_render_as_expected() {
     for (family, kind, expect) in cases {
         let path = understudy_testkit::tiny_gguf_with_template(family);
         let model = LlamaModel::load_from_file(&backend, &path, &LlamaModelParams::default()).unwrap();
-        let chosen = template::choose(&model, "llama");
+        let chosen = template::choose(&model, "llama", "m.gguf").unwrap();
         assert_eq!(chosen.describe(), kind, "{family}");
-        let text = template::render(&model, &chosen, &convo, true, "<s>", "</s>").unwrap();
+        let text = template::render(&model, "m.gguf", &chosen, &convo, true, "<s>", "</s>").unwrap();
         if family == "mistral" {
             // llama.cpp's Mistral renderers differ by version in spacing; the turns must be there.
             for part in ["[INST]", "Hi", "[/INST]", "Hello!", "Bye"] {
