@@ -5,8 +5,14 @@
 //! `GET /v1/models`, `GET /understudy/status`. `x-understudy-provider` names the provider that
 //! began the answer, `x-understudy-failover` why it is not the primary; in a stream each chunk's
 //! `model` is the model that wrote it. Requests whose Host is not loopback get 403 (DNS
-//! rebinding); an optional bearer token; no CORS; the client's Authorization is never sent
-//! upstream (the router uses the stored key).
+//! rebinding), and so does whatever a web page could send (`guard`: another Origin,
+//! `Sec-Fetch-Site` cross-site/same-site; 415 for a body that is not JSON); a bearer token
+//! (the app's per-install one, `understudy serve`'s from env or file); no CORS; the client's
+//! Authorization is never sent upstream (the router uses the stored key). `listen`: header-read
+//! timeout and connection cap.
+
+mod guard;
+mod listen;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -23,13 +29,23 @@ use serde_json::{json, Value};
 use understudy_router::chain::LocalModel;
 use understudy_router::{Answer, ChatError, ChatRequest, Event, Router, Turn};
 
+pub use guard::new_token;
+pub use listen::Limits;
+
 /// Request bodies above this are refused (413): a chat request is text.
 pub const MAX_BODY: usize = 8 * 1024 * 1024;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct GatewayConfig {
     /// Required as `Authorization: Bearer <token>` when set.
     pub token: Option<String>,
+    pub limits: Limits,
+}
+
+impl std::fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayConfig").field("token", &self.token.as_ref().map(|_| "<redacted>")).field("limits", &self.limits).finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,23 +87,17 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     let listener = bind(addr).await?;
-    axum::serve(listener, app(router, cfg)).with_graceful_shutdown(shutdown).await.map_err(GatewayError::Serve)
+    let limits = cfg.limits;
+    listen::run(listener, app(router, cfg), limits, shutdown).await
 }
 
-/// The listener, with Nagle off on every connection: SSE chunks are small writes, and with Nagle
-/// each waits for the client's delayed ACK (~40 ms a chunk on Linux).
-async fn bind(addr: SocketAddr) -> Result<impl axum::serve::Listener<Addr = SocketAddr>, GatewayError> {
-    use axum::serve::ListenerExt;
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, GatewayError> {
     if !addr.ip().is_loopback() {
         return Err(GatewayError::NotLoopback(addr));
     }
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| GatewayError::Bind { addr, source })?;
     tracing::info!(%addr, "gateway listening");
-    Ok(listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY: {e}");
-        }
-    }))
+    Ok(listener)
 }
 
 /// A gateway serving in the background (the desktop app's Settings switch): listening once
@@ -102,9 +112,12 @@ pub struct Running {
 /// Binds `addr` (a port in use is an error here, not later) and serves on its own task.
 pub async fn start(router: Router, cfg: GatewayConfig, addr: SocketAddr) -> Result<Running, GatewayError> {
     let listener = bind(addr).await?;
+    // The port actually bound (port 0 asks for any free one).
+    let addr = listener.local_addr().unwrap_or(addr);
     let stop = tokio_util::sync::CancellationToken::new();
     let shutdown = stop.clone().cancelled_owned();
-    let task = tokio::spawn(async move { axum::serve(listener, app(router, cfg)).with_graceful_shutdown(shutdown).await.map_err(GatewayError::Serve) });
+    let limits = cfg.limits;
+    let task = tokio::spawn(listen::run(listener, app(router, cfg), limits, shutdown));
     Ok(Running { addr, stop, task })
 }
 
@@ -125,38 +138,22 @@ fn error(status: StatusCode, kind: &str, code: Option<&str>, message: &str) -> R
     (status, Json(json!({ "error": { "message": message, "type": kind, "param": null, "code": code } }))).into_response()
 }
 
-fn is_loopback_host(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or_default(),
-        None => host.rsplit_once(':').map_or(host, |(h, port)| if port.chars().all(|c| c.is_ascii_digit()) { h } else { host }),
-    };
-    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Host check (DNS rebinding) and the optional bearer token, before anything else.
+/// The browser checks and the token (`guard`), then the body, read within `body_read`: a
+/// request that stalls after its header is not kept forever.
 async fn guard(State(app): State<App>, req: Request, next: Next) -> Response {
-    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
-    if !is_loopback_host(host) {
-        return error(
-            StatusCode::FORBIDDEN,
-            "invalid_request_error",
-            Some("host_not_allowed"),
-            "Understudy's gateway only answers requests addressed to localhost.",
-        );
+    if let Some(refused) = guard::refuse(&req, app.cfg.token.as_deref()) {
+        return refused;
     }
-    // Health is not a secret and `understudy status` has no token; answers and models are.
-    if let Some(token) = app.cfg.token.as_ref().filter(|_| req.uri().path() != "/understudy/status") {
-        let given = req.headers().get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_request_error",
-                Some("invalid_api_key"),
-                "This gateway needs its token as the API key (understudy serve --token).",
-            );
-        }
+    if req.method() != axum::http::Method::POST {
+        return next.run(req).await;
     }
-    next.run(req).await
+    let (parts, body) = req.into_parts();
+    let body = match tokio::time::timeout(app.cfg.limits.body_read, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => return error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", None, "The request body is too large or was cut off."),
+        Err(_) => return error(StatusCode::REQUEST_TIMEOUT, "invalid_request_error", None, "The request body did not arrive in time."),
+    };
+    next.run(Request::from_parts(parts, Body::from(body))).await
 }
 
 fn now_s() -> u64 {
@@ -209,6 +206,12 @@ fn parse(body: &Bytes) -> Result<Parsed, Box<Response>> {
 
 /// A failure before any answer, as an HTTP error: the upstream's status where there was one.
 fn chat_error(e: &ChatError) -> Response {
+    // The offline model's queue is full: OpenAI's rate-limit answer, so SDKs back off and retry.
+    if let Some(after) = e.retry_after {
+        let mut r = error(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", Some(e.code.as_deref().unwrap_or("rate_limit_exceeded")), &e.to_string());
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(after));
+        return r;
+    }
     let status = match (e.class.as_str(), e.status) {
         (_, Some(s)) => StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_GATEWAY),
         ("setup", _) => StatusCode::SERVICE_UNAVAILABLE,
@@ -373,16 +376,6 @@ async fn status(State(app): State<App>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_loopback_hosts_pass() {
-        for ok in ["localhost", "localhost:8321", "LOCALHOST", "127.0.0.1", "127.0.0.1:8321", "127.8.9.1:1", "[::1]", "[::1]:8321"] {
-            assert!(is_loopback_host(ok), "{ok}");
-        }
-        for bad in ["", "evil.example", "evil.example:8321", "localhost.evil.example", "192.168.1.5:8321", "[fe80::1]:80", "127.0.0.1.nip.io"] {
-            assert!(!is_loopback_host(bad), "{bad}");
-        }
-    }
 
     #[test]
     fn requests_parse_like_openai_s() {

@@ -44,6 +44,10 @@ pub struct ChatRequest {
     pub max_tokens: Option<u32>,
 }
 
+/// What a client whose answer found the offline model's queue full is told to wait (seconds):
+/// about one short answer's time.
+pub const BUSY_RETRY_AFTER_S: u64 = 2;
+
 /// What the user is told about a failure: what happened, in words, and what to do next.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChatError {
@@ -54,11 +58,31 @@ pub struct ChatError {
     pub next_step: String,
     pub status: Option<u16>,
     pub code: Option<String>,
+    /// Set only when the offline model's queue is full (class `busy`): try again after this
+    /// many seconds. The gateway answers 429 with `Retry-After` for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 impl ChatError {
     fn setup(message: &str, next_step: &str) -> ChatError {
-        ChatError { class: "setup".into(), provider: None, message: message.into(), next_step: next_step.into(), status: None, code: None }
+        ChatError { class: "setup".into(), provider: None, message: message.into(), next_step: next_step.into(), status: None, code: None, retry_after: None }
+    }
+
+    /// A local engine error; a full queue is `busy` with a retry time, not a failure.
+    fn from_engine(e: &understudy_local::EngineError) -> ChatError {
+        match e {
+            understudy_local::EngineError::QueueFull(_) => ChatError {
+                class: "busy".into(),
+                provider: Some("local".into()),
+                message: e.to_string(),
+                next_step: "Try again in a few seconds.".into(),
+                status: None,
+                code: Some("rate_limit_exceeded".into()),
+                retry_after: Some(BUSY_RETRY_AFTER_S),
+            },
+            _ => ChatError::local(e.to_string()),
+        }
     }
 
     fn local(message: String) -> ChatError {
@@ -69,6 +93,7 @@ impl ChatError {
             next_step: "Try again; if it keeps failing, choose another offline model in Settings.".into(),
             status: None,
             code: None,
+            retry_after: None,
         }
     }
 
@@ -99,6 +124,7 @@ impl ChatError {
             next_step: next_step.into(),
             status: e.status,
             code: e.code.clone(),
+            retry_after: None,
         }
     }
 }
@@ -363,6 +389,7 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
                 next_step: "Install an offline model to keep answering while it is down.".into(),
                 status: None,
                 code: None,
+                retry_after: None,
             });
             continue;
         }
@@ -483,13 +510,13 @@ async fn answer_local(chain: &Chain, engine: &Engine, request: &ChatRequest, fai
         _ => sink.send(Event::Started { provider, label, model: name.clone(), failover }).await,
     }
     if let Err(e) = engine.ensure_loaded(path, chain.context, chain.threads).await {
-        return sink.send(Event::Error { error: ChatError::local(e.to_string()) }).await;
+        return sink.send(Event::Error { error: ChatError::from_engine(&e) }).await;
     }
     let messages = Turn::to_local(&request.messages);
     let params = SamplingParams { max_tokens: request.max_tokens, ..SamplingParams::default() };
     let mut generation = match engine.generate(messages, params, prefill).await {
         Ok(g) => g,
-        Err(e) => return sink.send(Event::Error { error: ChatError::local(e.to_string()) }).await,
+        Err(e) => return sink.send(Event::Error { error: ChatError::from_engine(&e) }).await,
     };
     while let Some(event) = generation.next().await {
         match event {

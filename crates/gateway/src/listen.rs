@@ -1,0 +1,197 @@
+//! The accept loop. `axum::serve` has no header-read timeout and no connection cap, so a page or
+//! program that opens connections and sends half a request would hold them forever; here hyper's
+//! HTTP/1 connection is driven directly with a header-read timeout (also the keep-alive idle
+//! time: waiting for the next request is waiting for its header), and connections are capped.
+//! At the cap, a new connection takes the place of the oldest one that is not serving a request
+//! (idle or still sending its header), so stalled connections can never lock a real client out.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::GatewayError;
+
+/// Connection limits; the defaults drop a half-sent request within 30 s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// From accepting a connection (or the end of its last answer) to the end of a request's
+    /// header; slower connections are closed.
+    pub header_read: Duration,
+    /// A request body must arrive within this once its header has; else 408.
+    pub body_read: Duration,
+    /// Connections open at once; above it the oldest connection not serving a request is closed.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { header_read: Duration::from_secs(15), body_read: Duration::from_secs(30), max_connections: 256 }
+    }
+}
+
+/// One open connection: how many requests it is serving (a response body still streaming
+/// counts), and how to close it.
+#[derive(Debug, Default)]
+struct Conn {
+    busy: AtomicUsize,
+    evict: CancellationToken,
+}
+
+/// Keeps its connection busy while alive: from the request's head to the end of the response.
+#[derive(Debug)]
+struct Busy(Arc<Conn>);
+
+impl Busy {
+    fn new(conn: Arc<Conn>) -> Busy {
+        conn.busy.fetch_add(1, Ordering::SeqCst);
+        Busy(conn)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A response body that holds its connection's [`Busy`] until sent (or dropped).
+#[derive(Debug)]
+struct Tracked {
+    inner: Body,
+    _busy: Busy,
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Open connections by accept order (oldest first).
+type Table = Mutex<BTreeMap<u64, Arc<Conn>>>;
+
+/// Closes the oldest connection that serves no request; false if every one is busy.
+fn evict_one(table: &Table) -> bool {
+    let table = table.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    match table.values().find(|c| c.busy.load(Ordering::SeqCst) == 0 && !c.evict.is_cancelled()) {
+        Some(c) => {
+            c.evict.cancel();
+            true
+        }
+        None => false,
+    }
+}
+
+/// Serves `app` until `shutdown`; then stops accepting, closes idle connections and waits for
+/// the answers in flight. Dropping this future (an aborted task) closes every connection.
+pub(crate) async fn run(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: Limits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let table: Arc<Table> = Arc::default();
+    let stop = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut next_id = 0u64;
+    tokio::pin!(shutdown);
+    loop {
+        while tasks.try_join_next().is_some() {}
+        let tcp = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait for connections to close.
+                    tracing::warn!("gateway accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                if evict_one(&table) {
+                    tracing::debug!("gateway: at {} connections; closed the oldest idle one", limits.max_connections);
+                }
+                tokio::select! {
+                    p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                    () = &mut shutdown => break,
+                }
+            }
+        };
+        if let Err(e) = tcp.set_nodelay(true) {
+            // SSE chunks are small writes; with Nagle each waits for the client's delayed ACK.
+            tracing::debug!("TCP_NODELAY: {e}");
+        }
+        let conn = Arc::new(Conn::default());
+        let id = next_id;
+        next_id += 1;
+        table.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, conn.clone());
+        let (app, stop, table) = (app.clone(), stop.clone(), table.clone());
+        tasks.spawn(async move {
+            let _permit = permit;
+            serve_connection(tcp, app, limits, &conn, &stop).await;
+            table.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
+        });
+    }
+    drop(listener);
+    stop.cancel();
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn serve_connection(tcp: tokio::net::TcpStream, app: axum::Router, limits: Limits, conn: &Arc<Conn>, stop: &CancellationToken) {
+    let for_requests = conn.clone();
+    let service = hyper::service::service_fn(move |req: axum::http::Request<hyper::body::Incoming>| {
+        let busy = Busy::new(for_requests.clone());
+        let mut app = app.clone();
+        async move {
+            let response = tower_service::Service::call(&mut app, req.map(Body::new)).await.unwrap_or_else(|e: Infallible| match e {});
+            Ok::<_, Infallible>(response.map(|inner| Tracked { inner, _busy: busy }))
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read);
+    let served = builder.serve_connection(TokioIo::new(tcp), service);
+    tokio::pin!(served);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            r = served.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!("gateway connection: {e}");
+                }
+                return;
+            }
+            () = conn.evict.cancelled(), if !stopping => return,
+            () = stop.cancelled(), if !stopping => {
+                stopping = true;
+                served.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
