@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::{mpsc, Mutex};
+use tokio::process::Command;
+use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 
 use crate::gguf;
 use crate::protocol::{Event, Message, Request, SamplingParams};
@@ -34,6 +34,9 @@ pub enum EngineError {
     /// A pre-warm stopped so that an answer could start (what it evaluated stays cached).
     #[error("the pre-warm gave way to an answer")]
     GaveWay,
+    /// `max_queue` answers are already running or waiting: try again shortly.
+    #[error("the offline model is busy: {0} answers are already running or waiting")]
+    QueueFull(usize),
 }
 
 /// How to start the worker, and how long silence means it hangs.
@@ -41,8 +44,12 @@ pub enum EngineError {
 pub struct EngineConfig {
     pub program: PathBuf,
     pub args: Vec<String>,
-    /// No event for this long during a request: the worker is killed and the request fails.
+    /// No event for this long while the worker works on a request (time queued behind another
+    /// one never counts; prompt evaluation reports progress): the worker is killed and that
+    /// request fails.
     pub stall_timeout: Duration,
+    /// At most this many answers running or waiting; more get [`EngineError::QueueFull`].
+    pub max_queue: usize,
     /// Loading a model may take this long.
     pub load_timeout: Duration,
     /// Stop the worker (freeing the model's memory) after this long without requests; the next
@@ -58,6 +65,7 @@ impl EngineConfig {
             stall_timeout: Duration::from_secs(30),
             load_timeout: Duration::from_secs(120),
             idle_unload: None,
+            max_queue: 16,
         }
     }
 }
@@ -93,11 +101,13 @@ pub struct Tally {
 }
 
 struct Proc {
-    child: Child,
+    pid: Option<u32>,
     requests: mpsc::UnboundedSender<Request>,
     /// Events not tied to a generation (loaded, unloaded, stats, load errors).
     control: mpsc::UnboundedReceiver<Event>,
     alive: Arc<AtomicBool>,
+    /// Dropping this kills the worker: the task that owns the child waits on it.
+    _kill: oneshot::Sender<()>,
 }
 
 impl Proc {
@@ -110,8 +120,21 @@ impl Proc {
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| EngineError::Spawn { program: config.program.display().to_string(), source })?;
+        let pid = child.id();
         let mut stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
+        // The child's own handle kills it (portable, unlike a `kill` program): when the Proc is
+        // dropped (unload, idle, restart) or when the watchdog finds it stuck.
+        let (kill, killed) = oneshot::channel::<()>();
+        let stuck = Arc::new(Notify::new());
+        let stuck2 = stuck.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = child.wait() => {}
+                _ = killed => { let _ = child.kill().await; }
+                () = stuck2.notified() => { let _ = child.kill().await; }
+            }
+        });
         let (requests, mut outgoing) = mpsc::unbounded_channel::<Request>();
         tokio::spawn(async move {
             while let Some(req) = outgoing.recv().await {
@@ -124,14 +147,40 @@ impl Proc {
         });
         let (control_tx, control) = mpsc::unbounded_channel();
         let alive = Arc::new(AtomicBool::new(true));
-        let (routes, alive2, tally) = (routes.clone(), alive.clone(), tally.clone());
+        let (routes, alive2, tally, stall) = (routes.clone(), alive.clone(), tally.clone(), config.stall_timeout);
         tokio::spawn(async move {
             let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
+            // The watchdog judges the worker, not the queue: it runs only while the worker
+            // works on a request (from `started` to its end) and any event from it resets it.
+            let mut working: Option<String> = None;
+            let mut killed_for_stall = false;
+            loop {
+                let next = match &working {
+                    Some(id) => match tokio::time::timeout(stall, lines.next_line()).await {
+                        Ok(next) => next,
+                        Err(_) => {
+                            tracing::warn!("local engine silent for {stall:?} while answering: killing it");
+                            if let Some(tx) = routes.lock().expect("routes lock").remove(id) {
+                                let _ = tx.send(Event::Error { id: Some(id.clone()), message: EngineError::Stalled(stall).to_string() });
+                            }
+                            working = None;
+                            killed_for_stall = true;
+                            stuck.notify_one();
+                            continue;
+                        }
+                    },
+                    None => lines.next_line().await,
+                };
+                let Ok(Some(line)) = next else { break };
                 let Ok(event) = serde_json::from_str::<Event>(&line) else {
                     tracing::warn!("local engine wrote a line that is not an event: {line:?}");
                     continue;
                 };
+                match &event {
+                    Event::Started { id } | Event::Progress { id, .. } | Event::Token { id, .. } => working = Some(id.clone()),
+                    Event::Done { .. } | Event::Error { id: Some(_), .. } => working = None,
+                    _ => {}
+                }
                 if let Event::Done { finish_reason, usage, .. } = &event {
                     let mut t = tally.lock().expect("tally lock");
                     t.finished += 1;
@@ -139,7 +188,7 @@ impl Proc {
                     t.completion_tokens += u64::from(usage.completion_tokens);
                 }
                 let (id, last) = match &event {
-                    Event::Token { id, .. } => (Some(id.clone()), false),
+                    Event::Started { id } | Event::Progress { id, .. } | Event::Token { id, .. } => (Some(id.clone()), false),
                     Event::Done { id, .. } | Event::Error { id: Some(id), .. } => (Some(id.clone()), true),
                     _ => (None, false),
                 };
@@ -160,12 +209,13 @@ impl Proc {
             }
             // EOF: the worker exited or crashed. Everyone waiting hears it now, not at a timeout.
             alive2.store(false, Ordering::SeqCst);
+            let why = if killed_for_stall { "it was restarted after it stopped responding on another answer" } else { "its output ended" };
             let waiting: Vec<_> = routes.lock().expect("routes lock").drain().collect();
             for (id, tx) in waiting {
-                let _ = tx.send(Event::Error { id: Some(id), message: EngineError::Crashed("its output ended".into()).to_string() });
+                let _ = tx.send(Event::Error { id: Some(id), message: EngineError::Crashed(why.into()).to_string() });
             }
         });
-        Ok(Proc { child, requests, control, alive })
+        Ok(Proc { pid, requests, control, alive, _kill: kill })
     }
 }
 
@@ -359,15 +409,26 @@ impl Engine {
         let proc = state.proc.as_ref().expect("running with a model");
         let id = format!("g{}", self.next_id.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = mpsc::unbounded_channel();
-        self.routes.lock().expect("routes lock").insert(id.clone(), tx);
+        {
+            let mut routes = self.routes.lock().expect("routes lock");
+            if routes.len() >= self.config.max_queue {
+                return Err(EngineError::QueueFull(routes.len()));
+            }
+            routes.insert(id.clone(), tx);
+        }
         let _ = proc.requests.send(request(id.clone()));
-        Ok(Generation { id, rx, requests: proc.requests.clone(), stall: self.config.stall_timeout, finished: false, pid: proc.child.id() })
+        Ok(Generation { id, rx, requests: proc.requests.clone(), finished: false })
     }
 
-    /// Kills the worker (as a crash would); the next request starts a new one.
+    /// Kills the worker (as a crash would) and waits until it is gone; the next request starts
+    /// a new one.
     pub async fn kill(&self) {
-        if let Some(mut p) = self.state.lock().await.proc.take() {
-            let _ = p.child.kill().await;
+        let Some(p) = self.state.lock().await.proc.take() else { return };
+        let alive = p.alive.clone();
+        drop(p);
+        let t0 = tokio::time::Instant::now();
+        while alive.load(Ordering::SeqCst) && t0.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -383,7 +444,7 @@ impl Engine {
 
     /// The worker's process id, if one runs.
     pub async fn worker_pid(&self) -> Option<u32> {
-        self.state.lock().await.proc.as_ref().and_then(|p| p.child.id())
+        self.state.lock().await.proc.as_ref().and_then(|p| p.pid)
     }
 }
 
@@ -393,27 +454,23 @@ pub struct Generation {
     id: String,
     rx: mpsc::UnboundedReceiver<Event>,
     requests: mpsc::UnboundedSender<Request>,
-    stall: Duration,
     finished: bool,
-    pid: Option<u32>,
 }
 
 impl Generation {
-    /// The next event: `Token`s, then one `Done` or `Error`; `None` after that. A worker that
-    /// stays silent for the stall timeout is killed and reported as an error.
+    /// The next event: `Token`s, then one `Done` or `Error`; `None` after that. Waiting in the
+    /// queue has no time limit; a worker that stays silent for the stall timeout while working
+    /// on this answer is killed by the engine and reported here as an error.
     pub async fn next(&mut self) -> Option<Event> {
         if self.finished {
             return None;
         }
-        let event = match tokio::time::timeout(self.stall, self.rx.recv()).await {
-            Ok(Some(e)) => e,
-            Ok(None) => Event::Error { id: Some(self.id.clone()), message: EngineError::Crashed("its output ended".into()).to_string() },
-            Err(_) => {
-                if let Some(pid) = self.pid {
-                    // The worker is stuck (inside llama.cpp); only killing it frees the engine.
-                    let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
-                }
-                Event::Error { id: Some(self.id.clone()), message: EngineError::Stalled(self.stall).to_string() }
+        let event = loop {
+            match self.rx.recv().await {
+                // The engine's watchdog reads these; callers see tokens and the end.
+                Some(Event::Started { .. } | Event::Progress { .. }) => {}
+                Some(e) => break e,
+                None => break Event::Error { id: Some(self.id.clone()), message: EngineError::Crashed("its output ended".into()).to_string() },
             }
         };
         if matches!(event, Event::Done { .. } | Event::Error { .. }) {

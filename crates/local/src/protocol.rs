@@ -105,6 +105,16 @@ pub enum Event {
         threads: u32,
         template: String,
     },
+    /// The worker took the request off its queue and works on it now. Time spent queued
+    /// before this is never a stall.
+    Started {
+        id: String,
+    },
+    /// Prompt evaluation moved on (after each batch): a long prompt is work, not a stall.
+    Progress {
+        id: String,
+        evaluated: u32,
+    },
     Token {
         id: String,
         text: String,

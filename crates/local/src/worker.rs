@@ -27,6 +27,10 @@ use crate::template::{self, Template};
 
 /// Tokens decoded per llama.cpp batch while evaluating a prompt.
 const BATCH: usize = 512;
+/// The prompt is evaluated this many tokens per decode, each followed by a `progress` event and
+/// a look for cancels: on a 2-core CPU a 512-token decode of a 270M model takes over 2 s, a
+/// 128-token one ~0.5 s, so a long prompt never looks like a stall and Stop is quick.
+const EVAL_CHUNK: usize = 128;
 
 /// Physical cores less one, at least one. Threads beyond the physical cores share execution
 /// units; and a desktop always has other work on some core (the webview, the user's programs),
@@ -241,39 +245,50 @@ struct Generation<'a> {
 
 impl Generation<'_> {
     /// Renders and tokenizes, dropping the oldest turns (never the system prompt, never the last
-    /// message) until the prompt leaves room to answer.
+    /// message) until the prompt leaves room to answer. The number of turns to drop is found by
+    /// binary search (fewer tokens the more are dropped), so a long conversation costs
+    /// O(log n) renders, not one per dropped turn.
     fn prompt(&self, messages: &[Message], prefill: Option<&str>, usage: &mut Usage) -> Result<Vec<LlamaToken>, String> {
         let vocab = self.model.vocab();
         // Models without a BOS/EOS report token -1, which must not reach token_to_piece.
         let piece = |t: LlamaToken| if t.0 < 0 { String::new() } else { String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned() };
         let (bos, eos) = (piece(vocab.bos()), piece(vocab.eos()));
         let reserve = self.params.max_tokens.unwrap_or(256).min(self.spec.context / 4) as usize;
-        let mut kept: Vec<Message> = messages.to_vec();
-        loop {
+        let room = (self.spec.context as usize).saturating_sub(reserve);
+        // Droppable: every non-system message but the last message, oldest first.
+        let droppable: Vec<usize> = messages.iter().enumerate().filter(|(i, m)| m.role != "system" && i + 1 < messages.len()).map(|(i, _)| i).collect();
+        let tokens_without = |drop: usize| -> Result<Vec<LlamaToken>, String> {
+            // The first `drop` droppable messages are exactly the non-system ones before `cut`.
+            let cut = drop.checked_sub(1).map_or(0, |last| droppable[last] + 1);
+            let kept: Vec<Message> = messages.iter().enumerate().filter(|(i, m)| *i >= cut || m.role == "system").map(|(_, m)| m.clone()).collect();
             let mut text = template::render(self.model, &self.spec.path, &self.spec.template, &kept, !self.evaluate_only, &bos, &eos)?;
             if let Some(p) = prefill {
                 text.push_str(p);
             }
             // Templates write the BOS themselves where the model wants one.
-            let tokens = vocab.tokenize(text.as_bytes(), bos.is_empty() || !text.starts_with(&bos), true);
-            if tokens.len() + reserve <= self.spec.context as usize {
-                return Ok(tokens);
-            }
-            let first_droppable = kept.iter().position(|m| m.role != "system");
-            match first_droppable {
-                Some(i) if i + 1 < kept.len() => {
-                    kept.remove(i);
-                    usage.dropped_messages += 1;
-                }
-                _ => {
-                    return Err(format!(
-                        "the message is too long for the local model's context: {} prompt tokens, {} available",
-                        tokens.len(),
-                        self.spec.context as usize - reserve
-                    ))
-                }
+            Ok(vocab.tokenize(text.as_bytes(), bos.is_empty() || !text.starts_with(&bos), true))
+        };
+        let all = tokens_without(0)?;
+        if all.len() <= room {
+            return Ok(all);
+        }
+        let most = tokens_without(droppable.len())?;
+        if most.len() > room {
+            return Err(format!("the message is too long for the local model's context: {} prompt tokens, {room} available", most.len()));
+        }
+        // Invariant: dropping `hi` fits, dropping `lo` does not.
+        let (mut lo, mut hi, mut best) = (0, droppable.len(), most);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            let tokens = tokens_without(mid)?;
+            if tokens.len() <= room {
+                (hi, best) = (mid, tokens);
+            } else {
+                lo = mid;
             }
         }
+        usage.dropped_messages = hi as u32;
+        Ok(best)
     }
 
     fn sampler(&self) -> LlamaSampler {
@@ -305,6 +320,7 @@ impl Generation<'_> {
         prefill: Option<&str>,
     ) -> Result<(), String> {
         let io = |e: std::io::Error| format!("cannot write to the engine: {e}");
+        w.emit(&Event::Started { id: self.id.clone() }).map_err(io)?;
         let mut usage = Usage::default();
         let tokens = self.prompt(messages, prefill, &mut usage)?;
         usage.prompt_tokens = tokens.len() as u32;
@@ -319,7 +335,7 @@ impl Generation<'_> {
 
         let started = Instant::now();
         let mut batch = LlamaBatch::new(BATCH, 1);
-        for (chunk_start, chunk) in tokens[common..].chunks(BATCH).enumerate().map(|(i, c)| (common + i * BATCH, c)) {
+        for (chunk_start, chunk) in tokens[common..].chunks(EVAL_CHUNK).enumerate().map(|(i, c)| (common + i * EVAL_CHUNK, c)) {
             batch.clear();
             for (j, t) in chunk.iter().enumerate() {
                 let pos = chunk_start + j;
@@ -327,6 +343,7 @@ impl Generation<'_> {
             }
             ctx.decode(&mut batch).map_err(|e| format!("llama.cpp failed to evaluate the prompt: {e}"))?;
             cached.extend_from_slice(chunk);
+            w.emit(&Event::Progress { id: self.id.clone(), evaluated: (cached.len() - common) as u32 }).map_err(io)?;
             if w.cancelled(&self.id) {
                 usage.prompt_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                 return w.emit(&Event::Done { id: self.id.clone(), finish_reason: FinishReason::Cancelled, usage }).map_err(io);

@@ -304,3 +304,95 @@ read l; id=$(echo "$l" | sed 's/.*"id":"\([^"]*\)".*/\1/'); echo "{\"type\":\"to
     assert!(matches!(g.next().await, Some(Event::Token { .. })));
     assert_ne!(e.worker_pid().await, Some(pid));
 }
+
+/// A stand-in worker that serves each request slowly: `started`, then one event every 200 ms
+/// for 1.6 s (`progress` while "evaluating the prompt", then tokens), then `done`. Requests
+/// wait in its input meanwhile, as they wait in the real worker's queue.
+fn slow_worker(stall: Duration) -> Engine {
+    let script = r#"read l; echo '{"type":"loaded","path":"m","architecture":"llama","load_ms":1,"context":512,"threads":1,"template":"chatml"}'
+while read l; do
+  id=$(echo "$l" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+  echo "{\"type\":\"started\",\"id\":\"$id\"}"
+  for i in 1 2 3 4; do sleep 0.2; echo "{\"type\":\"progress\",\"id\":\"$id\",\"evaluated\":$((i*512))}"; done
+  for i in 1 2 3 4; do sleep 0.2; echo "{\"type\":\"token\",\"id\":\"$id\",\"text\":\"t$i \"}"; done
+  echo "{\"type\":\"done\",\"id\":\"$id\",\"finish_reason\":\"stop\",\"usage\":{\"prompt_tokens\":2048,\"prompt_evaluated\":2048,\"prompt_reused\":0,\"completion_tokens\":4,\"dropped_messages\":0,\"prompt_ms\":800,\"generation_ms\":800}}"
+done"#;
+    let mut config = EngineConfig::new("bash", &["-c", script]);
+    config.stall_timeout = stall;
+    Engine::new(config)
+}
+
+/// The watchdog judges the worker, not the queue: three answers queued behind each other (the
+/// last waits 3.2 s) and a prompt evaluation longer than the stall timeout all finish with a
+/// 500 ms stall timeout, on one worker that is never restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_queued_and_prompt_evaluation_are_not_stalls() {
+    let e = slow_worker(Duration::from_millis(500));
+    e.load(&understudy_testkit::tiny_gguf(), 512, 1).await.unwrap();
+    let pid = e.worker_pid().await;
+    let answers: Vec<_> = (0..3)
+        .map(|i| {
+            let e = e.clone();
+            tokio::spawn(async move { answer(&e, user(&format!("question {i}")), params(4), None).await })
+        })
+        .collect();
+    for a in answers {
+        let (text, finish, _) = a.await.unwrap().unwrap();
+        assert_eq!((text.as_str(), finish), ("t1 t2 t3 t4 ", FinishReason::Stop));
+    }
+    assert_eq!(e.worker_pid().await, pid, "the worker was never killed");
+}
+
+/// The queue is bounded: one more answer than `max_queue` is refused at once with a typed
+/// error, and is accepted again once the queue has room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_at_once() {
+    let mut config = EngineConfig::new(env!("CARGO_BIN_EXE_understudy-local-worker"), &[]);
+    config.max_queue = 2;
+    let e = Engine::new(config);
+    e.load(&understudy_testkit::tiny_gguf(), 512, 1).await.unwrap();
+    let pid = e.worker_pid().await.unwrap().to_string();
+    // Paused, so the two answers stay in its queue.
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let first = e.generate(user("one"), params(2), None).await.unwrap();
+    let second = e.generate(user("two"), params(2), None).await.unwrap();
+    let err = e.generate(user("three"), params(2), None).await.unwrap_err();
+    assert!(matches!(err, EngineError::QueueFull(2)), "{err}");
+    assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    drop((first, second));
+    let t0 = Instant::now();
+    while e.in_flight() > 0 {
+        assert!(t0.elapsed() < Duration::from_secs(5), "cancelled answers left the queue");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    answer(&e, user("three again"), params(2), None).await.unwrap();
+}
+
+/// On a real model: a 2,500-token prompt (seconds of evaluation without a token) and three
+/// answers queued behind it all finish with a 2 s stall timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_prompt_and_three_queued_answers_finish_with_a_two_second_stall_timeout() {
+    let mut config = EngineConfig::new(env!("CARGO_BIN_EXE_understudy-local-worker"), &[]);
+    config.stall_timeout = Duration::from_secs(2);
+    let e = Engine::new(config);
+    e.load(&understudy_testkit::gemma_gguf(), 4096, 1).await.unwrap();
+    let long = "The printing press spread from Mainz to every major city of Europe within fifty years, and with it came cheap books. ".repeat(110);
+    let greedy = |n| SamplingParams { temperature: 0.0, max_tokens: Some(n), ..SamplingParams::default() };
+    let t0 = Instant::now();
+    let mut tasks = vec![{
+        let e = e.clone();
+        tokio::spawn(async move { answer(&e, vec![Message::new("user", &long)], greedy(8), None).await })
+    }];
+    for i in 0..3 {
+        let e = e.clone();
+        tasks.push(tokio::spawn(async move { answer(&e, user(&format!("Count from {i} to thirty.")), greedy(48), None).await }));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap().expect("no answer failed"));
+    }
+    let usage = &results[0].2;
+    eprintln!("2,500-token prompt: {} tokens evaluated in {} ms; all four answers in {:?}", usage.prompt_evaluated, usage.prompt_ms, t0.elapsed());
+    assert!(usage.prompt_tokens >= 2500, "{usage:?}");
+    assert!(results.iter().all(|(text, _, _)| !text.is_empty()));
+}
