@@ -2,7 +2,8 @@ import { Channel } from "@tauri-apps/api/core";
 import { call } from "./call";
 import type { SettingsView } from "./settings";
 
-export type Fit = "fits" | "tight" | "will-not-fit";
+/** Rust: understudy_models::library::Fit; "unknown" when the header does not allow an estimate. */
+export type Fit = "fits" | "tight" | "will-not-fit" | "unknown";
 export type Source = "downloaded" | "imported" | "hf-cache" | "lm-studio" | "ollama";
 
 /** Rust: understudy_models::library::Details. */
@@ -13,7 +14,8 @@ export interface Details {
   quantization: string;
   context_length: number | null;
   chat_template: boolean;
-  kv_cache_bytes: number;
+  /** Null when the header gives no usable shape (missing, absurd or overflowing values). */
+  kv_cache_bytes: number | null;
 }
 
 /** Rust: understudy_models::library::Model (details: Ok/Err as serde writes a Result). */
@@ -24,8 +26,11 @@ export interface InstalledModel {
   path: string;
   size: number;
   details: { Ok: Details } | { Err: string };
-  needs_bytes: number;
+  /** Weights + KV cache + runtime; null (and fit "unknown") when the KV cache cannot be estimated. */
+  needs_bytes: number | null;
   fit: Fit;
+  /** Downloaded files: whether the sha256 was checked (false: "not verified"); null: not ours to judge. */
+  verified: boolean | null;
 }
 
 /** A catalog entry with its download state. */
@@ -73,22 +78,34 @@ export type DownloadEvent =
   | { type: "done"; path: string; size: number; sha256: string; verified: boolean; resumed_bytes: number }
   | { type: "paused" }
   | { type: "cancelled" }
+  /** Refused before any byte: no sha256 is known (no X-Linked-Etag, none in the catalog). Ask, then retry with allowUnverified. */
+  | { type: "unverified"; message: string }
   | { type: "failed"; message: string };
 
 export const modelsOverview = () => call<Shelf>("models_overview");
 export const searchModels = (query: string) => call<Repo[]>("models_search", { query });
 export const repoFiles = (repo: string) => call<RepoFile[]>("models_files", { repo });
+/** False when no download runs under that name; rejects (ApiError "model_id") for a name that is not a model file name. */
 export const pauseDownload = (name: string) => call<boolean>("models_pause", { name });
+/** Cancels a download or discards a paused one's partial; false when there was neither; rejects for an unsafe name. */
 export const cancelDownload = (name: string) => call<boolean>("models_cancel", { name });
 export const importModel = (path: string) => call<string>("models_import", { path });
 export const removeModel = (id: string) => call<void>("models_remove", { id });
 export const chooseModel = (id: string) => call<SettingsView>("models_choose", { id });
 
-/** Downloads (or resumes) a catalog id or owner/repo/file.gguf; resolves with the outcome. */
-export function downloadModel(id: string, onEvent: (e: DownloadEvent) => void): Promise<DownloadEvent> {
+export interface DownloadOptions {
+  /** Keep a file no sha256 is known for: only after the user confirmed an "unverified" outcome. */
+  allowUnverified?: boolean;
+}
+
+/**
+ * Downloads (or resumes) a catalog id or owner/repo/file.gguf; resolves with the outcome. A file
+ * no sha256 is known for ends in `{ type: "unverified" }` unless `allowUnverified` is set.
+ */
+export function downloadModel(id: string, onEvent: (e: DownloadEvent) => void, options: DownloadOptions = {}): Promise<DownloadEvent> {
   const ch = new Channel<DownloadEvent>();
   ch.onmessage = onEvent;
-  return call<DownloadEvent>("models_download", { id, onEvent: ch });
+  return call<DownloadEvent>("models_download", { id, allowUnverified: options.allowUnverified === true, onEvent: ch });
 }
 
 /** Calls `onDrop` with the paths of files dropped on the window; resolves to an unsubscribe. */

@@ -12,9 +12,9 @@ vi.mock("../api/models", () => api);
 const details = { architecture: "qwen2", name: "Qwen2.5", parameters: 1.54e9, quantization: "Q4_K_M", context_length: 32768, chat_template: true, kv_cache_bytes: 117440512 };
 const shelf = (over = {}) => ({
   installed: [
-    { id: "qwen2.5-1.5b-instruct-q4_k_m", label: "Qwen2.5 1.5B Instruct", source: "downloaded", path: "/d/models/qwen2.5-1.5b-instruct-q4_k_m.gguf", size: 1117320736, details: { Ok: details }, needs_bytes: 1.55e9, fit: "fits" },
-    { id: "/home/u/.lmstudio/models/p/r/big.gguf", label: "p/r/big.gguf", source: "lm-studio", path: "/home/u/.lmstudio/models/p/r/big.gguf", size: 9e9, details: { Ok: { ...details, parameters: 14e9 } }, needs_bytes: 11e9, fit: "will-not-fit" },
-    { id: "/home/u/broken.gguf", label: "broken.gguf", source: "imported", path: "/home/u/broken.gguf", size: 10, details: { Err: "/home/u/broken.gguf is not a GGUF file (bad magic)" }, needs_bytes: 0, fit: "fits" },
+    { id: "qwen2.5-1.5b-instruct-q4_k_m", label: "Qwen2.5 1.5B Instruct", source: "downloaded", path: "/d/models/qwen2.5-1.5b-instruct-q4_k_m.gguf", size: 1117320736, details: { Ok: details }, needs_bytes: 1.55e9, fit: "fits", verified: true },
+    { id: "/home/u/.lmstudio/models/p/r/big.gguf", label: "p/r/big.gguf", source: "lm-studio", path: "/home/u/.lmstudio/models/p/r/big.gguf", size: 9e9, details: { Ok: { ...details, parameters: 14e9 } }, needs_bytes: 11e9, fit: "will-not-fit", verified: null },
+    { id: "/home/u/broken.gguf", label: "broken.gguf", source: "imported", path: "/home/u/broken.gguf", size: 10, details: { Err: "/home/u/broken.gguf is not a GGUF file (bad magic)" }, needs_bytes: 0, fit: "fits", verified: null },
   ],
   catalog: [
     { id: "qwen2.5-1.5b-instruct-q4_k_m", name: "Qwen2.5 1.5B Instruct", repo: "Qwen/Qwen2.5-1.5B-Instruct-GGUF", file: "qwen2.5-1.5b-instruct-q4_k_m.gguf", size: 1117320736, quantization: "Q4_K_M", parameters: "1.5B", context: 32768, license: "Apache-2.0", good_for: "The best first download.", recommended: true, downloaded: true, partial: null, downloading: false, fit: "fits" },
@@ -103,5 +103,97 @@ describe("Models", () => {
     expect(file).toHaveTextContent("Q4_K_M Qwen2.5-7B-Instruct-Q4_K_M.gguf 4.7 GB");
     await fireEvent.click(within(file).getByTestId("hub-download"));
     expect(api.downloadModel).toHaveBeenCalledWith("bartowski/Qwen2.5-7B-Instruct-GGUF/Qwen2.5-7B-Instruct-Q4_K_M.gguf", expect.any(Function));
+  });
+
+  it("an unverifiable download asks first; a yes downloads it with allowUnverified and it is listed as not verified", async () => {
+    const message = "https://huggingface.co/bartowski/google_gemma-3-1b-it-GGUF/resolve/main/google_gemma-3-1b-it-Q4_K_M.gguf cannot be verified: the server gives no sha256 for it and none is known; download it only if you trust the source";
+    api.downloadModel
+      .mockResolvedValueOnce({ type: "unverified", message })
+      .mockResolvedValueOnce({ type: "done", path: "/d/models/gemma-3-1b-it-q4_k_m.gguf", size: 806058240, sha256: "ab", verified: false, resumed_bytes: 0 });
+    render(Models);
+    const offers = await screen.findAllByTestId("catalog-model");
+    await fireEvent.click(within(offers[1]).getByTestId("download-model"));
+    const ask = await screen.findByTestId("unverified-confirm");
+    expect(ask).toHaveAttribute("role", "alertdialog");
+    expect(ask).toHaveTextContent("gemma-3-1b-it-q4_k_m.gguf cannot be verified: the hub gave no checksum and the catalog pins none. Download anyway?");
+    expect(ask).toHaveTextContent("it will be listed as not verified");
+    expect(ask).toHaveTextContent("the server gives no sha256 for it");
+    expect(api.downloadModel).toHaveBeenCalledTimes(1);
+    expect(api.downloadModel).toHaveBeenLastCalledWith("gemma-3-1b-it-q4_k_m", expect.any(Function));
+    expect(screen.queryByTestId("download-error")).toBeNull();
+
+    const downloaded = shelf().installed[0];
+    api.modelsOverview.mockResolvedValue(
+      shelf({ installed: [{ ...downloaded, id: "gemma-3-1b-it-q4_k_m", label: "Gemma 3 1B it", path: "/d/models/gemma-3-1b-it-q4_k_m.gguf", verified: false }] }),
+    );
+    await fireEvent.click(within(ask).getByTestId("unverified-download"));
+    expect(api.downloadModel).toHaveBeenCalledTimes(2);
+    expect(api.downloadModel).toHaveBeenLastCalledWith("gemma-3-1b-it-q4_k_m", expect.any(Function), { allowUnverified: true });
+    expect(await screen.findByTestId("models-notice")).toHaveTextContent("Downloaded /d/models/gemma-3-1b-it-q4_k_m.gguf (not verified).");
+    expect(screen.queryByTestId("unverified-confirm")).toBeNull();
+    const item = await vi.waitFor(() => {
+      const found = screen.getAllByTestId("installed-model").find((li) => li.dataset.id === "gemma-3-1b-it-q4_k_m");
+      expect(found).toBeDefined();
+      return found!;
+    });
+    expect(within(item).getByTestId("not-verified")).toHaveTextContent("not verified");
+  });
+
+  it("declining an unverifiable download does not download it", async () => {
+    api.downloadModel.mockResolvedValue({ type: "unverified", message: "https://hf.example/x.gguf cannot be verified: the server gives no sha256 for it and none is known" });
+    api.searchModels.mockResolvedValue([{ id: "someone/Odd-GGUF", downloads: 3, likes: 0 }]);
+    api.repoFiles.mockResolvedValue([{ path: "odd-Q4_K_M.gguf", size: 4e9, quantization: "Q4_K_M", sha256: null }]);
+    render(Models);
+    await fireEvent.input(await screen.findByTestId("hub-query"), { target: { value: "odd" } });
+    await fireEvent.click(screen.getByTestId("hub-search"));
+    await fireEvent.click(await screen.findByTestId("hub-repo"));
+    await fireEvent.click(within(await screen.findByTestId("hub-file")).getByTestId("hub-download"));
+    const ask = await screen.findByTestId("unverified-confirm");
+    expect(ask).toHaveTextContent("odd-Q4_K_M.gguf cannot be verified");
+    await fireEvent.click(within(ask).getByTestId("unverified-decline"));
+    expect(screen.queryByTestId("unverified-confirm")).toBeNull();
+    expect(await screen.findByTestId("models-notice")).toHaveTextContent("Not downloaded: odd-Q4_K_M.gguf could not be verified.");
+    // Give a stray retry every chance to happen.
+    await new Promise((r) => setTimeout(r, 20));
+    expect(api.downloadModel).toHaveBeenCalledTimes(1);
+    expect(api.downloadModel).toHaveBeenCalledWith("someone/Odd-GGUF/odd-Q4_K_M.gguf", expect.any(Function));
+    expect(within(screen.getByTestId("hub-file")).getByTestId("hub-download")).toBeInTheDocument();
+  });
+
+  it("marks downloads that were not verified, and only those", async () => {
+    const [ok, other] = shelf().installed;
+    api.modelsOverview.mockResolvedValue(shelf({ installed: [ok, { ...ok, id: "hand-put", label: "hand-put.gguf", path: "/d/models/hand-put.gguf", verified: false }, other] }));
+    render(Models);
+    const items = await screen.findAllByTestId("installed-model");
+    expect(within(items[0]).queryByTestId("not-verified")).toBeNull();
+    expect(within(items[1]).getByTestId("not-verified")).toHaveTextContent("not verified");
+    expect(within(items[2]).queryByTestId("not-verified")).toBeNull();
+  });
+
+  it("an unknown memory need says so, without NaN or a size", async () => {
+    const [ok] = shelf().installed;
+    const hostile = { ...ok, id: "/scan/odd.gguf", label: "odd.gguf", source: "hf-cache", path: "/scan/odd.gguf", details: { Ok: { ...details, kv_cache_bytes: null } }, needs_bytes: null, fit: "unknown", verified: null };
+    api.modelsOverview.mockResolvedValue(shelf({ installed: [hostile], catalog: shelf().catalog.map((o) => ({ ...o, fit: "unknown" })) }));
+    render(Models);
+    const [item] = await screen.findAllByTestId("installed-model");
+    const fit = within(item).getByTestId("fit");
+    expect(fit).toHaveTextContent("Memory need unknown");
+    expect(fit).not.toHaveTextContent("needs about");
+    expect(fit).toHaveClass("unknown");
+    expect(screen.getByTestId("models")).not.toHaveTextContent(/NaN|undefined|null/);
+    expect(screen.getAllByTestId("catalog-model")[0]).toHaveTextContent("Memory need unknown");
+  });
+
+  it("a refused pause or cancel is shown", async () => {
+    api.downloadModel.mockReturnValue(new Promise(() => {}));
+    api.pauseDownload.mockRejectedValue(new ApiError("model_id", "../x.gguf is not a model file name"));
+    api.cancelDownload.mockRejectedValue(new ApiError("model_id", "../y.gguf is not a model file name"));
+    render(Models);
+    const offers = await screen.findAllByTestId("catalog-model");
+    await fireEvent.click(within(offers[1]).getByTestId("download-model"));
+    await fireEvent.click(await screen.findByTestId("download-pause"));
+    expect(await screen.findByTestId("models-problem")).toHaveTextContent("../x.gguf is not a model file name");
+    await fireEvent.click(screen.getByTestId("download-cancel"));
+    await vi.waitFor(() => expect(screen.getByTestId("models-problem")).toHaveTextContent("../y.gguf is not a model file name"));
   });
 });
