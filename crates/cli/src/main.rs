@@ -37,9 +37,11 @@ enum Command {
         /// Loopback address to listen on [default: [gateway] listen, 127.0.0.1:8321].
         #[arg(long)]
         listen: Option<SocketAddr>,
-        /// Require `Authorization: Bearer <TOKEN>` from clients.
-        #[arg(long)]
-        token: Option<String>,
+        /// Read the clients' token (their API key) from this file [default: env
+        /// UNDERSTUDY_GATEWAY_TOKEN, else a new one for this run]. Never on the command line,
+        /// where every user's `ps` shows it.
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<PathBuf>,
     },
     /// Each provider's state, breaker, last error and the current route.
     Status,
@@ -120,7 +122,13 @@ fn main() -> ExitCode {
             Ok(message) => chat(&provider, message, &loaded.config, &paths, cli.json),
             Err(code) => code,
         },
-        Command::Serve { listen, token } => serve(listen.unwrap_or(loaded.config.gateway.listen), token, &loaded.config, &paths),
+        Command::Serve { listen, token_file } => match gateway_token(&loaded.config, &env, token_file.as_deref()) {
+            Ok(token) => serve(listen.unwrap_or(loaded.config.gateway.listen), token, &loaded.config, &paths),
+            Err(e) => {
+                eprintln!("understudy serve: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Status => status(&loaded.config, &paths, cli.json),
         Command::Models { command } => models::run(command, &loaded.config, &paths, cli.json),
     }
@@ -193,8 +201,36 @@ fn router(config: &understudy_core::Config, paths: &Paths) -> anyhow::Result<und
     Ok(understudy_router::Router::new(chain, understudy_local::Engine::new(engine)))
 }
 
+/// The clients' token for `serve`, and whether it was made up here (then it is shown).
+#[derive(Debug)]
+struct ServeToken {
+    token: Option<String>,
+    generated: bool,
+}
+
+/// `--token-file`, else `UNDERSTUDY_GATEWAY_TOKEN`, else a fresh one; none with
+/// `[gateway] require_token = false`.
+fn gateway_token(config: &understudy_core::Config, env: &Env, file: Option<&std::path::Path>) -> anyhow::Result<ServeToken> {
+    use anyhow::Context as _;
+    if !config.gateway.require_token {
+        return Ok(ServeToken { token: None, generated: false });
+    }
+    let given = match file {
+        Some(f) => {
+            let text = std::fs::read_to_string(f).with_context(|| format!("cannot read the token file {}", f.display()))?;
+            anyhow::ensure!(!text.trim().is_empty(), "the token file {} is empty", f.display());
+            Some(text.trim().to_string())
+        }
+        None => env.non_empty("UNDERSTUDY_GATEWAY_TOKEN").map(|t| t.trim().to_string()),
+    };
+    match given {
+        Some(token) => Ok(ServeToken { token: Some(token), generated: false }),
+        None => Ok(ServeToken { token: Some(understudy_gateway::new_token().context("no random token could be made")?), generated: true }),
+    }
+}
+
 /// `understudy serve`: the gateway until SIGINT/SIGTERM, then a graceful stop (exit 0).
-fn serve(listen: SocketAddr, token: Option<String>, config: &understudy_core::Config, paths: &Paths) -> ExitCode {
+fn serve(listen: SocketAddr, token: ServeToken, config: &understudy_core::Config, paths: &Paths) -> ExitCode {
     if !listen.ip().is_loopback() {
         eprintln!("understudy serve: {listen} is not a loopback address; the gateway listens on loopback only");
         return ExitCode::from(2);
@@ -210,8 +246,18 @@ fn serve(listen: SocketAddr, token: Option<String>, config: &understudy_core::Co
     let run = async {
         let stop = shutdown()?;
         let _health = router.start_background();
-        eprintln!("understudy: gateway on http://{listen}/v1 (set OPENAI_BASE_URL to it)");
-        understudy_gateway::serve(router, understudy_gateway::GatewayConfig { token }, listen, stop).await?;
+        eprintln!("understudy: gateway on http://{listen}/v1; point a client at it with");
+        eprintln!("  OPENAI_BASE_URL=http://{listen}/v1");
+        match (&token.token, token.generated) {
+            (Some(t), true) => {
+                eprintln!("  OPENAI_API_KEY={t}");
+                eprintln!("(a new token for this run; set UNDERSTUDY_GATEWAY_TOKEN or --token-file to keep one)");
+            }
+            (Some(_), false) => eprintln!("  OPENAI_API_KEY=<the token from UNDERSTUDY_GATEWAY_TOKEN or --token-file>"),
+            (None, _) => eprintln!("  OPENAI_API_KEY=anything (no token: [gateway] require_token = false)"),
+        }
+        let cfg = understudy_gateway::GatewayConfig { token: token.token, ..understudy_gateway::GatewayConfig::default() };
+        understudy_gateway::serve(router, cfg, listen, stop).await?;
         eprintln!("understudy: gateway stopped");
         anyhow::Ok(())
     };

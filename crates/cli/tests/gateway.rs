@@ -26,18 +26,28 @@ fn start(upstream: &str, token: &str) -> Gateway {
     start_with(upstream, token, "")
 }
 
-/// `failover` adds lines to the config's `[failover]` table.
+/// `failover` adds lines to the config's `[failover]` table. The token goes in the environment
+/// (never argv, where `ps` shows it).
 fn start_with(upstream: &str, token: &str, failover: &str) -> Gateway {
+    spawn(upstream, failover, "", |c| {
+        c.env("UNDERSTUDY_GATEWAY_TOKEN", token);
+    })
+}
+
+/// `gateway` adds lines to the config's `[gateway]` table; `more` adds to the command.
+fn spawn(upstream: &str, failover: &str, gateway: &str, more: impl FnOnce(&mut Command)) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.toml");
     let port = free_port();
     std::fs::write(
         &cfg,
-        format!("[failover]\nstatus_page = \"\"\n{failover}\n[local]\ncontext = 512\nthreads = 1\n[gateway]\nlisten = \"127.0.0.1:{port}\"\n"),
+        format!("[failover]\nstatus_page = \"\"\n{failover}\n[local]\ncontext = 512\nthreads = 1\n[gateway]\nlisten = \"127.0.0.1:{port}\"\n{gateway}\n"),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_understudy"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--token", token])
+    let mut command = Command::new(env!("CARGO_BIN_EXE_understudy"));
+    command.args(["serve", "--listen", &format!("127.0.0.1:{port}")]).env_remove("UNDERSTUDY_GATEWAY_TOKEN");
+    more(&mut command);
+    let child = command
         .env("UNDERSTUDY_CONFIG", &cfg)
         .env("UNDERSTUDY_DATA_DIR", dir.path().join("data"))
         .env("OPENAI_BASE_URL", upstream)
@@ -198,4 +208,64 @@ fn answers_return_to_openai_within_open_for_max_of_its_recovery_with_default_pro
     eprintln!("answered offline {local} times; back to OpenAI {back:?} after it recovered");
     // open_for_max (4 s) + 1 s.
     assert!(back <= Duration::from_secs(5), "back to OpenAI {back:?} after it recovered");
+}
+
+/// A chat request through the gateway with this API key (None: no Authorization); the status.
+fn ask_with(port: u16, key: Option<&str>) -> u16 {
+    let mut req = reqwest::blocking::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+        .json(&serde_json::json!({ "model": "gpt-4o-mini", "max_tokens": 4, "messages": [{ "role": "user", "content": "hi" }] }));
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    req.send().unwrap().status().as_u16()
+}
+
+/// What serve printed so far (it prints before it accepts).
+fn said(gw: &Gateway) -> String {
+    std::fs::read_to_string(gw.dir.path().join("stderr.log")).unwrap()
+}
+
+#[test]
+fn serve_takes_its_token_from_a_file_or_the_environment_never_argv() {
+    let mock = understudy_testkit::Llmock::start(&[]);
+    // --token is gone: a token on the command line is visible to every user in `ps`.
+    let out = Command::new(env!("CARGO_BIN_EXE_understudy")).args(["serve", "--token", "x"]).env("UNDERSTUDY_DATA_DIR", std::env::temp_dir()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), "from-a-file-0123\n").unwrap();
+    let gw = spawn(&mock.base_url(), "", "", |c| {
+        c.arg("--token-file").arg(file.path()).env("UNDERSTUDY_GATEWAY_TOKEN", "the-file-wins");
+    });
+    assert_eq!(ask_with(gw.port, Some("from-a-file-0123")), 200);
+    assert_eq!(ask_with(gw.port, Some("the-file-wins")), 401);
+    assert_eq!(ask_with(gw.port, None), 401);
+    let text = said(&gw);
+    assert!(text.contains(&format!("OPENAI_BASE_URL=http://127.0.0.1:{}/v1", gw.port)), "{text}");
+    assert!(!text.contains("from-a-file-0123"), "a token the user gave is not echoed: {text}");
+
+    let gw = start(&mock.base_url(), "from-the-env-0123");
+    assert_eq!(ask_with(gw.port, Some("from-the-env-0123")), 200);
+    assert_eq!(ask_with(gw.port, Some("from-the-env-0124")), 401);
+
+    // Neither: a new token for this run, printed as the exact line to use.
+    let gw = spawn(&mock.base_url(), "", "", |_| {});
+    let text = said(&gw);
+    let token = text.lines().find_map(|l| l.trim().strip_prefix("OPENAI_API_KEY=")).unwrap_or_else(|| panic!("{text}")).to_string();
+    assert!(token.len() >= 64, "{token}");
+    assert_eq!(ask_with(gw.port, Some(&token)), 200);
+    assert_eq!(ask_with(gw.port, None), 401);
+
+    // `require_token = false`: no token, and the browser checks still hold.
+    let gw = spawn(&mock.base_url(), "", "require_token = false", |_| {});
+    assert_eq!(ask_with(gw.port, None), 200);
+    let r = reqwest::blocking::Client::new()
+        .post(format!("http://127.0.0.1:{}/v1/chat/completions", gw.port))
+        .header("content-type", "text/plain")
+        .header("origin", "https://evil.example")
+        .body(r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
 }

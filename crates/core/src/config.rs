@@ -177,17 +177,20 @@ impl Default for TrayConfig {
 
 /// The loopback gateway (design.md section 2). `enabled` runs it inside the desktop app, sharing
 /// the app's router; `understudy serve` runs it regardless and listens on `listen` unless told
-/// otherwise. Never a non-loopback address.
+/// otherwise. Never a non-loopback address. `require_token` (default on): clients send the
+/// app's per-install token (`understudy serve`: `UNDERSTUDY_GATEWAY_TOKEN` or `--token-file`)
+/// as their API key; off only for tools that cannot send one (the browser checks stay on).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayConfig {
     pub enabled: bool,
     pub listen: std::net::SocketAddr,
+    pub require_token: bool,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
-        GatewayConfig { enabled: false, listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8321)) }
+        GatewayConfig { enabled: false, listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8321)), require_token: true }
     }
 }
 
@@ -664,10 +667,12 @@ hold = "60s"
 [gateway]
 enabled = true
 listen = "127.0.0.1:9000"
+require_token = false
 "#;
         let c = parse(text).unwrap();
         assert!(c.gateway.enabled);
         assert_eq!(c.gateway.listen.port(), 9000);
+        assert!(!c.gateway.require_token && Config::default().gateway.require_token);
         assert_eq!(c.providers.len(), 2);
         assert_eq!(c.providers[1].id, "groq");
         assert_eq!(c.providers[1].base_url, "https://api.groq.com/openai/v1", "trailing slash trimmed");

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 /// The variables of design.md section 2.
-pub const VARS: &[&str] = &["OPENAI_API_KEY", "OPENAI_BASE_URL", "UNDERSTUDY_CONFIG", "UNDERSTUDY_DATA_DIR", "UNDERSTUDY_LOCAL_MODEL", "UNDERSTUDY_LOG"];
+pub const VARS: &[&str] =
+    &["OPENAI_API_KEY", "OPENAI_BASE_URL", "UNDERSTUDY_CONFIG", "UNDERSTUDY_DATA_DIR", "UNDERSTUDY_GATEWAY_TOKEN", "UNDERSTUDY_LOCAL_MODEL", "UNDERSTUDY_LOG"];
 
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Env {

@@ -109,9 +109,9 @@ fn same_token(given: &[u8], want: &[u8]) -> bool {
 }
 
 /// A fresh per-install token: 32 random bytes from the OS, as hex.
-pub fn new_token() -> Result<String, getrandom::Error> {
+pub fn new_token() -> std::io::Result<String> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)?;
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(format!("the OS gave no random bytes: {e}")))?;
     Ok(format!("understudy-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
 }
 

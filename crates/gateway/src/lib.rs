@@ -378,6 +378,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_full_offline_queue_is_openai_s_rate_limit_with_retry_after() {
+        let busy = ChatError {
+            class: "busy".into(),
+            provider: Some("local".into()),
+            message: "the offline model is busy".into(),
+            next_step: "Try again in a few seconds.".into(),
+            status: None,
+            code: Some("rate_limit_exceeded".into()),
+            retry_after: Some(2),
+        };
+        let r = chat_error(&busy);
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "2");
+        // Without a retry time an unrouted local failure stays a server error.
+        assert_eq!(chat_error(&ChatError { retry_after: None, class: "local".into(), code: None, ..busy }).status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
     fn requests_parse_like_openai_s() {
         let p = parse(&Bytes::from(
             r#"{"model":"local/qwen","stream":true,"stream_options":{"include_usage":true},"max_completion_tokens":5,

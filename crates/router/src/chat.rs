@@ -536,3 +536,16 @@ async fn answer_local(chain: &Chain, engine: &Engine, request: &ChatRequest, fai
     }
     sink.send(Event::Error { error: ChatError::local("the local engine ended without an answer".into()) }).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_offline_queue_is_busy_with_a_retry_time_not_a_failure() {
+        let e = ChatError::from_engine(&understudy_local::EngineError::QueueFull(4));
+        assert_eq!((e.class.as_str(), e.retry_after, e.code.as_deref()), ("busy", Some(BUSY_RETRY_AFTER_S), Some("rate_limit_exceeded")));
+        let e = ChatError::from_engine(&understudy_local::EngineError::GaveWay);
+        assert_eq!((e.class.as_str(), e.retry_after), ("local", None));
+    }
+}
