@@ -1,9 +1,10 @@
 /// Every command of src-tauri/src/commands.rs; capabilities/main.json grants them to the window.
-const COMMANDS: [&str; 31] = [
+const COMMANDS: [&str; 32] = [
     "app_info",
     "save_api_key",
     "get_settings",
     "save_settings",
+    "gateway_access",
     "test_connection",
     "list_conversations",
     "create_conversation",

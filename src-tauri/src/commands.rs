@@ -8,7 +8,7 @@ use understudy_router::{health, ConnectionReport, HealthSnapshot, TurnEvent};
 use understudy_store::export::{self, Format};
 use understudy_store::{Backend, Conversation, Hit, Message};
 
-use crate::setup::{SettingsView, Setup};
+use crate::setup::{GatewayAccess, SettingsView, Setup};
 use crate::IpcError;
 
 type Res<T> = Result<T, IpcError>;
@@ -40,6 +40,12 @@ pub fn get_settings(setup: State<'_, Setup>) -> SettingsView {
 #[tauri::command]
 pub fn save_settings(setup: State<'_, Setup>, settings: Settings) -> Res<SettingsView> {
     setup.save_settings(&settings)
+}
+
+/// The in-app gateway's token and the OPENAI_BASE_URL / OPENAI_API_KEY lines for other tools.
+#[tauri::command]
+pub fn gateway_access(setup: State<'_, Setup>) -> Res<GatewayAccess> {
+    setup.gateway_access()
 }
 
 #[tauri::command]

@@ -43,6 +43,7 @@ pub fn run() -> anyhow::Result<()> {
             commands::app_info,
             commands::save_api_key,
             commands::get_settings,
+            commands::gateway_access,
             commands::save_settings,
             commands::test_connection,
             commands::list_conversations,

@@ -19,8 +19,9 @@ pub struct Setup {
     pub problem_at_start: Option<ConfigError>,
     pub secrets: Secrets,
     pub conversations: Conversations,
-    /// The in-app gateway (`[gateway] enabled`), sharing the window's router and health.
-    gateway: tokio::sync::Mutex<Option<understudy_gateway::Running>>,
+    /// The in-app gateway (`[gateway] enabled`), sharing the window's router and health; and
+    /// whether it asks for the token.
+    gateway: tokio::sync::Mutex<Option<(understudy_gateway::Running, bool)>>,
     /// Model downloads in progress (pause / cancel by file name).
     pub downloads: understudy_models::manager::Downloads,
     /// What Settings shows of it: where it listens, or why it does not although enabled.
@@ -34,6 +35,20 @@ pub struct GatewayView {
     pub running: bool,
     pub error: Option<String>,
 }
+
+/// What other tools need to use the in-app gateway: the per-install token and the exact lines
+/// to paste into their environment.
+#[derive(Debug, Clone, Serialize)]
+pub struct GatewayAccess {
+    pub base_url: String,
+    /// None when `[gateway] require_token = false`.
+    pub token: Option<String>,
+    /// `OPENAI_BASE_URL=…` and `OPENAI_API_KEY=…`, one per line.
+    pub env_lines: String,
+}
+
+/// The secret store's name for the in-app gateway's token.
+const GATEWAY_TOKEN: &str = "gateway-token";
 
 /// The Settings page: what is in effect, and where the API key is kept.
 #[derive(Debug, Clone, Serialize)]
@@ -122,24 +137,58 @@ impl Setup {
         SettingsView { settings: Settings::of(&loaded.config), key: self.key_source(), backend: self.secrets.backend(), config_path: loaded.path, gateway }
     }
 
+    /// The in-app gateway's per-install token, made (32 random bytes) and kept in the secret
+    /// store the first time it is needed.
+    fn gateway_token(&self) -> Result<String, IpcError> {
+        if let Some(t) = self.secrets.get(GATEWAY_TOKEN).map_err(|e| IpcError::new("secrets", e))?.filter(|t| !t.trim().is_empty()) {
+            return Ok(t);
+        }
+        let token = understudy_gateway::new_token().map_err(|e| IpcError::new("secrets", e))?;
+        self.secrets.set(GATEWAY_TOKEN, &token).map_err(|e| IpcError::new("secrets", e))?;
+        Ok(token)
+    }
+
+    /// Settings' gateway section: the token and the lines for other tools' environment.
+    pub fn gateway_access(&self) -> Result<GatewayAccess, IpcError> {
+        let config = config::load(&self.env, &self.paths).config.gateway;
+        let listen = self.gateway_state.lock().expect("gateway state").0.unwrap_or(config.listen);
+        let base_url = format!("http://{listen}/v1");
+        let token = if config.require_token { Some(self.gateway_token()?) } else { None };
+        // SDKs insist on some API key; without a token any value passes.
+        let env_lines = format!("OPENAI_BASE_URL={base_url}\nOPENAI_API_KEY={}", token.as_deref().unwrap_or("unused"));
+        Ok(GatewayAccess { base_url, token, env_lines })
+    }
+
     /// Starts, moves or stops the in-app gateway to match `[gateway]` in the config. Blocks
     /// (main thread only: Settings and tray handlers), at most a couple of seconds when
     /// answers are in flight on a gateway being stopped.
     pub fn apply_gateway(&self) {
         let config = config::load(&self.env, &self.paths).config.gateway;
-        let want = config.enabled.then_some(config.listen);
+        let want = config.enabled.then_some((config.listen, config.require_token));
         tauri::async_runtime::block_on(async {
             let mut running = self.gateway.lock().await;
-            if running.as_ref().map(|r| r.addr) == want {
+            if running.as_ref().map(|(r, token)| (r.addr, *token)) == want {
                 return;
             }
-            if let Some(r) = running.take() {
+            if let Some((r, _)) = running.take() {
                 r.stop(std::time::Duration::from_secs(2)).await;
             }
             let mut error = None;
-            if let Some(addr) = want {
-                match understudy_gateway::start(self.conversations.router().clone(), understudy_gateway::GatewayConfig::default(), addr).await {
-                    Ok(r) => *running = Some(r),
+            // Never serve without the token it was asked to require.
+            let token = match want {
+                Some((_, true)) => match self.gateway_token() {
+                    Ok(t) => Some(Some(t)),
+                    Err(e) => {
+                        error = Some(format!("no gateway token could be kept: {}", e.message));
+                        None
+                    }
+                },
+                _ => Some(None),
+            };
+            if let (Some((addr, _)), Some(token)) = (want, token) {
+                let cfg = understudy_gateway::GatewayConfig { token, ..understudy_gateway::GatewayConfig::default() };
+                match understudy_gateway::start(self.conversations.router().clone(), cfg, addr).await {
+                    Ok(r) => *running = Some((r, config.require_token)),
                     Err(e) => {
                         tracing::warn!("in-app gateway: {e}");
                         let taken = matches!(&e, understudy_gateway::GatewayError::Bind { source, .. } if source.kind() == std::io::ErrorKind::AddrInUse);
@@ -149,7 +198,7 @@ impl Setup {
                     }
                 }
             }
-            *self.gateway_state.lock().expect("gateway state") = (running.as_ref().map(|r| r.addr), error);
+            *self.gateway_state.lock().expect("gateway state") = (running.as_ref().map(|(r, _)| r.addr), error);
         });
     }
 

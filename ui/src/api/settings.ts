@@ -28,6 +28,15 @@ export interface GatewayState {
   error: string | null;
 }
 
+/** What other tools need to use the in-app gateway (Rust: src-tauri setup::GatewayAccess). */
+export interface GatewayAccess {
+  base_url: string;
+  /** The per-install token; null when `[gateway] require_token = false`. */
+  token: string | null;
+  /** `OPENAI_BASE_URL=…` and `OPENAI_API_KEY=…`, one per line. */
+  env_lines: string;
+}
+
 /** This computer's session: start at login (the OS login items), start minimized to the tray. */
 export interface DesktopPrefs {
   start_at_login: boolean;
@@ -54,6 +63,8 @@ export interface ConnectionReport {
 }
 
 export const getSettings = () => call<SettingsView>("get_settings");
+/** The gateway's token (made and kept in the secret store on first use) and the env lines. */
+export const gatewayAccess = () => call<GatewayAccess>("gateway_access");
 export const saveSettings = (settings: Settings) => call<SettingsView>("save_settings", { settings });
 /** Resolves with the report, or rejects with ApiError whose code is the failure class. */
 export const testConnection = () => call<ConnectionReport>("test_connection");

@@ -3,7 +3,7 @@ import { render, screen, fireEvent } from "@testing-library/svelte";
 import Settings from "./Settings.svelte";
 import { ApiError } from "../api/call";
 
-const api = vi.hoisted(() => ({ getSettings: vi.fn(), saveSettings: vi.fn(), saveApiKey: vi.fn(), testConnection: vi.fn(), getDesktopPrefs: vi.fn(), setDesktopPrefs: vi.fn() }));
+const api = vi.hoisted(() => ({ getSettings: vi.fn(), saveSettings: vi.fn(), saveApiKey: vi.fn(), testConnection: vi.fn(), getDesktopPrefs: vi.fn(), setDesktopPrefs: vi.fn(), gatewayAccess: vi.fn() }));
 vi.mock("../api/settings", () => api);
 
 const view = (over = {}) => ({
@@ -21,6 +21,26 @@ beforeEach(() => {
 });
 
 describe("Settings", () => {
+  it("shows the running gateway's token as the exact env lines, with a copy button", async () => {
+    const lines = "OPENAI_BASE_URL=http://127.0.0.1:8321/v1\nOPENAI_API_KEY=understudy-0123abcd";
+    api.getSettings.mockResolvedValue(view({ settings: { ...view().settings, gateway: true }, gateway: { listen: "127.0.0.1:8321", running: true, error: null } }));
+    api.gatewayAccess.mockResolvedValue({ base_url: "http://127.0.0.1:8321/v1", token: "understudy-0123abcd", env_lines: lines });
+    const writeText = vi.fn().mockResolvedValue(undefined);
+    Object.defineProperty(navigator, "clipboard", { value: { writeText }, configurable: true });
+    render(Settings);
+    expect((await screen.findByTestId("gateway-env")).textContent).toBe(lines);
+    await fireEvent.click(screen.getByTestId("gateway-copy"));
+    expect(writeText).toHaveBeenCalledWith(lines);
+  });
+
+  it("asks for no token while the gateway is off", async () => {
+    api.getSettings.mockResolvedValue(view());
+    render(Settings);
+    await screen.findByTestId("settings-save");
+    expect(api.gatewayAccess).not.toHaveBeenCalled();
+    expect(screen.queryByTestId("gateway-env")).toBeNull();
+  });
+
   it("says where the key is kept and never shows it", async () => {
     api.getSettings.mockResolvedValue(view());
     render(Settings);
