@@ -379,6 +379,12 @@ async fn stream_answer(
             Event::Usage { prompt_tokens, completion_tokens } => {
                 usage = Some(serde_json::json!({ "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens }))
             }
+            Event::LeftOut { messages } => {
+                eprintln!("\nunderstudy: the offline model left out the {messages} oldest messages: the conversation did not fit its context");
+                if json {
+                    line(&mut out, serde_json::json!({ "type": "left_out", "messages": messages }))?;
+                }
+            }
             Event::Done { finish_reason, model } => {
                 if json {
                     line(

@@ -261,7 +261,7 @@ async fn chat_completions(State(app): State<App>, body: Bytes) -> Response {
         provenance(h, &provider, failover.as_deref());
         return r;
     }
-    let (mut text, mut finish, mut usage, mut last_model) = (String::new(), "stop".to_string(), None, model.clone());
+    let (mut text, mut finish, mut usage, mut last_model, mut left_out) = (String::new(), "stop".to_string(), None, model.clone(), 0);
     while let Some(e) = answer.next().await {
         match e {
             Event::Token { text: t } => text.push_str(&t),
@@ -272,6 +272,7 @@ async fn chat_completions(State(app): State<App>, body: Bytes) -> Response {
                 break;
             }
             Event::Error { error } => return chat_error(&error),
+            Event::LeftOut { messages } => left_out = messages,
             Event::Started { .. } => {}
         }
     }
@@ -283,6 +284,10 @@ async fn chat_completions(State(app): State<App>, body: Bytes) -> Response {
     });
     let mut r = Json(body).into_response();
     provenance(r.headers_mut(), &provider, failover.as_deref());
+    // The offline model's context could not hold the whole conversation: say so, never cut silently.
+    if left_out > 0 {
+        r.headers_mut().insert("x-understudy-left-out", HeaderValue::from(left_out));
+    }
     r
 }
 
@@ -331,7 +336,8 @@ fn sse(mut answer: Answer, id: String, model: String, include_usage: bool) -> im
                 Event::Error { error } => {
                     Bytes::from(format!("data: {}\n\n", json!({ "error": { "message": error.to_string(), "type": "server_error", "code": error.code } })))
                 }
-                Event::Started { .. } => continue,
+                // Headers are gone by the end of a stream; the non-streamed answer says it.
+                Event::Started { .. } | Event::LeftOut { .. } => continue,
             };
             if tx.send(out).await.is_err() {
                 return; // client gone: dropping `answer` cancels it

@@ -162,6 +162,11 @@ pub enum Event {
         prompt_tokens: u32,
         completion_tokens: u32,
     },
+    /// The offline model left out this many of the oldest messages (never the system prompt,
+    /// never the last message): the whole conversation did not fit its context.
+    LeftOut {
+        messages: u32,
+    },
     /// `finish_reason`: `stop`, `length`, or `cancelled` (the user stopped it; the text so far
     /// stands). `model` is the model that wrote it, as the provider reported it.
     Done {
@@ -522,6 +527,9 @@ async fn answer_local(chain: &Chain, engine: &Engine, request: &ChatRequest, fai
         match event {
             LocalEvent::Token { text, .. } => sink.send(Event::Token { text }).await,
             LocalEvent::Done { finish_reason, usage, .. } => {
+                if usage.dropped_messages > 0 {
+                    sink.send(Event::LeftOut { messages: usage.dropped_messages }).await;
+                }
                 sink.send(Event::Usage { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens }).await;
                 let finish = match finish_reason {
                     FinishReason::Stop => "stop",

@@ -280,6 +280,7 @@ impl Conversations {
                     end.prompt_tokens = Some(i64::from(prompt_tokens));
                     end.completion_tokens = Some(i64::from(completion_tokens));
                 }
+                Event::LeftOut { messages } => end.left_out = Some(i64::from(messages)),
                 Event::Done { finish_reason, model } => {
                     if finish_reason == "cancelled" {
                         end.status = Status::Interrupted;

@@ -267,6 +267,26 @@ async fn the_local_model_answers_in_local_only_mode_and_when_no_key_is_set() {
     assert_eq!(answer.failover_reason.as_deref(), Some("no API key is set for OpenAI"));
 }
 
+/// A conversation longer than the offline model's context: the oldest turns are left out of
+/// its prompt, and the stored answer says how many, so the window can tell the user.
+#[tokio::test]
+async fn an_offline_answer_records_how_many_older_messages_it_left_out() {
+    let s = setup(&config("http://127.0.0.1:9/v1", Mode::LocalOnly, Some(understudy_testkit::tiny_gguf())), &key());
+    let c = s.conversations.create().unwrap();
+    let first = s.conversations.send(c.id, "hello", |_| {}).await.unwrap();
+    assert_eq!((first.status, first.left_out), (Status::Complete, None), "{:?}", first.error);
+    let long = "Tell me everything about the history of printing in Europe and Asia. ".repeat(5);
+    let mut last = first;
+    for _ in 0..4 {
+        last = s.conversations.send(c.id, &long, |_| {}).await.unwrap();
+        assert_eq!(last.status, Status::Complete, "{:?}", last.error);
+    }
+    let left_out = last.left_out.expect("older messages were left out of a 512-token context");
+    assert!(left_out >= 2, "{left_out}");
+    let stored = s.conversations.messages(c.id).unwrap();
+    assert_eq!(stored.last().unwrap().left_out, Some(left_out), "kept in the store for the window");
+}
+
 #[tokio::test]
 async fn test_connection_reports_the_classified_result() {
     let mock = Llmock::start(&[]);

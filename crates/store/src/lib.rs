@@ -110,6 +110,8 @@ pub struct Message {
     pub created_at: i64,
     /// More than one entry when the answer switched provider mid-stream; empty otherwise.
     pub parts: Vec<Part>,
+    /// Oldest messages the offline model left out of this answer's prompt (they did not fit).
+    pub left_out: Option<i64>,
 }
 
 /// A full-text search hit.
@@ -167,6 +169,8 @@ fn migrations() -> Migrations<'static> {
         ),
         // Answers that switched provider mid-stream: which provider wrote which part.
         M::up("ALTER TABLE messages ADD COLUMN parts TEXT"),
+        // How many of the oldest messages an offline answer had to leave out (its context).
+        M::up("ALTER TABLE messages ADD COLUMN left_out INTEGER"),
     ])
 }
 
@@ -358,7 +362,7 @@ impl Store {
         self.conn.execute(
             "UPDATE messages SET content = ?1, status = ?2, error = ?3, prompt_tokens = ?4, completion_tokens = ?5,
              first_token_ms = ?6, total_ms = ?7, provider = COALESCE(?8, provider), model = COALESCE(?9, model),
-             failover_reason = COALESCE(?10, failover_reason), updated_at = ?11, parts = ?13 WHERE id = ?12",
+             failover_reason = COALESCE(?10, failover_reason), updated_at = ?11, parts = ?13, left_out = ?14 WHERE id = ?12",
             params![
                 content,
                 end.status.as_str(),
@@ -373,6 +377,7 @@ impl Store {
                 now_ms(),
                 message_id,
                 (!end.parts.is_empty()).then(|| serde_json::to_string(&end.parts).expect("parts serialise")),
+                end.left_out,
             ],
         )?;
         Ok(())
@@ -385,7 +390,7 @@ impl Store {
     fn messages_where(&self, filter: &'static str, value: i64) -> Result<Vec<Message>> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT id, conversation_id, role, content, provider, model, failover_reason, prompt_tokens, completion_tokens,
-                    first_token_ms, total_ms, status, error, created_at, parts
+                    first_token_ms, total_ms, status, error, created_at, parts, left_out
              FROM messages WHERE {filter} ORDER BY id"
         ))?;
         let rows = stmt.query_map(params![value], |r| {
@@ -405,6 +410,7 @@ impl Store {
                 error: r.get(12)?,
                 created_at: r.get(13)?,
                 parts: r.get::<_, Option<String>>(14)?.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default(),
+                left_out: r.get(15)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -469,6 +475,7 @@ pub struct AnswerEnd {
     pub by: Provenance,
     /// Who wrote which part, when the answer switched provider mid-stream.
     pub parts: Vec<Part>,
+    pub left_out: Option<i64>,
 }
 
 impl AnswerEnd {
@@ -483,6 +490,7 @@ impl AnswerEnd {
             total_ms: None,
             by: Provenance::default(),
             parts: Vec::new(),
+            left_out: None,
         }
     }
 }

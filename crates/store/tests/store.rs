@@ -33,9 +33,11 @@ fn conversations_messages_and_settings_round_trip() {
             understudy_store::Part { provider: "openai".into(), model: "gpt-4o-mini".into(), start: 0 },
             understudy_store::Part { provider: "local".into(), model: "gemma".into(), start: 3 },
         ],
+        left_out: Some(4),
     };
     m.finish(&s, &end).unwrap();
     let msgs = s.messages(a.id).unwrap();
+    assert_eq!(msgs.last().unwrap().left_out, Some(4));
     assert_eq!(msgs.last().unwrap().parts.iter().map(|p| (p.provider.as_str(), p.start)).collect::<Vec<_>>(), [("openai", 0), ("local", 3)]);
     assert_eq!(msgs.len(), 2);
     assert_eq!((msgs[0].role.as_str(), msgs[0].status), ("user", Status::Complete));

@@ -32,6 +32,8 @@ export interface Message {
   created_at: number;
   /** Who wrote which part (char offsets) when the answer switched provider mid-stream. */
   parts: { provider: string; model: string; start: number }[];
+  /** How many of the oldest messages the offline model left out (they did not fit its context). */
+  left_out: number | null;
 }
 
 /** A search hit; `snippet` marks matched words with [ and ]. */

@@ -6,9 +6,19 @@ import type { Message } from "../api/chat";
 function message(over: Partial<Message>): Message {
   return {
     id: 1, conversation_id: 1, role: "assistant", content: "", provider: "openai", model: "gpt-4o-mini", failover_reason: null, prompt_tokens: null,
-    completion_tokens: null, first_token_ms: null, total_ms: null, status: "complete", error: null, created_at: 0, parts: [], ...over,
+    completion_tokens: null, first_token_ms: null, total_ms: null, status: "complete", error: null, created_at: 0, parts: [], left_out: null, ...over,
   };
 }
+
+describe("an offline answer to a conversation longer than its context", () => {
+  it("says how many older messages were left out, and nothing when none were", () => {
+    const { getByTestId } = render(MessageArea, { messages: [message({ id: 1, provider: "local", content: "Sure.", left_out: 6 })] });
+    expect(getByTestId("left-out")).toHaveTextContent("The 6 oldest messages were left out");
+    cleanup();
+    const whole = render(MessageArea, { messages: [message({ id: 2, provider: "local", content: "Sure." })] });
+    expect(whole.queryByTestId("left-out")).toBeNull();
+  });
+});
 
 describe("an outage with no offline model", () => {
   it("says so and offers the model library", async () => {
