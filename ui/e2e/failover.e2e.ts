@@ -83,13 +83,20 @@ describe.skipIf(!llmock)("failover in the real app", () => {
     await state.waitForDisplayed({ timeout: 10_000 });
     expect(await state.getText()).toContain(`Serving at http://${gateway}/v1`);
     await screenshot(browser, "settings-gateway.png");
+    // The per-install token, as Settings shows it for other tools' environment.
+    const lines = await browser.$('[data-testid="gateway-env"]');
+    await lines.waitForDisplayed({ timeout: 10_000 });
+    const token = /OPENAI_API_KEY=(\S+)/.exec(await lines.getText())?.[1] ?? "";
+    expect(token.length).toBeGreaterThan(32);
 
-    const ask = () =>
+    const ask = (key = token, contentType = "application/json") =>
       fetch(`http://${gateway}/v1/chat/completions`, {
         method: "POST",
-        headers: { "content-type": "application/json" },
+        headers: { "content-type": contentType, authorization: `Bearer ${key}` },
         body: JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "from another tool" }] }),
       });
+    expect((await ask("wrong")).status).toBe(401);
+    expect((await ask(token, "text/plain")).status).toBe(415);
     let r = await ask();
     expect(r.status).toBe(200);
     expect(r.headers.get("x-understudy-provider")).toBe("openai");

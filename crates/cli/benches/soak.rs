@@ -25,7 +25,7 @@ fn main() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     std::fs::write(
         dir.path().join("config.toml"),
-        format!("[failover]\nstatus_page = \"\"\nfirst_token_timeout = \"1s\"\nstall_timeout = \"1s\"\nopen_for = \"100ms\"\nopen_for_max = \"500ms\"\nprobe_interval = \"200ms\"\n[local]\ncontext = 1024\nthreads = 1\n[gateway]\nlisten = \"127.0.0.1:{port}\"\n"),
+        format!("[failover]\nstatus_page = \"\"\nfirst_token_timeout = \"1s\"\nstall_timeout = \"1s\"\nopen_for = \"100ms\"\nopen_for_max = \"500ms\"\nprobe_interval = \"200ms\"\n[local]\ncontext = 1024\nthreads = 1\n[gateway]\nlisten = \"127.0.0.1:{port}\"\nrequire_token = false\n"),
     )
     .unwrap();
     let mut serve = Command::new(env!("CARGO_BIN_EXE_understudy"))
