@@ -92,21 +92,24 @@ fn gemma_fixture_completes_real_text() {
     assert!(text.contains("Paris"), "completion: {text:?}");
 }
 
-/// Each family's template, as its GGUF carries it, is picked up and rendered the way the family
-/// expects: by llama.cpp's own renderer where it knows the template, by minijinja where it does
-/// not, and ChatML when the file has none.
+/// Each family's template, as its GGUF carries it, is rendered as Jinja the way `transformers`
+/// renders it (exactly what the template says, BOS included, even where llama.cpp's built-in
+/// for the family would differ), and ChatML when the file has none. (The templates here are
+/// short stand-ins; `tests/templates.rs` checks the real ones against Python's jinja2.)
 #[test]
 fn chat_templates_of_the_common_families_render_as_expected() {
-    use understudy_local::template::{self, Template};
+    use understudy_local::template;
     use understudy_local::Message;
     llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default().with_logs_enabled(false));
     let backend = LlamaBackend::init().expect("llama backend");
     let convo = [Message::new("system", "Be brief."), Message::new("user", "Hi"), Message::new("assistant", "Hello!"), Message::new("user", "Bye")];
     let cases: [(&str, &str, &str); 6] = [
-        ("chatml", "model (llama.cpp)", "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n"),
-        ("llama3", "model (llama.cpp)", "<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nBye<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"),
-        ("gemma", "model (llama.cpp)", "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n"),
-        ("mistral", "model (llama.cpp)", "[INST]"),
+        ("chatml", "model (jinja)", "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n"),
+        ("llama3", "model (jinja)", "<s><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nBye<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"),
+        // This stand-in (unlike Gemma 3's real template) keeps the system turn as its own turn.
+        ("gemma", "model (jinja)", "<s><start_of_turn>system\nBe brief.<end_of_turn>\n<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n"),
+        // This one has no place for a system prompt and no generation prompt: none is rendered.
+        ("mistral", "model (jinja)", "<s>[INST] Hi [/INST]Hello!</s>[INST] Bye [/INST]"),
         ("custom", "model (jinja)", "### SYSTEM: Be brief.\n### USER: Hi\n### ASSISTANT: Hello!\n### USER: Bye\n### ASSISTANT:"),
         ("none", "chatml", "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n"),
     ];
@@ -116,14 +119,6 @@ fn chat_templates_of_the_common_families_render_as_expected() {
         let chosen = template::choose(&model, "llama", "m.gguf").unwrap();
         assert_eq!(chosen.describe(), kind, "{family}");
         let text = template::render(&model, "m.gguf", &chosen, &convo, true, "<s>", "</s>").unwrap();
-        if family == "mistral" {
-            // llama.cpp's Mistral renderers differ by version in spacing; the turns must be there.
-            for part in ["[INST]", "Hi", "[/INST]", "Hello!", "Bye"] {
-                assert!(text.contains(part), "{family}: {text:?} lacks {part:?}");
-            }
-            assert!(matches!(chosen, Template::Builtin(_)));
-        } else {
-            assert_eq!(text, expect, "{family}");
-        }
+        assert_eq!(text, expect, "{family}");
     }
 }
