@@ -63,6 +63,9 @@ fn with_token() -> GatewayConfig {
     GatewayConfig { token: Some(TOKEN.into()), ..GatewayConfig::default() }
 }
 
+/// What is sent, its extra headers, its content type; the status and error code expected.
+type Case = (&'static str, Vec<(&'static str, String)>, Option<&'static str>, u16, &'static str);
+
 const BODY: &str = r#"{"model":"gpt-4o-mini","max_tokens":4,"messages":[{"role":"user","content":"hi"}]}"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,8 +76,7 @@ async fn requests_a_browser_could_send_never_reach_the_upstream() {
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
         let chat = gw.url("/v1/chat/completions");
         let own = format!("http://127.0.0.1:{}", gw.addr.port());
-        // (what, extra headers, content type, expected status, expected code)
-        let cases: Vec<(&str, Vec<(&str, String)>, Option<&str>, u16, &str)> = vec![
+        let cases: Vec<Case> = vec![
             ("Origin of another site", vec![("origin", "https://evil.example".into())], Some("application/json"), 403, "origin_not_allowed"),
             ("Origin of another port on localhost", vec![("origin", "http://localhost:3000".into())], Some("application/json"), 403, "origin_not_allowed"),
             ("Origin null (sandboxed frame, file:)", vec![("origin", "null".into())], Some("application/json"), 403, "origin_not_allowed"),
