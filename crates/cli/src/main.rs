@@ -379,6 +379,9 @@ async fn stream_answer(
             Event::Usage { prompt_tokens, completion_tokens } => {
                 usage = Some(serde_json::json!({ "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens }))
             }
+            // Thinking goes to stderr, so stdout holds only the answer.
+            Event::Reasoning { text } if json => line(&mut out, serde_json::json!({ "type": "reasoning", "text": text }))?,
+            Event::Reasoning { text } => eprint!("{text}"),
             Event::LeftOut { messages } => {
                 eprintln!("\nunderstudy: the offline model left out the {messages} oldest messages: the conversation did not fit its context");
                 if json {

@@ -262,6 +262,7 @@ async fn chat_completions(State(app): State<App>, body: Bytes) -> Response {
         return r;
     }
     let (mut text, mut finish, mut usage, mut last_model, mut left_out) = (String::new(), "stop".to_string(), None, model.clone(), 0);
+    let mut reasoning = String::new();
     while let Some(e) = answer.next().await {
         match e {
             Event::Token { text: t } => text.push_str(&t),
@@ -273,13 +274,19 @@ async fn chat_completions(State(app): State<App>, body: Bytes) -> Response {
             }
             Event::Error { error } => return chat_error(&error),
             Event::LeftOut { messages } => left_out = messages,
+            Event::Reasoning { text: t } => reasoning.push_str(&t),
             Event::Started { .. } => {}
         }
     }
     let usage = usage.map(|(p, c)| json!({ "prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c }));
+    // A reasoning model's thinking goes where DeepSeek's API and OpenRouter put it.
+    let mut message = json!({ "role": "assistant", "content": text });
+    if !reasoning.is_empty() {
+        message["reasoning_content"] = json!(reasoning);
+    }
     let body = json!({
         "id": id, "object": "chat.completion", "created": now_s(), "model": last_model,
-        "choices": [{ "index": 0, "message": { "role": "assistant", "content": text }, "finish_reason": finish }],
+        "choices": [{ "index": 0, "message": message, "finish_reason": finish }],
         "usage": usage,
     });
     let mut r = Json(body).into_response();
@@ -312,6 +319,7 @@ fn sse(mut answer: Answer, id: String, model: String, include_usage: bool) -> im
             let Some(e) = e else { return };
             let out = match e {
                 Event::Token { text } => chunk(&model, json!({ "content": text }), None),
+                Event::Reasoning { text } => chunk(&model, json!({ "reasoning_content": text }), None),
                 Event::Switched { model: m, .. } => {
                     model = m;
                     continue;

@@ -88,9 +88,135 @@ impl StopScan {
     }
 }
 
+/// Where the answer text currently is, for [`ThinkSplit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Nothing but whitespace yet: a `<think>` here opens the reasoning.
+    Start,
+    Thinking,
+    /// Right after `</think>`: the blank line models put before the answer is dropped.
+    Closed,
+    Answer,
+}
+
+/// Separates a reasoning model's thinking (`<think>` … `</think>` at the start of its answer,
+/// or everything up to `</think>` when the prompt itself opened the block, as DeepSeek-R1's
+/// template does) from the answer, as text streams in. Tags split across pieces are held back
+/// until they can be told apart; a `<think>` after the answer began is plain text.
+#[derive(Debug)]
+pub struct ThinkSplit {
+    phase: Phase,
+    held: String,
+}
+
+const OPEN: &str = "<think>";
+const CLOSE: &str = "</think>";
+
+impl ThinkSplit {
+    /// `prompt` is the rendered prompt (its end says whether the block is already open);
+    /// a continuation (`prefill`) is always answer text.
+    pub fn new(prompt: &str, continuation: bool) -> ThinkSplit {
+        let phase = match () {
+            () if continuation => Phase::Answer,
+            () if prompt.trim_end().ends_with(OPEN) => Phase::Thinking,
+            () => Phase::Start,
+        };
+        ThinkSplit { phase, held: String::new() }
+    }
+
+    /// Adds text; returns (reasoning, answer) that is safe to emit now.
+    pub fn push(&mut self, text: &str) -> (String, String) {
+        self.held.push_str(text);
+        let (mut reasoning, mut answer) = (String::new(), String::new());
+        loop {
+            match self.phase {
+                Phase::Start => {
+                    let body = self.held.trim_start();
+                    if body.starts_with(OPEN) {
+                        self.held = body[OPEN.len()..].to_string();
+                        self.phase = Phase::Thinking;
+                    } else if body.is_empty() || OPEN.starts_with(body) {
+                        return (reasoning, answer); // whitespace or a tag still arriving
+                    } else {
+                        self.phase = Phase::Answer;
+                    }
+                }
+                Phase::Thinking => match self.held.find(CLOSE) {
+                    Some(at) => {
+                        reasoning.push_str(&self.held[..at]);
+                        self.held.drain(..at + CLOSE.len());
+                        self.phase = Phase::Closed;
+                    }
+                    None => {
+                        let keep = (1..CLOSE.len()).rev().find(|&n| self.held.ends_with(&CLOSE[..n])).unwrap_or(0);
+                        let cut = self.held.len() - keep;
+                        reasoning.push_str(&self.held[..cut]);
+                        self.held.drain(..cut);
+                        return (reasoning, answer);
+                    }
+                },
+                Phase::Closed => {
+                    self.held = self.held.trim_start().to_string();
+                    if self.held.is_empty() {
+                        return (reasoning, answer);
+                    }
+                    self.phase = Phase::Answer;
+                }
+                Phase::Answer => {
+                    answer.push_str(&self.held);
+                    self.held.clear();
+                    return (reasoning, answer);
+                }
+            }
+        }
+    }
+
+    /// What is held at the end: unfinished thinking stays thinking; anything else is answer.
+    pub fn finish(&mut self) -> (String, String) {
+        let rest = std::mem::take(&mut self.held);
+        match self.phase {
+            Phase::Thinking => (rest, String::new()),
+            _ => (String::new(), rest),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Feeds `pieces` and returns (reasoning, answer) in full.
+    fn split(prompt: &str, continuation: bool, pieces: &[&str]) -> (String, String) {
+        let mut t = ThinkSplit::new(prompt, continuation);
+        let (mut r, mut a) = (String::new(), String::new());
+        for p in pieces {
+            let (x, y) = t.push(p);
+            r.push_str(&x);
+            a.push_str(&y);
+        }
+        let (x, y) = t.finish();
+        (r + &x, a + &y)
+    }
+
+    #[test]
+    fn thinking_is_split_from_the_answer() {
+        let qwen = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
+        let r1 = "<｜User｜>Hi<｜Assistant｜><think>\n";
+        let cases: &[(&str, &str, bool, &[&str], (&str, &str))] = &[
+            ("a plain answer", qwen, false, &["Hello", " there."], ("", "Hello there.")),
+            ("qwen3: a think block first", qwen, false, &["<think>\nThe user greets.\n</think>\n\nHello!"], ("\nThe user greets.\n", "Hello!")),
+            ("tags split across pieces", qwen, false, &["\n<thi", "nk>plan", " more</th", "ink>", "\n\nDone."], ("plan more", "Done.")),
+            ("the prompt opened the block (DeepSeek-R1)", r1, false, &["Let me see.", "</think>\n\n", "42"], ("Let me see.", "42")),
+            ("a <think> after the answer began is text", qwen, false, &["Use the <think> tag."], ("", "Use the <think> tag.")),
+            ("a continuation is always answer", qwen, true, &["<think>not thinking</think>"], ("", "<think>not thinking</think>")),
+            ("cut while thinking: it stays thinking", qwen, false, &["<think>half a thou"], ("half a thou", "")),
+            ("a lone < at the start is answer once it cannot be a tag", qwen, false, &["<", "3 you"], ("", "<3 you")),
+            ("empty thinking (enable_thinking=false output)", qwen, false, &["<think>\n\n</think>\n\nHi"], ("\n\n", "Hi")),
+        ];
+        for (name, prompt, cont, pieces, (reasoning, answer)) in cases {
+            assert_eq!(split(prompt, *cont, pieces), (reasoning.to_string(), answer.to_string()), "{name}");
+        }
+    }
 
     #[test]
     fn split_characters_wait_for_their_last_byte() {

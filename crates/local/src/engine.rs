@@ -177,7 +177,7 @@ impl Proc {
                     continue;
                 };
                 match &event {
-                    Event::Started { id } | Event::Progress { id, .. } | Event::Token { id, .. } => working = Some(id.clone()),
+                    Event::Started { id } | Event::Progress { id, .. } | Event::Token { id, .. } | Event::Reasoning { id, .. } => working = Some(id.clone()),
                     Event::Done { .. } | Event::Error { id: Some(_), .. } => working = None,
                     _ => {}
                 }
@@ -188,7 +188,7 @@ impl Proc {
                     t.completion_tokens += u64::from(usage.completion_tokens);
                 }
                 let (id, last) = match &event {
-                    Event::Started { id } | Event::Progress { id, .. } | Event::Token { id, .. } => (Some(id.clone()), false),
+                    Event::Started { id } | Event::Progress { id, .. } | Event::Token { id, .. } | Event::Reasoning { id, .. } => (Some(id.clone()), false),
                     Event::Done { id, .. } | Event::Error { id: Some(id), .. } => (Some(id.clone()), true),
                     _ => (None, false),
                 };

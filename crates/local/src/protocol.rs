@@ -119,6 +119,11 @@ pub enum Event {
         id: String,
         text: String,
     },
+    /// A reasoning model's thinking (`<think>` … `</think>`), streamed apart from the answer.
+    Reasoning {
+        id: String,
+        text: String,
+    },
     Done {
         id: String,
         finish_reason: FinishReason,

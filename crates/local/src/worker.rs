@@ -21,7 +21,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
-use crate::decode::{StopScan, Utf8Stream};
+use crate::decode::{StopScan, ThinkSplit, Utf8Stream};
 use crate::protocol::{Event, FinishReason, Message, Request, SamplingParams, Usage};
 use crate::template::{self, Template};
 
@@ -323,6 +323,11 @@ impl Generation<'_> {
         w.emit(&Event::Started { id: self.id.clone() }).map_err(io)?;
         let mut usage = Usage::default();
         let tokens = self.prompt(messages, prefill, &mut usage)?;
+        // Whether the template opened a reasoning block itself: the prompt's last tokens say.
+        let vocab = self.model.vocab();
+        let tail: String =
+            tokens[tokens.len().saturating_sub(8)..].iter().map(|t| String::from_utf8_lossy(&vocab.token_to_piece(*t, true, None)).into_owned()).collect();
+        let mut think = ThinkSplit::new(&tail, prefill.is_some());
         usage.prompt_tokens = tokens.len() as u32;
 
         // KV-cache reuse: keep the common prefix, evaluate only what follows (at least the last
@@ -355,7 +360,6 @@ impl Generation<'_> {
         }
 
         let started = Instant::now();
-        let vocab = self.model.vocab();
         let mut sampler = self.sampler();
         let mut utf8 = Utf8Stream::default();
         let mut stops = StopScan::new(&self.params.stop);
@@ -367,6 +371,11 @@ impl Generation<'_> {
             }
             usage.completion_tokens += 1;
             let text = utf8.push(&vocab.token_to_piece(token, false, None));
+            // Thinking streams apart from the answer; stop strings apply to the answer only.
+            let (reasoning, text) = think.push(&text);
+            if !reasoning.is_empty() {
+                w.emit(&Event::Reasoning { id: self.id.clone(), text: reasoning }).map_err(io)?;
+            }
             let (text, hit) = stops.push(&text);
             if !text.is_empty() {
                 w.emit(&Event::Token { id: self.id.clone(), text }).map_err(io)?;
@@ -385,7 +394,13 @@ impl Generation<'_> {
                 break FinishReason::Cancelled;
             }
         };
-        let rest = stops.push(&utf8.finish()).0 + &stops.finish();
+        let (reasoning, text) = think.push(&utf8.finish());
+        let (more_reasoning, more_text) = think.finish();
+        let reasoning = reasoning + &more_reasoning;
+        if !reasoning.is_empty() && finish != FinishReason::Cancelled {
+            w.emit(&Event::Reasoning { id: self.id.clone(), text: reasoning }).map_err(io)?;
+        }
+        let rest = stops.push(&(text + &more_text)).0 + &stops.finish();
         if !rest.is_empty() && finish != FinishReason::Cancelled {
             w.emit(&Event::Token { id: self.id.clone(), text: rest }).map_err(io)?;
         }

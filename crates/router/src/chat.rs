@@ -151,6 +151,11 @@ pub enum Event {
     Token {
         text: String,
     },
+    /// A reasoning model's thinking, apart from the answer text (never stored with it, never
+    /// part of a continuation's prefill).
+    Reasoning {
+        text: String,
+    },
     /// The provider failed mid-answer; `provider` continues the text from where it stopped.
     Switched {
         provider: String,
@@ -526,6 +531,7 @@ async fn answer_local(chain: &Chain, engine: &Engine, request: &ChatRequest, fai
     while let Some(event) = generation.next().await {
         match event {
             LocalEvent::Token { text, .. } => sink.send(Event::Token { text }).await,
+            LocalEvent::Reasoning { text, .. } => sink.send(Event::Reasoning { text }).await,
             LocalEvent::Done { finish_reason, usage, .. } => {
                 if usage.dropped_messages > 0 {
                     sink.send(Event::LeftOut { messages: usage.dropped_messages }).await;

@@ -49,6 +49,10 @@ pub enum TurnEvent {
     Token {
         text: String,
     },
+    /// Thinking of a reasoning model, shown collapsed while it streams; not stored.
+    Reasoning {
+        text: String,
+    },
     /// The provider failed mid-answer and `provider` continues it from where it stopped.
     Switched {
         provider: String,
@@ -281,6 +285,7 @@ impl Conversations {
                     end.completion_tokens = Some(i64::from(completion_tokens));
                 }
                 Event::LeftOut { messages } => end.left_out = Some(i64::from(messages)),
+                Event::Reasoning { text } => sink(TurnEvent::Reasoning { text }),
                 Event::Done { finish_reason, model } => {
                     if finish_reason == "cancelled" {
                         end.status = Status::Interrupted;

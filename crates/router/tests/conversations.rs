@@ -34,6 +34,10 @@ fn config(base_url: &str, mode: Mode, local_model: Option<PathBuf>) -> Config {
 }
 
 fn setup(config: &Config, keys: &dyn Keys) -> Setup {
+    setup_with(config, keys, EngineConfig::new(understudy_testkit::local_worker(), &[]))
+}
+
+fn setup_with(config: &Config, keys: &dyn Keys, engine: EngineConfig) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let env = Env::from_pairs([
         ("UNDERSTUDY_DATA_DIR", dir.path().join("data").display().to_string()),
@@ -41,7 +45,7 @@ fn setup(config: &Config, keys: &dyn Keys) -> Setup {
     ]);
     let paths = Paths::resolve(&env).unwrap();
     let db = dir.path().join("u.db");
-    let router = Router::new(Chain::build(config, &paths, keys), Engine::new(EngineConfig::new(understudy_testkit::local_worker(), &[])));
+    let router = Router::new(Chain::build(config, &paths, keys), Engine::new(engine));
     Setup { conversations: Conversations::new(Store::open(&db).unwrap(), router), db, _dir: dir }
 }
 
@@ -285,6 +289,29 @@ async fn an_offline_answer_records_how_many_older_messages_it_left_out() {
     assert!(left_out >= 2, "{left_out}");
     let stored = s.conversations.messages(c.id).unwrap();
     assert_eq!(stored.last().unwrap().left_out, Some(left_out), "kept in the store for the window");
+}
+
+/// A reasoning model's thinking streams to the window apart from the answer and is not stored
+/// with it (a stand-in worker answers as a reasoning model's worker does).
+#[tokio::test]
+async fn thinking_streams_to_the_window_but_is_not_stored_with_the_answer() {
+    let script = r#"read l; echo '{"type":"loaded","path":"m","architecture":"qwen3","load_ms":1,"context":512,"threads":1,"template":"model (jinja)"}'
+while read l; do
+  id=$(echo "$l" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+  echo "{\"type\":\"reasoning\",\"id\":\"$id\",\"text\":\"They said hello.\"}"
+  echo "{\"type\":\"token\",\"id\":\"$id\",\"text\":\"Hi!\"}"
+  echo "{\"type\":\"done\",\"id\":\"$id\",\"finish_reason\":\"stop\",\"usage\":{\"prompt_tokens\":9,\"prompt_evaluated\":9,\"prompt_reused\":0,\"completion_tokens\":5,\"dropped_messages\":0,\"prompt_ms\":1,\"generation_ms\":1}}"
+done"#;
+    let config = config("http://127.0.0.1:9/v1", Mode::LocalOnly, Some(understudy_testkit::tiny_gguf()));
+    let s = setup_with(&config, &key(), EngineConfig::new("bash", &["-c", script]));
+    let c = s.conversations.create().unwrap();
+    let (events, sink) = recorder();
+    let answer = s.conversations.send(c.id, "hello", sink).await.unwrap();
+    assert_eq!((answer.status, answer.content.as_str()), (Status::Complete, "Hi!"), "{:?}", answer.error);
+    let events = events.lock().unwrap();
+    assert!(events.iter().any(|e| matches!(e, TurnEvent::Reasoning { text } if text == "They said hello.")), "{events:?}");
+    assert_eq!(streamed_text(&events), "Hi!");
+    assert_eq!(s.conversations.messages(c.id).unwrap().last().unwrap().content, "Hi!");
 }
 
 #[tokio::test]

@@ -49,6 +49,7 @@ export type TurnEvent =
   | { type: "user_message"; message: Message }
   | { type: "answer_started"; message_id: number; provider: string; label: string; model: string; failover: string | null }
   | { type: "token"; text: string }
+  | { type: "reasoning"; text: string }
   | { type: "switched"; provider: string; label: string; model: string; reason: string }
   | { type: "finished"; message: Message };
 

@@ -20,6 +20,21 @@ describe("an offline answer to a conversation longer than its context", () => {
   });
 });
 
+describe("a reasoning model answering", () => {
+  it("shows its thinking collapsed apart from the answer", () => {
+    const live = { conversationId: 1, messageId: 3, provider: "local", label: "Local model", model: "qwen3-1.7b", failover: null, text: "", reasoning: "The user greets me.", switched: null };
+    const { getByTestId, rerender } = render(MessageArea, { messages: [], live });
+    const details = getByTestId("live-reasoning");
+    expect(details).not.toHaveAttribute("open");
+    expect(details.querySelector("summary")).toHaveTextContent("Thinking…");
+    expect(details).toHaveTextContent("The user greets me.");
+    expect(getByTestId("live-text")).not.toHaveTextContent("The user greets me.");
+    rerender({ messages: [], live: { ...live, text: "Hello!" } });
+    expect(getByTestId("live-reasoning").querySelector("summary")).toHaveTextContent("Thought");
+    expect(getByTestId("live-text")).toHaveTextContent("Hello!");
+  });
+});
+
 describe("an outage with no offline model", () => {
   it("says so and offers the model library", async () => {
     const onmodels = vi.fn();

@@ -13,6 +13,8 @@ export interface Live {
   model: string | null;
   failover: string | null;
   text: string;
+  /** A reasoning model's thinking so far (shown collapsed; not part of the stored answer). */
+  reasoning: string;
   /** Set when the answer switched provider mid-stream: where, to whom, why. */
   switched: { at: number; label: string; model: string; reason: string } | null;
 }
@@ -89,10 +91,13 @@ export class Chat {
           }
           break;
         case "answer_started":
-          this.live = { conversationId, messageId: e.message_id, provider: e.provider, label: e.label, model: e.model, failover: e.failover, text: "", switched: null };
+          this.live = { conversationId, messageId: e.message_id, provider: e.provider, label: e.label, model: e.model, failover: e.failover, text: "", reasoning: "", switched: null };
           break;
         case "token":
           if (this.live) this.live.text += e.text;
+          break;
+        case "reasoning":
+          if (this.live) this.live.reasoning += e.text;
           break;
         case "switched":
           if (this.live) this.live.switched = { at: [...this.live.text].length, label: e.label, model: e.model, reason: e.reason };
@@ -108,7 +113,7 @@ export class Chat {
   /** Runs a turn; the list moves the conversation to the top and takes its new title. */
   private async turn(conversationId: number, run: (onEvent: (e: TurnEvent) => void) => Promise<Message>): Promise<void> {
     this.problem = "";
-    this.live = { conversationId, messageId: null, provider: null, label: null, model: null, failover: null, text: "", switched: null };
+    this.live = { conversationId, messageId: null, provider: null, label: null, model: null, failover: null, text: "", reasoning: "", switched: null };
     try {
       await run(this.onEvent(conversationId));
     } catch (e) {
