@@ -8,6 +8,7 @@ use eventsource_stream::{Event as SseEvent, EventStreamError, Eventsource};
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::error::{Error, ErrorKind};
 
@@ -88,6 +89,13 @@ pub enum StreamEvent {
     Finish { reason: String },
     /// Token counts (with `stream_options.include_usage`).
     Usage(Usage),
+    /// Output that is not text — a tool-call, refusal or audio delta: the answer has begun
+    /// (it counts as a first token) though there is no text to append. `tool_call` when it
+    /// is part of a tool call, which can never be continued by another model.
+    Part { model: String, tool_call: bool },
+    /// The upstream's chunk as it came (only from [`Client::chat_stream_body`]), given before
+    /// the events it means; the gateway passes it on unchanged.
+    Chunk(Value),
     /// `[DONE]`: the answer is complete.
     Done,
 }
@@ -227,8 +235,28 @@ impl Client {
             "model": req.model, "messages": req.messages, "max_tokens": req.max_tokens, "temperature": req.temperature,
             "stream": true, "stream_options": { "include_usage": true },
         });
+        self.open_stream(&body, false).await
+    }
+
+    /// A streamed answer to a body written elsewhere (a gateway client's), sent as it is except
+    /// for `stream: true` and `stream_options.include_usage: true` (the failover watches the
+    /// stream and counts tokens; other `stream_options` stay). Each chunk also comes back raw
+    /// ([`StreamEvent::Chunk`]) before what it means.
+    pub async fn chat_stream_body(&self, mut body: Map<String, Value>) -> Result<ChatStream, Error> {
+        body.insert("stream".into(), Value::Bool(true));
+        let options = body.entry("stream_options").or_insert_with(|| Value::Object(Map::new()));
+        if !options.is_object() {
+            *options = Value::Object(Map::new());
+        }
+        if let Value::Object(o) = options {
+            o.insert("include_usage".into(), Value::Bool(true));
+        }
+        self.open_stream(&Value::Object(body), true).await
+    }
+
+    async fn open_stream(&self, body: &Value, raw: bool) -> Result<ChatStream, Error> {
         let response =
-            self.send(self.request(reqwest::Method::POST, "chat/completions").json(&body), self.config.first_token_timeout, ErrorKind::FirstToken).await?;
+            self.send(self.request(reqwest::Method::POST, "chat/completions").json(body), self.config.first_token_timeout, ErrorKind::FirstToken).await?;
         let request_id = header(&response, "x-request-id");
         Ok(ChatStream {
             events: response.bytes_stream().eventsource().boxed(),
@@ -236,7 +264,8 @@ impl Client {
             request_id,
             got_first: false,
             finished: false,
-            pending_finish: None,
+            pending: std::collections::VecDeque::new(),
+            raw,
         })
     }
 }
@@ -248,8 +277,11 @@ pub struct ChatStream {
     pub request_id: Option<String>,
     got_first: bool,
     finished: bool,
-    /// A finish reason that came in the same chunk as the last text, reported next.
-    pending_finish: Option<String>,
+    /// Events of a chunk already read, reported next (a chunk may carry the last text and the
+    /// finish reason together; a raw chunk comes before what it means).
+    pending: std::collections::VecDeque<StreamEvent>,
+    /// Give each chunk back raw as well.
+    raw: bool,
 }
 
 impl std::fmt::Debug for ChatStream {
@@ -272,8 +304,8 @@ impl ChatStream {
     }
 
     async fn step(&mut self) -> Result<StreamEvent, Error> {
-        if let Some(reason) = self.pending_finish.take() {
-            return Ok(StreamEvent::Finish { reason });
+        if let Some(e) = self.pending.pop_front() {
+            return Ok(e);
         }
         let provider = self.client.config.provider.clone();
         loop {
@@ -297,28 +329,40 @@ impl ChatStream {
             if data == "[DONE]" {
                 return Ok(StreamEvent::Done);
             }
-            match decode_chunk(data) {
-                Ok(Decoded::Skip) => continue,
-                Ok(Decoded::Usage(usage)) => {
-                    self.got_first = true;
-                    return Ok(StreamEvent::Usage(usage));
-                }
-                Ok(Decoded::Finish(reason)) => {
-                    self.got_first = true;
-                    return Ok(StreamEvent::Finish { reason });
-                }
-                Ok(Decoded::Delta { model, content, finish }) => {
-                    self.got_first = true;
-                    // A chunk may carry the last text and the finish reason together.
-                    self.pending_finish = finish;
-                    return Ok(StreamEvent::Delta { model, content });
-                }
+            let value: Value = match serde_json::from_str(data) {
+                Ok(v) => v,
+                Err(e) => return Err(self.with_id(Error::new(ErrorKind::Malformed, &provider, format!("chunk is not JSON: {e}")))),
+            };
+            let decoded = match decode_value(&value) {
+                Ok(d) => d,
                 Err(ChunkError::NotJson(e)) => return Err(self.with_id(Error::new(ErrorKind::Malformed, &provider, format!("chunk is not JSON: {e}")))),
                 Err(ChunkError::Upstream { code, message }) => {
                     let mut e = Error::new(ErrorKind::StreamError, &provider, self.client.scrub(message));
                     e.code = code;
                     return Err(self.with_id(e));
                 }
+            };
+            if !matches!(decoded, Decoded::Skip) {
+                self.got_first = true;
+            }
+            match decoded {
+                Decoded::Skip => {}
+                Decoded::Usage(usage) => self.pending.push_back(StreamEvent::Usage(usage)),
+                Decoded::Finish(reason) => self.pending.push_back(StreamEvent::Finish { reason }),
+                Decoded::Part { model, tool_call, finish } => {
+                    self.pending.push_back(StreamEvent::Part { model, tool_call });
+                    self.pending.extend(finish.map(|reason| StreamEvent::Finish { reason }));
+                }
+                Decoded::Delta { model, content, finish } => {
+                    self.pending.push_back(StreamEvent::Delta { model, content });
+                    self.pending.extend(finish.map(|reason| StreamEvent::Finish { reason }));
+                }
+            }
+            if self.raw {
+                return Ok(StreamEvent::Chunk(value));
+            }
+            if let Some(e) = self.pending.pop_front() {
+                return Ok(e);
             }
         }
     }
@@ -335,6 +379,13 @@ pub enum Decoded {
     Delta {
         model: String,
         content: String,
+        finish: Option<String>,
+    },
+    /// A delta with output other than text (a tool call, a refusal, audio): an answer, not
+    /// an empty chunk.
+    Part {
+        model: String,
+        tool_call: bool,
         finish: Option<String>,
     },
     Finish(String),
@@ -356,7 +407,13 @@ pub enum ChunkError {
 
 /// Decodes one chunk of a chat completion stream. Pure, so it can be fuzzed (fuzz/).
 pub fn decode_chunk(data: &str) -> Result<Decoded, ChunkError> {
-    let chunk: Chunk = serde_json::from_str(data).map_err(|e| ChunkError::NotJson(e.to_string()))?;
+    let value: Value = serde_json::from_str(data).map_err(|e| ChunkError::NotJson(e.to_string()))?;
+    decode_value(&value)
+}
+
+/// [`decode_chunk`] of a chunk already parsed.
+pub fn decode_value(value: &Value) -> Result<Decoded, ChunkError> {
+    let chunk = Chunk::deserialize(value).map_err(|e| ChunkError::NotJson(e.to_string()))?;
     if let Some(err) = chunk.error {
         return Err(ChunkError::Upstream { code: err.code.or(err.r#type), message: err.message.unwrap_or_else(|| "error in stream".into()) });
     }
@@ -364,8 +421,13 @@ pub fn decode_chunk(data: &str) -> Result<Decoded, ChunkError> {
         return Ok(Decoded::Usage(usage));
     }
     let Some(choice) = chunk.choices.into_iter().next() else { return Ok(Decoded::Skip) };
-    Ok(match (choice.delta.and_then(|d| d.content).filter(|c| !c.is_empty()), choice.finish_reason) {
+    let delta = choice.delta.unwrap_or_default();
+    let tool_call = delta.tool_calls.as_ref().is_some_and(|t| !t.is_null()) || delta.function_call.as_ref().is_some_and(|f| !f.is_null());
+    let other =
+        tool_call || delta.refusal.as_ref().is_some_and(|r| !r.is_null() && r.as_str() != Some("")) || delta.audio.as_ref().is_some_and(|a| !a.is_null());
+    Ok(match (delta.content.filter(|c| !c.is_empty()), choice.finish_reason) {
         (Some(content), finish) => Decoded::Delta { model: chunk.model.unwrap_or_default(), content, finish },
+        (None, finish) if other => Decoded::Part { model: chunk.model.unwrap_or_default(), tool_call, finish },
         (None, Some(reason)) => Decoded::Finish(reason),
         (None, None) => Decoded::Skip,
     })
@@ -391,10 +453,18 @@ struct ChunkChoice {
     finish_reason: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct Delta {
     #[serde(default)]
     content: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Value>,
+    #[serde(default)]
+    function_call: Option<Value>,
+    #[serde(default)]
+    refusal: Option<Value>,
+    #[serde(default)]
+    audio: Option<Value>,
 }
 
 #[derive(Deserialize)]

@@ -6,5 +6,7 @@
 mod client;
 mod error;
 
-pub use client::{decode_chunk, ChatMessage, ChatRequest, ChatResponse, ChatStream, ChunkError, Client, ClientConfig, Decoded, ModelInfo, StreamEvent, Usage};
+pub use client::{
+    decode_chunk, decode_value, ChatMessage, ChatRequest, ChatResponse, ChatStream, ChunkError, Client, ClientConfig, Decoded, ModelInfo, StreamEvent, Usage,
+};
 pub use error::{classify, Error, ErrorKind, FailureClass};

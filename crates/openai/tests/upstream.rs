@@ -44,6 +44,7 @@ async fn stream(c: &Client) -> Result<(String, Option<String>, bool), understudy
             StreamEvent::Finish { reason } => finish = Some(reason),
             StreamEvent::Usage(u) => usage = u.completion_tokens > 0,
             StreamEvent::Done => return Ok((text, finish, usage)),
+            StreamEvent::Part { .. } | StreamEvent::Chunk(_) => panic!("a text answer has no parts and chat_stream no raw chunks"),
         }
     }
     unreachable!("a stream ends with Done or an error")
@@ -224,4 +225,44 @@ fn chunk_decoding_handles_the_fuzz_corpus_and_real_chunks() {
     assert_eq!(decode_chunk(r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#), Ok(Decoded::Skip));
     assert!(matches!(decode_chunk(r#"{"error":{"message":"overloaded","code":"x"}}"#), Err(ChunkError::Upstream { code: Some(c), .. }) if c == "x"));
     assert!(matches!(decode_chunk("{nope"), Err(ChunkError::NotJson(_))));
+    // A tool call or a refusal is an answer, not an empty chunk (a tool-call-only stream must
+    // not look like "no first token").
+    let call = r#"{"model":"m","choices":[{"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":""}}]}}]}"#;
+    assert_eq!(decode_chunk(call), Ok(Decoded::Part { model: "m".into(), tool_call: true, finish: None }));
+    let refusal = r#"{"model":"m","choices":[{"delta":{"refusal":"I can't"},"finish_reason":"stop"}]}"#;
+    assert_eq!(decode_chunk(refusal), Ok(Decoded::Part { model: "m".into(), tool_call: false, finish: Some("stop".into()) }));
+    assert_eq!(decode_chunk(r#"{"choices":[{"delta":{"content":"","refusal":null}}]}"#), Ok(Decoded::Skip));
+}
+
+/// A gateway client's body goes upstream as it is (every field, unknown ones too) except for
+/// `stream` and `stream_options.include_usage`; each chunk comes back raw before its meaning.
+#[tokio::test]
+async fn a_raw_body_goes_upstream_unchanged_and_chunks_come_back_raw() {
+    let mock = Llmock::start(&[]);
+    let c = client(&mock.base_url());
+    let body = serde_json::json!({
+        "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": "What is the weather in Paris?" }],
+        "temperature": 0.2, "seed": 7, "stream_options": { "include_obfuscation": false }, "future_field": { "x": [1, 2] },
+        "tools": [{ "type": "function", "function": { "name": "get_weather", "parameters": { "type": "object", "properties": { "city": { "type": "string" } }, "required": ["city"] } } }],
+    });
+    let mut s = c.chat_stream_body(body.as_object().unwrap().clone()).await.unwrap();
+    let (mut raw, mut parts, mut finish) = (0, 0, None);
+    while let Some(ev) = s.next().await {
+        match ev.unwrap() {
+            StreamEvent::Chunk(v) => raw += usize::from(v["object"] == "chat.completion.chunk"),
+            StreamEvent::Part { tool_call, .. } => parts += usize::from(tool_call),
+            StreamEvent::Finish { reason } => finish = Some(reason),
+            StreamEvent::Done => break,
+            _ => {}
+        }
+    }
+    assert!(raw >= 3 && parts >= 2, "raw {raw}, tool-call parts {parts}");
+    assert_eq!(finish.as_deref(), Some("tool_calls"));
+    let v: serde_json::Value = reqwest::get(mock.admin_url("requests")).await.unwrap().json().await.unwrap();
+    let list = v.get("requests").unwrap_or(&v).as_array().unwrap().clone();
+    let sent = &list.last().unwrap()["body"];
+    let mut expected = body.clone();
+    expected["stream"] = true.into();
+    expected["stream_options"]["include_usage"] = true.into();
+    assert_eq!(sent, &expected);
 }
