@@ -14,7 +14,7 @@ use understudy_local::{Engine, Event, Message, SamplingParams, Usage};
 
 async fn engine() -> Engine {
     let e = Engine::new(EngineConfig::new(env!("CARGO_BIN_EXE_understudy-local-worker"), &[]));
-    let loaded = e.load(&understudy_testkit::smollm2_gguf(), 2048, 0).await.unwrap();
+    let loaded = e.load(&understudy_testkit::smollm2_gguf(), 2048, 0).await.expect("SmolLM2 loads");
     assert_eq!(loaded.template, "model (jinja)", "SmolLM2's own template, rendered as transformers does");
     e
 }
@@ -24,7 +24,7 @@ fn greedy() -> SamplingParams {
 }
 
 async fn answer(e: &Engine, messages: &[Message]) -> (String, Usage) {
-    let mut g = e.generate(messages.to_vec(), greedy(), None).await.unwrap();
+    let mut g = e.generate(messages.to_vec(), greedy(), None).await.expect("generation starts");
     let mut text = String::new();
     while let Some(ev) = g.next().await {
         match ev {
