@@ -38,7 +38,7 @@ async fn answers_with_max_tokens_and_reports_usage() {
     let e = engine();
     let loaded = e.load(&understudy_testkit::tiny_gguf(), 512, 1).await.unwrap();
     assert_eq!(loaded.architecture, "llama");
-    assert_eq!(loaded.template, "model (llama.cpp)");
+    assert_eq!(loaded.template, "model (jinja)");
     let (text, finish, usage) = answer(&e, user("hello there"), params(12), None).await.unwrap();
     assert_eq!(finish, FinishReason::Length);
     assert_eq!(usage.completion_tokens, 12);
