@@ -132,8 +132,8 @@ impl ThinkSplit {
             match self.phase {
                 Phase::Start => {
                     let body = self.held.trim_start();
-                    if body.starts_with(OPEN) {
-                        self.held = body[OPEN.len()..].to_string();
+                    if let Some(rest) = body.strip_prefix(OPEN) {
+                        self.held = rest.to_string();
                         self.phase = Phase::Thinking;
                     } else if body.is_empty() || OPEN.starts_with(body) {
                         return (reasoning, answer); // whitespace or a tag still arriving
@@ -202,7 +202,9 @@ mod tests {
     fn thinking_is_split_from_the_answer() {
         let qwen = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
         let r1 = "<｜User｜>Hi<｜Assistant｜><think>\n";
-        let cases: &[(&str, &str, bool, &[&str], (&str, &str))] = &[
+        // (name, prompt, continuation, pieces, (reasoning, answer))
+        type Case<'a> = (&'a str, &'a str, bool, &'a [&'a str], (&'a str, &'a str));
+        let cases: &[Case] = &[
             ("a plain answer", qwen, false, &["Hello", " there."], ("", "Hello there.")),
             ("qwen3: a think block first", qwen, false, &["<think>\nThe user greets.\n</think>\n\nHello!"], ("\nThe user greets.\n", "Hello!")),
             ("tags split across pieces", qwen, false, &["\n<thi", "nk>plan", " more</th", "ink>", "\n\nDone."], ("plan more", "Done.")),
