@@ -204,7 +204,7 @@ mod tests {
         let r1 = "<｜User｜>Hi<｜Assistant｜><think>\n";
         // (name, prompt, continuation, pieces, (reasoning, answer))
         type Case<'a> = (&'a str, &'a str, bool, &'a [&'a str], (&'a str, &'a str));
-        let cases: &[Case] = &[
+        let cases: &[Case<'_>] = &[
             ("a plain answer", qwen, false, &["Hello", " there."], ("", "Hello there.")),
             ("qwen3: a think block first", qwen, false, &["<think>\nThe user greets.\n</think>\n\nHello!"], ("\nThe user greets.\n", "Hello!")),
             ("tags split across pieces", qwen, false, &["\n<thi", "nk>plan", " more</th", "ink>", "\n\nDone."], ("plan more", "Done.")),
