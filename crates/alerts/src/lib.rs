@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 pub mod icon;
+pub mod window;
 
 use serde::Serialize;
 use understudy_core::config::Mode;

@@ -167,11 +167,15 @@ impl Default for NotificationsConfig {
 pub struct TrayConfig {
     #[serde(with = "humantime_serde")]
     pub hold: Duration,
+    /// How long the closed window's web view is kept before it is released (and rebuilt when
+    /// the window is opened again): a quick reopen stays instant, a day in the tray stays light.
+    #[serde(with = "humantime_serde")]
+    pub release_after: Duration,
 }
 
 impl Default for TrayConfig {
     fn default() -> Self {
-        TrayConfig { hold: Duration::from_secs(60) }
+        TrayConfig { hold: Duration::from_secs(60), release_after: Duration::from_secs(30) }
     }
 }
 
@@ -356,6 +360,7 @@ impl RawConfig {
             ("notifications.recovery_after", n.recovery_after, MAX_INTERVAL, "24h"),
             ("notifications.reopen_window", n.reopen_window, MAX_INTERVAL, "24h"),
             ("tray.hold", t.hold, MAX_INTERVAL, "24h"),
+            ("tray.release_after", t.release_after, MAX_INTERVAL, "24h"),
         ] {
             if d > max {
                 return Err(doc.error_at(root, key, &format!("must be at most {words}")));
@@ -623,6 +628,7 @@ mod tests {
         assert_eq!(c.failover.open_for_max, Duration::from_secs(300));
         assert_eq!(c.notifications.recovery_after, Duration::from_secs(120));
         assert_eq!(c.tray.hold, Duration::from_secs(60));
+        assert_eq!(c.tray.release_after, Duration::from_secs(30));
         assert_eq!(c.local.context, 4096);
         assert_eq!(c.local.prewarm, Prewarm::OnDegraded);
     }
@@ -717,6 +723,7 @@ require_token = false
         check_err("[failover]\nstall_timeout = \"2h\"\n", 2, "failover.stall_timeout", "at most 1h");
         check_err("[notifications]\nreopen_window = \"100y\"\n", 2, "notifications.reopen_window", "at most 24h");
         check_err("[tray]\nhold = \"9999999999999s\"\n", 2, "tray.hold", "at most 24h");
+        check_err("[tray]\nrelease_after = \"25h\"\n", 2, "tray.release_after", "at most 24h");
         check_err("[local]\ncontext = 16\n", 2, "local.context", "between 256");
         check_err("[failover]\nstatus_page = \"status.openai.com\"\n", 2, "failover.status_page", "http(s) URL");
         check_err("[gateway]\nlisten = \"0.0.0.0:8321\"\n", 2, "gateway.listen", "loopback");
