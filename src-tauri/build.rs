@@ -1,5 +1,5 @@
 /// Every command of src-tauri/src/commands.rs; capabilities/main.json grants them to the window.
-const COMMANDS: [&str; 32] = [
+const COMMANDS: [&str; 34] = [
     "app_info",
     "save_api_key",
     "get_settings",
@@ -32,6 +32,8 @@ const COMMANDS: [&str; 32] = [
     "models_remove",
     "models_choose",
     "open_link",
+    "ui_state_save",
+    "ui_state_load",
 ];
 
 fn main() {

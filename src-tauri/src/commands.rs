@@ -230,3 +230,15 @@ pub fn open_link(app: tauri::AppHandle, url: String) -> Res<()> {
     }
     app.opener().open_url(url.trim(), None::<&str>).map_err(|e| IpcError::new("link", e))
 }
+
+/// The window's own snapshot (open conversation, scroll, draft), kept while its web view is
+/// released; `ui_state_load` also hands over a page a notification asked for.
+#[tauri::command]
+pub fn ui_state_save(shell: State<'_, crate::window::Shell>, state: String) -> Res<()> {
+    shell.save_ui_state(state)
+}
+
+#[tauri::command]
+pub fn ui_state_load(shell: State<'_, crate::window::Shell>) -> crate::window::UiState {
+    shell.ui_state()
+}

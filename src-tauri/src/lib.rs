@@ -7,6 +7,7 @@ mod navigation;
 mod notifier;
 mod setup;
 mod tray;
+mod window;
 
 pub use error::IpcError;
 
@@ -24,6 +25,7 @@ pub fn run() -> anyhow::Result<()> {
     }
     let config = understudy_core::config::load(&setup.env, &setup.paths).config;
     let hold = config.tray.hold;
+    let release_after = config.tray.release_after;
     let notifications = understudy_alerts::NotifierConfig {
         enabled: config.notifications.enabled,
         recovery_after: config.notifications.recovery_after,
@@ -33,12 +35,15 @@ pub fn run() -> anyhow::Result<()> {
     let hide_at_start = autostarted && setup.start_minimized();
     tauri::Builder::default()
         // First: a second launch focuses the running window instead of starting another app.
-        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| tray::show_window(app)))
+        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
+            window::show(app);
+        }))
         // The window stays on the app's own pages, whatever an answer holds.
         .plugin(navigation::guard())
         .plugin(tauri_plugin_autostart::init(tauri_plugin_autostart::MacosLauncher::LaunchAgent, Some(vec![AUTOSTART_ARG])))
         .plugin(tauri_plugin_opener::init())
         .manage(setup)
+        .manage(window::Shell::new(release_after))
         .invoke_handler(tauri::generate_handler![
             commands::app_info,
             commands::save_api_key,
@@ -72,6 +77,8 @@ pub fn run() -> anyhow::Result<()> {
             commands::models_remove,
             commands::models_choose,
             commands::open_link,
+            commands::ui_state_save,
+            commands::ui_state_load,
         ])
         .setup(move |app| {
             tracing::info!("setting up the window, tray and notifier");
@@ -82,19 +89,24 @@ pub fn run() -> anyhow::Result<()> {
             tray::create(app.handle(), hold)?;
             notifier::start(app.handle(), notifications);
             if hide_at_start {
-                if let Some(w) = tauri::Manager::get_webview_window(app, "main") {
-                    let _ = w.hide();
-                }
+                window::hide(app.handle());
             }
             Ok(())
         })
-        // Closing the window hides it to the tray; Quit is in the tray menu.
-        .on_window_event(|window, event| {
+        // Closing the window hides it to the tray (its web view goes later); Quit is in the tray menu.
+        .on_window_event(|w, event| {
             if let tauri::WindowEvent::CloseRequested { api, .. } = event {
                 api.prevent_close();
-                let _ = window.hide();
+                window::hide(tauri::Manager::app_handle(w));
             }
         })
-        .run(tauri::generate_context!())
-        .map_err(|e| anyhow::anyhow!("the desktop app failed: {e}"))
+        .build(tauri::generate_context!())
+        .map_err(|e| anyhow::anyhow!("the desktop app failed: {e}"))?
+        .run(|_, event| {
+            // A released window is no reason to exit: the tray lives on until Quit (which exits with a code).
+            if let tauri::RunEvent::ExitRequested { api, code: None, .. } = event {
+                api.prevent_exit();
+            }
+        });
+    Ok(())
 }

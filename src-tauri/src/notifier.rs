@@ -11,7 +11,7 @@ use understudy_alerts::{Notifier, NotifierConfig, Slot};
 use crate::setup::Setup;
 
 /// The event that tells the window which page to show (payload: `Page::name`); ui/src/api/app.ts.
-const OPEN_PAGE: &str = "open-page";
+pub const OPEN_PAGE: &str = "open-page";
 
 pub fn start(app: &AppHandle, cfg: NotifierConfig) {
     let setup = app.state::<Setup>();
@@ -55,9 +55,11 @@ pub fn start(app: &AppHandle, cfg: NotifierConfig) {
                                 if action == "__closed" {
                                     return;
                                 }
-                                crate::tray::show_window(&app);
-                                if let Some(page) = opens {
-                                    let _ = tauri::Emitter::emit_to(&app, "main", OPEN_PAGE, page.name());
+                                match opens {
+                                    Some(page) => crate::window::show_page(&app, page.name()),
+                                    None => {
+                                        crate::window::show(&app);
+                                    }
                                 }
                             })
                         });

@@ -28,24 +28,6 @@ pub fn clock(unix_ms: u64) -> String {
     }
 }
 
-pub fn show_window(app: &AppHandle) {
-    if let Some(w) = app.get_webview_window("main") {
-        let _ = w.show();
-        let _ = w.unminimize();
-        let _ = w.set_focus();
-    }
-}
-
-fn toggle_window(app: &AppHandle) {
-    if let Some(w) = app.get_webview_window("main") {
-        if w.is_visible().unwrap_or(false) {
-            let _ = w.hide();
-        } else {
-            show_window(app);
-        }
-    }
-}
-
 pub fn create(app: &AppHandle, hold: Duration) -> tauri::Result<()> {
     let status = MenuItem::with_id(app, "status", "Checking OpenAI…", false, None::<&str>)?;
     let modes = [
@@ -74,7 +56,7 @@ pub fn create(app: &AppHandle, hold: Duration) -> tauri::Result<()> {
         .show_menu_on_left_click(false)
         .on_tray_icon_event(|tray, event| {
             if let TrayIconEvent::Click { button: MouseButton::Left, button_state: MouseButtonState::Up, .. } = event {
-                toggle_window(tray.app_handle());
+                crate::window::toggle(tray.app_handle());
             }
         })
         .on_menu_event(on_menu)
@@ -114,7 +96,9 @@ pub fn create(app: &AppHandle, hold: Duration) -> tauri::Result<()> {
 fn on_menu(app: &AppHandle<Wry>, event: tauri::menu::MenuEvent) {
     let setup = app.state::<Setup>();
     match event.id().as_ref() {
-        "open" => show_window(app),
+        "open" => {
+            crate::window::show(app);
+        }
         "quit" => {
             // Let go of the single-instance name first: a launch during the teardown below
             // would otherwise hand over to this exiting app and quit too.

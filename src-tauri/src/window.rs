@@ -1,0 +1,133 @@
+//! The main window's life: closed to the tray it is hidden, and after `[tray] release_after`
+//! hidden its web view is destroyed (WebKit's processes exit); opening it again rebuilds it from
+//! tauri.conf.json's window entry (same label, so the same capability). When to release is
+//! `alerts::window::Release`'s call; what the page showed lives here meanwhile (`ui_state_*`).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tauri::{AppHandle, Manager};
+use understudy_alerts::window::{Release, Step};
+
+pub const MAIN: &str = "main";
+
+/// The largest UI snapshot kept (a draft is typed by hand; anything bigger is refused).
+pub const MAX_UI_STATE: usize = 256 * 1024;
+
+#[derive(Debug)]
+pub struct Shell {
+    release: Mutex<Release>,
+    start: tokio::time::Instant,
+    /// The page's own snapshot (open conversation, scroll, draft), JSON written by the UI.
+    ui_state: Mutex<Option<String>>,
+    /// A page the rebuilt window should open (a notification's button), taken once.
+    page: Mutex<Option<String>>,
+}
+
+impl Shell {
+    pub fn new(grace: Duration) -> Self {
+        Shell { release: Mutex::new(Release::new(grace)), start: tokio::time::Instant::now(), ui_state: Mutex::new(None), page: Mutex::new(None) }
+    }
+
+    pub fn save_ui_state(&self, state: String) -> Result<(), crate::IpcError> {
+        if state.len() > MAX_UI_STATE {
+            return Err(crate::IpcError::new("too_large", "the window's state is too large to keep"));
+        }
+        *self.ui_state.lock().unwrap_or_else(|e| e.into_inner()) = Some(state);
+        Ok(())
+    }
+
+    pub fn ui_state(&self) -> UiState {
+        UiState { state: self.ui_state.lock().unwrap_or_else(|e| e.into_inner()).clone(), page: self.page.lock().unwrap_or_else(|e| e.into_inner()).take() }
+    }
+}
+
+/// What a (re)built window starts from.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UiState {
+    pub state: Option<String>,
+    pub page: Option<String>,
+}
+
+/// Shows the window, rebuilding it if it was released. Returns whether it was rebuilt (then
+/// the page has not loaded yet: events sent now are lost).
+pub fn show(app: &AppHandle) -> bool {
+    let shell = app.state::<Shell>();
+    shell.release.lock().unwrap_or_else(|e| e.into_inner()).shown();
+    let (w, rebuilt) = match app.get_webview_window(MAIN) {
+        Some(w) => (w, false),
+        None => match rebuild(app) {
+            Ok(w) => (w, true),
+            Err(e) => {
+                tracing::error!("cannot open the window again: {e}");
+                return false;
+            }
+        },
+    };
+    let _ = w.show();
+    let _ = w.unminimize();
+    let _ = w.set_focus();
+    rebuilt
+}
+
+/// Shows the window on `page` (a notification's button), also when it has to be rebuilt.
+pub fn show_page(app: &AppHandle, page: &str) {
+    let shell = app.state::<Shell>();
+    *shell.page.lock().unwrap_or_else(|e| e.into_inner()) = Some(page.to_owned());
+    if !show(app) {
+        // The page is live: tell it now, and drop the note for a later rebuild.
+        shell.page.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let _ = tauri::Emitter::emit_to(app, MAIN, crate::notifier::OPEN_PAGE, page);
+    }
+}
+
+fn rebuild(app: &AppHandle) -> tauri::Result<tauri::WebviewWindow> {
+    let started = std::time::Instant::now();
+    let config = app.config().app.windows.iter().find(|w| w.label == MAIN).cloned().ok_or(tauri::Error::WindowNotFound)?;
+    let w = tauri::WebviewWindowBuilder::from_config(app, &config)?.build()?;
+    tracing::info!(elapsed = ?started.elapsed(), "window rebuilt");
+    Ok(w)
+}
+
+/// Hides the window to the tray; its web view goes after the grace period unless shown again.
+pub fn hide(app: &AppHandle) {
+    if let Some(w) = app.get_webview_window(MAIN) {
+        let _ = w.hide();
+    }
+    let shell = app.state::<Shell>();
+    let now = shell.start.elapsed();
+    shell.release.lock().unwrap_or_else(|e| e.into_inner()).hidden(now);
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        loop {
+            let step = {
+                let shell = app.state::<Shell>();
+                let now = shell.start.elapsed();
+                let step = shell.release.lock().unwrap_or_else(|e| e.into_inner()).check(now);
+                step
+            };
+            match step {
+                Step::Keep => return,
+                Step::Wait(d) => tokio::time::sleep(d).await,
+                Step::Release => {
+                    if let Some(w) = app.get_webview_window(MAIN) {
+                        if !w.is_visible().unwrap_or(true) {
+                            tracing::info!("releasing the hidden window's web view");
+                            let _ = w.destroy();
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+    });
+}
+
+pub fn toggle(app: &AppHandle) {
+    match app.get_webview_window(MAIN) {
+        Some(w) if w.is_visible().unwrap_or(false) => hide(app),
+        _ => {
+            show(app);
+        }
+    }
+}
