@@ -17,6 +17,7 @@ const saveApiKey = vi.fn();
 vi.mock("./api/settings", () => ({ saveApiKey: (k: string) => saveApiKey(k), getSettings: () => new Promise(() => {}), getDesktopPrefs: () => new Promise(() => {}) }));
 vi.mock("./api/chat", () => ({ listConversations: async () => [] }));
 vi.mock("./api/health", () => ({ watchHealth: async () => {} }));
+vi.mock("./api/ui-state", () => ({ loadUiState: async () => ({ state: null, page: null }), saveUiState: async () => {} }));
 
 const info = appInfo;
 

@@ -47,10 +47,13 @@ export class Chat {
   readonly active = $derived(this.conversations.find((c) => c.id === this.activeId) ?? null);
   readonly busy = $derived(this.live !== null && this.live.conversationId === this.activeId);
 
-  async load(): Promise<void> {
+  /** Lists the conversations and opens `prefer` (the one open before the window was released)
+   * if it still exists, else the newest. */
+  async load(prefer: number | null = null): Promise<void> {
     try {
       this.conversations = await api.listConversations();
-      if (this.activeId === null && this.conversations.length > 0) await this.open(this.conversations[0].id);
+      const again = this.conversations.find((c) => c.id === prefer);
+      if (this.activeId === null && (again || this.conversations.length > 0)) await this.open((again ?? this.conversations[0]).id);
     } catch (e) {
       this.problem = `Could not load your conversations: ${words(e)}`;
     }
