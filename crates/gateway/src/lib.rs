@@ -26,8 +26,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
 use serde_json::{json, Value};
-use understudy_router::chain::LocalModel;
-use understudy_router::{Answer, ChatError, ChatRequest, Event, Router, Turn};
+use understudy_router::chain::{Chain, LocalModel};
+use understudy_router::{Answer, ChatError, ChatRequest, Event, Router, Sampling, Turn};
+
+mod assemble;
+use assemble::Assembly;
 
 pub use guard::new_token;
 pub use listen::Limits;
@@ -160,11 +163,26 @@ fn now_s() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Message content as text: a string, or the text parts of a content array.
-fn text_of(content: &Value) -> Option<String> {
+/// Message content as the offline model reads it: a string, or the text parts of a content
+/// array. A part it cannot read (an image, audio, a file) is a reason to refuse, never dropped.
+fn text_of(content: &Value, i: usize, refusals: &mut Vec<String>) -> Option<String> {
     match content {
         Value::String(s) => Some(s.clone()),
-        Value::Array(parts) => Some(parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("")),
+        Value::Array(parts) => {
+            let mut text = String::new();
+            for part in parts {
+                match part.get("type").and_then(Value::as_str) {
+                    Some("text") | None if part.get("text").is_some() => text.push_str(part.get("text").and_then(Value::as_str).unwrap_or_default()),
+                    Some("refusal") => text.push_str(part.get("refusal").and_then(Value::as_str).unwrap_or_default()),
+                    Some("image_url") => refusals.push(format!("messages[{i}] has an image, and the offline model reads text only")),
+                    Some("input_audio") => refusals.push(format!("messages[{i}] has audio, and the offline model reads text only")),
+                    Some("file") => refusals.push(format!("messages[{i}] has a file, and the offline model reads text only")),
+                    Some(other) => refusals.push(format!("messages[{i}] has a content part of type {other:?}, which it cannot read")),
+                    None => return None,
+                }
+            }
+            Some(text)
+        }
         Value::Null => Some(String::new()),
         _ => None,
     }
@@ -176,31 +194,132 @@ struct Parsed {
     include_usage: bool,
 }
 
+/// Request fields the offline model has no use for and may ignore without changing the answer
+/// a client gets: bookkeeping, hints, and what matters only with tools (refused anyway).
+const IGNORED_OFFLINE: &[&str] = &[
+    "user",
+    "store",
+    "metadata",
+    "service_tier",
+    "reasoning_effort",
+    "verbosity",
+    "prompt_cache_key",
+    "safety_identifier",
+    "prediction",
+    "tool_choice",
+    "parallel_tool_calls",
+    "function_call",
+    "top_logprobs",
+];
+
+/// Reads what the gateway and the offline model need; the body itself goes to the cloud
+/// provider unchanged (`ChatRequest::raw`). What the offline model cannot honour is collected
+/// into `offline_refusal`, so it is refused clearly rather than answered with it dropped.
 fn parse(body: &Bytes) -> Result<Parsed, Box<Response>> {
     let bad = |m: &str| Box::new(error(StatusCode::BAD_REQUEST, "invalid_request_error", None, m));
     let v: Value = serde_json::from_slice(body).map_err(|e| bad(&format!("The body is not valid JSON: {e}")))?;
-    let model = v.get("model").and_then(Value::as_str).ok_or_else(|| bad("`model` is required."))?.to_string();
-    let list = v.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty()).ok_or_else(|| bad("`messages` must be a non-empty array."))?;
+    let Value::Object(raw) = v else { return Err(bad("The body must be a JSON object.")) };
+    let model = raw.get("model").and_then(Value::as_str).ok_or_else(|| bad("`model` is required."))?.to_string();
+    let list = raw.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty()).ok_or_else(|| bad("`messages` must be a non-empty array."))?;
+    let mut refusals = Vec::new();
     let mut messages = Vec::with_capacity(list.len());
     for (i, m) in list.iter().enumerate() {
         let role = m.get("role").and_then(Value::as_str).ok_or_else(|| bad(&format!("messages[{i}].role is required.")))?;
-        let role = if role == "developer" { "system" } else { role };
-        if !matches!(role, "system" | "user" | "assistant") {
-            return Err(bad(&format!("messages[{i}].role {role:?} is not supported.")));
+        let role = match role {
+            "developer" | "system" => "system",
+            "user" | "assistant" => role,
+            "tool" | "function" => {
+                refusals.push(format!("messages[{i}] is a tool result, and the offline model is not given tools"));
+                role
+            }
+            _ => return Err(bad(&format!("messages[{i}].role {role:?} is not supported."))),
+        };
+        let has = |k: &str| m.get(k).is_some_and(|t| !t.is_null() && t.as_array().is_none_or(|a| !a.is_empty()));
+        if has("tool_calls") || has("function_call") {
+            refusals.push(format!("messages[{i}] has tool calls, and the offline model is not given tools"));
         }
-        let content =
-            text_of(m.get("content").unwrap_or(&Value::Null)).ok_or_else(|| bad(&format!("messages[{i}].content must be a string or an array of parts.")))?;
+        if has("audio") {
+            refusals.push(format!("messages[{i}] refers to audio, and the offline model reads text only"));
+        }
+        let content = text_of(m.get("content").unwrap_or(&Value::Null), i, &mut refusals)
+            .ok_or_else(|| bad(&format!("messages[{i}].content must be a string or an array of parts.")))?;
         messages.push(Turn::new(role, &content));
     }
-    let max_tokens = v.get("max_completion_tokens").or_else(|| v.get("max_tokens")).and_then(Value::as_u64).map(|n| n.min(u64::from(u32::MAX)) as u32);
+    let number = |k: &str| -> Result<Option<f64>, Box<Response>> {
+        match raw.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(n) => n.as_f64().map(Some).ok_or_else(|| bad(&format!("`{k}` must be a number."))),
+        }
+    };
+    let max_tokens = match (number("max_completion_tokens")?, number("max_tokens")?) {
+        (Some(n), _) | (None, Some(n)) => Some(n.clamp(0.0, f64::from(u32::MAX)) as u32),
+        (None, None) => None,
+    };
+    let stop = match raw.get("stop") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        Some(_) => return Err(bad("`stop` must be a string or an array of strings.")),
+    };
+    let sampling = Sampling {
+        temperature: number("temperature")?.map(|n| n as f32),
+        top_p: number("top_p")?.map(|n| n as f32),
+        min_p: number("min_p")?.map(|n| n as f32),
+        top_k: number("top_k")?.map(|n| n.clamp(0.0, f64::from(i32::MAX)) as i32),
+        // OpenAI's seed is an i64; the engine's a u32: the low 32 bits, so equal seeds agree.
+        seed: raw.get("seed").and_then(|s| s.as_i64().or_else(|| s.as_u64().map(|u| u as i64))).map(|s| s as u32),
+        stop,
+        presence_penalty: number("presence_penalty")?.map(|n| n as f32),
+        frequency_penalty: number("frequency_penalty")?.map(|n| n as f32),
+    };
+    let set = |k: &str| raw.get(k).is_some_and(|v| !v.is_null() && v != &Value::Bool(false) && v.as_array().is_none_or(|a| !a.is_empty()));
+    for (k, v) in &raw {
+        match k.as_str() {
+            "model"
+            | "messages"
+            | "stream"
+            | "stream_options"
+            | "max_tokens"
+            | "max_completion_tokens"
+            | "temperature"
+            | "top_p"
+            | "min_p"
+            | "top_k"
+            | "seed"
+            | "stop"
+            | "presence_penalty"
+            | "frequency_penalty" => {}
+            "n" if v.as_u64().is_none_or(|n| n > 1) && !v.is_null() => refusals.push("it asks for several answers (n > 1)".into()),
+            "tools" | "functions" if set(k) => refusals.push("it offers tools, and the offline model is not given tools".into()),
+            "response_format" => match v.get("type").and_then(Value::as_str) {
+                None | Some("text") => {}
+                Some("json_object") => refusals.push("it asks for JSON mode (response_format json_object), which the offline model cannot guarantee".into()),
+                Some("json_schema") => {
+                    refusals.push("it asks for structured outputs (response_format json_schema), which the offline model cannot guarantee".into())
+                }
+                Some(other) => refusals.push(format!("it asks for response_format {other:?}")),
+            },
+            "logprobs" if set(k) => refusals.push("it asks for logprobs, which the offline model does not report".into()),
+            "logit_bias" if v.as_object().is_some_and(|o| !o.is_empty()) => refusals.push("it sets logit_bias, whose token ids are OpenAI's".into()),
+            "modalities" if v.as_array().is_some_and(|a| a.iter().any(|m| m != "text")) => refusals.push("it asks for audio output".into()),
+            "audio" | "web_search_options" if set(k) => refusals.push(format!("it sets `{k}`, which the offline model cannot honour")),
+            _ if v.is_null() || IGNORED_OFFLINE.contains(&k.as_str()) => {}
+            "n" | "tools" | "functions" | "logprobs" | "logit_bias" | "modalities" | "audio" | "web_search_options" => {}
+            _ => refusals.push(format!("it sets `{k}`, which the offline model does not know")),
+        }
+    }
     let (provider, upstream_model) = match model.strip_prefix("local/") {
-        Some(_) => (Some("local".to_string()), None),
+        Some(_) => (Some(Chain::local_id().to_string()), None),
         None => (None, Some(model)),
     };
+    let stream = raw.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let include_usage = raw.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
+    refusals.dedup();
+    let offline_refusal = (!refusals.is_empty()).then(|| refusals.join("; "));
     Ok(Parsed {
-        request: ChatRequest { messages, model: upstream_model, provider, max_tokens },
-        stream: v.get("stream").and_then(Value::as_bool).unwrap_or(false),
-        include_usage: v.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false),
+        request: ChatRequest { messages, model: upstream_model, provider, max_tokens, raw: Some(raw), sampling, offline_refusal },
+        stream,
+        include_usage,
     })
 }
 
@@ -252,9 +371,12 @@ async fn chat_completions(State(app): State<App>, body: Bytes) -> Response {
             None => return error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", None, "The answer ended before it began."),
         }
     };
+    // A cloud provider's answer comes as its own chunks (`Event::Upstream`), passed on as they
+    // are; the offline model's (from the start or after a switch) is written here.
+    let upstream = provider != Chain::local_id();
     let id = format!("chatcmpl-understudy-{}", now_s());
     if p.stream {
-        let mut r = Response::new(Body::from_stream(sse(answer, id, model, p.include_usage)));
+        let mut r = Response::new(Body::from_stream(sse(answer, id, model, p.include_usage, upstream)));
         let h = r.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -262,11 +384,17 @@ async fn chat_completions(State(app): State<App>, body: Bytes) -> Response {
         return r;
     }
     let (mut text, mut finish, mut usage, mut last_model, mut left_out) = (String::new(), "stop".to_string(), None, model.clone(), 0);
-    let mut reasoning = String::new();
+    let (mut reasoning, mut assembly, mut switched) = (String::new(), Assembly::default(), false);
     while let Some(e) = answer.next().await {
         match e {
+            Event::Upstream { chunk } => assembly.add(&chunk),
             Event::Token { text: t } => text.push_str(&t),
-            Event::Switched { model, .. } => last_model = model,
+            Event::Switched { model, .. } => {
+                last_model = model;
+                switched = true;
+                // What the offline model writes continues the upstream's text (choice 0).
+                text.clear();
+            }
             Event::Usage { prompt_tokens, completion_tokens } => usage = Some((prompt_tokens, completion_tokens)),
             Event::Done { finish_reason, .. } => {
                 finish = finish_reason;
@@ -279,16 +407,23 @@ async fn chat_completions(State(app): State<App>, body: Bytes) -> Response {
         }
     }
     let usage = usage.map(|(p, c)| json!({ "prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c }));
-    // A reasoning model's thinking goes where DeepSeek's API and OpenRouter put it.
-    let mut message = json!({ "role": "assistant", "content": text });
-    if !reasoning.is_empty() {
-        message["reasoning_content"] = json!(reasoning);
-    }
-    let body = json!({
-        "id": id, "object": "chat.completion", "created": now_s(), "model": last_model,
-        "choices": [{ "index": 0, "message": message, "finish_reason": finish }],
-        "usage": usage,
-    });
+    let body = if upstream {
+        // The completion exactly as the provider would have sent it unstreamed; after a switch,
+        // the offline model's text appended and its model, finish reason and usage.
+        let local = switched.then(|| assemble::Continuation { text: &text, reasoning: &reasoning, model: &last_model, finish: &finish, usage: usage.clone() });
+        assembly.finish(&id, local)
+    } else {
+        // A reasoning model's thinking goes where DeepSeek's API and OpenRouter put it.
+        let mut message = json!({ "role": "assistant", "content": text });
+        if !reasoning.is_empty() {
+            message["reasoning_content"] = json!(reasoning);
+        }
+        json!({
+            "id": id, "object": "chat.completion", "created": now_s(), "model": last_model,
+            "choices": [{ "index": 0, "message": message, "finish_reason": finish }],
+            "usage": usage,
+        })
+    };
     let mut r = Json(body).into_response();
     provenance(r.headers_mut(), &provider, failover.as_deref());
     // The offline model's context could not hold the whole conversation: say so, never cut silently.
@@ -298,16 +433,34 @@ async fn chat_completions(State(app): State<App>, body: Bytes) -> Response {
     r
 }
 
-/// The answer as OpenAI chunks. Dropping the stream (the client went away) drops the
-/// `Answer`, which cancels it — a local generation stops at once.
-fn sse(mut answer: Answer, id: String, model: String, include_usage: bool) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
-    let chunk = move |model: &str, delta: Value, finish: Option<&str>| {
+/// An upstream chunk as the client asked for it: the usage the failover forced on is taken
+/// out again when the client did not ask for it (the usage-only chunk, and `usage: null`).
+fn upstream_chunk(mut chunk: Value, include_usage: bool) -> Option<Bytes> {
+    if !include_usage {
+        if let Value::Object(o) = &mut chunk {
+            if o.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty) && o.get("usage").is_some_and(|u| !u.is_null()) {
+                return None;
+            }
+            o.remove("usage");
+        }
+    }
+    Some(Bytes::from(format!("data: {chunk}\n\n")))
+}
+
+/// The answer as OpenAI chunks: a cloud provider's own (`upstream`), else written here (the
+/// offline model, from the start or after a switch, under the upstream's id). Dropping the
+/// stream (the client went away) drops the `Answer`, which cancels it — a local generation
+/// stops at once.
+fn sse(mut answer: Answer, id: String, model: String, include_usage: bool, upstream: bool) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
+    let chunk = |id: &str, model: &str, delta: Value, finish: Option<&str>| {
         let c = json!({ "id": id, "object": "chat.completion.chunk", "created": now_s(), "model": model, "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }] });
         Bytes::from(format!("data: {c}\n\n"))
     };
     async_stream(move |tx| async move {
-        let mut model = model;
-        let _ = tx.send(chunk(&model, json!({ "role": "assistant", "content": "" }), None)).await;
+        let (mut id, mut model, mut upstream) = (id, model, upstream);
+        if !upstream {
+            let _ = tx.send(chunk(&id, &model, json!({ "role": "assistant", "content": "" }), None)).await;
+        }
         let mut usage = None;
         loop {
             // A client that goes away while nothing is sent (a queued or stalled answer) is
@@ -318,10 +471,22 @@ fn sse(mut answer: Answer, id: String, model: String, include_usage: bool) -> im
             };
             let Some(e) = e else { return };
             let out = match e {
-                Event::Token { text } => chunk(&model, json!({ "content": text }), None),
-                Event::Reasoning { text } => chunk(&model, json!({ "reasoning_content": text }), None),
+                Event::Upstream { chunk: c } => {
+                    if let Some(upstream_id) = c.get("id").and_then(Value::as_str) {
+                        upstream_id.clone_into(&mut id);
+                    }
+                    match upstream_chunk(c, include_usage) {
+                        Some(b) => b,
+                        None => continue,
+                    }
+                }
+                // The upstream's chunks carry its text already.
+                Event::Token { .. } if upstream => continue,
+                Event::Token { text } => chunk(&id, &model, json!({ "content": text }), None),
+                Event::Reasoning { text } => chunk(&id, &model, json!({ "reasoning_content": text }), None),
                 Event::Switched { model: m, .. } => {
                     model = m;
+                    upstream = false;
                     continue;
                 }
                 Event::Usage { prompt_tokens, completion_tokens } => {
@@ -331,11 +496,13 @@ fn sse(mut answer: Answer, id: String, model: String, include_usage: bool) -> im
                     continue;
                 }
                 Event::Done { finish_reason, .. } => {
-                    let _ = tx.send(chunk(&model, json!({}), Some(&finish_reason))).await;
-                    if let (true, Some(u)) = (include_usage, usage.take()) {
-                        let _ = tx
-                            .send(Bytes::from(format!("data: {}\n\n", json!({ "object": "chat.completion.chunk", "model": model, "choices": [], "usage": u }))))
-                            .await;
+                    // The upstream sent its own finish and usage chunks.
+                    if !upstream {
+                        let _ = tx.send(chunk(&id, &model, json!({}), Some(&finish_reason))).await;
+                        if let (true, Some(u)) = (include_usage, usage.take()) {
+                            let u = json!({ "id": id, "object": "chat.completion.chunk", "created": now_s(), "model": model, "choices": [], "usage": u });
+                            let _ = tx.send(Bytes::from(format!("data: {u}\n\n"))).await;
+                        }
                     }
                     let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
                     return;
@@ -420,14 +587,62 @@ mod tests {
         assert_eq!((p.stream, p.include_usage), (true, true));
         assert_eq!((p.request.provider.as_deref(), p.request.model.as_deref(), p.request.max_tokens), (Some("local"), None, Some(5)));
         assert_eq!(p.request.messages, [Turn::new("system", "be brief"), Turn::new("user", "hi there")]);
+        assert_eq!(p.request.offline_refusal, None);
+        assert_eq!(p.request.raw.as_ref().map(|r| r.len()), Some(5), "the whole body goes upstream");
         for bad in [
             r#"{"messages":[{"role":"user","content":"x"}]}"#,
             r#"{"model":"m","messages":[]}"#,
-            r#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#,
+            r#"{"model":"m","messages":[{"role":"oracle","content":"x"}]}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stop":5}"#,
+            "[1]",
             "not json",
         ] {
             let r = parse(&Bytes::from(bad)).err().unwrap();
             assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+        }
+    }
+
+    #[test]
+    fn sampling_is_read_for_the_offline_model() {
+        let p = parse(&Bytes::from(
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":"x"}],"temperature":0.0,"top_p":0.5,"seed":-1,"stop":["a","b"],
+            "presence_penalty":0.5,"frequency_penalty":-0.5,"max_tokens":9,"user":"u1","n":1,"logprobs":false,"tools":[],"response_format":{"type":"text"}}"#,
+        ))
+        .ok()
+        .unwrap();
+        let s = &p.request.sampling;
+        assert_eq!((s.temperature, s.top_p, s.seed, s.presence_penalty, s.frequency_penalty), (Some(0.0), Some(0.5), Some(u32::MAX), Some(0.5), Some(-0.5)));
+        assert_eq!((s.stop.as_slice(), p.request.max_tokens), (["a".to_string(), "b".to_string()].as_slice(), Some(9)));
+        assert_eq!(p.request.offline_refusal, None, "all of it is honoured or harmless offline");
+        assert_eq!((p.request.provider.as_deref(), p.request.model.as_deref()), (None, Some("gpt-4o")));
+    }
+
+    #[test]
+    fn what_the_offline_model_cannot_honour_is_named_never_dropped() {
+        let user = r#"{"role":"user","content":"x"}"#;
+        for (extra, messages, says) in [
+            (r#","tools":[{"type":"function","function":{"name":"f"}}]"#, user, "offers tools"),
+            (r#","response_format":{"type":"json_object"}"#, user, "JSON mode"),
+            (r#","response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{}}}"#, user, "structured outputs"),
+            (r#","logprobs":true,"top_logprobs":2"#, user, "logprobs"),
+            (r#","n":2"#, user, "several answers"),
+            (r#","brand_new_field":1"#, user, "`brand_new_field`"),
+            (
+                "",
+                r#"{"role":"user","content":[{"type":"text","text":"what is this"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AA"}}]}"#,
+                "an image",
+            ),
+            (
+                "",
+                r#"{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c","content":"1"}"#,
+                "tool",
+            ),
+        ] {
+            let body = format!(r#"{{"model":"gpt-4o","messages":[{messages}]{extra}}}"#);
+            let p = parse(&Bytes::from(body.clone())).ok().unwrap_or_else(|| panic!("{body}"));
+            let why = p.request.offline_refusal.unwrap_or_default();
+            assert!(why.contains(says), "{body}: {why:?}");
         }
     }
 }

@@ -33,11 +33,26 @@ pub struct SamplingParams {
     pub max_tokens: Option<u32>,
     /// Stop before any of these strings; the stop string itself is not returned.
     pub stop: Vec<String>,
+    /// OpenAI's `presence_penalty` (-2..2; 0 = off): llama.cpp's penalties sampler.
+    pub presence_penalty: f32,
+    /// OpenAI's `frequency_penalty` (-2..2; 0 = off).
+    pub frequency_penalty: f32,
 }
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        SamplingParams { temperature: 0.8, top_p: 0.95, top_k: 40, min_p: 0.05, repeat_penalty: 1.0, seed: 0xD1CE, max_tokens: None, stop: Vec::new() }
+        SamplingParams {
+            temperature: 0.8,
+            top_p: 0.95,
+            top_k: 40,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            seed: 0xD1CE,
+            max_tokens: None,
+            stop: Vec::new(),
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+        }
     }
 }
 

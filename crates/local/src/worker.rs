@@ -294,8 +294,11 @@ impl Generation<'_> {
     fn sampler(&self) -> LlamaSampler {
         let p = self.params;
         let mut chain = Vec::new();
-        if p.repeat_penalty != 1.0 {
-            chain.push(LlamaSampler::penalties(self.model.vocab().n_tokens(), 64, p.repeat_penalty, 0.0, 0.0));
+        if p.repeat_penalty != 1.0 || p.frequency_penalty != 0.0 || p.presence_penalty != 0.0 {
+            // OpenAI's presence/frequency penalties count every generated token; a window of
+            // 1024 covers any answer the offline model writes in practice.
+            let last_n = if p.frequency_penalty != 0.0 || p.presence_penalty != 0.0 { 1024 } else { 64 };
+            chain.push(LlamaSampler::penalties(self.model.vocab().n_tokens(), last_n, p.repeat_penalty, p.frequency_penalty, p.presence_penalty));
         }
         if p.temperature <= 0.0 {
             chain.push(LlamaSampler::greedy());

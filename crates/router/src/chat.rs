@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use understudy_core::config::Mode;
@@ -42,6 +43,49 @@ pub struct ChatRequest {
     /// `None` = by mode; `Some("local")` = the local engine only; `Some(id)` = that provider.
     pub provider: Option<String>,
     pub max_tokens: Option<u32>,
+    /// The client's own request body (the gateway's): sent to cloud providers as it is, except
+    /// `stream` / `stream_options.include_usage` (forced on: the failover watches the stream)
+    /// and `model` when it names none; each upstream chunk then also comes back raw as
+    /// [`Event::Upstream`]. `None` (the window, the CLI): the request is built from `messages`.
+    pub raw: Option<Map<String, Value>>,
+    /// The client's sampling for the offline model; unset fields keep the engine's defaults.
+    pub sampling: Sampling,
+    /// Why the offline model cannot take this request (an image, tools, JSON mode, logprobs,
+    /// n > 1 …), in words. Then it is never answered offline with those parts dropped: a
+    /// request for the local model is refused, and a failover is an error saying why.
+    pub offline_refusal: Option<String>,
+}
+
+/// Sampling a client asked for, as the offline model honours it (`None` = the engine's default).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sampling {
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub min_p: Option<f32>,
+    pub top_k: Option<i32>,
+    pub seed: Option<u32>,
+    pub stop: Vec<String>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+}
+
+impl Sampling {
+    /// The local engine's parameters: these over its defaults.
+    pub fn params(&self, max_tokens: Option<u32>) -> SamplingParams {
+        let d = SamplingParams::default();
+        SamplingParams {
+            temperature: self.temperature.unwrap_or(d.temperature),
+            top_p: self.top_p.unwrap_or(d.top_p),
+            min_p: self.min_p.unwrap_or(d.min_p),
+            top_k: self.top_k.unwrap_or(d.top_k),
+            seed: self.seed.unwrap_or(d.seed),
+            stop: self.stop.clone(),
+            presence_penalty: self.presence_penalty.unwrap_or(d.presence_penalty),
+            frequency_penalty: self.frequency_penalty.unwrap_or(d.frequency_penalty),
+            max_tokens,
+            ..d
+        }
+    }
 }
 
 /// What a client whose answer found the offline model's queue full is told to wait (seconds):
@@ -82,6 +126,31 @@ impl ChatError {
                 retry_after: Some(BUSY_RETRY_AFTER_S),
             },
             _ => ChatError::local(e.to_string()),
+        }
+    }
+
+    /// The offline model was asked (pinned, local-only mode, or a failover) for what it cannot
+    /// do. `cloud`: why the cloud provider could not answer, when this is a failover.
+    fn offline_refused(cloud: Option<(&str, &str)>, why: &str) -> ChatError {
+        match cloud {
+            Some((label, reason)) => ChatError {
+                class: "outage".into(),
+                provider: Some("local".into()),
+                message: format!("{label} is unreachable ({reason}), and the offline model cannot take this request: {why}"),
+                next_step: "Try again when it is back, or leave that out of the request so the offline model can answer.".into(),
+                status: Some(503),
+                code: Some("offline_unsupported".into()),
+                retry_after: None,
+            },
+            None => ChatError {
+                class: "request".into(),
+                provider: Some("local".into()),
+                message: format!("The offline model cannot take this request: {why}"),
+                next_step: "Send it to a cloud model, or leave that out of the request.".into(),
+                status: Some(400),
+                code: Some("offline_unsupported".into()),
+                retry_after: None,
+            },
         }
     }
 
@@ -150,6 +219,12 @@ pub enum Event {
     },
     Token {
         text: String,
+    },
+    /// A cloud provider's chunk as it came (only for a request with `raw`), before the
+    /// `Token`s it carries: the gateway passes it on unchanged (tool calls, logprobs,
+    /// refusals, annotations, usage details). Never sent before `Started`.
+    Upstream {
+        chunk: Value,
     },
     /// A reasoning model's thinking, apart from the answer text (never stored with it, never
     /// part of a continuation's prefill).
@@ -339,10 +414,12 @@ enum Attempt {
     Done {
         first_token: Option<Duration>,
     },
-    /// Failed; `partial` = (text so far, model) when tokens had already been sent.
+    /// Failed; `partial` = (text so far, model) when tokens had already been sent;
+    /// `tool_call` when a tool call had begun.
     Failed {
         error: CloudError,
         partial: Option<(String, String)>,
+        tool_call: bool,
     },
 }
 
@@ -364,7 +441,10 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
     let monitor = router.monitor();
     let pinned = request.provider.as_deref();
     if chain.mode == Mode::LocalOnly || pinned == Some(Chain::local_id()) {
-        return answer_local(chain, engine, &request, None, None, sink).await;
+        if let Some(why) = &request.offline_refusal {
+            return sink.send(Event::Error { error: ChatError::offline_refused(None, why) }).await;
+        }
+        return answer_local(chain, engine, &request, None, Start::Fresh, sink).await;
     }
     let clouds: Vec<&Cloud> = match pinned {
         Some(id) => chain.cloud(id).into_iter().collect(),
@@ -379,6 +459,7 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
     }
     let may_go_local = chain.mode == Mode::Auto && pinned.is_none();
     let (mut reason, mut last_error): (Option<String>, Option<ChatError>) = (None, None);
+    let mut failed_label = chain.clouds.first().map_or_else(|| "OpenAI".to_string(), |c| c.label.clone());
     for cloud in clouds {
         let Some(client) = &cloud.client else {
             reason.get_or_insert_with(|| format!("no API key is set for {}", cloud.label));
@@ -410,13 +491,20 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
                     monitor.record(chain, &cloud.id, &cloud.label, Outcome::Success { first_token }, None);
                     return;
                 }
-                Attempt::Failed { error, partial } => {
+                Attempt::Failed { error, partial, tool_call } => {
                     monitor.record(chain, &cloud.id, &cloud.label, Outcome::Failure(error.class), Some(error.summary()));
                     tracing::warn!(provider = %cloud.id, class = ?error.class, mid_stream = partial.is_some(), "{}", error.describe());
                     if let Some((text, _model)) = partial {
                         let why = reason_of(&error, chain);
                         if may_go_local && matches!(chain.local, LocalModel::Ready { .. }) {
-                            return answer_local(chain, engine, &request, Some(why), Some(text), sink).await;
+                            if let Some(refusal) = &request.offline_refusal {
+                                let e = ChatError::offline_refused(Some((&cloud.label, &format!("it failed mid-answer: {why}"))), refusal);
+                                return sink.send(Event::Error { error: e }).await;
+                            }
+                            // A tool call is never continued inside its JSON: the offline
+                            // model answers afresh.
+                            let start = if tool_call { Start::Restart } else { Start::Continue(text) };
+                            return answer_local(chain, engine, &request, Some(why), start, sink).await;
                         }
                         return sink.send(Event::Error { error: ChatError::from_cloud(&error) }).await;
                     }
@@ -428,6 +516,7 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
                             continue;
                         }
                         _ => {
+                            failed_label.clone_from(&cloud.label);
                             reason = Some(reason_of(&error, chain));
                             last_error = Some(ChatError::from_cloud(&error));
                             break;
@@ -439,7 +528,11 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
     }
     if may_go_local {
         if let LocalModel::Ready { .. } = chain.local {
-            return answer_local(chain, engine, &request, reason, None, sink).await;
+            if let Some(refusal) = &request.offline_refusal {
+                let why = reason.as_deref().unwrap_or("it is not answering");
+                return sink.send(Event::Error { error: ChatError::offline_refused(Some((&failed_label, why)), refusal) }).await;
+            }
+            return answer_local(chain, engine, &request, reason, Start::Fresh, sink).await;
         }
     }
     let mut error = last_error.unwrap_or_else(|| ChatError::setup("No provider can answer.", "Check Settings."));
@@ -451,58 +544,108 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
 
 async fn attempt_cloud(cloud: &Cloud, client: &understudy_openai::Client, request: &ChatRequest, failover: Option<String>, sink: &Sink) -> Attempt {
     let model = request.model.clone().filter(|m| !m.trim().is_empty()).unwrap_or_else(|| cloud.model.clone());
-    let req = CloudRequest {
-        model: model.clone(),
-        messages: request.messages.iter().map(|t| ChatMessage::new(&t.role, &t.content)).collect(),
-        max_tokens: request.max_tokens,
-        temperature: None,
-    };
     let started = Instant::now();
-    let mut stream = match client.chat_stream(&req).await {
+    let opened = match &request.raw {
+        // The client's body as it is; the provider's own model only where it names none.
+        Some(body) => {
+            let mut body = body.clone();
+            if !body.get("model").and_then(Value::as_str).is_some_and(|m| !m.trim().is_empty()) {
+                body.insert("model".into(), Value::String(model.clone()));
+            }
+            client.chat_stream_body(body).await
+        }
+        None => {
+            let req = CloudRequest {
+                model: model.clone(),
+                messages: request.messages.iter().map(|t| ChatMessage::new(&t.role, &t.content)).collect(),
+                max_tokens: request.max_tokens,
+                temperature: None,
+            };
+            client.chat_stream(&req).await
+        }
+    };
+    let mut stream = match opened {
         Ok(s) => s,
-        Err(error) => return Attempt::Failed { error, partial: None },
+        Err(error) => return Attempt::Failed { error, partial: None, tool_call: false },
     };
     let (mut answered_by, mut finish, mut text, mut first_token) = (model, "stop".to_string(), String::new(), None);
+    // Raw chunks before the first token wait for `Started` (a failover before it drops them).
+    let (mut held, mut tool_call) = (Vec::new(), false);
+    let begin = |answered_by: &str, failover: &Option<String>| Event::Started {
+        provider: cloud.id.clone(),
+        label: cloud.label.clone(),
+        model: answered_by.to_string(),
+        failover: failover.clone(),
+    };
     while let Some(event) = stream.next().await {
-        match event {
-            Ok(StreamEvent::Delta { model, content }) => {
-                if !model.is_empty() {
-                    answered_by = model;
-                }
-                if first_token.is_none() {
-                    first_token = Some(started.elapsed());
-                    sink.send(Event::Started {
-                        provider: cloud.id.clone(),
-                        label: cloud.label.clone(),
-                        model: answered_by.clone(),
-                        failover: failover.clone(),
-                    })
-                    .await;
-                }
-                text.push_str(&content);
-                sink.send(Event::Token { text: content }).await;
+        let (model, content) = match event {
+            Ok(StreamEvent::Delta { model, content }) => (model, Some(content)),
+            Ok(StreamEvent::Part { model, tool_call: call }) => {
+                tool_call |= call;
+                (model, None)
             }
-            Ok(StreamEvent::Finish { reason }) => finish = reason,
-            Ok(StreamEvent::Usage(u)) => sink.send(Event::Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }).await,
+            Ok(StreamEvent::Chunk(chunk)) => {
+                if first_token.is_none() {
+                    held.push(chunk);
+                } else {
+                    sink.send(Event::Upstream { chunk }).await;
+                }
+                continue;
+            }
+            Ok(StreamEvent::Finish { reason }) => {
+                finish = reason;
+                continue;
+            }
+            Ok(StreamEvent::Usage(u)) => {
+                sink.send(Event::Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }).await;
+                continue;
+            }
             Ok(StreamEvent::Done) => {
                 if first_token.is_none() {
                     // An empty answer is still an answer from this provider.
-                    sink.send(Event::Started { provider: cloud.id.clone(), label: cloud.label.clone(), model: answered_by.clone(), failover }).await;
+                    sink.send(begin(&answered_by, &failover)).await;
+                    for chunk in held.drain(..) {
+                        sink.send(Event::Upstream { chunk }).await;
+                    }
                 }
                 sink.send(Event::Done { finish_reason: finish, model: answered_by }).await;
                 return Attempt::Done { first_token };
             }
-            Err(error) => return Attempt::Failed { error, partial: first_token.map(|_| (text, answered_by)) },
+            Err(error) => return Attempt::Failed { error, partial: first_token.map(|_| (text, answered_by)), tool_call },
+        };
+        if !model.is_empty() {
+            answered_by = model;
+        }
+        if first_token.is_none() {
+            first_token = Some(started.elapsed());
+            sink.send(begin(&answered_by, &failover)).await;
+            for chunk in held.drain(..) {
+                sink.send(Event::Upstream { chunk }).await;
+            }
+        }
+        if let Some(content) = content {
+            text.push_str(&content);
+            sink.send(Event::Token { text: content }).await;
         }
     }
     // The client reports a stream without [DONE] as an error; this is only a safety net.
     let error = CloudError::new(ErrorKind::Truncated, &cloud.label, "the stream ended without [DONE]");
-    Attempt::Failed { error, partial: first_token.map(|_| (text, answered_by)) }
+    Attempt::Failed { error, partial: first_token.map(|_| (text, answered_by)), tool_call }
 }
 
-/// Answers with the local engine; with `prefill`, continues that partial answer of a cloud
-/// provider (announced as `Switched` rather than `Started`).
-async fn answer_local(chain: &Chain, engine: &Engine, request: &ChatRequest, failover: Option<String>, prefill: Option<String>, sink: &Sink) {
+/// How the local engine takes over.
+enum Start {
+    /// The whole answer (`Started`).
+    Fresh,
+    /// Continues a cloud provider's partial text as a prefill (`Switched`).
+    Continue(String),
+    /// A cloud answer failed inside a tool call: the whole answer afresh (`Switched`).
+    Restart,
+}
+
+/// Answers with the local engine; after a cloud provider failed mid-answer (announced as
+/// `Switched` rather than `Started`) it continues the partial text as a prefill, or restarts.
+async fn answer_local(chain: &Chain, engine: &Engine, request: &ChatRequest, failover: Option<String>, start: Start, sink: &Sink) {
     let (path, name) = match &chain.local {
         LocalModel::Ready { path, name } => (path, name),
         LocalModel::None => {
@@ -515,15 +658,20 @@ async fn answer_local(chain: &Chain, engine: &Engine, request: &ChatRequest, fai
         }
     };
     let (provider, label) = (Chain::local_id().to_string(), "Local model".to_string());
-    match (&prefill, failover.clone()) {
-        (Some(_), Some(reason)) => sink.send(Event::Switched { provider, label, model: name.clone(), reason }).await,
+    let switched = !matches!(start, Start::Fresh);
+    let prefill = match start {
+        Start::Continue(text) => Some(text),
+        Start::Fresh | Start::Restart => None,
+    };
+    match (switched, failover.clone()) {
+        (true, Some(reason)) => sink.send(Event::Switched { provider, label, model: name.clone(), reason }).await,
         _ => sink.send(Event::Started { provider, label, model: name.clone(), failover }).await,
     }
     if let Err(e) = engine.ensure_loaded(path, chain.context, chain.threads).await {
         return sink.send(Event::Error { error: ChatError::from_engine(&e) }).await;
     }
     let messages = Turn::to_local(&request.messages);
-    let params = SamplingParams { max_tokens: request.max_tokens, ..SamplingParams::default() };
+    let params = request.sampling.params(request.max_tokens);
     let mut generation = match engine.generate(messages, params, prefill).await {
         Ok(g) => g,
         Err(e) => return sink.send(Event::Error { error: ChatError::from_engine(&e) }).await,

@@ -208,7 +208,7 @@ impl Conversations {
                     messages.push(Turn::new(&m.role, &m.content));
                 }
             }
-            Ok(ChatRequest { messages, model: c.model.clone(), provider: None, max_tokens: None })
+            Ok(ChatRequest { messages, model: c.model.clone(), ..ChatRequest::default() })
         })
     }
 
@@ -286,6 +286,7 @@ impl Conversations {
                 }
                 Event::LeftOut { messages } => end.left_out = Some(i64::from(messages)),
                 Event::Reasoning { text } => sink(TurnEvent::Reasoning { text }),
+                Event::Upstream { .. } => {}
                 Event::Done { finish_reason, model } => {
                     if finish_reason == "cancelled" {
                         end.status = Status::Interrupted;

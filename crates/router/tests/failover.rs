@@ -69,7 +69,7 @@ async fn ask(r: &Router) -> Got {
             }
             Event::Done { .. } => g.done = true,
             Event::Error { error } => g.error = Some(error.to_string()),
-            Event::Usage { .. } | Event::LeftOut { .. } | Event::Reasoning { .. } => {}
+            Event::Usage { .. } | Event::LeftOut { .. } | Event::Reasoning { .. } | Event::Upstream { .. } => {}
         }
     }
     g.took = t0.elapsed();
