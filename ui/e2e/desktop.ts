@@ -1,6 +1,7 @@
 // The headless desktop around the app, as the e2e suites read and drive it: X windows
 // (xdotool, and a window manager's close request), dunst's notifications, shell commands.
 import { execFileSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 export const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: "utf8" });
@@ -51,4 +52,93 @@ export function history(): Notification[] {
 export function notificationsFromNow(): () => Notification[] {
   const seen = new Set(history().map((n) => n.id));
   return () => history().filter((n) => n.app === "Understudy" && !seen.has(n.id));
+}
+
+// The tray, read and clicked the way a panel does: StatusNotifierItem and dbusmenu over D-Bus.
+
+/** The app's StatusNotifierItem: [bus name, object path]. The watcher lists "bus" or
+ * "bus/path"; libayatana's item lives under /org/ayatana/NotificationItem/. */
+export function item(): [string, string] | undefined {
+  const out = JSON.parse(sh("busctl", ["--user", "--json=short", "get-property", "org.kde.StatusNotifierWatcher", "/StatusNotifierWatcher", "org.kde.StatusNotifierWatcher", "RegisteredStatusNotifierItems"]));
+  for (const entry of out.data as string[]) {
+    const slash = entry.indexOf("/");
+    const bus = slash < 0 ? entry : entry.slice(0, slash);
+    const paths = sh("busctl", ["--user", "--list", "tree", bus]).split("\n").map((l) => l.trim());
+    const path = slash >= 0 ? entry.slice(slash) : paths.find((p) => p.includes("NotificationItem") && p.includes("understudy") && !p.endsWith("/Menu"));
+    if (path) return [bus, path];
+  }
+  return undefined;
+}
+
+/** Bus names of every registered StatusNotifierItem. */
+export function registered(): string[] {
+  const out = JSON.parse(sh("busctl", ["--user", "--json=short", "get-property", "org.kde.StatusNotifierWatcher", "/StatusNotifierWatcher", "org.kde.StatusNotifierWatcher", "RegisteredStatusNotifierItems"]));
+  return (out.data as string[]).map((e) => e.split("/")[0]);
+}
+
+/** The process behind a D-Bus connection. */
+export function pidOf(bus: string): number | undefined {
+  try {
+    const out = execFileSync("busctl", ["--user", "--json=short", "call", "org.freedesktop.DBus", "/", "org.freedesktop.DBus", "GetConnectionUnixProcessID", "s", bus], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+    return JSON.parse(out).data[0] as number;
+  } catch {
+    return undefined; // gone meanwhile
+  }
+}
+
+/** Labels of the tray menu's top-level items, in order. */
+export function menu([bus, path]: [string, string]): string[] {
+  const out = JSON.parse(sh("busctl", ["--user", "--json=short", "call", bus, `${path}/Menu`, "com.canonical.dbusmenu", "GetLayout", "iias", "--", "0", "-1", "0"]));
+  const [, [, , children]] = out.data;
+  return (children as { data: [number, Record<string, { data: unknown }>, unknown[]] }[]).map((c) => String(c.data[1].label?.data ?? (c.data[1].type?.data === "separator" ? "---" : "")));
+}
+
+/** Clicks the (sub)menu item labelled `label`, as a panel does over dbusmenu. */
+export function click([bus, path]: [string, string], label: string) {
+  const out = JSON.parse(sh("busctl", ["--user", "--json=short", "call", bus, `${path}/Menu`, "com.canonical.dbusmenu", "GetLayout", "iias", "--", "0", "-1", "0"]));
+  type Node = { data: [number, Record<string, { data: unknown }>, Node[]] };
+  const find = (nodes: Node[]): number | undefined => {
+    for (const n of nodes) {
+      if (n.data[1].label?.data === label) return n.data[0];
+      const inner = find(n.data[2]);
+      if (inner !== undefined) return inner;
+    }
+    return undefined;
+  };
+  const id = find(out.data[1][2]);
+  if (id === undefined) throw new Error(`no menu item ${label}`);
+  sh("busctl", ["--user", "call", bus, `${path}/Menu`, "com.canonical.dbusmenu", "Event", "isvu", "--", String(id), "clicked", "s", "", "0"]);
+}
+
+/** The processes whose parent is `pid`: [pid, name] each (the kernel cuts names to 15 characters). */
+export function children(pid: number): [number, string][] {
+  const out: [number, string][] = [];
+  for (const p of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    try {
+      const m = /^\d+ \((.*)\) \S+ (\d+)/.exec(readFileSync(`/proc/${p}/stat`, "utf8"));
+      if (m && Number(m[2]) === pid) out.push([Number(p), m[1]]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/** Proportional set size of `pid` in kB (/proc/PID/smaps_rollup), 0 when gone. */
+export function pss(pid: number): number {
+  try {
+    return Number(/^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU time used so far by `pid` in clock ticks (utime + stime; 100 a second on Linux), 0 when gone. */
+export function cpuTicks(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /, "").split(" ");
+    return Number(fields[11]) + Number(fields[12]);
+  } catch {
+    return 0;
+  }
 }

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { closeWindow, notificationsFromNow, sh, sleep, until, visibleWindows, type Notification } from "./desktop";
+import { click, closeWindow, item, menu, notificationsFromNow, pidOf, registered, sh, sleep, until, visibleWindows, type Notification } from "./desktop";
 import { launchApp, outDir, screenshot } from "./driver";
 
 const llmock = process.env.UNDERSTUDY_E2E_LLMOCK ?? "";
@@ -13,60 +13,6 @@ let browser: WebdriverIO.Browser;
 
 /** Whether a process still runs (a zombie waiting for its parent does not). */
 const alive = (pid: string) => existsSync(`/proc/${pid}/stat`) && !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-
-/** The app's StatusNotifierItem: [bus name, object path]. The watcher lists "bus" or
- * "bus/path"; libayatana's item lives under /org/ayatana/NotificationItem/. */
-function item(): [string, string] | undefined {
-  const out = JSON.parse(sh("busctl", ["--user", "--json=short", "get-property", "org.kde.StatusNotifierWatcher", "/StatusNotifierWatcher", "org.kde.StatusNotifierWatcher", "RegisteredStatusNotifierItems"]));
-  for (const entry of out.data as string[]) {
-    const slash = entry.indexOf("/");
-    const bus = slash < 0 ? entry : entry.slice(0, slash);
-    const paths = sh("busctl", ["--user", "--list", "tree", bus]).split("\n").map((l) => l.trim());
-    const path = slash >= 0 ? entry.slice(slash) : paths.find((p) => p.includes("NotificationItem") && p.includes("understudy") && !p.endsWith("/Menu"));
-    if (path) return [bus, path];
-  }
-  return undefined;
-}
-
-/** Bus names of every registered StatusNotifierItem. */
-function registered(): string[] {
-  const out = JSON.parse(sh("busctl", ["--user", "--json=short", "get-property", "org.kde.StatusNotifierWatcher", "/StatusNotifierWatcher", "org.kde.StatusNotifierWatcher", "RegisteredStatusNotifierItems"]));
-  return (out.data as string[]).map((e) => e.split("/")[0]);
-}
-
-/** The process behind a D-Bus connection. */
-function pidOf(bus: string): number | undefined {
-  try {
-    const out = execFileSync("busctl", ["--user", "--json=short", "call", "org.freedesktop.DBus", "/", "org.freedesktop.DBus", "GetConnectionUnixProcessID", "s", bus], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
-    return JSON.parse(out).data[0] as number;
-  } catch {
-    return undefined; // gone meanwhile
-  }
-}
-
-/** Labels of the tray menu's top-level items, in order. */
-function menu([bus, path]: [string, string]): string[] {
-  const out = JSON.parse(sh("busctl", ["--user", "--json=short", "call", bus, `${path}/Menu`, "com.canonical.dbusmenu", "GetLayout", "iias", "--", "0", "-1", "0"]));
-  const [, [, , children]] = out.data;
-  return (children as { data: [number, Record<string, { data: unknown }>, unknown[]] }[]).map((c) => String(c.data[1].label?.data ?? (c.data[1].type?.data === "separator" ? "---" : "")));
-}
-
-/** Clicks the (sub)menu item labelled `label`, as a panel does over dbusmenu. */
-function click([bus, path]: [string, string], label: string) {
-  const out = JSON.parse(sh("busctl", ["--user", "--json=short", "call", bus, `${path}/Menu`, "com.canonical.dbusmenu", "GetLayout", "iias", "--", "0", "-1", "0"]));
-  type Node = { data: [number, Record<string, { data: unknown }>, Node[]] };
-  const find = (nodes: Node[]): number | undefined => {
-    for (const n of nodes) {
-      if (n.data[1].label?.data === label) return n.data[0];
-      const inner = find(n.data[2]);
-      if (inner !== undefined) return inner;
-    }
-    return undefined;
-  };
-  const id = find(out.data[1][2]);
-  if (id === undefined) throw new Error(`no menu item ${label}`);
-  sh("busctl", ["--user", "call", bus, `${path}/Menu`, "com.canonical.dbusmenu", "Event", "isvu", "--", String(id), "clicked", "s", "", "0"]);
-}
 
 /** The colour of the tray icon's fill (a pixel left of centre, off every glyph). */
 function iconFill([bus, path]: [string, string]): string {

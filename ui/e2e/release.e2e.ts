@@ -1,0 +1,93 @@
+// Closed to the tray, the window lets go of its web view after `[tray] release_after` (2 s here,
+// session.sh), so WebKit's processes exit; opened from the tray it is rebuilt and shows what it
+// showed: the open conversation and a half-typed message.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { children, click, closeWindow, cpuTicks, item, pidOf, pss, sleep, until, visibleWindows } from "./desktop";
+import { launchApp, scenario, screenshot, send } from "./driver";
+
+const llmock = process.env.UNDERSTUDY_E2E_LLMOCK ?? "";
+let browser: WebdriverIO.Browser;
+
+beforeAll(async () => {
+  browser = await launchApp();
+});
+afterAll(async () => {
+  await browser?.deleteSession().catch(() => {});
+});
+
+const webkit = (app: number) => children(app).filter(([, name]) => name.startsWith("WebKit"));
+/** The app and its WebKit children, PSS in MB. */
+function footprint(app: number): string {
+  const parts = [[app, "app"] as [number, string], ...webkit(app)].map(([pid, name]) => [name, pss(pid) / 1024] as const);
+  const total = parts.reduce((s, [, mb]) => s + mb, 0);
+  return `${total.toFixed(0)} MB (${parts.map(([n, mb]) => `${n} ${mb.toFixed(0)}`).join(", ")})`;
+}
+
+/** Idle CPU of the app and its WebKit children over UNDERSTUDY_E2E_IDLE_S seconds (0: not measured). */
+async function idleCpu(app: number): Promise<string> {
+  const secs = Number(process.env.UNDERSTUDY_E2E_IDLE_S ?? 0);
+  if (!secs) return "not measured";
+  const pids = () => [app, ...webkit(app).map(([p]) => p)];
+  const before = pids().reduce((s, p) => s + cpuTicks(p), 0);
+  await sleep(secs * 1000);
+  const used = pids().reduce((s, p) => s + cpuTicks(p), 0) - before;
+  return `${(used / secs).toFixed(2)} % of a core over ${secs} s`;
+}
+
+describe.skipIf(!llmock)("the web view is released in the tray and rebuilt on open", () => {
+  it("keeps the open conversation and the draft across a release", async () => {
+    await browser.$('[data-testid="message-area"]').waitForDisplayed({ timeout: 30_000 });
+    // Two conversations; the older one is open, so the default (the newest) would differ.
+    await scenario(llmock, [{ type: "reply", text: "First answer." }, { type: "reply", text: "Second answer." }]);
+    await send(browser, "the first conversation");
+    await browser.waitUntil(async () => (await browser.$$('[data-testid="conversation"]').length) === 1, { timeout: 15_000 });
+    await browser.$('[data-testid="new-chat"]').click();
+    await send(browser, "the second conversation");
+    await browser.waitUntil(async () => (await browser.$$('[data-testid="conversation"]').length) === 2, { timeout: 15_000 });
+    await browser.waitUntil(async () => (await browser.$('[data-testid="send-button"]').isExisting()), { timeout: 15_000 });
+    const older = browser.$$('[data-testid="conversation"]')[1];
+    const olderId = await older.getAttribute("data-id");
+    await older.$('[data-testid="conversation-title"]').click();
+    await browser.waitUntil(async () => (await browser.$('[data-testid="conversation"][class*="active"]').getAttribute("data-id")) === olderId, { timeout: 5_000 });
+    // An answer that is still streaming when the window goes (it pauses for 12 s, then ends).
+    await scenario(llmock, [{ type: "reply", text: "Written while the window was gone." }, { type: "stream_fault", kind: "stall", after_chunks: 2, stall_seconds: 12 }]);
+    const sent = Date.now();
+    await send(browser, "answer me while I am away");
+    await browser.waitUntil(async () => (await browser.$('[data-testid="stop-button"]').isExisting()), { timeout: 10_000 });
+    await browser.$('[data-testid="composer-input"]').setValue("half a quest");
+    await sleep(800); // the snapshot is written debounced
+
+    const sni = await until("the tray item on D-Bus", item);
+    const app = pidOf(sni[0])!;
+    await sleep(3_000);
+    console.log(`footprint open, idle: ${footprint(app)}; idle CPU ${await idleCpu(app)}`);
+    expect(webkit(app).some(([, n]) => n.startsWith("WebKitWebProc"))).toBe(true);
+
+    closeWindow(visibleWindows()[0]);
+    await until("the window hidden", () => (visibleWindows().length === 0 ? true : undefined), 10_000);
+    // Past the grace period: the web process is gone (the app itself runs on, tray and all).
+    const left = await until("WebKit's web process gone", () => (webkit(app).some(([, n]) => n.startsWith("WebKitWebProc")) ? undefined : webkit(app)), 20_000);
+    await sleep(3_000);
+    console.log(`footprint released: ${footprint(app)}; WebKit processes left: ${JSON.stringify(left)}; idle CPU ${await idleCpu(app)}`);
+
+    await sleep(Math.max(0, sent + 13_000 - Date.now())); // the answer has ended meanwhile
+    const t0 = Date.now();
+    click(sni, "Open Understudy");
+    await until("the window shown again", () => (visibleWindows().length === 1 ? true : undefined), 10_000);
+    const mapped = Date.now() - t0;
+    // The rebuilt web view is a new browsing context for WebDriver.
+    const handle = await until("the rebuilt web view", async () => (await browser.getWindowHandles())[0], 10_000);
+    await browser.switchToWindow(handle);
+    await browser.$('[data-testid="composer-input"]').waitForDisplayed({ timeout: 10_000, interval: 50 });
+    const composer = Date.now() - t0;
+    console.log(`reopen after release: window mapped ${mapped} ms, composer visible ${composer} ms`);
+    expect(await browser.$('[data-testid="composer-input"]').getValue()).toBe("half a quest");
+    expect(await browser.$('[data-testid="conversation"][class*="active"]').getAttribute("data-id")).toBe(olderId);
+    // The answer that finished while the window was gone is there, from the store.
+    await browser.waitUntil(async () => (await browser.$$('[data-testid="message"]').length) === 4, { timeout: 5_000 });
+    const last = browser.$$('[data-testid="message"][data-role="assistant"]')[1];
+    expect(await last.getAttribute("data-status")).toBe("complete");
+    expect(await last.$('[data-testid="message-text"]').getText()).toBe("Written while the window was gone.");
+    await screenshot(browser, "release-reopened.png");
+  });
+});
