@@ -79,6 +79,25 @@ fn the_openai_sdk_works_through_the_gateway() {
     assert!(text(&out.stdout).contains("gateway SDK suite: ok"));
 }
 
+/// Item 1 and 2 of the gateway issue with a real SDK: every field a client sets reaches OpenAI
+/// (sampling, JSON mode, structured outputs, tools, a tool-result turn, images, logprobs,
+/// streamed and not), tool calls come back, and during an outage the offline model answers what
+/// it can honour and refuses the rest in words (gateway_fidelity.py).
+#[test]
+fn requests_pass_through_unchanged_and_the_offline_model_refuses_what_it_cannot_honour() {
+    let mock = understudy_testkit::Llmock::start(&[]);
+    let gw = start(&mock.base_url(), "gw-token-123");
+    let out = Command::new(understudy_testkit::venv_python())
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gateway_fidelity.py"))
+        .args([format!("http://127.0.0.1:{}/v1", gw.port), mock.admin_url("").trim_end_matches('/').to_string(), "gw-token-123".into()])
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    assert!(out.status.success(), "{}\n{}\n{}", text(&out.stdout), text(&out.stderr), said(&gw));
+    assert!(text(&out.stdout).contains("gateway fidelity suite: ok"));
+    eprintln!("{}", text(&out.stdout));
+}
+
 #[test]
 fn sigterm_stops_the_gateway_cleanly() {
     let mock = understudy_testkit::Llmock::start(&[]);
