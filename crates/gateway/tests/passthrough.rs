@@ -1,0 +1,241 @@
+#![allow(clippy::unwrap_used)]
+//! The upstream's answer reaches the client unchanged: a recording upstream here serves canned
+//! OpenAI streams (logprobs, a refusal, annotations, usage details, `system_fingerprint`,
+//! `service_tier`, tool-call deltas) and keeps every request it gets. Streamed clients get its
+//! chunks as they were; non-streamed clients the completion OpenAI would have sent. A stream
+//! cut inside a tool call is never continued by the offline model: the client is told why.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use understudy_core::config::{ApiKeySource, Config, ProviderConfig};
+use understudy_core::{Env, Paths};
+use understudy_local::engine::EngineConfig;
+use understudy_local::Engine;
+use understudy_router::chain::FixedKey;
+use understudy_router::{Chain, Router};
+
+/// A worker that would answer "offline" (it must not be asked when the request is refused).
+const WORKER: &str = r#"read l; echo '{"type":"loaded","path":"m","architecture":"llama","load_ms":1,"context":2048,"threads":1,"template":"model (jinja)"}'
+while read l; do
+  id=$(echo "$l" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+  echo "{\"type\":\"started\",\"id\":\"$id\"}"
+  echo "{\"type\":\"token\",\"id\":\"$id\",\"text\":\"offline\"}"
+  echo "{\"type\":\"done\",\"id\":\"$id\",\"finish_reason\":\"stop\",\"usage\":{\"prompt_tokens\":3,\"prompt_evaluated\":3,\"prompt_reused\":0,\"completion_tokens\":1,\"dropped_messages\":0,\"prompt_ms\":1,\"generation_ms\":1}}"
+done"#;
+
+/// What the recording upstream received: (authorization header, body) per chat request.
+type Journal = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// Serves `chunks` as SSE to every chat request (then `[DONE]` unless `cut`, which closes the
+/// connection mid-answer), recording each request.
+async fn upstream(chunks: Vec<Value>, cut: bool) -> (String, Journal) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let journal: Journal = Arc::default();
+    let j = journal.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let (chunks, j) = (chunks.clone(), j.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 8192];
+                let (head, body) = loop {
+                    let n = s.read(&mut tmp).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&tmp[..n]);
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                        let len = head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                        while buf.len() < end + 4 + len {
+                            let n = s.read(&mut tmp).await.unwrap();
+                            buf.extend_from_slice(&tmp[..n]);
+                        }
+                        break (head, buf[end + 4..end + 4 + len].to_vec());
+                    }
+                };
+                if !head.starts_with("post") {
+                    let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+                    return;
+                }
+                let auth = head.lines().find_map(|l| l.strip_prefix("authorization:")).unwrap_or_default().trim().to_string();
+                j.lock().unwrap().push((auth, serde_json::from_slice(&body).unwrap()));
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n").await;
+                for c in chunks {
+                    let _ = s.write_all(format!("data: {c}\n\n").as_bytes()).await;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                if !cut {
+                    let _ = s.write_all(b"data: [DONE]\n\n").await;
+                }
+            });
+        }
+    });
+    (format!("http://{addr}/v1"), journal)
+}
+
+async fn gateway(base_url: String) -> (String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::from_pairs([
+        ("UNDERSTUDY_DATA_DIR", dir.path().join("data").display().to_string()),
+        ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string()),
+    ]);
+    let mut config = Config {
+        providers: vec![ProviderConfig { id: "openai".into(), base_url, model: "gpt-4o-mini".into(), api_key: ApiKeySource::Keyring }],
+        ..Config::default()
+    };
+    config.failover.status_page = String::new();
+    config.local.model = Some(understudy_testkit::tiny_gguf().display().to_string());
+    let chain = Chain::build(&config, &Paths::resolve(&env).unwrap(), &FixedKey("sk-test-STORED0123456789".into()));
+    let router = Router::new(chain, Engine::new(EngineConfig::new("bash", &["-c", WORKER])));
+    let running = understudy_gateway::start(router, understudy_gateway::GatewayConfig::default(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let url = format!("http://{}/v1/chat/completions", running.addr);
+    std::mem::forget(running);
+    let t0 = Instant::now();
+    while reqwest::get(url.replace("/chat/completions", "/models")).await.is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "gateway did not start");
+    }
+    (url, dir)
+}
+
+fn chunk(choices: Value) -> Value {
+    json!({ "id": "chatcmpl-up1", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": "gpt-4o-2024-08-06",
+        "service_tier": "default", "system_fingerprint": "fp_abc", "choices": choices, "usage": null })
+}
+
+fn lp(token: &str) -> Value {
+    json!({ "token": token, "logprob": -0.25, "bytes": token.as_bytes(), "top_logprobs": [{ "token": token, "logprob": -0.25, "bytes": token.as_bytes() }] })
+}
+
+/// An answer with everything a client might rely on besides the text.
+fn rich_answer() -> Vec<Value> {
+    let mut usage = chunk(json!([]));
+    usage["usage"] = json!({ "prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13,
+        "prompt_tokens_details": { "cached_tokens": 0, "audio_tokens": 0 },
+        "completion_tokens_details": { "reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0 } });
+    vec![
+        chunk(
+            json!([{ "index": 0, "delta": { "role": "assistant", "content": "", "refusal": null }, "logprobs": { "content": [], "refusal": null }, "finish_reason": null }]),
+        ),
+        chunk(json!([{ "index": 0, "delta": { "content": "Hel" }, "logprobs": { "content": [lp("Hel")], "refusal": null }, "finish_reason": null }])),
+        chunk(
+            json!([{ "index": 0, "delta": { "content": "lo", "annotations": [{ "type": "url_citation", "url_citation": { "url": "https://example.org", "title": "e", "start_index": 0, "end_index": 5 } }] }, "logprobs": { "content": [lp("lo")], "refusal": null }, "finish_reason": null }]),
+        ),
+        chunk(json!([{ "index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop" }])),
+        usage,
+    ]
+}
+
+fn data_lines(text: &str) -> Vec<&str> {
+    text.lines().filter_map(|l| l.strip_prefix("data: ")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_s_chunks_pass_unchanged_and_assemble_as_openai_s_completion() {
+    let chunks = rich_answer();
+    let (base, journal) = upstream(chunks.clone(), false).await;
+    let (url, _dir) = gateway(base).await;
+    let http = reqwest::Client::new();
+    let sent = json!({ "model": "gpt-4o", "messages": [{ "role": "user", "content": "hi" }], "logprobs": true, "top_logprobs": 1,
+        "stream": true, "stream_options": { "include_usage": true }, "seed": 3, "some_new_field": [1] });
+    let r = http.post(&url).bearer_auth("client-token-not-for-upstream").json(&sent).send().await.unwrap();
+    assert_eq!(r.headers()["x-understudy-provider"], "openai");
+    let text = r.text().await.unwrap();
+    let mut expected: Vec<String> = chunks.iter().map(Value::to_string).collect();
+    expected.push("[DONE]".into());
+    assert_eq!(data_lines(&text), expected, "streamed chunks are the upstream's, byte for byte");
+    {
+        let j = journal.lock().unwrap();
+        let (auth, body) = j.last().unwrap();
+        assert_eq!(body, &sent, "the body went upstream unchanged");
+        assert_eq!(auth, "bearer sk-test-stored0123456789", "the stored key goes upstream, never the client's token");
+    }
+
+    // Without include_usage: the same chunks without the usage the gateway asked for.
+    let mut plain = sent.clone();
+    plain.as_object_mut().unwrap().remove("stream_options");
+    let text = http.post(&url).json(&plain).send().await.unwrap().text().await.unwrap();
+    let lines = data_lines(&text);
+    assert_eq!((lines.len(), lines.last()), (chunks.len(), Some(&"[DONE]")), "the usage-only chunk is left out: {text}");
+    for (line, original) in lines.iter().zip(&chunks[..chunks.len() - 1]) {
+        let mut original = original.clone();
+        original.as_object_mut().unwrap().remove("usage");
+        assert_eq!(serde_json::from_str::<Value>(line).unwrap(), original);
+    }
+
+    // Not streamed: the completion OpenAI would have sent.
+    plain["stream"] = false.into();
+    let r: Value = http.post(&url).json(&plain).send().await.unwrap().json().await.unwrap();
+    let up = journal.lock().unwrap().last().unwrap().1.clone();
+    assert_eq!((up["stream"].clone(), up["stream_options"].clone()), (json!(true), json!({ "include_usage": true })), "the gateway streams upstream");
+    assert_eq!(
+        r,
+        json!({
+            "id": "chatcmpl-up1", "object": "chat.completion", "created": 1_700_000_000, "model": "gpt-4o-2024-08-06",
+            "choices": [{ "index": 0, "message": { "role": "assistant", "content": "Hello", "refusal": null,
+                "annotations": [{ "type": "url_citation", "url_citation": { "url": "https://example.org", "title": "e", "start_index": 0, "end_index": 5 } }] },
+                "logprobs": { "content": [lp("Hel"), lp("lo")], "refusal": null }, "finish_reason": "stop" }],
+            "usage": chunks[4]["usage"], "service_tier": "default", "system_fingerprint": "fp_abc",
+        })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_only_answer_is_an_answer() {
+    let (base, _journal) = upstream(
+        vec![
+            chunk(json!([{ "index": 0, "delta": { "role": "assistant", "content": null, "refusal": "" }, "finish_reason": null }])),
+            chunk(json!([{ "index": 0, "delta": { "refusal": "I can't help with that." }, "finish_reason": null }])),
+            chunk(json!([{ "index": 0, "delta": {}, "finish_reason": "stop" }])),
+        ],
+        false,
+    )
+    .await;
+    let (url, _dir) = gateway(base).await;
+    let r = reqwest::Client::new().post(&url).json(&json!({ "model": "gpt-4o", "messages": [{ "role": "user", "content": "x" }] })).send().await.unwrap();
+    assert_eq!(r.headers()["x-understudy-provider"], "openai");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["choices"][0]["message"], json!({ "role": "assistant", "content": null, "refusal": "I can't help with that." }), "{v}");
+}
+
+/// Tool-call deltas are the answer (not "no first token"), and a stream cut inside a tool call
+/// is not continued inside its JSON: with tools offered the offline model cannot take it, so
+/// the client hears that and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cut_inside_a_tool_call_is_refused_in_words_not_continued() {
+    let call = |d: Value| chunk(json!([{ "index": 0, "delta": { "tool_calls": [d] }, "finish_reason": null }]));
+    let (base, journal) = upstream(
+        vec![
+            chunk(json!([{ "index": 0, "delta": { "role": "assistant", "content": null }, "finish_reason": null }])),
+            call(json!({ "index": 0, "id": "call_9", "type": "function", "function": { "name": "get_weather", "arguments": "" } })),
+            call(json!({ "index": 0, "function": { "arguments": "{\"ci" } })),
+        ],
+        true,
+    )
+    .await;
+    let (url, _dir) = gateway(base).await;
+    let tools = json!([{ "type": "function", "function": { "name": "get_weather", "parameters": { "type": "object", "properties": { "city": { "type": "string" } } } } }]);
+    let body = json!({ "model": "gpt-4o", "stream": true, "tools": tools, "messages": [{ "role": "user", "content": "weather in Paris?" }] });
+    let r = reqwest::Client::new().post(&url).json(&body).send().await.unwrap();
+    assert_eq!(r.headers()["x-understudy-provider"], "openai", "the tool call began the answer");
+    let text = r.text().await.unwrap();
+    let lines = data_lines(&text);
+    assert!(lines.iter().any(|l| l.contains("call_9")), "the tool-call deltas came: {text}");
+    let last: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    let message = last["error"]["message"].as_str().unwrap_or_else(|| panic!("ends with an error chunk: {text}"));
+    assert!(message.contains("unreachable") && message.contains("offline model cannot take this request") && message.contains("tools"), "{message}");
+    assert!(!text.contains("offline\"") && !text.contains("[DONE]"), "never continued offline, never presented as complete: {text}");
+
+    let mut plain = body.clone();
+    plain["stream"] = false.into();
+    let r = reqwest::Client::new().post(&url).json(&plain).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("offline model cannot take this request"), "{v}");
+    assert_eq!(journal.lock().unwrap().len(), 2);
+}
