@@ -26,6 +26,7 @@ export interface Undo {
 }
 
 export const UNDO_MS = 8000;
+export const FOLLOW_MS = 1000;
 
 function words(e: unknown): string {
   return e instanceof ApiError || e instanceof Error ? e.message : String(e);
@@ -65,9 +66,28 @@ export class Chat {
     try {
       const messages = await api.getMessages(id);
       if (this.activeId === id) this.messages = messages;
+      this.follow(id);
     } catch (e) {
       this.problem = `Could not open the conversation: ${words(e)}`;
     }
+  }
+
+  /** An answer the app is still writing with no channel to this window (the window was rebuilt
+   * after its web view was released): read it from the store every `FOLLOW_MS` until it ends. */
+  private follow(id: number) {
+    const last = this.messages.at(-1);
+    if (this.activeId !== id || last?.status !== "streaming" || this.live?.conversationId === id) return;
+    setTimeout(async () => {
+      if (this.activeId !== id || this.live?.conversationId === id) return;
+      try {
+        const messages = await api.getMessages(id);
+        if (this.activeId !== id || this.live?.conversationId === id) return;
+        this.messages = messages;
+        this.follow(id);
+      } catch {
+        // the next open reads it again
+      }
+    }, FOLLOW_MS);
   }
 
   async newChat(): Promise<void> {

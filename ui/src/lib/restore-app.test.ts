@@ -20,8 +20,11 @@ vi.mock("../api/ui-state", () => ({
   loadUiState: async () => ({ state: holder.saved, page: holder.page }),
 }));
 
+let backend = fakeBackend();
+
 beforeEach(() => {
-  holder.api = fakeBackend().api as unknown as Record<string, (...x: unknown[]) => unknown>;
+  backend = fakeBackend();
+  holder.api = backend.api as unknown as Record<string, (...x: unknown[]) => unknown>;
   holder.saved = null;
   holder.page = null;
   getAppInfo.mockResolvedValue(appInfo({ first_run: false, openai_key: "keyring" }));
@@ -69,5 +72,19 @@ describe("a window rebuilt after release", () => {
     render(App);
     await waitFor(() => expect(screen.getAllByTestId("message")[0]).toHaveTextContent("only one"));
     expect(screen.getByTestId("composer-input")).toHaveValue("");
+  });
+
+  it("an answer still being written when the window comes back is followed from the store until it ends", async () => {
+    backend.setScript({ tokens: ["Half ", "an answer"], hold: true });
+    render(App);
+    await send("keep writing while I am away");
+    await screen.findByTestId("stop-button");
+    cleanup(); // released mid-answer: the app keeps writing it, the channel is gone
+    render(App);
+    const answer = () => screen.getAllByTestId("message").find((m) => m.dataset.role === "assistant");
+    await waitFor(() => expect(answer()).toHaveAttribute("data-status", "streaming"));
+    await backend.api.stopAnswer(); // the app finishes it (here: stopped, text kept)
+    await waitFor(() => expect(answer()).toHaveAttribute("data-status", "interrupted"), { timeout: 3_000 });
+    expect(answer()).toHaveTextContent("Half an answer");
   });
 });
