@@ -89,5 +89,5 @@ describe.skipIf(!llmock)("the web view is released in the tray and rebuilt on op
     expect(await last.getAttribute("data-status")).toBe("complete");
     expect(await last.$('[data-testid="message-text"]').getText()).toBe("Written while the window was gone.");
     await screenshot(browser, "release-reopened.png");
-  });
+  }, 60_000 + 2_000 * Number(process.env.UNDERSTUDY_E2E_IDLE_S ?? 0));
 });
