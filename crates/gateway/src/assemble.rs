@@ -25,9 +25,12 @@ struct Choice {
     tool_calls: BTreeMap<u64, Value>,
     function_call: Option<Value>,
     annotations: Vec<Value>,
-    logprobs: Option<(Option<Vec<Value>>, Option<Vec<Value>>)>,
+    /// `logprobs.content` and `logprobs.refusal`, once any chunk carried logprobs.
+    logprobs: Option<Logprobs>,
     finish_reason: Option<Value>,
 }
+
+type Logprobs = (Option<Vec<Value>>, Option<Vec<Value>>);
 
 /// What the offline model wrote after the upstream failed mid-answer (choice 0).
 pub(crate) struct Continuation<'a> {

@@ -549,7 +549,7 @@ async fn attempt_cloud(cloud: &Cloud, client: &understudy_openai::Client, reques
         // The client's body as it is; the provider's own model only where it names none.
         Some(body) => {
             let mut body = body.clone();
-            if !body.get("model").and_then(Value::as_str).is_some_and(|m| !m.trim().is_empty()) {
+            if body.get("model").and_then(Value::as_str).is_none_or(|m| m.trim().is_empty()) {
                 body.insert("model".into(), Value::String(model.clone()));
             }
             client.chat_stream_body(body).await
