@@ -49,6 +49,12 @@ describe.skipIf(!llmock)("the web view is released in the tray and rebuilt on op
     const olderId = await older.getAttribute("data-id");
     await older.$('[data-testid="conversation-title"]').click();
     await browser.waitUntil(async () => (await browser.$('[data-testid="conversation"][class*="active"]').getAttribute("data-id")) === olderId, { timeout: 5_000 });
+    const sni = await until("the tray item on D-Bus", item);
+    const app = pidOf(sni[0])!;
+    await sleep(3_000);
+    console.log(`footprint open, idle: ${footprint(app)}; idle CPU ${await idleCpu(app)}`);
+    expect(webkit(app).some(([, n]) => n.startsWith("WebKitWebProc"))).toBe(true);
+
     // An answer that is still streaming when the window goes (it pauses for 12 s, then ends).
     await scenario(llmock, [{ type: "reply", text: "Written while the window was gone." }, { type: "stream_fault", kind: "stall", after_chunks: 2, stall_seconds: 12 }]);
     const sent = Date.now();
@@ -57,11 +63,6 @@ describe.skipIf(!llmock)("the web view is released in the tray and rebuilt on op
     await browser.$('[data-testid="composer-input"]').setValue("half a quest");
     await sleep(800); // the snapshot is written debounced
 
-    const sni = await until("the tray item on D-Bus", item);
-    const app = pidOf(sni[0])!;
-    await sleep(3_000);
-    console.log(`footprint open, idle: ${footprint(app)}; idle CPU ${await idleCpu(app)}`);
-    expect(webkit(app).some(([, n]) => n.startsWith("WebKitWebProc"))).toBe(true);
 
     closeWindow(visibleWindows()[0]);
     await until("the window hidden", () => (visibleWindows().length === 0 ? true : undefined), 10_000);
@@ -80,7 +81,10 @@ describe.skipIf(!llmock)("the web view is released in the tray and rebuilt on op
     await browser.switchToWindow(handle);
     await browser.$('[data-testid="composer-input"]').waitForDisplayed({ timeout: 10_000, interval: 50 });
     const composer = Date.now() - t0;
-    console.log(`reopen after release: window mapped ${mapped} ms, composer visible ${composer} ms`);
+    // The page's own clock (same epoch): when it began loading and first painted.
+    const page = await browser.execute(() => ({ origin: performance.timeOrigin, fcp: performance.getEntriesByName("first-contentful-paint")[0]?.startTime ?? null }));
+    const paint = page.fcp === null ? "?" : (page.origin + page.fcp - t0).toFixed(0);
+    console.log(`reopen after release: window mapped ${mapped} ms, page loading ${(page.origin - t0).toFixed(0)} ms, first paint ${paint} ms, composer seen by WebDriver ${composer} ms`);
     expect(await browser.$('[data-testid="composer-input"]').getValue()).toBe("half a quest");
     expect(await browser.$('[data-testid="conversation"][class*="active"]').getAttribute("data-id")).toBe(olderId);
     // The answer that finished while the window was gone is there, from the store.
