@@ -2,6 +2,7 @@
 // session.sh), so WebKit's processes exit; opened from the tray it is rebuilt and shows what it
 // showed: the open conversation and a half-typed message.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { execFileSync } from "node:child_process";
 import { children, click, closeWindow, cpuTicks, item, pidOf, pss, sleep, until, visibleWindows } from "./desktop";
 import { launchApp, scenario, screenshot, send } from "./driver";
 
@@ -94,4 +95,15 @@ describe.skipIf(!llmock)("the web view is released in the tray and rebuilt on op
     expect(await last.$('[data-testid="message-text"]').getText()).toBe("Written while the window was gone.");
     await screenshot(browser, "release-reopened.png");
   }, 60_000 + 2_000 * Number(process.env.UNDERSTUDY_E2E_IDLE_S ?? 0));
+
+  it("a second launch rebuilds a released window too", async () => {
+    const app = pidOf((await until("the tray item on D-Bus", item))[0])!;
+    closeWindow(visibleWindows()[0]);
+    await until("WebKit's web process gone", () => (webkit(app).some(([, n]) => n.startsWith("WebKitWebProc")) ? undefined : true), 20_000);
+    execFileSync(process.env.UNDERSTUDY_APP_BIN!, [], { timeout: 15_000, stdio: "ignore" }); // hands over and exits
+    await until("the window shown again", () => (visibleWindows().length === 1 ? true : undefined), 10_000);
+    await browser.switchToWindow(await until("the rebuilt web view", async () => (await browser.getWindowHandles())[0], 10_000));
+    await browser.$('[data-testid="composer-input"]').waitForDisplayed({ timeout: 10_000 });
+    expect(await browser.$('[data-testid="composer-input"]').getValue()).toBe("half a quest");
+  });
 });
