@@ -387,7 +387,7 @@ async fn chat_completions(State(app): State<App>, body: Bytes) -> Response {
     let (mut reasoning, mut assembly, mut switched) = (String::new(), Assembly::default(), false);
     while let Some(e) = answer.next().await {
         match e {
-            Event::Upstream { chunk } => assembly.add(&chunk),
+            Event::Upstream { chunk, .. } => assembly.add(&chunk),
             Event::Token { text: t } => text.push_str(&t),
             Event::Switched { model, .. } => {
                 last_model = model;
@@ -433,16 +433,18 @@ async fn chat_completions(State(app): State<App>, body: Bytes) -> Response {
     r
 }
 
-/// An upstream chunk as the client asked for it: the usage the failover forced on is taken
-/// out again when the client did not ask for it (the usage-only chunk, and `usage: null`).
-fn upstream_chunk(mut chunk: Value, include_usage: bool) -> Option<Bytes> {
-    if !include_usage {
-        if let Value::Object(o) = &mut chunk {
-            if o.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty) && o.get("usage").is_some_and(|u| !u.is_null()) {
-                return None;
-            }
-            o.remove("usage");
+/// An upstream chunk as the client asked for it: as it came (byte for byte), except that the
+/// usage the failover forced on is taken out again when the client did not ask for it (the
+/// usage-only chunk, and `usage: null`).
+fn upstream_chunk(mut chunk: Value, data: String, include_usage: bool) -> Option<Bytes> {
+    if include_usage || chunk.get("usage").is_none() {
+        return Some(Bytes::from(format!("data: {data}\n\n")));
+    }
+    if let Value::Object(o) = &mut chunk {
+        if o.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty) && o.get("usage").is_some_and(|u| !u.is_null()) {
+            return None;
         }
+        o.remove("usage");
     }
     Some(Bytes::from(format!("data: {chunk}\n\n")))
 }
@@ -471,11 +473,11 @@ fn sse(mut answer: Answer, id: String, model: String, include_usage: bool, upstr
             };
             let Some(e) = e else { return };
             let out = match e {
-                Event::Upstream { chunk: c } => {
+                Event::Upstream { chunk: c, data } => {
                     if let Some(upstream_id) = c.get("id").and_then(Value::as_str) {
                         upstream_id.clone_into(&mut id);
                     }
-                    match upstream_chunk(c, include_usage) {
+                    match upstream_chunk(c, data, include_usage) {
                         Some(b) => b,
                         None => continue,
                     }

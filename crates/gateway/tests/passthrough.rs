@@ -32,6 +32,11 @@ type Journal = Arc<Mutex<Vec<(String, Value)>>>;
 /// Serves `chunks` as SSE to every chat request (then `[DONE]` unless `cut`, which closes the
 /// connection mid-answer), recording each request.
 async fn upstream(chunks: Vec<Value>, cut: bool) -> (String, Journal) {
+    upstream_text(chunks.iter().map(Value::to_string).collect(), cut).await
+}
+
+/// [`upstream`] with each chunk's text as given (key order and spacing kept).
+async fn upstream_text(chunks: Vec<String>, cut: bool) -> (String, Journal) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let journal: Journal = Arc::default();
@@ -138,7 +143,11 @@ fn data_lines(text: &str) -> Vec<&str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_upstream_s_chunks_pass_unchanged_and_assemble_as_openai_s_completion() {
     let chunks = rich_answer();
-    let (base, journal) = upstream(chunks.clone(), false).await;
+    let mut texts: Vec<String> = chunks.iter().map(Value::to_string).collect();
+    // OpenAI's own key order and spacing, which a client sees unchanged.
+    texts[0] = r#"{"id":"chatcmpl-up1","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o-2024-08-06","service_tier":"default","system_fingerprint":"fp_abc","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":{"content":[],"refusal":null},"finish_reason":null}], "usage":null}"#.into();
+    assert_eq!(serde_json::from_str::<Value>(&texts[0]).unwrap(), chunks[0]);
+    let (base, journal) = upstream_text(texts.clone(), false).await;
     let (url, _dir) = gateway(base).await;
     let http = reqwest::Client::new();
     let sent = json!({ "model": "gpt-4o", "messages": [{ "role": "user", "content": "hi" }], "logprobs": true, "top_logprobs": 1,
@@ -146,7 +155,7 @@ async fn the_upstream_s_chunks_pass_unchanged_and_assemble_as_openai_s_completio
     let r = http.post(&url).bearer_auth("client-token-not-for-upstream").json(&sent).send().await.unwrap();
     assert_eq!(r.headers()["x-understudy-provider"], "openai");
     let text = r.text().await.unwrap();
-    let mut expected: Vec<String> = chunks.iter().map(Value::to_string).collect();
+    let mut expected = texts.clone();
     expected.push("[DONE]".into());
     assert_eq!(data_lines(&text), expected, "streamed chunks are the upstream's, byte for byte");
     {

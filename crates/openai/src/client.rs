@@ -93,9 +93,9 @@ pub enum StreamEvent {
     /// (it counts as a first token) though there is no text to append. `tool_call` when it
     /// is part of a tool call, which can never be continued by another model.
     Part { model: String, tool_call: bool },
-    /// The upstream's chunk as it came (only from [`Client::chat_stream_body`]), given before
-    /// the events it means; the gateway passes it on unchanged.
-    Chunk(Value),
+    /// The upstream's chunk (only from [`Client::chat_stream_body`]), given before the events
+    /// it means: `data` as it came (the gateway passes it on byte for byte), `value` parsed.
+    Chunk { data: String, value: Value },
     /// `[DONE]`: the answer is complete.
     Done,
 }
@@ -359,7 +359,7 @@ impl ChatStream {
                 }
             }
             if self.raw {
-                return Ok(StreamEvent::Chunk(value));
+                return Ok(StreamEvent::Chunk { data: data.to_string(), value });
             }
             if let Some(e) = self.pending.pop_front() {
                 return Ok(e);

@@ -44,7 +44,7 @@ async fn stream(c: &Client) -> Result<(String, Option<String>, bool), understudy
             StreamEvent::Finish { reason } => finish = Some(reason),
             StreamEvent::Usage(u) => usage = u.completion_tokens > 0,
             StreamEvent::Done => return Ok((text, finish, usage)),
-            StreamEvent::Part { .. } | StreamEvent::Chunk(_) => panic!("a text answer has no parts and chat_stream no raw chunks"),
+            StreamEvent::Part { .. } | StreamEvent::Chunk { .. } => panic!("a text answer has no parts and chat_stream no raw chunks"),
         }
     }
     unreachable!("a stream ends with Done or an error")
@@ -249,7 +249,7 @@ async fn a_raw_body_goes_upstream_unchanged_and_chunks_come_back_raw() {
     let (mut raw, mut parts, mut finish) = (0, 0, None);
     while let Some(ev) = s.next().await {
         match ev.unwrap() {
-            StreamEvent::Chunk(v) => raw += usize::from(v["object"] == "chat.completion.chunk"),
+            StreamEvent::Chunk { value, data } => raw += usize::from(value["object"] == "chat.completion.chunk" && data.starts_with('{')),
             StreamEvent::Part { tool_call, .. } => parts += usize::from(tool_call),
             StreamEvent::Finish { reason } => finish = Some(reason),
             StreamEvent::Done => break,

@@ -225,6 +225,9 @@ pub enum Event {
     /// refusals, annotations, usage details). Never sent before `Started`.
     Upstream {
         chunk: Value,
+        /// The chunk's text as it came, passed on byte for byte.
+        #[serde(skip)]
+        data: String,
     },
     /// A reasoning model's thinking, apart from the answer text (never stored with it, never
     /// part of a continuation's prefill).
@@ -584,11 +587,11 @@ async fn attempt_cloud(cloud: &Cloud, client: &understudy_openai::Client, reques
                 tool_call |= call;
                 (model, None)
             }
-            Ok(StreamEvent::Chunk(chunk)) => {
+            Ok(StreamEvent::Chunk { data, value: chunk }) => {
                 if first_token.is_none() {
-                    held.push(chunk);
+                    held.push((chunk, data));
                 } else {
-                    sink.send(Event::Upstream { chunk }).await;
+                    sink.send(Event::Upstream { chunk, data }).await;
                 }
                 continue;
             }
@@ -604,8 +607,8 @@ async fn attempt_cloud(cloud: &Cloud, client: &understudy_openai::Client, reques
                 if first_token.is_none() {
                     // An empty answer is still an answer from this provider.
                     sink.send(begin(&answered_by, &failover)).await;
-                    for chunk in held.drain(..) {
-                        sink.send(Event::Upstream { chunk }).await;
+                    for (chunk, data) in held.drain(..) {
+                        sink.send(Event::Upstream { chunk, data }).await;
                     }
                 }
                 sink.send(Event::Done { finish_reason: finish, model: answered_by }).await;
@@ -619,8 +622,8 @@ async fn attempt_cloud(cloud: &Cloud, client: &understudy_openai::Client, reques
         if first_token.is_none() {
             first_token = Some(started.elapsed());
             sink.send(begin(&answered_by, &failover)).await;
-            for chunk in held.drain(..) {
-                sink.send(Event::Upstream { chunk }).await;
+            for (chunk, data) in held.drain(..) {
+                sink.send(Event::Upstream { chunk, data }).await;
             }
         }
         if let Some(content) = content {
