@@ -11,12 +11,13 @@ use understudy_local::Engine;
 use understudy_router::chain::NoKeys;
 use understudy_router::{Chain, Router};
 
-/// A stand-in worker that loads, then takes each request and answers only after 2 s.
+/// A stand-in worker that loads, then takes each request and answers only after 4 s (long
+/// enough for the second request to queue behind the first on a loaded machine).
 const SLOW_WORKER: &str = r#"read l; echo '{"type":"loaded","path":"m","architecture":"llama","load_ms":1,"context":2048,"threads":1,"template":"chatml"}'
 while read l; do
   id=$(echo "$l" | sed 's/.*"id":"\([^"]*\)".*/\1/')
   echo "{\"type\":\"started\",\"id\":\"$id\"}"
-  sleep 2
+  sleep 4
   echo "{\"type\":\"token\",\"id\":\"$id\",\"text\":\"done\"}"
   echo "{\"type\":\"done\",\"id\":\"$id\",\"finish_reason\":\"stop\",\"usage\":{\"prompt_tokens\":9,\"prompt_evaluated\":9,\"prompt_reused\":0,\"completion_tokens\":1,\"dropped_messages\":0,\"prompt_ms\":1,\"generation_ms\":1}}"
 done"#;
@@ -53,7 +54,7 @@ async fn a_full_offline_queue_answers_429_with_retry_after() {
         })
         .collect();
     while router.engine().in_flight() < 2 {
-        assert!(t0.elapsed() < Duration::from_secs(10), "the two answers never queued");
+        assert!(t0.elapsed() < Duration::from_secs(30), "the two answers never queued: {} in flight", router.engine().in_flight());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let refused = http.post(&url).json(&body).send().await.unwrap();
