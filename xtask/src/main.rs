@@ -59,6 +59,7 @@ commands:
   bench gateway   latency the gateway adds over calling llmock directly (p50/p99, stream and not)
   bench download  model download throughput of a 1 GB file on loopback vs curl
   bench failover  time to first token per fault kind (local model warm and cold), open breaker cost
+  bench footprint [--debug]  PSS and idle CPU of the app open and released in the tray vs a bare Tauri window
   replay TIMELINE  play an outage timeline (xtask/replay/*.toml) through llmock: report + SVG plot
   soak    2000 requests through `understudy serve` with random upstream faults: outcomes, RSS, fds
   fuzz [SECONDS]  cargo-fuzz (nightly) on the GGUF, SSE, config and status-page parsers, SECONDS
@@ -92,6 +93,7 @@ fn run(args: &[String]) -> Result<()> {
         Some("bench") if args.get(1).map(String::as_str) == Some("gateway") => cmd_bench_gateway(),
         Some("bench") if args.get(1).map(String::as_str) == Some("download") => cmd_bench_download(),
         Some("bench") if args.get(1).map(String::as_str) == Some("failover") => cmd_bench_failover(),
+        Some("bench") if args.get(1).map(String::as_str) == Some("footprint") => cmd_bench_footprint(args.iter().any(|a| a == "--debug")),
         Some("bench") => cmd_bench(),
         Some("soak") => cmd_soak(),
         Some("replay") => cmd_replay(args.get(1).map(String::as_str)),
@@ -321,6 +323,31 @@ fn cmd_bench_failover() -> Result<()> {
         sh(Command::new("cargo").args(["build", "--release", "-p", "understudy-local", "--bin", "understudy-local-worker"]))
     })?;
     step("failover latency (release build)", || sh(Command::new("cargo").args(["bench", "-p", "understudy-router", "--bench", "failover"])))
+}
+
+/// Memory (PSS) and idle CPU of the app with its window open, then closed to the tray once its
+/// web view is released, against a bare Tauri window of the same version
+/// (src-tauri/examples/bare-window.rs), all in one headless desktop (xtask/bench/footprint.sh).
+/// Release builds unless `--debug`.
+fn cmd_bench_footprint(debug: bool) -> Result<()> {
+    step("ui build", || sh(Command::new("npm").args(["--prefix", "ui", "run", "build"])))?;
+    let mut build = Command::new("cargo");
+    build.args(["build", "-p", "understudy-app", "--bin", "understudy-app", "--example", "bare-window"]);
+    if !debug {
+        build.arg("--release");
+    }
+    step("app and bare window build", || sh(&mut build))?;
+    let dir = target_dir().join(if debug { "debug" } else { "release" });
+    let work = tempdir("understudy-footprint")?;
+    let result = sh(Command::new("xvfb-run")
+        .args(["-a", "-s", "-screen 0 1280x800x24 -nolisten tcp", "dbus-run-session", "--", "bash", "xtask/bench/footprint.sh"])
+        .env("APP", dir.join("understudy-app"))
+        .env("BARE", dir.join("examples").join("bare-window"))
+        .env("LLMOCK", understudy_testkit::venv_dir().join("bin").join("llmock"))
+        .env("MODEL", understudy_testkit::tiny_gguf())
+        .env("WORK", &work));
+    let _ = std::fs::remove_dir_all(&work);
+    result
 }
 
 /// Replays one timeline, or all of xtask/replay/ (crates/alerts/benches/replay.rs, release).
