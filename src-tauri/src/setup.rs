@@ -165,6 +165,9 @@ impl Setup {
     pub fn apply_gateway(&self) {
         let config = config::load(&self.env, &self.paths).config.gateway;
         let want = config.enabled.then_some((config.listen, config.require_token));
+        // Read before entering the runtime: the keyring's Secret Service client blocks on a
+        // runtime of its own, which panics inside another one.
+        let stored_token = matches!(want, Some((_, true))).then(|| self.gateway_token());
         tauri::async_runtime::block_on(async {
             let mut running = self.gateway.lock().await;
             if running.as_ref().map(|(r, token)| (r.addr, *token)) == want {
@@ -175,15 +178,13 @@ impl Setup {
             }
             let mut error = None;
             // Never serve without the token it was asked to require.
-            let token = match want {
-                Some((_, true)) => match self.gateway_token() {
-                    Ok(t) => Some(Some(t)),
-                    Err(e) => {
-                        error = Some(format!("no gateway token could be kept: {}", e.message));
-                        None
-                    }
-                },
-                _ => Some(None),
+            let token = match stored_token {
+                Some(Ok(t)) => Some(Some(t)),
+                Some(Err(e)) => {
+                    error = Some(format!("no gateway token could be kept: {}", e.message));
+                    None
+                }
+                None => Some(None),
             };
             if let (Some((addr, _)), Some(token)) = (want, token) {
                 let cfg = understudy_gateway::GatewayConfig { token, ..understudy_gateway::GatewayConfig::default() };

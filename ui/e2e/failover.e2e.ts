@@ -85,7 +85,8 @@ describe.skipIf(!llmock)("failover in the real app", () => {
     await screenshot(browser, "settings-gateway.png");
     // The per-install token, as Settings shows it for other tools' environment.
     const lines = await browser.$('[data-testid="gateway-env"]');
-    await lines.waitForDisplayed({ timeout: 10_000 });
+    await lines.waitForExist({ timeout: 10_000 });
+    await lines.scrollIntoView();
     const token = /OPENAI_API_KEY=(\S+)/.exec(await lines.getText())?.[1] ?? "";
     expect(token.length).toBeGreaterThan(32);
 

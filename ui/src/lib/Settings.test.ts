@@ -33,6 +33,17 @@ describe("Settings", () => {
     expect(writeText).toHaveBeenCalledWith(lines);
   });
 
+  it("shows the token lines as soon as the gateway is switched on and saved", async () => {
+    const lines = "OPENAI_BASE_URL=http://127.0.0.1:8321/v1\nOPENAI_API_KEY=understudy-0123abcd";
+    api.getSettings.mockResolvedValue(view());
+    api.saveSettings.mockResolvedValue(view({ settings: { ...view().settings, gateway: true }, gateway: { listen: "127.0.0.1:8321", running: true, error: null } }));
+    api.gatewayAccess.mockResolvedValue({ base_url: "http://127.0.0.1:8321/v1", token: "understudy-0123abcd", env_lines: lines });
+    render(Settings);
+    await fireEvent.click(await screen.findByTestId("settings-gateway"));
+    await fireEvent.click(screen.getByTestId("settings-save"));
+    expect((await screen.findByTestId("gateway-env")).textContent).toBe(lines);
+  });
+
   it("asks for no token while the gateway is off", async () => {
     api.getSettings.mockResolvedValue(view());
     render(Settings);
