@@ -7,42 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use understudy_core::config::{Config, Mode};
-use understudy_core::{Env, Paths};
 use understudy_local::engine::EngineConfig;
-use understudy_local::Engine;
-use understudy_router::chain::NoKeys;
-use understudy_router::{Chain, Router};
 
-struct Gw {
-    router: Router,
-    url: String,
-    _dir: tempfile::TempDir,
-}
+mod common;
+use common::{start_local, Gw};
 
 async fn start() -> Gw {
-    let dir = tempfile::tempdir().unwrap();
-    let env = Env::from_pairs([
-        ("UNDERSTUDY_DATA_DIR", dir.path().join("data").display().to_string()),
-        ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string()),
-    ]);
-    let paths = Paths::resolve(&env).unwrap();
-    let mut config = Config { mode: Mode::LocalOnly, ..Config::default() };
-    config.local.model = Some(understudy_testkit::tiny_gguf().display().to_string());
-    config.local.context = 2048;
-    config.local.threads = 1;
-    let router = Router::new(Chain::build(&config, &paths, &NoKeys), Engine::new(EngineConfig::new(understudy_testkit::local_worker(), &[])));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let r = router.clone();
-    tokio::spawn(async move { understudy_gateway::serve(r, understudy_gateway::GatewayConfig::default(), addr, std::future::pending()).await.unwrap() });
-    let t0 = Instant::now();
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "gateway did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Gw { router, url: format!("http://{addr}/v1/chat/completions"), _dir: dir }
+    start_local(EngineConfig::new(understudy_testkit::local_worker(), &[])).await
 }
 
 fn body(stream: bool, max_tokens: u32) -> serde_json::Value {

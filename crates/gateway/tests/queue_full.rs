@@ -4,12 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use understudy_core::config::{Config, Mode};
-use understudy_core::{Env, Paths};
+mod common;
+use common::start_local;
 use understudy_local::engine::EngineConfig;
-use understudy_local::Engine;
-use understudy_router::chain::NoKeys;
-use understudy_router::{Chain, Router};
 
 /// A stand-in worker that loads, then takes each request and answers only after 4 s (long
 /// enough for the second request to queue behind the first on a loaded machine).
@@ -24,27 +21,11 @@ done"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_offline_queue_answers_429_with_retry_after() {
-    let dir = tempfile::tempdir().unwrap();
-    let env = Env::from_pairs([
-        ("UNDERSTUDY_DATA_DIR", dir.path().join("data").display().to_string()),
-        ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string()),
-    ]);
-    let mut config = Config { mode: Mode::LocalOnly, ..Config::default() };
-    config.local.model = Some(understudy_testkit::tiny_gguf().display().to_string());
     let mut engine = EngineConfig::new("bash", &["-c", SLOW_WORKER]);
     engine.max_queue = 2;
-    let router = Router::new(Chain::build(&config, &Paths::resolve(&env).unwrap(), &NoKeys), Engine::new(engine));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let r = router.clone();
-    tokio::spawn(async move { understudy_gateway::serve(r, understudy_gateway::GatewayConfig::default(), addr, std::future::pending()).await.unwrap() });
+    let gw = start_local(engine).await;
+    let (router, url) = (gw.router.clone(), gw.url.clone());
     let t0 = Instant::now();
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "gateway did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let url = format!("http://{addr}/v1/chat/completions");
     let body = serde_json::json!({ "model": "local", "messages": [{ "role": "user", "content": "hi" }] });
     let http = reqwest::Client::new();
     let queued: Vec<_> = (0..2)
