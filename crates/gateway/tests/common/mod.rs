@@ -1,8 +1,6 @@
 //! A gateway on a free loopback port over a local-only router whose engine runs `engine` (the
 //! real worker, or a stand-in script that answers as a worker does).
 
-use std::time::{Duration, Instant};
-
 use understudy_core::config::{Config, Mode};
 use understudy_core::{Env, Paths};
 use understudy_local::engine::EngineConfig;
@@ -16,6 +14,7 @@ pub struct Gw {
     pub router: Router,
     /// `…/v1/chat/completions`
     pub url: String,
+    _running: understudy_gateway::Running,
     _dir: tempfile::TempDir,
 }
 
@@ -30,15 +29,9 @@ pub async fn start_local(engine: EngineConfig) -> Gw {
     config.local.context = 2048;
     config.local.threads = 1;
     let router = Router::new(Chain::build(&config, &Paths::resolve(&env).unwrap(), &NoKeys), Engine::new(engine));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let r = router.clone();
-    tokio::spawn(async move { understudy_gateway::serve(r, understudy_gateway::GatewayConfig::default(), addr, std::future::pending()).await.unwrap() });
-    let t0 = Instant::now();
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "gateway did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Gw { router, url: format!("http://{addr}/v1/chat/completions"), _dir: dir }
+    // Bound by the gateway itself (port 0): a port picked, freed and bound again later could
+    // be taken meanwhile by another test process, whose server would then get our requests.
+    let running = understudy_gateway::start(router.clone(), understudy_gateway::GatewayConfig::default(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = running.addr;
+    Gw { router, url: format!("http://{addr}/v1/chat/completions"), _running: running, _dir: dir }
 }
