@@ -28,13 +28,21 @@ async fn a_full_offline_queue_answers_429_with_retry_after() {
     let t0 = Instant::now();
     let body = serde_json::json!({ "model": "local", "messages": [{ "role": "user", "content": "hi" }] });
     let http = reqwest::Client::new();
-    let queued: Vec<_> = (0..2)
+    let mut queued: Vec<_> = (0..2)
         .map(|_| {
             let (http, url, body) = (http.clone(), url.clone(), body.clone());
-            tokio::spawn(async move { http.post(&url).json(&body).send().await.unwrap().status() })
+            tokio::spawn(async move {
+                let r = http.post(&url).json(&body).send().await.unwrap();
+                (r.status(), r.text().await.unwrap_or_default())
+            })
         })
         .collect();
     while router.engine().in_flight() < 2 {
+        // An answer that came back before both were queued says why.
+        if let Some(i) = queued.iter().position(tokio::task::JoinHandle::is_finished) {
+            let (status, text) = queued.remove(i).await.unwrap();
+            panic!("an answer ended before both were queued: {status} {text}");
+        }
         assert!(t0.elapsed() < Duration::from_secs(30), "the two answers never queued: {} in flight", router.engine().in_flight());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -44,6 +52,7 @@ async fn a_full_offline_queue_answers_429_with_retry_after() {
     let err: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(err["error"]["code"], "rate_limit_exceeded", "{err}");
     for q in queued {
-        assert_eq!(q.await.unwrap(), 200, "the queued answers go on");
+        let (status, text) = q.await.unwrap();
+        assert_eq!(status, 200, "the queued answers go on: {text}");
     }
 }

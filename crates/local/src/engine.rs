@@ -287,13 +287,18 @@ impl Engine {
         Ok(loaded)
     }
 
-    /// Loads the model unless it is loaded already with the same settings.
+    /// Loads the model unless it is loaded already with the same settings. The check and the
+    /// load hold one lock: two answers arriving together load the model once (checked apart,
+    /// both loaded it, and the second load held the engine while the first answer waited).
     pub async fn ensure_loaded(&self, path: &Path, context: u32, threads: u32) -> Result<(), EngineError> {
         let spec = LoadSpec { path: path.display().to_string(), context, threads };
-        let same = self.state.lock().await.loaded.as_ref().is_some_and(|(s, _)| *s == spec);
-        if !same {
-            self.load(path, context, threads).await?;
+        let mut state = self.state.lock().await;
+        if state.loaded.as_ref().is_some_and(|(s, _)| *s == spec) {
+            return Ok(());
         }
+        gguf::validate(path)?;
+        self.load_locked(&mut state, spec).await?;
+        self.watch_idle(&mut state);
         Ok(())
     }
 

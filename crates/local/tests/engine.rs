@@ -396,3 +396,26 @@ async fn a_long_prompt_and_three_queued_answers_finish_with_a_two_second_stall_t
     assert!(usage.prompt_tokens >= 2500, "{usage:?}");
     assert!(results.iter().all(|(text, _, _)| !text.is_empty()));
 }
+
+/// Answers arriving together at an engine with nothing loaded load the model once: the
+/// stand-in worker takes only its first line as a load, so a second load would never be
+/// answered and would hold the engine (seen as a gateway test that hung under load).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_arriving_together_load_the_model_once() {
+    let e = slow_worker(Duration::from_secs(5));
+    let model = understudy_testkit::tiny_gguf();
+    // Several at once, so that some check before the first load takes the engine.
+    let answers: Vec<_> = (0..6)
+        .map(|i| {
+            let (e, model) = (e.clone(), model.clone());
+            tokio::spawn(async move {
+                e.ensure_loaded(&model, 512, 1).await.map_err(|e| e.to_string())?;
+                answer(&e, user(&format!("question {i}")), params(4), None).await
+            })
+        })
+        .collect();
+    for a in answers {
+        let (text, _, _) = tokio::time::timeout(Duration::from_secs(60), a).await.expect("no answer waited behind a second load").unwrap().unwrap();
+        assert_eq!(text, "t1 t2 t3 t4 ");
+    }
+}
