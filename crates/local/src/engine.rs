@@ -279,12 +279,9 @@ impl Engine {
 
     /// Validates the file's GGUF header, then loads it in the worker (starting one if needed).
     pub async fn load(&self, path: &Path, context: u32, threads: u32) -> Result<Loaded, EngineError> {
-        gguf::validate(path)?;
         let spec = LoadSpec { path: path.display().to_string(), context, threads };
         let mut state = self.state.lock().await;
-        let loaded = self.load_locked(&mut state, spec).await?;
-        self.watch_idle(&mut state);
-        Ok(loaded)
+        self.validate_and_load(&mut state, path, spec).await
     }
 
     /// Loads the model unless it is loaded already with the same settings. The check and the
@@ -296,10 +293,14 @@ impl Engine {
         if state.loaded.as_ref().is_some_and(|(s, _)| *s == spec) {
             return Ok(());
         }
+        self.validate_and_load(&mut state, path, spec).await.map(drop)
+    }
+
+    async fn validate_and_load(&self, state: &mut State, path: &Path, spec: LoadSpec) -> Result<Loaded, EngineError> {
         gguf::validate(path)?;
-        self.load_locked(&mut state, spec).await?;
-        self.watch_idle(&mut state);
-        Ok(())
+        let loaded = self.load_locked(state, spec).await?;
+        self.watch_idle(state);
+        Ok(loaded)
     }
 
     /// Loads the model (unless it is loaded already with the same settings) and puts the
