@@ -234,6 +234,15 @@ impl<W: Write> Worker<'_, W> {
     }
 }
 
+/// A token's text with special tokens written out (`<s>`, `<think>`).
+fn special_text(model: &LlamaModel, t: LlamaToken) -> String {
+    // Models without a BOS/EOS report token -1, which must not reach token_to_piece.
+    if t.0 < 0 {
+        return String::new();
+    }
+    String::from_utf8_lossy(&model.vocab().token_to_piece(t, true, None)).into_owned()
+}
+
 struct Generation<'a> {
     model: &'a LlamaModel,
     spec: &'a Spec,
@@ -250,9 +259,7 @@ impl Generation<'_> {
     /// O(log n) renders, not one per dropped turn.
     fn prompt(&self, messages: &[Message], prefill: Option<&str>, usage: &mut Usage) -> Result<Vec<LlamaToken>, String> {
         let vocab = self.model.vocab();
-        // Models without a BOS/EOS report token -1, which must not reach token_to_piece.
-        let piece = |t: LlamaToken| if t.0 < 0 { String::new() } else { String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned() };
-        let (bos, eos) = (piece(vocab.bos()), piece(vocab.eos()));
+        let (bos, eos) = (special_text(self.model, vocab.bos()), special_text(self.model, vocab.eos()));
         let reserve = self.params.max_tokens.unwrap_or(256).min(self.spec.context / 4) as usize;
         let room = (self.spec.context as usize).saturating_sub(reserve);
         // Droppable: every non-system message but the last message, oldest first.
@@ -328,8 +335,7 @@ impl Generation<'_> {
         let tokens = self.prompt(messages, prefill, &mut usage)?;
         // Whether the template opened a reasoning block itself: the prompt's last tokens say.
         let vocab = self.model.vocab();
-        let tail: String =
-            tokens[tokens.len().saturating_sub(8)..].iter().map(|t| String::from_utf8_lossy(&vocab.token_to_piece(*t, true, None)).into_owned()).collect();
+        let tail: String = tokens[tokens.len().saturating_sub(8)..].iter().map(|t| special_text(self.model, *t)).collect();
         let mut think = ThinkSplit::new(&tail, prefill.is_some());
         usage.prompt_tokens = tokens.len() as u32;
 
