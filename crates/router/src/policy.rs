@@ -134,8 +134,8 @@ impl Policy {
         matches!(self.breaker, Breaker::Closed)
     }
 
-    /// Whether a probe should run now (half-open, or idle checks by the caller).
-    pub fn wants_probe(&mut self, now: Duration) -> bool {
+    /// Whether a probe should run now: the breaker is half-open.
+    fn wants_probe(&mut self, now: Duration) -> bool {
         self.tick(now);
         matches!(self.breaker, Breaker::HalfOpen { .. })
     }
