@@ -9,7 +9,9 @@
 use std::path::Path;
 
 pub mod export;
+mod recover;
 mod secrets;
+pub use recover::{Opened, StoreNotice};
 pub use secrets::{Backend, SecretError, Secrets};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -125,7 +127,16 @@ pub struct Hit {
 }
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![
+    Migrations::new(migration_list())
+}
+
+/// The schema version this build writes (`PRAGMA user_version` after migrating).
+pub fn schema_version() -> i64 {
+    i64::try_from(migration_list().len()).unwrap_or(i64::MAX)
+}
+
+fn migration_list() -> Vec<M<'static>> {
+    vec![
         M::up(
             "CREATE TABLE conversations (
             id INTEGER PRIMARY KEY,
@@ -171,7 +182,7 @@ fn migrations() -> Migrations<'static> {
         M::up("ALTER TABLE messages ADD COLUMN parts TEXT"),
         // How many of the oldest messages an offline answer had to leave out (its context).
         M::up("ALTER TABLE messages ADD COLUMN left_out INTEGER"),
-    ])
+    ]
 }
 
 /// A `SELECT id, title, system_prompt, model, created_at, updated_at` row.
@@ -224,22 +235,59 @@ impl Store {
         Store::init(conn)
     }
 
+    /// [`Store::open`] that also checks the file (`quick_check`, the schema version) and says
+    /// why it could not open, for [`Store::open_or_recover`].
+    pub(crate) fn open_checked(path: &Path, lock_wait: Duration) -> std::result::Result<Store, recover::Problem> {
+        if let Some(parent) = path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        // A directory (or anything but a file) where the database belongs is as unreadable as garbage.
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+            return Err(recover::Problem::Damaged("not a file".into()));
+        }
+        // Checked before SQLite sees the file: closing a connection to a file it rejects deletes
+        // the `-wal` and `-shm` beside it, and a `-wal` may hold the latest answers.
+        if let Some(why) = recover::bad_header(path) {
+            return Err(recover::Problem::Damaged(why));
+        }
+        private_files(path).map_err(|source| StoreError::Io { path: path.display().to_string(), source })?;
+        let mut conn = Connection::open(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+        Store::configure(&conn, lock_wait)?;
+        let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(StoreError::from)?;
+        if found > schema_version() {
+            return Err(recover::Problem::Newer(found));
+        }
+        let check: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0)).map_err(StoreError::from)?;
+        if check != "ok" {
+            return Err(recover::Problem::Damaged(check));
+        }
+        migrations().to_latest(&mut conn).map_err(StoreError::from)?;
+        let store = Store { conn };
+        store.recover()?;
+        Ok(store)
+    }
+
     /// An in-memory store, for tests and previews.
     pub fn open_in_memory() -> Result<Store> {
         Store::init(Connection::open_in_memory()?)
     }
 
     fn init(mut conn: Connection) -> Result<Store> {
-        conn.busy_timeout(Duration::from_secs(5))?;
+        Store::configure(&conn, Duration::from_secs(5))?;
+        migrations().to_latest(&mut conn)?;
+        let store = Store { conn };
+        store.recover()?;
+        Ok(store)
+    }
+
+    fn configure(conn: &Connection, lock_wait: Duration) -> Result<()> {
+        conn.busy_timeout(lock_wait)?;
         // WAL: readers never block the writer; NORMAL sync is durable across app crashes
         // (only an OS crash can lose the last transactions), which is the failure we design for.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        migrations().to_latest(&mut conn)?;
-        let store = Store { conn };
-        store.recover()?;
-        Ok(store)
+        Ok(())
     }
 
     fn recover(&self) -> Result<usize> {
