@@ -77,7 +77,7 @@ impl Setup {
         // After a long healthy spell the offline model's memory goes back to the user.
         engine_config.idle_unload = Some(std::time::Duration::from_secs(15 * 60));
         let engine = Engine::new(engine_config);
-        let router = Router::new(Chain::build(&loaded.config, &paths, &StoredKeys(secrets.clone())), engine);
+        let router = Router::new(Chain::build(&loaded.config, &paths, &StoredKeys::new(secrets.clone(), &env)), engine);
         let conversations = Conversations::new(store, router);
         let downloads = understudy_models::manager::Downloads::new(paths.models_dir())?;
         Ok(Setup {
@@ -102,8 +102,9 @@ impl Setup {
     }
 
     fn overview_of(&self, loaded: &config::Loaded) -> Overview {
-        let stored = |id: &str| self.secrets.get(id).ok().flatten().is_some();
-        let mut o = Overview::gather(loaded, &self.paths, |name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()), stored);
+        let stored = |id: &str| self.secrets.get(id).ok().flatten().map(|v| understudy_core::providers::BoundKey::from_stored(&v));
+        let allowed = understudy_router::chain::allowed_key_env(&self.secrets);
+        let mut o = Overview::gather(loaded, &self.paths, &self.env.with_process_vars(&allowed), &allowed, stored);
         if o.openai_key == KeySource::Keyring && matches!(self.secrets.backend(), Backend::File { .. }) {
             o.openai_key = KeySource::File;
         }
@@ -117,15 +118,16 @@ impl Setup {
     /// Re-reads the config and keys into the router (after Settings or a key changed).
     fn reconfigure(&self) {
         let loaded = config::load(&self.env, &self.paths);
-        self.conversations.router().reconfigure(Chain::build(&loaded.config, &self.paths, &StoredKeys(self.secrets.clone())));
+        self.conversations.router().reconfigure(Chain::build(&loaded.config, &self.paths, &StoredKeys::new(self.secrets.clone(), &self.env)));
     }
 
     /// Stores the primary provider's API key (keyring, else the private file) and says where.
     pub fn save_api_key(&self, key: &str) -> Result<Backend, IpcError> {
         let key = config::validate_api_key(key).map_err(|m| IpcError::new("invalid_key", m))?;
         let loaded = config::load(&self.env, &self.paths);
-        let id = loaded.config.primary().map_or("openai", |p| p.id.as_str()).to_string();
-        let backend = self.secrets.set(&id, key).map_err(|e| IpcError::new("secrets", e))?;
+        let primary = loaded.config.primary().cloned().unwrap_or_else(understudy_core::config::ProviderConfig::openai_default);
+        // Bound to the primary's host: a base URL changed later gets no key until asked again.
+        let backend = understudy_router::chain::store_key(&self.secrets, &primary, key).map_err(|e| IpcError::new("secrets", e))?;
         self.reconfigure();
         Ok(backend)
     }

@@ -194,7 +194,7 @@ fn read_message(message: Option<String>) -> Result<String, ExitCode> {
 /// The router the app uses: config, stored keys, this binary as the engine's worker.
 fn router(config: &understudy_core::Config, paths: &Paths) -> anyhow::Result<understudy_router::Router> {
     let secrets = understudy_store::Secrets::new(&paths.data_dir);
-    let chain = understudy_router::Chain::build(config, paths, &understudy_router::StoredKeys(secrets));
+    let chain = understudy_router::Chain::build(config, paths, &understudy_router::StoredKeys::new(secrets, &Env::from_process()));
     let mut engine = understudy_local::engine::EngineConfig::new(std::env::current_exe()?, &["worker"]);
     engine.stall_timeout = config.failover.stall_timeout;
     engine.idle_unload = Some(std::time::Duration::from_secs(15 * 60));

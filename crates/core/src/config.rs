@@ -81,7 +81,7 @@ pub struct ProviderConfig {
 }
 
 impl ProviderConfig {
-    fn openai_default() -> Self {
+    pub fn openai_default() -> Self {
         ProviderConfig { id: "openai".into(), base_url: OPENAI_DEFAULT_BASE_URL.into(), model: "gpt-4o-mini".into(), api_key: ApiKeySource::Keyring }
     }
 }

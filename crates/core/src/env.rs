@@ -3,9 +3,25 @@
 
 use std::collections::BTreeMap;
 
-/// The variables of design.md section 2.
-pub const VARS: &[&str] =
-    &["OPENAI_API_KEY", "OPENAI_BASE_URL", "UNDERSTUDY_CONFIG", "UNDERSTUDY_DATA_DIR", "UNDERSTUDY_GATEWAY_TOKEN", "UNDERSTUDY_LOCAL_MODEL", "UNDERSTUDY_LOG"];
+/// The variables of design.md section 2, and the cloud vendors' conventional key variables
+/// (`crate::providers`).
+pub const VARS: &[&str] = &[
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "UNDERSTUDY_CONFIG",
+    "UNDERSTUDY_DATA_DIR",
+    "UNDERSTUDY_GATEWAY_TOKEN",
+    "UNDERSTUDY_LOCAL_MODEL",
+    "UNDERSTUDY_LOG",
+    "AZURE_OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "GEMINI_API_KEY",
+    "OPENROUTER_API_KEY",
+    "GROQ_API_KEY",
+    "MISTRAL_API_KEY",
+    "DEEPSEEK_API_KEY",
+    "TOGETHER_API_KEY",
+];
 
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Env {
@@ -40,6 +56,18 @@ impl Env {
         V: Into<String>,
     {
         Env { vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+    }
+
+    /// This snapshot plus `names` read from the process now: the key variables a user allowed
+    /// in the app's settings (`api_key = "env:NAME"`).
+    pub fn with_process_vars(&self, names: &[String]) -> Env {
+        let mut env = self.clone();
+        for name in names {
+            if let Ok(v) = std::env::var(name) {
+                env.vars.insert(name.clone(), v);
+            }
+        }
+        env
     }
 
     /// The value, or `None` when unset.

@@ -7,6 +7,7 @@ pub mod env;
 pub mod logging;
 pub mod overview;
 pub mod paths;
+pub mod providers;
 pub mod settings;
 
 pub use config::{Config, ConfigError, Loaded, Mode};

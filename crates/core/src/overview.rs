@@ -5,8 +5,10 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::config::{ApiKeySource, ConfigError, Loaded, Mode};
+use crate::config::{ConfigError, Loaded, Mode};
+use crate::env::Env;
 use crate::paths::Paths;
+use crate::providers::{resolve_key, Resolved, Stored};
 
 /// Where the primary provider's API key comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -53,18 +55,15 @@ pub struct Overview {
 }
 
 impl Overview {
-    /// `env_has(name)` says whether a non-empty environment variable exists; `keyring_has`
-    /// whether the keyring holds a key for the primary provider (the store crate knows).
-    pub fn gather(loaded: &Loaded, paths: &Paths, env_has: impl Fn(&str) -> bool, keyring_has: impl Fn(&str) -> bool) -> Overview {
+    /// `stored(id)`: what the secret store holds for a provider (the store crate knows);
+    /// `allowed`: the `env:NAME` variables the user allowed in the app. Where the primary's key
+    /// comes from is decided by the same rules as the router's (`providers::resolve_key`).
+    pub fn gather(loaded: &Loaded, paths: &Paths, env: &Env, allowed: &[String], stored: impl Fn(&str) -> Option<Stored>) -> Overview {
         let primary = loaded.config.primary();
-        let openai_key = match primary.map(|p| (&p.id, &p.api_key)) {
-            None => KeySource::None,
-            Some((_, ApiKeySource::Env(name))) if env_has(name) => KeySource::Env,
-            Some((_, ApiKeySource::Env(_))) => KeySource::None,
-            Some((id, ApiKeySource::Keyring)) if keyring_has(id) => KeySource::Keyring,
-            // SDK convention: OPENAI_API_KEY serves when nothing is stored.
-            Some((_, ApiKeySource::Keyring)) if env_has("OPENAI_API_KEY") => KeySource::Env,
-            Some((_, ApiKeySource::Keyring)) => KeySource::None,
+        let openai_key = match primary.map(|p| resolve_key(p, Ok(stored(&p.id)), env, allowed)) {
+            None | Some(Err(_)) => KeySource::None,
+            Some(Ok(Resolved::Env(_))) => KeySource::Env,
+            Some(Ok(Resolved::Stored(_) | Resolved::Migrate(_))) => KeySource::Keyring,
         };
         let local_model = loaded.config.local.model.clone();
         Overview {
@@ -85,9 +84,14 @@ impl Overview {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{config, Env};
+    use crate::config;
+    use crate::providers::BoundKey;
 
     fn overview(config_text: Option<&str>, env: &[(&str, &str)], keyring: bool) -> Overview {
+        overview_allowing(config_text, env, keyring, &[])
+    }
+
+    fn overview_allowing(config_text: Option<&str>, env: &[(&str, &str)], keyring: bool, allowed: &[String]) -> Overview {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("config.toml");
         if let Some(t) = config_text {
@@ -99,8 +103,7 @@ mod tests {
         let env = Env::from_pairs(pairs.clone());
         let paths = Paths::resolve(&env).unwrap();
         let loaded = config::load(&env, &paths);
-        let lookup: std::collections::HashMap<_, _> = pairs.into_iter().collect();
-        Overview::gather(&loaded, &paths, |n| lookup.get(n).is_some_and(|v| !v.is_empty()), |_| keyring)
+        Overview::gather(&loaded, &paths, &env, allowed, |_| keyring.then(|| BoundKey::from_stored("sk-stored-0123456789")))
     }
 
     #[test]
@@ -121,6 +124,8 @@ mod tests {
         let o = overview(Some(""), &[("UNDERSTUDY_LOCAL_MODEL", "/m/a.gguf")], false);
         assert_eq!((o.first_run, o.local_model.as_deref()), (false, Some("/m/a.gguf")));
         let o = overview(Some("[[providers]]\nid = \"openai\"\napi_key = \"env:MY_KEY\"\n"), &[("MY_KEY", "k")], false);
+        assert_eq!(o.openai_key, KeySource::None, "a name the user did not allow in the app is not read");
+        let o = overview_allowing(Some("[[providers]]\nid = \"openai\"\napi_key = \"env:MY_KEY\"\n"), &[("MY_KEY", "k")], false, &["MY_KEY".into()]);
         assert_eq!(o.openai_key, KeySource::Env);
         let o = overview(Some("[[providers]]\nid = \"openai\"\napi_key = \"env:MY_KEY\"\n"), &[("OPENAI_API_KEY", "k")], false);
         assert_eq!(o.openai_key, KeySource::None, "env:NAME means that variable, not OPENAI_API_KEY");

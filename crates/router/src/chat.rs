@@ -399,8 +399,25 @@ pub struct ConnectionReport {
     pub model_listed: bool,
 }
 
+/// Why `cloud` has no client: its key problem in words, with what to do.
 fn no_key(cloud: &Cloud) -> ChatError {
-    ChatError::setup(&format!("No API key is set for {}.", cloud.label), "Add the key in Settings.")
+    use understudy_core::providers::KeyProblem;
+    let (message, next, code) = match &cloud.key_problem {
+        None | Some(KeyProblem::Missing) => (format!("No API key is set for {}.", cloud.label), "Add the key in Settings.", "key_missing"),
+        Some(KeyProblem::OtherHost { saved_for, now }) => (
+            format!("{}'s key was saved for {saved_for}; it is not sent to {now}.", cloud.label),
+            "Enter the key for this host in Settings → Providers.",
+            "key_needed_for_host",
+        ),
+        Some(p @ KeyProblem::EnvNotAllowed { .. }) => {
+            (format!("{}: {p}.", cloud.label), "Store the key in Settings → Providers, or allow that variable there.", "key_env_not_allowed")
+        }
+        Some(p) => (format!("{}: {p}.", cloud.label), "Add the key in Settings.", "key_missing"),
+    };
+    let mut e = ChatError::setup(&message, next);
+    e.provider = Some(cloud.id.clone());
+    e.code = Some(code.into());
+    e
 }
 
 struct Sink(mpsc::Sender<Event>);
@@ -465,7 +482,10 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
     let mut failed_label = chain.clouds.first().map_or_else(|| "OpenAI".to_string(), |c| c.label.clone());
     for cloud in clouds {
         let Some(client) = &cloud.client else {
-            reason.get_or_insert_with(|| format!("no API key is set for {}", cloud.label));
+            reason.get_or_insert_with(|| match &cloud.key_problem {
+                Some(understudy_core::providers::KeyProblem::OtherHost { .. }) => format!("{} needs its key entered again for its new host", cloud.label),
+                _ => format!("no API key is set for {}", cloud.label),
+            });
             last_error.get_or_insert_with(|| no_key(cloud));
             continue;
         };
