@@ -98,6 +98,28 @@ fn requests_pass_through_unchanged_and_the_offline_model_refuses_what_it_cannot_
     eprintln!("{}", text(&out.stdout));
 }
 
+/// The same checks with the Node SDK (npm `openai`, a dev dependency of ui/ that
+/// `cargo xtask setup` installs) as the client: gateway_fidelity.mjs.
+#[test]
+fn the_node_sdk_s_requests_pass_through_unchanged_too() {
+    let ui = concat!(env!("CARGO_MANIFEST_DIR"), "/../../ui");
+    assert!(
+        std::path::Path::new(ui).join("node_modules/openai/package.json").exists(),
+        "the npm openai package is missing from ui/node_modules: run `cargo xtask setup` (or `npm ci` in ui/)"
+    );
+    let mock = understudy_testkit::Llmock::start(&[]);
+    let gw = start(&mock.base_url(), "gw-token-123");
+    let out = Command::new("node")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gateway_fidelity.mjs"))
+        .args([format!("http://127.0.0.1:{}/v1", gw.port), mock.admin_url("").trim_end_matches('/').to_string(), "gw-token-123".into(), ui.into()])
+        .output()
+        .expect("node (cargo xtask setup installs it)");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    assert!(out.status.success(), "{}\n{}\n{}", text(&out.stdout), text(&out.stderr), said(&gw));
+    assert!(text(&out.stdout).contains("gateway node fidelity suite: ok"));
+    eprintln!("{}", text(&out.stdout));
+}
+
 #[test]
 fn sigterm_stops_the_gateway_cleanly() {
     let mock = understudy_testkit::Llmock::start(&[]);
