@@ -1,0 +1,41 @@
+"""The gateway's overhead as a real client sees it: the official openai SDK calls llmock
+directly and through the gateway, alternating in blocks, in one process and one run.
+
+argv: DIRECT_BASE_URL GATEWAY_BASE_URL REQUESTS BLOCK
+Prints one JSON line per mode: {"mode", "direct": [ms...], "gateway": [ms...]} for the caller
+(crates/gateway/benches/overhead.rs) to summarise.
+"""
+import json
+import sys
+import time
+
+import openai
+
+direct_url, gateway_url, requests, block = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+KEY = "sk-bench-0123456789"
+direct = openai.OpenAI(base_url=direct_url, api_key=KEY, max_retries=0)
+gateway = openai.OpenAI(base_url=gateway_url, api_key=KEY, max_retries=0)
+messages = [{"role": "user", "content": "hello"}]
+
+
+def once(client, stream):
+    t0 = time.perf_counter()
+    if stream:
+        for _ in client.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True):
+            pass
+    else:
+        r = client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+        assert r.choices[0].message.content
+    return (time.perf_counter() - t0) * 1000.0
+
+
+for stream in (False, True):
+    for client in (direct, gateway):
+        for _ in range(20):
+            once(client, stream)
+    d, g = [], []
+    while len(d) < requests:
+        n = min(block, requests - len(d))
+        d += [once(direct, stream) for _ in range(n)]
+        g += [once(gateway, stream) for _ in range(n)]
+    print(json.dumps({"mode": "stream" if stream else "non-stream", "direct": d, "gateway": g}), flush=True)
