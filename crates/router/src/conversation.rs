@@ -32,19 +32,23 @@ pub enum ConversationError {
 }
 
 /// What the window hears during a turn, in order: `user_message` (the saved message, when the
-/// turn has one), `answer_started`, `token`s, then `finished` with the stored answer.
+/// turn has one), `answer_started`, `token`s, then `finished` with the stored answer; when the
+/// disk refuses a save, `not_saved` (each failed try) and `saved` (it worked again) in between.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TurnEvent {
     UserMessage {
         message: Message,
     },
+    /// `message_id` is None when the answer could not be stored yet (see `NotSaved`).
     AnswerStarted {
-        message_id: i64,
+        message_id: Option<i64>,
         provider: String,
         label: String,
         model: String,
         failover: Option<String>,
+        /// Who failed before and how, as data (the badge's words are built from it).
+        because: Option<crate::chat::Because>,
     },
     Token {
         text: String,
@@ -59,7 +63,16 @@ pub enum TurnEvent {
         label: String,
         model: String,
         reason: String,
+        because: crate::chat::Because,
     },
+    /// Saving the answer failed (a full or read-only disk): it streams on, the text is kept in
+    /// memory and the save is tried again every 500 ms; sent after each failed try, `reason`
+    /// for the log and a tooltip.
+    NotSaved {
+        reason: String,
+    },
+    /// A save worked again after `NotSaved`: everything so far is stored.
+    Saved,
     /// The answer as stored: status `complete`, `interrupted` (stopped; text kept) or `error`
     /// (with the reason and next step in `error`).
     Finished {
@@ -225,6 +238,9 @@ impl Conversations {
         let started = Instant::now();
         let mut answer = self.0.router.chat(request);
         let mut streaming: Option<StreamingMessage> = None;
+        let mut saving = Saving::default();
+        // Who began the answer, for the first part when it switches provider mid-stream.
+        let mut first_by = (String::new(), String::new());
         let mut end = AnswerEnd::new(Status::Complete);
         loop {
             // Text that arrived is stored within SAVE_EVERY even when nothing follows it (a
@@ -243,7 +259,8 @@ impl Conversations {
                     }
                 } => {
                     if let Some(m) = streaming.as_mut() {
-                        self.with_store(|s| m.flush(s))?;
+                        let stored = self.with_store(|s| m.flush(s));
+                        saving.track(stored, m, &mut sink);
                     }
                     continue;
                 }
@@ -254,31 +271,33 @@ impl Conversations {
                 break;
             };
             match event {
-                Event::Started { provider, label, model, failover } => {
+                Event::Started { provider, label, model, failover, because } => {
                     let by = Provenance { provider: Some(provider.clone()), model: Some(model.clone()), failover_reason: failover.clone() };
-                    let m = self.with_store(|s| StreamingMessage::begin(s, id, &by))?;
-                    sink(TurnEvent::AnswerStarted { message_id: m.id, provider, label, model, failover });
+                    let mut m = StreamingMessage::new(id, &by);
+                    let stored = self.with_store(|s| m.flush(s));
+                    first_by = (provider.clone(), model.clone());
+                    sink(TurnEvent::AnswerStarted { message_id: m.id(), provider, label, model, failover, because });
+                    saving.track(stored, &m, &mut sink);
                     streaming = Some(m);
                 }
                 Event::Token { text } => {
                     if end.first_token_ms.is_none() {
                         end.first_token_ms = Some(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX));
                     }
-                    if let Some(m) = streaming.as_mut() {
-                        self.with_store(|s| m.push(s, &text))?;
-                    }
+                    let stored = streaming.as_mut().map(|m| self.with_store(|s| m.push(s, &text)));
                     sink(TurnEvent::Token { text });
+                    if let (Some(stored), Some(m)) = (stored, streaming.as_ref()) {
+                        saving.track(stored, m, &mut sink);
+                    }
                 }
-                Event::Switched { provider, label, model, reason } => {
+                Event::Switched { provider, label, model, reason, because } => {
                     let at = streaming.as_ref().map_or(0, |m| m.text().chars().count());
                     if end.parts.is_empty() {
-                        let first = self.with_store(|s| streaming.as_ref().map(|m| s.message(m.id)).transpose())?;
-                        let first = first.map(|m| (m.provider.unwrap_or_default(), m.model.unwrap_or_default())).unwrap_or_default();
-                        end.parts.push(Part { provider: first.0, model: first.1, start: 0 });
+                        end.parts.push(Part { provider: first_by.0.clone(), model: first_by.1.clone(), start: 0 });
                     }
                     end.parts.push(Part { provider: provider.clone(), model: model.clone(), start: at });
                     end.by.failover_reason = Some(format!("{reason}; {label} continued the answer"));
-                    sink(TurnEvent::Switched { provider, label, model, reason });
+                    sink(TurnEvent::Switched { provider, label, model, reason, because });
                 }
                 Event::Usage { prompt_tokens, completion_tokens } => {
                     end.prompt_tokens = Some(i64::from(prompt_tokens));
@@ -309,19 +328,20 @@ impl Conversations {
             }
         }
         end.total_ms = Some(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX));
-        let message_id = match streaming {
-            Some(m) => {
-                let mid = m.id;
-                self.with_store(|s| m.finish(s, &end))?;
-                mid
+        // Failed (or stopped) before any provider started: the failure is still recorded where
+        // it happened, so the history shows it after a restart too.
+        let mut m = streaming.unwrap_or_else(|| StreamingMessage::new(id, &end.by));
+        // The answer is on screen; it is stored once the disk takes it. Until then the
+        // conversation stays busy and a quit leaves the last saved text, `interrupted` at the
+        // next start.
+        let message_id = loop {
+            let stored = self.with_store(|s| m.finish(s, &end));
+            let done = stored.as_ref().ok().copied();
+            saving.track(stored.map(|_| ()), &m, &mut sink);
+            match done {
+                Some(mid) => break mid,
+                None => tokio::time::sleep(StreamingMessage::SAVE_EVERY).await,
             }
-            // Failed (or stopped) before any provider started: the failure is still recorded
-            // where it happened, so the history shows it after a restart too.
-            None => self.with_store(|s| {
-                let mid = s.begin_answer(id, &end.by)?;
-                s.finish_answer(mid, "", &end)?;
-                Ok(mid)
-            })?,
         };
         drop(slot);
         let message = self.with_store(|s| s.message(message_id))?;
@@ -332,6 +352,33 @@ impl Conversations {
         }
         sink(TurnEvent::Finished { message: message.clone() });
         Ok(message)
+    }
+}
+
+/// Whether the answer's saves are failing, to tell the window each failure and the recovery.
+#[derive(Default)]
+struct Saving {
+    failing: bool,
+}
+
+impl Saving {
+    /// `stored`: the outcome of a push, flush or finish of `m` (a push may not have saved).
+    fn track(&mut self, stored: Result<(), ConversationError>, m: &StreamingMessage, sink: &mut impl FnMut(TurnEvent)) {
+        match stored {
+            Ok(()) if self.failing && m.flush_due().is_none() => {
+                self.failing = false;
+                tracing::info!("the answer is saved again");
+                sink(TurnEvent::Saved);
+            }
+            Ok(()) => {}
+            Err(e) => {
+                if !self.failing {
+                    tracing::warn!("cannot save the answer, retrying: {e}");
+                }
+                self.failing = true;
+                sink(TurnEvent::NotSaved { reason: e.to_string() });
+            }
+        }
     }
 }
 

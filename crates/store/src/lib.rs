@@ -544,10 +544,14 @@ impl AnswerEnd {
 }
 
 /// An answer being streamed into the store: text accumulates in memory and is saved at least
-/// every `every` (500 ms by default), so a crash loses at most that much.
+/// every `every` (500 ms by default), so a crash loses at most that much. A save that fails (a
+/// full or read-only disk) keeps the text in memory and is due again one interval later; even
+/// the answer's row may be created late ([`StreamingMessage::new`]).
 #[derive(Debug)]
 pub struct StreamingMessage {
-    pub id: i64,
+    id: Option<i64>,
+    conversation_id: i64,
+    by: Provenance,
     text: String,
     dirty: bool,
     last_save: Instant,
@@ -557,21 +561,30 @@ pub struct StreamingMessage {
 impl StreamingMessage {
     pub const SAVE_EVERY: Duration = Duration::from_millis(500);
 
+    /// Creates the answer's row (`streaming`) at once.
     pub fn begin(store: &Store, conversation_id: i64, by: &Provenance) -> Result<StreamingMessage> {
-        Ok(StreamingMessage {
-            id: store.begin_answer(conversation_id, by)?,
-            text: String::new(),
-            dirty: false,
-            last_save: Instant::now(),
-            every: Self::SAVE_EVERY,
-        })
+        let mut m = StreamingMessage::new(conversation_id, by);
+        m.flush(store)?;
+        Ok(m)
+    }
+
+    /// An answer not in the store yet: the first [`StreamingMessage::flush`] that works creates
+    /// its row, so it can stream on while the disk refuses writes.
+    pub fn new(conversation_id: i64, by: &Provenance) -> StreamingMessage {
+        StreamingMessage { id: None, conversation_id, by: by.clone(), text: String::new(), dirty: true, last_save: Instant::now(), every: Self::SAVE_EVERY }
+    }
+
+    /// The stored message's id, once its row exists.
+    pub fn id(&self) -> Option<i64> {
+        self.id
     }
 
     pub fn text(&self) -> &str {
         &self.text
     }
 
-    /// Appends a delta; saves when the last save is older than the interval.
+    /// Appends a delta; saves when the last save is older than the interval. On an error the
+    /// delta is kept all the same.
     pub fn push(&mut self, store: &Store, delta: &str) -> Result<()> {
         self.text.push_str(delta);
         self.dirty = true;
@@ -582,21 +595,40 @@ impl StreamingMessage {
     }
 
     /// When unsaved text must be written so that it is stored within the interval of arriving
-    /// even if no more comes (a stalled stream): `None` when everything is saved.
+    /// even if no more comes (a stalled stream), or a failed save is tried again: `None` when
+    /// everything is saved.
     pub fn flush_due(&self) -> Option<Instant> {
         self.dirty.then(|| self.last_save.checked_add(self.every).unwrap_or(self.last_save))
     }
 
     pub fn flush(&mut self, store: &Store) -> Result<()> {
         if self.dirty {
-            store.save_partial(self.id, &self.text)?;
-            self.dirty = false;
+            // A failed save is tried again an interval later, not in a busy loop.
             self.last_save = Instant::now();
+            let id = self.row(store)?;
+            store.save_partial(id, &self.text)?;
+            self.dirty = false;
         }
         Ok(())
     }
 
-    pub fn finish(self, store: &Store, end: &AnswerEnd) -> Result<()> {
-        store.finish_answer(self.id, &self.text, end)
+    /// Records how the answer ended (creating its row if no save worked yet); returns its id.
+    /// May be called again after an error.
+    pub fn finish(&mut self, store: &Store, end: &AnswerEnd) -> Result<i64> {
+        let id = self.row(store)?;
+        store.finish_answer(id, &self.text, end)?;
+        self.dirty = false;
+        Ok(id)
+    }
+
+    fn row(&mut self, store: &Store) -> Result<i64> {
+        match self.id {
+            Some(id) => Ok(id),
+            None => {
+                let id = store.begin_answer(self.conversation_id, &self.by)?;
+                self.id = Some(id);
+                Ok(id)
+            }
+        }
     }
 }
