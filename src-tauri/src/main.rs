@@ -6,5 +6,9 @@ fn main() -> anyhow::Result<()> {
     if std::env::args().nth(1).as_deref() == Some("worker") {
         return understudy_local::worker::run(std::io::BufReader::new(std::io::stdin()), std::io::stdout().lock()).map_err(anyhow::Error::from);
     }
+    if std::env::args().nth(1).as_deref() == Some("--version") {
+        use std::io::Write;
+        return writeln!(std::io::stdout(), "understudy-app {}", understudy_core::VERSION).map_err(anyhow::Error::from);
+    }
     understudy_app::run()
 }
