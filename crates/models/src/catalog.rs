@@ -18,11 +18,16 @@ pub struct Entry {
     pub file: String,
     /// Bytes, as shown before download; the hub's size is what a download is checked against.
     pub size: u64,
+    /// Pins the file: checked even when the server sends no `X-Linked-Etag`.
     #[serde(default)]
     pub sha256: Option<String>,
+    /// `general.architecture` of the GGUF; one the bundled llama.cpp runs.
+    pub architecture: String,
     pub quantization: String,
     pub parameters: String,
     pub context: u32,
+    /// Memory needed while answering at the default context (file, KV cache, buffers), GB.
+    pub ram_gb: u32,
     pub license: String,
     pub good_for: String,
     #[serde(default)]
@@ -143,7 +148,7 @@ mod tests {
     fn the_shipped_catalog_is_complete() {
         let c = Catalog::builtin();
         assert!(c.models.len() >= 8, "{}", c.models.len());
-        assert_eq!(c.recommended().id, "qwen2.5-1.5b-instruct-q4_k_m");
+        assert_eq!(c.recommended().id, "gemma-3-4b-it-q4_k_m");
         for m in &c.models {
             assert!(m.size > 100_000_000 && m.size < 10_000_000_000, "{}: {}", m.id, m.size);
             assert!(m.context >= 2048 && !m.good_for.is_empty() && !m.license.is_empty(), "{}", m.id);
@@ -153,15 +158,12 @@ mod tests {
     #[test]
     fn ids_resolve_to_hub_urls() {
         let c = Catalog::builtin();
-        let s = resolve(&c, "qwen2.5-0.5b-instruct-q4_k_m").unwrap();
-        assert_eq!(
-            s.url("https://hf-mirror.example/"),
-            "https://hf-mirror.example/Qwen/Qwen2.5-0.5B-Instruct-GGUF/resolve/main/qwen2.5-0.5b-instruct-q4_k_m.gguf"
-        );
-        assert_eq!(s.local_name, "qwen2.5-0.5b-instruct-q4_k_m.gguf");
+        let s = resolve(&c, "qwen3-0.6b-q8_0").unwrap();
+        assert_eq!(s.url("https://hf-mirror.example/"), "https://hf-mirror.example/unsloth/Qwen3-0.6B-GGUF/resolve/main/Qwen3-0.6B-Q8_0.gguf");
+        assert_eq!(s.local_name, "qwen3-0.6b-q8_0.gguf");
         let s = resolve(&c, "someone/Some-GGUF/model-Q8_0.gguf").unwrap();
         assert_eq!((s.repo.as_str(), s.local_name.as_str(), s.entry.is_none()), ("someone/Some-GGUF", "model-Q8_0.gguf", true));
-        assert!(resolve(&c, "bartowski/Llama-3.2-1B-Instruct-GGUF/Llama-3.2-1B-Instruct-Q4_K_M.gguf").unwrap().entry.is_some());
+        assert!(resolve(&c, "hugging-quants/Llama-3.2-1B-Instruct-Q4_K_M-GGUF/llama-3.2-1b-instruct-q4_k_m.gguf").unwrap().entry.is_some());
         assert!(matches!(resolve(&c, "nonsense"), Err(IdError::Unknown(_))));
         assert!(matches!(resolve(&c, "a/b/../../etc/passwd.gguf"), Err(IdError::BadFile(_))));
         assert!(matches!(resolve(&c, "a/b/sub/x.gguf"), Err(IdError::BadFile(_))));
@@ -170,7 +172,7 @@ mod tests {
 
     #[test]
     fn a_broken_catalog_is_refused() {
-        let one = "[[model]]\nid = \"a\"\nname = \"A\"\nrepo = \"o/r\"\nfile = \"a.gguf\"\nsize = 1\nquantization = \"Q4\"\nparameters = \"1B\"\ncontext = 4096\nlicense = \"MIT\"\ngood_for = \"x\"\n";
+        let one = "[[model]]\nid = \"a\"\nname = \"A\"\nrepo = \"o/r\"\nfile = \"a.gguf\"\nsize = 1\narchitecture = \"llama\"\nquantization = \"Q4\"\nparameters = \"1B\"\ncontext = 4096\nram_gb = 1\nlicense = \"MIT\"\ngood_for = \"x\"\n";
         assert!(matches!(Catalog::parse(one), Err(CatalogError::Invalid(m)) if m.contains("recommended")));
         let two = format!("{one}recommended = true\n{}recommended = true\n", one);
         assert!(matches!(Catalog::parse(&two), Err(CatalogError::Invalid(m)) if m.contains("duplicate")));

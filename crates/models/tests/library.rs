@@ -117,7 +117,7 @@ fn the_library_lists_describes_and_judges_every_model() {
     let home = tempfile::tempdir().unwrap();
     let roots = fake_home(home.path());
     let dir = home.path().join("data/models");
-    copy(&tiny(), &dir.join("qwen2.5-0.5b-instruct-q4_k_m.gguf"));
+    copy(&tiny(), &dir.join("qwen3-0.6b-q8_0.gguf"));
     std::fs::write(dir.join("half.gguf.part"), "partial").unwrap();
     let lib = Library::new(&dir);
     let elsewhere = home.path().join("Downloads/my-model.gguf");
@@ -129,8 +129,8 @@ fn the_library_lists_describes_and_judges_every_model() {
     let catalog = Catalog::builtin();
     let models = lib.list(&catalog, &roots, 4096, PLENTY);
     let summary: Vec<(Source, &str)> = models.iter().map(|m| (m.source, m.label.as_str())).collect();
-    assert_eq!(summary[0], (Source::Downloaded, "Qwen2.5 0.5B Instruct"));
-    assert_eq!(models[0].id, "qwen2.5-0.5b-instruct-q4_k_m", "a downloaded catalog model is chosen by its id");
+    assert_eq!(summary[0], (Source::Downloaded, "Qwen3 0.6B"));
+    assert_eq!(models[0].id, "qwen3-0.6b-q8_0", "a downloaded catalog model is chosen by its id");
     assert_eq!(summary[1], (Source::Imported, "my-model.gguf"));
     assert_eq!(models[1].path, std::fs::canonicalize(&elsewhere).unwrap(), "used in place, not copied");
     assert!(!dir.join("my-model.gguf").exists());

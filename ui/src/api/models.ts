@@ -43,6 +43,12 @@ export interface Offer {
   quantization: string;
   parameters: string;
   context: number;
+  /** GGUF architecture (one the bundled llama.cpp runs). */
+  architecture: string;
+  /** Memory needed while answering at the default context, GB. */
+  ram_gb: number;
+  /** Pinned by the catalog; null when only the hub's header verifies it. */
+  sha256: string | null;
   license: string;
   good_for: string;
   recommended: boolean;

@@ -17,8 +17,8 @@ const shelf = (over = {}) => ({
     { id: "/home/u/broken.gguf", label: "broken.gguf", source: "imported", path: "/home/u/broken.gguf", size: 10, details: { Err: "/home/u/broken.gguf is not a GGUF file (bad magic)" }, needs_bytes: 0, fit: "fits", verified: null },
   ],
   catalog: [
-    { id: "qwen2.5-1.5b-instruct-q4_k_m", name: "Qwen2.5 1.5B Instruct", repo: "Qwen/Qwen2.5-1.5B-Instruct-GGUF", file: "qwen2.5-1.5b-instruct-q4_k_m.gguf", size: 1117320736, quantization: "Q4_K_M", parameters: "1.5B", context: 32768, license: "Apache-2.0", good_for: "The best first download.", recommended: true, downloaded: true, partial: null, downloading: false, fit: "fits" },
-    { id: "gemma-3-1b-it-q4_k_m", name: "Gemma 3 1B it", repo: "bartowski/google_gemma-3-1b-it-GGUF", file: "google_gemma-3-1b-it-Q4_K_M.gguf", size: 806058240, quantization: "Q4_K_M", parameters: "1B", context: 32768, license: "Gemma", good_for: "Small.", recommended: false, downloaded: false, partial: [403029120, 806058240], downloading: false, fit: "fits" },
+    { id: "qwen2.5-1.5b-instruct-q4_k_m", name: "Qwen2.5 1.5B Instruct", repo: "Qwen/Qwen2.5-1.5B-Instruct-GGUF", file: "qwen2.5-1.5b-instruct-q4_k_m.gguf", size: 1117320736, quantization: "Q4_K_M", parameters: "1.5B", context: 32768, architecture: "qwen2", ram_gb: 2, sha256: null, license: "Apache-2.0", good_for: "The best first download.", recommended: true, downloaded: true, partial: null, downloading: false, fit: "fits" },
+    { id: "gemma-3-1b-it-q4_k_m", name: "Gemma 3 1B it", repo: "bartowski/google_gemma-3-1b-it-GGUF", file: "google_gemma-3-1b-it-Q4_K_M.gguf", size: 806058240, quantization: "Q4_K_M", parameters: "1B", context: 32768, architecture: "gemma3", ram_gb: 2, sha256: null, license: "Gemma", good_for: "Small.", recommended: false, downloaded: false, partial: [403029120, 806058240], downloading: false, fit: "fits" },
   ],
   chosen: "qwen2.5-1.5b-instruct-q4_k_m",
   memory: { available: 6e9, total: 16e9 },
@@ -45,6 +45,7 @@ describe("Models", () => {
     expect(screen.getByText("This computer has 16.0 GB of memory, 6.0 GB free now.", { exact: false })).toBeInTheDocument();
     const offers = screen.getAllByTestId("catalog-model");
     expect(offers[0]).toHaveTextContent("Recommended first download");
+    expect(offers[1]).toHaveTextContent("1B · Q4_K_M · 806 MB · needs 2 GB of RAM · Gemma");
     expect(within(offers[1]).getByTestId("download-model")).toHaveTextContent("Resume (50 % done)");
   });
 
