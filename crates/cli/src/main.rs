@@ -353,13 +353,16 @@ async fn stream_answer(
         };
         let Some(event) = event else { anyhow::bail!("the answer ended without a result") };
         match event {
-            Event::Started { provider: p, label, model, failover: why } => {
+            Event::Started { provider: p, label, model, failover: why, because } => {
                 match &why {
                     Some(why) => eprintln!("understudy: answering with {p} ({model}) because {why}"),
                     None => eprintln!("understudy: answering with {p} ({model})"),
                 }
                 if json {
-                    line(&mut out, serde_json::json!({ "type": "started", "provider": p, "label": label, "model": model, "failover": why }))?;
+                    line(
+                        &mut out,
+                        serde_json::json!({ "type": "started", "provider": p, "label": label, "model": model, "failover": why, "because": because }),
+                    )?;
                 }
                 (provider, failover) = (p, why);
             }
@@ -368,11 +371,11 @@ async fn stream_answer(
                 out.write_all(text.as_bytes())?;
                 out.flush()?;
             }
-            Event::Switched { provider: p, label, model, reason } => {
+            Event::Switched { provider: p, label, model, reason, because } => {
                 // The text so far stays on stdout; the rest continues from where it stopped.
                 eprintln!("\nunderstudy: {reason}; {label} ({model}) continues the answer");
                 if json {
-                    line(&mut out, serde_json::json!({ "type": "switched", "provider": p, "model": model, "reason": reason }))?;
+                    line(&mut out, serde_json::json!({ "type": "switched", "provider": p, "model": model, "reason": reason, "because": because }))?;
                 }
                 (provider, failover) = (p, Some(reason));
             }

@@ -67,6 +67,9 @@ pub struct Sampling {
     pub stop: Vec<String>,
     pub presence_penalty: Option<f32>,
     pub frequency_penalty: Option<f32>,
+    /// The answer must match this grammar (`response_format` JSON mode or a schema, as
+    /// `understudy_local::ResponseFormat::grammar` writes it).
+    pub grammar: Option<String>,
 }
 
 impl Sampling {
@@ -82,6 +85,7 @@ impl Sampling {
             stop: self.stop.clone(),
             presence_penalty: self.presence_penalty.unwrap_or(d.presence_penalty),
             frequency_penalty: self.frequency_penalty.unwrap_or(d.frequency_penalty),
+            grammar: self.grammar.clone(),
             max_tokens,
             ..d
         }
@@ -205,6 +209,65 @@ impl std::fmt::Display for ChatError {
     }
 }
 
+/// Why the provider before in the chain did not write an answer, as data: the window, the CLI
+/// and `alerts::words` put it into words ("because OpenAI timed out"), nobody parses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailoverReason {
+    /// No first token within the first-token timeout.
+    TimedOut,
+    /// Stopped sending mid-answer for the stall timeout.
+    Stalled,
+    /// No connection: refused, DNS, TLS, connect timeout.
+    Unreachable,
+    /// A 5xx (or other status that is not the account's or the request's).
+    ServerError,
+    RateLimited,
+    /// The key was rejected, no quota, no access to the model.
+    AccountProblem,
+    /// The connection broke or the stream ended early mid-answer.
+    CutOff,
+    /// A chunk that is not the expected JSON, or an error chunk.
+    BadStream,
+    /// Its breaker is open: skipped at no cost until it recovers.
+    Down,
+    NoKey,
+    /// Its base URL moved to another host since the key was saved.
+    KeyNeededForHost,
+    /// Anything else that kept it from answering.
+    Failed,
+}
+
+impl FailoverReason {
+    pub fn of(e: &CloudError) -> FailoverReason {
+        match (&e.kind, e.class) {
+            (ErrorKind::FirstToken, _) => FailoverReason::TimedOut,
+            (ErrorKind::Stall, _) => FailoverReason::Stalled,
+            (ErrorKind::Connect | ErrorKind::Dns | ErrorKind::Tls, _) => FailoverReason::Unreachable,
+            (ErrorKind::Cut | ErrorKind::Truncated, _) => FailoverReason::CutOff,
+            (ErrorKind::Malformed | ErrorKind::StreamError, _) => FailoverReason::BadStream,
+            (_, FailureClass::RateLimit) => FailoverReason::RateLimited,
+            (_, FailureClass::Account) => FailoverReason::AccountProblem,
+            (ErrorKind::Status, _) => FailoverReason::ServerError,
+            _ => FailoverReason::Failed,
+        }
+    }
+}
+
+/// The provider before in the chain and why it did not answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Because {
+    pub provider: String,
+    pub label: String,
+    pub reason: FailoverReason,
+}
+
+impl Because {
+    fn new(cloud: &Cloud, reason: FailoverReason) -> Because {
+        Because { provider: cloud.id.clone(), label: cloud.label.clone(), reason }
+    }
+}
+
 /// What happens during an answer, in order: `Started` (when the provider that answers is known:
 /// at its first token, so a failover before it is invisible), `Token`s, maybe `Switched` and
 /// more `Token`s, maybe `Usage`, then exactly one `Done` or `Error`.
@@ -215,7 +278,10 @@ pub enum Event {
         provider: String,
         label: String,
         model: String,
+        /// Why an earlier provider did not answer, in words (stored with the answer).
         failover: Option<String>,
+        /// The same as data: who failed before and how.
+        because: Option<Because>,
     },
     Token {
         text: String,
@@ -240,6 +306,8 @@ pub enum Event {
         label: String,
         model: String,
         reason: String,
+        /// The provider that began the answer and how it failed.
+        because: Because,
     },
     Usage {
         prompt_tokens: u32,
@@ -464,7 +532,7 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
         if let Some(why) = &request.offline_refusal {
             return sink.send(Event::Error { error: ChatError::offline_refused(None, why) }).await;
         }
-        return answer_local(chain, engine, &request, None, Start::Fresh, sink).await;
+        return answer_local(chain, engine, &request, (None, None), Start::Fresh, sink).await;
     }
     let clouds: Vec<&Cloud> = match pinned {
         Some(id) => chain.cloud(id).into_iter().collect(),
@@ -479,9 +547,15 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
     }
     let may_go_local = chain.mode == Mode::Auto && pinned.is_none();
     let (mut reason, mut last_error): (Option<String>, Option<ChatError>) = (None, None);
+    let mut because: Option<Because> = None;
     let mut failed_label = chain.clouds.first().map_or_else(|| "OpenAI".to_string(), |c| c.label.clone());
     for cloud in clouds {
         let Some(client) = &cloud.client else {
+            let why = match &cloud.key_problem {
+                Some(understudy_core::providers::KeyProblem::OtherHost { .. }) => FailoverReason::KeyNeededForHost,
+                _ => FailoverReason::NoKey,
+            };
+            because.get_or_insert_with(|| Because::new(cloud, why));
             reason.get_or_insert_with(|| match &cloud.key_problem {
                 Some(understudy_core::providers::KeyProblem::OtherHost { .. }) => format!("{} needs its key entered again for its new host", cloud.label),
                 _ => format!("no API key is set for {}", cloud.label),
@@ -491,6 +565,7 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
         };
         if !monitor.allows(&cloud.id, &cloud.label) {
             let why = monitor.snapshot().providers.iter().find(|p| p.id == cloud.id).and_then(|p| p.last_error.clone());
+            because.get_or_insert_with(|| Because::new(cloud, FailoverReason::Down));
             reason.get_or_insert_with(|| format!("{} is failing ({}); waiting for it to recover", cloud.label, why.as_deref().unwrap_or("recent errors")));
             last_error.get_or_insert_with(|| ChatError {
                 class: "outage".into(),
@@ -509,7 +584,7 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
         }
         let mut retried = false;
         loop {
-            match attempt_cloud(cloud, client, &request, reason.clone(), sink).await {
+            match attempt_cloud(cloud, client, &request, (reason.clone(), because.clone()), sink).await {
                 Attempt::Done { first_token } => {
                     monitor.record(chain, &cloud.id, &cloud.label, Outcome::Success { first_token }, None);
                     return;
@@ -527,7 +602,8 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
                             // A tool call is never continued inside its JSON: the offline
                             // model answers afresh.
                             let start = if tool_call { Start::Restart } else { Start::Continue(text) };
-                            return answer_local(chain, engine, &request, Some(why), start, sink).await;
+                            let by = Some(Because::new(cloud, FailoverReason::of(&error)));
+                            return answer_local(chain, engine, &request, (Some(why), by), start, sink).await;
                         }
                         return sink.send(Event::Error { error: ChatError::from_cloud(&error) }).await;
                     }
@@ -540,6 +616,7 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
                         }
                         _ => {
                             failed_label.clone_from(&cloud.label);
+                            because = Some(Because::new(cloud, FailoverReason::of(&error)));
                             reason = Some(reason_of(&error, chain));
                             last_error = Some(ChatError::from_cloud(&error));
                             break;
@@ -555,7 +632,7 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
                 let why = reason.as_deref().unwrap_or("it is not answering");
                 return sink.send(Event::Error { error: ChatError::offline_refused(Some((&failed_label, why)), refusal) }).await;
             }
-            return answer_local(chain, engine, &request, reason, Start::Fresh, sink).await;
+            return answer_local(chain, engine, &request, (reason, because), Start::Fresh, sink).await;
         }
     }
     let mut error = last_error.unwrap_or_else(|| ChatError::setup("No provider can answer.", "Check Settings."));
@@ -565,7 +642,13 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
     sink.send(Event::Error { error }).await;
 }
 
-async fn attempt_cloud(cloud: &Cloud, client: &understudy_openai::Client, request: &ChatRequest, failover: Option<String>, sink: &Sink) -> Attempt {
+async fn attempt_cloud(
+    cloud: &Cloud,
+    client: &understudy_openai::Client,
+    request: &ChatRequest,
+    failover: (Option<String>, Option<Because>),
+    sink: &Sink,
+) -> Attempt {
     let model = request.model.clone().filter(|m| !m.trim().is_empty()).unwrap_or_else(|| cloud.model.clone());
     let started = Instant::now();
     let opened = match &request.raw {
@@ -594,11 +677,12 @@ async fn attempt_cloud(cloud: &Cloud, client: &understudy_openai::Client, reques
     let (mut answered_by, mut finish, mut text, mut first_token) = (model, "stop".to_string(), String::new(), None);
     // Raw chunks before the first token wait for `Started` (a failover before it drops them).
     let (mut held, mut tool_call) = (Vec::new(), false);
-    let begin = |answered_by: &str, failover: &Option<String>| Event::Started {
+    let begin = |answered_by: &str, (failover, because): &(Option<String>, Option<Because>)| Event::Started {
         provider: cloud.id.clone(),
         label: cloud.label.clone(),
         model: answered_by.to_string(),
         failover: failover.clone(),
+        because: because.clone(),
     };
     while let Some(event) = stream.next().await {
         let (model, content) = match event {
@@ -668,7 +752,7 @@ enum Start {
 
 /// Answers with the local engine; after a cloud provider failed mid-answer (announced as
 /// `Switched` rather than `Started`) it continues the partial text as a prefill, or restarts.
-async fn answer_local(chain: &Chain, engine: &Engine, request: &ChatRequest, failover: Option<String>, start: Start, sink: &Sink) {
+async fn answer_local(chain: &Chain, engine: &Engine, request: &ChatRequest, failover: (Option<String>, Option<Because>), start: Start, sink: &Sink) {
     let (path, name) = match &chain.local {
         LocalModel::Ready { path, name } => (path, name),
         LocalModel::None => {
@@ -686,9 +770,9 @@ async fn answer_local(chain: &Chain, engine: &Engine, request: &ChatRequest, fai
         Start::Continue(text) => Some(text),
         Start::Fresh | Start::Restart => None,
     };
-    match (switched, failover.clone()) {
-        (true, Some(reason)) => sink.send(Event::Switched { provider, label, model: name.clone(), reason }).await,
-        _ => sink.send(Event::Started { provider, label, model: name.clone(), failover }).await,
+    match (switched, failover) {
+        (true, (Some(reason), Some(because))) => sink.send(Event::Switched { provider, label, model: name.clone(), reason, because }).await,
+        (_, (failover, because)) => sink.send(Event::Started { provider, label, model: name.clone(), failover, because }).await,
     }
     if let Err(e) = engine.ensure_loaded(path, chain.context, chain.threads).await {
         return sink.send(Event::Error { error: ChatError::from_engine(&e) }).await;

@@ -254,3 +254,51 @@ data: {\"error\":{\"message\":\"The server had an error while processing your re
     assert_eq!(g.switched_to.as_ref().map(|(p, why)| (p.as_str(), why.as_str())), Some(("local", "OpenAI reported an error in the middle of the answer")));
     assert!(g.done && g.text.len() > "The answer ".len(), "{g:?}");
 }
+
+/// Two cloud providers (two llmock upstreams) and the offline model: each provider has its own
+/// breaker, an open one is skipped without a request, the next cloud answers before the offline
+/// model, and every answer says who wrote it and why, as data.
+#[tokio::test]
+async fn the_chain_is_walked_in_order_each_provider_with_its_own_breaker() {
+    use understudy_router::{Because, FailoverReason};
+    let (primary, backup) = (Llmock::start(&[]), Llmock::start(&[]));
+    let (r, _d) = router_chain(&[("openai", &primary.base_url()), ("groq", &backup.base_url())], true);
+    let because = |provider: &str, label: &str, reason| Some(Because { provider: provider.into(), label: label.into(), reason });
+    let asked = |r: &Router| {
+        let r = r.clone();
+        async move {
+            let mut a = r.chat(request());
+            let (mut by, mut why, mut done) = (None, None, false);
+            while let Some(e) = a.next().await {
+                match e {
+                    Event::Started { provider, because, .. } => (by, why) = (Some(provider), because),
+                    Event::Done { .. } => done = true,
+                    _ => {}
+                }
+            }
+            assert!(done, "an answer every time");
+            (by, why)
+        }
+    };
+    assert_eq!(asked(&r).await, (Some("openai".into()), None));
+
+    // The primary fails: the backup cloud answers at once, naming why.
+    scenario(&primary, serde_json::json!([{ "type": "fail", "status": 503, "times": 3 }])).await;
+    for _ in 0..3 {
+        assert_eq!(asked(&r).await, (Some("groq".into()), because("openai", "OpenAI", FailoverReason::ServerError)));
+    }
+    let health = |r: &Router| r.monitor().snapshot().providers.iter().map(|p| (p.id.clone(), matches!(p.breaker, Breaker::Open { .. }))).collect::<Vec<_>>();
+    assert_eq!(health(&r), [("openai".to_string(), true), ("groq".to_string(), false)], "only the primary's breaker opened");
+
+    // Open: skipped without a request to it.
+    let before = upstream_requests(&primary).await;
+    assert_eq!(asked(&r).await, (Some("groq".into()), because("openai", "OpenAI", FailoverReason::Down)));
+    assert_eq!(upstream_requests(&primary).await, before, "an open breaker costs nothing");
+
+    // Both fail: the offline model answers, naming the last cloud that failed.
+    scenario(&backup, serde_json::json!([{ "type": "fail", "status": 500, "times": 1 }])).await;
+    assert_eq!(asked(&r).await, (Some("local".into()), because("groq", "Groq", FailoverReason::ServerError)));
+    assert_eq!(health(&r), [("openai".to_string(), true), ("groq".to_string(), false)], "one failure does not open the backup's breaker");
+    // The backup recovered: it answers again while the primary is still open.
+    assert_eq!(asked(&r).await, (Some("groq".into()), because("openai", "OpenAI", FailoverReason::Down)));
+}
