@@ -1,4 +1,4 @@
-//! The five tray icons, drawn in code at the size the panel asks for (crisp at 16–32 px, no
+//! The six tray icons, drawn in code at the size the panel asks for (crisp at 16–32 px, no
 //! scaling blur): a coloured disc with a white rim so it reads on light and dark panels, and a
 //! white glyph so the states differ by shape too, not only by colour (colour-blind users).
 
@@ -11,7 +11,7 @@ pub fn rgba(state: TrayState, size: u32) -> Vec<u8> {
     let r = n / 2.0 - 0.5;
     let fill = match state {
         TrayState::Healthy => [0x16, 0xa3, 0x4a],
-        TrayState::Degraded => [0xf5, 0x9e, 0x0b],
+        TrayState::Degraded | TrayState::Backup => [0xf5, 0x9e, 0x0b],
         TrayState::Outage => [0xdc, 0x26, 0x26],
         TrayState::Nothing => [0x8a, 0x91, 0x9c],
         TrayState::LocalOnly => [0x25, 0x63, 0xeb],
@@ -48,6 +48,8 @@ fn in_glyph(state: TrayState, u: f32, v: f32, w: f32) -> bool {
         TrayState::Healthy => line(-0.42, 0.0, -0.12, 0.32) || line(-0.12, 0.32, 0.45, -0.3),
         // An exclamation mark.
         TrayState::Degraded => line(0.0, -0.5, 0.0, 0.12) || (u * u + (v - 0.42).powi(2)).sqrt() < w * 0.8,
+        // A bent arrow: answers go round the primary.
+        TrayState::Backup => line(-0.4, 0.3, -0.4, -0.2) || line(-0.4, -0.2, 0.35, -0.2) || line(0.35, -0.2, 0.1, -0.45) || line(0.35, -0.2, 0.1, 0.05),
         // A cross.
         TrayState::Outage => line(-0.38, -0.38, 0.38, 0.38) || line(-0.38, 0.38, 0.38, -0.38),
         // A dash.
@@ -68,7 +70,7 @@ mod tests {
 
     #[test]
     fn each_state_has_its_colour_a_transparent_outside_and_a_distinct_shape() {
-        let states = [TrayState::Healthy, TrayState::Degraded, TrayState::Outage, TrayState::Nothing, TrayState::LocalOnly];
+        let states = [TrayState::Healthy, TrayState::Degraded, TrayState::Backup, TrayState::Outage, TrayState::Nothing, TrayState::LocalOnly];
         for size in [16, 22, 32] {
             let imgs: Vec<Vec<u8>> = states.iter().map(|s| rgba(*s, size)).collect();
             for img in &imgs {

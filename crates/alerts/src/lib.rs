@@ -9,17 +9,20 @@ pub mod window;
 
 use serde::Serialize;
 use understudy_core::config::Mode;
-use understudy_router::{Breaker, Health, HealthSnapshot};
+use understudy_router::{Because, Breaker, FailoverReason, Health, HealthSnapshot};
 
-/// The five tray states of design.md section 3.
+/// The tray states of design.md section 3, for the chain: the primary provider's health and
+/// who answers now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TrayState {
-    /// Green: OpenAI answers.
+    /// Green: the primary answers.
     Healthy,
-    /// Amber: recent errors, slow first tokens or a status-page incident.
+    /// Amber: recent errors, slow first tokens or a status-page incident on the primary.
     Degraded,
-    /// Red: OpenAI is down; the offline model answers.
+    /// Amber: the primary is down; a backup cloud provider answers.
+    Backup,
+    /// Red: the primary is down and the offline model answers.
     Outage,
     /// Grey: nothing can answer.
     Nothing,
@@ -33,8 +36,9 @@ impl TrayState {
         match self {
             TrayState::Healthy | TrayState::LocalOnly => 0,
             TrayState::Degraded => 1,
-            TrayState::Outage => 2,
-            TrayState::Nothing => 3,
+            TrayState::Backup => 2,
+            TrayState::Outage => 3,
+            TrayState::Nothing => 4,
         }
     }
 }
@@ -47,11 +51,23 @@ pub fn state_of(s: &HealthSnapshot) -> TrayState {
     if s.route == "none" {
         return TrayState::Nothing;
     }
-    match s.providers.first().map(|p| p.health) {
+    let primary = s.providers.first();
+    let backup_answers = s.route != "local" && primary.is_some_and(|p| p.id != s.route);
+    match primary.map(|p| p.health) {
+        _ if s.route == "local" => TrayState::Outage,
+        // The primary is down, or cannot be used (no key), and another cloud answers.
+        _ if backup_answers => TrayState::Backup,
         Some(Health::Outage) => TrayState::Outage,
         Some(Health::Degraded) => TrayState::Degraded,
-        _ if s.route == "local" => TrayState::Outage,
         _ => TrayState::Healthy,
+    }
+}
+
+/// The name of who answers now (`route`): a provider's label, or the offline model's name.
+fn route_label(s: &HealthSnapshot) -> String {
+    match s.providers.iter().find(|p| p.id == s.route) {
+        Some(p) => p.label.clone(),
+        None => s.local_model.clone().unwrap_or_else(|| "the offline model".to_string()),
     }
 }
 
@@ -74,7 +90,7 @@ pub fn words(state: TrayState, s: &HealthSnapshot, clock: &dyn Fn(u64) -> String
             let why = primary.and_then(|p| p.last_error.as_deref()).map(|e| format!(" ({e})")).unwrap_or_default();
             format!("{label} degraded since {since}{why}")
         }
-        TrayState::Outage => format!("{label} unreachable since {since} — answering with {model}"),
+        TrayState::Backup | TrayState::Outage => format!("{label} unreachable since {since} — answering with {}", route_label(s)),
         TrayState::Nothing if s.mode == Mode::LocalOnly => "Local only, but no offline model is installed".to_string(),
         TrayState::Nothing => format!("Nothing can answer: {label} is down since {since} and no offline model is installed"),
         TrayState::LocalOnly => format!("Local only — answering with {model}"),
@@ -217,9 +233,12 @@ impl Notifier {
             if self.outage.is_none() {
                 self.outage = Some(now);
                 let again = self.last_outage_end.is_some_and(|t| now.saturating_sub(t) < self.cfg.reopen_window);
-                let (body, opens) = match &s.local_model {
-                    Some(m) => (format!("Answering with {m} until it is back."), None),
-                    None => ("No offline model is installed, so nothing can answer. Download one to keep working.".to_string(), Some(Page::Models)),
+                let (body, opens) = match (s.route.as_str(), &s.local_model) {
+                    ("none", _) | ("local", None) => {
+                        ("No offline model is installed, so nothing can answer. Download one to keep working.".to_string(), Some(Page::Models))
+                    }
+                    // Who took over: a backup cloud provider or the offline model.
+                    _ => (format!("Answering with {} until it is back.", route_label(s)), None),
                 };
                 let what = p.last_error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
                 out.push(Notice {
@@ -263,6 +282,34 @@ impl Notifier {
             out.clear();
         }
         out
+    }
+}
+
+/// Who wrote an answer and why, for the window's badge and the CLI: "Groq · llama-3.3-70b,
+/// because OpenAI timed out". Built from the router's typed data, never parsed from words.
+pub fn answered_by(label: &str, model: &str, because: Option<&Because>) -> String {
+    match because {
+        Some(b) => format!("{label} · {model}, because {}", reason_words(b)),
+        None => format!("{label} · {model}"),
+    }
+}
+
+/// Why the provider before did not answer, in a few words ("OpenAI timed out").
+pub fn reason_words(b: &Because) -> String {
+    let who = &b.label;
+    match b.reason {
+        FailoverReason::TimedOut => format!("{who} timed out"),
+        FailoverReason::Stalled => format!("{who} stopped sending"),
+        FailoverReason::Unreachable => format!("{who} was unreachable"),
+        FailoverReason::ServerError => format!("{who} had a server error"),
+        FailoverReason::RateLimited => format!("{who} was rate-limiting"),
+        FailoverReason::AccountProblem => format!("{who} refused the account or key"),
+        FailoverReason::CutOff => format!("{who} cut the answer off"),
+        FailoverReason::BadStream => format!("{who} sent a broken answer"),
+        FailoverReason::Down => format!("{who} is down"),
+        FailoverReason::NoKey => format!("{who} has no API key"),
+        FailoverReason::KeyNeededForHost => format!("{who} needs its key for a new host"),
+        FailoverReason::Failed => format!("{who} failed"),
     }
 }
 

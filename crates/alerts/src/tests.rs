@@ -170,3 +170,92 @@ fn the_state_in_words() {
     let none = snap(Health::Outage, Breaker::Open { until_ms: 0 }, false);
     assert_eq!(words(state_of(&none), &none, &clock), "Nothing can answer: OpenAI is down since 14:02 and no offline model is installed");
 }
+
+/// A chain of OpenAI (primary) and Groq (backup): each (health, breaker open), and whether an
+/// offline model is installed; the route is where the monitor would send the next request.
+fn chain(primary: (Health, bool), backup: (Health, bool), local: bool) -> HealthSnapshot {
+    let p = |id: &str, label: &str, (health, open): (Health, bool)| ProviderHealth {
+        id: id.into(),
+        label: label.into(),
+        health,
+        breaker: if open { Breaker::Open { until_ms: 0 } } else { Breaker::Closed },
+        since: 0,
+        last_error: (health != Health::Healthy).then(|| format!("{label} could not be reached")),
+        account_problem: None,
+        answered_since_close: !open,
+    };
+    let route = match (primary.1, backup.1, local) {
+        (false, _, _) => "openai",
+        (true, false, _) => "groq",
+        (true, true, true) => "local",
+        (true, true, false) => "none",
+    };
+    HealthSnapshot {
+        mode: Mode::Auto,
+        route: route.into(),
+        local_model: local.then(|| "qwen2.5-1.5b".to_string()),
+        providers: vec![p("openai", "OpenAI", primary), p("groq", "Groq", backup)],
+    }
+}
+
+#[test]
+fn the_tray_speaks_of_the_chain_red_only_when_the_offline_model_answers() {
+    let clock = |_ms: u64| "14:02".to_string();
+    let (up, down, shaky) = ((Health::Healthy, false), (Health::Outage, true), (Health::Degraded, false));
+    let table = [
+        (chain(up, up, true), TrayState::Healthy, "OpenAI is healthy — answering with OpenAI"),
+        (chain(up, down, true), TrayState::Healthy, "OpenAI is healthy — answering with OpenAI"),
+        (chain(shaky, up, true), TrayState::Degraded, "OpenAI degraded since 14:02 (OpenAI could not be reached)"),
+        (chain(down, up, true), TrayState::Backup, "OpenAI unreachable since 14:02 — answering with Groq"),
+        (chain(down, shaky, false), TrayState::Backup, "OpenAI unreachable since 14:02 — answering with Groq"),
+        (chain(down, down, true), TrayState::Outage, "OpenAI unreachable since 14:02 — answering with qwen2.5-1.5b"),
+        (chain(down, down, false), TrayState::Nothing, "Nothing can answer: OpenAI is down since 14:02 and no offline model is installed"),
+    ];
+    for (snapshot, state, text) in table {
+        assert_eq!(state_of(&snapshot), state, "{snapshot:?}");
+        assert_eq!(words(state, &snapshot, &clock), text);
+    }
+    // Amber for a backup, red for the offline model, whichever came first.
+    let mut i = Indicator::new(s(60));
+    assert_eq!(i.update(s(0), &chain(up, up, true)), Some(TrayState::Healthy));
+    assert_eq!(i.update(s(1), &chain(down, up, true)), Some(TrayState::Backup));
+    assert_eq!(i.update(s(2), &chain(down, down, true)), Some(TrayState::Outage));
+    assert_eq!(i.update(s(3), &chain(down, up, true)), None, "red is held before going back to amber");
+}
+
+#[test]
+fn one_notice_per_primary_outage_naming_who_took_over_and_none_for_a_flapping_backup() {
+    let (up, down) = ((Health::Healthy, false), (Health::Outage, true));
+    let mut n = notifier();
+    // The backup flaps while the primary is healthy: nothing to tell.
+    let flaps: Vec<_> = (0..10).map(|t| (t * 10, if t % 2 == 0 { chain(up, down, true) } else { chain(up, up, true) })).collect();
+    assert!(run(&mut n, &flaps).is_empty());
+    // The primary goes down, Groq takes over; then Groq fails too and the offline model answers;
+    // then Groq is back: still the one outage.
+    let notices = n.update(s(200), &chain(down, up, true));
+    assert_eq!(notices.len(), 1);
+    assert_eq!(
+        (notices[0].summary.as_str(), notices[0].body.as_str()),
+        ("OpenAI is unreachable (OpenAI could not be reached)", "Answering with Groq until it is back.")
+    );
+    assert!(run(&mut n, &[(210, chain(down, down, true)), (220, chain(down, up, true)), (230, chain(down, down, true))]).is_empty());
+    let back = run(&mut n, &[(300, chain(up, up, true)), (500, chain(up, up, true))]);
+    assert_eq!(back, [(500, Slot::Recovery, false, "OpenAI is back".to_string())]);
+    // With Groq down already, the offline model takes over.
+    let mut n = notifier();
+    assert_eq!(n.update(s(0), &chain(down, down, true))[0].body, "Answering with qwen2.5-1.5b until it is back.");
+}
+
+#[test]
+fn who_wrote_an_answer_in_words() {
+    use understudy_router::{Because, FailoverReason};
+    let b = |label: &str, reason| Because { provider: label.to_lowercase(), label: label.into(), reason };
+    assert_eq!(answered_by("OpenAI", "gpt-4o-mini", None), "OpenAI · gpt-4o-mini");
+    assert_eq!(answered_by("Groq", "llama-3.3-70b", Some(&b("OpenAI", FailoverReason::TimedOut))), "Groq · llama-3.3-70b, because OpenAI timed out");
+    assert_eq!(
+        answered_by("Local model", "qwen2.5-1.5b", Some(&b("Groq", FailoverReason::Unreachable))),
+        "Local model · qwen2.5-1.5b, because Groq was unreachable"
+    );
+    assert_eq!(reason_words(&b("OpenAI", FailoverReason::Down)), "OpenAI is down");
+    assert_eq!(reason_words(&b("Groq", FailoverReason::KeyNeededForHost)), "Groq needs its key for a new host");
+}
