@@ -116,7 +116,8 @@ fn set_enabled(doc: &mut DocumentMut, table: &str, on: bool) -> Result<(), ()> {
 }
 
 /// Writes `new` into the config file `loaded` came from (creating it if needed), atomically:
-/// a crash mid-write leaves the old file, never half a file.
+/// a crash or a full disk mid-write leaves the old file whole, never half a file. The file is
+/// owner-only (0600) and a config dir made here 0700, whatever the umask.
 pub fn save(loaded: &crate::Loaded, new: &Settings) -> Result<(), ConfigError> {
     let file = &loaded.path;
     let io = |e: std::io::Error| ConfigError::Read { file: file.clone(), message: e.to_string() };
@@ -127,11 +128,31 @@ pub fn save(loaded: &crate::Loaded, new: &Settings) -> Result<(), ConfigError> {
     };
     let out = apply(&text, file, &Settings::of(&loaded.config), new)?;
     if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut dirs = std::fs::DirBuilder::new();
+        dirs.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut dirs, 0o700);
+        dirs.create(dir).map_err(io)?;
     }
     let tmp = file.with_extension("toml.tmp");
-    std::fs::write(&tmp, out).map_err(io)?;
-    std::fs::rename(&tmp, file).map_err(io)
+    write_synced(&tmp, out.as_bytes()).and_then(|()| std::fs::rename(&tmp, file)).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })
+}
+
+/// Writes a new owner-only file and flushes it to disk (before it is renamed over the old one).
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    // A leftover from a crash may carry another mode; the mode below applies to new files only.
+    let _ = std::fs::remove_file(path);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 /// Replaces a value, keeping the comment and spacing around it.
