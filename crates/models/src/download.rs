@@ -400,7 +400,12 @@ impl Downloader {
         let file = {
             let (dir, part_) = (dir.clone(), part.clone());
             blocking(move || {
-                std::fs::create_dir_all(&dir)?;
+                // A models dir made here is owner-only (0700) whatever the umask.
+                let mut dirs = std::fs::DirBuilder::new();
+                dirs.recursive(true);
+                #[cfg(unix)]
+                std::os::unix::fs::DirBuilderExt::mode(&mut dirs, 0o700);
+                dirs.create(&dir)?;
                 fsio::open_locked(&part_, LOCK_WAIT)
             })
             .await

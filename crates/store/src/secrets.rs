@@ -115,9 +115,23 @@ impl Secrets {
         Ok(())
     }
 
+    /// A damaged file (not the JSON we write) is moved aside, never deleted, as
+    /// `secrets-damaged-<date>.json`, and reads as empty: the app asks for the key again.
     fn read_file(&self) -> Result<BTreeMap<String, String>, SecretError> {
         match std::fs::read(&self.file) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|_| SecretError::Damaged { path: self.file.clone() }),
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(all) => Ok(all),
+                Err(_) => {
+                    let kept = self.file.with_file_name(format!("secrets-damaged-{}.json", chrono::Local::now().format("%Y%m%d-%H%M%S%.3f")));
+                    std::fs::rename(&self.file, &kept).map_err(|_| SecretError::Damaged { path: self.file.clone() })?;
+                    tracing::warn!(
+                        "the secrets file {} was damaged; kept it as {} and started a new one: add the API key again",
+                        self.file.display(),
+                        kept.display()
+                    );
+                    Ok(BTreeMap::new())
+                }
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
             Err(source) => Err(SecretError::File { path: self.file.clone(), source }),
         }
@@ -136,10 +150,16 @@ impl Secrets {
         options.write(true).create(true).truncate(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut f = options.open(&tmp).map_err(err)?;
-        f.write_all(&serde_json::to_vec(all).expect("a string map serialises")).map_err(err)?;
-        f.sync_all().map_err(err)?;
-        std::fs::rename(&tmp, &self.file).map_err(err)
+        let _ = std::fs::remove_file(&tmp);
+        let written = options.open(&tmp).and_then(|mut f| {
+            f.write_all(&serde_json::to_vec(all).expect("a string map serialises"))?;
+            f.sync_all()
+        });
+        // A failed write (a full disk) leaves the old file whole and no half-written temp file.
+        written.and_then(|()| std::fs::rename(&tmp, &self.file)).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            err(e)
+        })
     }
 }
 
@@ -184,10 +204,16 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_file_is_an_error_naming_it() {
+    fn a_damaged_file_is_kept_aside_and_a_new_one_started() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("secrets.json"), "{not json").unwrap();
-        let err = Secrets::file_only(dir.path()).get("openai").unwrap_err();
-        assert!(err.to_string().contains("secrets.json"), "{err}");
+        let s = Secrets::file_only(dir.path());
+        assert_eq!(s.get("openai").unwrap(), None);
+        let kept: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert!(kept[0].starts_with("secrets-damaged-") && kept[0].ends_with(".json"), "{kept:?}");
+        assert_eq!(std::fs::read_to_string(dir.path().join(&kept[0])).unwrap(), "{not json");
+        s.set("openai", "sk-FOUR").unwrap();
+        assert_eq!(s.get("openai").unwrap().as_deref(), Some("sk-FOUR"));
     }
 }

@@ -81,7 +81,12 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 pub(crate) fn open_locked(path: &Path, wait: Duration) -> io::Result<Option<File>> {
     let deadline = Instant::now().checked_add(wait);
     loop {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        // Owner-only whatever the umask, like the rest of the data dir.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(path)?;
         match file.try_lock() {
             // The holder may have renamed the finished file away (to dest!) or deleted it
             // while this handle waited: only a lock on the file still at `path` counts.

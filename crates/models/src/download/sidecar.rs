@@ -86,7 +86,12 @@ impl Sidecar {
         tmp.push(".tmp");
         let tmp = std::path::PathBuf::from(tmp);
         let json = serde_json::to_vec(self).map_err(io::Error::other)?;
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        // Owner-only whatever the umask: it names what the user downloads.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options.open(&tmp)?;
         f.write_all(&json)?;
         f.sync_all()?;
         drop(f);
