@@ -14,6 +14,8 @@ fn snap(health: Health, breaker: Breaker, local: bool) -> HealthSnapshot {
         providers: vec![ProviderHealth {
             id: "openai".into(),
             label: "OpenAI".into(),
+            model: "gpt-4o-mini".into(),
+            key_problem: None,
             health,
             breaker,
             since: 0,
@@ -177,6 +179,8 @@ fn chain(primary: (Health, bool), backup: (Health, bool), local: bool) -> Health
     let p = |id: &str, label: &str, (health, open): (Health, bool)| ProviderHealth {
         id: id.into(),
         label: label.into(),
+        model: "m".into(),
+        key_problem: None,
         health,
         breaker: if open { Breaker::Open { until_ms: 0 } } else { Breaker::Closed },
         since: 0,

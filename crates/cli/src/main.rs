@@ -480,6 +480,12 @@ fn status_text(s: &serde_json::Value, source: &str, now: u64) -> String {
         };
         let since = p["since"].as_u64().map(|t| format!(" for {}", ago(now.saturating_sub(t)))).unwrap_or_default();
         let _ = writeln!(out, "{:<11} {}{since}, breaker {breaker}", str_of(&p["id"]), str_of(&p["health"]));
+        if let Some(m) = p["model"].as_str().filter(|m| !m.is_empty()) {
+            let _ = writeln!(out, "{:<11} {} · {m}", "", str_of(&p["label"]));
+        }
+        if let Ok(problem) = serde_json::from_value::<understudy_core::providers::KeyProblem>(p["key_problem"].clone()) {
+            let _ = writeln!(out, "{:<11} key: {problem}", "");
+        }
         if let Some(e) = p["last_error"].as_str() {
             let _ = writeln!(out, "{:<11} last error: {e}", "");
         }

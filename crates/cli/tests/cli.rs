@@ -234,3 +234,57 @@ fn chat_fails_over_to_the_offline_model_when_openai_is_unreachable() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("OpenAI"), "{}", text(&out.stderr));
 }
+
+/// Two cloud providers (two llmock upstreams) and a third whose base URL moved away from where
+/// its key was saved: `status` lists every one in chain order, `chat --provider` pins one.
+#[test]
+fn status_lists_every_provider_and_chat_pins_one() {
+    use understudy_core::providers::BoundKey;
+    let (a, b) = (understudy_testkit::Llmock::start(&[]), understudy_testkit::Llmock::start(&[]));
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[failover]\nstatus_page = \"\"\n[[providers]]\nid = \"openai\"\nbase_url = \"{}\"\n[[providers]]\nid = \"groq\"\nbase_url = \"{}\"\nmodel = \"llama-3.3-70b\"\n[[providers]]\nid = \"mistral\"\nbase_url = \"http://127.0.0.1:9/v1\"\n",
+        a.base_url(),
+        b.base_url()
+    );
+    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    let secrets = understudy_store::Secrets::file_only(dir.path());
+    secrets.set("openai", &BoundKey::new(&a.base_url(), "sk-cli-A0123456789").unwrap().to_stored()).unwrap();
+    secrets.set("groq", &BoundKey::new(&b.base_url(), "gsk-cli-B0123456789").unwrap().to_stored()).unwrap();
+    secrets.set("mistral", &BoundKey::new("https://api.mistral.ai/v1", "mk-cli-C0123456789").unwrap().to_stored()).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_understudy"))
+            .args(args)
+            .env("UNDERSTUDY_CONFIG", dir.path().join("config.toml"))
+            .env("UNDERSTUDY_DATA_DIR", dir.path())
+            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("OPENAI_BASE_URL")
+            .env_remove("UNDERSTUDY_LOCAL_MODEL")
+            .output()
+            .unwrap()
+    };
+    let requests = |m: &understudy_testkit::Llmock| {
+        let v: serde_json::Value = reqwest::blocking::get(m.admin_url("requests")).unwrap().json().unwrap();
+        v.get("requests").unwrap_or(&v).as_array().map_or(0, Vec::len)
+    };
+
+    let out = run(&["status"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    let at = |id: &str| shown.find(&format!("\n{id} ")).unwrap_or_else(|| panic!("{id} listed: {shown}"));
+    assert!(at("openai") < at("groq") && at("groq") < at("mistral"), "in chain order: {shown}");
+    assert!(shown.contains("Groq · llama-3.3-70b"), "{shown}");
+    assert!(shown.contains("a key is needed for this host"), "the moved provider says why it is skipped: {shown}");
+    assert!(!shown.contains("mk-cli"), "{shown}");
+
+    let (before_a, before_b) = (requests(&a), requests(&b));
+    let out = run(&["chat", "--provider", "groq", "hello"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("answering with groq (llama-3.3-70b)"), "{}", text(&out.stderr));
+    assert_eq!((requests(&a) - before_a, requests(&b) - before_b), (0, 1), "only the pinned provider was asked");
+
+    let out = run(&["chat", "--provider", "mistral", "hello"]);
+    assert_eq!(out.status.code(), Some(2), "a key for another host is a setup problem");
+    assert!(text(&out.stderr).contains("not sent to http://127.0.0.1:9"), "{}", text(&out.stderr));
+}

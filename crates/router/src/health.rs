@@ -19,6 +19,9 @@ use crate::policy::{Breaker, Health, Outcome, Policy, PolicyConfig};
 pub struct ProviderHealth {
     pub id: String,
     pub label: String,
+    /// The model it is asked for, and why no key can be sent to it (then it is never tried).
+    pub model: String,
+    pub key_problem: Option<understudy_core::providers::KeyProblem>,
     pub health: Health,
     pub breaker: Breaker,
     /// Unix ms when `health` last changed.
@@ -171,6 +174,8 @@ impl Monitor {
                     ProviderHealth {
                         id: c.id.clone(),
                         label: e.label.clone(),
+                        model: c.model.clone(),
+                        key_problem: c.key_problem.clone(),
                         health: e.policy.health(now),
                         breaker: e.policy.breaker(),
                         since: self.start_unix_ms + e.policy.since().as_millis() as u64,
