@@ -1,6 +1,8 @@
 /// Every command of src-tauri/src/commands.rs; capabilities/main.json grants them to the window.
-const COMMANDS: [&str; 34] = [
+const COMMANDS: [&str; 36] = [
     "app_info",
+    "store_notice",
+    "dismiss_store_notice",
     "save_api_key",
     "get_settings",
     "save_settings",

@@ -26,6 +26,18 @@ pub fn app_info(setup: State<'_, Setup>) -> Overview {
     setup.overview()
 }
 
+/// What opening the history found wrong at start (damaged, newer, locked): the window's notice.
+#[tauri::command]
+pub fn store_notice(setup: State<'_, Setup>) -> Option<understudy_store::StoreNotice> {
+    setup.store_notice.lock().expect("store notice").clone()
+}
+
+/// The user has read the notice: a rebuilt window does not show it again.
+#[tauri::command]
+pub fn dismiss_store_notice(setup: State<'_, Setup>) {
+    setup.store_notice.lock().expect("store notice").take();
+}
+
 /// Stores the OpenAI API key from the first-run screen or Settings; says where it went.
 #[tauri::command]
 pub fn save_api_key(setup: State<'_, Setup>, key: String) -> Res<Backend> {

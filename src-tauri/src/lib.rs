@@ -46,6 +46,8 @@ pub fn run() -> anyhow::Result<()> {
         .manage(window::Shell::new(release_after))
         .invoke_handler(tauri::generate_handler![
             commands::app_info,
+            commands::store_notice,
+            commands::dismiss_store_notice,
             commands::save_api_key,
             commands::get_settings,
             commands::gateway_access,

@@ -8,7 +8,7 @@ use understudy_core::{config, logging, settings, ConfigError, Env, Overview, Pat
 use understudy_local::engine::EngineConfig;
 use understudy_local::Engine;
 use understudy_router::{Chain, Conversations, Router, StoredKeys};
-use understudy_store::{Backend, Secrets, Store};
+use understudy_store::{Backend, Secrets, Store, StoreNotice};
 
 use crate::IpcError;
 
@@ -17,6 +17,9 @@ pub struct Setup {
     pub env: Env,
     pub paths: Paths,
     pub problem_at_start: Option<ConfigError>,
+    /// What opening the history found wrong (a damaged, newer or locked file) and did about
+    /// it; the window shows it until dismissed.
+    pub store_notice: std::sync::Mutex<Option<StoreNotice>>,
     pub secrets: Secrets,
     pub conversations: Conversations,
     /// The in-app gateway (`[gateway] enabled`), sharing the window's router and health; and
@@ -63,6 +66,9 @@ pub struct SettingsView {
 
 impl Setup {
     pub fn from_process() -> anyhow::Result<Setup> {
+        // Before anything is created (the database, its -wal, the secrets file): owner-only
+        // whatever the user's umask. Logging sets it again; this runs earlier.
+        understudy_core::paths::private_umask();
         let env = Env::from_process();
         let paths = Paths::resolve(&env)?;
         if let Err(e) = paths.create_data_dirs() {
@@ -71,7 +77,13 @@ impl Setup {
         }
         let loaded = config::load(&env, &paths);
         let secrets = Secrets::new(&paths.data_dir);
-        let store = Store::open(&paths.database())?;
+        // The window opens whatever state the history is in; a lock held by another program
+        // is waited for this long before the window opens without it.
+        let opened = Store::open_or_recover(&paths.database(), std::time::Duration::from_secs(5));
+        if let Some(notice) = &opened.notice {
+            eprintln!("understudy: {notice}");
+        }
+        let store = opened.store;
         // The app binary is also the local engine's worker (`understudy-app worker`).
         let mut engine_config = EngineConfig::new(std::env::current_exe()?, &["worker"]);
         // After a long healthy spell the offline model's memory goes back to the user.
@@ -84,6 +96,7 @@ impl Setup {
             env,
             paths,
             problem_at_start: loaded.problem,
+            store_notice: std::sync::Mutex::new(opened.notice),
             secrets,
             conversations,
             gateway: Default::default(),

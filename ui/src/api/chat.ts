@@ -47,10 +47,14 @@ export interface Hit {
 /** What arrives while an answer is written (Rust: understudy_router::TurnEvent). */
 export type TurnEvent =
   | { type: "user_message"; message: Message }
-  | { type: "answer_started"; message_id: number; provider: string; label: string; model: string; failover: string | null }
+  | { type: "answer_started"; message_id: number | null; provider: string; label: string; model: string; failover: string | null }
   | { type: "token"; text: string }
   | { type: "reasoning"; text: string }
   | { type: "switched"; provider: string; label: string; model: string; reason: string }
+  /** A save failed (full or read-only disk): the answer streams on and the save is retried. */
+  | { type: "not_saved"; reason: string }
+  /** Saving works again after `not_saved`. */
+  | { type: "saved" }
   | { type: "finished"; message: Message };
 
 function channel(onEvent: (e: TurnEvent) => void): Channel<TurnEvent> {

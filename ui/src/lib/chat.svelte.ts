@@ -17,6 +17,8 @@ export interface Live {
   reasoning: string;
   /** Set when the answer switched provider mid-stream: where, to whom, why. */
   switched: { at: number; label: string; model: string; reason: string } | null;
+  /** Why the answer could not be saved (a full or read-only disk; retried); null when saved. */
+  unsaved?: string | null;
 }
 
 /** A deleted conversation that can still be brought back. */
@@ -124,6 +126,12 @@ export class Chat {
           break;
         case "switched":
           if (this.live) this.live.switched = { at: [...this.live.text].length, label: e.label, model: e.model, reason: e.reason };
+          break;
+        case "not_saved":
+          if (this.live) this.live.unsaved = e.reason;
+          break;
+        case "saved":
+          if (this.live) this.live.unsaved = null;
           break;
         case "finished":
           this.live = null;
