@@ -77,6 +77,8 @@ pub struct Cloud {
     /// None when no key can be sent to it (`key_problem` says why) or its client failed.
     pub client: Option<Client>,
     pub key_problem: Option<KeyProblem>,
+    /// Its vendor's status page, read as a hint for it only (none when unknown).
+    pub status_page: Option<crate::status_page::Page>,
 }
 
 /// The local engine's model choice.
@@ -127,7 +129,8 @@ impl Chain {
                     };
                     Client::new(cfg).map_err(|e| tracing::warn!("provider {}: {e}", p.id)).ok()
                 });
-                Cloud { id: p.id.clone(), label, model: p.model.clone(), client, key_problem: key.err() }
+                let status_page = crate::status_page::Page::for_provider(p, &config.failover.status_page);
+                Cloud { id: p.id.clone(), label, model: p.model.clone(), client, key_problem: key.err(), status_page }
             })
             .collect();
         Chain {

@@ -49,28 +49,35 @@ impl Router {
     }
 }
 
-/// Polls the status page every `status_poll`, five times as often while the breaker is open.
+/// Polls each provider's status page every `status_poll`, five times as often while that
+/// provider is down; a page's word marks only its own provider.
 async fn status_loop(weak: Weak<Inner>) {
     let http = match reqwest::Client::builder().timeout(Duration::from_secs(10)).build() {
         Ok(c) => c,
         Err(e) => return tracing::warn!("status page: no HTTP client: {e}"),
     };
-    let mut warned = false;
+    // Providers whose page is unreadable now (warned once per streak) and when each is due.
+    let mut warned = std::collections::HashSet::<String>::new();
+    let mut due = std::collections::HashMap::<String, tokio::time::Instant>::new();
     loop {
         let Some(inner) = weak.upgrade() else { return };
-        let router = Router(inner);
-        let chain = router.chain();
-        let page = chain.failover.status_page.trim().to_string();
-        let mut every = chain.failover.status_poll.max(Duration::from_millis(100));
-        // The status page is OpenAI's: it speaks only for the `openai` provider.
-        if let (false, Some(cloud)) = (page.is_empty(), chain.cloud("openai")) {
-            drop(router);
-            let verdict = crate::status_page::check(&http, &page).await;
+        let chain = Router(inner).chain();
+        let every = chain.failover.status_poll.max(Duration::from_millis(100));
+        let mut next = tokio::time::Instant::now() + every;
+        for cloud in chain.clouds.iter() {
+            let Some(page) = &cloud.status_page else { continue };
+            let now = tokio::time::Instant::now();
+            let at = *due.entry(cloud.id.clone()).or_insert(now);
+            if at > now {
+                next = next.min(at);
+                continue;
+            }
+            let verdict = crate::status_page::check(&http, page).await;
             let Some(inner) = weak.upgrade() else { return };
             let router = Router(inner);
             match verdict {
                 Ok(v) => {
-                    warned = false;
+                    warned.remove(&cloud.id);
                     let incident = match v {
                         crate::status_page::Verdict::Incident(words) => Some(words),
                         crate::status_page::Verdict::Operational => None,
@@ -78,17 +85,18 @@ async fn status_loop(weak: Weak<Inner>) {
                     router.monitor().set_incident(&chain, &cloud.id, &cloud.label, incident);
                 }
                 // A broken or unreachable page changes nothing; say so once per streak.
-                Err(e) if !warned => {
-                    warned = true;
-                    tracing::warn!("status page unreadable: {e}");
+                Err(e) => {
+                    if warned.insert(cloud.id.clone()) {
+                        tracing::warn!("status page of {} unreadable: {e}", cloud.label);
+                    }
                 }
-                Err(_) => {}
             }
-            if router.monitor().snapshot().providers.iter().any(|p| p.id == cloud.id && p.health == Health::Outage) {
-                every /= 5;
-            }
+            let down = router.monitor().snapshot().providers.iter().any(|p| p.id == cloud.id && p.health == Health::Outage);
+            let again = tokio::time::Instant::now() + if down { every / 5 } else { every };
+            due.insert(cloud.id.clone(), again);
+            next = next.min(again);
         }
-        tokio::time::sleep(every).await;
+        tokio::time::sleep_until(next).await;
     }
 }
 

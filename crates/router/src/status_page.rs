@@ -110,17 +110,63 @@ fn collect_names(v: &Value, group: Option<&str>, out: &mut std::collections::Has
     }
 }
 
-/// Asks the page: incident.io's widget API, then its page feed, then the Statuspage API.
-pub async fn check(http: &reqwest::Client, base: &str) -> Result<Verdict, String> {
-    let base = base.trim_end_matches('/');
+/// Which API a status page speaks, when known (a vendor preset says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageKind {
+    Statuspage,
+    IncidentIo,
+}
+
+/// A provider's status page: read as a hint for that provider only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub url: String,
+    /// `None`: a page set in the config, every format is tried.
+    pub kind: Option<PageKind>,
+}
+
+impl Page {
+    /// The provider's page: its vendor preset's (by host), or for OpenAI `[failover]
+    /// status_page` (a mirror or a test page). `configured` empty turns every page off. A
+    /// provider with no known page has none: it is skipped quietly.
+    pub fn for_provider(provider: &understudy_core::config::ProviderConfig, configured: &str) -> Option<Page> {
+        use understudy_core::providers::{preset_for_url, StatusPage};
+        let configured = configured.trim();
+        if configured.is_empty() {
+            return None;
+        }
+        let preset = preset_for_url(&provider.base_url);
+        let known = |sp: StatusPage| match sp {
+            StatusPage::Statuspage { page } => Page { url: page.to_string(), kind: Some(PageKind::Statuspage) },
+            StatusPage::IncidentIo { page } => Page { url: page.to_string(), kind: Some(PageKind::IncidentIo) },
+        };
+        let is_openai = preset.map_or(provider.id == "openai", |p| p.id == "openai");
+        if is_openai {
+            let default = understudy_core::providers::PRESETS[0].status_page.map(known);
+            return match default {
+                Some(d) if d.url == configured.trim_end_matches('/') => Some(d),
+                _ => Some(Page { url: configured.to_string(), kind: None }),
+            };
+        }
+        preset.and_then(|p| p.status_page).map(known)
+    }
+}
+
+/// Asks the page in the formats its kind allows: incident.io's widget API, then its page feed;
+/// the Statuspage API's summary, then status.
+pub async fn check(http: &reqwest::Client, page: &Page) -> Result<Verdict, String> {
+    let base = page.url.trim_end_matches('/');
     let host = base.split("://").nth(1).unwrap_or(base).split('/').next().unwrap_or_default();
     let mut problems = Vec::new();
+    let io = page.kind != Some(PageKind::Statuspage);
+    let sp = page.kind != Some(PageKind::IncidentIo);
     for (url, parse) in [
-        (format!("{base}/api/v1/summary"), parse_incident_io as fn(&str) -> Result<Verdict, StatusPageError>),
-        (format!("{base}/proxy/{host}"), parse_incident_io),
-        (format!("{base}/api/v2/summary.json"), parse_statuspage),
-        (format!("{base}/api/v2/status.json"), parse_statuspage),
+        (io.then(|| format!("{base}/api/v1/summary")), parse_incident_io as fn(&str) -> Result<Verdict, StatusPageError>),
+        (io.then(|| format!("{base}/proxy/{host}")), parse_incident_io),
+        (sp.then(|| format!("{base}/api/v2/summary.json")), parse_statuspage),
+        (sp.then(|| format!("{base}/api/v2/status.json")), parse_statuspage),
     ] {
+        let Some(url) = url else { continue };
         match http.get(&url).send().await {
             Ok(r) if r.status().is_success() => match r.text().await.map_err(|e| e.to_string()).and_then(|t| parse(&t).map_err(|e| e.to_string())) {
                 Ok(v) => return Ok(v),
@@ -145,6 +191,30 @@ mod tests {
     }
     fn incident(s: &str) -> Result<Verdict, StatusPageError> {
         Ok(Verdict::Incident(s.into()))
+    }
+
+    #[test]
+    fn each_vendor_has_its_own_page_and_unknown_ones_none() {
+        use understudy_core::config::{ApiKeySource, ProviderConfig};
+        let p = |id: &str, url: &str| ProviderConfig { id: id.into(), base_url: url.into(), model: "m".into(), api_key: ApiKeySource::Keyring };
+        let default = "https://status.openai.com";
+        let page = |url: &str, kind| Some(Page { url: url.into(), kind });
+        assert_eq!(Page::for_provider(&p("openai", "https://api.openai.com/v1"), default), page(default, Some(PageKind::IncidentIo)));
+        assert_eq!(Page::for_provider(&p("groq", "https://api.groq.com/openai/v1"), default), page("https://groqstatus.com", Some(PageKind::Statuspage)));
+        assert_eq!(
+            Page::for_provider(&p("backup", "https://api.anthropic.com/v1"), default),
+            page("https://status.anthropic.com", Some(PageKind::Statuspage)),
+            "by host, not by id"
+        );
+        assert_eq!(Page::for_provider(&p("gemini", "https://generativelanguage.googleapis.com/v1beta/openai"), default), None, "no known page: skipped");
+        assert_eq!(Page::for_provider(&p("ollama", "http://127.0.0.1:11434/v1"), default), None);
+        // The config's page is OpenAI's (a mirror, or a test's); "" turns every page off.
+        assert_eq!(Page::for_provider(&p("openai", "http://127.0.0.1:5/v1"), "http://127.0.0.1:6"), page("http://127.0.0.1:6", None));
+        assert_eq!(Page::for_provider(&p("groq", "https://api.groq.com/openai/v1"), ""), None);
+        assert_eq!(
+            Page::for_provider(&p("groq", "https://api.groq.com/openai/v1"), "http://127.0.0.1:6"),
+            page("https://groqstatus.com", Some(PageKind::Statuspage))
+        );
     }
 
     #[test]

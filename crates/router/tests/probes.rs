@@ -263,3 +263,24 @@ fn status_page_parsers_replay_the_fuzz_corpus() {
     }
     assert!(corpus.len() >= 2);
 }
+
+/// A status page speaks only for its own provider: an incident on OpenAI's page marks OpenAI
+/// degraded and leaves the backup (a provider with no known page, skipped quietly) healthy.
+#[tokio::test]
+async fn a_status_page_marks_only_its_own_provider() {
+    let (mock, backup) = (Llmock::start(&[]), Llmock::start(&[]));
+    let operational = r#"{"status":{"indicator":"none"},"components":[{"name":"API","status":"operational"}],"incidents":[]}"#;
+    let body = std::sync::Arc::new(std::sync::Mutex::new(operational.to_string()));
+    let page = status_page(body.clone(), "/api/v2/summary.json").await;
+    let backup_url = backup.base_url();
+    let (r, _d) = router_cfg(&mock.base_url(), &page, |c| {
+        c.providers.push(ProviderConfig { id: "groq".into(), base_url: backup_url, model: "llama".into(), api_key: ApiKeySource::Keyring });
+    });
+    assert!(r.chain().cloud("groq").unwrap().status_page.is_none(), "a host with no known page has none");
+    let _bg = r.start_background();
+    wait_for("a first healthy look", Duration::from_secs(5), || r.monitor().snapshot().providers.first().is_some_and(|p| p.health == Health::Healthy)).await;
+    *body.lock().unwrap() = r#"{"status":{"indicator":"minor"},"components":[{"name":"API","status":"major_outage"}],"incidents":[]}"#.into();
+    wait_for("degraded by the status page", Duration::from_secs(5), || r.monitor().snapshot().providers[0].health == Health::Degraded).await;
+    let snap = r.monitor().snapshot();
+    assert_eq!((snap.providers[1].id.as_str(), snap.providers[1].health, snap.providers[1].last_error.as_deref()), ("groq", Health::Healthy, None));
+}
