@@ -182,8 +182,22 @@ check(again == a.choices[0].message.content, f"same seed, same offline answer: {
 greedy = dict(sent, max_tokens=3, temperature=0)
 r = client.chat.completions.create(**greedy)
 check(r.usage.completion_tokens <= 3, f"max_tokens 3 offline: {r.usage}")
-for name, says in [("tools offered", "tools"), ("tool result turn", "tool"), ("image parts", "image"), ("logprobs", "logprobs"),
-                   ("json mode", "JSON mode"), ("structured outputs", "structured outputs")]:
+# Structured outputs and JSON mode offline: held to the schema by a grammar, so even the tiny
+# random-weight model answers with JSON that matches it.
+bounded = {"type": "object", "properties": {"ok": {"type": "boolean"}, "colour": {"enum": ["red", "green", "blue"]}},
+           "required": ["ok", "colour"], "additionalProperties": False}
+for stream in (False, True):
+    sent = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"A colour, outage ({stream})"}], "max_tokens": 200, "seed": 5,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "colour", "strict": True, "schema": bounded}}}
+    raw = client.chat.completions.with_raw_response.create(**sent, stream=stream)
+    check(raw.headers.get("x-understudy-provider") == "local", f"structured outputs answered offline: {dict(raw.headers)}")
+    text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices) if stream else raw.parse().choices[0].message.content
+    v = json.loads(text)
+    check(set(v) == {"ok", "colour"} and isinstance(v["ok"], bool) and v["colour"] in ("red", "green", "blue"), f"offline JSON matches the schema: {text!r}")
+    print(f"structured outputs offline (stream {stream}): {text!r}")
+r = client.chat.completions.create(**dict(cases["json mode"]("outage"), max_tokens=300, seed=3))
+check(r.choices[0].message.content.lstrip().startswith("{"), f"JSON mode offline writes an object: {r.choices[0].message.content!r}")
+for name, says in [("tools offered", "tools"), ("tool result turn", "tool"), ("image parts", "image"), ("logprobs", "logprobs")]:
     for stream in (False, True):
         try:
             got = client.chat.completions.create(**cases[name]("outage"), stream=stream)

@@ -27,6 +27,7 @@ use axum::routing::{get, post};
 use axum::Json;
 use serde_json::{json, Value};
 use understudy_router::chain::{Chain, LocalModel};
+use understudy_local::ResponseFormat;
 use understudy_router::{Answer, ChatError, ChatRequest, Event, Router, Sampling, Turn};
 
 mod assemble;
@@ -271,7 +272,9 @@ fn parse(body: &Bytes) -> Result<Parsed, Box<Response>> {
         stop,
         presence_penalty: number("presence_penalty")?.map(|n| n as f32),
         frequency_penalty: number("frequency_penalty")?.map(|n| n as f32),
+        grammar: None,
     };
+    let mut format = None;
     let set = |k: &str| raw.get(k).is_some_and(|v| !v.is_null() && v != &Value::Bool(false) && v.as_array().is_none_or(|a| !a.is_empty()));
     for (k, v) in &raw {
         match k.as_str() {
@@ -291,12 +294,14 @@ fn parse(body: &Bytes) -> Result<Parsed, Box<Response>> {
             | "frequency_penalty" => {}
             "n" if v.as_u64().is_none_or(|n| n > 1) && !v.is_null() => refusals.push("it asks for several answers (n > 1)".into()),
             "tools" | "functions" if set(k) => refusals.push("it offers tools, and the offline model is not given tools".into()),
+            // JSON mode and structured outputs: the offline model is held to them by a grammar.
             "response_format" => match v.get("type").and_then(Value::as_str) {
                 None | Some("text") => {}
-                Some("json_object") => refusals.push("it asks for JSON mode (response_format json_object), which the offline model cannot guarantee".into()),
-                Some("json_schema") => {
-                    refusals.push("it asks for structured outputs (response_format json_schema), which the offline model cannot guarantee".into())
-                }
+                Some("json_object") => format = Some(ResponseFormat::JsonObject),
+                Some("json_schema") => match v.get("json_schema").and_then(|j| j.get("schema")) {
+                    Some(schema) => format = Some(ResponseFormat::JsonSchema(schema.clone())),
+                    None => refusals.push("its response_format json_schema has no schema".into()),
+                },
                 Some(other) => refusals.push(format!("it asks for response_format {other:?}")),
             },
             "logprobs" if set(k) => refusals.push("it asks for logprobs, which the offline model does not report".into()),
@@ -307,6 +312,13 @@ fn parse(body: &Bytes) -> Result<Parsed, Box<Response>> {
             "n" | "tools" | "functions" | "logprobs" | "logit_bias" | "modalities" | "audio" | "web_search_options" => {}
             _ => refusals.push(format!("it sets `{k}`, which the offline model does not know")),
         }
+    }
+    // Converted now, so a schema the grammar cannot express is refused before any answer.
+    let mut sampling = sampling;
+    match format.as_ref().map(ResponseFormat::grammar) {
+        Some(Ok(g)) => sampling.grammar = Some(g),
+        Some(Err(e)) => refusals.push(e.to_string()),
+        None => {}
     }
     let (provider, upstream_model) = match model.strip_prefix("local/") {
         Some(_) => (Some(Chain::local_id().to_string()), None),
@@ -621,12 +633,24 @@ mod tests {
     }
 
     #[test]
+    fn json_mode_and_structured_outputs_become_the_offline_model_s_grammar() {
+        for format in [r#"{"type":"json_object"}"#, r#"{"type":"json_schema","json_schema":{"name":"x","strict":true,"schema":{"type":"object"}}}"#] {
+            let body = format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"x"}}],"response_format":{format}}}"#);
+            let p = parse(&Bytes::from(body)).ok().unwrap();
+            assert_eq!(p.request.offline_refusal, None, "{format}");
+            assert!(p.request.sampling.grammar.as_deref().is_some_and(|g| g.contains("root ::=")), "{format}");
+        }
+        let p = parse(&Bytes::from(r#"{"model":"gpt-4o","messages":[{"role":"user","content":"x"}],"response_format":{"type":"text"}}"#)).ok().unwrap();
+        assert_eq!(p.request.sampling.grammar, None);
+    }
+
+    #[test]
     fn what_the_offline_model_cannot_honour_is_named_never_dropped() {
         let user = r#"{"role":"user","content":"x"}"#;
         for (extra, messages, says) in [
             (r#","tools":[{"type":"function","function":{"name":"f"}}]"#, user, "offers tools"),
-            (r#","response_format":{"type":"json_object"}"#, user, "JSON mode"),
-            (r#","response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{}}}"#, user, "structured outputs"),
+            (r##","response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"$ref":"#/nowhere"}}}"##, user, "cannot be expressed as a grammar"),
+            (r#","response_format":{"type":"json_schema","json_schema":{"name":"x"}}"#, user, "no schema"),
             (r#","logprobs":true,"top_logprobs":2"#, user, "logprobs"),
             (r#","n":2"#, user, "several answers"),
             (r#","brand_new_field":1"#, user, "`brand_new_field`"),

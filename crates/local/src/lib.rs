@@ -4,6 +4,7 @@
 //! - [`worker`]: the child process that owns model and context (`understudy worker`).
 //! - [`engine::Engine`]: the async parent side; restarts a crashed or stalled worker.
 //! - [`template`]: chat templates (llama.cpp built-ins, minijinja, ChatML).
+//! - [`grammar`]: `response_format` as a grammar the sampler enforces.
 
 mod archs;
 pub mod bench;
@@ -11,10 +12,12 @@ mod decode;
 pub mod engine;
 mod ggml;
 pub mod gguf;
+pub mod grammar;
 pub mod protocol;
 pub mod template;
 pub mod worker;
 
 pub use archs::KNOWN_ARCHITECTURES;
 pub use engine::{Engine, EngineError, Generation};
+pub use grammar::ResponseFormat;
 pub use protocol::{Event, FinishReason, Message, SamplingParams, Usage};

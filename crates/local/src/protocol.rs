@@ -37,6 +37,10 @@ pub struct SamplingParams {
     pub presence_penalty: f32,
     /// OpenAI's `frequency_penalty` (-2..2; 0 = off).
     pub frequency_penalty: f32,
+    /// The answer must match this GBNF grammar (root rule `root`; from
+    /// [`ResponseFormat::grammar`](crate::grammar::ResponseFormat::grammar)). With a prefill, the
+    /// prefill must match its beginning.
+    pub grammar: Option<String>,
 }
 
 impl Default for SamplingParams {
@@ -52,6 +56,7 @@ impl Default for SamplingParams {
             stop: Vec::new(),
             presence_penalty: 0.0,
             frequency_penalty: 0.0,
+            grammar: None,
         }
     }
 }

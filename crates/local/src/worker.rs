@@ -298,9 +298,13 @@ impl Generation<'_> {
         Ok(best)
     }
 
-    fn sampler(&self) -> LlamaSampler {
+    fn sampler(&self) -> Result<LlamaSampler, String> {
         let p = self.params;
         let mut chain = Vec::new();
+        // First, so every later sampler only ever sees tokens the grammar allows.
+        if let Some(g) = &p.grammar {
+            chain.push(LlamaSampler::grammar(self.model, g, "root").map_err(|e| format!("the response format's grammar: {e}"))?);
+        }
         if p.repeat_penalty != 1.0 || p.frequency_penalty != 0.0 || p.presence_penalty != 0.0 {
             // OpenAI's presence/frequency penalties count every generated token; a window of
             // 1024 covers any answer the offline model writes in practice.
@@ -318,7 +322,7 @@ impl Generation<'_> {
             chain.push(LlamaSampler::temp(p.temperature));
             chain.push(LlamaSampler::dist(p.seed));
         }
-        LlamaSampler::chain_simple(chain)
+        Ok(LlamaSampler::chain_simple(chain))
     }
 
     fn run<W: Write>(
@@ -369,7 +373,13 @@ impl Generation<'_> {
         }
 
         let started = Instant::now();
-        let mut sampler = self.sampler();
+        let mut sampler = self.sampler()?;
+        if let (Some(p), Some(_)) = (prefill, &self.params.grammar) {
+            // A continued answer: the grammar starts where the cloud's partial text ended.
+            for t in vocab.tokenize(p.as_bytes(), false, false) {
+                sampler.try_accept(t).map_err(|_| "the partial answer does not match the response format, so it cannot be continued".to_string())?;
+            }
+        }
         let mut utf8 = Utf8Stream::default();
         let mut stops = StopScan::new(&self.params.stop);
         let max = self.params.max_tokens.map_or(u32::MAX, |m| m.max(1));
