@@ -26,8 +26,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
 use serde_json::{json, Value};
-use understudy_router::chain::{Chain, LocalModel};
 use understudy_local::ResponseFormat;
+use understudy_router::chain::{Chain, LocalModel};
 use understudy_router::{Answer, ChatError, ChatRequest, Event, Router, Sampling, Turn};
 
 mod assemble;
@@ -649,7 +649,11 @@ mod tests {
         let user = r#"{"role":"user","content":"x"}"#;
         for (extra, messages, says) in [
             (r#","tools":[{"type":"function","function":{"name":"f"}}]"#, user, "offers tools"),
-            (r##","response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"$ref":"#/nowhere"}}}"##, user, "cannot be expressed as a grammar"),
+            (
+                r##","response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"$ref":"#/nowhere"}}}"##,
+                user,
+                "cannot be expressed as a grammar",
+            ),
             (r#","response_format":{"type":"json_schema","json_schema":{"name":"x"}}"#, user, "no schema"),
             (r#","logprobs":true,"top_logprobs":2"#, user, "logprobs"),
             (r#","n":2"#, user, "several answers"),
