@@ -246,6 +246,8 @@ struct RawProvider {
     base_url: Option<String>,
     model: Option<String>,
     api_key: Option<String>,
+    /// `false` keeps the provider in the file (and in Settings) but out of the chain.
+    enabled: Option<bool>,
 }
 
 /// A configuration file that cannot be used. Names the file, the 1-based line and the dotted
@@ -404,6 +406,7 @@ impl RawConfig {
             None => vec![ProviderConfig::openai_default()],
             Some(list) => {
                 let mut out: Vec<ProviderConfig> = Vec::with_capacity(list.len());
+                let mut disabled = Vec::with_capacity(list.len());
                 for (i, p) in list.into_iter().enumerate() {
                     let key = |field: &str| format!("providers[{i}].{field}");
                     if p.id.trim().is_empty() || !p.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
@@ -441,8 +444,10 @@ impl RawConfig {
                     };
                     let model = p.model.unwrap_or_else(|| ProviderConfig::openai_default().model);
                     out.push(ProviderConfig { id: p.id, base_url, model, api_key });
+                    disabled.push(p.enabled == Some(false));
                 }
-                out
+                // Validated like the rest (ids stay unique), then left out of the chain.
+                out.into_iter().zip(disabled).filter(|(_, off)| !off).map(|(p, _)| p).collect()
             }
         };
         Ok(Config {

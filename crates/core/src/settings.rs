@@ -115,6 +115,118 @@ fn set_enabled(doc: &mut DocumentMut, table: &str, on: bool) -> Result<(), ()> {
     Ok(())
 }
 
+/// One row of Settings → Providers as the file has it (disabled ones included), in chain order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderEntry {
+    pub id: String,
+    pub base_url: String,
+    pub model: String,
+    /// `keyring` (the secret store) or `env:NAME`.
+    pub api_key: String,
+    pub enabled: bool,
+}
+
+/// The `[[providers]]` of the file's text, disabled ones included; the built-in OpenAI when the
+/// file has none. The text must parse ([`Config::parse`]).
+pub fn providers_of(text: &str, file: &Path) -> Result<Vec<ProviderEntry>, ConfigError> {
+    Config::parse(text, file)?;
+    let doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| invalid(file, "", e.message().to_string()))?;
+    let Some(list) = doc.get("providers").and_then(Item::as_array_of_tables) else {
+        let p = crate::config::ProviderConfig::openai_default();
+        return Ok(vec![ProviderEntry { id: p.id, base_url: p.base_url, model: p.model, api_key: "keyring".into(), enabled: true }]);
+    };
+    let default = crate::config::ProviderConfig::openai_default();
+    Ok(list
+        .iter()
+        .map(|t| {
+            let s = |k: &str| t.get(k).and_then(Item::as_str).map(str::to_string);
+            let id = s("id").unwrap_or_default();
+            let base_url = s("base_url").map(|u| u.trim_end_matches('/').to_string()).unwrap_or_else(|| default.base_url.clone());
+            ProviderEntry {
+                id,
+                base_url,
+                model: s("model").unwrap_or_else(|| default.model.clone()),
+                api_key: s("api_key").unwrap_or_else(|| "keyring".into()),
+                enabled: t.get("enabled").and_then(Item::as_bool).unwrap_or(true),
+            }
+        })
+        .collect())
+}
+
+fn invalid(file: &Path, key: &str, message: String) -> ConfigError {
+    ConfigError::Invalid { file: file.to_path_buf(), line: None, key: Some(key.to_string()), message }
+}
+
+/// Writes the provider list `new` (order, fields, enabled) into the file's text: a provider that
+/// stays keeps its table with its comments and other keys, only changed values are replaced;
+/// removed ones go, added ones are appended in place. Validated by the parser that reads it.
+pub fn apply_providers(text: &str, file: &Path, new: &[ProviderEntry]) -> Result<String, ConfigError> {
+    let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| invalid(file, "", e.message().to_string()))?;
+    let old = providers_of(text, file)?;
+    let mut tables: Vec<(String, Table)> = match doc.remove("providers") {
+        Some(Item::ArrayOfTables(list)) => list.into_iter().map(|t| (t.get("id").and_then(Item::as_str).unwrap_or_default().to_string(), t)).collect(),
+        Some(_) => return Err(invalid(file, "providers", "`providers` is not a list of tables".into())),
+        None => Vec::new(),
+    };
+    // Tables are written at their document position: one shared position (the first provider's)
+    // makes them follow the list's order, where the old tables stood.
+    let at = tables.iter().filter_map(|(_, t)| t.position()).min();
+    let mut list = ArrayOfTables::new();
+    for entry in new {
+        let was = old.iter().find(|o| o.id == entry.id);
+        let mut t = match tables.iter().position(|(id, _)| *id == entry.id) {
+            Some(i) => tables.remove(i).1,
+            None => {
+                let mut t = Table::new();
+                t["id"] = value(entry.id.trim());
+                t
+            }
+        };
+        let base_url = entry.base_url.trim().trim_end_matches('/');
+        if was.is_none_or(|w| w.base_url != base_url) || (t.get("base_url").is_none() && entry.id != "openai") {
+            set(t.entry("base_url").or_insert(Item::None), base_url);
+        }
+        if was.is_none_or(|w| w.model != entry.model.trim()) {
+            set(t.entry("model").or_insert(Item::None), entry.model.trim());
+        }
+        if was.is_none_or(|w| w.api_key != entry.api_key) && !(was.is_none() && entry.api_key == "keyring") {
+            set(t.entry("api_key").or_insert(Item::None), entry.api_key.trim());
+        }
+        match (entry.enabled, t.contains_key("enabled")) {
+            (true, true) => {
+                t.remove("enabled");
+            }
+            (false, _) => set_bool(t.entry("enabled").or_insert(Item::None), false),
+            (true, false) => {}
+        }
+        t.set_position(at);
+        list.push(t);
+    }
+    doc.insert("providers", Item::ArrayOfTables(list));
+    let out = doc.to_string();
+    Config::parse(&out, file)?;
+    Ok(out)
+}
+
+/// Writes `new` as the provider list of the config file `loaded` came from (atomically).
+pub fn save_providers(loaded: &crate::Loaded, new: &[ProviderEntry]) -> Result<(), ConfigError> {
+    let text = match std::fs::read_to_string(&loaded.path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(ConfigError::Read { file: loaded.path.clone(), message: e.to_string() }),
+    };
+    let out = apply_providers(&text, &loaded.path, new)?;
+    write_config(&loaded.path, &out)
+}
+
+fn set_bool(item: &mut Item, on: bool) {
+    let decor = item.as_value().map(|v| v.decor().clone());
+    *item = value(on);
+    if let (Some(d), Some(v)) = (decor, item.as_value_mut()) {
+        *v.decor_mut() = d;
+    }
+}
+
 /// Writes `new` into the config file `loaded` came from (creating it if needed), atomically:
 /// a crash or a full disk mid-write leaves the old file whole, never half a file. The file is
 /// owner-only (0600) and a config dir made here 0700, whatever the umask.
@@ -127,6 +239,12 @@ pub fn save(loaded: &crate::Loaded, new: &Settings) -> Result<(), ConfigError> {
         Err(e) => return Err(io(e)),
     };
     let out = apply(&text, file, &Settings::of(&loaded.config), new)?;
+    write_config(file, &out)
+}
+
+/// The atomic, owner-only write of the config file.
+fn write_config(file: &Path, out: &str) -> Result<(), ConfigError> {
+    let io = |e: std::io::Error| ConfigError::Read { file: file.to_path_buf(), message: e.to_string() };
     if let Some(dir) = file.parent() {
         let mut dirs = std::fs::DirBuilder::new();
         dirs.recursive(true);
@@ -209,6 +327,51 @@ mod tests {
         check("[notifications]\nrecovery_after = \"60s\"\n", |s| s.notifications = false, "[notifications]\nrecovery_after = \"60s\"\nenabled = false\n");
         check("[notifications]\nenabled = false # quiet\n", |s| s.notifications = true, "[notifications]\nenabled = true # quiet\n");
         check("[gateway]\nlisten = \"127.0.0.1:9000\"\n", |s| s.gateway = true, "[gateway]\nlisten = \"127.0.0.1:9000\"\nenabled = true\n");
+    }
+
+    #[test]
+    fn the_provider_list_is_written_in_order_with_comments_kept() {
+        let file = Path::new("/c/config.toml");
+        let text = "# my chain\nmode = \"auto\"\n\n# the main one\n[[providers]]\nid = \"openai\"\nmodel = \"gpt-4o\" # pinned\n\n[[providers]]\nid = \"groq\" # fast backup\nbase_url = \"https://api.groq.com/openai/v1\"\nmodel = \"llama\"\napi_key = \"env:GROQ_API_KEY\"\n";
+        let mut list = providers_of(text, file).unwrap();
+        assert_eq!(list.iter().map(|p| (p.id.as_str(), p.enabled)).collect::<Vec<_>>(), [("openai", true), ("groq", true)]);
+        assert_eq!(list[0].base_url, "https://api.openai.com/v1");
+        // Reorder, disable OpenAI, add Mistral, then write.
+        list.swap(0, 1);
+        list[1].enabled = false;
+        list.push(ProviderEntry {
+            id: "mistral".into(),
+            base_url: "https://api.mistral.ai/v1/".into(),
+            model: "mistral-small-latest".into(),
+            api_key: "keyring".into(),
+            enabled: true,
+        });
+        let out = apply_providers(text, file, &list).unwrap();
+        assert!(out.starts_with("# my chain\nmode = \"auto\"\n"), "{out}");
+        assert!(out.contains("id = \"groq\" # fast backup"), "{out}");
+        assert!(out.contains("model = \"gpt-4o\" # pinned"), "{out}");
+        assert!(out.contains("# the main one"), "{out}");
+        assert!(out.find("\"groq\"").unwrap() < out.find("\"openai\"").unwrap() && out.find("\"openai\"").unwrap() < out.find("\"mistral\"").unwrap(), "{out}");
+        assert!(!out.contains("base_url = \"https://api.openai.com/v1\""), "the default base URL is not pinned: {out}");
+        let config = Config::parse(&out, file).unwrap();
+        assert_eq!(
+            config.providers.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+            ["groq", "mistral"],
+            "a disabled provider stays in the file, out of the chain"
+        );
+        assert_eq!(config.providers[1].base_url, "https://api.mistral.ai/v1");
+        assert_eq!(
+            providers_of(&out, file).unwrap(),
+            list.iter().map(|p| ProviderEntry { base_url: p.base_url.trim_end_matches('/').into(), ..p.clone() }).collect::<Vec<_>>()
+        );
+        // Enabled again and Groq removed.
+        let again: Vec<_> = providers_of(&out, file).unwrap().into_iter().filter(|p| p.id != "groq").map(|p| ProviderEntry { enabled: true, ..p }).collect();
+        let out2 = apply_providers(&out, file, &again).unwrap();
+        assert!(!out2.contains("groq") && !out2.contains("enabled"), "{out2}");
+        assert!(out2.contains("model = \"gpt-4o\" # pinned"), "{out2}");
+        // A bad entry is refused by the parser, naming it.
+        let bad = vec![ProviderEntry { id: "x".into(), base_url: "ftp://x".into(), model: "m".into(), api_key: "keyring".into(), enabled: true }];
+        assert!(apply_providers(text, file, &bad).unwrap_err().to_string().contains("http(s) URL"));
     }
 
     #[test]
