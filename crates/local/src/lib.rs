@@ -5,6 +5,7 @@
 //! - [`engine::Engine`]: the async parent side; restarts a crashed or stalled worker.
 //! - [`template`]: chat templates (llama.cpp built-ins, minijinja, ChatML).
 //! - [`grammar`]: `response_format` as a grammar the sampler enforces.
+//! - [`tools`]: a template's tool-call format, calls parsed back, a grammar forcing one.
 
 mod archs;
 pub mod bench;
@@ -15,6 +16,7 @@ pub mod gguf;
 pub mod grammar;
 pub mod protocol;
 pub mod template;
+pub mod tools;
 pub mod worker;
 
 pub use archs::KNOWN_ARCHITECTURES;
