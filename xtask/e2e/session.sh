@@ -86,6 +86,13 @@ mkdir -p "$(dirname "$bad")"
 printf 'mode = "auto"\n[failover]\nstall_timout = "3s"\n' >"$bad"
 suite config-problem UNDERSTUDY_E2E_BAD_CONFIG=1 \
   "UNDERSTUDY_E2E_BAD_CONFIG_EXPECT=config.toml:3,failover.stall_timout,unknown field"
+# A damaged history: garbage bytes (and a -wal) where the database belongs.
+damaged="$UNDERSTUDY_E2E_WORK/bad-disk/data/understudy"
+mkdir -p "$damaged"
+head -c 65536 /dev/urandom >"$UNDERSTUDY_E2E_WORK/bad-disk/garbage.orig"
+cp "$UNDERSTUDY_E2E_WORK/bad-disk/garbage.orig" "$damaged/understudy.db"
+echo "wal of the damaged file" >"$damaged/understudy.db-wal"
+suite bad-disk UNDERSTUDY_E2E_BAD_DISK=1 "UNDERSTUDY_E2E_BAD_DISK_DIR=$damaged"
 # Chat against a real HTTP upstream: llmock on a free loopback port, reached the way SDK users
 # point tools elsewhere (OPENAI_BASE_URL), with the key from OPENAI_API_KEY.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
