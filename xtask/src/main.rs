@@ -54,6 +54,8 @@ commands:
   run     install what is missing, build the UI and the app, start the app
   test    install what is missing, run every test: Rust (nextest), UI (Vitest), end-to-end (Xvfb)
   setup   install what is missing (packages, venv, tools, test models), nothing else
+  bundle [--debug]  the .deb and .rpm (Tauri bundler, release build) into target/dist/
+  install-test  the install step of `test` alone: a debug .deb installed with apt, run, removed (root)
   bench   local engine speed (Gemma 3 270M): threads 1 and 2, idle and with a busy core
   bench local   Understudy vs llama.cpp itself (a reference program built from the vendored source)
   bench gateway   latency the gateway adds over calling llmock directly (p50/p99, stream and not)
@@ -89,6 +91,8 @@ fn run(args: &[String]) -> Result<()> {
         Some("run") => cmd_run(&args[1..]),
         Some("test") => cmd_test(&args[1..]),
         Some("setup") => setup(Setup::Test),
+        Some("bundle") => cmd_bundle(args.iter().any(|a| a == "--debug")),
+        Some("install-test") => cmd_install_test(),
         Some("bench") if args.get(1).map(String::as_str) == Some("local") => cmd_bench_local(),
         Some("bench") if args.get(1).map(String::as_str) == Some("gateway") => cmd_bench_gateway(),
         Some("bench") if args.get(1).map(String::as_str) == Some("download") => cmd_bench_download(),
@@ -206,6 +210,7 @@ fn cmd_test(args: &[String]) -> Result<()> {
     nextest.args(["nextest", "run", "--workspace", "--no-fail-fast"]).args(args);
     step("rust tests (nextest)", || sh(&mut nextest))?;
     step("end-to-end (xvfb, tauri-driver)", e2e)?;
+    step("install test (.deb with apt, installed app and CLI, removal)", install_test)?;
     eprintln!("xtask: all tests passed in {:.0?}", started.elapsed());
     Ok(())
 }
@@ -650,4 +655,207 @@ fn cargo_install(binary: &str, krate: &str, version: Option<&str>) -> Result<()>
     // Tools are not part of the project's build cache.
     c.env_remove("CARGO_TARGET_DIR");
     sh(&mut c)
+}
+
+/// `cargo xtask bundle`: the .deb and .rpm of a release build, copied into target/dist/.
+fn cmd_bundle(debug: bool) -> Result<()> {
+    setup(Setup::Run)?;
+    step("ui build", || sh(Command::new("npm").args(["--prefix", "ui", "run", "build"])))?;
+    let mut made = Vec::new();
+    step("bundle (.deb, .rpm)", || {
+        made = bundle(debug, &["deb", "rpm"], true)?;
+        Ok(())
+    })?;
+    for p in made {
+        let size = std::fs::metadata(&p)?.len();
+        println!("{} ({:.1} MB)", p.display(), size as f64 / 1e6);
+    }
+    Ok(())
+}
+
+/// `cargo xtask install-test`: the last step of `test` alone.
+fn cmd_install_test() -> Result<()> {
+    setup(Setup::Test)?;
+    step("ui build", || sh(Command::new("npm").args(["--prefix", "ui", "run", "build"])))?;
+    step("rust build (all targets)", || sh(Command::new("cargo").args(["build", "--workspace", "--all-targets"])))?;
+    step("install test (.deb with apt, installed app and CLI, removal)", install_test)
+}
+
+/// Builds the `understudy` CLI and then the app with the Tauri bundler (npm `@tauri-apps/cli`,
+/// whose `build` turns on `tauri/custom-protocol`: the page is served from the binary, with no
+/// path into this tree). The package's static parts are in src-tauri/tauri.conf.json and
+/// src-tauri/packaging/; only the CLI's path, which depends on the build cache, is given here.
+/// Returns the packages, renamed the Debian / RPM way (`understudy_0.1.0_amd64.deb`).
+/// `build_cli: false` takes the CLI `cargo xtask test` has just built (a `-p` build would
+/// resolve features differently and compile much of the workspace again).
+fn bundle(debug: bool, formats: &[&str], build_cli: bool) -> Result<Vec<PathBuf>> {
+    let profile = if debug { "debug" } else { "release" };
+    if build_cli {
+        let mut cli = Command::new("cargo");
+        cli.args(["build", "-p", "understudy-cli", "--bin", "understudy"]);
+        if !debug {
+            cli.arg("--release");
+        }
+        sh(&mut cli)?;
+    }
+    let files = serde_json::json!({ "/usr/bin/understudy": target_dir().join(profile).join("understudy") });
+    let config = serde_json::json!({ "bundle": { "linux": { "deb": { "files": files }, "rpm": { "files": files } } } });
+    let out = target_dir().join(profile).join("bundle");
+    let _ = std::fs::remove_dir_all(&out); // no stale package of another version
+    let mut tauri = Command::new(repo_root().join("ui/node_modules/.bin/tauri"));
+    tauri.current_dir(repo_root().join("src-tauri")).args(["build", "--ci", "--bundles", &formats.join(",")]).arg("--config").arg(config.to_string());
+    if debug {
+        tauri.arg("--debug");
+    }
+    sh(&mut tauri)?;
+    let dist = repo_root().join("target").join("dist");
+    std::fs::create_dir_all(&dist)?;
+    let mut made = Vec::new();
+    for format in formats {
+        for entry in std::fs::read_dir(out.join(format)).with_context(|| format!("the bundler's {format} output"))? {
+            let path = entry?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if !name.ends_with(&format!(".{format}")) {
+                continue;
+            }
+            // The bundler names packages after productName ("Understudy_…"); package names are lower case.
+            let to = dist.join(name.replacen("Understudy", "understudy", 1));
+            std::fs::copy(&path, &to).with_context(|| to.display().to_string())?;
+            made.push(to);
+        }
+    }
+    if made.len() < formats.len() {
+        bail!("the bundler made {made:?}, expected one package per format of {formats:?}");
+    }
+    Ok(made)
+}
+
+/// Installs a debug .deb with apt (the machine's own dpkg database: CI runs as root on a
+/// throwaway machine), checks what landed and that it runs — the app from its desktop entry
+/// over WebDriver, the CLI with the tiny model — then removes it and checks that the user's
+/// config, conversations and models are still there.
+fn install_test() -> Result<()> {
+    let apt = output(Command::new("apt-get").arg("--version")).is_some();
+    if !is_root() || !apt {
+        let why = if apt { "not root" } else { "no apt-get" };
+        if std::env::var_os("CI").is_some() {
+            bail!("the install test needs root and apt-get ({why}); CI must run it");
+        }
+        eprintln!("xtask: SKIPPED the install test ({why}): it installs the .deb system-wide, so it runs only as root with apt (as CI does)");
+        return Ok(());
+    }
+    let deb = bundle(true, &["deb"], false)?.remove(0);
+    let mut install = Command::new("apt-get");
+    install.args(["install", "-y", "-qq", "--reinstall"]).arg(&deb).env("DEBIAN_FRONTEND", "noninteractive");
+    sh(&mut install)?;
+    let work = tempdir("understudy-e2e-install")?;
+    let checked = installed_checks(&work);
+    let mut remove = Command::new("apt-get");
+    remove.args(["remove", "--purge", "-y", "-qq", "understudy"]).env("DEBIAN_FRONTEND", "noninteractive");
+    let removed = sh(&mut remove);
+    checked?;
+    removed?;
+    // Removal never touches a user's files: the config, the database and the model stay.
+    for kept in ["install/config/understudy/config.toml", "install/data/understudy/understudy.db", "install/data/understudy/models/tiny.gguf"] {
+        if !work.join(kept).is_file() {
+            bail!("{kept} is gone after `apt-get remove --purge understudy`");
+        }
+    }
+    if Path::new("/usr/bin/understudy").exists() || Path::new("/usr/bin/understudy-app").exists() {
+        bail!("the binaries are still in /usr/bin after removal");
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+fn installed_checks(work: &Path) -> Result<()> {
+    let version = env!("CARGO_PKG_VERSION"); // the workspace's: xtask inherits it
+    let listed = output(Command::new("dpkg").args(["-L", "understudy"])).context("dpkg -L understudy")?;
+    let listed: Vec<&str> = listed.lines().collect();
+    let desktop = "/usr/share/applications/Understudy.desktop";
+    let mut want = vec![
+        "/usr/bin/understudy",
+        "/usr/bin/understudy-app",
+        desktop,
+        "/usr/share/metainfo/app.understudy.desktop.metainfo.xml",
+        "/usr/share/doc/understudy/copyright",
+        "/usr/share/licenses/understudy/LICENSE-MIT",
+        "/usr/share/licenses/understudy/LICENSE-APACHE",
+        "/usr/share/icons/hicolor/scalable/apps/understudy-app.svg",
+    ];
+    let icons: Vec<String> = [16, 24, 32, 48, 64, 128, 256, 512].iter().map(|s| format!("/usr/share/icons/hicolor/{s}x{s}/apps/understudy-app.png")).collect();
+    want.extend(icons.iter().map(String::as_str));
+    for w in &want {
+        if !listed.contains(w) || !Path::new(w).exists() {
+            bail!("the package does not install {w}");
+        }
+    }
+    let got = output(Command::new("dpkg-query").args(["-W", "-f=${Version}", "understudy"])).unwrap_or_default();
+    if got != version {
+        bail!("package version {got:?}, workspace version {version:?}");
+    }
+    for bin in ["/usr/bin/understudy", "/usr/bin/understudy-app"] {
+        let said = output(Command::new(bin).arg("--version")).unwrap_or_default();
+        if !said.ends_with(version) {
+            bail!("`{bin} --version` said {said:?}, not version {version}");
+        }
+        // Nothing in the installed binaries points into this tree (a dev build would carry
+        // tauri.conf.json's folder; `env!("CARGO_MANIFEST_DIR")` would too).
+        let rodata = work.join("rodata");
+        sh(Command::new("objcopy").args(["-O", "binary", "--only-section=.rodata", bin]).arg(&rodata))?;
+        let data = std::fs::read(&rodata)?;
+        let root = repo_root().display().to_string();
+        if data.windows(root.len()).any(|w| w == root.as_bytes()) {
+            bail!("{bin} holds the build tree's path {root}");
+        }
+    }
+    if output(Command::new("appstreamcli").arg("--version")).is_some() {
+        sh(Command::new("appstreamcli").args(["validate", "--no-net", "/usr/share/metainfo/app.understudy.desktop.metainfo.xml"]))?;
+    }
+    if output(Command::new("desktop-file-validate").arg("--help")).is_some() {
+        sh(Command::new("desktop-file-validate").arg(desktop))?;
+    }
+    // The app as a desktop menu starts it: the entry's Exec command, found on PATH.
+    let entry = std::fs::read_to_string(desktop)?;
+    let exec = entry.lines().find_map(|l| l.strip_prefix("Exec=")).context("no Exec= in the desktop entry")?;
+    let command = exec.split_whitespace().next().unwrap_or_default();
+    let app = output(Command::new("sh").args(["-c", "command -v \"$0\"", command]))
+        .with_context(|| format!("{command} (the desktop entry's Exec) is not on PATH"))?;
+    // The user: a fresh home, a config, a model in the data dir.
+    let config = work.join("install/config/understudy");
+    let models = work.join("install/data/understudy/models");
+    std::fs::create_dir_all(&config)?;
+    std::fs::create_dir_all(&models)?;
+    std::fs::copy(understudy_testkit::tiny_gguf(), models.join("tiny.gguf"))?;
+    let model = models.join("tiny.gguf");
+    // Nothing set up yet (the window opens on the first-run screen); no status-page polling.
+    std::fs::write(config.join("config.toml"), "[failover]\nstatus_page = \"\"\n")?;
+    let out = repo_root().join("target").join("e2e");
+    sh(Command::new("xvfb-run")
+        .args(["-a", "-s", "-screen 0 1280x800x24 -nolisten tcp", "dbus-run-session", "--", "bash", "xtask/e2e/session.sh"])
+        .env("UNDERSTUDY_E2E_ONLY", "install")
+        .env("UNDERSTUDY_APP_BIN", &app)
+        .env("UNDERSTUDY_E2E_DESKTOP_FILE", desktop)
+        .env("UNDERSTUDY_E2E_VERSION", version)
+        .env("UNDERSTUDY_E2E_OUT", &out)
+        .env("UNDERSTUDY_LLMOCK", understudy_testkit::venv_dir().join("bin").join("llmock"))
+        .env("UNDERSTUDY_E2E_WORK", work))
+    .with_context(|| format!("logs and screenshots in {}", out.display()))?;
+    // Then the user sets up the model, and the installed CLI answers from it through its own
+    // worker (`/usr/bin/understudy worker`: current_exe, nothing from this tree).
+    std::fs::write(config.join("config.toml"), format!("[failover]\nstatus_page = \"\"\n[local]\nmodel = \"{}\"\n", model.display()))?;
+    let home = work.join("install/home");
+    let answer = Command::new("/usr/bin/understudy")
+        .args(["chat", "--provider", "local", "Say hello."])
+        .current_dir(work)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &home)
+        .env("XDG_CONFIG_HOME", work.join("install/config"))
+        .env("XDG_DATA_HOME", work.join("install/data"))
+        .output()?;
+    if !answer.status.success() || answer.stdout.iter().all(u8::is_ascii_whitespace) {
+        bail!("`understudy chat --provider local` failed ({}): {}", answer.status, String::from_utf8_lossy(&answer.stderr));
+    }
+    Ok(())
 }
