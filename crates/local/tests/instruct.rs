@@ -122,3 +122,18 @@ fn reference_rendering(template: &str, messages: &[Message]) -> String {
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     result[0]["text"].as_str().unwrap_or_else(|| panic!("reference failed: {result}")).to_string()
 }
+
+/// A pre-warm before the conversation has any turn (the router pre-warms when OpenAI turns
+/// degraded, whatever was answered last) renders nothing on SmolLM2, which has no BOS token: it
+/// ends at once and the same worker answers next (it used to panic the worker, whose backtrace
+/// then outlasted the stall timeout, so the answers queued behind it failed).
+#[tokio::test]
+async fn a_pre_warm_with_no_turns_ends_at_once_and_the_worker_answers_next() {
+    let e = engine().await;
+    let pid = e.worker_pid().await;
+    let usage = e.prewarm(&understudy_testkit::smollm2_gguf(), 2048, 0, Vec::new()).await.expect("an empty pre-warm is not an error");
+    assert_eq!(usage.prompt_tokens, 0);
+    let (text, _) = answer(&e, &[user("What is the capital of Germany?")]).await;
+    assert!(text.contains("Berlin"), "{text:?}");
+    assert_eq!(e.worker_pid().await, pid, "the worker was not restarted");
+}
