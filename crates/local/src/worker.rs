@@ -380,9 +380,20 @@ impl Generation<'_> {
         let started = Instant::now();
         let mut sampler = self.sampler()?;
         if let (Some(p), Some(_)) = (prefill, &self.params.grammar) {
-            // A continued answer: the grammar starts where the cloud's partial text ended.
-            for t in vocab.tokenize(p.as_bytes(), false, false) {
-                sampler.try_accept(t).map_err(|_| "the partial answer does not match the response format, so it cannot be continued".to_string())?;
+            // A continued answer: the grammar starts where the cloud's partial text ended. It is
+            // fed the prompt's own last tokens, those that spell the prefill (tokenizing the
+            // prefill alone could differ, e.g. SentencePiece's leading space).
+            let unfit = || "the partial answer does not match the response format, so it cannot be continued".to_string();
+            let (mut k, mut spelled) = (tokens.len(), Vec::new());
+            while spelled.len() < p.len() && k > 0 {
+                k -= 1;
+                spelled.splice(0..0, vocab.token_to_piece(tokens[k], false, None));
+            }
+            if spelled != p.as_bytes() {
+                return Err(unfit());
+            }
+            for t in &tokens[k..] {
+                sampler.try_accept(*t).map_err(|_| unfit())?;
             }
         }
         let mut utf8 = Utf8Stream::default();
