@@ -16,6 +16,7 @@ const AUTOSTART_ARG: &str = "--autostart";
 
 /// Builds and runs the app until the last window closes or Quit.
 pub fn run() -> anyhow::Result<()> {
+    window::prefer_cpu_rendering();
     let setup = setup::Setup::from_process()?;
     let _log = setup.init_logging();
     tracing::info!(version = understudy_core::VERSION, data_dir = %setup.paths.data_dir.display(), "starting Understudy");

@@ -1,5 +1,6 @@
 // Shared WebDriver session against the real app: tauri-driver on :4444 launches the binary
 // named by UNDERSTUDY_APP_BIN (xtask/e2e/session.sh sets it up).
+import { execFileSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { remote } from "webdriverio";
@@ -17,10 +18,13 @@ export async function launchApp(): Promise<WebdriverIO.Browser> {
   });
 }
 
-export async function screenshot(browser: WebdriverIO.Browser, name: string): Promise<string> {
+/** The X screen as the user sees it (ImageMagick's `import`). Not WebDriver's screenshot: that
+ * hangs WebKitWebDriver on a page drawn without GPU compositing, which is how the app draws
+ * (src-tauri/src/window.rs `prefer_cpu_rendering`). */
+export async function screenshot(_browser: WebdriverIO.Browser | undefined, name: string): Promise<string> {
   mkdirSync(outDir, { recursive: true });
   const path = join(outDir, name);
-  await browser.saveScreenshot(path);
+  execFileSync("import", ["-window", "root", path], { timeout: 15_000 });
   return path;
 }
 

@@ -53,20 +53,28 @@ python3 xtask/e2e/wm_close.py "$win"
 for _ in $(seq 1 300); do kids "$app" | xargs -r -I{} cat /proc/{}/comm 2>/dev/null | grep -q WebKitWebProc || break; sleep 0.1; done
 sleep "$settle"
 released=$(footprint "$app"); released_cpu=$(cpu "$app")
+left=$(kids "$app" | xargs -r -I{} cat /proc/{}/comm 2>/dev/null | grep WebKit | tr '\n' ' ' || true)
 app_alone=$(pss "$app")
 kill "$app"; wait "$app" 2>/dev/null || true
 
-"$BARE" >"$WORK/bare.log" 2>&1 &
-bare=$!; pids+=("$bare")
-window bare-window >/dev/null
-sleep "$settle"
-base=$(footprint "$bare")
-kill "$bare"; wait "$bare" 2>/dev/null || true
+# The bare window as Tauri ships it (GPU compositing on), then as the app runs it (off: see
+# src-tauri/src/window.rs `prefer_cpu_rendering`), so both comparisons are in the report.
+bare_run() {
+  env "$@" "$BARE" >"$WORK/bare.log" 2>&1 &
+  local bare=$!; pids+=("$bare")
+  window bare-window >/dev/null
+  sleep "$settle"
+  footprint "$bare"
+  kill "$bare"; wait "$bare" 2>/dev/null || true
+}
+base=$(bare_run)
+base_nogpu=$(bare_run WEBKIT_DISABLE_COMPOSITING_MODE=1)
 
 mb() { echo $(($1 / 1024)); }
-o=${open%% *} r=${released%% *} b=${base%% *}
+o=${open%% *} r=${released%% *} b=${base%% *} bc=${base_nogpu%% *}
 echo "footprint (PSS, settled ${settle} s; idle CPU over ${idle} s, % of one core)"
 echo "  open, idle:      $(mb "$o") MB  (${open#* })  CPU ${open_cpu} %"
-echo "  released (tray): $(mb "$r") MB  (${released#* })  CPU ${released_cpu} %; the app process alone $(mb "$app_alone") MB"
+echo "  released (tray): $(mb "$r") MB  (${released#* })  CPU ${released_cpu} %; the app process alone $(mb "$app_alone") MB; WebKit processes left: ${left:-none}"
 echo "  bare Tauri:      $(mb "$b") MB  (${base#* })"
-awk -v o="$o" -v r="$r" -v b="$b" 'BEGIN { printf "  open / bare = %.2f   released / bare = %.2f   released / open = %.2f\n", o / b, r / b, r / o }'
+echo "  bare Tauri, no GPU compositing: $(mb "$bc") MB  (${base_nogpu#* })"
+awk -v o="$o" -v r="$r" -v b="$b" -v c="$bc" 'BEGIN { printf "  open / bare = %.2f   open / bare without compositing = %.2f   released / bare = %.2f   released / open = %.2f\n", o / b, o / c, r / b, r / o }'
