@@ -1,5 +1,5 @@
 /// Every command of src-tauri/src/commands.rs; capabilities/main.json grants them to the window.
-const COMMANDS: [&str; 36] = [
+const COMMANDS: [&str; 42] = [
     "app_info",
     "store_notice",
     "dismiss_store_notice",
@@ -8,6 +8,12 @@ const COMMANDS: [&str; 36] = [
     "save_settings",
     "gateway_access",
     "test_connection",
+    "provider_presets",
+    "get_providers",
+    "save_providers",
+    "save_provider_key",
+    "test_provider",
+    "provider_models",
     "list_conversations",
     "create_conversation",
     "rename_conversation",

@@ -8,7 +8,7 @@ use understudy_router::{health, ConnectionReport, HealthSnapshot, TurnEvent};
 use understudy_store::export::{self, Format};
 use understudy_store::{Backend, Conversation, Hit, Message};
 
-use crate::setup::{GatewayAccess, SettingsView, Setup};
+use crate::setup::{GatewayAccess, ProviderView, SettingsView, Setup};
 use crate::IpcError;
 
 type Res<T> = Result<T, IpcError>;
@@ -63,6 +63,38 @@ pub fn gateway_access(setup: State<'_, Setup>) -> Res<GatewayAccess> {
 #[tauri::command]
 pub async fn test_connection(setup: State<'_, Setup>) -> Res<ConnectionReport> {
     Ok(setup.conversations.router().test_connection(None).await?)
+}
+
+/// The presets Settings → Providers offers (typed data from `core::providers`).
+#[tauri::command]
+pub fn provider_presets() -> &'static [understudy_core::providers::Preset] {
+    understudy_core::providers::PRESETS
+}
+
+#[tauri::command]
+pub fn get_providers(setup: State<'_, Setup>) -> Res<Vec<ProviderView>> {
+    setup.providers()
+}
+
+#[tauri::command]
+pub fn save_providers(setup: State<'_, Setup>, providers: Vec<understudy_core::settings::ProviderEntry>) -> Res<Vec<ProviderView>> {
+    setup.save_providers(&providers)
+}
+
+#[tauri::command]
+pub fn save_provider_key(setup: State<'_, Setup>, id: String, key: String) -> Res<Vec<ProviderView>> {
+    setup.save_provider_key(&id, &key)
+}
+
+/// The Test button of one provider: `GET /models`, with its latency.
+#[tauri::command]
+pub async fn test_provider(setup: State<'_, Setup>, id: String) -> Res<ConnectionReport> {
+    Ok(setup.conversations.router().test_connection(Some(&id)).await?)
+}
+
+#[tauri::command]
+pub async fn provider_models(setup: State<'_, Setup>, id: String) -> Res<Vec<String>> {
+    Ok(setup.conversations.router().provider_models(&id).await?)
 }
 
 #[tauri::command]

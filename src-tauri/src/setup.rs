@@ -7,7 +7,7 @@ use understudy_core::overview::KeySource;
 use understudy_core::{config, logging, settings, ConfigError, Env, Overview, Paths, Settings};
 use understudy_local::engine::EngineConfig;
 use understudy_local::Engine;
-use understudy_router::{Chain, Conversations, Router, StoredKeys};
+use understudy_router::{Chain, Conversations, Keys as _, Router, StoredKeys};
 use understudy_store::{Backend, Secrets, Store, StoreNotice};
 
 use crate::IpcError;
@@ -48,6 +48,16 @@ pub struct GatewayAccess {
     pub token: Option<String>,
     /// `OPENAI_BASE_URL=…` and `OPENAI_API_KEY=…`, one per line.
     pub env_lines: String,
+}
+
+/// A row of Settings → Providers.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderView {
+    #[serde(flatten)]
+    pub entry: settings::ProviderEntry,
+    pub label: String,
+    /// Why no key can be sent to it (`other_host`: asked again); None when it has one.
+    pub key_problem: Option<understudy_core::providers::KeyProblem>,
 }
 
 /// The secret store's name for the in-app gateway's token.
@@ -143,6 +153,44 @@ impl Setup {
         let backend = understudy_router::chain::store_key(&self.secrets, &primary, key).map_err(|e| IpcError::new("secrets", e))?;
         self.reconfigure();
         Ok(backend)
+    }
+
+    /// Settings → Providers: the file's ordered list, each with its name and why no key can be
+    /// sent to it (none: it has one).
+    pub fn providers(&self) -> Result<Vec<ProviderView>, IpcError> {
+        let loaded = config::load(&self.env, &self.paths);
+        if let Some(problem) = loaded.problem {
+            return Err(IpcError::new("config", format!("the config file has a problem to fix first: {problem}")));
+        }
+        let text = std::fs::read_to_string(&loaded.path).unwrap_or_default();
+        let keys = StoredKeys::new(self.secrets.clone(), &self.env);
+        Ok(settings::providers_of(&text, &loaded.path)?
+            .into_iter()
+            .map(|entry| {
+                let provider = entry.to_config();
+                ProviderView { label: understudy_core::providers::provider_label(&provider), key_problem: keys.key(&provider).err(), entry }
+            })
+            .collect())
+    }
+
+    /// Writes the ordered provider list into the config file and applies it.
+    pub fn save_providers(&self, list: &[settings::ProviderEntry]) -> Result<Vec<ProviderView>, IpcError> {
+        let loaded = config::load(&self.env, &self.paths);
+        if let Some(problem) = loaded.problem {
+            return Err(IpcError::new("config", format!("the config file has a problem to fix first: {problem}")));
+        }
+        settings::save_providers(&loaded, list)?;
+        self.reconfigure();
+        self.providers()
+    }
+
+    /// Stores a provider's key, bound to the host its base URL names now.
+    pub fn save_provider_key(&self, id: &str, key: &str) -> Result<Vec<ProviderView>, IpcError> {
+        let key = config::validate_api_key(key).map_err(|m| IpcError::new("invalid_key", m))?;
+        let entry = self.providers()?.into_iter().find(|p| p.entry.id == id).ok_or_else(|| IpcError::new("not_found", format!("no provider called {id:?}")))?;
+        understudy_router::chain::store_key(&self.secrets, &entry.entry.to_config(), key).map_err(|e| IpcError::new("secrets", e))?;
+        self.reconfigure();
+        self.providers()
     }
 
     pub fn settings(&self) -> SettingsView {

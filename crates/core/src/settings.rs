@@ -126,6 +126,18 @@ pub struct ProviderEntry {
     pub enabled: bool,
 }
 
+impl ProviderEntry {
+    /// The provider as the router takes it (to resolve its key, for instance).
+    pub fn to_config(&self) -> crate::config::ProviderConfig {
+        use crate::config::ApiKeySource;
+        let api_key = match self.api_key.strip_prefix("env:") {
+            Some(name) => ApiKeySource::Env(name.to_string()),
+            None => ApiKeySource::Keyring,
+        };
+        crate::config::ProviderConfig { id: self.id.clone(), base_url: self.base_url.clone(), model: self.model.clone(), api_key }
+    }
+}
+
 /// The `[[providers]]` of the file's text, disabled ones included; the built-in OpenAI when the
 /// file has none. The text must parse ([`Config::parse`]).
 pub fn providers_of(text: &str, file: &Path) -> Result<Vec<ProviderEntry>, ConfigError> {

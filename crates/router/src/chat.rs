@@ -456,6 +456,20 @@ impl Router {
     }
 }
 
+impl Router {
+    /// The model ids a cloud provider offers (`GET /models`), for Settings' model list.
+    pub async fn provider_models(&self, provider: &str) -> Result<Vec<String>, ChatError> {
+        let chain = self.chain();
+        let cloud = chain
+            .cloud(provider)
+            .ok_or_else(|| ChatError::setup(&format!("There is no enabled provider called {provider:?}."), "Enable it and save first."))?;
+        let client = cloud.client.as_ref().ok_or_else(|| no_key(cloud))?;
+        let mut ids: Vec<String> = client.models().await.map_err(|e| ChatError::from_cloud(&e))?.into_iter().map(|m| m.id).collect();
+        ids.sort();
+        Ok(ids)
+    }
+}
+
 /// The result of [`Router::test_connection`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConnectionReport {
