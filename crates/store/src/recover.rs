@@ -186,6 +186,14 @@ fn set_aside(db: &Path, label: &str) -> std::io::Result<PathBuf> {
         undo(db, &target, &moved);
         return Err(e);
     }
+    // The kept files hold the user's chats: owner-only, like the database was meant to be.
+    #[cfg(unix)]
+    for suffix in moved.iter().chain([&""]) {
+        use std::os::unix::fs::PermissionsExt;
+        let p = with_suffix(&target, suffix);
+        let mode = if p.is_dir() { 0o700 } else { 0o600 };
+        let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode));
+    }
     Ok(target)
 }
 

@@ -73,6 +73,11 @@ fn a_garbage_file_is_kept_aside_with_its_wal_and_a_fresh_history_starts() {
     let companion = |s: &str| std::fs::read(format!("{}{s}", kept.display())).unwrap();
     assert_eq!((companion("-wal"), companion("-shm")), (b"wal bytes".to_vec(), b"shm bytes".to_vec()));
     assert!(opened.notice.as_ref().unwrap().to_string().contains(&kept.display().to_string()), "it says where");
+    #[cfg(unix)]
+    for f in [kept.clone(), PathBuf::from(format!("{}-wal", kept.display()))] {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o600, "{}", f.display());
+    }
     assert_fresh_and_usable(opened, &db);
     // Opening again finds the fresh file sound: nothing more is moved.
     let third = Store::open_or_recover(&db, WAIT);
