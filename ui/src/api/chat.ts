@@ -44,13 +44,35 @@ export interface Hit {
   snippet: string;
 }
 
+/** Why the provider before did not answer (Rust: understudy_router::FailoverReason). */
+export type FailoverReason =
+  | "timed_out"
+  | "stalled"
+  | "unreachable"
+  | "server_error"
+  | "rate_limited"
+  | "account_problem"
+  | "cut_off"
+  | "bad_stream"
+  | "down"
+  | "no_key"
+  | "key_needed_for_host"
+  | "failed";
+
+/** Who failed before the provider that answers, and how (Rust: understudy_router::Because). */
+export interface Because {
+  provider: string;
+  label: string;
+  reason: FailoverReason;
+}
+
 /** What arrives while an answer is written (Rust: understudy_router::TurnEvent). */
 export type TurnEvent =
   | { type: "user_message"; message: Message }
-  | { type: "answer_started"; message_id: number | null; provider: string; label: string; model: string; failover: string | null }
+  | { type: "answer_started"; message_id: number | null; provider: string; label: string; model: string; failover: string | null; because?: Because | null }
   | { type: "token"; text: string }
   | { type: "reasoning"; text: string }
-  | { type: "switched"; provider: string; label: string; model: string; reason: string }
+  | { type: "switched"; provider: string; label: string; model: string; reason: string; because?: Because }
   /** A save failed (full or read-only disk): the answer streams on and the save is retried. */
   | { type: "not_saved"; reason: string }
   /** Saving works again after `not_saved`. */

@@ -1,7 +1,7 @@
 // The chat window's state: the conversation list, the open conversation and the answer being
 // written. Components read it and call its methods; only ui/src/api talks to Rust.
 import * as api from "../api/chat";
-import type { Conversation, Hit, Message, TurnEvent } from "../api/chat";
+import type { Because, Conversation, Hit, Message, TurnEvent } from "../api/chat";
 import { ApiError } from "../api/call";
 
 /** The answer being written right now, shown live until it is stored. */
@@ -12,6 +12,8 @@ export interface Live {
   label: string | null;
   model: string | null;
   failover: string | null;
+  /** The same as data: who failed before and how (the badge's words are built from it). */
+  because?: Because | null;
   text: string;
   /** A reasoning model's thinking so far (shown collapsed; not part of the stored answer). */
   reasoning: string;
@@ -116,7 +118,7 @@ export class Chat {
           }
           break;
         case "answer_started":
-          this.live = { conversationId, messageId: e.message_id, provider: e.provider, label: e.label, model: e.model, failover: e.failover, text: "", reasoning: "", switched: null };
+          this.live = { conversationId, messageId: e.message_id, provider: e.provider, label: e.label, model: e.model, failover: e.failover, because: e.because, text: "", reasoning: "", switched: null };
           break;
         case "token":
           if (this.live) this.live.text += e.text;
