@@ -70,6 +70,13 @@ export function item(): [string, string] | undefined {
   return undefined;
 }
 
+/** The colour of the tray icon's fill (a pixel left of centre, off every glyph). */
+export function iconFill([bus, path]: [string, string]): string {
+  const png = JSON.parse(sh("busctl", ["--user", "--json=short", "get-property", bus, path, "org.kde.StatusNotifierItem", "IconName"])).data as string;
+  const file = png.endsWith(".png") ? png : `${png}.png`;
+  return sh("convert", [file, "-format", "%[pixel:p{6,16}]", "info:"]).trim();
+}
+
 /** Bus names of every registered StatusNotifierItem. */
 export function registered(): string[] {
   const out = JSON.parse(sh("busctl", ["--user", "--json=short", "get-property", "org.kde.StatusNotifierWatcher", "/StatusNotifierWatcher", "org.kde.StatusNotifierWatcher", "RegisteredStatusNotifierItems"]));

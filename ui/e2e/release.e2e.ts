@@ -3,10 +3,12 @@
 // showed: the open conversation and a half-typed message.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
-import { children, click, closeWindow, cpuTicks, item, pidOf, pss, sleep, until, visibleWindows } from "./desktop";
+import { children, click, closeWindow, cpuTicks, iconFill, item, pidOf, pss, sleep, until, visibleWindows } from "./desktop";
 import { launchApp, scenario, screenshot, send } from "./driver";
 
 const llmock = process.env.UNDERSTUDY_E2E_LLMOCK ?? "";
+/** The in-app gateway (`[gateway] enabled`, no token) of this suite's config (session.sh). */
+const gateway = process.env.UNDERSTUDY_E2E_GATEWAY ?? "";
 let browser: WebdriverIO.Browser;
 
 beforeAll(async () => {
@@ -72,6 +74,23 @@ describe.skipIf(!llmock)("the web view is released in the tray and rebuilt on op
     const left = await until("WebKit's web process gone", () => (webkit(app).some(([, n]) => n.startsWith("WebKitWebProc")) ? undefined : webkit(app)), 20_000);
     await sleep(3_000);
     console.log(`footprint released: ${footprint(app)}; WebKit processes left: ${JSON.stringify(left)}; idle CPU ${await idleCpu(app)}`);
+
+    // With the web view gone the app still serves other tools and watches OpenAI: OpenAI fails,
+    // the in-app gateway answers from the offline model, and the tray icon turns at once.
+    const healthy = iconFill(sni);
+    await scenario(llmock, [{ type: "fail", status: 503, message: "overloaded", times: 50, match: { path: "*chat*" } }]);
+    for (let i = 0; i < 3; i++) {
+      const r = await fetch(`http://${gateway}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "gpt-4o-mini", max_tokens: 8, messages: [{ role: "user", content: "from another tool" }] }),
+      });
+      expect(r.status).toBe(200);
+      expect(r.headers.get("x-understudy-provider")).toBe("local");
+    }
+    await until("the tray icon to leave healthy", () => (iconFill(sni) !== healthy ? true : undefined), 10_000);
+    expect(webkit(app).some(([, n]) => n.startsWith("WebKitWebProc"))).toBe(false);
+    await fetch(`${llmock}/_llmock/reset`, { method: "POST" });
 
     await sleep(Math.max(0, sent + 13_000 - Date.now())); // the answer has ended meanwhile
     const t0 = Date.now();

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { click, closeWindow, item, menu, notificationsFromNow, pidOf, registered, sh, sleep, until, visibleWindows, type Notification } from "./desktop";
+import { click, closeWindow, iconFill, item, menu, notificationsFromNow, pidOf, registered, sh, sleep, until, visibleWindows, type Notification } from "./desktop";
 import { launchApp, outDir, screenshot } from "./driver";
 
 const llmock = process.env.UNDERSTUDY_E2E_LLMOCK ?? "";
@@ -14,12 +14,6 @@ let browser: WebdriverIO.Browser;
 /** Whether a process still runs (a zombie waiting for its parent does not). */
 const alive = (pid: string) => existsSync(`/proc/${pid}/stat`) && !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
 
-/** The colour of the tray icon's fill (a pixel left of centre, off every glyph). */
-function iconFill([bus, path]: [string, string]): string {
-  const png = JSON.parse(sh("busctl", ["--user", "--json=short", "get-property", bus, path, "org.kde.StatusNotifierItem", "IconName"])).data as string;
-  const file = png.endsWith(".png") ? png : `${png}.png`;
-  return sh("convert", [file, "-format", "%[pixel:p{6,16}]", "info:"]).trim();
-}
 
 /** This suite's notifications (set before the app starts). */
 let notifications: () => Notification[];

@@ -139,9 +139,12 @@ suite tray "HOME=$UNDERSTUDY_E2E_WORK/tray/home" "OPENAI_BASE_URL=http://127.0.0
   "UNDERSTUDY_E2E_LLMOCK=http://127.0.0.1:$port" "UNDERSTUDY_LOCAL_MODEL=${UNDERSTUDY_E2E_TINY_GGUF:?}"
 # Released in the tray: a 2 s grace before the closed window's web view goes.
 mkdir -p "$UNDERSTUDY_E2E_WORK/release/config/understudy"
-printf '[failover]\nstatus_page = ""\n[tray]\nrelease_after = "2s"\n' >"$UNDERSTUDY_E2E_WORK/release/config/understudy/config.toml"
+# The in-app gateway serves (no token: the test is the other tool) while the window is gone.
+relgw=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+printf '[failover]\nstatus_page = ""\n[tray]\nrelease_after = "2s"\n[gateway]\nenabled = true\nlisten = "127.0.0.1:%s"\nrequire_token = false\n' "$relgw" \
+  >"$UNDERSTUDY_E2E_WORK/release/config/understudy/config.toml"
 suite release "OPENAI_BASE_URL=http://127.0.0.1:$port/v1" OPENAI_API_KEY=sk-e2e-chat-0123456789abcdef \
-  "UNDERSTUDY_E2E_LLMOCK=http://127.0.0.1:$port"
+  "UNDERSTUDY_E2E_LLMOCK=http://127.0.0.1:$port" "UNDERSTUDY_E2E_GATEWAY=127.0.0.1:$relgw" "UNDERSTUDY_LOCAL_MODEL=${UNDERSTUDY_E2E_TINY_GGUF:?}"
 curl -s -X POST "http://127.0.0.1:$port/_llmock/reset" >/dev/null
 # An outage with nothing to fall back on: OpenAI unreachable (a loopback port nobody listens on)
 # and no offline model.
