@@ -208,6 +208,34 @@ check(response.headers.get("x-understudy-provider") === "local", `sampling answe
 check(a.usage.completion_tokens <= 20, `max_tokens honoured offline: ${JSON.stringify(a.usage)}`);
 const again = (await client.chat.completions.create(sent)).choices[0].message.content;
 check(again === a.choices[0].message.content, `same seed, same offline answer: ${again} vs ${a.choices[0].message.content}`);
+// Structured outputs offline: held to the schema by a grammar, so even the tiny random-weight
+// model answers with JSON that matches it.
+const bounded = {
+  type: "object",
+  properties: { ok: { type: "boolean" }, colour: { enum: ["red", "green", "blue"] } },
+  required: ["ok", "colour"],
+  additionalProperties: false,
+};
+for (const stream of [false, true]) {
+  const body = {
+    model: "gpt-4o-mini",
+    messages: [{ role: "user", content: `A colour, node outage (${stream})` }],
+    max_tokens: 200,
+    seed: 6,
+    stream,
+    response_format: { type: "json_schema", json_schema: { name: "colour", strict: true, schema: bounded } },
+  };
+  const { data, response } = await client.chat.completions.create(body).withResponse();
+  check(response.headers.get("x-understudy-provider") === "local", `structured outputs answered offline: ${[...response.headers]}`);
+  let text = "";
+  if (stream) for await (const c of data) text += c.choices[0]?.delta?.content ?? "";
+  else text = data.choices[0].message.content;
+  const v = JSON.parse(text);
+  check(
+    Object.keys(v).sort().join() === "colour,ok" && typeof v.ok === "boolean" && ["red", "green", "blue"].includes(v.colour),
+    `offline JSON matches the schema: ${text}`,
+  );
+}
 for (const [name, says] of [
   ["tools offered", "tools"],
   ["tool result turn", "tool"],
