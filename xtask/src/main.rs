@@ -57,7 +57,8 @@ commands:
   bundle [--debug]  the .deb and .rpm (Tauri bundler, release build) into target/dist/
   install-test  the install step of `test` alone: a debug .deb installed with apt, run, removed (root)
   bench   local engine speed (Gemma 3 270M): threads 1 and 2, idle and with a busy core
-  bench local   Understudy vs llama.cpp itself (a reference program built from the vendored source)
+  bench local   Understudy vs llama.cpp itself (a reference program built from the vendored source):
+                pp512/tg128, then the offline answer (2,000-token conversation, first token after failover)
   bench gateway   latency the gateway adds over calling llmock directly (p50/p99, stream and not)
   bench download  model download throughput of a 1 GB file on loopback vs curl
   bench failover  time to first token per fault kind (local model warm and cold), open breaker cost
@@ -301,6 +302,65 @@ fn cmd_bench_local() -> Result<()> {
             best_ours.1,
             best_ref.1,
             best_ours.1 / best_ref.1
+        );
+    }
+    bench_offline_answer(&reference, cores)
+}
+
+/// The offline answer through the real engine (crates/local/examples/offline_bench.rs) against
+/// the reference program's `conversation` mode on the same token counts, for Gemma 3 270M and
+/// SmolLM2-135M-Instruct: prompt processing on a ~2,000-token conversation, and the first local
+/// token after a failover with nothing loaded and with the conversation pre-warmed. Ratios are
+/// ours / reference: above 1 is faster for tokens per second, slower for milliseconds.
+fn bench_offline_answer(reference: &Path, threads: usize) -> Result<()> {
+    step("offline answer benchmark build", || {
+        sh(Command::new("cargo").args(["build", "-p", "understudy-local", "--example", "offline_bench", "--bin", "understudy-local-worker"]))
+    })?;
+    let debug = target_dir().join("debug");
+    let (ours, worker) = (debug.join("examples").join("offline_bench"), debug.join("understudy-local-worker"));
+    let context = "4096";
+    let t = threads.to_string();
+    println!("\noffline answer, {threads} threads, {context}-token context (best of 2; ratio = ours / llama.cpp)");
+    println!(
+        "{:<10} {:>7} {:>7} {:>9} {:>9} {:>6} {:>10} {:>10} {:>6} {:>10} {:>10} {:>6}",
+        "model", "prompt", "reused", "pp ours", "pp llama", "ratio", "cold ours", "cold llama", "ratio", "warm ours", "warm llama", "ratio"
+    );
+    for (name, model) in [("gemma-270m", understudy_testkit::ensure_gemma_gguf()), ("smollm2", understudy_testkit::ensure_smollm2_gguf())] {
+        let model = model.map_err(anyhow::Error::msg)?;
+        let (mut o, mut r): (Option<serde_json::Value>, Option<serde_json::Value>) = (None, None);
+        // Best of two: tokens per second the highest, milliseconds the lowest.
+        let better = |best: Option<serde_json::Value>, new: serde_json::Value| -> serde_json::Value {
+            let Some(mut b) = best else { return new };
+            let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(0.0);
+            b["prompt_tokens_per_s"] = f(&b, "prompt_tokens_per_s").max(f(&new, "prompt_tokens_per_s")).into();
+            for k in ["cold_first_token_ms", "warm_first_token_ms"] {
+                b[k] = f(&b, k).min(f(&new, k)).into();
+            }
+            b
+        };
+        for _ in 0..2 {
+            let mine = json_of(Command::new(&ours).arg(&worker).arg(&model).args([&t, context]))?;
+            let (total, reused) = (mine["prompt_tokens"].to_string(), mine["reused"].to_string());
+            let theirs = json_of(Command::new(reference).arg(&model).args([t.as_str(), "conversation", context, &total, &reused]))?;
+            o = Some(better(o, mine));
+            r = Some(better(r, theirs));
+        }
+        let (o, r) = (o.unwrap_or_default(), r.unwrap_or_default());
+        let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        let (pp, cold, warm) = ("prompt_tokens_per_s", "cold_first_token_ms", "warm_first_token_ms");
+        println!(
+            "{name:<10} {:>7} {:>7} {:>9.1} {:>9.1} {:>6.2} {:>8.0}ms {:>8.0}ms {:>6.2} {:>8.0}ms {:>8.0}ms {:>6.2}",
+            o["prompt_tokens"],
+            o["reused"],
+            f(&o, pp),
+            f(&r, pp),
+            f(&o, pp) / f(&r, pp),
+            f(&o, cold),
+            f(&r, cold),
+            f(&o, cold) / f(&r, cold),
+            f(&o, warm),
+            f(&r, warm),
+            f(&o, warm) / f(&r, warm)
         );
     }
     Ok(())
