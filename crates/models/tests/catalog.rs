@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! The shipped catalog (models/catalog.toml) against what it promises: every model runs on the
 //! bundled llama.cpp (its architecture is in the vendored arch list), every entry's licence,
 //! quantization, size and RAM agree with the model it names, the range goes from ~0.5B to ~8B,
