@@ -124,6 +124,8 @@ impl Secrets {
                 Err(_) => {
                     let kept = self.file.with_file_name(format!("secrets-damaged-{}.json", chrono::Local::now().format("%Y%m%d-%H%M%S%.3f")));
                     std::fs::rename(&self.file, &kept).map_err(|_| SecretError::Damaged { path: self.file.clone() })?;
+                    #[cfg(unix)]
+                    let _ = std::fs::set_permissions(&kept, std::os::unix::fs::PermissionsExt::from_mode(0o600));
                     tracing::warn!(
                         "the secrets file {} was damaged; kept it as {} and started a new one: add the API key again",
                         self.file.display(),
