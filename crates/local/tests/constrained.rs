@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Grammar-constrained answers through the real worker on the tiny random-weight model, which
 //! has never seen JSON or a tool call: whatever it writes under the grammar must parse.
 
