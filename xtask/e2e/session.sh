@@ -6,7 +6,8 @@
 # Env in: UNDERSTUDY_APP_BIN, UNDERSTUDY_E2E_OUT, UNDERSTUDY_E2E_WORK (a scratch dir),
 # UNDERSTUDY_LLMOCK (the llmock binary: the fault-injecting OpenAI upstream of the chat, hostile
 # and failover suites), UNDERSTUDY_E2E_TINY_GGUF (the offline model of the failover suite and the
-# download of the models suite), UNDERSTUDY_HF_MIRROR (testkit's hf-mirror binary).
+# download of the models suite), UNDERSTUDY_E2E_SMOLLM2_GGUF (SmolLM2-135M-Instruct, the real
+# instruct model of the instruct suite), UNDERSTUDY_HF_MIRROR (testkit's hf-mirror binary).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -130,6 +131,14 @@ suite failover "OPENAI_BASE_URL=http://127.0.0.1:$port/v1" OPENAI_API_KEY=sk-e2e
   "UNDERSTUDY_E2E_LLMOCK=http://127.0.0.1:$port" "UNDERSTUDY_LOCAL_MODEL=${UNDERSTUDY_E2E_TINY_GGUF:?}" \
   "UNDERSTUDY_E2E_GATEWAY=127.0.0.1:$gwport"
 curl -s -X POST "http://127.0.0.1:$port/_llmock/reset" >/dev/null
+# A real instruct model (SmolLM2) answers a failover in the window: the chat set-up, OpenAI failing.
+if [[ -z "${UNDERSTUDY_E2E_ONLY:-}" || "$UNDERSTUDY_E2E_ONLY" == instruct ]]; then
+  mkdir -p "$UNDERSTUDY_E2E_WORK/instruct/config/understudy"
+  cp "$UNDERSTUDY_E2E_WORK/chat/config/understudy/config.toml" "$UNDERSTUDY_E2E_WORK/instruct/config/understudy/"
+  suite instruct "OPENAI_BASE_URL=http://127.0.0.1:$port/v1" OPENAI_API_KEY=sk-e2e-chat-0123456789abcdef \
+    "UNDERSTUDY_E2E_LLMOCK=http://127.0.0.1:$port" "UNDERSTUDY_LOCAL_MODEL=${UNDERSTUDY_E2E_SMOLLM2_GGUF:?}"
+  curl -s -X POST "http://127.0.0.1:$port/_llmock/reset" >/dev/null
+fi
 # Tray and notifications: short times so an outage and its recovery fit in seconds.
 mkdir -p "$UNDERSTUDY_E2E_WORK/tray/config/understudy"
 printf '[failover]\nstatus_page = ""\nopen_for = "2s"\nprobe_interval = "1s"\n[notifications]\nrecovery_after = "3s"\n[tray]\nhold = "2s"\n' \

@@ -532,6 +532,7 @@ fn e2e() -> Result<()> {
         .env("UNDERSTUDY_E2E_OUT", &out)
         .env("UNDERSTUDY_LLMOCK", understudy_testkit::venv_dir().join("bin").join("llmock"))
         .env("UNDERSTUDY_E2E_TINY_GGUF", understudy_testkit::tiny_gguf())
+        .env("UNDERSTUDY_E2E_SMOLLM2_GGUF", understudy_testkit::smollm2_gguf())
         .env("UNDERSTUDY_HF_MIRROR", target_dir().join("debug").join("hf-mirror"))
         .env("UNDERSTUDY_E2E_WORK", &work));
     let _ = std::fs::remove_dir_all(&work);
