@@ -275,7 +275,12 @@ impl Setup {
     /// Opens the configured status page in the user's browser.
     pub fn open_status_page(&self, app: &tauri::AppHandle) {
         use tauri_plugin_opener::OpenerExt;
-        let page = config::load(&self.env, &self.paths).config.failover.status_page;
+        // The primary's own page (its vendor preset's), else the configured one.
+        let chain = self.conversations.router().chain();
+        let page = match chain.primary().and_then(|c| c.status_page.as_ref()) {
+            Some(p) => p.url.clone(),
+            None => config::load(&self.env, &self.paths).config.failover.status_page,
+        };
         let page = if page.trim().is_empty() { "https://status.openai.com".to_string() } else { page };
         if let Err(e) = app.opener().open_url(&page, None::<&str>) {
             tracing::warn!("cannot open {page}: {e}");

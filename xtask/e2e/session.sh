@@ -155,6 +155,19 @@ printf '[failover]\nstatus_page = ""\n[tray]\nrelease_after = "2s"\n[gateway]\ne
 suite release "OPENAI_BASE_URL=http://127.0.0.1:$port/v1" OPENAI_API_KEY=sk-e2e-chat-0123456789abcdef \
   "UNDERSTUDY_E2E_LLMOCK=http://127.0.0.1:$port" "UNDERSTUDY_E2E_GATEWAY=127.0.0.1:$relgw" "UNDERSTUDY_LOCAL_MODEL=${UNDERSTUDY_E2E_TINY_GGUF:?}"
 curl -s -X POST "http://127.0.0.1:$port/_llmock/reset" >/dev/null
+# A chain of providers: a second llmock as the backup cloud (Groq), the first as OpenAI; the
+# backup's key is entered in Settings during the suite.
+port2=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$UNDERSTUDY_LLMOCK" serve --host 127.0.0.1 --port "$port2" --log-level warning >"$logs/llmock-backup.log" 2>&1 &
+pids+=($!)
+wait_for "llmock on :$port2" bash -c "exec 3<>/dev/tcp/127.0.0.1/$port2" 2>/dev/null
+mkdir -p "$UNDERSTUDY_E2E_WORK/providers/config/understudy"
+printf '# two llmock upstreams as two providers\n[failover]\nstatus_page = ""\nopen_for = "2s"\nprobe_interval = "1s"\n[notifications]\nrecovery_after = "3s"\n[tray]\nhold = "2s"\n\n[[providers]]\nid = "openai"\nbase_url = "http://127.0.0.1:%s/v1"\n\n[[providers]]\nid = "groq"\nbase_url = "http://127.0.0.1:%s/v1"\nmodel = "llama-3.3-70b"\n' "$port" "$port2" \
+  >"$UNDERSTUDY_E2E_WORK/providers/config/understudy/config.toml"
+suite providers "OPENAI_BASE_URL=http://127.0.0.1:$port/v1" OPENAI_API_KEY=sk-e2e-chat-0123456789abcdef \
+  "UNDERSTUDY_E2E_LLMOCK=http://127.0.0.1:$port" "UNDERSTUDY_E2E_LLMOCK_BACKUP=http://127.0.0.1:$port2" \
+  "UNDERSTUDY_E2E_CONFIG_FILE=$UNDERSTUDY_E2E_WORK/providers/config/understudy/config.toml" "UNDERSTUDY_LOCAL_MODEL=${UNDERSTUDY_E2E_TINY_GGUF:?}"
+curl -s -X POST "http://127.0.0.1:$port/_llmock/reset" >/dev/null
 # An outage with nothing to fall back on: OpenAI unreachable (a loopback port nobody listens on)
 # and no offline model.
 mkdir -p "$UNDERSTUDY_E2E_WORK/no-model/config/understudy"

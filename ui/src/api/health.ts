@@ -1,6 +1,7 @@
 import { Channel } from "@tauri-apps/api/core";
 import { call } from "./call";
 import type { Mode } from "./app";
+import type { KeyProblem } from "./providers";
 
 export type Health = "healthy" | "degraded" | "outage";
 export type Breaker = { state: "closed" } | { state: "open"; until_ms: number } | { state: "half-open"; successes: number };
@@ -13,6 +14,10 @@ export interface ProviderHealth {
   /** Unix ms when `health` last changed. */
   since: number;
   last_error: string | null;
+  /** The model it is asked for. */
+  model?: string;
+  /** Why no key can be sent to it; null when it has one. */
+  key_problem?: KeyProblem | null;
 }
 
 /** Rust: understudy_router::HealthSnapshot. */

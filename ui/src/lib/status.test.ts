@@ -51,4 +51,13 @@ describe("health line", () => {
     expect(healthLine(snap({ route: "none", local_model: null }, { health: "outage" }), at).health).toBe("nothing");
     expect(healthLine(snap({ mode: "local-only", route: "local" }), at)).toEqual({ health: "local-only", words: "Answering locally by choice" });
   });
+
+  it("a backup cloud answering for a down primary is amber and named, not 'no offline model'", () => {
+    const groq = { id: "groq", label: "Groq", health: "healthy" as const, breaker: { state: "closed" as const }, since: at.getTime(), last_error: null };
+    const chain = (route: string, local: string | null) => ({ ...snap({ route, local_model: local }, { health: "outage" }), providers: [snap({}, { health: "outage" }).providers[0], groq] });
+    const out = healthLine(chain("groq", null), at);
+    expect(out.health).toBe("degraded");
+    expect(out.words).toMatch(/^OpenAI outage since .* — answering with Groq$/);
+    expect(healthLine(chain("local", "qwen"), at).health).toBe("outage");
+  });
 });

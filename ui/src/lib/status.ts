@@ -45,11 +45,15 @@ export function healthLine(s: HealthSnapshot, now: Date = new Date()): { health:
   if (!primary) return { health: s.route === "local" ? "local-only" : "nothing", words: s.route === "local" ? "Answering locally" : "Nothing can answer yet" };
   const since = new Date(primary.since);
   const when = since.toDateString() === now.toDateString() ? since.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : since.toLocaleString();
+  // A backup cloud provider answers for the primary: amber, naming it (as the tray does).
+  const backup = s.providers.find((p, i) => i > 0 && p.id === s.route);
   if (primary.health === "outage") {
+    if (backup) return { health: "degraded", words: `${primary.label} outage since ${when} — answering with ${backup.label}` };
     return s.route === "local"
       ? { health: "outage", words: `${primary.label} outage since ${when} — answering with ${s.local_model}` }
       : { health: "nothing", words: `${primary.label} outage since ${when} — no offline model to answer` };
   }
+  if (backup) return { health: "degraded", words: `${primary.label} cannot answer — answering with ${backup.label}` };
   if (primary.health === "degraded") return { health: "degraded", words: `${primary.label} degraded${primary.last_error ? `: ${primary.last_error}` : ""}` };
   return s.route === "none" ? { health: "nothing", words: "Nothing can answer yet" } : { health: "healthy", words: "Ready" };
 }
