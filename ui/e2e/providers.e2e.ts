@@ -80,7 +80,7 @@ describe.skipIf(!primary || !backup)("a chain of providers", () => {
     await down(primary);
     for (let i = 2; i <= 4; i++) {
       const answer = await ask(`Primary down ${i}`, i);
-      expect(await answer.$('[data-testid="message-badge"]').getText()).toMatch(/^groq · /);
+      expect(await answer.$('[data-testid="message-badge"]').getText()).toMatch(/^Groq · llama-3.3-70b/);
       expect(await answer.$('[data-testid="failover-reason"]').getText()).toMatch(/^Answered here because OpenAI (had a server error \(503\)|is failing)/);
     }
     const label = await until("the backup in the tray", () => {

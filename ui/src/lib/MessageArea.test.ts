@@ -48,3 +48,16 @@ describe("an outage with no offline model", () => {
     expect(other.queryByTestId("open-models-from-error")).toBeNull();
   });
 });
+
+describe("who wrote an answer", () => {
+  it("names a stored answer's provider by the chain's name for it", () => {
+    const { getByTestId } = render(MessageArea, { messages: [message({ provider: "groq", model: "llama-3.3-70b" })], labels: { groq: "Groq" } });
+    expect(getByTestId("message-badge")).toHaveTextContent(/^Groq · llama-3.3-70b$/);
+  });
+
+  it("names the live answer's writer and why, from the typed reason", () => {
+    const live = { conversationId: 1, messageId: 3, provider: "groq", label: "Groq", model: "llama-3.3-70b", failover: "OpenAI did not answer within 10 s", because: { provider: "openai", label: "OpenAI", reason: "timed_out" as const }, text: "Hi", reasoning: "", switched: null };
+    const { getByTestId } = render(MessageArea, { messages: [], live });
+    expect(getByTestId("message-badge")).toHaveTextContent("Groq · llama-3.3-70b, because OpenAI timed out");
+  });
+});
