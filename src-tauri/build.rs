@@ -1,5 +1,5 @@
 /// Every command of src-tauri/src/commands.rs; capabilities/main.json grants them to the window.
-const COMMANDS: [&str; 42] = [
+const COMMANDS: [&str; 44] = [
     "app_info",
     "store_notice",
     "dismiss_store_notice",
@@ -14,6 +14,8 @@ const COMMANDS: [&str; 42] = [
     "save_provider_key",
     "test_provider",
     "provider_models",
+    "get_key_env_allowed",
+    "set_key_env_allowed",
     "list_conversations",
     "create_conversation",
     "rename_conversation",

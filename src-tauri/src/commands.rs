@@ -86,6 +86,17 @@ pub fn save_provider_key(setup: State<'_, Setup>, id: String, key: String) -> Re
     setup.save_provider_key(&id, &key)
 }
 
+/// The environment variables allowed as `env:NAME` keys (the app's own setting).
+#[tauri::command]
+pub fn get_key_env_allowed(setup: State<'_, Setup>) -> Vec<String> {
+    setup.key_env_allowed()
+}
+
+#[tauri::command]
+pub fn set_key_env_allowed(setup: State<'_, Setup>, names: Vec<String>) -> Res<Vec<ProviderView>> {
+    setup.set_key_env_allowed(&names)
+}
+
 /// The Test button of one provider: `GET /models`, with its latency.
 #[tauri::command]
 pub async fn test_provider(setup: State<'_, Setup>, id: String) -> Res<ConnectionReport> {

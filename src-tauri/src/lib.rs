@@ -60,6 +60,8 @@ pub fn run() -> anyhow::Result<()> {
             commands::save_provider_key,
             commands::test_provider,
             commands::provider_models,
+            commands::get_key_env_allowed,
+            commands::set_key_env_allowed,
             commands::list_conversations,
             commands::create_conversation,
             commands::rename_conversation,

@@ -193,6 +193,22 @@ impl Setup {
         self.providers()
     }
 
+    /// The environment variables the user allows as `api_key = "env:NAME"` beyond each vendor's
+    /// usual one: kept in the app's own secret store, never in the shareable config file.
+    pub fn key_env_allowed(&self) -> Vec<String> {
+        understudy_router::chain::allowed_key_env(&self.secrets)
+    }
+
+    pub fn set_key_env_allowed(&self, names: &[String]) -> Result<Vec<ProviderView>, IpcError> {
+        let names: Vec<String> = names.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
+        if let Some(bad) = names.iter().find(|n| n.starts_with(|c: char| c.is_ascii_digit()) || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')) {
+            return Err(IpcError::new("invalid_name", format!("{bad:?} is not an environment variable name (letters, digits and _)")));
+        }
+        understudy_router::chain::set_allowed_key_env(&self.secrets, &names).map_err(|e| IpcError::new("secrets", e))?;
+        self.reconfigure();
+        self.providers()
+    }
+
     pub fn settings(&self) -> SettingsView {
         let loaded = config::load(&self.env, &self.paths);
         let (addr, error) = self.gateway_state.lock().expect("gateway state").clone();

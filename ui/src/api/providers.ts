@@ -49,10 +49,13 @@ export const saveProviderKey = (id: string, key: string) => call<ProviderView[]>
 /** Resolves with the latency report, or rejects with ApiError. */
 export const testProvider = (id: string) => call<ConnectionReport>("test_provider", { id });
 export const providerModels = (id: string) => call<string[]>("provider_models", { id });
+/** Environment variables allowed as `api_key = "env:NAME"` beyond each vendor's usual one (kept in the app, not the config file). */
+export const getKeyEnvAllowed = () => call<string[]>("get_key_env_allowed");
+export const setKeyEnvAllowed = (names: string[]) => call<ProviderView[]>("set_key_env_allowed", { names });
 
 /** A key problem in words, for the row (Rust's words are KeyProblem's Display). */
-export function keyWords(p: KeyProblem | null, label: string): string {
-  if (!p) return "Key saved.";
+export function keyWords(p: KeyProblem | null, label: string, apiKey = "keyring"): string {
+  if (!p) return apiKey.startsWith("env:") ? `Key from ${apiKey.slice(4)}.` : "Key saved.";
   switch (p.kind) {
     case "missing":
       return "No key yet.";

@@ -10,6 +10,8 @@ const api = vi.hoisted(() => ({
   saveProviderKey: vi.fn(),
   testProvider: vi.fn(),
   providerModels: vi.fn(),
+  getKeyEnvAllowed: vi.fn(),
+  setKeyEnvAllowed: vi.fn(),
 }));
 vi.mock("../api/providers", async (orig) => ({ ...(await orig<typeof import("../api/providers")>()), ...api }));
 
@@ -31,6 +33,7 @@ const ids = () => screen.getAllByTestId("provider-row").map((r) => r.dataset.id)
 beforeEach(() => {
   Object.values(api).forEach((f) => f.mockReset());
   api.providerPresets.mockResolvedValue(presets);
+  api.getKeyEnvAllowed.mockResolvedValue([]);
   echo();
 });
 
@@ -100,5 +103,19 @@ describe("Settings → Providers", () => {
     await vi.waitFor(() => expect(ids()).toEqual(["openai", "groq"]));
     await fireEvent.click(within(screen.getAllByTestId("provider-row")[0]).getByTestId("provider-enabled"));
     expect(api.saveProviders).toHaveBeenLastCalledWith([expect.objectContaining({ id: "openai", enabled: false }), expect.objectContaining({ id: "groq", enabled: true })]);
+  });
+
+  it("allows an environment variable as a key in the app, never in the config file", async () => {
+    const mine = { ...groq, id: "mine", label: "mine", base_url: "http://127.0.0.1:9000/v1", api_key: "env:MY_PROXY_KEY", key_problem: { kind: "env_not_allowed", name: "MY_PROXY_KEY" } };
+    api.getProviders.mockResolvedValue([openai, mine]);
+    api.setKeyEnvAllowed.mockResolvedValue([openai, { ...mine, key_problem: null }]);
+    render(Providers);
+    await vi.waitFor(() => expect(ids()).toEqual(["openai", "mine"]));
+    expect(within(screen.getAllByTestId("provider-row")[1]).getByTestId("provider-key-state")).toHaveTextContent("MY_PROXY_KEY is not mine's usual key variable");
+    await fireEvent.input(screen.getByTestId("key-env-allowed"), { target: { value: "MY_PROXY_KEY, OTHER_KEY" } });
+    await fireEvent.click(screen.getByTestId("key-env-allowed-save"));
+    expect(api.setKeyEnvAllowed).toHaveBeenCalledWith(["MY_PROXY_KEY", "OTHER_KEY"]);
+    expect(api.saveProviders).not.toHaveBeenCalled();
+    await vi.waitFor(() => expect(within(screen.getAllByTestId("provider-row")[1]).getByTestId("provider-key-state")).toHaveTextContent("Key from MY_PROXY_KEY."));
   });
 });
