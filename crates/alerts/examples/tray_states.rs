@@ -1,11 +1,11 @@
-//! Writes the five tray icons on a light and a dark panel as a PPM image (README's picture):
+//! Writes the six tray icons on a light and a dark panel as a PPM image (README's picture):
 //! `cargo run -p understudy-alerts --example tray_states -- out.ppm`, then convert to PNG.
 
 use understudy_alerts::{icon, TrayState};
 
 fn main() -> std::io::Result<()> {
     let out = std::env::args().nth(1).unwrap_or_else(|| "tray-states.ppm".into());
-    let states = [TrayState::Healthy, TrayState::Degraded, TrayState::Outage, TrayState::Nothing, TrayState::LocalOnly];
+    let states = [TrayState::Healthy, TrayState::Degraded, TrayState::Backup, TrayState::Outage, TrayState::Nothing, TrayState::LocalOnly];
     let (size, pad) = (32u32, 12u32);
     let (w, h) = (states.len() as u32 * (size + pad) + pad, 2 * (size + pad) + pad);
     let mut img = vec![0u8; (w * h * 3) as usize];
