@@ -6,6 +6,7 @@
 //! new message to it). Prints one JSON object.
 //!
 //! usage: offline_bench WORKER MODEL.gguf THREADS CONTEXT
+#![allow(clippy::print_stdout)] // its report is its output
 
 use std::path::Path;
 use std::time::Instant;
