@@ -154,10 +154,19 @@ impl Proc {
             // works on a request (from `started` to its end) and any event from it resets it.
             let mut working: Option<String> = None;
             let mut killed_for_stall = false;
+            // A decode that outlasts the stall timeout on a loaded machine is still work: while
+            // the worker keeps using the CPU (a hung one does not), it gets more windows, up to
+            // BUSY_WINDOWS in a row without an event.
+            let (mut busy_windows, mut cpu_mark) = (0u32, pid.and_then(cpu_ticks));
             loop {
                 let next = match &working {
                     Some(id) => match tokio::time::timeout(stall, lines.next_line()).await {
                         Ok(next) => next,
+                        Err(_) if busy_windows < BUSY_WINDOWS && computing(pid, &mut cpu_mark, stall) => {
+                            busy_windows += 1;
+                            tracing::debug!("local engine silent for {stall:?} but computing: waiting on");
+                            continue;
+                        }
                         Err(_) => {
                             tracing::warn!("local engine silent for {stall:?} while answering: killing it");
                             if let Some(tx) = routes.lock().expect("routes lock").remove(id) {
@@ -172,6 +181,7 @@ impl Proc {
                     None => lines.next_line().await,
                 };
                 let Ok(Some(line)) = next else { break };
+                (busy_windows, cpu_mark) = (0, pid.and_then(cpu_ticks));
                 let Ok(event) = serde_json::from_str::<Event>(&line) else {
                     tracing::warn!("local engine wrote a line that is not an event: {line:?}");
                     continue;
@@ -497,4 +507,25 @@ impl Drop for Generation {
             self.cancel();
         }
     }
+}
+
+/// How many stall windows in a row a silent worker that keeps computing is given.
+const BUSY_WINDOWS: u32 = 10;
+
+/// Whether the worker used at least a tenth of a core since `mark` over a `window`; moves `mark`.
+/// Where the CPU time cannot be read the worker is judged by its silence alone.
+fn computing(pid: Option<u32>, mark: &mut Option<u64>, window: Duration) -> bool {
+    let (Some(before), Some(now)) = (*mark, pid.and_then(cpu_ticks)) else { return false };
+    *mark = Some(now);
+    // /proc counts in USER_HZ, which Linux fixes at 100 for its ABI.
+    let used = Duration::from_millis(now.saturating_sub(before).saturating_mul(10));
+    used >= window / 10
+}
+
+/// The process's user + system CPU time in clock ticks (Linux /proc).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ..." with utime and stime the 12th and 13th fields after the comm.
+    let mut f = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    Some(f.next()?.parse::<u64>().ok()? + f.next()?.parse::<u64>().ok()?)
 }

@@ -305,6 +305,29 @@ read l; id=$(echo "$l" | sed 's/.*"id":"\([^"]*\)".*/\1/'); echo "{\"type\":\"to
     assert_ne!(e.worker_pid().await, Some(pid));
 }
 
+/// One decode can outlast the stall timeout on a loaded machine (seen: 2.5-7 s for 128 tokens
+/// of a 2,700-token prompt at load 5-9). A worker that computes through its silence is not
+/// killed; one that is silent and idle is (above).
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_worker_computing_longer_than_the_stall_timeout_is_not_killed() {
+    // The stand-in computes for 1.5 s without a word (three stall windows), then answers.
+    let script = r#"read l; echo '{"type":"loaded","path":"m","architecture":"llama","load_ms":1,"context":512,"threads":1,"template":"chatml"}'
+read l; id=$(echo "$l" | sed 's/.*"id":"\([^"]*\)".*/\1/'); echo "{\"type\":\"started\",\"id\":\"$id\"}"
+end=$(( ${EPOCHREALTIME/./} + 1500000 )); while (( ${EPOCHREALTIME/./} < end )); do :; done
+echo "{\"type\":\"token\",\"id\":\"$id\",\"text\":\"computed\"}"
+echo "{\"type\":\"done\",\"id\":\"$id\",\"finish_reason\":\"stop\",\"usage\":{\"prompt_tokens\":2048,\"prompt_evaluated\":2048,\"prompt_reused\":0,\"completion_tokens\":1,\"dropped_messages\":0,\"prompt_ms\":1500,\"generation_ms\":1}}"
+exec sleep 600"#;
+    let mut config = EngineConfig::new("bash", &["-c", script]);
+    config.stall_timeout = Duration::from_millis(500);
+    let e = Engine::new(config);
+    e.load(&understudy_testkit::tiny_gguf(), 512, 1).await.unwrap();
+    let pid = e.worker_pid().await.unwrap();
+    let (text, _, _) = answer(&e, user("a long prompt"), params(10), None).await.unwrap();
+    assert_eq!(text, "computed");
+    assert_eq!(e.worker_pid().await, Some(pid), "the same worker, never restarted");
+}
+
 /// A stand-in worker that serves each request slowly: `started`, then one event every 200 ms
 /// for 1.6 s (`progress` while "evaluating the prompt", then tokens), then `done`. Requests
 /// wait in its input meanwhile, as they wait in the real worker's queue.
