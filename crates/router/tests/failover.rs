@@ -230,7 +230,12 @@ async fn the_next_cloud_provider_answers_before_the_local_model() {
     assert_eq!((g.started_by.as_deref(), g.reason.as_deref()), (Some("groq"), Some("OpenAI could not be reached")), "{g:?}");
     assert!(g.done);
     let snap = r.monitor().snapshot();
-    assert_eq!(snap.providers.iter().map(|p| (p.id.as_str(), p.health)).collect::<Vec<_>>(), [("openai", Health::Degraded), ("groq", Health::Healthy)]);
+    // The failure is OpenAI's alone. (Groq's health is not compared: on a loaded machine a slow
+    // first token can mark it degraded for latency, which is not what this test is about.)
+    let (openai, groq) = (&snap.providers[0], &snap.providers[1]);
+    assert_eq!((openai.id.as_str(), openai.health), ("openai", Health::Degraded));
+    assert!(openai.last_error.is_some());
+    assert_eq!((groq.id.as_str(), groq.last_error.as_deref(), groq.breaker), ("groq", None, understudy_router::Breaker::Closed), "{groq:?}");
 }
 
 #[tokio::test]
