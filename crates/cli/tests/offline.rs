@@ -111,3 +111,23 @@ fn a_long_prompt_and_three_concurrent_offline_answers_finish_with_a_two_second_s
     assert!(answers[1].2.contains("Berlin") && answers[2].2.contains("Tokyo") && answers[3].2.contains("cold"), "{answers:?}");
     assert!(!said.contains("silent for") && !said.contains("starting again"), "the engine was killed or restarted:\n{said}");
 }
+
+/// A real instruct model answers a plain question through `understudy chat --provider local`,
+/// with its own chat template (the CLI samples like the window: engine defaults, fixed seed).
+#[test]
+fn the_cli_answers_a_plain_question_from_a_real_instruct_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, "[failover]\nstatus_page = \"\"\n[local]\nthreads = 1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_understudy"))
+        .args(["chat", "--provider", "local", "What is the capital of Germany?"])
+        .env("UNDERSTUDY_CONFIG", &cfg)
+        .env("UNDERSTUDY_DATA_DIR", dir.path().join("data"))
+        .env_remove("OPENAI_API_KEY")
+        .env("UNDERSTUDY_LOCAL_MODEL", understudy_testkit::smollm2_gguf())
+        .output()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(answer.contains("Berlin"), "{answer}");
+}
