@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod env;
+pub mod failure;
 pub mod logging;
 pub mod overview;
 pub mod paths;
@@ -12,6 +13,7 @@ pub mod settings;
 
 pub use config::{Config, ConfigError, Loaded, Mode};
 pub use env::Env;
+pub use failure::{ErrorClass, NextAction};
 pub use overview::Overview;
 pub use paths::Paths;
 pub use settings::Settings;

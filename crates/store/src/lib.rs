@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OptionalExtension};
 use rusqlite_migration::{Migrations, M};
 use serde::Serialize;
+pub use understudy_core::{ErrorClass, NextAction};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -109,6 +110,9 @@ pub struct Message {
     pub total_ms: Option<i64>,
     pub status: Status,
     pub error: Option<String>,
+    /// The failure's kind and what the window offers to do about it, when `status` is `error`.
+    pub error_class: Option<ErrorClass>,
+    pub next_action: Option<NextAction>,
     pub created_at: i64,
     /// More than one entry when the answer switched provider mid-stream; empty otherwise.
     pub parts: Vec<Part>,
@@ -182,6 +186,8 @@ fn migration_list() -> Vec<M<'static>> {
         M::up("ALTER TABLE messages ADD COLUMN parts TEXT"),
         // How many of the oldest messages an offline answer had to leave out (its context).
         M::up("ALTER TABLE messages ADD COLUMN left_out INTEGER"),
+        // A failed answer's class and next action as data, so the window branches on them, not on its words.
+        M::up("ALTER TABLE messages ADD COLUMN error_class TEXT; ALTER TABLE messages ADD COLUMN next_action TEXT;"),
     ]
 }
 
@@ -410,7 +416,8 @@ impl Store {
         self.conn.execute(
             "UPDATE messages SET content = ?1, status = ?2, error = ?3, prompt_tokens = ?4, completion_tokens = ?5,
              first_token_ms = ?6, total_ms = ?7, provider = COALESCE(?8, provider), model = COALESCE(?9, model),
-             failover_reason = COALESCE(?10, failover_reason), updated_at = ?11, parts = ?13, left_out = ?14 WHERE id = ?12",
+             failover_reason = COALESCE(?10, failover_reason), updated_at = ?11, parts = ?13, left_out = ?14,
+             error_class = ?15, next_action = ?16 WHERE id = ?12",
             params![
                 content,
                 end.status.as_str(),
@@ -426,6 +433,8 @@ impl Store {
                 message_id,
                 (!end.parts.is_empty()).then(|| serde_json::to_string(&end.parts).expect("parts serialise")),
                 end.left_out,
+                end.error_class.map(ErrorClass::as_str),
+                end.next_action.map(NextAction::as_str),
             ],
         )?;
         Ok(())
@@ -438,7 +447,7 @@ impl Store {
     fn messages_where(&self, filter: &'static str, value: i64) -> Result<Vec<Message>> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT id, conversation_id, role, content, provider, model, failover_reason, prompt_tokens, completion_tokens,
-                    first_token_ms, total_ms, status, error, created_at, parts, left_out
+                    first_token_ms, total_ms, status, error, created_at, parts, left_out, error_class, next_action
              FROM messages WHERE {filter} ORDER BY id"
         ))?;
         let rows = stmt.query_map(params![value], |r| {
@@ -459,6 +468,8 @@ impl Store {
                 created_at: r.get(13)?,
                 parts: r.get::<_, Option<String>>(14)?.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default(),
                 left_out: r.get(15)?,
+                error_class: r.get::<_, Option<String>>(16)?.as_deref().and_then(ErrorClass::parse),
+                next_action: r.get::<_, Option<String>>(17)?.as_deref().and_then(NextAction::parse),
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -515,6 +526,8 @@ impl Store {
 pub struct AnswerEnd {
     pub status: Status,
     pub error: Option<String>,
+    pub error_class: Option<ErrorClass>,
+    pub next_action: Option<NextAction>,
     pub prompt_tokens: Option<i64>,
     pub completion_tokens: Option<i64>,
     pub first_token_ms: Option<i64>,
@@ -532,6 +545,8 @@ impl AnswerEnd {
         AnswerEnd {
             status,
             error: None,
+            error_class: None,
+            next_action: None,
             prompt_tokens: None,
             completion_tokens: None,
             first_token_ms: None,

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use understudy_store::{AnswerEnd, Provenance, Status, Store, StreamingMessage};
+use understudy_store::{AnswerEnd, ErrorClass, NextAction, Provenance, Status, Store, StreamingMessage};
 
 fn by(provider: &str) -> Provenance {
     Provenance { provider: Some(provider.into()), model: Some("m".into()), failover_reason: None }
@@ -24,6 +24,8 @@ fn conversations_messages_and_settings_round_trip() {
     let end = AnswerEnd {
         status: Status::Complete,
         error: None,
+        error_class: None,
+        next_action: None,
         prompt_tokens: Some(5),
         completion_tokens: Some(2),
         first_token_ms: Some(300),
@@ -52,6 +54,25 @@ fn conversations_messages_and_settings_round_trip() {
     s.set_setting("mode", "local-only").unwrap();
     assert_eq!(s.setting("mode").unwrap().as_deref(), Some("local-only"));
     assert!(s.rename_conversation(999, "x").is_err());
+}
+
+#[test]
+fn a_failed_answer_keeps_its_class_and_next_action() {
+    let s = Store::open_in_memory().unwrap();
+    let c = s.create_conversation("Offline").unwrap();
+    s.add_message(c.id, "user", "hello").unwrap();
+    let mut m = StreamingMessage::begin(&s, c.id, &by("openai")).unwrap();
+    let end = AnswerEnd {
+        error: Some("OpenAI is down. No offline model is installed.".into()),
+        error_class: Some(ErrorClass::Outage),
+        next_action: Some(NextAction::DownloadModel),
+        ..AnswerEnd::new(Status::Error)
+    };
+    m.finish(&s, &end).unwrap();
+    let ans = s.messages(c.id).unwrap().pop().unwrap();
+    assert_eq!((ans.status, ans.error_class, ans.next_action), (Status::Error, Some(ErrorClass::Outage), Some(NextAction::DownloadModel)));
+    let json = serde_json::to_value(&ans).unwrap();
+    assert_eq!((json["error_class"].as_str(), json["next_action"].as_str()), (Some("outage"), Some("download_model")));
 }
 
 #[test]
