@@ -9,7 +9,7 @@ use understudy_store::export::{self, Format};
 use understudy_store::{Backend, Conversation, Hit, Message};
 
 use crate::setup::{GatewayAccess, ProviderView, SettingsView, Setup};
-use crate::IpcError;
+use crate::{IpcCode, IpcError};
 
 type Res<T> = Result<T, IpcError>;
 
@@ -177,7 +177,7 @@ pub fn get_desktop_prefs(app: tauri::AppHandle, setup: State<'_, Setup>) -> Desk
 pub fn set_desktop_prefs(app: tauri::AppHandle, setup: State<'_, Setup>, prefs: DesktopPrefs) -> Res<DesktopPrefs> {
     use tauri_plugin_autostart::ManagerExt;
     let login = app.autolaunch();
-    (if prefs.start_at_login { login.enable() } else { login.disable() }).map_err(|e| IpcError::new("autostart", e))?;
+    (if prefs.start_at_login { login.enable() } else { login.disable() }).map_err(|e| IpcError::new(IpcCode::Autostart, e))?;
     setup.set_start_minimized(prefs.start_minimized)?;
     Ok(get_desktop_prefs(app, setup))
 }
@@ -206,7 +206,7 @@ pub fn export_conversation(setup: State<'_, Setup>, id: i64, format: Format) -> 
         .conversations
         .with_store(|s| Ok((s.conversation(id)?, s.messages(id)?)))
         .map_err(IpcError::from)
-        .and_then(|(c, m)| export::save(&setup.paths.exports_dir(), &c, &m, format).map_err(|e| IpcError::new("io", e)))
+        .and_then(|(c, m)| export::save(&setup.paths.exports_dir(), &c, &m, format).map_err(|e| IpcError::new(IpcCode::Io, e)))
 }
 
 /// The Models page's contents.
@@ -219,14 +219,14 @@ pub fn models_overview(setup: State<'_, Setup>) -> understudy_models::library::S
 #[tauri::command]
 pub async fn models_search(query: String) -> Res<Vec<understudy_models::hf::Repo>> {
     let hub = understudy_models::hf::Hub::new(&understudy_models::catalog::hf_endpoint());
-    hub.search(&query, 30).await.map_err(|e| IpcError::new("hub", e))
+    hub.search(&query, 30).await.map_err(|e| IpcError::new(IpcCode::Hub, e))
 }
 
 /// A repository's .gguf files with sizes and quantizations.
 #[tauri::command]
 pub async fn models_files(repo: String) -> Res<Vec<understudy_models::hf::RepoFile>> {
     let hub = understudy_models::hf::Hub::new(&understudy_models::catalog::hf_endpoint());
-    hub.files(&repo).await.map_err(|e| IpcError::new("hub", e))
+    hub.files(&repo).await.map_err(|e| IpcError::new(IpcCode::Hub, e))
 }
 
 /// Downloads (or resumes) a catalog id or owner/repo/file.gguf; progress over the channel.
@@ -239,33 +239,33 @@ pub async fn models_download(
     allow_unverified: Option<bool>,
     on_event: Channel<understudy_models::manager::Event>,
 ) -> Res<understudy_models::manager::Event> {
-    let source = understudy_models::catalog::resolve(&understudy_models::catalog::Catalog::builtin(), &id).map_err(|e| IpcError::new("model_id", e))?;
+    let source = understudy_models::catalog::resolve(&understudy_models::catalog::Catalog::builtin(), &id).map_err(|e| IpcError::new(IpcCode::ModelId, e))?;
     let options = understudy_models::manager::PullOptions { allow_unverified: allow_unverified.unwrap_or(false) };
     Ok(setup.downloads.pull(&source, &understudy_models::catalog::hf_endpoint(), options, |e| drop(on_event.send(e))).await)
 }
 
 #[tauri::command]
 pub fn models_pause(setup: State<'_, Setup>, name: String) -> Res<bool> {
-    setup.downloads.pause(&name).map_err(|e| IpcError::new("model_id", e))
+    setup.downloads.pause(&name).map_err(|e| IpcError::new(IpcCode::ModelId, e))
 }
 
 #[tauri::command]
 pub fn models_cancel(setup: State<'_, Setup>, name: String) -> Res<bool> {
-    setup.downloads.cancel(&name).map_err(|e| IpcError::new("model_id", e))
+    setup.downloads.cancel(&name).map_err(|e| IpcError::new(IpcCode::ModelId, e))
 }
 
 /// Uses a .gguf file in place (drag and drop, or the file field).
 #[tauri::command]
 pub fn models_import(setup: State<'_, Setup>, path: String) -> Res<String> {
     let lib = understudy_models::library::Library::new(setup.paths.models_dir());
-    lib.import(std::path::Path::new(&path)).map(|p| p.display().to_string()).map_err(|e| IpcError::new("import", e))
+    lib.import(std::path::Path::new(&path)).map(|p| p.display().to_string()).map_err(|e| IpcError::new(IpcCode::Import, e))
 }
 
 /// Deletes a downloaded model or forgets an imported one.
 #[tauri::command]
 pub fn models_remove(setup: State<'_, Setup>, id: String) -> Res<()> {
     let lib = understudy_models::library::Library::new(setup.paths.models_dir());
-    lib.remove(&understudy_models::catalog::Catalog::builtin(), &id).map(drop).map_err(|e| IpcError::new("remove", e))
+    lib.remove(&understudy_models::catalog::Catalog::builtin(), &id).map(drop).map_err(|e| IpcError::new(IpcCode::Remove, e))
 }
 
 /// Makes a model the offline fallback.
@@ -281,9 +281,9 @@ pub fn open_link(app: tauri::AppHandle, url: String) -> Res<()> {
     use tauri_plugin_opener::OpenerExt;
     let lower = url.trim().to_ascii_lowercase();
     if !(lower.starts_with("https://") || lower.starts_with("http://") || lower.starts_with("mailto:")) {
-        return Err(IpcError::new("link", format!("only web and mail links open from answers, not {url:?}")));
+        return Err(IpcError::new(IpcCode::Link, format!("only web and mail links open from answers, not {url:?}")));
     }
-    app.opener().open_url(url.trim(), None::<&str>).map_err(|e| IpcError::new("link", e))
+    app.opener().open_url(url.trim(), None::<&str>).map_err(|e| IpcError::new(IpcCode::Link, e))
 }
 
 /// The window's own snapshot (open conversation, scroll, draft), kept while its web view is

@@ -1,21 +1,60 @@
 //! How errors cross IPC: `{ "code": "...", "message": "..." }`. The UI's `ApiError` relies on
-//! this shape (ui/src/api/call.ts), so it is pinned by a test.
+//! this shape (ui/src/api/call.ts), so it is pinned by a test; the codes are `IpcCode`, whose
+//! wire strings ui/src/api/call.ts lists as `ApiErrorCode`.
 
 use serde::Serialize;
-use understudy_router::{ChatError, ConversationError};
+use understudy_router::{ChatError, ConversationError, ErrorClass};
 use understudy_store::StoreError;
+
+/// What went wrong, machine-readable. The UI branches on it (e.g. `busy` for a conversation
+/// still answering, the failure class of a connection test); the message is for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IpcCode {
+    Config,
+    Io,
+    Busy,
+    Empty,
+    NotEditable,
+    NothingToAnswer,
+    NotFound,
+    Store,
+    Autostart,
+    Hub,
+    ModelId,
+    Import,
+    Remove,
+    Link,
+    TooLarge,
+    InvalidKey,
+    InvalidName,
+    Secrets,
+    // A failed connection test: its failure class.
+    Outage,
+    RateLimit,
+    Account,
+    Request,
+    Local,
+    Setup,
+}
+
+impl std::fmt::Display for IpcCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
+        f.write_str(v.as_str().unwrap_or_default())
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct IpcError {
-    /// Stable, machine-readable (`config`, `io`, `busy`, ...); the UI branches on it.
-    pub code: &'static str,
+    pub code: IpcCode,
     /// For people; never contains a secret.
     pub message: String,
 }
 
 impl IpcError {
-    pub fn new(code: &'static str, message: impl std::fmt::Display) -> IpcError {
+    pub fn new(code: IpcCode, message: impl std::fmt::Display) -> IpcError {
         IpcError { code, message: message.to_string() }
     }
 }
@@ -23,12 +62,12 @@ impl IpcError {
 impl From<ConversationError> for IpcError {
     fn from(e: ConversationError) -> Self {
         let code = match &e {
-            ConversationError::Busy => "busy",
-            ConversationError::Empty => "empty",
-            ConversationError::NotEditable => "not_editable",
-            ConversationError::NothingToAnswer => "nothing_to_answer",
-            ConversationError::Store(StoreError::NotFound(_)) => "not_found",
-            _ => "store",
+            ConversationError::Busy => IpcCode::Busy,
+            ConversationError::Empty => IpcCode::Empty,
+            ConversationError::NotEditable => IpcCode::NotEditable,
+            ConversationError::NothingToAnswer => IpcCode::NothingToAnswer,
+            ConversationError::Store(StoreError::NotFound(_)) => IpcCode::NotFound,
+            _ => IpcCode::Store,
         };
         IpcError::new(code, e)
     }
@@ -36,20 +75,21 @@ impl From<ConversationError> for IpcError {
 
 impl From<understudy_core::ConfigError> for IpcError {
     fn from(e: understudy_core::ConfigError) -> Self {
-        IpcError::new("config", e)
+        IpcError::new(IpcCode::Config, e)
     }
 }
 
 /// A failed connection test: the code is the failure class, the message says what to do.
 impl From<ChatError> for IpcError {
     fn from(e: ChatError) -> Self {
-        let code = match e.class.as_str() {
-            "outage" => "outage",
-            "rate-limit" => "rate_limit",
-            "account" => "account",
-            "request" => "request",
-            "local" => "local",
-            _ => "setup",
+        let code = match e.class {
+            ErrorClass::Outage => IpcCode::Outage,
+            ErrorClass::RateLimit => IpcCode::RateLimit,
+            ErrorClass::Account => IpcCode::Account,
+            ErrorClass::Request => IpcCode::Request,
+            ErrorClass::Local => IpcCode::Local,
+            ErrorClass::Busy => IpcCode::Busy,
+            ErrorClass::Setup => IpcCode::Setup,
         };
         IpcError::new(code, e)
     }
@@ -61,10 +101,11 @@ mod tests {
 
     #[test]
     fn serialises_as_code_and_message() {
-        let e = IpcError { code: "config", message: "bad".into() };
+        let e = IpcError { code: IpcCode::Config, message: "bad".into() };
         assert_eq!(serde_json::to_value(&e).unwrap(), serde_json::json!({ "code": "config", "message": "bad" }));
         let busy = IpcError::from(ConversationError::Busy);
-        assert_eq!(busy.code, "busy");
+        assert_eq!(serde_json::to_value(&busy).unwrap()["code"], "busy");
         assert!(busy.message.contains("stop it first"));
+        assert_eq!(IpcCode::NothingToAnswer.to_string(), "nothing_to_answer");
     }
 }

@@ -9,7 +9,7 @@ mod setup;
 mod tray;
 mod window;
 
-pub use error::IpcError;
+pub use error::{IpcCode, IpcError};
 
 /// The argument the login item starts the app with (then "start minimized" applies).
 const AUTOSTART_ARG: &str = "--autostart";

@@ -10,7 +10,7 @@ use understudy_local::Engine;
 use understudy_router::{Chain, Conversations, Keys as _, Router, StoredKeys};
 use understudy_store::{Backend, Secrets, Store, StoreNotice};
 
-use crate::IpcError;
+use crate::{IpcCode, IpcError};
 
 #[derive(Debug)]
 pub struct Setup {
@@ -146,11 +146,11 @@ impl Setup {
 
     /// Stores the primary provider's API key (keyring, else the private file) and says where.
     pub fn save_api_key(&self, key: &str) -> Result<Backend, IpcError> {
-        let key = config::validate_api_key(key).map_err(|m| IpcError::new("invalid_key", m))?;
+        let key = config::validate_api_key(key).map_err(|m| IpcError::new(IpcCode::InvalidKey, m))?;
         let loaded = config::load(&self.env, &self.paths);
         let primary = loaded.config.primary().cloned().unwrap_or_else(understudy_core::config::ProviderConfig::openai_default);
         // Bound to the primary's host: a base URL changed later gets no key until asked again.
-        let backend = understudy_router::chain::store_key(&self.secrets, &primary, key).map_err(|e| IpcError::new("secrets", e))?;
+        let backend = understudy_router::chain::store_key(&self.secrets, &primary, key).map_err(|e| IpcError::new(IpcCode::Secrets, e))?;
         self.reconfigure();
         Ok(backend)
     }
@@ -160,7 +160,7 @@ impl Setup {
     pub fn providers(&self) -> Result<Vec<ProviderView>, IpcError> {
         let loaded = config::load(&self.env, &self.paths);
         if let Some(problem) = loaded.problem {
-            return Err(IpcError::new("config", format!("the config file has a problem to fix first: {problem}")));
+            return Err(IpcError::new(IpcCode::Config, format!("the config file has a problem to fix first: {problem}")));
         }
         let text = std::fs::read_to_string(&loaded.path).unwrap_or_default();
         let keys = StoredKeys::new(self.secrets.clone(), &self.env);
@@ -177,7 +177,7 @@ impl Setup {
     pub fn save_providers(&self, list: &[settings::ProviderEntry]) -> Result<Vec<ProviderView>, IpcError> {
         let loaded = config::load(&self.env, &self.paths);
         if let Some(problem) = loaded.problem {
-            return Err(IpcError::new("config", format!("the config file has a problem to fix first: {problem}")));
+            return Err(IpcError::new(IpcCode::Config, format!("the config file has a problem to fix first: {problem}")));
         }
         settings::save_providers(&loaded, list)?;
         self.reconfigure();
@@ -186,9 +186,10 @@ impl Setup {
 
     /// Stores a provider's key, bound to the host its base URL names now.
     pub fn save_provider_key(&self, id: &str, key: &str) -> Result<Vec<ProviderView>, IpcError> {
-        let key = config::validate_api_key(key).map_err(|m| IpcError::new("invalid_key", m))?;
-        let entry = self.providers()?.into_iter().find(|p| p.entry.id == id).ok_or_else(|| IpcError::new("not_found", format!("no provider called {id:?}")))?;
-        understudy_router::chain::store_key(&self.secrets, &entry.entry.to_config(), key).map_err(|e| IpcError::new("secrets", e))?;
+        let key = config::validate_api_key(key).map_err(|m| IpcError::new(IpcCode::InvalidKey, m))?;
+        let entry =
+            self.providers()?.into_iter().find(|p| p.entry.id == id).ok_or_else(|| IpcError::new(IpcCode::NotFound, format!("no provider called {id:?}")))?;
+        understudy_router::chain::store_key(&self.secrets, &entry.entry.to_config(), key).map_err(|e| IpcError::new(IpcCode::Secrets, e))?;
         self.reconfigure();
         self.providers()
     }
@@ -202,9 +203,9 @@ impl Setup {
     pub fn set_key_env_allowed(&self, names: &[String]) -> Result<Vec<ProviderView>, IpcError> {
         let names: Vec<String> = names.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
         if let Some(bad) = names.iter().find(|n| n.starts_with(|c: char| c.is_ascii_digit()) || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')) {
-            return Err(IpcError::new("invalid_name", format!("{bad:?} is not an environment variable name (letters, digits and _)")));
+            return Err(IpcError::new(IpcCode::InvalidName, format!("{bad:?} is not an environment variable name (letters, digits and _)")));
         }
-        understudy_router::chain::set_allowed_key_env(&self.secrets, &names).map_err(|e| IpcError::new("secrets", e))?;
+        understudy_router::chain::set_allowed_key_env(&self.secrets, &names).map_err(|e| IpcError::new(IpcCode::Secrets, e))?;
         self.reconfigure();
         self.providers()
     }
@@ -219,11 +220,11 @@ impl Setup {
     /// The in-app gateway's per-install token, made (32 random bytes) and kept in the secret
     /// store the first time it is needed.
     fn gateway_token(&self) -> Result<String, IpcError> {
-        if let Some(t) = self.secrets.get(GATEWAY_TOKEN).map_err(|e| IpcError::new("secrets", e))?.filter(|t| !t.trim().is_empty()) {
+        if let Some(t) = self.secrets.get(GATEWAY_TOKEN).map_err(|e| IpcError::new(IpcCode::Secrets, e))?.filter(|t| !t.trim().is_empty()) {
             return Ok(t);
         }
-        let token = understudy_gateway::new_token().map_err(|e| IpcError::new("secrets", e))?;
-        self.secrets.set(GATEWAY_TOKEN, &token).map_err(|e| IpcError::new("secrets", e))?;
+        let token = understudy_gateway::new_token().map_err(|e| IpcError::new(IpcCode::Secrets, e))?;
+        self.secrets.set(GATEWAY_TOKEN, &token).map_err(|e| IpcError::new(IpcCode::Secrets, e))?;
         Ok(token)
     }
 
@@ -317,7 +318,7 @@ impl Setup {
     pub fn save_settings(&self, new: &Settings) -> Result<SettingsView, IpcError> {
         let loaded = config::load(&self.env, &self.paths);
         if let Some(problem) = loaded.problem {
-            return Err(IpcError::new("config", format!("the config file has a problem to fix first: {problem}")));
+            return Err(IpcError::new(IpcCode::Config, format!("the config file has a problem to fix first: {problem}")));
         }
         settings::save(&loaded, new)?;
         self.reconfigure();

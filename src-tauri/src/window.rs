@@ -44,7 +44,7 @@ impl Shell {
 
     pub fn save_ui_state(&self, state: String) -> Result<(), crate::IpcError> {
         if state.len() > MAX_UI_STATE {
-            return Err(crate::IpcError::new("too_large", "the window's state is too large to keep"));
+            return Err(crate::IpcError::new(crate::IpcCode::TooLarge, "the window's state is too large to keep"));
         }
         *self.ui_state.lock().unwrap_or_else(|e| e.into_inner()) = Some(state);
         Ok(())

@@ -320,11 +320,11 @@ fn chat(provider: &str, message: String, config: &understudy_core::Config, paths
         Ok(None) => ExitCode::SUCCESS,
         Ok(Some(error)) => {
             let mut text = error.to_string();
-            if error.class == "setup" && error.message.contains("API key") {
+            if error.next_action == understudy_router::NextAction::AddKey {
                 text.push_str(" On the command line, set OPENAI_API_KEY (or the variable a provider's api_key = \"env:NAME\" names).");
             }
             eprintln!("understudy chat: {text}");
-            ExitCode::from(if error.class == "setup" { 2 } else { 1 })
+            ExitCode::from(if error.class == understudy_router::ErrorClass::Setup { 2 } else { 1 })
         }
         Err(e) => {
             eprintln!("understudy chat: {e:#}");

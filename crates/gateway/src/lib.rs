@@ -28,7 +28,7 @@ use axum::Json;
 use serde_json::{json, Value};
 use understudy_local::ResponseFormat;
 use understudy_router::chain::{Chain, LocalModel};
-use understudy_router::{Answer, ChatError, ChatRequest, Event, Router, Sampling, Turn};
+use understudy_router::{Answer, ChatError, ChatRequest, ErrorClass, Event, Router, Sampling, Turn};
 
 mod assemble;
 use assemble::Assembly;
@@ -343,10 +343,10 @@ fn chat_error(e: &ChatError) -> Response {
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(after));
         return r;
     }
-    let status = match (e.class.as_str(), e.status) {
+    let status = match (e.class, e.status) {
         (_, Some(s)) => StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_GATEWAY),
-        ("setup", _) => StatusCode::SERVICE_UNAVAILABLE,
-        ("local", _) => StatusCode::INTERNAL_SERVER_ERROR,
+        (ErrorClass::Setup, _) => StatusCode::SERVICE_UNAVAILABLE,
+        (ErrorClass::Local, _) => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_GATEWAY,
     };
     let kind = match status.as_u16() {
@@ -575,7 +575,8 @@ mod tests {
     #[test]
     fn a_full_offline_queue_is_openai_s_rate_limit_with_retry_after() {
         let busy = ChatError {
-            class: "busy".into(),
+            class: ErrorClass::Busy,
+            next_action: understudy_router::NextAction::Retry,
             provider: Some("local".into()),
             message: "the offline model is busy".into(),
             next_step: "Try again in a few seconds.".into(),
@@ -587,7 +588,7 @@ mod tests {
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(r.headers()[header::RETRY_AFTER], "2");
         // Without a retry time an unrouted local failure stays a server error.
-        assert_eq!(chat_error(&ChatError { retry_after: None, class: "local".into(), code: None, ..busy }).status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(chat_error(&ChatError { retry_after: None, class: ErrorClass::Local, code: None, ..busy }).status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use understudy_core::config::Mode;
+use understudy_core::{ErrorClass, NextAction};
 use understudy_local::{Engine, Event as LocalEvent, FinishReason, SamplingParams};
 use understudy_openai::{ChatMessage, ChatRequest as CloudRequest, Error as CloudError, ErrorKind, FailureClass, StreamEvent};
 
@@ -99,8 +100,10 @@ pub const BUSY_RETRY_AFTER_S: u64 = 2;
 /// What the user is told about a failure: what happened, in words, and what to do next.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChatError {
-    /// `outage`, `rate-limit`, `account`, `request` (design.md section 3), or `local` / `setup`.
-    pub class: String,
+    /// What kind of failure (design.md section 3, or `local` / `setup` / `busy`).
+    pub class: ErrorClass,
+    /// What the window offers and the CLI words beyond `next_step`; clients branch on this, never on the text.
+    pub next_action: NextAction,
     pub provider: Option<String>,
     pub message: String,
     pub next_step: String,
@@ -113,15 +116,25 @@ pub struct ChatError {
 }
 
 impl ChatError {
-    fn setup(message: &str, next_step: &str) -> ChatError {
-        ChatError { class: "setup".into(), provider: None, message: message.into(), next_step: next_step.into(), status: None, code: None, retry_after: None }
+    fn setup(message: &str, next_step: &str, next_action: NextAction) -> ChatError {
+        ChatError {
+            class: ErrorClass::Setup,
+            next_action,
+            provider: None,
+            message: message.into(),
+            next_step: next_step.into(),
+            status: None,
+            code: None,
+            retry_after: None,
+        }
     }
 
     /// A local engine error; a full queue is `busy` with a retry time, not a failure.
     fn from_engine(e: &understudy_local::EngineError) -> ChatError {
         match e {
             understudy_local::EngineError::QueueFull(_) => ChatError {
-                class: "busy".into(),
+                class: ErrorClass::Busy,
+                next_action: NextAction::Retry,
                 provider: Some("local".into()),
                 message: e.to_string(),
                 next_step: "Try again in a few seconds.".into(),
@@ -138,7 +151,8 @@ impl ChatError {
     fn offline_refused(cloud: Option<(&str, &str)>, why: &str) -> ChatError {
         match cloud {
             Some((label, reason)) => ChatError {
-                class: "outage".into(),
+                class: ErrorClass::Outage,
+                next_action: NextAction::Retry,
                 provider: Some("local".into()),
                 message: format!("{label} is unreachable ({reason}), and the offline model cannot take this request: {why}"),
                 next_step: "Try again when it is back, or leave that out of the request so the offline model can answer.".into(),
@@ -147,7 +161,8 @@ impl ChatError {
                 retry_after: None,
             },
             None => ChatError {
-                class: "request".into(),
+                class: ErrorClass::Request,
+                next_action: NextAction::None,
                 provider: Some("local".into()),
                 message: format!("The offline model cannot take this request: {why}"),
                 next_step: "Send it to a cloud model, or leave that out of the request.".into(),
@@ -160,7 +175,8 @@ impl ChatError {
 
     fn local(message: String) -> ChatError {
         ChatError {
-            class: "local".into(),
+            class: ErrorClass::Local,
+            next_action: NextAction::OpenSettings,
             provider: Some("local".into()),
             message,
             next_step: "Try again; if it keeps failing, choose another offline model in Settings.".into(),
@@ -172,26 +188,27 @@ impl ChatError {
 
     pub fn from_cloud(e: &CloudError) -> ChatError {
         let class = match e.class {
-            FailureClass::Outage => "outage",
-            FailureClass::RateLimit => "rate-limit",
-            FailureClass::Account => "account",
-            FailureClass::Request => "request",
+            FailureClass::Outage => ErrorClass::Outage,
+            FailureClass::RateLimit => ErrorClass::RateLimit,
+            FailureClass::Account => ErrorClass::Account,
+            FailureClass::Request => ErrorClass::Request,
         };
-        let next_step = match (e.class, e.status, e.code.as_deref(), &e.kind) {
-            (_, Some(401), _, _) => "Check the API key in Settings.",
-            (_, Some(403), _, _) => "Check that the key's project may use this model, in Settings.",
-            (_, Some(404), _, _) => "Check the model name and base URL in Settings.",
-            (_, _, Some("insufficient_quota"), _) => "Add credit to the account, or use another key in Settings.",
-            (FailureClass::RateLimit, ..) => "Wait a moment and try again.",
-            (_, _, Some("context_length_exceeded"), _) => "Start a new conversation or shorten this one.",
-            (FailureClass::Request, ..) => "Change the request and try again.",
+        let (next_step, next_action) = match (e.class, e.status, e.code.as_deref(), &e.kind) {
+            (_, Some(401), _, _) => ("Check the API key in Settings.", NextAction::AddKey),
+            (_, Some(403), _, _) => ("Check that the key's project may use this model, in Settings.", NextAction::OpenSettings),
+            (_, Some(404), _, _) => ("Check the model name and base URL in Settings.", NextAction::OpenSettings),
+            (_, _, Some("insufficient_quota"), _) => ("Add credit to the account, or use another key in Settings.", NextAction::OpenSettings),
+            (FailureClass::RateLimit, ..) => ("Wait a moment and try again.", NextAction::Retry),
+            (_, _, Some("context_length_exceeded"), _) => ("Start a new conversation or shorten this one.", NextAction::None),
+            (FailureClass::Request, ..) => ("Change the request and try again.", NextAction::None),
             (_, _, _, ErrorKind::Connect | ErrorKind::Dns | ErrorKind::Tls) => {
-                "Check your connection and the base URL in Settings; install an offline model to keep answering when this happens."
+                ("Check your connection and the base URL in Settings; install an offline model to keep answering when this happens.", NextAction::OpenSettings)
             }
-            _ => "Try again; install an offline model to keep answering when this happens.",
+            _ => ("Try again; install an offline model to keep answering when this happens.", NextAction::Retry),
         };
         ChatError {
-            class: class.into(),
+            class,
+            next_action,
             provider: Some(e.provider.clone()),
             message: e.describe(),
             next_step: next_step.into(),
@@ -440,7 +457,7 @@ impl Router {
             Some(id) => chain.cloud(id),
             None => chain.primary(),
         }
-        .ok_or_else(|| ChatError::setup("No cloud provider is configured.", "Add one in Settings."))?;
+        .ok_or_else(|| ChatError::setup("No cloud provider is configured.", "Add one in Settings.", NextAction::OpenSettings))?;
         let client = cloud.client.as_ref().ok_or_else(|| no_key(cloud))?;
         let started = Instant::now();
         let models = client.models().await.map_err(|e| ChatError::from_cloud(&e))?;
@@ -460,9 +477,9 @@ impl Router {
     /// The model ids a cloud provider offers (`GET /models`), for Settings' model list.
     pub async fn provider_models(&self, provider: &str) -> Result<Vec<String>, ChatError> {
         let chain = self.chain();
-        let cloud = chain
-            .cloud(provider)
-            .ok_or_else(|| ChatError::setup(&format!("There is no enabled provider called {provider:?}."), "Enable it and save first."))?;
+        let cloud = chain.cloud(provider).ok_or_else(|| {
+            ChatError::setup(&format!("There is no enabled provider called {provider:?}."), "Enable it and save first.", NextAction::OpenSettings)
+        })?;
         let client = cloud.client.as_ref().ok_or_else(|| no_key(cloud))?;
         let mut ids: Vec<String> = client.models().await.map_err(|e| ChatError::from_cloud(&e))?.into_iter().map(|m| m.id).collect();
         ids.sort();
@@ -496,7 +513,7 @@ fn no_key(cloud: &Cloud) -> ChatError {
         }
         Some(p) => (format!("{}: {p}.", cloud.label), "Add the key in Settings.", "key_missing"),
     };
-    let mut e = ChatError::setup(&message, next);
+    let mut e = ChatError::setup(&message, next, NextAction::AddKey);
     e.provider = Some(cloud.id.clone());
     e.code = Some(code.into());
     e
@@ -554,8 +571,10 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
     };
     if clouds.is_empty() {
         let e = match pinned {
-            Some(id) => ChatError::setup(&format!("There is no provider called {id:?}."), "Check the provider list in the config file."),
-            None => ChatError::setup("No cloud provider is configured.", "Add one in Settings."),
+            Some(id) => {
+                ChatError::setup(&format!("There is no provider called {id:?}."), "Check the provider list in the config file.", NextAction::OpenSettings)
+            }
+            None => ChatError::setup("No cloud provider is configured.", "Add one in Settings.", NextAction::OpenSettings),
         };
         return sink.send(Event::Error { error: e }).await;
     }
@@ -582,7 +601,8 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
             because.get_or_insert_with(|| Because::new(cloud, FailoverReason::Down));
             reason.get_or_insert_with(|| format!("{} is failing ({}); waiting for it to recover", cloud.label, why.as_deref().unwrap_or("recent errors")));
             last_error.get_or_insert_with(|| ChatError {
-                class: "outage".into(),
+                class: ErrorClass::Outage,
+                next_action: NextAction::Retry,
                 provider: Some(cloud.id.clone()),
                 message: format!(
                     "{} is failing and is skipped until it recovers{}",
@@ -649,9 +669,10 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
             return answer_local(chain, engine, &request, (reason, because), Start::Fresh, sink).await;
         }
     }
-    let mut error = last_error.unwrap_or_else(|| ChatError::setup("No provider can answer.", "Check Settings."));
-    if may_go_local && error.class == "outage" {
+    let mut error = last_error.unwrap_or_else(|| ChatError::setup("No provider can answer.", "Check Settings.", NextAction::OpenSettings));
+    if may_go_local && error.class == ErrorClass::Outage {
         error.next_step = "No offline model is installed to answer meanwhile: download one in Models, then try again.".into();
+        error.next_action = NextAction::DownloadModel;
     }
     sink.send(Event::Error { error }).await;
 }
@@ -770,11 +791,15 @@ async fn answer_local(chain: &Chain, engine: &Engine, request: &ChatRequest, fai
     let (path, name) = match &chain.local {
         LocalModel::Ready { path, name } => (path, name),
         LocalModel::None => {
-            let e = ChatError::setup("No offline model is set up.", "Download one in Models, or choose a .gguf file in Settings.");
+            let e = ChatError::setup("No offline model is set up.", "Download one in Models, or choose a .gguf file in Settings.", NextAction::DownloadModel);
             return sink.send(Event::Error { error: e }).await;
         }
         LocalModel::Missing(m) => {
-            let e = ChatError::setup(&format!("The offline model {m:?} is not on this computer."), "Download it in Models, or choose another in Settings.");
+            let e = ChatError::setup(
+                &format!("The offline model {m:?} is not on this computer."),
+                "Download it in Models, or choose another in Settings.",
+                NextAction::DownloadModel,
+            );
             return sink.send(Event::Error { error: e }).await;
         }
     };
@@ -827,8 +852,8 @@ mod tests {
     #[test]
     fn a_full_offline_queue_is_busy_with_a_retry_time_not_a_failure() {
         let e = ChatError::from_engine(&understudy_local::EngineError::QueueFull(4));
-        assert_eq!((e.class.as_str(), e.retry_after, e.code.as_deref()), ("busy", Some(BUSY_RETRY_AFTER_S), Some("rate_limit_exceeded")));
+        assert_eq!((e.class, e.retry_after, e.code.as_deref()), (ErrorClass::Busy, Some(BUSY_RETRY_AFTER_S), Some("rate_limit_exceeded")));
         let e = ChatError::from_engine(&understudy_local::EngineError::GaveWay);
-        assert_eq!((e.class.as_str(), e.retry_after), ("local", None));
+        assert_eq!((e.class, e.retry_after), (ErrorClass::Local, None));
     }
 }

@@ -323,6 +323,8 @@ impl Conversations {
                 Event::Error { error } => {
                     end.status = Status::Error;
                     end.error = Some(error.to_string());
+                    end.error_class = Some(error.class);
+                    end.next_action = Some(error.next_action);
                     break;
                 }
             }

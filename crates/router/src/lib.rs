@@ -16,3 +16,4 @@ pub use chat::{Answer, Because, ChatError, ChatRequest, ConnectionReport, Event,
 pub use conversation::{ConversationError, Conversations, TurnEvent};
 pub use health::{HealthSnapshot, Monitor, ProviderHealth};
 pub use policy::{Breaker, Health};
+pub use understudy_core::{ErrorClass, NextAction};

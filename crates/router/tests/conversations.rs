@@ -174,27 +174,37 @@ async fn errors_are_stored_in_words_with_the_next_step_and_regenerate_replaces_t
     let mock = Llmock::start(&[]);
     let s = setup(&config(&mock.base_url(), Mode::Auto, None), &key());
     let c = s.conversations.create().unwrap();
-    for (behaviour, words, next) in [
+    use understudy_router::{ErrorClass as C, NextAction as A};
+    for (behaviour, words, next, typed) in [
         (
             serde_json::json!({ "type": "fail", "status": 401, "code": "invalid_api_key", "message": "Incorrect API key provided" }),
             "OpenAI rejected the API key (401)",
             "Check the API key in Settings.",
+            (C::Account, A::AddKey),
         ),
         (
             serde_json::json!({ "type": "fail", "status": 429, "code": "insufficient_quota", "message": "You exceeded your current quota" }),
             "the OpenAI account has no quota left (429)",
             "Add credit",
+            (C::Account, A::OpenSettings),
         ),
         (
             serde_json::json!({ "type": "fail", "status": 400, "code": "context_length_exceeded", "message": "maximum context length is 128000 tokens" }),
             "OpenAI rejected the request (400)",
             "Start a new conversation",
+            (C::Request, A::None),
         ),
-        (serde_json::json!({ "type": "fail", "status": 503, "message": "overloaded" }), "OpenAI had a server error (503)", "No offline model is installed"),
+        (
+            serde_json::json!({ "type": "fail", "status": 503, "message": "overloaded" }),
+            "OpenAI had a server error (503)",
+            "No offline model is installed",
+            (C::Outage, A::DownloadModel),
+        ),
         (
             serde_json::json!({ "type": "stream_fault", "kind": "disconnect", "after_chunks": 2 }),
             "the connection to OpenAI broke in the middle of the answer",
             "Try again",
+            (C::Outage, A::Retry),
         ),
     ] {
         scenario(&mock, serde_json::json!([behaviour])).await;
@@ -208,6 +218,10 @@ async fn errors_are_stored_in_words_with_the_next_step_and_regenerate_replaces_t
         assert_eq!(answer.status, Status::Error, "{words}");
         let error = answer.error.clone().unwrap();
         assert!(error.contains(words) && error.contains(next), "{error:?}");
+        // What the window branches on is stored as data next to the words, and survives a reload.
+        assert_eq!((answer.error_class, answer.next_action), (Some(typed.0), Some(typed.1)), "{error:?}");
+        let stored = s.conversations.messages(c.id).unwrap().pop().unwrap();
+        assert_eq!((stored.error_class, stored.next_action), (Some(typed.0), Some(typed.1)));
         assert!(!error.contains("ROUTERKEY"), "the key never shows");
         let events = events.lock().unwrap();
         assert!(matches!(events.last(), Some(TurnEvent::Finished { message }) if message.status == Status::Error));
@@ -245,10 +259,12 @@ async fn without_a_key_or_model_the_error_says_what_to_set_up() {
     let answer = s.conversations.send(c.id, "hi", |_| {}).await.unwrap();
     assert_eq!(answer.status, Status::Error);
     assert_eq!(answer.error.as_deref(), Some("No API key is set for OpenAI. Add the key in Settings."));
+    assert_eq!((answer.error_class, answer.next_action), (Some(understudy_router::ErrorClass::Setup), Some(understudy_router::NextAction::AddKey)));
     let s = setup(&config("http://127.0.0.1:9/v1", Mode::LocalOnly, Some("/nowhere/m.gguf".into())), &NoKeys);
     let c = s.conversations.create().unwrap();
     let answer = s.conversations.send(c.id, "hi", |_| {}).await.unwrap();
     assert!(answer.error.as_deref().unwrap().starts_with("The offline model \"/nowhere/m.gguf\" is not on this computer."), "{:?}", answer.error);
+    assert_eq!(answer.next_action, Some(understudy_router::NextAction::DownloadModel));
 }
 
 #[tokio::test]
@@ -324,10 +340,10 @@ async fn test_connection_reports_the_classified_result() {
     scenario(&mock, serde_json::json!([{ "type": "fail", "status": 401, "code": "invalid_api_key", "match": { "path": "*models*" } }])).await;
     let err = s.conversations.router().test_connection(None).await.unwrap_err();
     assert_eq!((err.class.as_str(), err.status), ("account", Some(401)));
-    assert_eq!(err.next_step, "Check the API key in Settings.");
+    assert_eq!((err.next_step.as_str(), err.next_action), ("Check the API key in Settings.", understudy_router::NextAction::AddKey));
     let refused = setup(&config("http://127.0.0.1:9/v1", Mode::Auto, None), &key());
     let err = refused.conversations.router().test_connection(None).await.unwrap_err();
-    assert_eq!(err.class, "outage");
+    assert_eq!(err.class, understudy_router::ErrorClass::Outage);
     assert!(err.message.starts_with("OpenAI could not be reached"), "{}", err.message);
 }
 
