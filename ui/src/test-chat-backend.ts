@@ -28,7 +28,7 @@ export function fakeBackend() {
 
   const msg = (conversation_id: number, role: Message["role"], content: string, over: Partial<Message> = {}): Message => ({
     id: nextId++, conversation_id, role, content, provider: null, model: null, failover_reason: null, prompt_tokens: null,
-    completion_tokens: null, first_token_ms: null, total_ms: null, status: "complete", error: null, created_at: Date.now(), parts: [], left_out: null, ...over,
+    completion_tokens: null, first_token_ms: null, total_ms: null, status: "complete", error: null, error_class: null, next_action: null, created_at: Date.now(), parts: [], left_out: null, ...over,
   });
 
   async function answer(id: number, on: (e: TurnEvent) => void): Promise<Message> {

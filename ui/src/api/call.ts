@@ -2,17 +2,27 @@
 // ui/src/api/*; only this folder may call invoke() (a test enforces it).
 import { invoke } from "@tauri-apps/api/core";
 
-/** A command failed. `code` is stable and machine-readable; `message` is for people. */
+/**
+ * Why a command failed, machine-readable (Rust: src-tauri's IpcCode; hand copy); "ipc" when the
+ * call itself failed. A failed connection test carries its failure class here.
+ */
+export type ApiErrorCode =
+  | "config" | "io" | "busy" | "empty" | "not_editable" | "nothing_to_answer" | "not_found" | "store" | "autostart" | "hub" | "model_id"
+  | "import" | "remove" | "link" | "too_large" | "invalid_key" | "invalid_name" | "secrets"
+  | "outage" | "rate_limit" | "account" | "request" | "local" | "setup"
+  | "ipc";
+
+/** A command failed. `code` is stable and machine-readable (what code branches on); `message` is for people (what the UI shows). */
 export class ApiError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
+  readonly code: ApiErrorCode;
+  constructor(code: ApiErrorCode, message: string) {
     super(message);
     this.name = "ApiError";
     this.code = code;
   }
 }
 
-function isCodeMessage(e: unknown): e is { code: string; message: string } {
+function isCodeMessage(e: unknown): e is { code: ApiErrorCode; message: string } {
   return typeof e === "object" && e !== null && typeof (e as { code?: unknown }).code === "string" && typeof (e as { message?: unknown }).message === "string";
 }
 

@@ -27,14 +27,24 @@ export interface Message {
   first_token_ms: number | null;
   total_ms: number | null;
   status: MessageStatus;
-  /** Why it failed or stopped, in words, with the next step. */
+  /** Why it failed or stopped, in words, with the next step. For people: nothing branches on it. */
   error: string | null;
+  /** A failed answer's kind (null unless `status` is "error", and for answers stored before it was kept). */
+  error_class: ErrorClass | null;
+  /** What the window offers for a failed answer (e.g. the model library for "download_model"). */
+  next_action: NextAction | null;
   created_at: number;
   /** Who wrote which part (char offsets) when the answer switched provider mid-stream. */
   parts: { provider: string; model: string; start: number }[];
   /** How many of the oldest messages the offline model left out (they did not fit its context). */
   left_out: number | null;
 }
+
+/** The kind of failure an answer ended with (Rust: understudy_core::ErrorClass; hand copy, pinned by its wire-string test). */
+export type ErrorClass = "outage" | "rate-limit" | "account" | "request" | "local" | "setup" | "busy";
+
+/** What the user can do about a failure (Rust: understudy_core::NextAction; hand copy, pinned by its wire-string test). */
+export type NextAction = "add_key" | "download_model" | "open_settings" | "retry" | "none";
 
 /** A search hit; `snippet` marks matched words with [ and ]. */
 export interface Hit {

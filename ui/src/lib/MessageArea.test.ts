@@ -6,7 +6,7 @@ import type { Message } from "../api/chat";
 function message(over: Partial<Message>): Message {
   return {
     id: 1, conversation_id: 1, role: "assistant", content: "", provider: "openai", model: "gpt-4o-mini", failover_reason: null, prompt_tokens: null,
-    completion_tokens: null, first_token_ms: null, total_ms: null, status: "complete", error: null, created_at: 0, parts: [], left_out: null, ...over,
+    completion_tokens: null, first_token_ms: null, total_ms: null, status: "complete", error: null, error_class: null, next_action: null, created_at: 0, parts: [], left_out: null, ...over,
   };
 }
 
@@ -38,14 +38,35 @@ describe("a reasoning model answering", () => {
 describe("an outage with no offline model", () => {
   it("says so and offers the model library", async () => {
     const onmodels = vi.fn();
-    const m = message({ status: "error", error: "OpenAI had a server error (503). No offline model is installed to answer meanwhile: download one in Models, then try again." });
+    const m = message({
+      status: "error",
+      error: "OpenAI had a server error (503). No offline model is installed to answer meanwhile: download one in Models, then try again.",
+      error_class: "outage",
+      next_action: "download_model",
+    });
     const { getByTestId } = render(MessageArea, { messages: [m], onmodels });
     expect(getByTestId("message-error")).toHaveTextContent("No offline model is installed");
     await fireEvent.click(getByTestId("open-models-from-error"));
     expect(onmodels).toHaveBeenCalled();
     cleanup();
-    const other = render(MessageArea, { messages: [{ ...m, error: "OpenAI rejected the API key (401). Check the API key in Settings." }], onmodels });
+    const other = render(MessageArea, {
+      messages: [{ ...m, error: "OpenAI rejected the API key (401). Check the API key in Settings.", error_class: "account", next_action: "add_key" }],
+      onmodels,
+    });
     expect(other.queryByTestId("open-models-from-error")).toBeNull();
+  });
+
+  it("offers the library from the typed next action, whatever the words say", () => {
+    const onmodels = vi.fn();
+    // Words that never mention Models, as a translated or reworded message would be.
+    const typed = message({ status: "error", error: "Nothing could answer.", error_class: "setup", next_action: "download_model" });
+    const { getByTestId } = render(MessageArea, { messages: [typed], onmodels });
+    expect(getByTestId("open-models-from-error")).toBeInTheDocument();
+    cleanup();
+    // The old words without the action (an answer stored before the action was kept): no button.
+    const untyped = message({ status: "error", error: "OpenAI is down. No offline model is installed: download one in Models, then try again." });
+    const old = render(MessageArea, { messages: [untyped], onmodels });
+    expect(old.queryByTestId("open-models-from-error")).toBeNull();
   });
 });
 

@@ -90,7 +90,7 @@ describe("an answer the disk refuses to save", () => {
     await waitFor(() => expect(screen.queryByTestId("live-unsaved")).toBeNull());
     const stored: Message = {
       id: 2, conversation_id: 7, role: "assistant", content: "One, two, three.", provider: "openai", model: "gpt-4o-mini", failover_reason: null, prompt_tokens: null,
-      completion_tokens: null, first_token_ms: null, total_ms: null, status: "complete", error: null, created_at: 0, parts: [], left_out: null,
+      completion_tokens: null, first_token_ms: null, total_ms: null, status: "complete", error: null, error_class: null, next_action: null, created_at: 0, parts: [], left_out: null,
     };
     on({ type: "finished", message: stored });
     turn.end!(stored);

@@ -97,7 +97,7 @@ const PAYLOADS: string[] = [
 function message(content: string, id = 1): Message {
   return {
     id, conversation_id: 1, role: "assistant", content, provider: "openai", model: "gpt-4o-mini", failover_reason: null, prompt_tokens: null,
-    completion_tokens: null, first_token_ms: null, total_ms: null, status: "complete", error: null, created_at: 0, parts: [], left_out: null,
+    completion_tokens: null, first_token_ms: null, total_ms: null, status: "complete", error: null, error_class: null, next_action: null, created_at: 0, parts: [], left_out: null,
   };
 }
 
