@@ -1,14 +1,15 @@
 //! How errors cross IPC: `{ "code": "...", "message": "..." }`. The UI's `ApiError` relies on
 //! this shape (ui/src/api/call.ts), so it is pinned by a test; the codes are `IpcCode`, whose
-//! wire strings ui/src/api/call.ts lists as `ApiErrorCode`.
+//! TypeScript type is generated into ui/src/api/generated/ipc.ts (a test fails when it is stale).
 
 use serde::Serialize;
 use understudy_router::{ChatError, ConversationError, ErrorClass};
 use understudy_store::StoreError;
 
-/// What went wrong, machine-readable. The UI branches on it (e.g. `busy` for a conversation
-/// still answering, the failure class of a connection test); the message is for people.
+/// What went wrong, machine-readable: `ApiError.code` in the UI, typed there (generated), for
+/// code to branch on. Today no screen needs to: each shows the message, which is for people.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum IpcCode {
     Config,
@@ -107,5 +108,22 @@ mod tests {
         assert_eq!(serde_json::to_value(&busy).unwrap()["code"], "busy");
         assert!(busy.message.contains("stop it first"));
         assert_eq!(IpcCode::NothingToAnswer.to_string(), "nothing_to_answer");
+    }
+
+    /// ui/src/api/call.ts's `ApiError.code` is this type, generated; `UPDATE_TS=1 cargo test -p
+    /// understudy-app ts_types` rewrites the file.
+    #[test]
+    fn ts_types_are_generated_from_ipc_code() {
+        use ts_rs::TS;
+        let text = format!(
+            "// Generated from src-tauri/src/error.rs by ts-rs; do not edit.\n// UPDATE_TS=1 cargo test -p understudy-app ts_types rewrites it; the test fails when it is stale.\n\nexport {}\n",
+            IpcCode::decl(&ts_rs::Config::new())
+        );
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui/src/api/generated/ipc.ts");
+        if std::env::var_os("UPDATE_TS").is_some() {
+            std::fs::write(&path, &text).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(committed == text, "{} is stale; run UPDATE_TS=1 cargo test -p understudy-app ts_types", path.display());
     }
 }

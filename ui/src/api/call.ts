@@ -1,16 +1,13 @@
 // The one place the UI talks to the Rust side. Components import typed functions from
 // ui/src/api/*; only this folder may call invoke() (a test enforces it).
 import { invoke } from "@tauri-apps/api/core";
+import type { IpcCode } from "./generated/ipc";
 
 /**
- * Why a command failed, machine-readable (Rust: src-tauri's IpcCode; hand copy); "ipc" when the
+ * Why a command failed, machine-readable: src-tauri's `IpcCode` (generated), or "ipc" when the
  * call itself failed. A failed connection test carries its failure class here.
  */
-export type ApiErrorCode =
-  | "config" | "io" | "busy" | "empty" | "not_editable" | "nothing_to_answer" | "not_found" | "store" | "autostart" | "hub" | "model_id"
-  | "import" | "remove" | "link" | "too_large" | "invalid_key" | "invalid_name" | "secrets"
-  | "outage" | "rate_limit" | "account" | "request" | "local" | "setup"
-  | "ipc";
+export type ApiErrorCode = IpcCode | "ipc";
 
 /** A command failed. `code` is stable and machine-readable (what code branches on); `message` is for people (what the UI shows). */
 export class ApiError extends Error {

@@ -1,5 +1,9 @@
 import { Channel } from "@tauri-apps/api/core";
 import { call } from "./call";
+import type { ErrorClass, NextAction } from "./generated/failure";
+
+// A failure's kind and what the window offers about it, generated from Rust (crates/core/src/failure.rs).
+export type { ErrorClass, NextAction };
 
 /** Rust: understudy_store::Conversation. */
 export interface Conversation {
@@ -39,12 +43,6 @@ export interface Message {
   /** How many of the oldest messages the offline model left out (they did not fit its context). */
   left_out: number | null;
 }
-
-/** The kind of failure an answer ended with (Rust: understudy_core::ErrorClass; hand copy, pinned by its wire-string test). */
-export type ErrorClass = "outage" | "rate-limit" | "account" | "request" | "local" | "setup" | "busy";
-
-/** What the user can do about a failure (Rust: understudy_core::NextAction; hand copy, pinned by its wire-string test). */
-export type NextAction = "add_key" | "download_model" | "open_settings" | "retry" | "none";
 
 /** A search hit; `snippet` marks matched words with [ and ]. */
 export interface Hit {
