@@ -1,0 +1,172 @@
+//! ARCHITECTURE.md kept true mechanically: every path its code map names exists, and the
+//! invariants that can be read off the tree hold (who depends on tauri, `alerts` apart from
+//! `router`, no `Result<_, String>` in public library APIs).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is in the workspace root").to_path_buf()
+}
+
+fn architecture() -> String {
+    std::fs::read_to_string(root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md")
+}
+
+/// Backticked words of ARCHITECTURE.md that name a place in the repository: the code map's first
+/// column, and any `crates/…`, `src-tauri/…`, `ui/…`, `xtask/…`, `models/…`, `fuzz/…` path in the text.
+fn named_paths(doc: &str) -> BTreeSet<String> {
+    const TOP: [&str; 7] = ["crates/", "src-tauri", "ui/", "xtask/", "models/", "fuzz/", ".ci/"];
+    let mut paths = BTreeSet::new();
+    for (i, word) in doc.split('`').enumerate() {
+        // Odd pieces are inside backticks.
+        if i % 2 == 1 && TOP.iter().any(|t| word.starts_with(t)) && !word.contains(['*', ' ', '<', '{']) {
+            paths.insert(word.trim_end_matches('/').to_string());
+        }
+    }
+    for row in doc.lines().filter(|l| l.starts_with("| `")) {
+        let first = row.split('|').nth(1).unwrap_or_default();
+        for (i, word) in first.split('`').enumerate() {
+            if i % 2 == 1 && !word.contains('*') {
+                paths.insert(word.trim_end_matches('/').to_string());
+            }
+        }
+    }
+    paths
+}
+
+#[test]
+fn every_path_the_code_map_names_exists() {
+    let paths = named_paths(&architecture());
+    assert!(paths.contains("crates/router") && paths.contains("src-tauri"), "the code map was not read: {paths:?}");
+    let missing: Vec<&String> = paths.iter().filter(|p| !root().join(p).exists()).collect();
+    assert!(missing.is_empty(), "ARCHITECTURE.md names paths that do not exist: {missing:?}");
+}
+
+/// (package, [(dependency, kind)]) for every workspace member, as Cargo.toml declares them.
+fn declared_dependencies() -> Vec<(String, Vec<(String, String)>)> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out =
+        Command::new(cargo).args(["metadata", "--format-version", "1", "--no-deps", "--offline"]).current_dir(root()).output().expect("cargo metadata runs");
+    assert!(out.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&out.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("cargo metadata's JSON");
+    meta["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .map(|p| {
+            let deps = p["dependencies"]
+                .as_array()
+                .expect("dependencies")
+                .iter()
+                .map(|d| (d["name"].as_str().unwrap_or_default().to_string(), d["kind"].as_str().unwrap_or("normal").to_string()))
+                .collect();
+            (p["name"].as_str().unwrap_or_default().to_string(), deps)
+        })
+        .collect()
+}
+
+#[test]
+fn only_src_tauri_depends_on_tauri() {
+    let packages = declared_dependencies();
+    assert!(packages.iter().any(|(p, _)| p == "understudy-app"), "the app was not found among {:?}", packages.iter().map(|p| &p.0).collect::<Vec<_>>());
+    let offenders: Vec<String> = packages
+        .iter()
+        .filter(|(p, _)| p != "understudy-app")
+        .flat_map(|(p, deps)| deps.iter().filter(|(d, _)| d == "tauri" || d.starts_with("tauri-")).map(move |(d, k)| format!("{p} → {d} ({k})")))
+        .collect();
+    assert!(offenders.is_empty(), "only src-tauri may depend on tauri: {offenders:?}");
+}
+
+/// `alerts` is pure (what the tray shows and when to notify): it must not link the router.
+/// Known exception, issue 16 item 3: it takes `HealthSnapshot` / `Because` from `router` until
+/// those move to a light crate; remove the entry then, and the test holds it to that.
+const ALERTS_MAY_STILL_DEPEND_ON: &[&str] = &["understudy-router"];
+
+#[test]
+fn alerts_does_not_depend_on_router() {
+    let packages = declared_dependencies();
+    let (_, deps) = packages.iter().find(|(p, _)| p == "understudy-alerts").expect("understudy-alerts is a member");
+    let on_router: BTreeSet<&str> =
+        deps.iter().filter(|(d, k)| k == "normal" && (d == "understudy-router" || d == "understudy-store")).map(|(d, _)| d.as_str()).collect();
+    let allowed: BTreeSet<&str> = ALERTS_MAY_STILL_DEPEND_ON.iter().copied().collect();
+    assert_eq!(on_router, allowed, "alerts' dependencies on the router or the store changed; update the known exceptions (and drop one that is gone)");
+}
+
+/// Public functions of the library crates that still return `Result<_, String>` (ARCHITECTURE.md:
+/// "Library crates use `thiserror`"). Known exceptions, to become typed errors; the test fails
+/// for a new one and for one that is fixed but still listed.
+const STRING_ERRORS_KNOWN: &[&str] = &[
+    "crates/local/src/bench.rs: run",
+    "crates/local/src/template.rs: choose",
+    "crates/local/src/template.rs: render",
+    "crates/local/src/template.rs: render_jinja",
+    "crates/models/src/library.rs: verify_hash",
+    "crates/router/src/status_page.rs: check",
+];
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            // Binaries (`src/bin`) use anyhow, not thiserror.
+            if path.file_name().is_some_and(|n| n != "bin") {
+                rust_files(&path, out);
+            }
+        } else if path.extension().is_some_and(|e| e == "rs") && path.file_name().is_some_and(|n| n != "main.rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// `pub fn name(...) -> Result<T, String>` (also `pub async fn`, signatures over several lines);
+/// only the return type counts, not a parameter's.
+fn string_error_fns(source: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (at, _) in source.match_indices("pub ") {
+        let rest = &source[at + 4..];
+        let rest = rest.strip_prefix("async ").unwrap_or(rest);
+        let Some(sig) = rest.strip_prefix("fn ") else { continue };
+        let name: String = sig.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        let end = sig.find(['{', ';']).unwrap_or(sig.len());
+        let sig = &sig[..end];
+        let Some(ret) = sig.rfind("->").map(|i| sig[i + 2..].trim()) else { continue };
+        let ret = ret.split(" where").next().unwrap_or(ret).trim();
+        let compact: String = ret.chars().filter(|c| !c.is_whitespace()).collect();
+        if compact.starts_with("Result<") && compact.ends_with(",String>") {
+            found.push(name);
+        }
+    }
+    found
+}
+
+#[test]
+fn string_error_detection_reads_return_types_only() {
+    let src = "pub fn a() -> Result<u8, String> {}\npub async fn b(\n    x: u8,\n) -> Result<Vec<u8>, String>\n{}\npub fn c(r: Result<u8, String>) -> Result<u8, E> {}\npub(crate) fn d() -> Result<(), String> {}\npub fn e() -> String {}";
+    assert_eq!(string_error_fns(src), ["a", "b"]);
+}
+
+#[test]
+fn public_library_apis_return_typed_errors() {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(root().join("crates")).expect("crates/").flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        // The CLI is a binary (anyhow); testkit is test-only support.
+        if name != "cli" && name != "testkit" {
+            rust_files(&entry.path().join("src"), &mut files);
+        }
+    }
+    assert!(files.len() > 20, "the library sources were not found: {files:?}");
+    let mut found: Vec<String> = Vec::new();
+    for file in files {
+        let source = std::fs::read_to_string(&file).expect("a source file");
+        let rel = file.strip_prefix(root()).unwrap_or(&file).to_string_lossy().replace('\\', "/");
+        found.extend(string_error_fns(&source).into_iter().map(|f| format!("{rel}: {f}")));
+    }
+    found.sort();
+    assert_eq!(
+        found, STRING_ERRORS_KNOWN,
+        "public library functions returning Result<_, String>: give a new one a thiserror type; drop a fixed one from the list"
+    );
+}
