@@ -1,5 +1,5 @@
-//! The health monitor: one [`Policy`] per cloud provider, fed by every request (and later by
-//! probes and the status page), published as a `watch` of [`HealthSnapshot`] that the tray, the
+//! The health monitor: one [`Policy`] per cloud provider, fed by every request, the probes
+//! and the status page, published as a `watch` of [`HealthSnapshot`] that the tray, the
 //! notifier, the UI and `GET /understudy/status` subscribe to. Nobody polls the router.
 
 use std::collections::HashMap;

@@ -1,7 +1,8 @@
 //! Routes answers over the provider chain (cloud providers, then the local engine) and makes
-//! conversations durable. The failover policy — health monitor, circuit breaker, status-page
-//! hint, mid-stream continuation — lands here with the "Automatic failover" issue; until then
-//! an answer comes from the provider the mode and the request name (see ARCHITECTURE.md).
+//! conversations durable: `chain` (who may answer), `policy` (the pure breaker), `health` (the
+//! monitor that publishes it), `probe` and `status_page` (background checks), `chat` (one answer
+//! with failover, mid-stream continuation included), `conversation` (the stored history).
+//! See ARCHITECTURE.md.
 
 pub mod chain;
 pub mod chat;

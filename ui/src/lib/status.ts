@@ -1,7 +1,7 @@
 import type { AppInfo } from "../api/app";
 import type { HealthSnapshot } from "../api/health";
 
-/** Tray-like health colour of the status bar dot (the tray itself arrives later). */
+/** The status bar dot's health colour, the same states the tray shows. */
 export type Health = "healthy" | "degraded" | "outage" | "nothing" | "local-only";
 
 export interface StatusLine {
