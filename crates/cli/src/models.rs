@@ -174,7 +174,7 @@ pub fn run(cmd: Command, config: &Config, paths: &Paths, json: bool) -> ExitCode
             for m in &models {
                 let problem = match &m.details {
                     Err(e) => Some(e.clone()),
-                    Ok(_) => understudy_models::library::verify_hash(&m.path).err(),
+                    Ok(_) => understudy_models::library::verify_hash(&m.path).err().map(|e| e.to_string()),
                 };
                 bad += usize::from(problem.is_some());
                 if json {

@@ -362,18 +362,27 @@ fn recorded_hash(model: &Path) -> Option<(String, Option<bool>)> {
     Some((sha, verified))
 }
 
+/// Why [`verify_hash`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("cannot read it: {0}")]
+    Read(#[from] std::io::Error),
+    #[error("its sha256 is {actual}, but {recorded} was downloaded: the file changed on disk; delete it and download it again")]
+    Changed { actual: String, recorded: String },
+}
+
 /// Re-hashes a file that has a recorded sha256 and compares; files without one pass (their
 /// header was checked when listed).
-pub fn verify_hash(model: &Path) -> Result<(), String> {
+pub fn verify_hash(model: &Path) -> Result<(), VerifyError> {
     let Some((recorded, _)) = recorded_hash(model) else { return Ok(()) };
-    let file = std::fs::File::open(model).map_err(|e| format!("cannot read it: {e}"))?;
+    let file = std::fs::File::open(model)?;
     // The downloader's streamed hash; nothing here stops it part-way.
     let (hashed, stop) = (std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicBool::new(false));
-    let actual = crate::download::sha256_file(&file, &hashed, &stop).map_err(|e| format!("cannot read it: {e}"))?.unwrap_or_default();
+    let actual = crate::download::sha256_file(&file, &hashed, &stop)?.unwrap_or_default();
     if actual == recorded {
         Ok(())
     } else {
-        Err(format!("its sha256 is {actual}, but {recorded} was downloaded: the file changed on disk; delete it and download it again"))
+        Err(VerifyError::Changed { actual, recorded })
     }
 }
 

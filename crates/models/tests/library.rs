@@ -206,6 +206,6 @@ fn verify_catches_a_file_that_changed_after_download() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     std::fs::write(&model, bytes).unwrap();
-    let err = library::verify_hash(&model).unwrap_err();
+    let err = library::verify_hash(&model).unwrap_err().to_string();
     assert!(err.contains(&good) && err.contains("download it again"), "{err}");
 }

@@ -152,9 +152,14 @@ impl Page {
     }
 }
 
+/// No format of the page could be read: each URL tried and why, in words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.join("; "))]
+pub struct Unreadable(pub Vec<String>);
+
 /// Asks the page in the formats its kind allows: incident.io's widget API, then its page feed;
 /// the Statuspage API's summary, then status.
-pub async fn check(http: &reqwest::Client, page: &Page) -> Result<Verdict, String> {
+pub async fn check(http: &reqwest::Client, page: &Page) -> Result<Verdict, Unreadable> {
     let base = page.url.trim_end_matches('/');
     let host = base.split("://").nth(1).unwrap_or(base).split('/').next().unwrap_or_default();
     let mut problems = Vec::new();
@@ -176,7 +181,7 @@ pub async fn check(http: &reqwest::Client, page: &Page) -> Result<Verdict, Strin
             Err(e) => problems.push(format!("{url}: {e}")),
         }
     }
-    Err(problems.join("; "))
+    Err(Unreadable(problems))
 }
 
 #[cfg(test)]
