@@ -15,6 +15,25 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use serde::Serialize;
 
+/// Why the benchmark could not run; each variant keeps llama.cpp's own error.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    NotAModel(#[from] crate::gguf::GgufError),
+    #[error(transparent)]
+    Backend(#[from] llama_cpp_2::LlamaCppError),
+    #[error("llama.cpp could not load {}: {source}", path.display())]
+    Load { path: std::path::PathBuf, source: llama_cpp_2::LlamaModelLoadError },
+    #[error(transparent)]
+    Context(#[from] llama_cpp_2::LlamaContextLoadError),
+    #[error("the model's tokenizer made only {0} tokens of the benchmark text")]
+    ShortPrompt(usize),
+    #[error(transparent)]
+    Batch(#[from] llama_cpp_2::llama_batch::BatchAddError),
+    #[error(transparent)]
+    Decode(#[from] llama_cpp_2::DecodeError),
+}
+
 pub const PROMPT_TOKENS: usize = 512;
 pub const GEN_TOKENS: usize = 128;
 
@@ -31,14 +50,14 @@ pub struct BenchReport {
 }
 
 /// Runs the benchmark in this process (it is the measurement, so no worker hop).
-pub fn run(path: &Path, threads: u32) -> Result<BenchReport, String> {
-    crate::gguf::validate(path).map_err(|e| e.to_string())?;
+pub fn run(path: &Path, threads: u32) -> Result<BenchReport, BenchError> {
+    crate::gguf::validate(path)?;
     llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default().with_logs_enabled(false));
-    let backend = LlamaBackend::init().map_err(|e| e.to_string())?;
+    let backend = LlamaBackend::init()?;
     let threads = if threads == 0 { crate::worker::default_threads() } else { threads };
     let started = Instant::now();
     let model =
-        LlamaModel::load_from_file(&backend, path, &LlamaModelParams::default()).map_err(|e| format!("llama.cpp could not load {}: {e}", path.display()))?;
+        LlamaModel::load_from_file(&backend, path, &LlamaModelParams::default()).map_err(|source| BenchError::Load { path: path.to_path_buf(), source })?;
     let load_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let n_ctx = (PROMPT_TOKENS + GEN_TOKENS + 16) as u32;
     let params = LlamaContextParams::default()
@@ -46,14 +65,14 @@ pub fn run(path: &Path, threads: u32) -> Result<BenchReport, String> {
         .with_n_batch(PROMPT_TOKENS as u32)
         .with_n_threads(threads as i32)
         .with_n_threads_batch(threads as i32);
-    let mut ctx = model.new_context(&backend, params).map_err(|e| e.to_string())?;
+    let mut ctx = model.new_context(&backend, params)?;
 
     // Natural-ish text repeated until it tokenizes past 512 tokens, then cut to exactly 512.
     let vocab = model.vocab();
     let sentence = "The quick brown fox jumps over the lazy dog while the committee reviews the quarterly report on renewable energy. ";
     let mut tokens = vocab.tokenize(sentence.repeat(64).as_bytes(), true, false);
     if tokens.len() < PROMPT_TOKENS {
-        return Err(format!("the model's tokenizer made only {} tokens of the benchmark text", tokens.len()));
+        return Err(BenchError::ShortPrompt(tokens.len()));
     }
     tokens.truncate(PROMPT_TOKENS);
 
@@ -89,12 +108,12 @@ pub fn run(path: &Path, threads: u32) -> Result<BenchReport, String> {
 }
 
 /// Decodes `tokens` at positions from `start`, logits for the last one only.
-fn decode(ctx: &mut LlamaContext<'_>, batch: &mut LlamaBatch<'_>, tokens: &[LlamaToken], start: usize) -> Result<(), String> {
+fn decode(ctx: &mut LlamaContext<'_>, batch: &mut LlamaBatch<'_>, tokens: &[LlamaToken], start: usize) -> Result<(), BenchError> {
     batch.clear();
     for (i, t) in tokens.iter().enumerate() {
-        batch.add(*t, (start + i) as i32, &[0], i + 1 == tokens.len()).map_err(|e| e.to_string())?;
+        batch.add(*t, (start + i) as i32, &[0], i + 1 == tokens.len())?;
     }
-    ctx.decode(batch).map_err(|e| e.to_string())
+    Ok(ctx.decode(batch)?)
 }
 
 /// VmHWM of this process (Linux), in MiB; 0 where unavailable.
