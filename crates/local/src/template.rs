@@ -50,24 +50,38 @@ fn builtin_for_architecture(arch: &str) -> Option<&'static str> {
     })
 }
 
+/// Why a chat template could not be chosen or rendered; the words name the model file.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("{file}: its chat template did not finish within {FUEL} steps (a loop that never ends?); the model cannot be used with it")]
+    OutOfFuel { file: String },
+    #[error("{file}: chat template: {source}")]
+    Jinja { file: String, source: Error },
+    /// A template text or name with an interior NUL, for llama.cpp's renderer.
+    #[error("chat template: {0}")]
+    Nul(#[from] std::ffi::NulError),
+    #[error(transparent)]
+    Llama(#[from] llama_cpp_2::ApplyChatTemplateError),
+}
+
 /// Picks the template for `model` (the file at `file`) once, at load. A template that runs out
 /// of fuel on a one-message chat is hostile (or broken beyond use) and fails the load, naming
 /// the file.
-pub fn choose(model: &LlamaModel, architecture: &str, file: &str) -> Result<Template, String> {
+pub fn choose(model: &LlamaModel, architecture: &str, file: &str) -> Result<Template, TemplateError> {
     if let Ok(t) = model.chat_template(None) {
         let text = t.to_string().unwrap_or_default();
         match jinja(&text, &[Message::new("user", "u")], None, true, "", "") {
             Ok(_) => return Ok(Template::Jinja(text)),
-            Err(e) if e.kind() == ErrorKind::OutOfFuel => return Err(jinja_error(file, &e)),
+            Err(e) if e.kind() == ErrorKind::OutOfFuel => return Err(jinja_error(file, e)),
             Err(e) => {
                 // Syntax minijinja lacks: llama.cpp's guess from the text beats ChatML. It returns
                 // an error for templates it does not know.
                 let probe = [chat("system", "s"), chat("user", "u")];
                 if model.apply_chat_template(&t, &probe, true).is_ok() {
-                    tracing::warn!("{}; using llama.cpp's renderer for it", jinja_error(file, &e));
+                    tracing::warn!("{}; using llama.cpp's renderer for it", jinja_error(file, e));
                     return Ok(Template::Builtin(text));
                 }
-                tracing::warn!("{}; falling back to a built-in template", jinja_error(file, &e));
+                tracing::warn!("{}; falling back to a built-in template", jinja_error(file, e));
             }
         }
     }
@@ -85,11 +99,19 @@ fn chat(role: &str, content: &str) -> LlamaChatMessage {
 /// Renders `messages`; with `open_assistant`, ends with the opened assistant turn to answer in
 /// (without, the text is a prefix of any longer conversation: what pre-warm caches).
 /// Errors name the model `file`.
-pub fn render(model: &LlamaModel, file: &str, template: &Template, messages: &[Message], open_assistant: bool, bos: &str, eos: &str) -> Result<String, String> {
-    let llama = |name_or_text: &str| -> Result<String, String> {
-        let tmpl = LlamaChatTemplate::new(name_or_text).map_err(|e| e.to_string())?;
+pub fn render(
+    model: &LlamaModel,
+    file: &str,
+    template: &Template,
+    messages: &[Message],
+    open_assistant: bool,
+    bos: &str,
+    eos: &str,
+) -> Result<String, TemplateError> {
+    let llama = |name_or_text: &str| -> Result<String, TemplateError> {
+        let tmpl = LlamaChatTemplate::new(name_or_text)?;
         let chat: Vec<_> = messages.iter().map(|m| chat(&m.role, &m.content)).collect();
-        model.apply_chat_template(&tmpl, &chat, open_assistant).map_err(|e| e.to_string())
+        Ok(model.apply_chat_template(&tmpl, &chat, open_assistant)?)
     };
     match template {
         Template::Builtin(text) => llama(text),
@@ -129,15 +151,14 @@ pub fn render_jinja<M: Serialize>(
     add_generation_prompt: bool,
     bos: &str,
     eos: &str,
-) -> Result<String, String> {
-    jinja(template, messages, tools, add_generation_prompt, bos, eos).map_err(|e| jinja_error(file, &e))
+) -> Result<String, TemplateError> {
+    jinja(template, messages, tools, add_generation_prompt, bos, eos).map_err(|e| jinja_error(file, e))
 }
 
-fn jinja_error(file: &str, e: &Error) -> String {
-    if e.kind() == ErrorKind::OutOfFuel {
-        format!("{file}: its chat template did not finish within {FUEL} steps (a loop that never ends?); the model cannot be used with it")
-    } else {
-        format!("{file}: chat template: {e}")
+fn jinja_error(file: &str, e: Error) -> TemplateError {
+    match e.kind() {
+        ErrorKind::OutOfFuel => TemplateError::OutOfFuel { file: file.into() },
+        _ => TemplateError::Jinja { file: file.into(), source: e },
     }
 }
 
@@ -394,7 +415,7 @@ mod tests {
 
     #[test]
     fn template_exceptions_are_errors_not_panics() {
-        let err = render_jinja(MISTRAL, "/models/m.gguf", &[Message::new("assistant", "x")], None, true, "", "").unwrap_err();
+        let err = render_jinja(MISTRAL, "/models/m.gguf", &[Message::new("assistant", "x")], None, true, "", "").unwrap_err().to_string();
         assert!(err.contains("must alternate") && err.starts_with("/models/m.gguf: "), "{err}");
         assert!(render_jinja::<Message>("{% for %}", "m.gguf", &[], None, true, "", "").is_err());
     }
@@ -410,11 +431,11 @@ mod tests {
     fn a_template_that_runs_away_stops_with_an_error_naming_the_file() {
         for t in HOSTILE {
             let started = std::time::Instant::now();
-            let err = render_jinja(t, "/home/u/.lmstudio/models/evil/evil.gguf", &[Message::new("user", "u")], None, true, "", "").unwrap_err();
+            let err = render_jinja(t, "/home/u/.lmstudio/models/evil/evil.gguf", &[Message::new("user", "u")], None, true, "", "").unwrap_err().to_string();
             assert!(err.starts_with("/home/u/.lmstudio/models/evil/evil.gguf: "), "{err}");
             assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}: {err}", started.elapsed());
         }
-        let err = render_jinja::<Message>(HOSTILE[0], "evil.gguf", &[], None, true, "", "").unwrap_err();
+        let err = render_jinja::<Message>(HOSTILE[0], "evil.gguf", &[], None, true, "", "").unwrap_err().to_string();
         assert!(err.contains("did not finish"), "{err}");
     }
 

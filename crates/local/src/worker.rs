@@ -76,8 +76,8 @@ pub fn run(input: impl BufRead + Send + 'static, mut output: impl Write) -> std:
                     Ok((model, architecture)) => {
                         let template = match template::choose(&model, &architecture, &path) {
                             Ok(t) => t,
-                            Err(message) => {
-                                w.emit(&Event::Error { id: None, message })?;
+                            Err(e) => {
+                                w.emit(&Event::Error { id: None, message: e.to_string() })?;
                                 continue;
                             }
                         };
@@ -268,7 +268,8 @@ impl Generation<'_> {
             // The first `drop` droppable messages are exactly the non-system ones before `cut`.
             let cut = drop.checked_sub(1).map_or(0, |last| droppable[last] + 1);
             let kept: Vec<Message> = messages.iter().enumerate().filter(|(i, m)| *i >= cut || m.role == "system").map(|(_, m)| m.clone()).collect();
-            let mut text = template::render(self.model, &self.spec.path, &self.spec.template, &kept, !self.evaluate_only, &bos, &eos)?;
+            let mut text =
+                template::render(self.model, &self.spec.path, &self.spec.template, &kept, !self.evaluate_only, &bos, &eos).map_err(|e| e.to_string())?;
             if let Some(p) = prefill {
                 text.push_str(p);
             }
