@@ -339,7 +339,7 @@ async fn test_connection_reports_the_classified_result() {
     assert!(ok.models > 0, "{ok:?}");
     scenario(&mock, serde_json::json!([{ "type": "fail", "status": 401, "code": "invalid_api_key", "match": { "path": "*models*" } }])).await;
     let err = s.conversations.router().test_connection(None).await.unwrap_err();
-    assert_eq!((err.class.as_str(), err.status), ("account", Some(401)));
+    assert_eq!((err.class, err.status), (understudy_router::ErrorClass::Account, Some(401)));
     assert_eq!((err.next_step.as_str(), err.next_action), ("Check the API key in Settings.", understudy_router::NextAction::AddKey));
     let refused = setup(&config("http://127.0.0.1:9/v1", Mode::Auto, None), &key());
     let err = refused.conversations.router().test_connection(None).await.unwrap_err();
