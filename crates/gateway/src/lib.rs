@@ -28,7 +28,7 @@ use axum::Json;
 use serde_json::{json, Value};
 use understudy_local::ResponseFormat;
 use understudy_router::chain::{Chain, LocalModel};
-use understudy_router::{Answer, ChatError, ChatRequest, ErrorClass, Event, Router, Sampling, Turn};
+use understudy_router::{Answer, ChatError, ChatRequest, ErrorClass, Event, FinishReason, Router, Sampling, Turn};
 
 mod assemble;
 use assemble::Assembly;
@@ -395,7 +395,7 @@ async fn chat_completions(State(app): State<App>, body: Bytes) -> Response {
         provenance(h, &provider, failover.as_deref());
         return r;
     }
-    let (mut text, mut finish, mut usage, mut last_model, mut left_out) = (String::new(), "stop".to_string(), None, model.clone(), 0);
+    let (mut text, mut finish, mut usage, mut last_model, mut left_out) = (String::new(), FinishReason::Stop, None, model.clone(), 0);
     let (mut reasoning, mut assembly, mut switched) = (String::new(), Assembly::default(), false);
     while let Some(e) = answer.next().await {
         match e {
@@ -422,7 +422,8 @@ async fn chat_completions(State(app): State<App>, body: Bytes) -> Response {
     let body = if upstream {
         // The completion exactly as the provider would have sent it unstreamed; after a switch,
         // the offline model's text appended and its model, finish reason and usage.
-        let local = switched.then(|| assemble::Continuation { text: &text, reasoning: &reasoning, model: &last_model, finish: &finish, usage: usage.clone() });
+        let local =
+            switched.then(|| assemble::Continuation { text: &text, reasoning: &reasoning, model: &last_model, finish: finish.as_str(), usage: usage.clone() });
         assembly.finish(&id, local)
     } else {
         // A reasoning model's thinking goes where DeepSeek's API and OpenRouter put it.
@@ -432,7 +433,7 @@ async fn chat_completions(State(app): State<App>, body: Bytes) -> Response {
         }
         json!({
             "id": id, "object": "chat.completion", "created": now_s(), "model": last_model,
-            "choices": [{ "index": 0, "message": message, "finish_reason": finish }],
+            "choices": [{ "index": 0, "message": message, "finish_reason": finish.as_str() }],
             "usage": usage,
         })
     };
@@ -512,7 +513,7 @@ fn sse(mut answer: Answer, id: String, model: String, include_usage: bool, upstr
                 Event::Done { finish_reason, .. } => {
                     // The upstream sent its own finish and usage chunks.
                     if !upstream {
-                        let _ = tx.send(chunk(&id, &model, json!({}), Some(&finish_reason))).await;
+                        let _ = tx.send(chunk(&id, &model, json!({}), Some(finish_reason.as_str()))).await;
                         if let (true, Some(u)) = (include_usage, usage.take()) {
                             let u = json!({ "id": id, "object": "chat.completion.chunk", "created": now_s(), "model": model, "choices": [], "usage": u });
                             let _ = tx.send(Bytes::from(format!("data: {u}\n\n"))).await;

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use understudy_core::config::Mode;
 use understudy_core::{ErrorClass, NextAction};
-use understudy_local::{Engine, Event as LocalEvent, FinishReason, SamplingParams};
+use understudy_local::{Engine, Event as LocalEvent, FinishReason as LocalFinish, SamplingParams};
 use understudy_openai::{ChatMessage, ChatRequest as CloudRequest, Error as CloudError, ErrorKind, FailureClass, StreamEvent};
 
 use crate::chain::{Chain, Cloud, LocalModel};
@@ -285,6 +285,49 @@ impl Because {
     }
 }
 
+/// Why an answer ended, in OpenAI's words (`stop`, `length`, `tool_calls`, `content_filter`, or
+/// whatever a provider sends, kept as it came), plus `cancelled`: the user stopped it and the
+/// text so far stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinishReason {
+    Stop,
+    Length,
+    ToolCalls,
+    ContentFilter,
+    Cancelled,
+    Other(String),
+}
+
+impl FinishReason {
+    pub fn from_wire(reason: &str) -> Self {
+        match reason {
+            "stop" => Self::Stop,
+            "length" => Self::Length,
+            "tool_calls" => Self::ToolCalls,
+            "content_filter" => Self::ContentFilter,
+            "cancelled" => Self::Cancelled,
+            other => Self::Other(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Stop => "stop",
+            Self::Length => "length",
+            Self::ToolCalls => "tool_calls",
+            Self::ContentFilter => "content_filter",
+            Self::Cancelled => "cancelled",
+            Self::Other(reason) => reason,
+        }
+    }
+}
+
+impl Serialize for FinishReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// What happens during an answer, in order: `Started` (when the provider that answers is known:
 /// at its first token, so a failover before it is invisible), `Token`s, maybe `Switched` and
 /// more `Token`s, maybe `Usage`, then exactly one `Done` or `Error`.
@@ -335,10 +378,9 @@ pub enum Event {
     LeftOut {
         messages: u32,
     },
-    /// `finish_reason`: `stop`, `length`, or `cancelled` (the user stopped it; the text so far
-    /// stands). `model` is the model that wrote it, as the provider reported it.
+    /// Why it ended; `model` is the model that wrote it, as the provider reported it.
     Done {
-        finish_reason: String,
+        finish_reason: FinishReason,
         model: String,
     },
     Error {
@@ -445,7 +487,7 @@ impl Router {
             }
             // Cancelled: the provider's stream was dropped with the future above, which
             // closes the HTTP connection or cancels the local generation.
-            sink.send(Event::Done { finish_reason: "cancelled".into(), model: String::new() }).await;
+            sink.send(Event::Done { finish_reason: FinishReason::Cancelled, model: String::new() }).await;
         });
         Answer { rx, _guard: cancel.clone().drop_guard(), cancel }
     }
@@ -709,7 +751,7 @@ async fn attempt_cloud(
         Ok(s) => s,
         Err(error) => return Attempt::Failed { error, partial: None, tool_call: false },
     };
-    let (mut answered_by, mut finish, mut text, mut first_token) = (model, "stop".to_string(), String::new(), None);
+    let (mut answered_by, mut finish, mut text, mut first_token) = (model, FinishReason::Stop, String::new(), None);
     // Raw chunks before the first token wait for `Started` (a failover before it drops them).
     let (mut held, mut tool_call) = (Vec::new(), false);
     let begin = |answered_by: &str, (failover, because): &(Option<String>, Option<Because>)| Event::Started {
@@ -735,7 +777,7 @@ async fn attempt_cloud(
                 continue;
             }
             Ok(StreamEvent::Finish { reason }) => {
-                finish = reason;
+                finish = FinishReason::from_wire(&reason);
                 continue;
             }
             Ok(StreamEvent::Usage(u)) => {
@@ -832,11 +874,11 @@ async fn answer_local(chain: &Chain, engine: &Engine, request: &ChatRequest, fai
                 }
                 sink.send(Event::Usage { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens }).await;
                 let finish = match finish_reason {
-                    FinishReason::Stop => "stop",
-                    FinishReason::Length => "length",
-                    FinishReason::Cancelled => "cancelled",
+                    LocalFinish::Stop => FinishReason::Stop,
+                    LocalFinish::Length => FinishReason::Length,
+                    LocalFinish::Cancelled => FinishReason::Cancelled,
                 };
-                return sink.send(Event::Done { finish_reason: finish.into(), model: name.clone() }).await;
+                return sink.send(Event::Done { finish_reason: finish, model: name.clone() }).await;
             }
             LocalEvent::Error { message, .. } => return sink.send(Event::Error { error: ChatError::local(message) }).await,
             _ => {}
@@ -848,6 +890,16 @@ async fn answer_local(chain: &Chain, engine: &Engine, request: &ChatRequest, fai
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_finish_reason_goes_out_as_it_came_in_even_one_we_do_not_know() {
+        for wire in ["stop", "length", "tool_calls", "content_filter", "cancelled", "function_call", "something_new"] {
+            let reason = FinishReason::from_wire(wire);
+            assert_eq!((reason.as_str(), serde_json::to_value(&reason).unwrap()), (wire, serde_json::json!(wire)));
+        }
+        assert_eq!(FinishReason::from_wire("something_new"), FinishReason::Other("something_new".into()));
+        assert_eq!(FinishReason::from_wire("cancelled"), FinishReason::Cancelled);
+    }
 
     #[test]
     fn a_full_offline_queue_is_busy_with_a_retry_time_not_a_failure() {

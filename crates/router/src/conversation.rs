@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use understudy_store::{AnswerEnd, Conversation, Message, Part, Provenance, Status, Store, StoreError, StreamingMessage};
 
-use crate::chat::{ChatRequest, Event, Router, Turn};
+use crate::chat::{ChatRequest, Event, FinishReason, Router, Turn};
 
 /// A conversation's title until the first message names it.
 pub const UNTITLED: &str = "New chat";
@@ -307,11 +307,13 @@ impl Conversations {
                 Event::Reasoning { text } => sink(TurnEvent::Reasoning { text }),
                 Event::Upstream { .. } => {}
                 Event::Done { finish_reason, model } => {
-                    if finish_reason == "cancelled" {
-                        end.status = Status::Interrupted;
-                        end.error = Some("Stopped by you.".into());
-                    } else if finish_reason == "length" {
-                        end.error = Some("The answer reached the length limit.".into());
+                    match finish_reason {
+                        FinishReason::Cancelled => {
+                            end.status = Status::Interrupted;
+                            end.error = Some("Stopped by you.".into());
+                        }
+                        FinishReason::Length => end.error = Some("The answer reached the length limit.".into()),
+                        _ => {}
                     }
                     match end.parts.last_mut() {
                         Some(last) if !model.is_empty() => last.model = model,

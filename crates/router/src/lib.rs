@@ -13,7 +13,7 @@ pub mod probe;
 pub mod status_page;
 
 pub use chain::{Chain, Keys, LocalModel, StoredKeys};
-pub use chat::{Answer, Because, ChatError, ChatRequest, ConnectionReport, Event, FailoverReason, Router, Sampling, Turn};
+pub use chat::{Answer, Because, ChatError, ChatRequest, ConnectionReport, Event, FailoverReason, FinishReason, Router, Sampling, Turn};
 pub use conversation::{ConversationError, Conversations, TurnEvent};
 pub use health::{HealthSnapshot, Monitor, ProviderHealth};
 pub use policy::{Breaker, Health};
