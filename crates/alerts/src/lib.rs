@@ -9,7 +9,7 @@ pub mod window;
 
 use serde::Serialize;
 use understudy_core::config::Mode;
-use understudy_router::{Because, Breaker, FailoverReason, Health, HealthSnapshot};
+use understudy_router::{Because, Breaker, FailoverReason, Health, HealthSnapshot, Route};
 
 /// The tray states of design.md section 3, for the chain: the primary provider's health and
 /// who answers now.
@@ -48,13 +48,14 @@ pub fn state_of(s: &HealthSnapshot) -> TrayState {
     if s.mode == Mode::LocalOnly {
         return if s.local_model.is_some() { TrayState::LocalOnly } else { TrayState::Nothing };
     }
-    if s.route == "none" {
-        return TrayState::Nothing;
-    }
     let primary = s.providers.first();
-    let backup_answers = s.route != "local" && primary.is_some_and(|p| p.id != s.route);
+    let backup_answers = match &s.route {
+        Route::Nothing => return TrayState::Nothing,
+        Route::Provider(id) => primary.is_some_and(|p| &p.id != id),
+        Route::Local => false,
+    };
     match primary.map(|p| p.health) {
-        _ if s.route == "local" => TrayState::Outage,
+        _ if s.route == Route::Local => TrayState::Outage,
         // The primary is down, or cannot be used (no key), and another cloud answers.
         _ if backup_answers => TrayState::Backup,
         Some(Health::Outage) => TrayState::Outage,
@@ -65,7 +66,7 @@ pub fn state_of(s: &HealthSnapshot) -> TrayState {
 
 /// The name of who answers now (`route`): a provider's label, or the offline model's name.
 fn route_label(s: &HealthSnapshot) -> String {
-    match s.providers.iter().find(|p| p.id == s.route) {
+    match s.providers.iter().find(|p| s.route.is_provider(&p.id)) {
         Some(p) => p.label.clone(),
         None => s.local_model.clone().unwrap_or_else(|| "the offline model".to_string()),
     }
@@ -233,8 +234,8 @@ impl Notifier {
             if self.outage.is_none() {
                 self.outage = Some(now);
                 let again = self.last_outage_end.is_some_and(|t| now.saturating_sub(t) < self.cfg.reopen_window);
-                let (body, opens) = match (s.route.as_str(), &s.local_model) {
-                    ("none", _) | ("local", None) => {
+                let (body, opens) = match (&s.route, &s.local_model) {
+                    (Route::Nothing, _) | (Route::Local, None) => {
                         ("No offline model is installed, so nothing can answer. Download one to keep working.".to_string(), Some(Page::Models))
                     }
                     // Who took over: a backup cloud provider or the offline model.

@@ -35,13 +35,53 @@ pub struct ProviderHealth {
     pub answered_since_close: bool,
 }
 
+/// Where the next request goes: a cloud provider (by id), the offline model, or nowhere. On the
+/// wire (status endpoint, the window) it is the provider's id, `local` or `none`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Provider(String),
+    Local,
+    Nothing,
+}
+
+impl Route {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Route::Provider(id) => id,
+            Route::Local => "local",
+            Route::Nothing => "none",
+        }
+    }
+
+    /// Whether the next request goes to this cloud provider.
+    pub fn is_provider(&self, id: &str) -> bool {
+        matches!(self, Route::Provider(p) if p == id)
+    }
+}
+
+impl From<&str> for Route {
+    fn from(wire: &str) -> Self {
+        match wire {
+            "local" => Route::Local,
+            "none" => Route::Nothing,
+            id => Route::Provider(id.to_string()),
+        }
+    }
+}
+
+impl Serialize for Route {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// Everything the tray, notifier, UI and status endpoint show.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HealthSnapshot {
     pub mode: Mode,
     pub providers: Vec<ProviderHealth>,
-    /// Where the next request goes: a provider id, `local`, or `none` (nothing can answer).
-    pub route: String,
+    /// Where the next request goes.
+    pub route: Route,
     /// The offline model's name, if one is installed.
     pub local_model: Option<String>,
 }
@@ -70,7 +110,7 @@ fn unix_ms() -> u64 {
 
 impl Monitor {
     pub fn new(chain: &Chain, cfg: PolicyConfig) -> Monitor {
-        let empty = HealthSnapshot { mode: chain.mode, providers: Vec::new(), route: "none".into(), local_model: None };
+        let empty = HealthSnapshot { mode: chain.mode, providers: Vec::new(), route: Route::Nothing, local_model: None };
         let (tx, _) = watch::channel(empty);
         let m = Monitor { start: Instant::now(), start_unix_ms: unix_ms(), cfg: Mutex::new(cfg), entries: Mutex::default(), tx };
         m.publish(chain);
@@ -192,11 +232,11 @@ impl Monitor {
         };
         let cloud_route = chain.clouds.iter().zip(&providers).find(|(c, p)| c.client.is_some() && p.breaker == Breaker::Closed).map(|(c, _)| c.id.clone());
         let route = match (chain.mode, cloud_route, &local_model) {
-            (Mode::LocalOnly, _, Some(_)) => "local".to_string(),
-            (Mode::LocalOnly, _, None) => "none".to_string(),
-            (_, Some(id), _) => id,
-            (Mode::Auto, None, Some(_)) => "local".to_string(),
-            _ => "none".to_string(),
+            (Mode::LocalOnly, _, Some(_)) => Route::Local,
+            (Mode::LocalOnly, _, None) => Route::Nothing,
+            (_, Some(id), _) => Route::Provider(id),
+            (Mode::Auto, None, Some(_)) => Route::Local,
+            _ => Route::Nothing,
         };
         let snapshot = HealthSnapshot { mode: chain.mode, providers, route, local_model };
         self.tx.send_if_modified(|s| {
@@ -218,5 +258,19 @@ pub async fn forward(mut rx: watch::Receiver<HealthSnapshot>, mut send: impl FnM
         if !send(snapshot) || rx.changed().await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Route;
+
+    #[test]
+    fn a_route_goes_out_as_the_provider_id_local_or_none_and_comes_back() {
+        for (route, wire) in [(Route::Provider("groq".into()), "groq"), (Route::Local, "local"), (Route::Nothing, "none")] {
+            assert_eq!(serde_json::to_value(&route).unwrap(), serde_json::json!(wire));
+            assert_eq!(Route::from(wire), route);
+        }
+        assert!(Route::Provider("openai".into()).is_provider("openai") && !Route::Local.is_provider("local"));
     }
 }

@@ -15,6 +15,6 @@ pub mod status_page;
 pub use chain::{Chain, Keys, LocalModel, StoredKeys};
 pub use chat::{Answer, Because, ChatError, ChatRequest, ConnectionReport, Event, FailoverReason, FinishReason, Router, Sampling, Turn};
 pub use conversation::{ConversationError, Conversations, TurnEvent};
-pub use health::{HealthSnapshot, Monitor, ProviderHealth};
+pub use health::{HealthSnapshot, Monitor, ProviderHealth, Route};
 pub use policy::{Breaker, Health};
 pub use understudy_core::{ErrorClass, NextAction};

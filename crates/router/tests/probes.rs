@@ -135,7 +135,7 @@ async fn probes_notice_an_outage_while_nobody_types_and_pre_warm_the_offline_mod
     scenario(&mock, serde_json::json!([{ "type": "fail", "status": 503, "times": 50, "match": { "path": "*models*" } }])).await;
     wait_for("an outage seen by probes alone", Duration::from_secs(10), || r.monitor().snapshot().providers[0].health == Health::Outage).await;
     let snap = r.monitor().snapshot();
-    assert_eq!(snap.route, "local");
+    assert_eq!(snap.route, understudy_router::Route::Local);
     assert_eq!(snap.providers[0].last_error.as_deref(), Some("OpenAI had a server error (503)"));
     let t0 = Instant::now();
     while r.engine().worker_pid().await.is_none() {
