@@ -157,12 +157,12 @@ impl Proc {
             // A decode that outlasts the stall timeout on a loaded machine is still work: while
             // the worker keeps using the CPU (a hung one does not), it gets more windows, up to
             // BUSY_WINDOWS in a row without an event.
-            let (mut busy_windows, mut cpu_mark) = (0u32, pid.and_then(cpu_ticks));
+            let (mut busy_windows, mut cpu_mark) = (0u32, CpuMark::take(pid));
             loop {
                 let next = match &working {
                     Some(id) => match tokio::time::timeout(stall, lines.next_line()).await {
                         Ok(next) => next,
-                        Err(_) if busy_windows < BUSY_WINDOWS && computing(pid, &mut cpu_mark, stall) => {
+                        Err(_) if busy_windows < BUSY_WINDOWS && computing(pid, &mut cpu_mark) => {
                             busy_windows += 1;
                             tracing::debug!("local engine silent for {stall:?} but computing: waiting on");
                             continue;
@@ -181,7 +181,11 @@ impl Proc {
                     None => lines.next_line().await,
                 };
                 let Ok(Some(line)) = next else { break };
-                (busy_windows, cpu_mark) = (0, pid.and_then(cpu_ticks));
+                busy_windows = 0;
+                // Tokens come many a second: /proc is read at most ten times a stall window.
+                if cpu_mark.is_none_or(|m| m.at.elapsed() >= stall / 10) {
+                    cpu_mark = CpuMark::take(pid);
+                }
                 let Ok(event) = serde_json::from_str::<Event>(&line) else {
                     tracing::warn!("local engine wrote a line that is not an event: {line:?}");
                     continue;
@@ -512,14 +516,27 @@ impl Drop for Generation {
 /// How many stall windows in a row a silent worker that keeps computing is given.
 const BUSY_WINDOWS: u32 = 10;
 
-/// Whether the worker used at least a tenth of a core since `mark` over a `window`; moves `mark`.
+/// The worker's CPU time when it was last looked at.
+#[derive(Debug, Clone, Copy)]
+struct CpuMark {
+    ticks: u64,
+    at: std::time::Instant,
+}
+
+impl CpuMark {
+    fn take(pid: Option<u32>) -> Option<CpuMark> {
+        Some(CpuMark { ticks: cpu_ticks(pid?)?, at: std::time::Instant::now() })
+    }
+}
+
+/// Whether the worker used at least a tenth of a core since `mark`; moves `mark` to now.
 /// Where the CPU time cannot be read the worker is judged by its silence alone.
-fn computing(pid: Option<u32>, mark: &mut Option<u64>, window: Duration) -> bool {
-    let (Some(before), Some(now)) = (*mark, pid.and_then(cpu_ticks)) else { return false };
+fn computing(pid: Option<u32>, mark: &mut Option<CpuMark>) -> bool {
+    let (Some(before), Some(now)) = (*mark, CpuMark::take(pid)) else { return false };
     *mark = Some(now);
     // /proc counts in USER_HZ, which Linux fixes at 100 for its ABI.
-    let used = Duration::from_millis(now.saturating_sub(before).saturating_mul(10));
-    used >= window / 10
+    let used = Duration::from_millis(now.ticks.saturating_sub(before.ticks).saturating_mul(10));
+    used >= now.at.duration_since(before.at) / 10
 }
 
 /// The process's user + system CPU time in clock ticks (Linux /proc).
