@@ -128,16 +128,7 @@ pub fn hide(app: &AppHandle) {
                             tracing::info!("releasing the hidden window's web view");
                             let _ = w.destroy();
                             #[cfg(target_os = "linux")]
-                            {
-                                // Pages still shared with the exiting web process would be skipped.
-                                for _ in 0..50 {
-                                    if !has_child("WebKitWebProc") {
-                                        break;
-                                    }
-                                    tokio::time::sleep(Duration::from_millis(100)).await;
-                                }
-                                page_out_code();
-                            }
+                            page_out_code().await;
                         }
                     }
                     return;
@@ -152,7 +143,14 @@ pub fn hide(app: &AppHandle) {
 /// reading them again costs a page-cache hit, and in the tray little of them is used. Android
 /// does the same to apps sent to the background. Anonymous pages are left alone (no swap).
 #[cfg(target_os = "linux")]
-fn page_out_code() {
+async fn page_out_code() {
+    // Pages still shared with the exiting web process would be skipped: wait for it (5 s at most).
+    for _ in 0..50 {
+        if !has_child("WebKitWebProc") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else { return };
     let mut bytes = 0usize;
     for line in maps.lines() {
