@@ -28,7 +28,7 @@ describe.skipIf(!process.env.UNDERSTUDY_E2E_BAD_DISK)("a damaged history file", 
     // The app is usable: the first-run screen (nothing set up here) and a fresh history.
     expect(await browser.$('[data-testid="first-run"]').isDisplayed()).toBe(true);
     expect(readdirSync(dataDir)).toContain("understudy.db");
-    await screenshot(browser, "bad-disk.png");
+    await screenshot("bad-disk.png");
     await browser.$('[data-testid="store-notice-dismiss"]').click();
     await browser.$('[data-testid="store-notice"]').waitForDisplayed({ reverse: true, timeout: 5_000 });
   });

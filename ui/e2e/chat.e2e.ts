@@ -54,7 +54,7 @@ describe.skipIf(!llmock)("chatting with the real app", () => {
     expect(badge).toBe("OpenAI · gpt-4o-mini");
     expect(await browser.$('[data-testid="message"][data-role="assistant"] strong').getText()).toBe("France");
     await browser.waitUntil(async () => (await title()) === "What is the capital of France?", { timeout: 5_000, timeoutMsg: "the conversation was not named after its first message" });
-    await screenshot(browser, "chat-answer.png");
+    await screenshot("chat-answer.png");
   });
 
   it("Stop ends a stalled answer at once and keeps what was written", async () => {
@@ -75,7 +75,7 @@ describe.skipIf(!llmock)("chatting with the real app", () => {
     expect(await browser.$('[data-testid="message"][data-status="interrupted"] [data-testid="message-note"]').getText()).toBe("Stopped by you.");
     // WebDriver round trips included; the answer itself ends within ms (router test: < 200 ms).
     expect(took).toBeLessThan(2_000);
-    await screenshot(browser, "chat-stopped.png");
+    await screenshot("chat-stopped.png");
   });
 
   it("Regenerate answers the last question again", async () => {
@@ -104,7 +104,7 @@ describe.skipIf(!llmock)("chatting with the real app", () => {
     expect(await title()).toBe("What is the capital of France?");
     const roles = await browser.execute(() => [...document.querySelectorAll('[data-testid="message"]')].map((e) => `${e.getAttribute("data-role")}:${e.getAttribute("data-status")}`));
     expect(roles).toEqual(["user:complete", "assistant:complete", "user:complete", "assistant:complete", "user:complete", "assistant:error"]);
-    await screenshot(browser, "chat-after-restart.png");
+    await screenshot("chat-after-restart.png");
   });
 
   it("follows a streaming answer to the bottom, and stops following once you scroll up", async () => {
@@ -154,6 +154,6 @@ describe.skipIf(!llmock)("chatting with the real app", () => {
     expect(shown.startsWith(text)).toBe(true);
     const users = await browser.execute(() => [...document.querySelectorAll('[data-testid="message"][data-role="user"]')].map((e) => (e as HTMLElement).innerText));
     expect(users.at(-1)).toContain("Crash while you answer");
-    await screenshot(browser, "chat-after-kill.png");
+    await screenshot("chat-after-kill.png");
   });
 });

@@ -24,6 +24,6 @@ describe.skipIf(!process.env.UNDERSTUDY_E2E_BAD_CONFIG)("a broken config file", 
     expect(expected.length).toBeGreaterThan(0);
     for (const part of expected) expect(text).toContain(part);
     expect(await browser.$('[data-testid="first-run"]').isDisplayed()).toBe(true);
-    await screenshot(browser, "config-problem.png");
+    await screenshot("config-problem.png");
   });
 });

@@ -21,7 +21,7 @@ export async function launchApp(): Promise<WebdriverIO.Browser> {
 /** The X screen as the user sees it (ImageMagick's `import`). Not WebDriver's screenshot: that
  * hangs WebKitWebDriver on a page drawn without GPU compositing, which is how the app draws
  * (src-tauri/src/window.rs `prefer_cpu_rendering`). */
-export async function screenshot(_browser: WebdriverIO.Browser | undefined, name: string): Promise<string> {
+export async function screenshot(name: string): Promise<string> {
   mkdirSync(outDir, { recursive: true });
   const path = join(outDir, name);
   execFileSync("import", ["-window", "root", path], { timeout: 15_000 });

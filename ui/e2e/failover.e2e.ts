@@ -55,7 +55,7 @@ describe.skipIf(!llmock)("failover in the real app", () => {
     expect(await status.getText()).toMatch(/answering with tiny-llama/);
     expect(await browser.$('[data-testid="status-dot"]').getAttribute("data-health")).toBe("outage");
     expect(await browser.$('[data-testid="ask-cloud-again"]').isExisting()).toBe(false);
-    await screenshot(browser, "failover-outage.png");
+    await screenshot("failover-outage.png");
   });
 
   it("probes find OpenAI back; Ask OpenAI again re-asks it", async () => {
@@ -68,7 +68,7 @@ describe.skipIf(!llmock)("failover in the real app", () => {
     await again.click();
     await browser.waitUntil(async () => (await (await lastAnswer()).$('[data-testid="message-badge"]').getText()).startsWith("OpenAI"), { timeout: 15_000, timeoutMsg: "OpenAI did not answer again" });
     expect(await (await lastAnswer()).getAttribute("data-status")).toBe("complete");
-    await screenshot(browser, "failover-recovered.png");
+    await screenshot("failover-recovered.png");
   });
 
   it.skipIf(!gateway)("the Settings switch serves other tools through the window's failover", async () => {
@@ -82,7 +82,7 @@ describe.skipIf(!llmock)("failover in the real app", () => {
     const state = await browser.$('[data-testid="gateway-state"]');
     await state.waitForDisplayed({ timeout: 10_000 });
     expect(await state.getText()).toContain(`Serving at http://${gateway}/v1`);
-    await screenshot(browser, "settings-gateway.png");
+    await screenshot("settings-gateway.png");
     // The per-install token, as Settings shows it for other tools' environment.
     const lines = await browser.$('[data-testid="gateway-env"]');
     await lines.waitForExist({ timeout: 10_000 });

@@ -43,7 +43,7 @@ describe.skipIf(!llmock)("hostile answers in the real app", () => {
     await img.waitForDisplayed({ timeout: 15_000 });
     await img.click();
     await staysHome();
-    await screenshot(browser, "hostile-image-map.png");
+    await screenshot("hostile-image-map.png");
   });
 
   it("should an image map ever reach the page, a real click on it is still refused by the navigation guard", async () => {
@@ -67,6 +67,6 @@ describe.skipIf(!llmock)("hostile answers in the real app", () => {
       window.location.href = url;
     }, attacker);
     await staysHome();
-    await screenshot(browser, "hostile-after-navigation-attempts.png");
+    await screenshot("hostile-after-navigation-attempts.png");
   });
 });

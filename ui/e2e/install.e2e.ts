@@ -34,7 +34,7 @@ describe("the installed package", () => {
     expect(await browser.$("h1").getText()).toBe("Welcome to Understudy");
     // The version comes from the backend (the workspace version), as in the package.
     expect(await browser.$('[data-testid="status-bar"]').getText()).toContain(`v${version}`);
-    await screenshot(browser, "install-first-run.png");
+    await screenshot("install-first-run.png");
   });
 
   it("its window has the WM_CLASS the desktop entry names, so docks match it to the entry", async () => {

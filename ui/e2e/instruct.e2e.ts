@@ -28,6 +28,6 @@ describe.skipIf(!llmock)("a real instruct model answers a failover", () => {
     expect(await answer.$('[data-testid="message-badge"]').getText()).toMatch(/^Local model · SmolLM2/);
     expect(await answer.$('[data-testid="failover-reason"]').getText()).toBe("Answered here because OpenAI had a server error (503).");
     expect(await answer.$('[data-testid="message-text"]').getText()).toContain("Berlin");
-    await screenshot(browser, "instruct-failover.png");
+    await screenshot("instruct-failover.png");
   });
 });

@@ -38,7 +38,7 @@ describe.skipIf(!hub)("models", () => {
     await bar.waitForDisplayed({ timeout: 10_000 });
     await browser.waitUntil(async () => Number(await bar.getAttribute("value")) > 0, { timeout: 10_000, timeoutMsg: "no progress" });
     expect(await browser.$('[data-testid="download-figures"]').getText()).toMatch(/^[\d.]+ MB of 0\.9 MB · [\d.]+ MB\/s/);
-    await screenshot(browser, "models-downloading.png");
+    await screenshot("models-downloading.png");
 
     const notice = await browser.$('[data-testid="models-notice"]');
     await notice.waitForDisplayed({ timeout: 60_000 });
@@ -52,6 +52,6 @@ describe.skipIf(!hub)("models", () => {
       timeout: 10_000,
       timeoutMsg: "the status bar does not name the new offline model",
     });
-    await screenshot(browser, "models-chosen.png");
+    await screenshot("models-chosen.png");
   });
 });

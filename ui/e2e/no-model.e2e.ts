@@ -30,7 +30,7 @@ describe.skipIf(!process.env.UNDERSTUDY_E2E_NO_MODEL)("an outage with no offline
     sh("dunstctl", ["action", "0"]);
     await until("the window shown", () => (visibleWindows().length === 1 ? true : undefined), 10_000);
     await browser.$('[data-testid="models"]').waitForDisplayed({ timeout: 10_000 });
-    await screenshot(browser, "no-model-download-action.png");
+    await screenshot("no-model-download-action.png");
     await sleep(1500); // room for a second notification, were one sent
     const notes = notifications();
     expect(notes).toHaveLength(1);

@@ -94,7 +94,7 @@ describe.skipIf(!primary || !backup)("a chain of providers", () => {
     expect(await browser.$('[data-testid="status-dot"]').getAttribute("data-health")).toBe("degraded");
     const shown = notifications().filter((n) => n.summary.startsWith("OpenAI is unreachable"));
     expect(shown.map((n) => n.body)).toEqual(["Answering with Groq until it is back."]);
-    await screenshot(browser, "providers-backup.png");
+    await screenshot("providers-backup.png");
   });
 
   it("both fail: the offline model answers", async () => {

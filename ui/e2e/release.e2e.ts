@@ -113,7 +113,7 @@ describe.skipIf(!llmock)("the web view is released in the tray and rebuilt on op
     const last = browser.$$('[data-testid="message"][data-role="assistant"]')[1];
     expect(await last.getAttribute("data-status")).toBe("complete");
     expect(await last.$('[data-testid="message-text"]').getText()).toBe("Written while the window was gone.");
-    await screenshot(browser, "release-reopened.png");
+    await screenshot("release-reopened.png");
   }, 90_000 + 2_000 * Number(process.env.UNDERSTUDY_E2E_IDLE_S ?? 0));
 
   it("a second launch rebuilds a released window too", async () => {

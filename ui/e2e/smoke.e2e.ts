@@ -26,7 +26,7 @@ describe("first start of the real app", () => {
     expect(await status.getText()).toContain("OpenAI: not configured");
     expect(await status.getText()).toContain("Mode: Auto");
     expect(await browser.$('[data-testid="config-problem"]').isExisting()).toBe(false);
-    const shot = await screenshot(browser, "first-run.png");
+    const shot = await screenshot("first-run.png");
     expect(existsSync(shot) && statSync(shot).size > 10_000).toBe(true);
   });
 

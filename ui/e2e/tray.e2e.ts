@@ -68,7 +68,7 @@ describe.skipIf(!llmock)("tray and notifications", () => {
     expect(shown.map((n) => n.summary)).toEqual(["OpenAI is unreachable (OpenAI had a server error (503))", "OpenAI is back"]);
     // The tray area as a test artifact (gtk-sni-tray-standalone sits at the bottom edge).
     sh("import", ["-window", "root", "-crop", "1280x48+0+752", join(outDir, "tray.png")]);
-    await screenshot(browser, "tray-window.png");
+    await screenshot("tray-window.png");
   });
 
   it("the Mode menu switches to local only: blue, in words, and back", async () => {
