@@ -464,10 +464,10 @@ fn status_text(s: &serde_json::Value, source: &str, now: u64) -> String {
     let mut out = String::new();
     let str_of = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
     let _ = writeln!(out, "mode        {}", str_of(&s["mode"]));
-    let route = match str_of(&s["route"]).as_str() {
-        "none" => "nothing can answer".to_string(),
-        "local" => format!("local ({})", s["local_model"].as_str().unwrap_or("no model")),
-        r => r.to_string(),
+    let route = match understudy_router::Route::from(str_of(&s["route"]).as_str()) {
+        understudy_router::Route::Nothing => "nothing can answer".to_string(),
+        understudy_router::Route::Local => format!("local ({})", s["local_model"].as_str().unwrap_or("no model")),
+        understudy_router::Route::Provider(id) => id,
     };
     let _ = writeln!(out, "route       {route}");
     let _ = writeln!(out, "offline     {}", s["local_model"].as_str().unwrap_or("no model installed"));
