@@ -8,6 +8,7 @@ pub mod chain;
 pub mod chat;
 pub mod conversation;
 pub mod health;
+pub mod plan;
 pub mod policy;
 pub mod probe;
 pub mod status_page;
