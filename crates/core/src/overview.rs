@@ -12,6 +12,7 @@ use crate::providers::{resolve_key, Resolved, Stored};
 
 /// Where the primary provider's API key comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "kebab-case")]
 pub enum KeySource {
     /// No key found: the first-run screen offers to add one.
@@ -26,6 +27,7 @@ pub enum KeySource {
 
 /// A config problem as the UI shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ConfigProblem {
     pub file: PathBuf,
     pub line: Option<usize>,
@@ -40,6 +42,7 @@ impl From<&ConfigError> for ConfigProblem {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Overview {
     pub version: String,
     pub mode: Mode,

@@ -13,6 +13,7 @@ use crate::env::Env;
 
 /// How a vendor publishes its status page (read as a hint for that provider only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StatusPage {
     /// Atlassian Statuspage: `{page}/api/v2/summary.json`.
@@ -32,6 +33,7 @@ impl StatusPage {
 /// What kind of server a preset is: a vendor's cloud API, or a server on this computer or
 /// network (no key needed, never a status page).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum PresetKind {
     Cloud,
@@ -42,6 +44,7 @@ pub enum PresetKind {
 /// A provider the Settings page offers to add. `base_url` may hold a `{resource}` placeholder
 /// the user fills in (Azure).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Preset {
     /// Suggested provider id in `[[providers]]`.
     pub id: &'static str,
@@ -233,6 +236,7 @@ pub fn origin(base_url: &str) -> Option<String> {
 /// Why a provider has no key to send. Shown in words by `Display`; Settings asks for the key
 /// again on `OtherHost`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum KeyProblem {
     #[error("no API key is set")]

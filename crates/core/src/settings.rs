@@ -11,6 +11,7 @@ use crate::config::{Config, ConfigError, Mode};
 
 /// The everyday settings of the primary provider, the local model and the mode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Settings {
     pub mode: Mode,
     pub base_url: String,
@@ -117,6 +118,7 @@ fn set_enabled(doc: &mut DocumentMut, table: &str, on: bool) -> Result<(), ()> {
 
 /// One row of Settings → Providers as the file has it (disabled ones included), in chain order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ProviderEntry {
     pub id: String,
     pub base_url: String,
