@@ -113,6 +113,7 @@ pub fn json(c: &Conversation, messages: &[Message]) -> String {
 
 /// The two export formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(rename = "ExportFormat"))]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     Markdown,

@@ -40,6 +40,7 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// The state of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(rename = "MessageStatus"))]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Being written by a provider right now.
@@ -70,6 +71,7 @@ impl Status {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Conversation {
     pub id: i64,
     pub title: String,
@@ -89,6 +91,7 @@ pub struct Provenance {
 
 /// A stretch of an answer written by one provider; `start` is a char offset into the text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Part {
     pub provider: String,
     pub model: String,
@@ -96,6 +99,7 @@ pub struct Part {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Message {
     pub id: i64,
     pub conversation_id: i64,
@@ -122,6 +126,7 @@ pub struct Message {
 
 /// A full-text search hit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Hit {
     pub conversation_id: i64,
     pub message_id: i64,

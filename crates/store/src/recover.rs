@@ -14,6 +14,7 @@ use crate::{Store, StoreError};
 /// What opening the database found wrong and what was done about it. Typed, so the window
 /// words it; serialised with a `kind` tag.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StoreNotice {
     /// The file was not a sound database (garbage, truncated, malformed pages): it was moved to

@@ -11,6 +11,7 @@ const SERVICE: &str = "understudy";
 
 /// Where secrets are kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Backend {
     Keyring,
