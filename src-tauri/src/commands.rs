@@ -3,8 +3,9 @@
 
 use tauri::ipc::Channel;
 use tauri::State;
+use understudy_conversations::TurnEvent;
 use understudy_core::{Overview, Settings};
-use understudy_router::{health, ConnectionReport, HealthSnapshot, TurnEvent};
+use understudy_router::{health, ConnectionReport, HealthSnapshot};
 use understudy_store::export::{self, Format};
 use understudy_store::{Backend, Conversation, Hit, Message};
 

@@ -3,7 +3,8 @@
 //! TypeScript type is generated into ui/src/api/generated/ipc.ts (a test fails when it is stale).
 
 use serde::Serialize;
-use understudy_router::{ChatError, ConversationError, ErrorClass};
+use understudy_conversations::ConversationError;
+use understudy_router::{ChatError, ErrorClass};
 use understudy_store::StoreError;
 
 /// What went wrong, machine-readable: `ApiError.code` in the UI, typed there (generated), for

@@ -3,11 +3,12 @@
 //! Retry in the window takes effect without a restart.
 
 use serde::Serialize;
+use understudy_conversations::Conversations;
 use understudy_core::overview::KeySource;
 use understudy_core::{config, logging, settings, ConfigError, Env, Overview, Paths, Settings};
 use understudy_local::engine::EngineConfig;
 use understudy_local::Engine;
-use understudy_router::{Chain, Conversations, Keys as _, Router, StoredKeys};
+use understudy_router::{Chain, Keys as _, Router, StoredKeys};
 use understudy_store::{Backend, Secrets, Store, StoreNotice};
 
 use crate::{IpcCode, IpcError};

@@ -9,12 +9,13 @@
 
 use std::io::Write;
 
+use understudy_conversations::{Conversations, TurnEvent};
 use understudy_core::config::{ApiKeySource, Config, Mode, ProviderConfig};
 use understudy_core::{Env, Paths};
 use understudy_local::engine::EngineConfig;
 use understudy_local::Engine;
 use understudy_router::chain::FixedKey;
-use understudy_router::{Chain, Conversations, Router, TurnEvent};
+use understudy_router::{Chain, Router};
 use understudy_store::Store;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

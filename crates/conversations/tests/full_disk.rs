@@ -11,12 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use understudy_conversations::{Conversations, TurnEvent};
 use understudy_core::config::{ApiKeySource, Config, Mode, ProviderConfig};
 use understudy_core::{Env, Paths};
 use understudy_local::engine::EngineConfig;
 use understudy_local::Engine;
 use understudy_router::chain::FixedKey;
-use understudy_router::{Chain, Conversations, Router, TurnEvent};
+use understudy_router::{Chain, Router};
 use understudy_store::{Status, Store};
 use understudy_testkit::Llmock;
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use understudy_store::{AnswerEnd, Conversation, Message, Part, Provenance, Status, Store, StoreError, StreamingMessage};
 
-use crate::chat::{ChatRequest, Event, FinishReason, Router, Turn};
+use understudy_router::{Because, ChatRequest, Event, FinishReason, Router, Turn};
 
 /// A conversation's title until the first message names it.
 pub const UNTITLED: &str = "New chat";
@@ -48,7 +48,7 @@ pub enum TurnEvent {
         model: String,
         failover: Option<String>,
         /// Who failed before and how, as data (the badge's words are built from it).
-        because: Option<crate::chat::Because>,
+        because: Option<Because>,
     },
     Token {
         text: String,
@@ -63,7 +63,7 @@ pub enum TurnEvent {
         label: String,
         model: String,
         reason: String,
-        because: crate::chat::Because,
+        because: Because,
     },
     /// Saving the answer failed (a full or read-only disk): it streams on, the text is kept in
     /// memory and the save is tried again every 500 ms; sent after each failed try, `reason`

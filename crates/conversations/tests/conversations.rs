@@ -7,12 +7,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use understudy_conversations::{ConversationError, Conversations, TurnEvent};
 use understudy_core::config::{ApiKeySource, Config, Mode, ProviderConfig};
 use understudy_core::{Env, Paths};
 use understudy_local::engine::EngineConfig;
 use understudy_local::Engine;
 use understudy_router::chain::{FixedKey, Keys, NoKeys};
-use understudy_router::{Chain, ConversationError, Conversations, Router, Turn, TurnEvent};
+use understudy_router::{Chain, Router, Turn};
 use understudy_store::{Status, Store};
 use understudy_testkit::Llmock;
 
