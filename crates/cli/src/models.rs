@@ -1,12 +1,13 @@
 //! `understudy models …`: the model library from the command line (design.md section 2).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use understudy_core::{Config, Paths};
 use understudy_models::catalog::{self, Catalog};
 use understudy_models::library::{Fit, Library, Memory, Model, Source};
+use understudy_models::manager::{Downloads, Event, PullOptions};
 use understudy_models::scan::Roots;
 
 use crate::ModelsCommand as Command;
@@ -77,159 +78,16 @@ pub fn run(cmd: Command, config: &Config, paths: &Paths, json: bool) -> ExitCode
     let catalog = Catalog::builtin();
     let library = Library::new(paths.models_dir());
     let mut out = std::io::stdout().lock();
-    let result: anyhow::Result<ExitCode> = (|| match cmd {
-        Command::List => {
-            let models = library.list(&catalog, &roots(), config.local.context, Memory::now());
-            let chosen = config.local.model.clone().unwrap_or_default();
-            let downloaded: Vec<&str> = models.iter().filter(|m| m.source == Source::Downloaded).map(|m| m.id.as_str()).collect();
-            if json {
-                for m in &models {
-                    let mut v = model_json(m);
-                    v["kind"] = "model".into();
-                    v["chosen"] = (m.id == chosen).into();
-                    writeln!(out, "{v}")?;
-                }
-                for e in &catalog.models {
-                    let mut v = serde_json::to_value(e)?;
-                    v["kind"] = "catalog".into();
-                    v["downloaded"] = downloaded.contains(&e.id.as_str()).into();
-                    writeln!(out, "{v}")?;
-                }
-                return Ok(ExitCode::SUCCESS);
-            }
-            if models.is_empty() {
-                writeln!(out, "No offline models yet.")?;
-            }
-            for m in &models {
-                print_model(&mut out, m, m.id == chosen)?;
-            }
-            writeln!(out, "\nAvailable to download (understudy models pull ID):")?;
-            for e in &catalog.models {
-                let tag = if downloaded.contains(&e.id.as_str()) {
-                    "downloaded"
-                } else if e.recommended {
-                    "recommended"
-                } else {
-                    ""
-                };
-                writeln!(
-                    out,
-                    "  {:<32} {:>8}  {:<26} {}{}",
-                    e.id,
-                    gb(e.size),
-                    e.name,
-                    e.good_for,
-                    if tag.is_empty() { String::new() } else { format!(" [{tag}]") }
-                )?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Scan => {
-            let found = understudy_models::scan::scan(&roots());
-            for f in &found {
-                let check = understudy_local::gguf::validate(&f.path).map(|_| ()).map_err(|e| e.to_string());
-                if json {
-                    writeln!(out, "{}", serde_json::json!({ "origin": f.origin, "name": f.name, "path": f.path, "size": f.size, "problem": check.err() }))?;
-                } else {
-                    let status = check.err().map_or("ok".to_string(), |e| format!("cannot be used: {e}"));
-                    writeln!(out, "{:<20} {}  {}  ({}, {status})", f.origin.label(), f.name, f.path.display(), gb(f.size))?;
-                }
-            }
-            if !json && found.is_empty() {
-                writeln!(out, "No models found in the Hugging Face cache, LM Studio or Ollama folders.")?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Import { path } => match library.import(&path) {
-            Ok(p) => {
-                if json {
-                    writeln!(out, "{}", serde_json::json!({ "imported": p }))?;
-                } else {
-                    writeln!(out, "Imported {} (used in place, not copied). To answer with it: [local] model = {:?}", p.display(), p.display().to_string())?;
-                }
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(e) => {
-                eprintln!("understudy models import: {e}");
-                Ok(ExitCode::from(1))
-            }
-        },
-        Command::Rm { id } => match library.remove(&catalog, &id) {
-            Ok(p) => {
-                if json {
-                    writeln!(out, "{}", serde_json::json!({ "removed": p }))?;
-                } else {
-                    writeln!(out, "Removed {}", p.display())?;
-                }
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(e) => {
-                eprintln!("understudy models rm: {e}");
-                Ok(ExitCode::from(1))
-            }
-        },
-        Command::Verify => {
-            let models = library.list(&catalog, &Roots::default(), config.local.context, Memory::now());
-            let mut bad = 0;
-            for m in &models {
-                let problem = match &m.details {
-                    Err(e) => Some(e.clone()),
-                    Ok(_) => understudy_models::library::verify_hash(&m.path).err().map(|e| e.to_string()),
-                };
-                bad += usize::from(problem.is_some());
-                if json {
-                    writeln!(out, "{}", serde_json::json!({ "id": m.id, "path": m.path, "ok": problem.is_none(), "problem": problem }))?;
-                } else {
-                    writeln!(
-                        out,
-                        "{:<8} {}{}",
-                        if problem.is_none() { "ok" } else { "BROKEN" },
-                        m.path.display(),
-                        problem.map(|p| format!(": {p}")).unwrap_or_default()
-                    )?;
-                }
-            }
-            Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
-        }
-        Command::Search { query } => {
-            let hub = understudy_models::hf::Hub::new(&catalog::hf_endpoint());
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let q = query.trim();
-            // `owner/repo`: its .gguf files, to pick a quantization for `pull owner/repo/file`;
-            // anything else: the repositories that match. Each row: JSON, and a line for people.
-            let mut rows: Vec<(serde_json::Value, String)> = Vec::new();
-            let (found, empty) = if q.split('/').count() == 2 && !q.contains(' ') {
-                let found = rt.block_on(hub.files(q)).map(|files| {
-                    for f in &files {
-                        rows.push((
-                            serde_json::to_value(f).expect("files serialise"),
-                            format!("{:<10} {:>9}  {q}/{}", f.quantization.as_deref().unwrap_or("?"), gb(f.size), f.path),
-                        ));
-                    }
-                });
-                (found, format!("{q} has no single-file .gguf models."))
-            } else {
-                let found = rt.block_on(hub.search(q, 20)).map(|repos| {
-                    for r in &repos {
-                        rows.push((serde_json::to_value(r).expect("repos serialise"), format!("{:<60} {:>10} downloads", r.id, r.downloads)));
-                    }
-                });
-                (found, format!("No GGUF repositories match {q:?}."))
-            };
-            if let Err(e) = found {
-                eprintln!("understudy models search: {e}");
-                return Ok(ExitCode::from(1));
-            }
-            for (v, line) in &rows {
-                writeln!(out, "{}", if json { v.to_string() } else { line.clone() })?;
-            }
-            if !json && rows.is_empty() {
-                writeln!(out, "{empty}")?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+    let context = config.local.context;
+    let result = match cmd {
+        Command::List => list(&mut out, &catalog, &library, config, json),
+        Command::Scan => scan(&mut out, json),
+        Command::Import { path } => import(&mut out, &library, &path, json),
+        Command::Rm { id } => rm(&mut out, &catalog, &library, &id, json),
+        Command::Verify => verify(&mut out, &catalog, &library, context, json),
+        Command::Search { query } => search(&mut out, &query, json),
         Command::Pull { id, allow_unverified } => pull(&catalog, &library, &id, allow_unverified, json),
-    })();
+    };
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -239,11 +97,160 @@ pub fn run(cmd: Command, config: &Config, paths: &Paths, json: bool) -> ExitCode
     }
 }
 
+/// The library (the chosen model marked) and the catalog (what is downloaded or recommended).
+fn list(out: &mut impl Write, catalog: &Catalog, library: &Library, config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let models = library.list(catalog, &roots(), config.local.context, Memory::now());
+    let chosen = config.local.model.clone().unwrap_or_default();
+    let downloaded: Vec<&str> = models.iter().filter(|m| m.source == Source::Downloaded).map(|m| m.id.as_str()).collect();
+    if json {
+        for m in &models {
+            let mut v = model_json(m);
+            v["kind"] = "model".into();
+            v["chosen"] = (m.id == chosen).into();
+            writeln!(out, "{v}")?;
+        }
+        for e in &catalog.models {
+            let mut v = serde_json::to_value(e)?;
+            v["kind"] = "catalog".into();
+            v["downloaded"] = downloaded.contains(&e.id.as_str()).into();
+            writeln!(out, "{v}")?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if models.is_empty() {
+        writeln!(out, "No offline models yet.")?;
+    }
+    for m in &models {
+        print_model(out, m, m.id == chosen)?;
+    }
+    writeln!(out, "\nAvailable to download (understudy models pull ID):")?;
+    for e in &catalog.models {
+        let tag = if downloaded.contains(&e.id.as_str()) {
+            " [downloaded]"
+        } else if e.recommended {
+            " [recommended]"
+        } else {
+            ""
+        };
+        writeln!(out, "  {:<32} {:>8}  {:<26} {}{tag}", e.id, gb(e.size), e.name, e.good_for)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// GGUF files other apps keep, each header-checked.
+fn scan(out: &mut impl Write, json: bool) -> anyhow::Result<ExitCode> {
+    let found = understudy_models::scan::scan(&roots());
+    for f in &found {
+        let check = understudy_local::gguf::validate(&f.path).map(|_| ()).map_err(|e| e.to_string());
+        if json {
+            writeln!(out, "{}", serde_json::json!({ "origin": f.origin, "name": f.name, "path": f.path, "size": f.size, "problem": check.err() }))?;
+        } else {
+            let status = check.err().map_or("ok".to_string(), |e| format!("cannot be used: {e}"));
+            writeln!(out, "{:<20} {}  {}  ({}, {status})", f.origin.label(), f.name, f.path.display(), gb(f.size))?;
+        }
+    }
+    if !json && found.is_empty() {
+        writeln!(out, "No models found in the Hugging Face cache, LM Studio or Ollama folders.")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn import(out: &mut impl Write, library: &Library, path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    match library.import(path) {
+        Ok(p) => {
+            if json {
+                writeln!(out, "{}", serde_json::json!({ "imported": p }))?;
+            } else {
+                writeln!(out, "Imported {} (used in place, not copied). To answer with it: [local] model = {:?}", p.display(), p.display().to_string())?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("understudy models import: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn rm(out: &mut impl Write, catalog: &Catalog, library: &Library, id: &str, json: bool) -> anyhow::Result<ExitCode> {
+    match library.remove(catalog, id) {
+        Ok(p) => {
+            if json {
+                writeln!(out, "{}", serde_json::json!({ "removed": p }))?;
+            } else {
+                writeln!(out, "Removed {}", p.display())?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("understudy models rm: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// Header and recorded sha256 of every installed model (not the scanned ones); exit 1 if any
+/// is broken.
+fn verify(out: &mut impl Write, catalog: &Catalog, library: &Library, context: u32, json: bool) -> anyhow::Result<ExitCode> {
+    let models = library.list(catalog, &Roots::default(), context, Memory::now());
+    let mut bad = 0;
+    for m in &models {
+        let problem = match &m.details {
+            Err(e) => Some(e.clone()),
+            Ok(_) => understudy_models::library::verify_hash(&m.path).err().map(|e| e.to_string()),
+        };
+        bad += usize::from(problem.is_some());
+        if json {
+            writeln!(out, "{}", serde_json::json!({ "id": m.id, "path": m.path, "ok": problem.is_none(), "problem": problem }))?;
+        } else {
+            let verdict = if problem.is_none() { "ok" } else { "BROKEN" };
+            writeln!(out, "{verdict:<8} {}{}", m.path.display(), problem.map(|p| format!(": {p}")).unwrap_or_default())?;
+        }
+    }
+    Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `owner/repo`: its .gguf files, to pick a quantization for `pull owner/repo/file`; anything
+/// else: the repositories that match.
+fn search(out: &mut impl Write, query: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let hub = understudy_models::hf::Hub::new(&catalog::hf_endpoint());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let q = query.trim();
+    // Each row: JSON, and a line for people.
+    let mut rows: Vec<(serde_json::Value, String)> = Vec::new();
+    let (found, empty) = if q.split('/').count() == 2 && !q.contains(' ') {
+        let found = rt.block_on(hub.files(q)).map(|files| {
+            for f in &files {
+                let line = format!("{:<10} {:>9}  {q}/{}", f.quantization.as_deref().unwrap_or("?"), gb(f.size), f.path);
+                rows.push((serde_json::to_value(f).expect("files serialise"), line));
+            }
+        });
+        (found, format!("{q} has no single-file .gguf models."))
+    } else {
+        let found = rt.block_on(hub.search(q, 20)).map(|repos| {
+            for r in &repos {
+                rows.push((serde_json::to_value(r).expect("repos serialise"), format!("{:<60} {:>10} downloads", r.id, r.downloads)));
+            }
+        });
+        (found, format!("No GGUF repositories match {q:?}."))
+    };
+    if let Err(e) = found {
+        eprintln!("understudy models search: {e}");
+        return Ok(ExitCode::from(1));
+    }
+    for (v, line) in &rows {
+        writeln!(out, "{}", if json { v.to_string() } else { line.clone() })?;
+    }
+    if !json && rows.is_empty() {
+        writeln!(out, "{empty}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Downloads a catalog id or owner/repo/file.gguf into the models dir with a progress bar;
 /// Ctrl-C pauses (the same command resumes where it stopped). A file no sha256 is known for
 /// is refused (exit 1) unless `allow_unverified`.
 fn pull(catalog: &Catalog, library: &Library, id: &str, allow_unverified: bool, json: bool) -> anyhow::Result<ExitCode> {
-    use understudy_models::manager::{Downloads, Event, PullOptions};
     let source = match catalog::resolve(catalog, id) {
         Ok(s) => s,
         Err(e) => {
@@ -264,6 +271,13 @@ fn pull(catalog: &Catalog, library: &Library, id: &str, allow_unverified: bool, 
     }
     let endpoint = catalog::hf_endpoint();
     eprintln!("understudy: {}", source.url(&endpoint));
+    let outcome = download(library, &source, &endpoint, allow_unverified, json)?;
+    pull_outcome(outcome, &source, id, json)
+}
+
+/// Runs the download with an indicatif bar (or, with `--json`, a progress line at most every
+/// 500 ms); Ctrl-C pauses it. Returns the final event.
+fn download(library: &Library, source: &catalog::Source, endpoint: &str, allow_unverified: bool, json: bool) -> anyhow::Result<Event> {
     let downloads = Downloads::new(&library.dir)?;
     let bar = if json { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(0) };
     bar.set_style(
@@ -282,7 +296,7 @@ fn pull(catalog: &Catalog, library: &Library, id: &str, allow_unverified: bool, 
             }
         });
         downloads
-            .pull(&source, &endpoint, PullOptions { allow_unverified }, |e| {
+            .pull(source, endpoint, PullOptions { allow_unverified }, |e| {
                 if let Event::Progress { stage, done, total, .. } = &e {
                     if let Some(t) = total {
                         bar.set_length(*t);
@@ -299,6 +313,11 @@ fn pull(catalog: &Catalog, library: &Library, id: &str, allow_unverified: bool, 
             .await
     });
     bar.finish_and_clear();
+    Ok(outcome)
+}
+
+/// What a pull's final event means to the user, and its exit code.
+fn pull_outcome(outcome: Event, source: &catalog::Source, id: &str, json: bool) -> anyhow::Result<ExitCode> {
     match outcome {
         Event::Done { path, size, sha256, verified, resumed_bytes } => {
             if json {
