@@ -201,6 +201,9 @@ fn cmd_test(args: &[String]) -> Result<()> {
     step("rust formatting (rustfmt.toml)", || sh(Command::new("cargo").args(["fmt", "--all", "--check"])))?;
     // The app embeds ui/dist at compile time, so the UI is built before any Rust.
     step("ui build", || sh(Command::new("npm").args(["--prefix", "ui", "run", "build"])))?;
+    // After the UI build: src-tauri reads ui/dist while it compiles, even for clippy. Same target
+    // dir as the build below, so a warm run only re-checks the workspace's own crates.
+    step("rust lints (clippy, warnings are errors)", || sh(Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])))?;
     step("ui type check", || sh(Command::new("npm").args(["--prefix", "ui", "run", "check"])))?;
     step("ui unit tests (vitest)", || sh(Command::new("npm").args(["--prefix", "ui", "test"])))?;
     // One build of every target with the same feature resolution nextest uses, so the app binary
