@@ -9,10 +9,10 @@ use reqwest::StatusCode;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DownloadError {
-    /// Stopped by [`DownloadControl::pause`]; the partial state is kept.
+    /// Stopped by [`DownloadControl::pause`](super::DownloadControl::pause); the partial state is kept.
     #[error("download paused; it resumes where it stopped")]
     Paused,
-    /// Stopped by [`DownloadControl::cancel`]; the partial state is deleted.
+    /// Stopped by [`DownloadControl::cancel`](super::DownloadControl::cancel); the partial state is deleted.
     #[error("download cancelled")]
     Cancelled,
     #[error("invalid download URL {url:?}: {reason}")]
