@@ -40,25 +40,12 @@ fn source_words(s: Source) -> &'static str {
     }
 }
 
-fn model_json(m: &Model) -> serde_json::Value {
-    let mut v = serde_json::to_value(m).expect("models serialise");
-    // Result serialises as {"Ok": …}/{"Err": …}; flatten it for scripts.
-    match &m.details {
-        Ok(d) => v["details"] = serde_json::to_value(d).expect("details serialise"),
-        Err(e) => {
-            v["details"] = serde_json::Value::Null;
-            v["problem"] = serde_json::Value::String(e.clone());
-        }
-    }
-    v
-}
-
 fn print_model(out: &mut impl Write, m: &Model, chosen: bool) -> std::io::Result<()> {
     let mark = if chosen { "*" } else { " " };
     let unverified = if m.verified == Some(false) { ", not verified" } else { "" };
     writeln!(out, "{mark} {}  ({}, {}{unverified})", m.label, source_words(m.source), gb(m.size))?;
-    match &m.details {
-        Ok(d) => writeln!(
+    match (&m.details, &m.problem) {
+        (Some(d), _) => writeln!(
             out,
             "    {} · {:.1}B parameters · {} · context {} · {} · needs {} ({})",
             d.architecture,
@@ -69,7 +56,7 @@ fn print_model(out: &mut impl Write, m: &Model, chosen: bool) -> std::io::Result
             m.needs_bytes.map_or("?".into(), gb),
             fit_words(m.fit)
         )?,
-        Err(e) => writeln!(out, "    cannot be used: {e}")?,
+        (None, problem) => writeln!(out, "    cannot be used: {}", problem.as_deref().unwrap_or("unknown problem"))?,
     }
     writeln!(out, "    use: {}", m.id)
 }
@@ -104,7 +91,7 @@ fn list(out: &mut impl Write, catalog: &Catalog, library: &Library, config: &Con
     let downloaded: Vec<&str> = models.iter().filter(|m| m.source == Source::Downloaded).map(|m| m.id.as_str()).collect();
     if json {
         for m in &models {
-            let mut v = model_json(m);
+            let mut v = serde_json::to_value(m)?;
             v["kind"] = "model".into();
             v["chosen"] = (m.id == chosen).into();
             writeln!(out, "{v}")?;
@@ -195,9 +182,9 @@ fn verify(out: &mut impl Write, catalog: &Catalog, library: &Library, context: u
     let models = library.list(catalog, &Roots::default(), context, Memory::now());
     let mut bad = 0;
     for m in &models {
-        let problem = match &m.details {
-            Err(e) => Some(e.clone()),
-            Ok(_) => understudy_models::library::verify_hash(&m.path).err().map(|e| e.to_string()),
+        let problem = match &m.problem {
+            Some(p) => Some(p.clone()),
+            None => understudy_models::library::verify_hash(&m.path).err().map(|e| e.to_string()),
         };
         bad += usize::from(problem.is_some());
         if json {
@@ -302,7 +289,7 @@ fn download(library: &Library, source: &catalog::Source, endpoint: &str, allow_u
                         bar.set_length(*t);
                     }
                     bar.set_position(*done);
-                    bar.set_message(stage.clone());
+                    bar.set_message(stage.as_str());
                     let mut last = last_json.lock().expect("progress lock");
                     if json && last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(500)) {
                         *last = Some(std::time::Instant::now());

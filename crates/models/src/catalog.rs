@@ -10,6 +10,7 @@ const BUILTIN: &str = include_str!("../../../models/catalog.toml");
 pub const DEFAULT_HF_ENDPOINT: &str = "https://huggingface.co";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(rename = "CatalogEntry"))]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
     pub id: String,

@@ -126,11 +126,23 @@ impl DownloadRequest {
 }
 
 /// What the download is doing when a [`Progress`] is reported.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(rename = "DownloadStage"))]
+#[serde(rename_all = "lowercase")]
 pub enum Stage {
     Downloading,
     /// Hashing the finished `.part` (`done` counts hashed bytes).
     Verifying,
+}
+
+impl Stage {
+    /// The wire word, also the CLI's progress bar message.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Downloading => "downloading",
+            Stage::Verifying => "verifying",
+        }
+    }
 }
 
 /// A progress report, at most every 200 ms and once at the end of each stage.

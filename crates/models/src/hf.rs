@@ -16,6 +16,7 @@ pub enum HubError {
 
 /// A repository from a search.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Repo {
     pub id: String,
     #[serde(default)]
@@ -28,6 +29,7 @@ pub struct Repo {
 
 /// A .gguf file of a repository.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct RepoFile {
     pub path: String,
     pub size: u64,

@@ -27,6 +27,7 @@ pub enum LibraryError {
 
 /// Where a model comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(rename = "ModelSource"))]
 #[serde(rename_all = "kebab-case")]
 pub enum Source {
     /// Downloaded by Understudy into the models dir.
@@ -50,6 +51,7 @@ impl From<Origin> for Source {
 
 /// Whether a model fits in memory at the configured context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "kebab-case")]
 pub enum Fit {
     /// Needs at most 80 % of the memory available now.
@@ -64,6 +66,7 @@ pub enum Fit {
 
 /// What the header says, in the terms a model picker uses.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Details {
     pub architecture: String,
     pub name: Option<String>,
@@ -78,6 +81,7 @@ pub struct Details {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(rename = "InstalledModel"))]
 pub struct Model {
     /// What `[local] model` takes to use it: the catalog id for a downloaded catalog model,
     /// else the absolute path.
@@ -87,8 +91,10 @@ pub struct Model {
     pub source: Source,
     pub path: PathBuf,
     pub size: u64,
-    /// The header checks out; else why not.
-    pub details: Result<Details, String>,
+    /// What the header says; `None` when the file is not a usable model, and then `problem`
+    /// says why (for people: unreadable, not GGUF, a bad header).
+    pub details: Option<Details>,
+    pub problem: Option<String>,
     /// Memory needed to run it (weights + KV cache + runtime), and the verdict; `None` (and
     /// [`Fit::Unknown`]) when the KV cache cannot be estimated.
     pub needs_bytes: Option<u64>,
@@ -319,11 +325,14 @@ impl Library {
 
 fn describe(id: String, label: String, source: Source, path: PathBuf, context: u32, memory: Memory) -> Model {
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    let details = gguf::validate(&path).map(|h| details(&h, context)).map_err(|e| e.to_string());
+    let (details, problem) = match gguf::validate(&path) {
+        Ok(h) => (Some(details(&h, context)), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
     // A file that cannot be used needs no cache; one whose cache is unknown has no verdict.
     let kv = match &details {
-        Ok(d) => d.kv_cache_bytes,
-        Err(_) => Some(0),
+        Some(d) => d.kv_cache_bytes,
+        None => Some(0),
     };
     let needs_bytes = kv.and_then(|kv| size.checked_add(kv)?.checked_add(RUNTIME_BYTES));
     let fit = needs_bytes.map_or(Fit::Unknown, |n| fit(n, memory));
@@ -334,7 +343,7 @@ fn describe(id: String, label: String, source: Source, path: PathBuf, context: u
         },
         _ => None,
     };
-    Model { id, label, source, path, size, details, needs_bytes, fit, verified }
+    Model { id, label, source, path, size, details, problem, needs_bytes, fit, verified }
 }
 
 fn hash_path(model: &Path) -> PathBuf {
@@ -388,6 +397,7 @@ pub fn verify_hash(model: &Path) -> Result<(), VerifyError> {
 
 /// A catalog entry as the Models page shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Offer {
     #[serde(flatten)]
     pub entry: crate::catalog::Entry,
@@ -401,6 +411,7 @@ pub struct Offer {
 
 /// Everything the Models page shows.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Shelf {
     pub installed: Vec<Model>,
     pub catalog: Vec<Offer>,
@@ -410,6 +421,7 @@ pub struct Shelf {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct MemoryView {
     pub available: u64,
     pub total: u64,

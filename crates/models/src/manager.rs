@@ -13,10 +13,11 @@ use crate::download::{model_path, DownloadConfig, DownloadControl, DownloadError
 
 /// What a download reports, in order: `Progress`… then one of the others.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(rename = "DownloadEvent"))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     Progress {
-        stage: String,
+        stage: Stage,
         done: u64,
         total: Option<u64>,
         bytes_per_sec: f64,
@@ -97,14 +98,7 @@ impl Downloads {
             .download(
                 request,
                 |p| {
-                    let stage = if p.stage == Stage::Verifying { "verifying" } else { "downloading" };
-                    on(Event::Progress {
-                        stage: stage.into(),
-                        done: p.done,
-                        total: p.total,
-                        bytes_per_sec: p.bytes_per_sec,
-                        eta_s: p.eta.map(|d| d.as_secs()),
-                    });
+                    on(Event::Progress { stage: p.stage, done: p.done, total: p.total, bytes_per_sec: p.bytes_per_sec, eta_s: p.eta.map(|d| d.as_secs()) });
                 },
                 control,
             )
@@ -155,4 +149,20 @@ impl Downloads {
 /// resumes it, after a restart too.
 pub fn partial(dest: &std::path::Path) -> Option<(u64, u64)> {
     crate::download::partial_progress(dest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The window and `understudy models pull --json` read these words.
+    #[test]
+    fn progress_goes_out_with_its_stage_as_a_word() {
+        for (stage, word) in [(Stage::Downloading, "downloading"), (Stage::Verifying, "verifying")] {
+            let e = Event::Progress { stage, done: 1, total: Some(2), bytes_per_sec: 0.5, eta_s: None };
+            let v = serde_json::to_value(&e).unwrap();
+            assert_eq!(v, serde_json::json!({ "type": "progress", "stage": word, "done": 1, "total": 2, "bytes_per_sec": 0.5, "eta_s": null }));
+            assert_eq!(stage.as_str(), word);
+        }
+    }
 }

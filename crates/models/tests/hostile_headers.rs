@@ -106,7 +106,7 @@ fn a_hostile_file_in_a_scanned_folder_is_listed_with_an_unknown_verdict() {
     let listed = lib.list(&Catalog::builtin(), &roots, 1 << 20, PLENTY);
     assert_eq!(listed.len(), 2, "{listed:?}");
     for m in &listed {
-        let d = m.details.as_ref().unwrap_or_else(|e| panic!("{}: {e}", m.path.display()));
+        let d = m.details.as_ref().unwrap_or_else(|| panic!("{}: {:?}", m.path.display(), m.problem));
         assert_eq!((d.kv_cache_bytes, m.needs_bytes, m.fit), (None, None, Fit::Unknown), "{}", m.path.display());
     }
 }

@@ -146,7 +146,8 @@ fn the_library_lists_describes_and_judges_every_model() {
     assert_eq!(models[0].needs_bytes, Some(models[0].size + kv + (300 << 20)));
 
     let fake = models.iter().find(|m| m.label == "someone/Fake-GGUF/fake.gguf").unwrap();
-    let problem = fake.details.as_ref().unwrap_err();
+    assert_eq!(fake.details, None);
+    let problem = fake.problem.as_deref().unwrap();
     assert!(problem.contains("fake.gguf"), "{problem}");
 
     // Memory verdicts at the edges.

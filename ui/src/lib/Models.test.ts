@@ -12,9 +12,9 @@ vi.mock("../api/models", () => api);
 const details = { architecture: "qwen2", name: "Qwen2.5", parameters: 1.54e9, quantization: "Q4_K_M", context_length: 32768, chat_template: true, kv_cache_bytes: 117440512 };
 const shelf = (over = {}) => ({
   installed: [
-    { id: "qwen2.5-1.5b-instruct-q4_k_m", label: "Qwen2.5 1.5B Instruct", source: "downloaded", path: "/d/models/qwen2.5-1.5b-instruct-q4_k_m.gguf", size: 1117320736, details: { Ok: details }, needs_bytes: 1.55e9, fit: "fits", verified: true },
-    { id: "/home/u/.lmstudio/models/p/r/big.gguf", label: "p/r/big.gguf", source: "lm-studio", path: "/home/u/.lmstudio/models/p/r/big.gguf", size: 9e9, details: { Ok: { ...details, parameters: 14e9 } }, needs_bytes: 11e9, fit: "will-not-fit", verified: null },
-    { id: "/home/u/broken.gguf", label: "broken.gguf", source: "imported", path: "/home/u/broken.gguf", size: 10, details: { Err: "/home/u/broken.gguf is not a GGUF file (bad magic)" }, needs_bytes: 0, fit: "fits", verified: null },
+    { id: "qwen2.5-1.5b-instruct-q4_k_m", label: "Qwen2.5 1.5B Instruct", source: "downloaded", path: "/d/models/qwen2.5-1.5b-instruct-q4_k_m.gguf", size: 1117320736, details, problem: null, needs_bytes: 1.55e9, fit: "fits", verified: true },
+    { id: "/home/u/.lmstudio/models/p/r/big.gguf", label: "p/r/big.gguf", source: "lm-studio", path: "/home/u/.lmstudio/models/p/r/big.gguf", size: 9e9, details: { ...details, parameters: 14e9 }, problem: null, needs_bytes: 11e9, fit: "will-not-fit", verified: null },
+    { id: "/home/u/broken.gguf", label: "broken.gguf", source: "imported", path: "/home/u/broken.gguf", size: 10, details: null, problem: "/home/u/broken.gguf is not a GGUF file (bad magic)", needs_bytes: 0, fit: "fits", verified: null },
   ],
   catalog: [
     { id: "qwen2.5-1.5b-instruct-q4_k_m", name: "Qwen2.5 1.5B Instruct", repo: "Qwen/Qwen2.5-1.5B-Instruct-GGUF", file: "qwen2.5-1.5b-instruct-q4_k_m.gguf", size: 1117320736, quantization: "Q4_K_M", parameters: "1.5B", context: 32768, architecture: "qwen2", ram_gb: 2, sha256: null, license: "Apache-2.0", good_for: "The best first download.", recommended: true, downloaded: true, partial: null, downloading: false, fit: "fits" },
@@ -173,7 +173,7 @@ describe("Models", () => {
 
   it("an unknown memory need says so, without NaN or a size", async () => {
     const [ok] = shelf().installed;
-    const hostile = { ...ok, id: "/scan/odd.gguf", label: "odd.gguf", source: "hf-cache", path: "/scan/odd.gguf", details: { Ok: { ...details, kv_cache_bytes: null } }, needs_bytes: null, fit: "unknown", verified: null };
+    const hostile = { ...ok, id: "/scan/odd.gguf", label: "odd.gguf", source: "hf-cache", path: "/scan/odd.gguf", details: { ...details, kv_cache_bytes: null }, needs_bytes: null, fit: "unknown", verified: null };
     api.modelsOverview.mockResolvedValue(shelf({ installed: [hostile], catalog: shelf().catalog.map((o) => ({ ...o, fit: "unknown" })) }));
     render(Models);
     const [item] = await screen.findAllByTestId("installed-model");
