@@ -1,6 +1,6 @@
 """Write a tiny random-weight llama GGUF for fast tests.
 
-usage: python make_tiny_gguf.py OUT.gguf [--seed N] [--template chatml|llama3|gemma|mistral|custom|none] [--dump]
+usage: python make_tiny_gguf.py OUT.gguf [--seed N] [--template chatml|llama3|gemma|mistral|custom|qwen2.5|llama3.2|none] [--dump]
 
 2 layers, 64-dim embeddings, 4 heads / 2 KV heads (GQA), 128-wide FFN, 512 context, all F32; a
 SentencePiece-style ("llama") vocab of 1173: <unk>/<s>/</s>, the ChatML control tokens, all 256
@@ -45,6 +45,13 @@ TEMPLATES = {
     "custom": "{% for m in messages %}### {{ m['role'] | upper }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}### ASSISTANT:{% endif %}",
     "none": None,
 }
+
+# Real tool-capable templates, as the models ship them (the copies the template tests compare
+# with Python's jinja2): Qwen 2.5's `<tool_call>` format and Llama 3.2's JSON one.
+_REAL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "crates", "local", "tests", "templates")
+for _name, _file in [("qwen2.5", "Qwen-Qwen2.5-7B-Instruct.jinja"), ("llama3.2", "meta-llama-Llama-3.2-3B-Instruct.jinja")]:
+    with open(os.path.join(_REAL, _file), encoding="utf-8") as _f:
+        TEMPLATES[_name] = _f.read()
 
 N_EMBD, N_HEAD, N_HEAD_KV, N_FF, N_LAYER, N_CTX = 64, 4, 2, 128, 2, 512
 

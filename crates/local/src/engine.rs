@@ -291,6 +291,11 @@ impl Engine {
         }))
     }
 
+    /// What it was made with (the worker program, stall timeout, idle unload).
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
     /// Validates the file's GGUF header, then loads it in the worker (starting one if needed).
     pub async fn load(&self, path: &Path, context: u32, threads: u32) -> Result<Loaded, EngineError> {
         let spec = LoadSpec { path: path.display().to_string(), context, threads };
@@ -408,10 +413,22 @@ impl Engine {
 
     /// Starts an answer. Events arrive on the returned [`Generation`]; dropping it cancels.
     pub async fn generate(&self, messages: Vec<Message>, params: SamplingParams, prefill: Option<String>) -> Result<Generation, EngineError> {
+        self.generate_with_tools(messages, None, params, prefill).await
+    }
+
+    /// [`generate`](Self::generate) with `tools` (OpenAI's tool objects) rendered by the model's
+    /// chat template; a template that cannot render them fails the answer, never drops them.
+    pub async fn generate_with_tools(
+        &self,
+        messages: Vec<Message>,
+        tools: Option<Vec<serde_json::Value>>,
+        params: SamplingParams,
+        prefill: Option<String>,
+    ) -> Result<Generation, EngineError> {
         if let Some((id, requests)) = self.prewarming.lock().expect("prewarming lock").take() {
             let _ = requests.send(Request::Cancel { id });
         }
-        self.start(|id| Request::Generate { id, messages, params, prefill }).await
+        self.start(|id| Request::Generate { id, messages, tools, params, prefill }).await
     }
 
     async fn start(&self, request: impl FnOnce(String) -> Request) -> Result<Generation, EngineError> {

@@ -3,15 +3,29 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A message as the chat template reads it (`transformers`' shape).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     pub role: String,
     pub content: String,
+    /// An assistant turn's tool calls, OpenAI's objects with `arguments` as a JSON object (what
+    /// templates print with `tojson`; see [`tools::for_template`](crate::tools::for_template)).
+    /// Absent (not null) when there are none, so `message.tool_calls is defined` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<serde_json::Value>>,
+    /// A `tool` turn's answer to this call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl Message {
     pub fn new(role: &str, content: &str) -> Message {
-        Message { role: role.into(), content: content.into() }
+        Message { role: role.into(), content: content.into(), tool_calls: None, tool_call_id: None }
+    }
+
+    /// Whether the template must know tools to render this turn.
+    pub fn is_tool_turn(&self) -> bool {
+        self.tool_calls.is_some() || self.tool_call_id.is_some() || self.role == "tool"
     }
 }
 
@@ -71,9 +85,12 @@ pub enum Request {
         threads: u32,
     },
     /// Generates an answer to `messages`; with `prefill`, continues that partial assistant text.
+    /// `tools` (OpenAI's tool objects) are rendered by the model's template as its `tools`.
     Generate {
         id: String,
         messages: Vec<Message>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tools: Option<Vec<serde_json::Value>>,
         params: SamplingParams,
         prefill: Option<String>,
     },

@@ -62,6 +62,10 @@ pub enum TemplateError {
     Nul(#[from] std::ffi::NulError),
     #[error(transparent)]
     Llama(#[from] llama_cpp_2::ApplyChatTemplateError),
+    /// Tools, tool calls or tool results for a template that is not rendered as Jinja (llama.cpp's
+    /// renderer and the built-ins know no tools): refused rather than left out of the prompt.
+    #[error("{file}: its chat template cannot render tools, tool calls or tool results")]
+    NoTools { file: String },
 }
 
 /// Picks the template for `model` (the file at `file`) once, at load. A template that runs out
@@ -96,18 +100,23 @@ fn chat(role: &str, content: &str) -> LlamaChatMessage {
     LlamaChatMessage::new(role.replace('\0', ""), content.replace('\0', "")).expect("NULs removed")
 }
 
-/// Renders `messages`; with `open_assistant`, ends with the opened assistant turn to answer in
-/// (without, the text is a prefix of any longer conversation: what pre-warm caches).
-/// Errors name the model `file`.
+/// Renders `messages` (and `tools`, OpenAI's tool objects, for a template that reads them);
+/// with `open_assistant`, ends with the opened assistant turn to answer in (without, the text
+/// is a prefix of any longer conversation: what pre-warm caches). Errors name the model `file`.
+#[allow(clippy::too_many_arguments)]
 pub fn render(
     model: &LlamaModel,
     file: &str,
     template: &Template,
     messages: &[Message],
+    tools: Option<&serde_json::Value>,
     open_assistant: bool,
     bos: &str,
     eos: &str,
 ) -> Result<String, TemplateError> {
+    if !matches!(template, Template::Jinja(_)) && (tools.is_some() || messages.iter().any(Message::is_tool_turn)) {
+        return Err(TemplateError::NoTools { file: file.into() });
+    }
     let llama = |name_or_text: &str| -> Result<String, TemplateError> {
         let tmpl = LlamaChatTemplate::new(name_or_text)?;
         let chat: Vec<_> = messages.iter().map(|m| chat(&m.role, &m.content)).collect();
@@ -116,7 +125,7 @@ pub fn render(
     match template {
         Template::Builtin(text) => llama(text),
         Template::ByArchitecture(name) => llama(name),
-        Template::Jinja(text) => render_jinja(text, file, messages, None, open_assistant, bos, eos),
+        Template::Jinja(text) => render_jinja(text, file, messages, tools, open_assistant, bos, eos),
         Template::ChatMl => Ok(chatml(messages, open_assistant)),
     }
 }

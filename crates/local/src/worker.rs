@@ -180,12 +180,13 @@ impl<W: Write> Worker<'_, W> {
             let Some(req) = self.next_blocking() else { return Ok(After::Eof) };
             match req {
                 Request::Generate { .. } | Request::Prewarm { .. } => {
-                    let (id, messages, params, prefill, evaluate_only) = match req {
-                        Request::Generate { id, messages, params, prefill } => (id, messages, params, prefill, false),
-                        Request::Prewarm { id, messages } => (id, messages, SamplingParams::default(), None, true),
+                    let (id, messages, tools, params, prefill, evaluate_only) = match req {
+                        Request::Generate { id, messages, tools, params, prefill } => (id, messages, tools, params, prefill, false),
+                        Request::Prewarm { id, messages } => (id, messages, None, SamplingParams::default(), None, true),
                         _ => unreachable!("matched above"),
                     };
-                    let g = Generation { model, spec, id: id.clone(), params: &params, evaluate_only };
+                    let tools = tools.map(serde_json::Value::Array);
+                    let g = Generation { model, spec, id: id.clone(), params: &params, tools: tools.as_ref(), evaluate_only };
                     if let Err(message) = g.run(self, &mut ctx, &mut cached, &messages, prefill.as_deref()) {
                         // Whatever state the cache is in now is unknown: start clean next time.
                         ctx.clear_kv_cache();
@@ -248,6 +249,8 @@ struct Generation<'a> {
     spec: &'a Spec,
     id: String,
     params: &'a SamplingParams,
+    /// OpenAI's tool objects (an array) for the template's `tools`.
+    tools: Option<&'a serde_json::Value>,
     /// Pre-warm: fill the cache with the prompt, answer nothing.
     evaluate_only: bool,
 }
@@ -268,8 +271,8 @@ impl Generation<'_> {
             // The first `drop` droppable messages are exactly the non-system ones before `cut`.
             let cut = drop.checked_sub(1).map_or(0, |last| droppable[last] + 1);
             let kept: Vec<Message> = messages.iter().enumerate().filter(|(i, m)| *i >= cut || m.role == "system").map(|(_, m)| m.clone()).collect();
-            let mut text =
-                template::render(self.model, &self.spec.path, &self.spec.template, &kept, !self.evaluate_only, &bos, &eos).map_err(|e| e.to_string())?;
+            let mut text = template::render(self.model, &self.spec.path, &self.spec.template, &kept, self.tools, !self.evaluate_only, &bos, &eos)
+                .map_err(|e| e.to_string())?;
             if let Some(p) = prefill {
                 text.push_str(p);
             }

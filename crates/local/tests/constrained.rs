@@ -74,3 +74,55 @@ async fn a_json_answer_is_continued_under_the_grammar_and_a_prefill_that_does_no
     let err = answer(&e, p, Some("Sure! Here")).await.unwrap_err();
     assert!(err.contains("does not match the response format"), "{err}");
 }
+
+/// The tiny model carrying Qwen 2.5's real template: the tools and a tool-result turn go to the
+/// template, and a forced call still comes back as a call. A template the worker cannot render
+/// tools with (no template: ChatML) fails the answer rather than drop them from the prompt.
+#[tokio::test]
+async fn tools_and_a_tool_result_go_through_the_model_s_template_and_a_template_without_tools_refuses() {
+    let weather = json!({ "type": "function", "function": { "name": "get_weather", "parameters": { "type": "object",
+        "properties": { "unit": { "enum": ["c", "f"] } }, "required": ["unit"], "additionalProperties": false } } });
+    let history = vec![
+        Message::new("user", "What is the weather in Paris?"),
+        Message {
+            tool_calls: Some(tools::for_template(&[
+                json!({ "id": "call_1", "type": "function", "function": { "name": "get_weather", "arguments": "{\"unit\":\"c\"}" } }),
+            ])),
+            ..Message::new("assistant", "")
+        },
+        Message { tool_call_id: Some("call_1".into()), ..Message::new("tool", "21 degrees") },
+        Message::new("user", "And tomorrow?"),
+    ];
+    let model = understudy_testkit::tiny_gguf_with_template("qwen2.5");
+    assert_eq!(ToolFormat::of_model(&model), Some(ToolFormat::Hermes));
+    let e = Engine::new(EngineConfig::new(env!("CARGO_BIN_EXE_understudy-local-worker"), &[]));
+    e.load(&model, 1024, 1).await.unwrap();
+    let grammar = tools::forcing_grammar(ToolFormat::Hermes, std::slice::from_ref(&weather)).unwrap();
+    let p = SamplingParams { temperature: 0.0, max_tokens: Some(200), grammar: Some(grammar), ..SamplingParams::default() };
+    let run = |e: Engine, tools: Option<Vec<Value>>, p: SamplingParams, history: Vec<Message>| async move {
+        let mut g = e.generate_with_tools(history, tools, p, None).await.unwrap();
+        let (mut text, mut usage) = (String::new(), None);
+        while let Some(ev) = g.next().await {
+            match ev {
+                Event::Token { text: t, .. } => text.push_str(&t),
+                Event::Done { usage: u, .. } => usage = Some(u),
+                Event::Error { message, .. } => return Err(message),
+                _ => {}
+            }
+        }
+        Ok((text, usage.unwrap()))
+    };
+    let (text, with_tools) = run(e.clone(), Some(vec![weather.clone()]), p.clone(), history.clone()).await.unwrap();
+    let (content, calls) = tools::parse(ToolFormat::Hermes, &text);
+    assert_eq!((content.as_str(), calls.len(), calls[0].name.as_str()), ("", 1, "get_weather"), "{text:?}");
+    // The tools' block is part of the prompt: the same conversation without them is shorter.
+    let (_, without) = run(e.clone(), None, p.clone(), history.clone()).await.unwrap();
+    assert!(with_tools.prompt_tokens > without.prompt_tokens + 50, "{with_tools:?} vs {without:?}");
+
+    let e = Engine::new(EngineConfig::new(env!("CARGO_BIN_EXE_understudy-local-worker"), &[]));
+    e.load(&understudy_testkit::tiny_gguf_with_template("none"), 1024, 1).await.unwrap();
+    for (tools, history) in [(Some(vec![weather]), vec![Message::new("user", "hi")]), (None, history)] {
+        let err = run(e.clone(), tools, SamplingParams { max_tokens: Some(4), ..SamplingParams::default() }, history).await.unwrap_err();
+        assert!(err.contains("cannot render tools, tool calls or tool results"), "{err}");
+    }
+}

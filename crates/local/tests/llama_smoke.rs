@@ -118,7 +118,7 @@ fn chat_templates_of_the_common_families_render_as_expected() {
         let model = LlamaModel::load_from_file(&backend, &path, &LlamaModelParams::default()).unwrap();
         let chosen = template::choose(&model, "llama", "m.gguf").unwrap();
         assert_eq!(chosen.describe(), kind, "{family}");
-        let text = template::render(&model, "m.gguf", &chosen, &convo, true, "<s>", "</s>").unwrap();
+        let text = template::render(&model, "m.gguf", &chosen, &convo, None, true, "<s>", "</s>").unwrap();
         assert_eq!(text, expect, "{family}");
     }
 }

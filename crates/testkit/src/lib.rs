@@ -76,7 +76,8 @@ pub fn make_tiny_gguf_with(out: &Path, template: &str) -> Result<(), String> {
     run_py(&[script.as_os_str(), out.as_os_str(), "--template".as_ref(), template.as_ref()])
 }
 
-/// [`tiny_gguf`] with another chat template (`llama3`, `gemma`, `mistral`, `custom`, `none`).
+/// [`tiny_gguf`] with another chat template (`llama3`, `gemma`, `mistral`, `custom`, `none`, and
+/// the real tool-capable `qwen2.5` and `llama3.2`).
 pub fn tiny_gguf_with_template(template: &str) -> PathBuf {
     let name = format!("tiny-llama-{template}-{}.gguf", script_tag());
     fixture(None, &name, |p| make_tiny_gguf_with(p, template)).unwrap_or_else(|e| panic!("{e}"))
@@ -123,6 +124,10 @@ fn script_tag() -> String {
     let script = std::fs::read(repo_root().join("xtask/py/make_tiny_gguf.py")).unwrap_or_default();
     let mut h = std::hash::DefaultHasher::new();
     script.hash(&mut h);
+    // The real templates the script reads.
+    for t in ["Qwen-Qwen2.5-7B-Instruct", "meta-llama-Llama-3.2-3B-Instruct"] {
+        std::fs::read(repo_root().join(format!("crates/local/tests/templates/{t}.jinja"))).unwrap_or_default().hash(&mut h);
+    }
     format!("{:08x}", h.finish() as u32)
 }
 
