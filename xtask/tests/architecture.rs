@@ -1,6 +1,7 @@
 //! ARCHITECTURE.md kept true mechanically: every path its code map names exists, and the
 //! invariants that can be read off the tree hold (who depends on tauri, `alerts` apart from
-//! `router`, no `Result<_, String>` in public library APIs).
+//! `router` and light enough to link no database, engine, keyring or HTTP client, no
+//! `Result<_, String>` in public library APIs).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -79,19 +80,40 @@ fn only_src_tauri_depends_on_tauri() {
     assert!(offenders.is_empty(), "only src-tauri may depend on tauri: {offenders:?}");
 }
 
-/// `alerts` is pure (what the tray shows and when to notify): it must not link the router.
-/// Known exception, issue 16 item 3: it takes `HealthSnapshot` / `Because` from `router` until
-/// those move to a light crate; remove the entry then, and the test holds it to that.
-const ALERTS_MAY_STILL_DEPEND_ON: &[&str] = &["understudy-router"];
-
+/// `alerts` is pure (what the tray shows and when to notify): it reads health and turn types
+/// from `core`, never the router or the store.
 #[test]
 fn alerts_does_not_depend_on_router() {
     let packages = declared_dependencies();
     let (_, deps) = packages.iter().find(|(p, _)| p == "understudy-alerts").expect("understudy-alerts is a member");
-    let on_router: BTreeSet<&str> =
+    let on_router: Vec<&str> =
         deps.iter().filter(|(d, k)| k == "normal" && (d == "understudy-router" || d == "understudy-store")).map(|(d, _)| d.as_str()).collect();
-    let allowed: BTreeSet<&str> = ALERTS_MAY_STILL_DEPEND_ON.iter().copied().collect();
-    assert_eq!(on_router, allowed, "alerts' dependencies on the router or the store changed; update the known exceptions (and drop one that is gone)");
+    assert!(on_router.is_empty(), "alerts depends on {on_router:?}; the types it reads live in understudy-core");
+}
+
+/// Every package `package` links (its normal dependencies, transitively), by name.
+fn linked_packages(package: &str) -> BTreeSet<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["tree", "-p", package, "-e", "normal", "--prefix", "none", "--format", "{p}", "--offline"])
+        .current_dir(root())
+        .output()
+        .expect("cargo tree runs");
+    assert!(out.status.success(), "cargo tree: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split_whitespace().next()).map(str::to_string).collect()
+}
+
+/// The light crates stay light: reading health and turns links no database, no llama.cpp, no
+/// keyring and no HTTP client.
+#[test]
+fn alerts_links_no_database_engine_keyring_or_http_client() {
+    const HEAVY: [&str; 4] = ["rusqlite", "llama-cpp-sys-2", "keyring", "reqwest"];
+    for package in ["understudy-core", "understudy-alerts"] {
+        let linked = linked_packages(package);
+        assert!(linked.contains(package), "cargo tree did not list {package} itself: {linked:?}");
+        let heavy: Vec<&str> = HEAVY.iter().copied().filter(|h| linked.contains(*h)).collect();
+        assert!(heavy.is_empty(), "{package} links {heavy:?}");
+    }
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -9,7 +9,8 @@ pub mod window;
 
 use serde::Serialize;
 use understudy_core::config::Mode;
-use understudy_router::{Because, Breaker, FailoverReason, Health, HealthSnapshot, Route};
+use understudy_core::health::{Breaker, Health, HealthSnapshot, Route};
+use understudy_core::turn::{Because, FailoverReason};
 
 /// The tray states of design.md section 3, for the chain: the primary provider's health and
 /// who answers now.

@@ -1,5 +1,5 @@
 use super::*;
-use understudy_router::ProviderHealth;
+use understudy_core::health::ProviderHealth;
 
 fn snap(health: Health, breaker: Breaker, local: bool) -> HealthSnapshot {
     let route = match (breaker, local) {
@@ -252,7 +252,7 @@ fn one_notice_per_primary_outage_naming_who_took_over_and_none_for_a_flapping_ba
 
 #[test]
 fn who_wrote_an_answer_in_words() {
-    use understudy_router::{Because, FailoverReason};
+    use understudy_core::turn::{Because, FailoverReason};
     let b = |label: &str, reason| Because { provider: label.to_lowercase(), label: label.into(), reason };
     assert_eq!(answered_by("OpenAI", "gpt-4o-mini", None), "OpenAI · gpt-4o-mini");
     assert_eq!(answered_by("Groq", "llama-3.3-70b", Some(&b("OpenAI", FailoverReason::TimedOut))), "Groq · llama-3.3-70b, because OpenAI timed out");

@@ -5,11 +5,13 @@
 pub mod config;
 pub mod env;
 pub mod failure;
+pub mod health;
 pub mod logging;
 pub mod overview;
 pub mod paths;
 pub mod providers;
 pub mod settings;
+pub mod turn;
 
 pub use config::{Config, ConfigError, Loaded, Mode};
 pub use env::Env;

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use understudy_core::config::Mode;
+pub use understudy_core::turn::{Because, FailoverReason, FinishReason, Turn};
 use understudy_core::{ErrorClass, NextAction};
 use understudy_local::{Engine, Event as LocalEvent, FinishReason as LocalFinish, SamplingParams};
 use understudy_openai::{ChatMessage, ChatRequest as CloudRequest, Error as CloudError, ErrorKind, FailureClass, StreamEvent};
@@ -17,24 +18,6 @@ use understudy_openai::{ChatMessage, ChatRequest as CloudRequest, Error as Cloud
 use crate::chain::{Chain, Cloud, LocalModel};
 use crate::health::{HealthSnapshot, Monitor};
 use crate::policy::{Outcome, PolicyConfig};
-
-/// A message of the conversation sent to a provider.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Turn {
-    pub role: String,
-    pub content: String,
-}
-
-impl Turn {
-    /// The turns as the local engine takes them.
-    pub(crate) fn to_local(turns: &[Turn]) -> Vec<understudy_local::Message> {
-        turns.iter().map(|t| understudy_local::Message::new(&t.role, &t.content)).collect()
-    }
-
-    pub fn new(role: &str, content: &str) -> Turn {
-        Turn { role: role.into(), content: content.into() }
-    }
-}
 
 #[derive(Debug, Clone, Default)]
 pub struct ChatRequest {
@@ -226,106 +209,28 @@ impl std::fmt::Display for ChatError {
     }
 }
 
-/// Why the provider before in the chain did not write an answer, as data: the window, the CLI
-/// and `alerts::words` put it into words ("because OpenAI timed out"), nobody parses it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailoverReason {
-    /// No first token within the first-token timeout.
-    TimedOut,
-    /// Stopped sending mid-answer for the stall timeout.
-    Stalled,
-    /// No connection: refused, DNS, TLS, connect timeout.
-    Unreachable,
-    /// A 5xx (or other status that is not the account's or the request's).
-    ServerError,
-    RateLimited,
-    /// The key was rejected, no quota, no access to the model.
-    AccountProblem,
-    /// The connection broke or the stream ended early mid-answer.
-    CutOff,
-    /// A chunk that is not the expected JSON, or an error chunk.
-    BadStream,
-    /// Its breaker is open: skipped at no cost until it recovers.
-    Down,
-    NoKey,
-    /// Its base URL moved to another host since the key was saved.
-    KeyNeededForHost,
-    /// Anything else that kept it from answering.
-    Failed,
-}
-
-impl FailoverReason {
-    pub fn of(e: &CloudError) -> FailoverReason {
-        match (&e.kind, e.class) {
-            (ErrorKind::FirstToken, _) => FailoverReason::TimedOut,
-            (ErrorKind::Stall, _) => FailoverReason::Stalled,
-            (ErrorKind::Connect | ErrorKind::Dns | ErrorKind::Tls, _) => FailoverReason::Unreachable,
-            (ErrorKind::Cut | ErrorKind::Truncated, _) => FailoverReason::CutOff,
-            (ErrorKind::Malformed | ErrorKind::StreamError, _) => FailoverReason::BadStream,
-            (_, FailureClass::RateLimit) => FailoverReason::RateLimited,
-            (_, FailureClass::Account) => FailoverReason::AccountProblem,
-            (ErrorKind::Status, _) => FailoverReason::ServerError,
-            _ => FailoverReason::Failed,
-        }
+/// Why `e` kept a cloud provider from answering, as the reason the next one names.
+pub fn failover_reason(e: &CloudError) -> FailoverReason {
+    match (&e.kind, e.class) {
+        (ErrorKind::FirstToken, _) => FailoverReason::TimedOut,
+        (ErrorKind::Stall, _) => FailoverReason::Stalled,
+        (ErrorKind::Connect | ErrorKind::Dns | ErrorKind::Tls, _) => FailoverReason::Unreachable,
+        (ErrorKind::Cut | ErrorKind::Truncated, _) => FailoverReason::CutOff,
+        (ErrorKind::Malformed | ErrorKind::StreamError, _) => FailoverReason::BadStream,
+        (_, FailureClass::RateLimit) => FailoverReason::RateLimited,
+        (_, FailureClass::Account) => FailoverReason::AccountProblem,
+        (ErrorKind::Status, _) => FailoverReason::ServerError,
+        _ => FailoverReason::Failed,
     }
 }
 
-/// The provider before in the chain and why it did not answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Because {
-    pub provider: String,
-    pub label: String,
-    pub reason: FailoverReason,
+fn because_of(cloud: &Cloud, reason: FailoverReason) -> Because {
+    Because { provider: cloud.id.clone(), label: cloud.label.clone(), reason }
 }
 
-impl Because {
-    fn new(cloud: &Cloud, reason: FailoverReason) -> Because {
-        Because { provider: cloud.id.clone(), label: cloud.label.clone(), reason }
-    }
-}
-
-/// Why an answer ended, in OpenAI's words (`stop`, `length`, `tool_calls`, `content_filter`, or
-/// whatever a provider sends, kept as it came), plus `cancelled`: the user stopped it and the
-/// text so far stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FinishReason {
-    Stop,
-    Length,
-    ToolCalls,
-    ContentFilter,
-    Cancelled,
-    Other(String),
-}
-
-impl FinishReason {
-    pub fn from_wire(reason: &str) -> Self {
-        match reason {
-            "stop" => Self::Stop,
-            "length" => Self::Length,
-            "tool_calls" => Self::ToolCalls,
-            "content_filter" => Self::ContentFilter,
-            "cancelled" => Self::Cancelled,
-            other => Self::Other(other.to_string()),
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Stop => "stop",
-            Self::Length => "length",
-            Self::ToolCalls => "tool_calls",
-            Self::ContentFilter => "content_filter",
-            Self::Cancelled => "cancelled",
-            Self::Other(reason) => reason,
-        }
-    }
-}
-
-impl Serialize for FinishReason {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
+/// The turns as the local engine takes them.
+pub(crate) fn to_local(turns: &[Turn]) -> Vec<understudy_local::Message> {
+    turns.iter().map(|t| understudy_local::Message::new(&t.role, &t.content)).collect()
 }
 
 /// What happens during an answer, in order: `Started` (when the provider that answers is known:
@@ -630,7 +535,7 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
                 Some(understudy_core::providers::KeyProblem::OtherHost { .. }) => FailoverReason::KeyNeededForHost,
                 _ => FailoverReason::NoKey,
             };
-            because.get_or_insert_with(|| Because::new(cloud, why));
+            because.get_or_insert_with(|| because_of(cloud, why));
             reason.get_or_insert_with(|| match &cloud.key_problem {
                 Some(understudy_core::providers::KeyProblem::OtherHost { .. }) => format!("{} needs its key entered again for its new host", cloud.label),
                 _ => format!("no API key is set for {}", cloud.label),
@@ -640,7 +545,7 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
         };
         if !monitor.allows(&cloud.id, &cloud.label) {
             let why = monitor.snapshot().providers.iter().find(|p| p.id == cloud.id).and_then(|p| p.last_error.clone());
-            because.get_or_insert_with(|| Because::new(cloud, FailoverReason::Down));
+            because.get_or_insert_with(|| because_of(cloud, FailoverReason::Down));
             reason.get_or_insert_with(|| format!("{} is failing ({}); waiting for it to recover", cloud.label, why.as_deref().unwrap_or("recent errors")));
             last_error.get_or_insert_with(|| ChatError {
                 class: ErrorClass::Outage,
@@ -678,7 +583,7 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
                             // A tool call is never continued inside its JSON: the offline
                             // model answers afresh.
                             let start = if tool_call { Start::Restart } else { Start::Continue(text) };
-                            let by = Some(Because::new(cloud, FailoverReason::of(&error)));
+                            let by = Some(because_of(cloud, failover_reason(&error)));
                             return answer_local(chain, engine, &request, (Some(why), by), start, sink).await;
                         }
                         return sink.send(Event::Error { error: ChatError::from_cloud(&error) }).await;
@@ -692,7 +597,7 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
                         }
                         _ => {
                             failed_label.clone_from(&cloud.label);
-                            because = Some(Because::new(cloud, FailoverReason::of(&error)));
+                            because = Some(because_of(cloud, failover_reason(&error)));
                             reason = Some(reason_of(&error, chain));
                             last_error = Some(ChatError::from_cloud(&error));
                             break;
@@ -858,7 +763,7 @@ async fn answer_local(chain: &Chain, engine: &Engine, request: &ChatRequest, fai
     if let Err(e) = engine.ensure_loaded(path, chain.context, chain.threads).await {
         return sink.send(Event::Error { error: ChatError::from_engine(&e) }).await;
     }
-    let messages = Turn::to_local(&request.messages);
+    let messages = to_local(&request.messages);
     let params = request.sampling.params(request.max_tokens);
     let mut generation = match engine.generate(messages, params, prefill).await {
         Ok(g) => g,
@@ -890,16 +795,6 @@ async fn answer_local(chain: &Chain, engine: &Engine, request: &ChatRequest, fai
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_finish_reason_goes_out_as_it_came_in_even_one_we_do_not_know() {
-        for wire in ["stop", "length", "tool_calls", "content_filter", "cancelled", "function_call", "something_new"] {
-            let reason = FinishReason::from_wire(wire);
-            assert_eq!((reason.as_str(), serde_json::to_value(&reason).unwrap()), (wire, serde_json::json!(wire)));
-        }
-        assert_eq!(FinishReason::from_wire("something_new"), FinishReason::Other("something_new".into()));
-        assert_eq!(FinishReason::from_wire("cancelled"), FinishReason::Cancelled);
-    }
 
     #[test]
     fn a_full_offline_queue_is_busy_with_a_retry_time_not_a_failure() {

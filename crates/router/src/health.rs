@@ -6,85 +6,13 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use understudy_core::config::Mode;
 
 use crate::chain::{Chain, LocalModel};
-use crate::policy::{Breaker, Health, Outcome, Policy, PolicyConfig};
-
-/// One provider's health as shown to people.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ProviderHealth {
-    pub id: String,
-    pub label: String,
-    /// The model it is asked for, and why no key can be sent to it (then it is never tried).
-    pub model: String,
-    pub key_problem: Option<understudy_core::providers::KeyProblem>,
-    pub health: Health,
-    pub breaker: Breaker,
-    /// Unix ms when `health` last changed.
-    pub since: u64,
-    /// The last failure, in words.
-    pub last_error: Option<String>,
-    /// A configuration problem (401, 403, 404 model, no quota) in words, until an answer succeeds.
-    pub account_problem: Option<String>,
-    /// Whether a real answer succeeded since the breaker last closed (recovery is only
-    /// announced after one). Flips once per outage, so healthy traffic publishes nothing.
-    pub answered_since_close: bool,
-}
-
-/// Where the next request goes: a cloud provider (by id), the offline model, or nowhere. On the
-/// wire (status endpoint, the window) it is the provider's id, `local` or `none`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
-    Provider(String),
-    Local,
-    Nothing,
-}
-
-impl Route {
-    pub fn as_str(&self) -> &str {
-        match self {
-            Route::Provider(id) => id,
-            Route::Local => "local",
-            Route::Nothing => "none",
-        }
-    }
-
-    /// Whether the next request goes to this cloud provider.
-    pub fn is_provider(&self, id: &str) -> bool {
-        matches!(self, Route::Provider(p) if p == id)
-    }
-}
-
-impl From<&str> for Route {
-    fn from(wire: &str) -> Self {
-        match wire {
-            "local" => Route::Local,
-            "none" => Route::Nothing,
-            id => Route::Provider(id.to_string()),
-        }
-    }
-}
-
-impl Serialize for Route {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-/// Everything the tray, notifier, UI and status endpoint show.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HealthSnapshot {
-    pub mode: Mode,
-    pub providers: Vec<ProviderHealth>,
-    /// Where the next request goes.
-    pub route: Route,
-    /// The offline model's name, if one is installed.
-    pub local_model: Option<String>,
-}
+use crate::policy::{Outcome, Policy, PolicyConfig};
+pub use understudy_core::health::{Breaker, Health, HealthSnapshot, ProviderHealth, Route};
 
 #[derive(Debug)]
 struct Entry {
@@ -258,19 +186,5 @@ pub async fn forward(mut rx: watch::Receiver<HealthSnapshot>, mut send: impl FnM
         if !send(snapshot) || rx.changed().await.is_err() {
             return;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Route;
-
-    #[test]
-    fn a_route_goes_out_as_the_provider_id_local_or_none_and_comes_back() {
-        for (route, wire) in [(Route::Provider("groq".into()), "groq"), (Route::Local, "local"), (Route::Nothing, "none")] {
-            assert_eq!(serde_json::to_value(&route).unwrap(), serde_json::json!(wire));
-            assert_eq!(Route::from(wire), route);
-        }
-        assert!(Route::Provider("openai".into()).is_provider("openai") && !Route::Local.is_provider("local"));
     }
 }

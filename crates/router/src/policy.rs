@@ -5,8 +5,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use serde::Serialize;
 use understudy_core::config::FailoverConfig;
+pub use understudy_core::health::{Breaker, Health};
 use understudy_openai::FailureClass;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -37,32 +37,6 @@ impl PolicyConfig {
             jitter: 0.1,
         }
     }
-}
-
-/// The circuit breaker.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(tag = "state", rename_all = "kebab-case")]
-pub enum Breaker {
-    Closed,
-    /// Requests skip the provider until `until`.
-    Open {
-        until_ms: u64,
-    },
-    /// Probes decide: `successes` of the two needed so far.
-    HalfOpen {
-        successes: u8,
-    },
-}
-
-/// What the tray and the status bar show for one provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Health {
-    Healthy,
-    /// Recent errors or slow first tokens below the open threshold, or a status-page incident.
-    Degraded,
-    /// The breaker is open or half-open: requests go to the next provider.
-    Outage,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -11,7 +11,7 @@ use understudy_core::config::{Mode, Prewarm};
 use understudy_openai::{ChatMessage, ChatRequest, Client};
 
 use crate::chain::{Chain, LocalModel};
-use crate::chat::{Inner, Router, Turn};
+use crate::chat::{to_local, Inner, Router};
 use crate::policy::{Health, Outcome};
 
 /// One probe: the model list answers, then the model produces one token.
@@ -185,7 +185,7 @@ fn prewarm(router: &Router, chain: &Chain, warmth: &Arc<std::sync::Mutex<Warmth>
         let result = if messages.is_empty() {
             engine.ensure_loaded(&path, context, threads).await
         } else {
-            engine.prewarm(&path, context, threads, Turn::to_local(&messages)).await.map(|usage| {
+            engine.prewarm(&path, context, threads, to_local(&messages)).await.map(|usage| {
                 tracing::info!(evaluated = usage.prompt_evaluated, reused = usage.prompt_reused, "the conversation is in the offline model's cache");
             })
         };
