@@ -39,6 +39,8 @@ pub(crate) struct Continuation<'a> {
     pub model: &'a str,
     pub finish: &'a str,
     pub usage: Option<Value>,
+    /// The offline model's tool calls, as OpenAI writes them in a message.
+    pub tool_calls: Vec<Value>,
 }
 
 fn append(into: &mut Option<String>, piece: Option<&str>) {
@@ -100,6 +102,14 @@ impl Assembly {
     pub(crate) fn finish(mut self, id: &str, local: Option<Continuation<'_>>) -> Value {
         if let Some(l) = &local {
             let c = self.choices.entry(0).or_default();
+            if !c.tool_calls.is_empty() || c.function_call.is_some() {
+                // The upstream was cut inside a tool call, so the offline model answered afresh
+                // (never inside the call's JSON): its answer replaces the upstream's.
+                (c.content, c.tool_calls, c.function_call) = (None, BTreeMap::new(), None);
+            }
+            for (i, call) in l.tool_calls.iter().enumerate() {
+                c.tool_calls.insert(i as u64, call.clone());
+            }
             if !l.text.is_empty() {
                 c.content.get_or_insert_with(String::new).push_str(l.text);
             }

@@ -26,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
 use serde_json::{json, Value};
+use understudy_local::tools::{self, ToolChoice, ToolFormat, ToolStream};
 use understudy_local::ResponseFormat;
 use understudy_router::chain::{Chain, LocalModel};
 use understudy_router::{Answer, ChatError, ChatRequest, ErrorClass, Event, FinishReason, Router, Sampling, Turn};
@@ -193,6 +194,18 @@ struct Parsed {
     request: ChatRequest,
     stream: bool,
     include_usage: bool,
+    tools: ToolUse,
+}
+
+/// What a request asks of the offline model's tool support; whether it gets it depends on the
+/// model's chat template ([`Parsed::offline_tools`]).
+#[derive(Debug, Default)]
+struct ToolUse {
+    /// OpenAI's tool objects (`tools`).
+    offered: Vec<Value>,
+    choice: ToolChoice,
+    /// The history has assistant tool calls or tool results (the template must render them).
+    in_history: bool,
 }
 
 /// Request fields the offline model has no use for and may ignore without changing the answer
@@ -207,7 +220,6 @@ const IGNORED_OFFLINE: &[&str] = &[
     "prompt_cache_key",
     "safety_identifier",
     "prediction",
-    "tool_choice",
     "parallel_tool_calls",
     "function_call",
     "top_logprobs",
@@ -224,20 +236,23 @@ fn parse(body: &Bytes) -> Result<Parsed, Box<Response>> {
     let list = raw.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty()).ok_or_else(|| bad("`messages` must be a non-empty array."))?;
     let mut refusals = Vec::new();
     let mut messages = Vec::with_capacity(list.len());
+    // The same turns as the offline model's template reads them, tool calls and results kept.
+    let mut offline = Vec::with_capacity(list.len());
+    let mut tool_use = ToolUse::default();
     for (i, m) in list.iter().enumerate() {
         let role = m.get("role").and_then(Value::as_str).ok_or_else(|| bad(&format!("messages[{i}].role is required.")))?;
         let role = match role {
             "developer" | "system" => "system",
-            "user" | "assistant" => role,
-            "tool" | "function" => {
-                refusals.push(format!("messages[{i}] is a tool result, and the offline model is not given tools"));
+            "user" | "assistant" | "tool" => role,
+            "function" => {
+                refusals.push(format!("messages[{i}] is a legacy function result, and the offline model takes tool results as `tool` messages"));
                 role
             }
             _ => return Err(bad(&format!("messages[{i}].role {role:?} is not supported."))),
         };
         let has = |k: &str| m.get(k).is_some_and(|t| !t.is_null() && t.as_array().is_none_or(|a| !a.is_empty()));
-        if has("tool_calls") || has("function_call") {
-            refusals.push(format!("messages[{i}] has tool calls, and the offline model is not given tools"));
+        if has("function_call") {
+            refusals.push(format!("messages[{i}] has a legacy function call, and the offline model takes `tool_calls`"));
         }
         if has("audio") {
             refusals.push(format!("messages[{i}] refers to audio, and the offline model reads text only"));
@@ -245,6 +260,15 @@ fn parse(body: &Bytes) -> Result<Parsed, Box<Response>> {
         let content = text_of(m.get("content").unwrap_or(&Value::Null), i, &mut refusals)
             .ok_or_else(|| bad(&format!("messages[{i}].content must be a string or an array of parts.")))?;
         messages.push(Turn::new(role, &content));
+        let mut local = understudy_local::Message::new(role, &content);
+        if has("tool_calls") {
+            local.tool_calls = m.get("tool_calls").and_then(Value::as_array).map(|calls| tools::for_template(calls));
+        }
+        if role == "tool" {
+            local.tool_call_id = Some(m.get("tool_call_id").and_then(Value::as_str).unwrap_or_default().to_string());
+        }
+        tool_use.in_history |= local.is_tool_turn();
+        offline.push(local);
     }
     let number = |k: &str| -> Result<Option<f64>, Box<Response>> {
         match raw.get(k) {
@@ -293,7 +317,16 @@ fn parse(body: &Bytes) -> Result<Parsed, Box<Response>> {
             | "presence_penalty"
             | "frequency_penalty" => {}
             "n" if v.as_u64().is_none_or(|n| n > 1) && !v.is_null() => refusals.push("it asks for several answers (n > 1)".into()),
-            "tools" | "functions" if set(k) => refusals.push("it offers tools, and the offline model is not given tools".into()),
+            // Whether the offline model can take them depends on its template: `offline_tools`.
+            "tools" if set(k) => match v.as_array() {
+                Some(list) => tool_use.offered.clone_from(list),
+                None => return Err(bad("`tools` must be an array.")),
+            },
+            "tool_choice" => match ToolChoice::from_openai(Some(v)) {
+                Some(choice) => tool_use.choice = choice,
+                None => refusals.push(format!("its tool_choice {v} is not one the offline model knows")),
+            },
+            "functions" if set(k) => refusals.push("it offers legacy `functions`, and the offline model takes `tools`".into()),
             // JSON mode and structured outputs: the offline model is held to them by a grammar.
             "response_format" => match v.get("type").and_then(Value::as_str) {
                 None | Some("text") => {}
@@ -328,11 +361,109 @@ fn parse(body: &Bytes) -> Result<Parsed, Box<Response>> {
     let include_usage = raw.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
     refusals.dedup();
     let offline_refusal = (!refusals.is_empty()).then(|| refusals.join("; "));
+    let offline_messages = tool_use.in_history.then_some(offline);
     Ok(Parsed {
-        request: ChatRequest { messages, model: upstream_model, provider, max_tokens, raw: Some(raw), sampling, offline_refusal },
+        request: ChatRequest {
+            messages,
+            model: upstream_model,
+            provider,
+            max_tokens,
+            raw: Some(raw),
+            sampling,
+            offline_refusal,
+            tools: None,
+            offline_messages,
+        },
         stream,
         include_usage,
+        tools: tool_use,
     })
+}
+
+impl Parsed {
+    /// Whether the offline model must know tools for this request (offered and not
+    /// `tool_choice` "none", or tool calls / results in the history).
+    fn needs_tools(&self) -> bool {
+        self.shows_tools() || self.tools.in_history
+    }
+
+    fn shows_tools(&self) -> bool {
+        !self.tools.offered.is_empty() && self.tools.choice != ToolChoice::None
+    }
+
+    /// Fits the request to the offline model's tool support (`format`, from its chat template):
+    /// the tools go to its template, `tool_choice` "required" or a named function becomes the
+    /// grammar of one call; without support it is refused in words. Returns the format to read
+    /// the model's calls back in, when tools are shown to it.
+    fn offline_tools(&mut self, format: Option<ToolFormat>) -> Option<ToolFormat> {
+        if !self.needs_tools() {
+            return None;
+        }
+        let shows = self.shows_tools();
+        let refusal = &mut self.request.offline_refusal;
+        let mut refuse = |why: String| {
+            *refusal = Some(match refusal.take() {
+                Some(before) => format!("{before}; {why}"),
+                None => why,
+            });
+        };
+        let Some(format) = format else {
+            refuse(if shows {
+                "it offers tools, and the offline model's chat template has no tool support".into()
+            } else {
+                "its history has tool calls or tool results, and the offline model's chat template has no tool support".into()
+            });
+            return None;
+        };
+        if !shows {
+            return None;
+        }
+        let forced: Vec<Value> = match &self.tools.choice {
+            ToolChoice::Required => self.tools.offered.clone(),
+            ToolChoice::Function(name) => {
+                let named: Vec<Value> =
+                    self.tools.offered.iter().filter(|t| t.pointer("/function/name").and_then(Value::as_str) == Some(name)).cloned().collect();
+                if named.is_empty() {
+                    refuse(format!("its tool_choice names {name:?}, which is not among its tools"));
+                    return None;
+                }
+                named
+            }
+            ToolChoice::Auto | ToolChoice::None => Vec::new(),
+        };
+        if forced.is_empty() {
+            // A response_format grammar would leave the model no way to call a tool.
+            if self.request.sampling.grammar.is_some() {
+                refuse("it offers tools together with a response_format, and the offline model cannot be held to both".into());
+                return None;
+            }
+        } else {
+            // The answer is a call, which no response_format governs.
+            match tools::forcing_grammar(format, &forced) {
+                Ok(g) => self.request.sampling.grammar = Some(g),
+                Err(e) => {
+                    refuse(format!("its tools' parameters: {e}"));
+                    return None;
+                }
+            }
+        }
+        self.request.tools = Some(self.tools.offered.clone());
+        Some(format)
+    }
+}
+
+/// The offline model's tool-call format, read from its GGUF's chat template (cached per file).
+async fn local_tool_format(router: &Router) -> Option<ToolFormat> {
+    let LocalModel::Ready { path, .. } = &router.chain().local else { return None };
+    let path = path.clone();
+    tokio::task::spawn_blocking(move || ToolFormat::of_model(&path)).await.ok().flatten()
+}
+
+/// A call as OpenAI writes it in a message, with an id of its own.
+fn openai_call(call: &tools::ToolCall) -> Value {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    json!({ "id": format!("call_understudy_{}_{n}", now_s()), "type": "function", "function": { "name": call.name, "arguments": call.arguments } })
 }
 
 /// A failure before any answer, as an HTTP error: the upstream's status where there was one.
@@ -369,9 +500,13 @@ fn provenance(headers: &mut HeaderMap, provider: &str, failover: Option<&str>) {
 }
 
 async fn chat_completions(State(app): State<App>, body: Bytes) -> Response {
-    let p = match parse(&body) {
+    let mut p = match parse(&body) {
         Ok(p) => p,
         Err(r) => return *r,
+    };
+    let tool_format = match p.needs_tools() {
+        true => p.offline_tools(local_tool_format(&app.router).await),
+        false => None,
     };
     let mut answer = app.router.chat(p.request);
     // The first event decides the status and the headers: who begins the answer, or the error.
@@ -388,7 +523,7 @@ async fn chat_completions(State(app): State<App>, body: Bytes) -> Response {
     let upstream = provider != Chain::local_id();
     let id = format!("chatcmpl-understudy-{}", now_s());
     if p.stream {
-        let mut r = Response::new(Body::from_stream(sse(answer, id, model, p.include_usage, upstream)));
+        let mut r = Response::new(Body::from_stream(sse(answer, id, model, p.include_usage, upstream, tool_format)));
         let h = r.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -419,15 +554,38 @@ async fn chat_completions(State(app): State<App>, body: Bytes) -> Response {
         }
     }
     let usage = usage.map(|(p, c)| json!({ "prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c }));
+    // The offline model's calls, read back from its text in its template's format.
+    let calls: Vec<Value> = match tool_format {
+        Some(format) if !upstream || switched => {
+            let (rest, calls) = tools::parse(format, &text);
+            if !calls.is_empty() {
+                text = rest;
+                finish = FinishReason::ToolCalls;
+            }
+            calls.iter().map(openai_call).collect()
+        }
+        _ => Vec::new(),
+    };
     let body = if upstream {
         // The completion exactly as the provider would have sent it unstreamed; after a switch,
         // the offline model's text appended and its model, finish reason and usage.
-        let local =
-            switched.then(|| assemble::Continuation { text: &text, reasoning: &reasoning, model: &last_model, finish: finish.as_str(), usage: usage.clone() });
+        let local = switched.then(|| assemble::Continuation {
+            text: &text,
+            reasoning: &reasoning,
+            model: &last_model,
+            finish: finish.as_str(),
+            usage: usage.clone(),
+            tool_calls: calls,
+        });
         assembly.finish(&id, local)
     } else {
+        // OpenAI: `content` null when the answer is only tool calls.
+        let content = if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) };
+        let mut message = json!({ "role": "assistant", "content": content });
+        if !calls.is_empty() {
+            message["tool_calls"] = Value::Array(calls);
+        }
         // A reasoning model's thinking goes where DeepSeek's API and OpenRouter put it.
-        let mut message = json!({ "role": "assistant", "content": text });
         if !reasoning.is_empty() {
             message["reasoning_content"] = json!(reasoning);
         }
@@ -466,7 +624,16 @@ fn upstream_chunk(mut chunk: Value, data: String, include_usage: bool) -> Option
 /// offline model, from the start or after a switch, under the upstream's id). Dropping the
 /// stream (the client went away) drops the `Answer`, which cancels it — a local generation
 /// stops at once.
-fn sse(mut answer: Answer, id: String, model: String, include_usage: bool, upstream: bool) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
+/// With `tools`, the offline model's text is read for calls in that format: text goes out as it
+/// comes, a call as OpenAI's tool-call delta once it is whole.
+fn sse(
+    mut answer: Answer,
+    id: String,
+    model: String,
+    include_usage: bool,
+    upstream: bool,
+    tools: Option<ToolFormat>,
+) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
     let chunk = |id: &str, model: &str, delta: Value, finish: Option<&str>| {
         let c = json!({ "id": id, "object": "chat.completion.chunk", "created": now_s(), "model": model, "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }] });
         Bytes::from(format!("data: {c}\n\n"))
@@ -477,6 +644,7 @@ fn sse(mut answer: Answer, id: String, model: String, include_usage: bool, upstr
             let _ = tx.send(chunk(&id, &model, json!({ "role": "assistant", "content": "" }), None)).await;
         }
         let mut usage = None;
+        let mut calls = tools.map(ToolStream::new);
         loop {
             // A client that goes away while nothing is sent (a queued or stalled answer) is
             // noticed at once, not at the next token.
@@ -497,7 +665,16 @@ fn sse(mut answer: Answer, id: String, model: String, include_usage: bool, upstr
                 }
                 // The upstream's chunks carry its text already.
                 Event::Token { .. } if upstream => continue,
-                Event::Token { text } => chunk(&id, &model, json!({ "content": text }), None),
+                Event::Token { text } => {
+                    let text = match calls.as_mut() {
+                        Some(c) => c.push(&text),
+                        None => text,
+                    };
+                    if text.is_empty() {
+                        continue;
+                    }
+                    chunk(&id, &model, json!({ "content": text }), None)
+                }
                 Event::Reasoning { text } => chunk(&id, &model, json!({ "reasoning_content": text }), None),
                 Event::Switched { model: m, .. } => {
                     model = m;
@@ -513,6 +690,20 @@ fn sse(mut answer: Answer, id: String, model: String, include_usage: bool, upstr
                 Event::Done { finish_reason, .. } => {
                     // The upstream sent its own finish and usage chunks.
                     if !upstream {
+                        let mut finish_reason = finish_reason;
+                        if let Some((rest, found)) = calls.take().map(ToolStream::finish) {
+                            if !rest.is_empty() {
+                                let _ = tx.send(chunk(&id, &model, json!({ "content": rest }), None)).await;
+                            }
+                            for (index, call) in found.iter().enumerate() {
+                                let mut delta = openai_call(call);
+                                delta["index"] = json!(index);
+                                let _ = tx.send(chunk(&id, &model, json!({ "tool_calls": [delta] }), None)).await;
+                            }
+                            if !found.is_empty() {
+                                finish_reason = FinishReason::ToolCalls;
+                            }
+                        }
                         let _ = tx.send(chunk(&id, &model, json!({}), Some(finish_reason.as_str()))).await;
                         if let (true, Some(u)) = (include_usage, usage.take()) {
                             let u = json!({ "id": id, "object": "chat.completion.chunk", "created": now_s(), "model": model, "choices": [], "usage": u });
@@ -650,7 +841,8 @@ mod tests {
     fn what_the_offline_model_cannot_honour_is_named_never_dropped() {
         let user = r#"{"role":"user","content":"x"}"#;
         for (extra, messages, says) in [
-            (r#","tools":[{"type":"function","function":{"name":"f"}}]"#, user, "offers tools"),
+            (r#","functions":[{"name":"f"}]"#, user, "legacy `functions`"),
+            (r#","tool_choice":"sometimes""#, user, "tool_choice"),
             (
                 r##","response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"$ref":"#/nowhere"}}}"##,
                 user,
@@ -665,16 +857,78 @@ mod tests {
                 r#"{"role":"user","content":[{"type":"text","text":"what is this"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AA"}}]}"#,
                 "an image",
             ),
-            (
-                "",
-                r#"{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c","content":"1"}"#,
-                "tool",
-            ),
         ] {
             let body = format!(r#"{{"model":"gpt-4o","messages":[{messages}]{extra}}}"#);
             let p = parse(&Bytes::from(body.clone())).ok().unwrap_or_else(|| panic!("{body}"));
             let why = p.request.offline_refusal.unwrap_or_default();
             assert!(why.contains(says), "{body}: {why:?}");
+        }
+    }
+
+    const TOOLS: &str = r#""tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object",
+        "properties":{"unit":{"enum":["c","f"]}},"required":["unit"],"additionalProperties":false}}},{"type":"function","function":{"name":"get_time"}}]"#;
+    const HISTORY: &str = r#"{"role":"user","content":"x"},{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function",
+        "function":{"name":"get_weather","arguments":"{\"unit\":\"c\"}"}}]},{"role":"tool","tool_call_id":"c1","content":"21"}"#;
+
+    fn parsed(messages: &str, extra: &str) -> Parsed {
+        let body = format!(r#"{{"model":"gpt-4o","messages":[{messages}]{extra}}}"#);
+        parse(&Bytes::from(body.clone())).ok().unwrap_or_else(|| panic!("{body}"))
+    }
+
+    #[test]
+    fn a_template_without_tool_support_is_refused_in_words_for_tools_offered_or_in_the_history() {
+        let user = r#"{"role":"user","content":"x"}"#;
+        for (messages, extra, says) in [(user, format!(",{TOOLS}"), "it offers tools"), (HISTORY, String::new(), "its history has tool calls or tool results")]
+        {
+            let mut p = parsed(messages, &extra);
+            assert_eq!(p.request.offline_refusal, None, "nothing refused before the model is known");
+            assert_eq!(p.offline_tools(None), None);
+            let why = p.request.offline_refusal.unwrap_or_default();
+            assert!(why.contains(says) && why.contains("chat template has no tool support"), "{why}");
+        }
+        // Neither tools nor tool turns: nothing asked of the template.
+        let mut p = parsed(user, r#","tool_choice":"none""#);
+        assert_eq!((p.needs_tools(), p.offline_tools(None), p.request.offline_refusal), (false, None, None));
+    }
+
+    #[test]
+    fn tools_go_to_a_template_that_has_them_and_tool_choice_decides_the_grammar() {
+        // auto: the tools go to the template, the model may answer in text.
+        let mut p = parsed(HISTORY, &format!(",{TOOLS}"));
+        assert_eq!(p.offline_tools(Some(ToolFormat::Hermes)), Some(ToolFormat::Hermes));
+        assert_eq!((p.request.tools.as_ref().map(Vec::len), &p.request.sampling.grammar, &p.request.offline_refusal), (Some(2), &None, &None));
+        // The history as the template reads it: arguments an object, the result tied to its call.
+        let turns = p.request.offline_messages.as_ref().unwrap();
+        assert_eq!(turns[1].tool_calls.as_ref().unwrap()[0]["function"]["arguments"], json!({ "unit": "c" }));
+        assert_eq!((turns[2].role.as_str(), turns[2].tool_call_id.as_deref(), turns[2].content.as_str()), ("tool", Some("c1"), "21"));
+
+        // required: one call of any tool; a named function: a call of that one only.
+        let mut p = parsed(r#"{"role":"user","content":"x"}"#, &format!(r#",{TOOLS},"tool_choice":"required""#));
+        assert_eq!(p.offline_tools(Some(ToolFormat::Hermes)), Some(ToolFormat::Hermes));
+        let g = p.request.sampling.grammar.clone().unwrap();
+        assert!(g.contains("get_weather") && g.contains("get_time") && g.starts_with("root ::= \"<tool_call>"), "{g}");
+        assert_eq!(p.request.offline_messages, None, "no tool turns: the plain messages");
+        let named = r#","tool_choice":{"type":"function","function":{"name":"get_time"}},"response_format":{"type":"json_object"}"#;
+        let mut p = parsed(r#"{"role":"user","content":"x"}"#, &format!(",{TOOLS}{named}"));
+        assert_eq!(p.offline_tools(Some(ToolFormat::Llama3Json)), Some(ToolFormat::Llama3Json));
+        let g = p.request.sampling.grammar.clone().unwrap();
+        assert!(g.contains("get_time") && !g.contains("get_weather") && g.contains("parameters"), "the call's grammar, not the JSON mode's: {g}");
+
+        // none: no tools shown, no grammar; the history's tool turns still render.
+        let mut p = parsed(HISTORY, &format!(r#",{TOOLS},"tool_choice":"none""#));
+        assert_eq!(p.offline_tools(Some(ToolFormat::Hermes)), None);
+        assert_eq!((&p.request.tools, &p.request.sampling.grammar, &p.request.offline_refusal), (&None, &None, &None));
+        assert!(p.request.offline_messages.is_some());
+
+        // What cannot be honoured is named.
+        for (extra, says) in [
+            (r#","tool_choice":{"type":"function","function":{"name":"nope"}}"#, "names \"nope\", which is not among its tools"),
+            (r#","response_format":{"type":"json_object"}"#, "together with a response_format"),
+        ] {
+            let mut p = parsed(r#"{"role":"user","content":"x"}"#, &format!(",{TOOLS}{extra}"));
+            assert_eq!(p.offline_tools(Some(ToolFormat::Hermes)), None);
+            let why = p.request.offline_refusal.unwrap_or_default();
+            assert!(why.contains(says), "{why}");
         }
     }
 }

@@ -38,6 +38,12 @@ pub struct ChatRequest {
     /// n > 1 …), in words. Then it is never answered offline with those parts dropped: a
     /// request for the local model is refused, and a failover is an error saying why.
     pub offline_refusal: Option<String>,
+    /// OpenAI's tool objects, rendered by the offline model's chat template as its `tools` (the
+    /// gateway's, only where that template has tool support).
+    pub tools: Option<Vec<Value>>,
+    /// The conversation as the offline model's template reads it, tool calls and tool results
+    /// included (the gateway's, when it has them); `None`: `messages`.
+    pub offline_messages: Option<Vec<understudy_local::Message>>,
 }
 
 /// Sampling a client asked for, as the offline model honours it (`None` = the engine's default).
@@ -763,9 +769,9 @@ async fn answer_local(chain: &Chain, engine: &Engine, request: &ChatRequest, fai
     if let Err(e) = engine.ensure_loaded(path, chain.context, chain.threads).await {
         return sink.send(Event::Error { error: ChatError::from_engine(&e) }).await;
     }
-    let messages = to_local(&request.messages);
+    let messages = request.offline_messages.clone().unwrap_or_else(|| to_local(&request.messages));
     let params = request.sampling.params(request.max_tokens);
-    let mut generation = match engine.generate(messages, params, prefill).await {
+    let mut generation = match engine.generate_with_tools(messages, request.tools.clone(), params, prefill).await {
         Ok(g) => g,
         Err(e) => return sink.send(Event::Error { error: ChatError::from_engine(&e) }).await,
     };

@@ -19,13 +19,18 @@ pub struct Gw {
 }
 
 pub async fn start_local(engine: EngineConfig) -> Gw {
+    start_local_with(engine, &understudy_testkit::tiny_gguf()).await
+}
+
+/// [`start_local`] with another offline model file.
+pub async fn start_local_with(engine: EngineConfig, model: &std::path::Path) -> Gw {
     let dir = tempfile::tempdir().unwrap();
     let env = Env::from_pairs([
         ("UNDERSTUDY_DATA_DIR", dir.path().join("data").display().to_string()),
         ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string()),
     ]);
     let mut config = Config { mode: Mode::LocalOnly, ..Config::default() };
-    config.local.model = Some(understudy_testkit::tiny_gguf().display().to_string());
+    config.local.model = Some(model.display().to_string());
     config.local.context = 2048;
     config.local.threads = 1;
     let router = Router::new(Chain::build(&config, &Paths::resolve(&env).unwrap(), &NoKeys), Engine::new(engine));
