@@ -645,6 +645,8 @@ fn sse(
         }
         let mut usage = None;
         let mut calls = tools.map(ToolStream::new);
+        // Whether the upstream's tool-call deltas have gone out.
+        let mut sent_call = false;
         loop {
             // A client that goes away while nothing is sent (a queued or stalled answer) is
             // noticed at once, not at the next token.
@@ -658,6 +660,9 @@ fn sse(
                     if let Some(upstream_id) = c.get("id").and_then(Value::as_str) {
                         upstream_id.clone_into(&mut id);
                     }
+                    sent_call |= c.get("choices").and_then(Value::as_array).into_iter().flatten().any(|ch| {
+                        ch.pointer("/delta/tool_calls").is_some_and(|t| !t.is_null()) || ch.pointer("/delta/function_call").is_some_and(|f| !f.is_null())
+                    });
                     match upstream_chunk(c, data, include_usage) {
                         Some(b) => b,
                         None => continue,
@@ -676,6 +681,21 @@ fn sse(
                     chunk(&id, &model, json!({ "content": text }), None)
                 }
                 Event::Reasoning { text } => chunk(&id, &model, json!({ "reasoning_content": text }), None),
+                // The offline model answers afresh after a cut inside a tool call, but the
+                // client holds part of that call already and would join the two: it is told
+                // instead, and the offline answer is dropped (which cancels it).
+                Event::Switched { reason, .. } if sent_call => {
+                    let message = format!(
+                        "{reason}, in the middle of a tool call already partly sent; the offline model never continues inside a tool call. Send the request again."
+                    );
+                    let _ = tx
+                        .send(Bytes::from(format!(
+                            "data: {}\n\n",
+                            json!({ "error": { "message": message, "type": "server_error", "code": "cut_in_tool_call" } })
+                        )))
+                        .await;
+                    return;
+                }
                 Event::Switched { model: m, .. } => {
                     model = m;
                     upstream = false;

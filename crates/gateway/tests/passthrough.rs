@@ -85,6 +85,12 @@ async fn upstream_text(chunks: Vec<String>, cut: bool) -> (String, Journal) {
 }
 
 async fn gateway(base_url: String) -> (String, tempfile::TempDir) {
+    gateway_with(base_url, &understudy_testkit::tiny_gguf()).await
+}
+
+/// [`gateway`] whose offline model is the file `model` (its chat template decides tool support;
+/// the answers still come from the stand-in worker).
+async fn gateway_with(base_url: String, model: &std::path::Path) -> (String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let env = Env::from_pairs([
         ("UNDERSTUDY_DATA_DIR", dir.path().join("data").display().to_string()),
@@ -95,7 +101,7 @@ async fn gateway(base_url: String) -> (String, tempfile::TempDir) {
         ..Config::default()
     };
     config.failover.status_page = String::new();
-    config.local.model = Some(understudy_testkit::tiny_gguf().display().to_string());
+    config.local.model = Some(model.display().to_string());
     let chain = Chain::build(&config, &Paths::resolve(&env).unwrap(), &FixedKey("sk-test-STORED0123456789".into()));
     let router = Router::new(chain, Engine::new(EngineConfig::new("bash", &["-c", WORKER])));
     let running = understudy_gateway::start(router, understudy_gateway::GatewayConfig::default(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
@@ -246,5 +252,43 @@ async fn a_stream_cut_inside_a_tool_call_is_refused_in_words_not_continued() {
     assert_eq!(r.status(), 503);
     let v: Value = r.json().await.unwrap();
     assert!(v["error"]["message"].as_str().unwrap().contains("offline model cannot take this request"), "{v}");
+    assert_eq!(journal.lock().unwrap().len(), 2);
+}
+
+/// With an offline model whose template has tools, a cut inside a tool call is answered afresh
+/// offline: a non-streamed client gets the offline answer in place of the upstream's half call;
+/// a streamed client, which holds part of that call already, is told so in an error chunk
+/// rather than sent a second answer its SDK would join to the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_inside_a_tool_call_is_answered_afresh_offline_never_joined_to_the_half_call() {
+    let call = |d: Value| chunk(json!([{ "index": 0, "delta": { "tool_calls": [d] }, "finish_reason": null }]));
+    let (base, journal) = upstream(
+        vec![
+            chunk(json!([{ "index": 0, "delta": { "role": "assistant", "content": null }, "finish_reason": null }])),
+            call(json!({ "index": 0, "id": "call_9", "type": "function", "function": { "name": "get_weather", "arguments": "" } })),
+            call(json!({ "index": 0, "function": { "arguments": "{\"ci" } })),
+        ],
+        true,
+    )
+    .await;
+    let (url, _dir) = gateway_with(base, &understudy_testkit::tiny_gguf_with_template("qwen2.5")).await;
+    let tools = json!([{ "type": "function", "function": { "name": "get_weather", "parameters": { "type": "object", "properties": { "city": { "type": "string" } } } } }]);
+    let body = json!({ "model": "gpt-4o", "stream": false, "tools": tools, "messages": [{ "role": "user", "content": "weather in Paris?" }] });
+    let r = reqwest::Client::new().post(&url).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let message = &v["choices"][0]["message"];
+    assert_eq!((message["content"].as_str(), message.get("tool_calls")), (Some("offline"), None), "the offline answer alone: {v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+
+    let mut streamed = body.clone();
+    streamed["stream"] = true.into();
+    let text = reqwest::Client::new().post(&url).json(&streamed).send().await.unwrap().text().await.unwrap();
+    let lines = data_lines(&text);
+    assert!(lines.iter().any(|l| l.contains("call_9")), "the tool-call deltas came: {text}");
+    let last: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    let m = last["error"]["message"].as_str().unwrap_or_else(|| panic!("ends with an error chunk: {text}"));
+    assert!(m.contains("in the middle of a tool call") && m.contains("Send the request again"), "{m}");
+    assert!(!text.contains("offline\"") && !text.contains("[DONE]"), "no second answer joined to the half call: {text}");
     assert_eq!(journal.lock().unwrap().len(), 2);
 }
