@@ -163,6 +163,7 @@ pub async fn regenerate(setup: State<'_, Setup>, id: i64, provider: Option<Strin
 
 /// Start at login, start minimized, notifications on/off.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct DesktopPrefs {
     pub start_at_login: bool,
     pub start_minimized: bool,

@@ -1,6 +1,6 @@
 //! How errors cross IPC: `{ "code": "...", "message": "..." }`. The UI's `ApiError` relies on
-//! this shape (ui/src/api/call.ts), so it is pinned by a test; the codes are `IpcCode`, whose
-//! TypeScript type is generated into ui/src/api/generated/ipc.ts (a test fails when it is stale).
+//! this shape (ui/src/api/call.ts), so it is pinned by a test; both types' TypeScript is
+//! generated (src/ts.rs).
 
 use serde::Serialize;
 use understudy_conversations::ConversationError;
@@ -48,6 +48,7 @@ impl std::fmt::Display for IpcCode {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[error("{code}: {message}")]
 pub struct IpcError {
     pub code: IpcCode,
@@ -109,22 +110,5 @@ mod tests {
         assert_eq!(serde_json::to_value(&busy).unwrap()["code"], "busy");
         assert!(busy.message.contains("stop it first"));
         assert_eq!(IpcCode::NothingToAnswer.to_string(), "nothing_to_answer");
-    }
-
-    /// ui/src/api/call.ts's `ApiError.code` is this type, generated; `UPDATE_TS=1 cargo test -p
-    /// understudy-app ts_types` rewrites the file.
-    #[test]
-    fn ts_types_are_generated_from_ipc_code() {
-        use ts_rs::TS;
-        let text = format!(
-            "// Generated from src-tauri/src/error.rs by ts-rs; do not edit.\n// UPDATE_TS=1 cargo test -p understudy-app ts_types rewrites it; the test fails when it is stale.\n\nexport {}\n",
-            IpcCode::decl(&ts_rs::Config::new())
-        );
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui/src/api/generated/ipc.ts");
-        if std::env::var_os("UPDATE_TS").is_some() {
-            std::fs::write(&path, &text).unwrap();
-        }
-        let committed = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(committed == text, "{} is stale; run UPDATE_TS=1 cargo test -p understudy-app ts_types", path.display());
     }
 }

@@ -7,6 +7,8 @@ mod navigation;
 mod notifier;
 mod setup;
 mod tray;
+#[cfg(test)]
+mod ts;
 mod window;
 
 pub use error::{IpcCode, IpcError};

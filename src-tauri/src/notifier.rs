@@ -10,7 +10,7 @@ use understudy_alerts::{Notifier, NotifierConfig, Slot};
 
 use crate::setup::Setup;
 
-/// The event that tells the window which page to show (payload: `Page::name`); ui/src/api/app.ts.
+/// The event that tells the window which page to show (payload: an `alerts::Page`); ui/src/api/app.ts.
 pub const OPEN_PAGE: &str = "open-page";
 
 pub fn start(app: &AppHandle, cfg: NotifierConfig) {
@@ -56,7 +56,7 @@ pub fn start(app: &AppHandle, cfg: NotifierConfig) {
                                     return;
                                 }
                                 match opens {
-                                    Some(page) => crate::window::show_page(&app, page.name()),
+                                    Some(page) => crate::window::show_page(&app, page),
                                     None => {
                                         crate::window::show(&app);
                                     }

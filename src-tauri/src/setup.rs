@@ -34,6 +34,7 @@ pub struct Setup {
 
 /// The gateway line of the Settings page.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct GatewayView {
     pub listen: String,
     pub running: bool,
@@ -43,6 +44,7 @@ pub struct GatewayView {
 /// What other tools need to use the in-app gateway: the per-install token and the exact lines
 /// to paste into their environment.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct GatewayAccess {
     pub base_url: String,
     /// None when `[gateway] require_token = false`.
@@ -53,6 +55,7 @@ pub struct GatewayAccess {
 
 /// A row of Settings → Providers.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ProviderView {
     #[serde(flatten)]
     pub entry: settings::ProviderEntry,
@@ -66,6 +69,7 @@ const GATEWAY_TOKEN: &str = "gateway-token";
 
 /// The Settings page: what is in effect, and where the API key is kept.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct SettingsView {
     pub settings: Settings,
     pub key: KeySource,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tauri::{AppHandle, Manager};
 use understudy_alerts::window::{Release, Step};
+use understudy_alerts::Page;
 
 pub const MAIN: &str = "main";
 
@@ -34,7 +35,7 @@ pub struct Shell {
     /// The page's own snapshot (open conversation, scroll, draft), JSON written by the UI.
     ui_state: Mutex<Option<String>>,
     /// A page the rebuilt window should open (a notification's button), taken once.
-    page: Mutex<Option<String>>,
+    page: Mutex<Option<Page>>,
 }
 
 impl Shell {
@@ -55,11 +56,12 @@ impl Shell {
     }
 }
 
-/// What a (re)built window starts from.
+/// What a (re)built window starts from: its own snapshot, and a page a notification asked for.
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct UiState {
     pub state: Option<String>,
-    pub page: Option<String>,
+    pub page: Option<Page>,
 }
 
 /// Shows the window, rebuilding it if it was released. Returns whether it was rebuilt (then
@@ -84,9 +86,9 @@ pub fn show(app: &AppHandle) -> bool {
 }
 
 /// Shows the window on `page` (a notification's button), also when it has to be rebuilt.
-pub fn show_page(app: &AppHandle, page: &str) {
+pub fn show_page(app: &AppHandle, page: Page) {
     let shell = app.state::<Shell>();
-    *shell.page.lock().unwrap_or_else(|e| e.into_inner()) = Some(page.to_owned());
+    *shell.page.lock().unwrap_or_else(|e| e.into_inner()) = Some(page);
     if !show(app) {
         // The page is live: tell it now, and drop the note for a later rebuild.
         shell.page.lock().unwrap_or_else(|e| e.into_inner()).take();

@@ -35,13 +35,13 @@ export function fakeBackend() {
     const s = script;
     const a = msg(id, "assistant", "", { provider: s.provider ?? "openai", model: s.model ?? "gpt-4o-mini", failover_reason: s.failover ?? null, status: "streaming" });
     messages.push(a);
-    on({ type: "answer_started", message_id: a.id, provider: a.provider!, label: s.label ?? "OpenAI", model: a.model!, failover: a.failover_reason });
+    on({ type: "answer_started", message_id: a.id, provider: a.provider!, label: s.label ?? "OpenAI", model: a.model!, failover: a.failover_reason, because: null });
     let stopped = false;
     s.tokens.forEach((t, i) => {
       if (i === s.switchAfter) {
         a.parts = [{ provider: a.provider!, model: a.model!, start: 0 }, { provider: "local", model: "qwen2.5-0.5b", start: [...a.content].length }];
         a.failover_reason = "OpenAI stopped sending for 30 s; Local model continued the answer";
-        on({ type: "switched", provider: "local", label: "Local model", model: "qwen2.5-0.5b", reason: "OpenAI stopped sending for 30 s" });
+        on({ type: "switched", provider: "local", label: "Local model", model: "qwen2.5-0.5b", reason: "OpenAI stopped sending for 30 s", because: { provider: "openai", label: "OpenAI", reason: "stalled" } });
       }
       a.content += t;
       on({ type: "token", text: t });

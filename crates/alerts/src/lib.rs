@@ -167,6 +167,7 @@ pub struct Notice {
 
 /// A page of the window a notification can open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "kebab-case")]
 pub enum Page {
     Models,

@@ -35,6 +35,7 @@ pub enum ConversationError {
 /// turn has one), `answer_started`, `token`s, then `finished` with the stored answer; when the
 /// disk refuses a save, `not_saved` (each failed try) and `saved` (it worked again) in between.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TurnEvent {
     UserMessage {

@@ -442,6 +442,7 @@ impl Router {
 
 /// The result of [`Router::test_connection`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ConnectionReport {
     pub provider: String,
     pub label: String,

@@ -1,7 +1,7 @@
 // The one place the UI talks to the Rust side. Components import typed functions from
 // ui/src/api/*; only this folder may call invoke() (a test enforces it).
 import { invoke } from "@tauri-apps/api/core";
-import type { IpcCode } from "./generated/ipc";
+import type { IpcCode, IpcError } from "./generated/types";
 
 /**
  * Why a command failed, machine-readable: src-tauri's `IpcCode` (generated), or "ipc" when the
@@ -19,7 +19,8 @@ export class ApiError extends Error {
   }
 }
 
-function isCodeMessage(e: unknown): e is { code: ApiErrorCode; message: string } {
+/** What the Rust side rejects with (generated). */
+function isIpcError(e: unknown): e is IpcError {
   return typeof e === "object" && e !== null && typeof (e as { code?: unknown }).code === "string" && typeof (e as { message?: unknown }).message === "string";
 }
 
@@ -28,7 +29,7 @@ export async function call<T>(cmd: string, args?: Record<string, unknown>): Prom
   try {
     return await invoke<T>(cmd, args);
   } catch (e) {
-    if (isCodeMessage(e)) throw new ApiError(e.code, e.message);
+    if (isIpcError(e)) throw new ApiError(e.code, e.message);
     throw new ApiError("ipc", typeof e === "string" ? e : e instanceof Error ? e.message : String(e));
   }
 }

@@ -1,33 +1,10 @@
 import { Channel } from "@tauri-apps/api/core";
 import { call } from "./call";
-import type { Mode } from "./app";
-import type { KeyProblem } from "./providers";
+import type { Breaker, Health, HealthSnapshot, ProviderHealth, Route } from "./generated/types";
 
-export type Health = "healthy" | "degraded" | "outage";
-export type Breaker = { state: "closed" } | { state: "open"; until_ms: number } | { state: "half-open"; successes: number };
-
-export interface ProviderHealth {
-  id: string;
-  label: string;
-  health: Health;
-  breaker: Breaker;
-  /** Unix ms when `health` last changed. */
-  since: number;
-  last_error: string | null;
-  /** The model it is asked for. */
-  model?: string;
-  /** Why no key can be sent to it; null when it has one. */
-  key_problem?: KeyProblem | null;
-}
-
-/** Rust: understudy_router::HealthSnapshot. */
-export interface HealthSnapshot {
-  mode: Mode;
-  providers: ProviderHealth[];
-  /** Where the next request goes: a provider id, "local", or "none". */
-  route: string;
-  local_model: string | null;
-}
+// Generated from the Rust types (src-tauri/src/ts.rs): per provider its health, breaker, model and
+// key problem; `route` is where the next request goes (a provider id, "local", or "none").
+export type { Breaker, Health, HealthSnapshot, ProviderHealth, Route };
 
 /** Calls `onSnapshot` now and on every health change. */
 export function watchHealth(onSnapshot: (s: HealthSnapshot) => void): Promise<void> {

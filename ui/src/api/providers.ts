@@ -1,46 +1,10 @@
 // Settings → Providers: the ordered chain of cloud providers in the config file.
 import { call } from "./call";
-import type { ConnectionReport } from "./settings";
+import type { ConnectionReport, KeyProblem, Preset, ProviderEntry, ProviderView, StatusPage } from "./generated/types";
 
-/** Rust: understudy_core::providers::StatusPage. */
-export type StatusPage = { kind: "statuspage"; page: string } | { kind: "incident_io"; page: string };
-
-/** Rust: understudy_core::providers::Preset. */
-export interface Preset {
-  id: string;
-  name: string;
-  kind: "cloud" | "local_server" | "custom";
-  /** May hold `{resource}` for the user to fill in (Azure). */
-  base_url: string;
-  model: string;
-  key_env: string | null;
-  status_page: StatusPage | null;
-}
-
-/** Rust: understudy_core::providers::KeyProblem. `other_host`: the base URL moved; ask for the key again. */
-export type KeyProblem =
-  | { kind: "missing" }
-  | { kind: "other_host"; saved_for: string; now: string }
-  | { kind: "env_not_allowed"; name: string }
-  | { kind: "env_unset"; name: string }
-  | { kind: "unreadable"; message: string };
-
-/** Rust: understudy_core::settings::ProviderEntry. */
-export interface ProviderEntry {
-  id: string;
-  base_url: string;
-  model: string;
-  /** `keyring` or `env:NAME`. */
-  api_key: string;
-  enabled: boolean;
-}
-
-/** Rust: src-tauri setup::ProviderView. */
-export interface ProviderView extends ProviderEntry {
-  label: string;
-  /** Why no key can be sent to it; null when it has one. */
-  key_problem: KeyProblem | null;
-}
+// Generated from the Rust types (src-tauri/src/ts.rs). KeyProblem `other_host`: the base URL
+// moved; ask for the key again.
+export type { KeyProblem, Preset, ProviderEntry, ProviderView, StatusPage };
 
 export const providerPresets = () => call<Preset[]>("provider_presets");
 export const getProviders = () => call<ProviderView[]>("get_providers");

@@ -78,7 +78,7 @@ describe("an answer the disk refuses to save", () => {
     await fireEvent.keyDown(input, { key: "Enter" });
     await waitFor(() => expect(turn.on).not.toBeNull());
     const on = (e: TurnEvent) => turn.on!(e);
-    on({ type: "answer_started", message_id: 2, provider: "openai", label: "OpenAI", model: "gpt-4o-mini", failover: null });
+    on({ type: "answer_started", message_id: 2, provider: "openai", label: "OpenAI", model: "gpt-4o-mini", failover: null, because: null });
     on({ type: "token", text: "One, " });
     on({ type: "not_saved", reason: "database error: database or disk is full" });
     on({ type: "token", text: "two, three." });

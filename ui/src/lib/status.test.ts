@@ -38,9 +38,12 @@ describe("status line", () => {
 
 describe("health line", () => {
   const at = new Date(2026, 10, 25, 14, 5);
+  const provider = (id: string, label: string): HealthSnapshot["providers"][0] => ({
+    id, label, model: "gpt-4o-mini", key_problem: null, health: "healthy", breaker: { state: "closed" }, since: at.getTime(), last_error: null, account_problem: null, answered_since_close: true,
+  });
   const snap = (over: Partial<HealthSnapshot>, p: Partial<HealthSnapshot["providers"][0]> = {}): HealthSnapshot => ({
     mode: "auto", route: "openai", local_model: "qwen", ...over,
-    providers: [{ id: "openai", label: "OpenAI", health: "healthy", breaker: { state: "closed" }, since: at.getTime(), last_error: null, ...p }],
+    providers: [{ ...provider("openai", "OpenAI"), ...p }],
   });
   it("names the state, since when, and who answers now", () => {
     expect(healthLine(snap({}), at)).toEqual({ health: "healthy", words: "Ready" });
@@ -53,7 +56,7 @@ describe("health line", () => {
   });
 
   it("a backup cloud answering for a down primary is amber and named, not 'no offline model'", () => {
-    const groq = { id: "groq", label: "Groq", health: "healthy" as const, breaker: { state: "closed" as const }, since: at.getTime(), last_error: null };
+    const groq = provider("groq", "Groq");
     const chain = (route: string, local: string | null) => ({ ...snap({ route, local_model: local }, { health: "outage" }), providers: [snap({}, { health: "outage" }).providers[0], groq] });
     const out = healthLine(chain("groq", null), at);
     expect(out.health).toBe("degraded");
