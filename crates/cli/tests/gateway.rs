@@ -36,23 +36,30 @@ fn start_with(upstream: &str, token: &str, failover: &str) -> Gateway {
 
 /// `gateway` adds lines to the config's `[gateway]` table; `more` adds to the command.
 fn spawn(upstream: &str, failover: &str, gateway: &str, more: impl FnOnce(&mut Command)) -> Gateway {
+    spawn_with_context(upstream, failover, gateway, 512, more)
+}
+
+/// [`spawn`] with the offline model's context (tokens).
+fn spawn_with_context(upstream: &str, failover: &str, gateway: &str, context: u32, more: impl FnOnce(&mut Command)) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.toml");
     let port = free_port();
     std::fs::write(
         &cfg,
-        format!("[failover]\nstatus_page = \"\"\n{failover}\n[local]\ncontext = 512\nthreads = 1\n[gateway]\nlisten = \"127.0.0.1:{port}\"\n{gateway}\n"),
+        format!("[failover]\nstatus_page = \"\"\n{failover}\n[local]\ncontext = {context}\nthreads = 1\n[gateway]\nlisten = \"127.0.0.1:{port}\"\n{gateway}\n"),
     )
     .unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_understudy"));
-    command.args(["serve", "--listen", &format!("127.0.0.1:{port}")]).env_remove("UNDERSTUDY_GATEWAY_TOKEN");
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("UNDERSTUDY_GATEWAY_TOKEN")
+        .env("UNDERSTUDY_LOCAL_MODEL", understudy_testkit::tiny_gguf());
     more(&mut command);
     let child = command
         .env("UNDERSTUDY_CONFIG", &cfg)
         .env("UNDERSTUDY_DATA_DIR", dir.path().join("data"))
         .env("OPENAI_BASE_URL", upstream)
         .env("OPENAI_API_KEY", "sk-test-GATEWAYUPSTREAM0123")
-        .env("UNDERSTUDY_LOCAL_MODEL", understudy_testkit::tiny_gguf())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
         .spawn()
@@ -95,6 +102,29 @@ fn requests_pass_through_unchanged_and_the_offline_model_refuses_what_it_cannot_
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     assert!(out.status.success(), "{}\n{}\n{}", text(&out.stdout), text(&out.stderr), said(&gw));
     assert!(text(&out.stdout).contains("gateway fidelity suite: ok"));
+    eprintln!("{}", text(&out.stdout));
+}
+
+/// Tools offline with the SDK: an offline model whose chat template has tools (the tiny GGUF
+/// with Qwen 2.5's real template) answers `tool_choice` required or named with OpenAI tool
+/// calls during an outage and as `local/<id>`, and takes a tool-result turn (gateway_tools.py).
+/// The ChatML template's refusal is checked by gateway_fidelity.py above.
+#[test]
+fn the_offline_model_answers_tools_through_the_sdk_where_its_template_has_them() {
+    let mock = understudy_testkit::Llmock::start(&[]);
+    let model = understudy_testkit::tiny_gguf_with_template("qwen2.5");
+    // Qwen's tool instructions spelled letter by letter by the tiny vocabulary need the room.
+    let gw = spawn_with_context(&mock.base_url(), "", "", 2048, |c| {
+        c.env("UNDERSTUDY_GATEWAY_TOKEN", "gw-token-123").env("UNDERSTUDY_LOCAL_MODEL", &model);
+    });
+    let out = Command::new(understudy_testkit::venv_python())
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gateway_tools.py"))
+        .args([format!("http://127.0.0.1:{}/v1", gw.port), mock.admin_url("").trim_end_matches('/').to_string(), "gw-token-123".into()])
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    assert!(out.status.success(), "{}\n{}\n{}", text(&out.stdout), text(&out.stderr), said(&gw));
+    assert!(text(&out.stdout).contains("gateway tools suite: ok"));
     eprintln!("{}", text(&out.stdout));
 }
 
