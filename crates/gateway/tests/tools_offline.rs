@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used)]
 //! Tools answered by the offline model where its chat template has them: the tiny random-weight
-//! GGUF carrying Qwen 2.5's real template gets the tools in its prompt, and `tool_choice`
+//! GGUF carrying Qwen 2.5's (or Llama 3.2's) real template gets the tools in its prompt, and `tool_choice`
 //! "required" or a named function holds it to one call by a grammar, which comes back as
 //! OpenAI's `tool_calls` (streamed as tool-call deltas) with `finish_reason: "tool_calls"`. A
 //! tool-result turn is rendered by the template and answered. The same requests to a model whose
@@ -74,7 +74,17 @@ fn assert_one_valid_call(message: &Value, only: Option<&str>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_template_with_tools_answers_offline_with_openai_tool_calls() {
-    let model = understudy_testkit::tiny_gguf_with_template("qwen2.5");
+    answers_with_tool_calls("qwen2.5").await;
+}
+
+/// Llama 3.2's template: calls are a bare JSON object with `parameters`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llama_3_2_s_template_answers_offline_with_openai_tool_calls_too() {
+    answers_with_tool_calls("llama3.2").await;
+}
+
+async fn answers_with_tool_calls(template: &str) {
+    let model = understudy_testkit::tiny_gguf_with_template(template);
     let gw = start_local_with(EngineConfig::new(understudy_testkit::local_worker(), &[]), &model).await;
     let http = reqwest::Client::new();
     let user = json!([{ "role": "user", "content": "What is the weather in Paris?" }]);
@@ -86,7 +96,7 @@ async fn a_template_with_tools_answers_offline_with_openai_tool_calls() {
                 let (message, finish) = ask(&http, &gw.url, &body).await;
                 assert_eq!(finish, "tool_calls", "{message}");
                 let name = assert_one_valid_call(&message, only);
-                eprintln!("stream {stream}, tool_choice {choice}, seed {seed}: {name} {}", message["tool_calls"][0]["function"]["arguments"]);
+                eprintln!("{template}: stream {stream}, tool_choice {choice}, seed {seed}: {name} {}", message["tool_calls"][0]["function"]["arguments"]);
             }
         }
     }
