@@ -41,7 +41,7 @@ fn sections(cfg: &Config) -> Vec<(&'static str, Vec<Decl>)> {
             core::ErrorClass, core::NextAction, core::Mode, core::overview::KeySource, core::overview::ConfigProblem, core::Overview, core::Settings,
             core::settings::ProviderEntry, core::providers::StatusPage, core::providers::PresetKind, core::providers::Preset, core::providers::KeyProblem,
             core::health::Health, core::health::Breaker, core::health::ProviderHealth, core::health::Route, core::health::HealthSnapshot,
-            core::turn::FailoverReason, core::turn::Because,
+            core::turn::Role, core::turn::FailoverReason, core::turn::Because,
         ],
         "understudy_store": [
             store::Conversation, store::Status, store::Part, store::Message, store::Hit, store::StoreNotice, store::Backend, store::export::Format,

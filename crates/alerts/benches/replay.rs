@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use understudy_alerts::{Indicator, Notifier, NotifierConfig, Slot, TrayState};
 use understudy_core::config::{ApiKeySource, Config, Mode, ProviderConfig};
-use understudy_core::{Env, Paths};
+use understudy_core::{Env, Paths, Role};
 use understudy_local::engine::EngineConfig;
 use understudy_local::Engine;
 use understudy_router::chain::FixedKey;
@@ -162,7 +162,7 @@ fn main() {
             let (r, prompts) = (router.clone(), prompts.clone());
             asks.push(tokio::spawn(async move {
                 let at = now();
-                let mut a = r.chat(ChatRequest { messages: vec![Turn::new("user", "What time is it?")], max_tokens: Some(8), ..ChatRequest::default() });
+                let mut a = r.chat(ChatRequest { messages: vec![Turn::new(Role::User, "What time is it?")], max_tokens: Some(8), ..ChatRequest::default() });
                 let (mut began, mut by, mut ok) = (String::new(), String::new(), false);
                 while let Some(e) = a.next().await {
                     match e {

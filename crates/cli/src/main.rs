@@ -315,7 +315,7 @@ fn chat(provider: &str, message: String, config: &understudy_core::Config, paths
         }
     };
     let provider = (provider != "auto").then(|| provider.to_string());
-    let request = understudy_router::ChatRequest { messages: vec![understudy_router::Turn::new("user", &message)], provider, ..Default::default() };
+    let request = understudy_router::ChatRequest { messages: vec![understudy_router::Turn::new(understudy_router::Role::User, &message)], provider, ..Default::default() };
     match block_on(stream_answer(router, request, json)) {
         Ok(None) => ExitCode::SUCCESS,
         Ok(Some(error)) => {

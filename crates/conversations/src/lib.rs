@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use understudy_store::{AnswerEnd, Conversation, Message, Part, Provenance, Status, Store, StoreError, StreamingMessage};
 
-use understudy_router::{Because, ChatRequest, Event, FinishReason, Router, Turn};
+use understudy_router::{Because, ChatRequest, Event, FinishReason, Role, Router, Turn};
 
 /// A conversation's title until the first message names it.
 pub const UNTITLED: &str = "New chat";
@@ -149,7 +149,7 @@ impl Conversations {
         let mut sink = sink;
         let message = self.with_store(|s| {
             let c = s.conversation(id)?;
-            let mid = s.add_message(id, "user", text)?;
+            let mid = s.add_message(id, Role::User, text)?;
             if c.title == UNTITLED {
                 s.rename_conversation(id, &title_from(text))?;
             }
@@ -164,7 +164,7 @@ impl Conversations {
     pub async fn regenerate(&self, id: i64, provider: Option<String>, sink: impl FnMut(TurnEvent) + Send) -> Result<Message, ConversationError> {
         let slot = self.claim(id)?;
         self.with_store(|s| {
-            let last_user = s.messages(id)?.into_iter().rev().find(|m| m.role == "user");
+            let last_user = s.messages(id)?.into_iter().rev().find(|m| m.role == Role::User);
             match last_user {
                 Some(m) => s.delete_messages_after(id, m.id).map(|_| true),
                 None => Ok(false),
@@ -181,7 +181,7 @@ impl Conversations {
             return Err(ConversationError::Empty);
         }
         let original = self.with_store(|s| s.message(message_id))?;
-        if original.role != "user" {
+        if original.role != Role::User {
             return Err(ConversationError::NotEditable);
         }
         let id = original.conversation_id;
@@ -215,11 +215,11 @@ impl Conversations {
             let c = s.conversation(id)?;
             let mut messages = Vec::new();
             if let Some(p) = c.system_prompt.as_deref().filter(|p| !p.trim().is_empty()) {
-                messages.push(Turn::new("system", p));
+                messages.push(Turn::new(Role::System, p));
             }
             for m in s.messages(id)? {
                 if !m.content.is_empty() && m.status != Status::Error {
-                    messages.push(Turn::new(&m.role, &m.content));
+                    messages.push(Turn::from(&m));
                 }
             }
             Ok(ChatRequest { messages, model: c.model.clone(), ..ChatRequest::default() })
@@ -233,7 +233,7 @@ impl Conversations {
     async fn turn_with(&self, id: i64, slot: Slot, provider: Option<String>, mut sink: impl FnMut(TurnEvent) + Send) -> Result<Message, ConversationError> {
         let mut request = self.request(id)?;
         request.provider = provider;
-        if request.messages.last().is_none_or(|m| m.role != "user") {
+        if request.messages.last().is_none_or(|m| m.role != Role::User) {
             return Err(ConversationError::NothingToAnswer);
         }
         let started = Instant::now();

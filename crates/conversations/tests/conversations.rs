@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use understudy_conversations::{ConversationError, Conversations, TurnEvent};
 use understudy_core::config::{ApiKeySource, Config, Mode, ProviderConfig};
-use understudy_core::{Env, Paths};
+use understudy_core::{Env, Paths, Role};
 use understudy_local::engine::EngineConfig;
 use understudy_local::Engine;
 use understudy_router::chain::{FixedKey, Keys, NoKeys};
@@ -101,7 +101,11 @@ async fn an_answer_streams_from_openai_and_is_kept_with_who_wrote_it() {
     let (_, warm) = s.conversations.router().warm_context();
     assert_eq!(
         warm,
-        [Turn::new("system", "You are terse."), Turn::new("user", "What is the capital of France?\nThanks"), Turn::new("assistant", &answer.content)]
+        [
+            Turn::new(Role::System, "You are terse."),
+            Turn::new(Role::User, "What is the capital of France?\nThanks"),
+            Turn::new(Role::Assistant, &answer.content)
+        ]
     );
 
     // What went upstream: the system prompt, the conversation's model, streaming.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use understudy_conversations::{Conversations, TurnEvent};
 use understudy_core::config::{ApiKeySource, Config, Mode, ProviderConfig};
-use understudy_core::{Env, Paths};
+use understudy_core::{Env, Paths, Role};
 use understudy_local::engine::EngineConfig;
 use understudy_local::Engine;
 use understudy_router::chain::FixedKey;
@@ -87,7 +87,7 @@ async fn a_disk_that_fills_mid_answer_keeps_the_answer_and_stores_it_once_space_
 
     // Stored before the disk fills: must survive.
     let earlier = conversations.create().unwrap();
-    conversations.with_store(|s| s.add_message(earlier.id, "user", "an earlier question")).unwrap();
+    conversations.with_store(|s| s.add_message(earlier.id, Role::User, "an earlier question")).unwrap();
     let c = conversations.create().unwrap();
 
     // The window: fills the disk once the answer has begun; frees it once the whole answer

@@ -19,6 +19,7 @@ pub use failure::{ErrorClass, NextAction};
 pub use overview::Overview;
 pub use paths::Paths;
 pub use settings::Settings;
+pub use turn::{Role, Turn};
 
 /// The version shown by `understudy --version` and the app's About.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,21 +1,74 @@
-//! What one answer is made of, as every layer names it: a conversation's [`Turn`]s, why the
-//! answer ended ([`FinishReason`]) and who failed before the one that wrote it ([`Because`]).
-//! Plain data, so the window's glue, the gateway and `understudy-alerts` read it without the
-//! router.
+//! What one answer is made of, as every layer names it: a conversation's [`Turn`]s and who
+//! wrote each ([`Role`]), why the answer ended ([`FinishReason`]) and who failed before the one
+//! that wrote it ([`Because`]). Plain data, so the window's glue, the gateway and
+//! `understudy-alerts` read it without the router. Each layer's own message type (the store's,
+//! the OpenAI client's, the offline worker's) converts from or into a `Turn` with a `From` impl
+//! next to that type.
+
+use std::fmt;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+/// Who wrote a message, in OpenAI's words on every wire (`system`, `user`, `assistant`, `tool`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    /// A tool's result, answering an assistant's tool call.
+    Tool,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A role word that is none of [`Role`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown message role {0:?}")]
+pub struct UnknownRole(pub String);
+
+impl FromStr for Role {
+    type Err = UnknownRole;
+
+    fn from_str(word: &str) -> Result<Role, UnknownRole> {
+        match word {
+            "system" => Ok(Role::System),
+            "user" => Ok(Role::User),
+            "assistant" => Ok(Role::Assistant),
+            "tool" => Ok(Role::Tool),
+            other => Err(UnknownRole(other.to_string())),
+        }
+    }
+}
 
 /// A message of the conversation sent to a provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Turn {
-    pub role: String,
+    pub role: Role,
     pub content: String,
 }
 
 impl Turn {
-    pub fn new(role: &str, content: &str) -> Turn {
-        Turn { role: role.into(), content: content.into() }
+    pub fn new(role: Role, content: &str) -> Turn {
+        Turn { role, content: content.into() }
     }
 }
 
@@ -105,6 +158,16 @@ impl Serialize for FinishReason {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_role_goes_out_and_comes_back_as_the_same_word() {
+        for (role, word) in [(Role::System, "system"), (Role::User, "user"), (Role::Assistant, "assistant"), (Role::Tool, "tool")] {
+            assert_eq!((role.as_str(), role.to_string(), serde_json::to_value(role).unwrap()), (word, word.to_string(), serde_json::json!(word)));
+            assert_eq!((word.parse::<Role>(), serde_json::from_value::<Role>(serde_json::json!(word)).unwrap()), (Ok(role), role));
+        }
+        assert_eq!("developer".parse::<Role>(), Err(UnknownRole("developer".into())));
+        assert!(serde_json::from_value::<Role>(serde_json::json!("User")).is_err(), "the wire words are lower case");
+    }
 
     #[test]
     fn a_finish_reason_goes_out_as_it_came_in_even_one_we_do_not_know() {

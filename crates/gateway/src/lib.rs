@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 use understudy_local::tools::{self, ToolChoice, ToolFormat, ToolStream};
 use understudy_local::ResponseFormat;
 use understudy_router::chain::{Chain, LocalModel};
-use understudy_router::{Answer, ChatError, ChatRequest, ErrorClass, Event, FinishReason, Router, Sampling, Turn};
+use understudy_router::{Answer, ChatError, ChatRequest, ErrorClass, Event, FinishReason, Role, Router, Sampling, Turn};
 
 mod assemble;
 use assemble::Assembly;
@@ -242,11 +242,13 @@ fn parse(body: &Bytes) -> Result<Parsed, Box<Response>> {
     for (i, m) in list.iter().enumerate() {
         let role = m.get("role").and_then(Value::as_str).ok_or_else(|| bad(&format!("messages[{i}].role is required.")))?;
         let role = match role {
-            "developer" | "system" => "system",
-            "user" | "assistant" | "tool" => role,
+            "developer" | "system" => Role::System,
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "tool" => Role::Tool,
             "function" => {
                 refusals.push(format!("messages[{i}] is a legacy function result, and the offline model takes tool results as `tool` messages"));
-                role
+                Role::Tool
             }
             _ => return Err(bad(&format!("messages[{i}].role {role:?} is not supported."))),
         };
@@ -264,7 +266,7 @@ fn parse(body: &Bytes) -> Result<Parsed, Box<Response>> {
         if has("tool_calls") {
             local.tool_calls = m.get("tool_calls").and_then(Value::as_array).map(|calls| tools::for_template(calls));
         }
-        if role == "tool" {
+        if role == Role::Tool {
             local.tool_call_id = Some(m.get("tool_call_id").and_then(Value::as_str).unwrap_or_default().to_string());
         }
         tool_use.in_history |= local.is_tool_turn();
@@ -813,7 +815,7 @@ mod tests {
         .unwrap();
         assert_eq!((p.stream, p.include_usage), (true, true));
         assert_eq!((p.request.provider.as_deref(), p.request.model.as_deref(), p.request.max_tokens), (Some("local"), None, Some(5)));
-        assert_eq!(p.request.messages, [Turn::new("system", "be brief"), Turn::new("user", "hi there")]);
+        assert_eq!(p.request.messages, [Turn::new(Role::System, "be brief"), Turn::new(Role::User, "hi there")]);
         assert_eq!(p.request.offline_refusal, None);
         assert_eq!(p.request.raw.as_ref().map(|r| r.len()), Some(5), "the whole body goes upstream");
         for bad in [
@@ -920,7 +922,7 @@ mod tests {
         // The history as the template reads it: arguments an object, the result tied to its call.
         let turns = p.request.offline_messages.as_ref().unwrap();
         assert_eq!(turns[1].tool_calls.as_ref().unwrap()[0]["function"]["arguments"], json!({ "unit": "c" }));
-        assert_eq!((turns[2].role.as_str(), turns[2].tool_call_id.as_deref(), turns[2].content.as_str()), ("tool", Some("c1"), "21"));
+        assert_eq!((turns[2].role, turns[2].tool_call_id.as_deref(), turns[2].content.as_str()), (Role::Tool, Some("c1"), "21"));
 
         // required: one call of any tool; a named function: a call of that one only.
         let mut p = parsed(r#"{"role":"user","content":"x"}"#, &format!(r#",{TOOLS},"tool_choice":"required""#));

@@ -11,13 +11,14 @@
 use std::path::Path;
 use std::time::Instant;
 
+use understudy_core::Role;
 use understudy_local::engine::EngineConfig;
 use understudy_local::{Engine, Event, Message, SamplingParams, Usage};
 
 /// A conversation of about 2,000 tokens: a system prompt, thirteen answered turns, and (`with_last`)
 /// the new question a failover brings. `system` varies it, so two of them share no cached prefix.
 fn conversation(system: &str, with_last: bool) -> Vec<Message> {
-    let mut m = vec![Message::new("system", system)];
+    let mut m = vec![Message::new(Role::System, system)];
     let topics = [
         "the printing press",
         "the steam engine",
@@ -34,9 +35,9 @@ fn conversation(system: &str, with_last: bool) -> Vec<Message> {
         "the personal computer",
     ];
     for (i, topic) in topics.iter().enumerate() {
-        m.push(Message::new("user", &format!("Question {}: how did {topic} change everyday life, and who felt it first?", i + 1)));
+        m.push(Message::new(Role::User, &format!("Question {}: how did {topic} change everyday life, and who felt it first?", i + 1)));
         m.push(Message::new(
-            "assistant",
+            Role::Assistant,
             &format!(
                 "{topic} changed everyday life in several steps. At first only a few workshops and wealthy households used it, and prices were high. \
                  Within a generation, cheaper designs spread to towns, then to villages, and ordinary people began to rely on it without noticing. \
@@ -47,7 +48,7 @@ fn conversation(system: &str, with_last: bool) -> Vec<Message> {
         ));
     }
     if with_last {
-        m.push(Message::new("user", "Which of these inventions changed daily life the fastest? Answer in one sentence."));
+        m.push(Message::new(Role::User, "Which of these inventions changed daily life the fastest? Answer in one sentence."));
     }
     m
 }

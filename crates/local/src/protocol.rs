@@ -2,11 +2,12 @@
 //! line on the worker's stdin, one event per line on its stdout.
 
 use serde::{Deserialize, Serialize};
+use understudy_core::{Role, Turn};
 
 /// A message as the chat template reads it (`transformers`' shape).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
-    pub role: String,
+    pub role: Role,
     pub content: String,
     /// An assistant turn's tool calls, OpenAI's objects with `arguments` as a JSON object (what
     /// templates print with `tojson`; see [`tools::for_template`](crate::tools::for_template)).
@@ -19,13 +20,19 @@ pub struct Message {
 }
 
 impl Message {
-    pub fn new(role: &str, content: &str) -> Message {
-        Message { role: role.into(), content: content.into(), tool_calls: None, tool_call_id: None }
+    pub fn new(role: Role, content: &str) -> Message {
+        Message { role, content: content.into(), tool_calls: None, tool_call_id: None }
     }
 
     /// Whether the template must know tools to render this turn.
     pub fn is_tool_turn(&self) -> bool {
-        self.tool_calls.is_some() || self.tool_call_id.is_some() || self.role == "tool"
+        self.tool_calls.is_some() || self.tool_call_id.is_some() || self.role == Role::Tool
+    }
+}
+
+impl From<&Turn> for Message {
+    fn from(turn: &Turn) -> Message {
+        Message::new(turn.role, &turn.content)
     }
 }
 

@@ -14,6 +14,7 @@ use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use minijinja::value::{Kwargs, ValueKind};
 use minijinja::{Error, ErrorKind, Value};
 use serde::Serialize;
+use understudy_core::Role;
 
 use crate::protocol::Message;
 
@@ -74,7 +75,7 @@ pub enum TemplateError {
 pub fn choose(model: &LlamaModel, architecture: &str, file: &str) -> Result<Template, TemplateError> {
     if let Ok(t) = model.chat_template(None) {
         let text = t.to_string().unwrap_or_default();
-        match jinja(&text, &[Message::new("user", "u")], None, true, "", "") {
+        match jinja(&text, &[Message::new(Role::User, "u")], None, true, "", "") {
             Ok(_) => return Ok(Template::Jinja(text)),
             Err(e) if e.kind() == ErrorKind::OutOfFuel => return Err(jinja_error(file, e)),
             Err(e) => {
@@ -119,7 +120,7 @@ pub fn render(
     }
     let llama = |name_or_text: &str| -> Result<String, TemplateError> {
         let tmpl = LlamaChatTemplate::new(name_or_text)?;
-        let chat: Vec<_> = messages.iter().map(|m| chat(&m.role, &m.content)).collect();
+        let chat: Vec<_> = messages.iter().map(|m| chat(m.role.as_str(), &m.content)).collect();
         Ok(model.apply_chat_template(&tmpl, &chat, open_assistant)?)
     };
     match template {
@@ -403,7 +404,7 @@ mod tests {
 
     #[test]
     fn jinja_renders_the_common_families() {
-        let convo = [Message::new("user", "Hi"), Message::new("assistant", "Hello!"), Message::new("user", "Bye")];
+        let convo = [Message::new(Role::User, "Hi"), Message::new(Role::Assistant, "Hello!"), Message::new(Role::User, "Bye")];
         check(
             CHATML,
             &convo,
@@ -424,7 +425,7 @@ mod tests {
 
     #[test]
     fn template_exceptions_are_errors_not_panics() {
-        let err = render_jinja(MISTRAL, "/models/m.gguf", &[Message::new("assistant", "x")], None, true, "", "").unwrap_err().to_string();
+        let err = render_jinja(MISTRAL, "/models/m.gguf", &[Message::new(Role::Assistant, "x")], None, true, "", "").unwrap_err().to_string();
         assert!(err.contains("must alternate") && err.starts_with("/models/m.gguf: "), "{err}");
         assert!(render_jinja::<Message>("{% for %}", "m.gguf", &[], None, true, "", "").is_err());
     }
@@ -440,7 +441,7 @@ mod tests {
     fn a_template_that_runs_away_stops_with_an_error_naming_the_file() {
         for t in HOSTILE {
             let started = std::time::Instant::now();
-            let err = render_jinja(t, "/home/u/.lmstudio/models/evil/evil.gguf", &[Message::new("user", "u")], None, true, "", "").unwrap_err().to_string();
+            let err = render_jinja(t, "/home/u/.lmstudio/models/evil/evil.gguf", &[Message::new(Role::User, "u")], None, true, "", "").unwrap_err().to_string();
             assert!(err.starts_with("/home/u/.lmstudio/models/evil/evil.gguf: "), "{err}");
             assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}: {err}", started.elapsed());
         }
@@ -451,7 +452,7 @@ mod tests {
     #[test]
     fn long_real_conversations_stay_within_the_fuel() {
         let convo: Vec<Message> =
-            (0..1000).map(|i| Message::new(if i % 2 == 0 { "user" } else { "assistant" }, &format!("message {i} with some words"))).collect();
+            (0..1000).map(|i| Message::new(if i % 2 == 0 { Role::User } else { Role::Assistant }, &format!("message {i} with some words"))).collect();
         for t in [LLAMA3, MISTRAL, GEMMA, CHATML] {
             let text = render_jinja(t, "m.gguf", &convo, None, true, "<s>", "</s>").unwrap();
             assert!(text.contains("message 999"));
@@ -466,7 +467,7 @@ mod tests {
             // What the fuzz target does: the input as a template over a short conversation.
             let t = String::from_utf8_lossy(&bytes);
             let started = std::time::Instant::now();
-            let _ = render_jinja(&t, "fuzz.gguf", &[Message::new("system", "s"), Message::new("user", "u")], None, true, "<s>", "</s>");
+            let _ = render_jinja(&t, "fuzz.gguf", &[Message::new(Role::System, "s"), Message::new(Role::User, "u")], None, true, "<s>", "</s>");
             assert!(started.elapsed() < std::time::Duration::from_secs(10), "{}", path.display());
         }
     }
@@ -491,14 +492,14 @@ mod tests {
     #[test]
     fn blocks_are_trimmed_and_strftime_now_exists() {
         let t = "{% for m in messages %}\n    {% if m.role == 'user' %}\n[{{ m.content }}]\n    {% endif %}\n{% endfor %}";
-        assert_eq!(render_jinja(t, "m.gguf", &[Message::new("user", "a"), Message::new("user", "b")], None, true, "", "").unwrap(), "[a]\n[b]\n");
+        assert_eq!(render_jinja(t, "m.gguf", &[Message::new(Role::User, "a"), Message::new(Role::User, "b")], None, true, "", "").unwrap(), "[a]\n[b]\n");
         let year = render_jinja::<Message>("{{ strftime_now('%Y') }}", "m.gguf", &[], None, true, "", "").unwrap();
         assert!(year.len() == 4 && year.starts_with('2'), "{year}");
     }
 
     #[test]
     fn chatml_fallback() {
-        assert_eq!(chatml(&[Message::new("user", "q")], true), "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n");
-        assert_eq!(chatml(&[Message::new("system", "s")], false), "<|im_start|>system\ns<|im_end|>\n");
+        assert_eq!(chatml(&[Message::new(Role::User, "q")], true), "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n");
+        assert_eq!(chatml(&[Message::new(Role::System, "s")], false), "<|im_start|>system\ns<|im_end|>\n");
     }
 }

@@ -9,6 +9,7 @@ use std::sync::{LazyLock, Mutex};
 use std::time::SystemTime;
 
 use serde_json::{json, Value};
+use understudy_core::Role;
 
 /// How a model family writes a tool call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +61,7 @@ impl ToolFormat {
         }
         let format = crate::gguf::validate(path).ok().and_then(|h| {
             let text = h.chat_template()?;
-            let probe = [crate::protocol::Message::new("user", "u")];
+            let probe = [crate::protocol::Message::new(Role::User, "u")];
             crate::template::render_jinja(text, &path.display().to_string(), &probe, Some(&json!([])), true, "", "").ok()?;
             ToolFormat::of_template(text)
         });
@@ -351,9 +352,9 @@ mod tests {
             "parameters": { "type": "object", "properties": { "city": { "type": "string" } } } } }]);
         let openai_calls = [json!({ "id": "call_1", "type": "function", "function": { "name": "get_weather", "arguments": "{\"city\": \"Paris\"}" } })];
         let messages = [
-            crate::Message::new("user", "Weather in Paris?"),
-            crate::Message { tool_calls: Some(for_template(&openai_calls)), ..crate::Message::new("assistant", "") },
-            crate::Message { tool_call_id: Some("call_1".into()), ..crate::Message::new("tool", "{\"temperature\": 21}") },
+            crate::Message::new(Role::User, "Weather in Paris?"),
+            crate::Message { tool_calls: Some(for_template(&openai_calls)), ..crate::Message::new(Role::Assistant, "") },
+            crate::Message { tool_call_id: Some("call_1".into()), ..crate::Message::new(Role::Tool, "{\"temperature\": 21}") },
         ];
         let text = crate::template::render_jinja(&template("Qwen-Qwen2.5-7B-Instruct"), "q.gguf", &messages, Some(&tools), true, "", "").unwrap();
         let offered = text.split("<tools>\n").nth(1).and_then(|t| t.split("\n</tools>").next()).unwrap();

@@ -20,6 +20,7 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
+use understudy_core::Role;
 
 use crate::decode::{StopScan, ThinkSplit, Utf8Stream};
 use crate::protocol::{Event, FinishReason, Message, Request, SamplingParams, Usage};
@@ -266,11 +267,11 @@ impl Generation<'_> {
         let reserve = self.params.max_tokens.unwrap_or(256).min(self.spec.context / 4) as usize;
         let room = (self.spec.context as usize).saturating_sub(reserve);
         // Droppable: every non-system message but the last message, oldest first.
-        let droppable: Vec<usize> = messages.iter().enumerate().filter(|(i, m)| m.role != "system" && i + 1 < messages.len()).map(|(i, _)| i).collect();
+        let droppable: Vec<usize> = messages.iter().enumerate().filter(|(i, m)| m.role != Role::System && i + 1 < messages.len()).map(|(i, _)| i).collect();
         let tokens_without = |drop: usize| -> Result<Vec<LlamaToken>, String> {
             // The first `drop` droppable messages are exactly the non-system ones before `cut`.
             let cut = drop.checked_sub(1).map_or(0, |last| droppable[last] + 1);
-            let kept: Vec<Message> = messages.iter().enumerate().filter(|(i, m)| *i >= cut || m.role == "system").map(|(_, m)| m.clone()).collect();
+            let kept: Vec<Message> = messages.iter().enumerate().filter(|(i, m)| *i >= cut || m.role == Role::System).map(|(_, m)| m.clone()).collect();
             let mut text = template::render(self.model, &self.spec.path, &self.spec.template, &kept, self.tools, !self.evaluate_only, &bos, &eos)
                 .map_err(|e| e.to_string())?;
             if let Some(p) = prefill {

@@ -3,12 +3,13 @@
 //! has never seen JSON or a tool call: whatever it writes under the grammar must parse.
 
 use serde_json::{json, Value};
+use understudy_core::Role;
 use understudy_local::engine::EngineConfig;
 use understudy_local::tools::{self, ToolFormat};
 use understudy_local::{Engine, Event, FinishReason, Message, ResponseFormat, SamplingParams};
 
 async fn answer(e: &Engine, p: SamplingParams, prefill: Option<&str>) -> Result<(String, FinishReason), String> {
-    let messages = vec![Message::new("user", "What is the weather in Paris?")];
+    let messages = vec![Message::new(Role::User, "What is the weather in Paris?")];
     let mut g = e.generate(messages, p, prefill.map(str::to_string)).await.map_err(|e| e.to_string())?;
     let mut text = String::new();
     while let Some(ev) = g.next().await {
@@ -83,15 +84,15 @@ async fn tools_and_a_tool_result_go_through_the_model_s_template_and_a_template_
     let weather = json!({ "type": "function", "function": { "name": "get_weather", "parameters": { "type": "object",
         "properties": { "unit": { "enum": ["c", "f"] } }, "required": ["unit"], "additionalProperties": false } } });
     let history = vec![
-        Message::new("user", "What is the weather in Paris?"),
+        Message::new(Role::User, "What is the weather in Paris?"),
         Message {
             tool_calls: Some(tools::for_template(&[
                 json!({ "id": "call_1", "type": "function", "function": { "name": "get_weather", "arguments": "{\"unit\":\"c\"}" } }),
             ])),
-            ..Message::new("assistant", "")
+            ..Message::new(Role::Assistant, "")
         },
-        Message { tool_call_id: Some("call_1".into()), ..Message::new("tool", "21 degrees") },
-        Message::new("user", "And tomorrow?"),
+        Message { tool_call_id: Some("call_1".into()), ..Message::new(Role::Tool, "21 degrees") },
+        Message::new(Role::User, "And tomorrow?"),
     ];
     let model = understudy_testkit::tiny_gguf_with_template("qwen2.5");
     assert_eq!(ToolFormat::of_model(&model), Some(ToolFormat::Hermes));
@@ -121,7 +122,7 @@ async fn tools_and_a_tool_result_go_through_the_model_s_template_and_a_template_
 
     let e = Engine::new(EngineConfig::new(env!("CARGO_BIN_EXE_understudy-local-worker"), &[]));
     e.load(&understudy_testkit::tiny_gguf_with_template("none"), 1024, 1).await.unwrap();
-    for (tools, history) in [(Some(vec![weather]), vec![Message::new("user", "hi")]), (None, history)] {
+    for (tools, history) in [(Some(vec![weather]), vec![Message::new(Role::User, "hi")]), (None, history)] {
         let err = run(e.clone(), tools, SamplingParams { max_tokens: Some(4), ..SamplingParams::default() }, history).await.unwrap_err();
         assert!(err.contains("cannot render tools, tool calls or tool results"), "{err}");
     }

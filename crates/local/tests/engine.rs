@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use understudy_core::Role;
 use understudy_local::engine::EngineConfig;
 use understudy_local::{Engine, EngineError, Event, FinishReason, Message, SamplingParams, Usage};
 
@@ -11,7 +12,7 @@ fn engine() -> Engine {
 }
 
 fn user(text: &str) -> Vec<Message> {
-    vec![Message::new("system", "You are terse."), Message::new("user", text)]
+    vec![Message::new(Role::System, "You are terse."), Message::new(Role::User, text)]
 }
 
 fn params(max_tokens: u32) -> SamplingParams {
@@ -66,8 +67,8 @@ async fn the_next_turn_reuses_the_kv_cache() {
     let mut convo = user("first question about the model");
     let (reply, _, first) = answer(&e, convo.clone(), greedy.clone(), None).await.unwrap();
     assert_eq!(first.prompt_reused, 0);
-    convo.push(Message::new("assistant", &reply));
-    convo.push(Message::new("user", "and a second one"));
+    convo.push(Message::new(Role::Assistant, &reply));
+    convo.push(Message::new(Role::User, "and a second one"));
     let (_, _, second) = answer(&e, convo, greedy, None).await.unwrap();
     assert!(second.prompt_reused >= first.prompt_tokens - 1, "reused {} of the first prompt's {}", second.prompt_reused, first.prompt_tokens);
     assert_eq!(second.prompt_evaluated + second.prompt_reused, second.prompt_tokens);
@@ -89,12 +90,12 @@ async fn a_prefill_is_part_of_the_prompt_and_the_answer_continues_it() {
 async fn overflowing_conversations_drop_the_oldest_turns_but_keep_the_system_prompt() {
     let e = engine();
     e.load(&understudy_testkit::tiny_gguf(), 256, 1).await.unwrap();
-    let mut convo = vec![Message::new("system", "Keep this.")];
+    let mut convo = vec![Message::new(Role::System, "Keep this.")];
     for i in 0..40 {
-        convo.push(Message::new("user", &format!("question number {i} about the model and the file")));
-        convo.push(Message::new("assistant", "an answer that takes some room in the context"));
+        convo.push(Message::new(Role::User, &format!("question number {i} about the model and the file")));
+        convo.push(Message::new(Role::Assistant, "an answer that takes some room in the context"));
     }
-    convo.push(Message::new("user", "last"));
+    convo.push(Message::new(Role::User, "last"));
     let (_, _, usage) = answer(&e, convo, params(8), None).await.unwrap();
     assert!(usage.dropped_messages > 0, "{usage:?}");
     assert!(usage.prompt_tokens as usize + 8 <= 256, "{usage:?}");
@@ -112,7 +113,7 @@ async fn stop_strings_end_the_answer_without_showing_the_stop() {
     e.load(&understudy_testkit::gemma_gguf(), 1024, 1).await.unwrap();
     let p = SamplingParams { temperature: 0.0, max_tokens: Some(40), stop: vec!["\n".into()], ..SamplingParams::default() };
     // gemma's base model continues a list; the newline stop cuts after the first line
-    let (text, finish, _) = answer(&e, vec![Message::new("user", "List: apples, pears, plums")], p, Some("Sure:")).await.unwrap();
+    let (text, finish, _) = answer(&e, vec![Message::new(Role::User, "List: apples, pears, plums")], p, Some("Sure:")).await.unwrap();
     assert_eq!(finish, FinishReason::Stop);
     assert!(!text.contains('\n'), "{text:?}");
 }
@@ -205,19 +206,19 @@ async fn gemma_answers_in_real_words() {
     // the base model continues a partial answer (as after a mid-stream failover) in the gemma
     // turn template
     let shots = "Q: What is the capital of Germany?\nA: Berlin\nQ: What is the capital of Italy?\nA: Rome\nQ: What is the capital of France?\nA:";
-    let (text, _, _) = answer(&e, vec![Message::new("user", "A quiz on capitals, please.")], greedy, Some(shots)).await.unwrap();
+    let (text, _, _) = answer(&e, vec![Message::new(Role::User, "A quiz on capitals, please.")], greedy, Some(shots)).await.unwrap();
     assert!(text.contains("Paris"), "{text:?}");
 }
 
 #[tokio::test]
 async fn prewarm_loads_and_caches_the_system_prompt_so_the_first_answer_reuses_it() {
     let e = engine();
-    let system = vec![Message::new("system", "You are Understudy, a careful assistant that answers briefly and precisely.")];
+    let system = vec![Message::new(Role::System, "You are Understudy, a careful assistant that answers briefly and precisely.")];
     let warm = e.prewarm(&understudy_testkit::tiny_gguf(), 512, 1, system.clone()).await.unwrap();
     assert!(warm.prompt_evaluated > 10 && warm.completion_tokens == 0, "{warm:?}");
     let pid = e.worker_pid().await;
     let mut convo = system;
-    convo.push(Message::new("user", "hello"));
+    convo.push(Message::new(Role::User, "hello"));
     let (_, _, usage) = answer(&e, convo, params(4), None).await.unwrap();
     assert!(usage.prompt_reused >= warm.prompt_tokens - 1, "first answer reused the system prompt: {usage:?} after {warm:?}");
     assert_eq!(e.worker_pid().await, pid, "no reload for the first answer");
@@ -234,7 +235,7 @@ async fn an_answer_does_not_wait_behind_a_pre_warm() {
     // pre-warm and the answer line up in its input, as they would behind a long history.
     let pid = e.worker_pid().await.unwrap().to_string();
     assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
-    let history = vec![Message::new("system", "You are terse."), Message::new("user", &"a long history ".repeat(40))];
+    let history = vec![Message::new(Role::System, "You are terse."), Message::new(Role::User, &"a long history ".repeat(40))];
     let warming = {
         let (e, model) = (e.clone(), model.clone());
         tokio::spawn(async move { e.prewarm(&model, 512, 1, history).await })
@@ -404,7 +405,7 @@ async fn a_long_prompt_and_three_queued_answers_finish_with_a_two_second_stall_t
     let t0 = Instant::now();
     let mut tasks = vec![{
         let e = e.clone();
-        tokio::spawn(async move { answer(&e, vec![Message::new("user", &long)], greedy(8), None).await })
+        tokio::spawn(async move { answer(&e, vec![Message::new(Role::User, &long)], greedy(8), None).await })
     }];
     for i in 0..3 {
         let e = e.clone();

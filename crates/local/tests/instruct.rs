@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
+use understudy_core::Role;
 use understudy_local::engine::EngineConfig;
 use understudy_local::{Engine, Event, Message, SamplingParams, Usage};
 
@@ -38,7 +39,7 @@ async fn answer(e: &Engine, messages: &[Message]) -> (String, Usage) {
 }
 
 fn user(text: &str) -> Message {
-    Message::new("user", text)
+    Message::new(Role::User, text)
 }
 
 /// Greedy answers seen (SmolLM2 135M Q4_1): "The capital of Germany is Berlin.", "The capital
@@ -65,7 +66,7 @@ async fn follows_a_system_prompt() {
     let e = engine().await;
     let question = user("What is the capital of Germany?");
     let (plain, _) = answer(&e, std::slice::from_ref(&question)).await;
-    let (spanish, _) = answer(&e, &[Message::new("system", "You are a helpful assistant who always answers in Spanish."), question]).await;
+    let (spanish, _) = answer(&e, &[Message::new(Role::System, "You are a helpful assistant who always answers in Spanish."), question]).await;
     assert!(plain.starts_with("The "), "{plain:?}");
     assert!(spanish.starts_with("El ") && spanish.contains("Berlin"), "{spanish:?}");
 }
@@ -74,12 +75,12 @@ async fn follows_a_system_prompt() {
 #[tokio::test]
 async fn uses_earlier_turns() {
     let e = engine().await;
-    let name = [user("My name is Alice."), Message::new("assistant", "Nice to meet you, Alice!"), user("What is my name?")];
+    let name = [user("My name is Alice."), Message::new(Role::Assistant, "Nice to meet you, Alice!"), user("What is my name?")];
     let (text, _) = answer(&e, &name).await;
     assert!(text.contains("Alice"), "{text:?}");
     let (alone, _) = answer(&e, &name[2..]).await;
     assert!(!alone.contains("Alice"), "without the earlier turns: {alone:?}");
-    let city = [user("I live in Paris."), Message::new("assistant", "Paris is a beautiful city."), user("Which city do I live in?")];
+    let city = [user("I live in Paris."), Message::new(Role::Assistant, "Paris is a beautiful city."), user("Which city do I live in?")];
     let (text, _) = answer(&e, &city).await;
     assert!(text.contains("Paris"), "{text:?}");
 }
@@ -96,7 +97,7 @@ async fn the_prompt_is_the_one_transformers_renders() {
     let template = model.chat_template(None).expect("a template").to_string().expect("UTF-8");
     let conversations = [
         vec![user("What is the capital of Germany?")],
-        vec![Message::new("system", "You are terse."), user("Hi"), Message::new("assistant", "Hello!"), user("What is the capital of Germany?")],
+        vec![Message::new(Role::System, "You are terse."), user("Hi"), Message::new(Role::Assistant, "Hello!"), user("What is the capital of Germany?")],
     ];
     let mut counts = Vec::new();
     for convo in &conversations {

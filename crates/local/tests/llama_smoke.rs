@@ -98,11 +98,13 @@ fn gemma_fixture_completes_real_text() {
 /// short stand-ins; `tests/templates.rs` checks the real ones against Python's jinja2.)
 #[test]
 fn chat_templates_of_the_common_families_render_as_expected() {
+    use understudy_core::Role;
     use understudy_local::template;
     use understudy_local::Message;
     llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default().with_logs_enabled(false));
     let backend = LlamaBackend::init().expect("llama backend");
-    let convo = [Message::new("system", "Be brief."), Message::new("user", "Hi"), Message::new("assistant", "Hello!"), Message::new("user", "Bye")];
+    let convo =
+        [Message::new(Role::System, "Be brief."), Message::new(Role::User, "Hi"), Message::new(Role::Assistant, "Hello!"), Message::new(Role::User, "Bye")];
     let cases: [(&str, &str, &str); 6] = [
         ("chatml", "model (jinja)", "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n"),
         ("llama3", "model (jinja)", "<s><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nBye<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"),

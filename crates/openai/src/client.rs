@@ -9,6 +9,7 @@ use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use understudy_core::{Role, Turn};
 
 use crate::error::{Error, ErrorKind};
 
@@ -41,13 +42,19 @@ impl std::fmt::Debug for ClientConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
-    pub role: String,
+    pub role: Role,
     pub content: String,
 }
 
 impl ChatMessage {
-    pub fn new(role: &str, content: &str) -> ChatMessage {
-        ChatMessage { role: role.into(), content: content.into() }
+    pub fn new(role: Role, content: &str) -> ChatMessage {
+        ChatMessage { role, content: content.into() }
+    }
+}
+
+impl From<&Turn> for ChatMessage {
+    fn from(turn: &Turn) -> ChatMessage {
+        ChatMessage::new(turn.role, &turn.content)
     }
 }
 
@@ -220,8 +227,13 @@ impl Client {
         }
         #[derive(Deserialize)]
         struct Choice {
-            message: ChatMessage,
+            message: Reply,
             finish_reason: Option<String>,
+        }
+        // Only the text is read: whatever role a provider names its reply with.
+        #[derive(Deserialize)]
+        struct Reply {
+            content: String,
         }
         let c: Completion = serde_json::from_slice(&bytes).map_err(|e| Error::new(ErrorKind::Malformed, &self.config.provider, format!("completion: {e}")))?;
         let choice = c.choices.into_iter().next().ok_or_else(|| Error::new(ErrorKind::Malformed, &self.config.provider, "completion without choices"))?;

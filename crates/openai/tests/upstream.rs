@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use understudy_core::Role;
 use understudy_openai::{ChatMessage, ChatRequest, Client, ClientConfig, ErrorKind, FailureClass, StreamEvent};
 use understudy_testkit::Llmock;
 
@@ -23,7 +24,7 @@ fn client(base_url: &str) -> Client {
 }
 
 fn request() -> ChatRequest {
-    ChatRequest { model: "gpt-4o-mini".into(), messages: vec![ChatMessage::new("user", "hi")], max_tokens: None, temperature: None }
+    ChatRequest { model: "gpt-4o-mini".into(), messages: vec![ChatMessage::new(Role::User, "hi")], max_tokens: None, temperature: None }
 }
 
 async fn scenario(mock: &Llmock, behaviors: serde_json::Value) {

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use understudy_core::config::{ApiKeySource, Config, Mode, ProviderConfig};
-use understudy_core::{Env, Paths};
+use understudy_core::{Env, Paths, Role};
 use understudy_local::engine::EngineConfig;
 use understudy_local::Engine;
 use understudy_router::chain::FixedKey;
@@ -41,7 +41,7 @@ impl Bench {
 /// (time to the first token, longest gap between tokens, who answered last)
 async fn ask(r: &Router) -> (Duration, Duration, String) {
     let t0 = Instant::now();
-    let mut a = r.chat(ChatRequest { messages: vec![Turn::new("user", "Say hello")], max_tokens: Some(8), ..ChatRequest::default() });
+    let mut a = r.chat(ChatRequest { messages: vec![Turn::new(Role::User, "Say hello")], max_tokens: Some(8), ..ChatRequest::default() });
     let (mut first, mut last, mut gap, mut by) = (None, t0, Duration::ZERO, String::new());
     while let Some(e) = a.next().await {
         match e {

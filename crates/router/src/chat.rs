@@ -236,7 +236,7 @@ fn because_of(cloud: &Cloud, reason: FailoverReason) -> Because {
 
 /// The turns as the local engine takes them.
 pub(crate) fn to_local(turns: &[Turn]) -> Vec<understudy_local::Message> {
-    turns.iter().map(|t| understudy_local::Message::new(&t.role, &t.content)).collect()
+    turns.iter().map(understudy_local::Message::from).collect()
 }
 
 /// What happens during an answer, in order: `Started` (when the provider that answers is known:
@@ -652,7 +652,7 @@ async fn attempt_cloud(
         None => {
             let req = CloudRequest {
                 model: model.clone(),
-                messages: request.messages.iter().map(|t| ChatMessage::new(&t.role, &t.content)).collect(),
+                messages: request.messages.iter().map(ChatMessage::from).collect(),
                 max_tokens: request.max_tokens,
                 temperature: None,
             };

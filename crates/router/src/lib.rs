@@ -15,4 +15,4 @@ pub use chain::{Chain, Keys, LocalModel, StoredKeys};
 pub use chat::{Answer, Because, ChatError, ChatRequest, ConnectionReport, Event, FailoverReason, FinishReason, Router, Sampling, Turn};
 pub use health::{HealthSnapshot, Monitor, ProviderHealth, Route};
 pub use policy::{Breaker, Health};
-pub use understudy_core::{ErrorClass, NextAction};
+pub use understudy_core::{ErrorClass, NextAction, Role};

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use understudy_core::config::{Mode, Prewarm};
+use understudy_core::Role;
 use understudy_openai::{ChatMessage, ChatRequest, Client};
 
 use crate::chain::{Chain, LocalModel};
@@ -17,7 +18,7 @@ use crate::policy::{Health, Outcome};
 /// One probe: the model list answers, then the model produces one token.
 pub async fn probe(client: &Client, model: &str) -> Result<(), understudy_openai::Error> {
     client.models().await?;
-    let req = ChatRequest { model: model.to_string(), messages: vec![ChatMessage::new("user", "ping")], max_tokens: Some(1), temperature: None };
+    let req = ChatRequest { model: model.to_string(), messages: vec![ChatMessage::new(Role::User, "ping")], max_tokens: Some(1), temperature: None };
     client.chat(&req).await.map(|_| ())
 }
 

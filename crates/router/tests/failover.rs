@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use understudy_core::config::{ApiKeySource, Config, Mode, ProviderConfig};
-use understudy_core::{Env, Paths};
+use understudy_core::{Env, Paths, Role};
 use understudy_local::engine::EngineConfig;
 use understudy_local::Engine;
 use understudy_router::chain::FixedKey;
@@ -39,7 +39,7 @@ fn router_chain(providers: &[(&str, &str)], local: bool) -> (Router, tempfile::T
 }
 
 fn request() -> ChatRequest {
-    ChatRequest { messages: vec![Turn::new("user", "Say hello")], max_tokens: Some(12), ..ChatRequest::default() }
+    ChatRequest { messages: vec![Turn::new(Role::User, "Say hello")], max_tokens: Some(12), ..ChatRequest::default() }
 }
 
 /// What the user got.

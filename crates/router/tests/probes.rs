@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use understudy_core::config::{ApiKeySource, Config, Mode, ProviderConfig};
-use understudy_core::{Env, Paths};
+use understudy_core::{Env, Paths, Role};
 use understudy_local::engine::EngineConfig;
 use understudy_local::Engine;
 use understudy_router::chain::FixedKey;
@@ -46,7 +46,7 @@ async fn scenario(mock: &Llmock, behaviors: serde_json::Value) {
 }
 
 async fn answered_by(r: &Router) -> String {
-    let mut a = r.chat(ChatRequest { messages: vec![Turn::new("user", "hi")], max_tokens: Some(4), ..ChatRequest::default() });
+    let mut a = r.chat(ChatRequest { messages: vec![Turn::new(Role::User, "hi")], max_tokens: Some(4), ..ChatRequest::default() });
     while let Some(e) = a.next().await {
         if let Event::Started { provider, .. } = e {
             return provider;
@@ -152,7 +152,7 @@ async fn a_degraded_openai_pre_warms_the_conversation_so_a_failover_evaluates_on
     let mock = Llmock::start(&[]);
     let (r, _d) = router(&mock.base_url());
     let story = "The printing press spread from Mainz to every major city of Europe within fifty years. ".repeat(6);
-    let history = vec![Turn::new("system", "You are terse."), Turn::new("user", "Tell me how printing spread."), Turn::new("assistant", &story)];
+    let history = vec![Turn::new(Role::System, "You are terse."), Turn::new(Role::User, "Tell me how printing spread."), Turn::new(Role::Assistant, &story)];
     r.remember_context(history.clone());
     let _bg = r.start_background();
     wait_for("a first healthy probe", Duration::from_secs(5), || r.monitor().snapshot().providers.first().is_some_and(|p| p.health == Health::Healthy)).await;
@@ -161,8 +161,8 @@ async fn a_degraded_openai_pre_warms_the_conversation_so_a_failover_evaluates_on
     wait_for("the pre-warm of the conversation", Duration::from_secs(20), || r.engine().tally().finished >= 1).await;
 
     // The first local answer: the same conversation plus the user's new message.
-    let mut messages: Vec<understudy_local::Message> = history.iter().map(|t| understudy_local::Message::new(&t.role, &t.content)).collect();
-    messages.push(understudy_local::Message::new("user", "And in Asia?"));
+    let mut messages: Vec<understudy_local::Message> = history.iter().map(understudy_local::Message::from).collect();
+    messages.push(understudy_local::Message::new(Role::User, "And in Asia?"));
     let params = understudy_local::SamplingParams { max_tokens: Some(2), ..understudy_local::SamplingParams::default() };
     let mut g = r.engine().generate(messages, params, None).await.unwrap();
     let usage = loop {

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::{Conversation, Message, Status};
+use crate::{Conversation, Message, Role, Status};
 
 /// How a provider id reads for people.
 pub fn provider_label(id: &str) -> String {
@@ -15,9 +15,9 @@ pub fn provider_label(id: &str) -> String {
 }
 
 fn author(m: &Message) -> String {
-    match m.role.as_str() {
-        "user" => "You".to_string(),
-        "system" => "System".to_string(),
+    match m.role {
+        Role::User => "You".to_string(),
+        Role::System => "System".to_string(),
         _ => {
             let provider = m.provider.as_deref().map(provider_label).unwrap_or_else(|| "Assistant".to_string());
             match &m.model {
@@ -71,7 +71,7 @@ struct JsonExport<'a> {
 
 #[derive(Serialize)]
 struct JsonMessage<'a> {
-    role: &'a str,
+    role: Role,
     content: &'a str,
     /// "OpenAI · gpt-4o-mini" for answers; "You" for the user.
     author: String,
@@ -94,7 +94,7 @@ pub fn json(c: &Conversation, messages: &[Message]) -> String {
         messages: messages
             .iter()
             .map(|m| JsonMessage {
-                role: &m.role,
+                role: m.role,
                 content: &m.content,
                 author: author(m),
                 provider: m.provider.as_deref(),
@@ -173,11 +173,11 @@ mod tests {
         let s = Store::open_in_memory().unwrap();
         let c = s.create_conversation("Trip").unwrap();
         s.set_system_prompt(c.id, Some("Be brief")).unwrap();
-        s.add_message(c.id, "user", "Capital of France?").unwrap();
+        s.add_message(c.id, Role::User, "Capital of France?").unwrap();
         let by = Provenance { provider: Some("openai".into()), model: Some("gpt-4o-mini".into()), failover_reason: None };
         let a = s.begin_answer(c.id, &by).unwrap();
         s.finish_answer(a, "Paris.", &AnswerEnd { prompt_tokens: Some(9), completion_tokens: Some(2), ..AnswerEnd::new(Status::Complete) }).unwrap();
-        s.add_message(c.id, "user", "And Italy?").unwrap();
+        s.add_message(c.id, Role::User, "And Italy?").unwrap();
         let local =
             Provenance { provider: Some("local".into()), model: Some("gemma-3-270m".into()), failover_reason: Some("OpenAI could not be reached".into()) };
         let b = s.begin_answer(c.id, &local).unwrap();

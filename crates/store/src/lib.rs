@@ -18,7 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OptionalExtension};
 use rusqlite_migration::{Migrations, M};
 use serde::Serialize;
-pub use understudy_core::{ErrorClass, NextAction};
+use understudy_core::Turn;
+pub use understudy_core::{ErrorClass, NextAction, Role};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -103,7 +104,7 @@ pub struct Part {
 pub struct Message {
     pub id: i64,
     pub conversation_id: i64,
-    pub role: String,
+    pub role: Role,
     pub content: String,
     pub provider: Option<String>,
     pub model: Option<String>,
@@ -122,6 +123,13 @@ pub struct Message {
     pub parts: Vec<Part>,
     /// Oldest messages the offline model left out of this answer's prompt (they did not fit).
     pub left_out: Option<i64>,
+}
+
+/// The message as a provider is sent it: who wrote it and its text.
+impl From<&Message> for Turn {
+    fn from(m: &Message) -> Turn {
+        Turn::new(m.role, &m.content)
+    }
 }
 
 /// A full-text search hit.
@@ -383,22 +391,22 @@ impl Store {
     }
 
     /// Commits a finished message (the user's, before its request starts). Returns its id.
-    pub fn add_message(&self, conversation_id: i64, role: &str, content: &str) -> Result<i64> {
+    pub fn add_message(&self, conversation_id: i64, role: Role, content: &str) -> Result<i64> {
         self.insert_message(conversation_id, role, content, Status::Complete, &Provenance::default())
     }
 
     /// Creates an assistant answer in the `streaming` state; fill it with [`StreamingMessage`].
     pub fn begin_answer(&self, conversation_id: i64, by: &Provenance) -> Result<i64> {
-        self.insert_message(conversation_id, "assistant", "", Status::Streaming, by)
+        self.insert_message(conversation_id, Role::Assistant, "", Status::Streaming, by)
     }
 
-    fn insert_message(&self, conversation_id: i64, role: &str, content: &str, status: Status, by: &Provenance) -> Result<i64> {
+    fn insert_message(&self, conversation_id: i64, role: Role, content: &str, status: Status, by: &Provenance) -> Result<i64> {
         let now = now_ms();
         let tx = self.conn.unchecked_transaction()?;
         tx.execute(
             "INSERT INTO messages (conversation_id, role, content, provider, model, failover_reason, status, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
-            params![conversation_id, role, content, by.provider, by.model, by.failover_reason, status.as_str(), now],
+            params![conversation_id, role.as_str(), content, by.provider, by.model, by.failover_reason, status.as_str(), now],
         )?;
         let id = tx.last_insert_rowid();
         // Strictly increasing, so "most recently active" is exact even within one millisecond.
@@ -459,7 +467,7 @@ impl Store {
             Ok(Message {
                 id: r.get(0)?,
                 conversation_id: r.get(1)?,
-                role: r.get(2)?,
+                role: r.get::<_, String>(2)?.parse().map_err(|e| rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e)))?,
                 content: r.get(3)?,
                 provider: r.get(4)?,
                 model: r.get(5)?,

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use understudy_store::{schema_version, Opened, Store, StoreNotice};
+use understudy_store::{schema_version, Opened, Role, Store, StoreNotice};
 
 const WAIT: Duration = Duration::from_secs(1);
 
@@ -15,7 +15,7 @@ fn history(db: &Path, n: usize) {
     let s = Store::open(db).unwrap();
     let c = s.create_conversation("Kept").unwrap();
     for i in 0..n {
-        s.add_message(c.id, "user", &format!("{i} {}", "x".repeat(1000))).unwrap();
+        s.add_message(c.id, Role::User, &format!("{i} {}", "x".repeat(1000))).unwrap();
     }
 }
 
@@ -23,7 +23,7 @@ fn history(db: &Path, n: usize) {
 fn assert_fresh_and_usable(opened: Opened, db: &Path) {
     assert!(opened.store.conversations().unwrap().is_empty(), "a fresh history");
     let c = opened.store.create_conversation("after").unwrap();
-    opened.store.add_message(c.id, "user", "still works").unwrap();
+    opened.store.add_message(c.id, Role::User, "still works").unwrap();
     drop(opened);
     let again = Store::open(db).unwrap();
     assert_eq!(again.conversations().unwrap()[0].title, "after");
@@ -170,7 +170,7 @@ fn a_lock_held_past_the_wait_is_reported_and_nothing_is_moved() {
     assert!(opened.notice.as_ref().unwrap().to_string().contains("locked"));
     // This session still works (in memory), and the history was not touched.
     let c = opened.store.create_conversation("meanwhile").unwrap();
-    opened.store.add_message(c.id, "user", "hi").unwrap();
+    opened.store.add_message(c.id, Role::User, "hi").unwrap();
     assert!(kept_files(dir.path()).is_empty(), "{:?}", kept_files(dir.path()));
     holder.execute_batch("COMMIT").unwrap();
     drop(holder);

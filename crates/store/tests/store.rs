@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use understudy_store::{AnswerEnd, ErrorClass, NextAction, Provenance, Status, Store, StreamingMessage};
+use understudy_store::{AnswerEnd, ErrorClass, NextAction, Provenance, Role, Status, Store, StreamingMessage};
 
 fn by(provider: &str) -> Provenance {
     Provenance { provider: Some(provider.into()), model: Some("m".into()), failover_reason: None }
@@ -11,7 +11,7 @@ fn conversations_messages_and_settings_round_trip() {
     let s = Store::open_in_memory().unwrap();
     let a = s.create_conversation("First").unwrap();
     let b = s.create_conversation("Second").unwrap();
-    s.add_message(a.id, "user", "hello").unwrap();
+    s.add_message(a.id, Role::User, "hello").unwrap();
     assert_eq!(s.conversations().unwrap()[0].id, a.id, "most recently active first");
     s.rename_conversation(b.id, "Renamed").unwrap();
     s.set_system_prompt(b.id, Some("Be terse.")).unwrap();
@@ -60,7 +60,7 @@ fn conversations_messages_and_settings_round_trip() {
 fn a_failed_answer_keeps_its_class_and_next_action() {
     let s = Store::open_in_memory().unwrap();
     let c = s.create_conversation("Offline").unwrap();
-    s.add_message(c.id, "user", "hello").unwrap();
+    s.add_message(c.id, Role::User, "hello").unwrap();
     let mut m = StreamingMessage::begin(&s, c.id, &by("openai")).unwrap();
     let end = AnswerEnd {
         error: Some("OpenAI is down. No offline model is installed.".into()),
@@ -79,7 +79,7 @@ fn a_failed_answer_keeps_its_class_and_next_action() {
 fn delete_can_be_undone_until_purged() {
     let s = Store::open_in_memory().unwrap();
     let c = s.create_conversation("Doomed").unwrap();
-    s.add_message(c.id, "user", "remember the platypus").unwrap();
+    s.add_message(c.id, Role::User, "remember the platypus").unwrap();
     s.delete_conversation(c.id).unwrap();
     assert!(s.conversations().unwrap().is_empty());
     assert!(s.search("platypus", 10).unwrap().is_empty(), "deleted conversations are not searched");
@@ -96,8 +96,8 @@ fn full_text_search_finds_words_across_conversations() {
     let s = Store::open_in_memory().unwrap();
     let a = s.create_conversation("Rust").unwrap();
     let b = s.create_conversation("Cooking").unwrap();
-    s.add_message(a.id, "user", "How do lifetimes work in Rust?").unwrap();
-    s.add_message(b.id, "user", "A recipe for crème brûlée please").unwrap();
+    s.add_message(a.id, Role::User, "How do lifetimes work in Rust?").unwrap();
+    s.add_message(b.id, Role::User, "A recipe for crème brûlée please").unwrap();
     let mut m = StreamingMessage::begin(&s, b.id, &by("openai")).unwrap();
     m.push(&s, "Caramelise the sugar with a torch.").unwrap();
     m.flush(&s).unwrap();
@@ -158,10 +158,10 @@ fn kill_9_mid_stream_keeps_the_user_message_and_the_partial_answer() {
 fn edit_and_resend_replaces_the_text_and_drops_what_followed() {
     let s = Store::open_in_memory().unwrap();
     let c = s.create_conversation("t").unwrap();
-    let first = s.add_message(c.id, "user", "old question about zebras").unwrap();
+    let first = s.add_message(c.id, Role::User, "old question about zebras").unwrap();
     let answer = s.begin_answer(c.id, &by("openai")).unwrap();
     s.save_partial(answer, "an answer").unwrap();
-    s.add_message(c.id, "user", "follow-up").unwrap();
+    s.add_message(c.id, Role::User, "follow-up").unwrap();
     s.edit_message(first, "new question about giraffes").unwrap();
     assert_eq!(s.delete_messages_after(c.id, first).unwrap(), 2);
     let msgs = s.messages(c.id).unwrap();

@@ -3,13 +3,13 @@
 //! second argument, a directory, it instead writes a few words, exports the conversation
 //! there as Markdown and JSON, and exits (the file-mode test runs it under `umask 000`).
 
-use understudy_store::{Provenance, Store, StreamingMessage};
+use understudy_store::{Provenance, Role, Store, StreamingMessage};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args().nth(1).ok_or("usage: understudy-store-writer DB")?;
     let store = Store::open(std::path::Path::new(&path))?;
     let c = store.create_conversation("crash test")?;
-    store.add_message(c.id, "user", "Tell me a very long story.")?;
+    store.add_message(c.id, Role::User, "Tell me a very long story.")?;
     let by = Provenance { provider: Some("openai".into()), model: Some("gpt-4o-mini".into()), failover_reason: None };
     let mut answer = StreamingMessage::begin(&store, c.id, &by)?;
     if let Some(dir) = std::env::args().nth(2) {

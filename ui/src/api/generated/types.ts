@@ -152,6 +152,11 @@ route: Route,
 local_model: string | null, };
 
 /**
+ * Who wrote a message, in OpenAI's words on every wire (`system`, `user`, `assistant`, `tool`).
+ */
+export type Role = "system" | "user" | "assistant" | "tool";
+
+/**
  * Why the provider before in the chain did not write an answer, as data: the window, the CLI
  * and `alerts::words` put it into words ("because OpenAI timed out"), nobody parses it.
  */
@@ -176,7 +181,7 @@ export type MessageStatus = "streaming" | "complete" | "interrupted" | "error";
  */
 export type Part = { provider: string, model: string, start: number, };
 
-export type Message = { id: number, conversation_id: number, role: string, content: string, provider: string | null, model: string | null, failover_reason: string | null, prompt_tokens: number | null, completion_tokens: number | null, first_token_ms: number | null, total_ms: number | null, status: MessageStatus, error: string | null, 
+export type Message = { id: number, conversation_id: number, role: Role, content: string, provider: string | null, model: string | null, failover_reason: string | null, prompt_tokens: number | null, completion_tokens: number | null, first_token_ms: number | null, total_ms: number | null, status: MessageStatus, error: string | null, 
 /**
  * The failure's kind and what the window offers to do about it, when `status` is `error`.
  */
