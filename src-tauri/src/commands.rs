@@ -208,7 +208,7 @@ pub fn export_conversation(setup: State<'_, Setup>, id: i64, format: Format) -> 
         .conversations
         .with_store(|s| Ok((s.conversation(id)?, s.messages(id)?)))
         .map_err(IpcError::from)
-        .and_then(|(c, m)| export::save(&setup.paths.exports_dir(), &c, &m, format).map_err(|e| IpcError::new(IpcCode::Io, e)))
+        .and_then(|(c, m)| export::save(&setup.paths().exports_dir(), &c, &m, format).map_err(|e| IpcError::new(IpcCode::Io, e)))
 }
 
 /// The Models page's contents.
@@ -219,15 +219,15 @@ pub fn models_overview(setup: State<'_, Setup>) -> understudy_models::library::S
 
 /// Hugging Face (or `HF_ENDPOINT`) GGUF repositories matching `query`.
 #[tauri::command]
-pub async fn models_search(query: String) -> Res<Vec<understudy_models::hf::Repo>> {
-    let hub = understudy_models::hf::Hub::new(&understudy_models::catalog::hf_endpoint());
+pub async fn models_search(setup: State<'_, Setup>, query: String) -> Res<Vec<understudy_models::hf::Repo>> {
+    let hub = understudy_models::hf::Hub::new(setup.services.hf_endpoint());
     hub.search(&query, 30).await.map_err(|e| IpcError::new(IpcCode::Hub, e))
 }
 
 /// A repository's .gguf files with sizes and quantizations.
 #[tauri::command]
-pub async fn models_files(repo: String) -> Res<Vec<understudy_models::hf::RepoFile>> {
-    let hub = understudy_models::hf::Hub::new(&understudy_models::catalog::hf_endpoint());
+pub async fn models_files(setup: State<'_, Setup>, repo: String) -> Res<Vec<understudy_models::hf::RepoFile>> {
+    let hub = understudy_models::hf::Hub::new(setup.services.hf_endpoint());
     hub.files(&repo).await.map_err(|e| IpcError::new(IpcCode::Hub, e))
 }
 
@@ -243,7 +243,7 @@ pub async fn models_download(
 ) -> Res<understudy_models::manager::Event> {
     let source = understudy_models::catalog::resolve(&understudy_models::catalog::Catalog::builtin(), &id).map_err(|e| IpcError::new(IpcCode::ModelId, e))?;
     let options = understudy_models::manager::PullOptions { allow_unverified: allow_unverified.unwrap_or(false) };
-    Ok(setup.downloads.pull(&source, &understudy_models::catalog::hf_endpoint(), options, |e| drop(on_event.send(e))).await)
+    Ok(setup.downloads.pull(&source, setup.services.hf_endpoint(), options, |e| drop(on_event.send(e))).await)
 }
 
 #[tauri::command]
@@ -259,14 +259,14 @@ pub fn models_cancel(setup: State<'_, Setup>, name: String) -> Res<bool> {
 /// Uses a .gguf file in place (drag and drop, or the file field).
 #[tauri::command]
 pub fn models_import(setup: State<'_, Setup>, path: String) -> Res<String> {
-    let lib = understudy_models::library::Library::new(setup.paths.models_dir());
+    let lib = understudy_models::library::Library::new(setup.paths().models_dir());
     lib.import(std::path::Path::new(&path)).map(|p| p.display().to_string()).map_err(|e| IpcError::new(IpcCode::Import, e))
 }
 
 /// Deletes a downloaded model or forgets an imported one.
 #[tauri::command]
 pub fn models_remove(setup: State<'_, Setup>, id: String) -> Res<()> {
-    let lib = understudy_models::library::Library::new(setup.paths.models_dir());
+    let lib = understudy_models::library::Library::new(setup.paths().models_dir());
     lib.remove(&understudy_models::catalog::Catalog::builtin(), &id).map(drop).map_err(|e| IpcError::new(IpcCode::Remove, e))
 }
 

@@ -82,6 +82,13 @@ impl From<understudy_core::ConfigError> for IpcError {
     }
 }
 
+/// A Settings write refused (the file to fix first) or failed.
+impl From<understudy_services::WriteError> for IpcError {
+    fn from(e: understudy_services::WriteError) -> Self {
+        IpcError::new(IpcCode::Config, e)
+    }
+}
+
 /// A failed connection test: the code is the failure class, the message says what to do.
 impl From<ChatError> for IpcError {
     fn from(e: ChatError) -> Self {

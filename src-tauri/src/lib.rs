@@ -21,12 +21,13 @@ pub fn run() -> anyhow::Result<()> {
     window::prefer_cpu_rendering();
     let setup = setup::Setup::from_process()?;
     let _log = setup.init_logging();
-    tracing::info!(version = understudy_core::VERSION, data_dir = %setup.paths.data_dir.display(), "starting Understudy");
-    if let Some(problem) = &setup.problem_at_start {
+    tracing::info!(version = understudy_core::VERSION, data_dir = %setup.paths().data_dir.display(), "starting Understudy");
+    let loaded = setup.services.current();
+    if let Some(problem) = &loaded.problem {
         // The window shows it too; the log keeps it for bug reports.
         tracing::warn!("config problem, using defaults: {problem}");
     }
-    let config = understudy_core::config::load(&setup.env, &setup.paths).config;
+    let config = loaded.config;
     let hold = config.tray.hold;
     let release_after = config.tray.release_after;
     let notifications = understudy_alerts::NotifierConfig {

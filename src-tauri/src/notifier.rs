@@ -16,6 +16,8 @@ pub const OPEN_PAGE: &str = "open-page";
 pub fn start(app: &AppHandle, cfg: NotifierConfig) {
     let setup = app.state::<Setup>();
     let mut health = setup.conversations.router().health();
+    // Settings publishes its writes here; the switch applies at once.
+    let config = setup.services.config();
     let app = app.clone();
     let start = tokio::time::Instant::now();
     tauri::async_runtime::spawn(async move {
@@ -25,11 +27,7 @@ pub fn start(app: &AppHandle, cfg: NotifierConfig) {
         loop {
             let snapshot = health.borrow_and_update().clone();
             let notices = notifier.update(start.elapsed(), &snapshot);
-            // The Settings switch applies at once (the file is cheap to read).
-            let enabled = {
-                let setup = app.state::<Setup>();
-                understudy_core::config::load(&setup.env, &setup.paths).config.notifications.enabled
-            };
+            let enabled = config.borrow().config.notifications.enabled;
             for notice in notices.into_iter().filter(|_| enabled) {
                 let mut n = notify_rust::Notification::new();
                 n.appname("Understudy").summary(&notice.summary).body(&notice.body).icon("dialog-information");

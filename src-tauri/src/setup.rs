@@ -1,27 +1,25 @@
-//! What the app knows at start: environment, paths, secrets, and the conversations service
-//! (store + router). Configuration is re-read on demand so that fixing the file and pressing
-//! Retry in the window takes effect without a restart.
+//! What the app holds: the services (understudy-services, the same composition root as the
+//! CLI's: config watch, chain, engine, router, secrets), the conversations service over the
+//! history, downloads and the in-app gateway. Settings writes go through the services, which
+//! publish the new config to every reader; `app_info` re-reads the file so that fixing it and
+//! pressing Retry in the window takes effect without a restart.
 
 use serde::Serialize;
 use understudy_conversations::Conversations;
 use understudy_core::overview::KeySource;
-use understudy_core::{config, logging, settings, ConfigError, Env, Overview, Paths, Settings};
-use understudy_local::engine::EngineConfig;
-use understudy_local::Engine;
-use understudy_router::{Chain, Keys as _, Router, StoredKeys};
-use understudy_store::{Backend, Secrets, Store, StoreNotice};
+use understudy_core::{config, logging, settings, Env, Overview, Paths, Settings};
+use understudy_router::Keys as _;
+use understudy_services::{Change, Services};
+use understudy_store::{Backend, StoreNotice};
 
 use crate::{IpcCode, IpcError};
 
 #[derive(Debug)]
 pub struct Setup {
-    pub env: Env,
-    pub paths: Paths,
-    pub problem_at_start: Option<ConfigError>,
+    pub services: Services,
     /// What opening the history found wrong (a damaged, newer or locked file) and did about
     /// it; the window shows it until dismissed.
     pub store_notice: std::sync::Mutex<Option<StoreNotice>>,
-    pub secrets: Secrets,
     pub conversations: Conversations,
     /// The in-app gateway (`[gateway] enabled`), sharing the window's router and health; and
     /// whether it asks for the token.
@@ -90,30 +88,18 @@ impl Setup {
             // Not fatal: the window opens and later features report their own I/O errors.
             eprintln!("understudy: {e}");
         }
-        let loaded = config::load(&env, &paths);
-        let secrets = Secrets::new(&paths.data_dir);
-        // The window opens whatever state the history is in; a lock held by another program
-        // is waited for this long before the window opens without it.
-        let opened = Store::open_or_recover(&paths.database(), std::time::Duration::from_secs(5));
-        if let Some(notice) = &opened.notice {
+        // The app binary is also the local engine's worker (`understudy-app worker`).
+        let services = Services::builder(env, paths).build()?;
+        // The window opens whatever state the history is in.
+        let history = services.open_history();
+        if let Some(notice) = &history.notice {
             eprintln!("understudy: {notice}");
         }
-        let store = opened.store;
-        // The app binary is also the local engine's worker (`understudy-app worker`).
-        let mut engine_config = EngineConfig::new(std::env::current_exe()?, &["worker"]);
-        // After a long healthy spell the offline model's memory goes back to the user.
-        engine_config.idle_unload = Some(std::time::Duration::from_secs(15 * 60));
-        let engine = Engine::new(engine_config);
-        let router = Router::new(Chain::build(&loaded.config, &paths, &StoredKeys::new(secrets.clone(), &env)), engine);
-        let conversations = Conversations::new(store, router);
-        let downloads = understudy_models::manager::Downloads::new(paths.models_dir())?;
+        let downloads = services.downloads()?;
         Ok(Setup {
-            env,
-            paths,
-            problem_at_start: loaded.problem,
-            store_notice: std::sync::Mutex::new(opened.notice),
-            secrets,
-            conversations,
+            services,
+            store_notice: std::sync::Mutex::new(history.notice),
+            conversations: history.conversations,
             gateway: Default::default(),
             downloads,
             gateway_state: Default::default(),
@@ -121,55 +107,35 @@ impl Setup {
     }
 
     pub fn init_logging(&self) -> logging::LogGuard {
-        logging::init(&self.env, &self.paths.logs_dir(), "understudy-app")
+        logging::init(self.services.env(), &self.services.paths().logs_dir(), "understudy-app")
     }
 
-    fn key_source(&self) -> KeySource {
-        let loaded = config::load(&self.env, &self.paths);
-        self.overview_of(&loaded).openai_key
+    pub fn paths(&self) -> &Paths {
+        self.services.paths()
     }
 
-    fn overview_of(&self, loaded: &config::Loaded) -> Overview {
-        let stored = |id: &str| self.secrets.get(id).ok().flatten().map(|v| understudy_core::providers::BoundKey::from_stored(&v));
-        let allowed = understudy_router::chain::allowed_key_env(&self.secrets);
-        let mut o = Overview::gather(loaded, &self.paths, &self.env.with_process_vars(&allowed), &allowed, stored);
-        if o.openai_key == KeySource::Keyring && matches!(self.secrets.backend(), Backend::File { .. }) {
-            o.openai_key = KeySource::File;
-        }
-        o
-    }
-
+    /// What is set up, the config file read again (the window's Retry).
     pub fn overview(&self) -> Overview {
-        self.overview_of(&config::load(&self.env, &self.paths))
-    }
-
-    /// Re-reads the config and keys into the router (after Settings or a key changed).
-    fn reconfigure(&self) {
-        let loaded = config::load(&self.env, &self.paths);
-        self.conversations.router().reconfigure(Chain::build(&loaded.config, &self.paths, &StoredKeys::new(self.secrets.clone(), &self.env)));
+        self.services.overview()
     }
 
     /// Stores the primary provider's API key (keyring, else the private file) and says where.
     pub fn save_api_key(&self, key: &str) -> Result<Backend, IpcError> {
         let key = config::validate_api_key(key).map_err(|m| IpcError::new(IpcCode::InvalidKey, m))?;
-        let loaded = config::load(&self.env, &self.paths);
-        let primary = loaded.config.primary().cloned().unwrap_or_else(understudy_core::config::ProviderConfig::openai_default);
+        let primary = self.services.current().config.primary().cloned().unwrap_or_else(understudy_core::config::ProviderConfig::openai_default);
         // Bound to the primary's host: a base URL changed later gets no key until asked again.
-        let backend = understudy_router::chain::store_key(&self.secrets, &primary, key).map_err(|e| IpcError::new(IpcCode::Secrets, e))?;
-        self.reconfigure();
+        let backend = understudy_router::chain::store_key(self.services.secrets(), &primary, key).map_err(|e| IpcError::new(IpcCode::Secrets, e))?;
+        self.services.reconfigure();
         Ok(backend)
     }
 
     /// Settings → Providers: the file's ordered list, each with its name and why no key can be
     /// sent to it (none: it has one).
     pub fn providers(&self) -> Result<Vec<ProviderView>, IpcError> {
-        let loaded = config::load(&self.env, &self.paths);
-        if let Some(problem) = loaded.problem {
-            return Err(IpcError::new(IpcCode::Config, format!("the config file has a problem to fix first: {problem}")));
-        }
-        let text = std::fs::read_to_string(&loaded.path).unwrap_or_default();
-        let keys = StoredKeys::new(self.secrets.clone(), &self.env);
-        Ok(settings::providers_of(&text, &loaded.path)?
+        let keys = self.services.keys();
+        Ok(self
+            .services
+            .provider_entries()?
             .into_iter()
             .map(|entry| {
                 let provider = entry.to_config();
@@ -180,12 +146,7 @@ impl Setup {
 
     /// Writes the ordered provider list into the config file and applies it.
     pub fn save_providers(&self, list: &[settings::ProviderEntry]) -> Result<Vec<ProviderView>, IpcError> {
-        let loaded = config::load(&self.env, &self.paths);
-        if let Some(problem) = loaded.problem {
-            return Err(IpcError::new(IpcCode::Config, format!("the config file has a problem to fix first: {problem}")));
-        }
-        settings::save_providers(&loaded, list)?;
-        self.reconfigure();
+        self.services.write(Change::Providers(list))?;
         self.providers()
     }
 
@@ -194,15 +155,15 @@ impl Setup {
         let key = config::validate_api_key(key).map_err(|m| IpcError::new(IpcCode::InvalidKey, m))?;
         let entry =
             self.providers()?.into_iter().find(|p| p.entry.id == id).ok_or_else(|| IpcError::new(IpcCode::NotFound, format!("no provider called {id:?}")))?;
-        understudy_router::chain::store_key(&self.secrets, &entry.entry.to_config(), key).map_err(|e| IpcError::new(IpcCode::Secrets, e))?;
-        self.reconfigure();
+        understudy_router::chain::store_key(self.services.secrets(), &entry.entry.to_config(), key).map_err(|e| IpcError::new(IpcCode::Secrets, e))?;
+        self.services.reconfigure();
         self.providers()
     }
 
     /// The environment variables the user allows as `api_key = "env:NAME"` beyond each vendor's
     /// usual one: kept in the app's own secret store, never in the shareable config file.
     pub fn key_env_allowed(&self) -> Vec<String> {
-        understudy_router::chain::allowed_key_env(&self.secrets)
+        understudy_router::chain::allowed_key_env(self.services.secrets())
     }
 
     pub fn set_key_env_allowed(&self, names: &[String]) -> Result<Vec<ProviderView>, IpcError> {
@@ -210,32 +171,34 @@ impl Setup {
         if let Some(bad) = names.iter().find(|n| n.starts_with(|c: char| c.is_ascii_digit()) || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')) {
             return Err(IpcError::new(IpcCode::InvalidName, format!("{bad:?} is not an environment variable name (letters, digits and _)")));
         }
-        understudy_router::chain::set_allowed_key_env(&self.secrets, &names).map_err(|e| IpcError::new(IpcCode::Secrets, e))?;
-        self.reconfigure();
+        understudy_router::chain::set_allowed_key_env(self.services.secrets(), &names).map_err(|e| IpcError::new(IpcCode::Secrets, e))?;
+        self.services.reconfigure();
         self.providers()
     }
 
     pub fn settings(&self) -> SettingsView {
-        let loaded = config::load(&self.env, &self.paths);
+        let loaded = self.services.current();
         let (addr, error) = self.gateway_state.lock().expect("gateway state").clone();
         let gateway = GatewayView { listen: addr.unwrap_or(loaded.config.gateway.listen).to_string(), running: addr.is_some(), error };
-        SettingsView { settings: Settings::of(&loaded.config), key: self.key_source(), backend: self.secrets.backend(), config_path: loaded.path, gateway }
+        let (key, backend) = (self.services.key_source(), self.services.secrets().backend());
+        SettingsView { settings: Settings::of(&loaded.config), key, backend, config_path: loaded.path, gateway }
     }
 
     /// The in-app gateway's per-install token, made (32 random bytes) and kept in the secret
     /// store the first time it is needed.
     fn gateway_token(&self) -> Result<String, IpcError> {
-        if let Some(t) = self.secrets.get(GATEWAY_TOKEN).map_err(|e| IpcError::new(IpcCode::Secrets, e))?.filter(|t| !t.trim().is_empty()) {
+        let secrets = self.services.secrets();
+        if let Some(t) = secrets.get(GATEWAY_TOKEN).map_err(|e| IpcError::new(IpcCode::Secrets, e))?.filter(|t| !t.trim().is_empty()) {
             return Ok(t);
         }
         let token = understudy_gateway::new_token().map_err(|e| IpcError::new(IpcCode::Secrets, e))?;
-        self.secrets.set(GATEWAY_TOKEN, &token).map_err(|e| IpcError::new(IpcCode::Secrets, e))?;
+        secrets.set(GATEWAY_TOKEN, &token).map_err(|e| IpcError::new(IpcCode::Secrets, e))?;
         Ok(token)
     }
 
     /// Settings' gateway section: the token and the lines for other tools' environment.
     pub fn gateway_access(&self) -> Result<GatewayAccess, IpcError> {
-        let config = config::load(&self.env, &self.paths).config.gateway;
+        let config = self.services.current().config.gateway;
         let listen = self.gateway_state.lock().expect("gateway state").0.unwrap_or(config.listen);
         let base_url = format!("http://{listen}/v1");
         let token = if config.require_token { Some(self.gateway_token()?) } else { None };
@@ -248,7 +211,7 @@ impl Setup {
     /// (main thread only: Settings and tray handlers), at most a couple of seconds when
     /// answers are in flight on a gateway being stopped.
     pub fn apply_gateway(&self) {
-        let config = config::load(&self.env, &self.paths).config.gateway;
+        let config = self.services.current().config.gateway;
         let want = config.enabled.then_some((config.listen, config.require_token));
         // Read before entering the runtime: the keyring's Secret Service client blocks on a
         // runtime of its own, which panics inside another one.
@@ -297,13 +260,7 @@ impl Setup {
     /// Opens the configured status page in the user's browser.
     pub fn open_status_page(&self, app: &tauri::AppHandle) {
         use tauri_plugin_opener::OpenerExt;
-        // The primary's own page (its vendor preset's), else the configured one.
-        let chain = self.conversations.router().chain();
-        let page = match chain.primary().and_then(|c| c.status_page.as_ref()) {
-            Some(p) => p.url.clone(),
-            None => config::load(&self.env, &self.paths).config.failover.status_page,
-        };
-        let page = if page.trim().is_empty() { "https://status.openai.com".to_string() } else { page };
+        let page = self.services.status_page();
         if let Err(e) = app.opener().open_url(&page, None::<&str>) {
             tracing::warn!("cannot open {page}: {e}");
         }
@@ -321,12 +278,7 @@ impl Setup {
 
     /// Writes the settings into the config file and applies them at once.
     pub fn save_settings(&self, new: &Settings) -> Result<SettingsView, IpcError> {
-        let loaded = config::load(&self.env, &self.paths);
-        if let Some(problem) = loaded.problem {
-            return Err(IpcError::new(IpcCode::Config, format!("the config file has a problem to fix first: {problem}")));
-        }
-        settings::save(&loaded, new)?;
-        self.reconfigure();
+        self.services.write(Change::Settings(new))?;
         self.apply_gateway();
         Ok(self.settings())
     }
@@ -336,14 +288,11 @@ impl Setup {
         use understudy_models::{
             catalog::Catalog,
             library::{Library, Memory},
-            scan::Roots,
         };
-        let config = config::load(&self.env, &self.paths).config;
-        let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_default();
-        let roots = Roots::from_env(|k| std::env::var(k).ok(), &home);
-        Library::new(self.paths.models_dir()).shelf(
+        let config = self.services.current().config;
+        Library::new(self.services.paths().models_dir()).shelf(
             &Catalog::builtin(),
-            &roots,
+            self.services.scan_roots(),
             config.local.context,
             Memory::now(),
             config.local.model,

@@ -11,7 +11,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod models;
-use understudy_core::{config, logging, Env, Paths};
+use understudy_core::{logging, Env, Paths};
+use understudy_services::Services;
 
 #[derive(Debug, Parser)]
 #[command(name = "understudy", version, about = "Chat with OpenAI; keep answering from a local GGUF model when it fails.")]
@@ -110,7 +111,15 @@ fn main() -> ExitCode {
     let _ = paths.create_data_dirs();
     let _log = logging::init(&env, &paths.logs_dir(), "understudy");
     tracing::debug!(data_dir = %paths.data_dir.display(), json = cli.json, "starting");
-    let loaded = config::load(&env, &paths);
+    // The same services as the app's, made in one place (understudy-services).
+    let services = match Services::builder(env, paths).build() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("understudy: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let loaded = services.current();
     if let Some(problem) = &loaded.problem {
         eprintln!("understudy: config error: {problem}");
         return ExitCode::from(2);
@@ -119,18 +128,18 @@ fn main() -> ExitCode {
         Command::Worker => worker(), // returned above, before logging started
         Command::Bench(args) => bench(&args, &loaded.config, cli.json),
         Command::Chat { provider, message } => match read_message(message) {
-            Ok(message) => chat(&provider, message, &loaded.config, &paths, cli.json),
+            Ok(message) => chat(&provider, message, &services, cli.json),
             Err(code) => code,
         },
-        Command::Serve { listen, token_file } => match gateway_token(&loaded.config, &env, token_file.as_deref()) {
-            Ok(token) => serve(listen.unwrap_or(loaded.config.gateway.listen), token, &loaded.config, &paths),
+        Command::Serve { listen, token_file } => match gateway_token(&loaded.config, services.env(), token_file.as_deref()) {
+            Ok(token) => serve(listen.unwrap_or(loaded.config.gateway.listen), token, &services),
             Err(e) => {
                 eprintln!("understudy serve: {e:#}");
                 ExitCode::from(2)
             }
         },
-        Command::Status => status(&loaded.config, &paths, cli.json),
-        Command::Models { command } => models::run(command, &loaded.config, &paths, cli.json),
+        Command::Status => status(&loaded.config, &services, cli.json),
+        Command::Models { command } => models::run(command, &loaded.config, &services, cli.json),
     }
 }
 
@@ -191,16 +200,6 @@ fn read_message(message: Option<String>) -> Result<String, ExitCode> {
     Ok(message)
 }
 
-/// The router the app uses: config, stored keys, this binary as the engine's worker.
-fn router(config: &understudy_core::Config, paths: &Paths) -> anyhow::Result<understudy_router::Router> {
-    let secrets = understudy_store::Secrets::new(&paths.data_dir);
-    let chain = understudy_router::Chain::build(config, paths, &understudy_router::StoredKeys::new(secrets, &Env::from_process()));
-    let mut engine = understudy_local::engine::EngineConfig::new(std::env::current_exe()?, &["worker"]);
-    engine.stall_timeout = config.failover.stall_timeout;
-    engine.idle_unload = Some(std::time::Duration::from_secs(15 * 60));
-    Ok(understudy_router::Router::new(chain, understudy_local::Engine::new(engine)))
-}
-
 /// The clients' token for `serve`, and whether it was made up here (then it is shown).
 #[derive(Debug)]
 struct ServeToken {
@@ -230,19 +229,13 @@ fn gateway_token(config: &understudy_core::Config, env: &Env, file: Option<&std:
 }
 
 /// `understudy serve`: the gateway until SIGINT/SIGTERM, then a graceful stop (exit 0).
-fn serve(listen: SocketAddr, token: ServeToken, config: &understudy_core::Config, paths: &Paths) -> ExitCode {
+fn serve(listen: SocketAddr, token: ServeToken, services: &Services) -> ExitCode {
     if !listen.ip().is_loopback() {
         eprintln!("understudy serve: {listen} is not a loopback address; the gateway listens on loopback only");
         return ExitCode::from(2);
     }
     // Built before the runtime: the keyring's D-Bus client blocks and must not run inside it.
-    let router = match router(config, paths) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("understudy serve: {e:#}");
-            return ExitCode::from(1);
-        }
-    };
+    let router = services.router().clone();
     let run = async {
         let stop = shutdown()?;
         let _health = router.start_background();
@@ -305,15 +298,9 @@ fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyho
 
 /// `understudy chat`: one answer through the router, so `auto` fails over exactly as the app
 /// does. Tokens go to stdout; stderr names the provider that answered and why.
-fn chat(provider: &str, message: String, config: &understudy_core::Config, paths: &Paths, json: bool) -> ExitCode {
+fn chat(provider: &str, message: String, services: &Services, json: bool) -> ExitCode {
     // Built before the runtime: the keyring's D-Bus client blocks and must not run inside it.
-    let router = match router(config, paths) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("understudy chat: {e:#}");
-            return ExitCode::from(1);
-        }
-    };
+    let router = services.router().clone();
     let provider = (provider != "auto").then(|| provider.to_string());
     let request = understudy_router::ChatRequest { messages: vec![understudy_router::Turn::new(understudy_router::Role::User, &message)], provider, ..Default::default() };
     match block_on(stream_answer(router, request, json)) {
@@ -416,7 +403,7 @@ async fn stream_answer(
 
 /// `understudy status`: the live state of a running gateway (the app's or `understudy serve`'s,
 /// so the CLI shows what they see); when none answers, one probe round of its own.
-fn status(config: &understudy_core::Config, paths: &Paths, json: bool) -> ExitCode {
+fn status(config: &understudy_core::Config, services: &Services, json: bool) -> ExitCode {
     let listen = config.gateway.listen;
     // The running gateway (the app's or `serve`'s) has the live view; ask it first.
     let live = block_on(async move {
@@ -430,12 +417,13 @@ fn status(config: &understudy_core::Config, paths: &Paths, json: bool) -> ExitCo
         Some(snapshot) => Ok((snapshot, format!("the gateway on {listen}"))),
         // None answers: probe once ourselves. The router is built out here, not inside the
         // runtime, because reading the key from the keyring must not run on it.
-        None => router(config, paths).and_then(|router| {
+        None => {
+            let router = services.router().clone();
             block_on(async move {
                 router.probe_now().await;
                 Ok((serde_json::to_value(router.monitor().snapshot())?, "a probe just now".to_string()))
             })
-        }),
+        }
     };
     let (snapshot, source) = match result {
         Ok(r) => r,

@@ -1,21 +1,17 @@
 //! `understudy models …`: the model library from the command line (design.md section 2).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
-use understudy_core::{Config, Paths};
+use understudy_core::Config;
 use understudy_models::catalog::{self, Catalog};
 use understudy_models::library::{Fit, Library, Memory, Model, Source};
 use understudy_models::manager::{Downloads, Event, PullOptions};
 use understudy_models::scan::Roots;
+use understudy_services::Services;
 
 use crate::ModelsCommand as Command;
-
-fn roots() -> Roots {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-    Roots::from_env(|k| std::env::var(k).ok(), &home)
-}
 
 fn gb(bytes: u64) -> String {
     format!("{:.2} GB", bytes as f64 / 1e9)
@@ -61,19 +57,19 @@ fn print_model(out: &mut impl Write, m: &Model, chosen: bool) -> std::io::Result
     writeln!(out, "    use: {}", m.id)
 }
 
-pub fn run(cmd: Command, config: &Config, paths: &Paths, json: bool) -> ExitCode {
+pub fn run(cmd: Command, config: &Config, services: &Services, json: bool) -> ExitCode {
     let catalog = Catalog::builtin();
-    let library = Library::new(paths.models_dir());
+    let library = Library::new(services.paths().models_dir());
     let mut out = std::io::stdout().lock();
     let context = config.local.context;
     let result = match cmd {
-        Command::List => list(&mut out, &catalog, &library, config, json),
-        Command::Scan => scan(&mut out, json),
+        Command::List => list(&mut out, &catalog, &library, services.scan_roots(), config, json),
+        Command::Scan => scan(&mut out, services.scan_roots(), json),
         Command::Import { path } => import(&mut out, &library, &path, json),
         Command::Rm { id } => rm(&mut out, &catalog, &library, &id, json),
         Command::Verify => verify(&mut out, &catalog, &library, context, json),
-        Command::Search { query } => search(&mut out, &query, json),
-        Command::Pull { id, allow_unverified } => pull(&catalog, &library, &id, allow_unverified, json),
+        Command::Search { query } => search(&mut out, services.hf_endpoint(), &query, json),
+        Command::Pull { id, allow_unverified } => pull(&catalog, &library, services, &id, allow_unverified, json),
     };
     match result {
         Ok(code) => code,
@@ -85,8 +81,8 @@ pub fn run(cmd: Command, config: &Config, paths: &Paths, json: bool) -> ExitCode
 }
 
 /// The library (the chosen model marked) and the catalog (what is downloaded or recommended).
-fn list(out: &mut impl Write, catalog: &Catalog, library: &Library, config: &Config, json: bool) -> anyhow::Result<ExitCode> {
-    let models = library.list(catalog, &roots(), config.local.context, Memory::now());
+fn list(out: &mut impl Write, catalog: &Catalog, library: &Library, roots: &Roots, config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let models = library.list(catalog, roots, config.local.context, Memory::now());
     let chosen = config.local.model.clone().unwrap_or_default();
     let downloaded: Vec<&str> = models.iter().filter(|m| m.source == Source::Downloaded).map(|m| m.id.as_str()).collect();
     if json {
@@ -125,8 +121,8 @@ fn list(out: &mut impl Write, catalog: &Catalog, library: &Library, config: &Con
 }
 
 /// GGUF files other apps keep, each header-checked.
-fn scan(out: &mut impl Write, json: bool) -> anyhow::Result<ExitCode> {
-    let found = understudy_models::scan::scan(&roots());
+fn scan(out: &mut impl Write, roots: &Roots, json: bool) -> anyhow::Result<ExitCode> {
+    let found = understudy_models::scan::scan(roots);
     for f in &found {
         let check = understudy_local::gguf::validate(&f.path).map(|_| ()).map_err(|e| e.to_string());
         if json {
@@ -199,8 +195,8 @@ fn verify(out: &mut impl Write, catalog: &Catalog, library: &Library, context: u
 
 /// `owner/repo`: its .gguf files, to pick a quantization for `pull owner/repo/file`; anything
 /// else: the repositories that match.
-fn search(out: &mut impl Write, query: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let hub = understudy_models::hf::Hub::new(&catalog::hf_endpoint());
+fn search(out: &mut impl Write, endpoint: &str, query: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let hub = understudy_models::hf::Hub::new(endpoint);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let q = query.trim();
     // Each row: JSON, and a line for people.
@@ -237,7 +233,7 @@ fn search(out: &mut impl Write, query: &str, json: bool) -> anyhow::Result<ExitC
 /// Downloads a catalog id or owner/repo/file.gguf into the models dir with a progress bar;
 /// Ctrl-C pauses (the same command resumes where it stopped). A file no sha256 is known for
 /// is refused (exit 1) unless `allow_unverified`.
-fn pull(catalog: &Catalog, library: &Library, id: &str, allow_unverified: bool, json: bool) -> anyhow::Result<ExitCode> {
+fn pull(catalog: &Catalog, library: &Library, services: &Services, id: &str, allow_unverified: bool, json: bool) -> anyhow::Result<ExitCode> {
     let source = match catalog::resolve(catalog, id) {
         Ok(s) => s,
         Err(e) => {
@@ -256,16 +252,15 @@ fn pull(catalog: &Catalog, library: &Library, id: &str, allow_unverified: bool, 
         eprintln!("understudy models pull: {} is already downloaded ({})", source.local_name, dest.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let endpoint = catalog::hf_endpoint();
-    eprintln!("understudy: {}", source.url(&endpoint));
-    let outcome = download(library, &source, &endpoint, allow_unverified, json)?;
+    let endpoint = services.hf_endpoint();
+    eprintln!("understudy: {}", source.url(endpoint));
+    let outcome = download(&services.downloads()?, &source, endpoint, allow_unverified, json)?;
     pull_outcome(outcome, &source, id, json)
 }
 
 /// Runs the download with an indicatif bar (or, with `--json`, a progress line at most every
 /// 500 ms); Ctrl-C pauses it. Returns the final event.
-fn download(library: &Library, source: &catalog::Source, endpoint: &str, allow_unverified: bool, json: bool) -> anyhow::Result<Event> {
-    let downloads = Downloads::new(&library.dir)?;
+fn download(downloads: &Downloads, source: &catalog::Source, endpoint: &str, allow_unverified: bool, json: bool) -> anyhow::Result<Event> {
     let bar = if json { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(0) };
     bar.set_style(
         indicatif::ProgressStyle::with_template("{msg:11} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}")

@@ -1,10 +1,12 @@
-//! A snapshot of the environment variables Understudy reads, so that configuration and path
-//! resolution are testable without mutating the process environment.
+//! A snapshot of the environment, taken once at start, so that configuration, keys and path
+//! resolution are testable without mutating the process environment and nothing reads the
+//! process environment later.
 
 use std::collections::BTreeMap;
 
 /// The variables of design.md section 2, and the cloud vendors' conventional key variables
-/// (`crate::providers`).
+/// (`crate::providers`): the ones `Debug` shows (keys redacted); the snapshot holds them all,
+/// since a user may allow any name as `api_key = "env:NAME"`.
 pub const VARS: &[&str] = &[
     "OPENAI_API_KEY",
     "OPENAI_BASE_URL",
@@ -28,11 +30,12 @@ pub struct Env {
     vars: BTreeMap<String, String>,
 }
 
-// Hand-written so that OPENAI_API_KEY never reaches a log through `{:?}`.
+// Hand-written so that OPENAI_API_KEY never reaches a log through `{:?}`, nor any variable
+// outside [`VARS`] (it may hold anything).
 impl std::fmt::Debug for Env {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut m = f.debug_map();
-        for (k, v) in &self.vars {
+        for (k, v) in self.vars.iter().filter(|(k, _)| VARS.contains(&k.as_str())) {
             if k.contains("KEY") || k.contains("TOKEN") {
                 m.entry(k, &"<redacted>");
             } else {
@@ -44,9 +47,9 @@ impl std::fmt::Debug for Env {
 }
 
 impl Env {
-    /// Reads [`VARS`] from the process environment. Non-UTF-8 values are ignored.
+    /// Reads the process environment. Non-UTF-8 names and values are ignored.
     pub fn from_process() -> Env {
-        Env::from_pairs(VARS.iter().filter_map(|k| std::env::var(k).ok().map(|v| (*k, v))))
+        Env::from_pairs(std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))))
     }
 
     pub fn from_pairs<I, K, V>(pairs: I) -> Env
@@ -56,18 +59,6 @@ impl Env {
         V: Into<String>,
     {
         Env { vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
-    }
-
-    /// This snapshot plus `names` read from the process now: the key variables a user allowed
-    /// in the app's settings (`api_key = "env:NAME"`).
-    pub fn with_process_vars(&self, names: &[String]) -> Env {
-        let mut env = self.clone();
-        for name in names {
-            if let Ok(v) = std::env::var(name) {
-                env.vars.insert(name.clone(), v);
-            }
-        }
-        env
     }
 
     /// The value, or `None` when unset.
@@ -87,9 +78,10 @@ mod tests {
 
     #[test]
     fn debug_output_redacts_keys() {
-        let env = Env::from_pairs([("OPENAI_API_KEY", "sk-SECRET"), ("UNDERSTUDY_LOG", "debug")]);
+        let env = Env::from_pairs([("OPENAI_API_KEY", "sk-SECRET"), ("UNDERSTUDY_LOG", "debug"), ("MY_PASSWORD", "hunter2")]);
         let shown = format!("{env:?}");
         assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(!shown.contains("hunter2") && !shown.contains("MY_PASSWORD"), "{shown}");
         assert!(shown.contains("debug"), "{shown}");
     }
 }

@@ -86,13 +86,10 @@ impl Catalog {
     }
 }
 
-/// The Hugging Face base URL: `HF_ENDPOINT` when set, else huggingface.co.
-pub fn hf_endpoint() -> String {
-    std::env::var("HF_ENDPOINT")
-        .ok()
-        .map(|v| v.trim().trim_end_matches('/').to_string())
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| DEFAULT_HF_ENDPOINT.to_string())
+/// The Hugging Face base URL: `hf_endpoint_var` (the value of `HF_ENDPOINT`, from the
+/// environment snapshot taken at start) when set, else huggingface.co.
+pub fn hf_endpoint(hf_endpoint_var: Option<&str>) -> String {
+    hf_endpoint_var.map(|v| v.trim().trim_end_matches('/').to_string()).filter(|v| !v.is_empty()).unwrap_or_else(|| DEFAULT_HF_ENDPOINT.to_string())
 }
 
 /// What to download for an id: where from, the name it gets in the models dir, and what the

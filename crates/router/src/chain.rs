@@ -30,11 +30,10 @@ pub struct StoredKeys {
 }
 
 impl StoredKeys {
-    /// `env`: the process's snapshot (`core::Env`); the variables the user allowed are read
-    /// into it here.
+    /// `env`: the process's snapshot (`core::Env`), taken once at start.
     pub fn new(secrets: Secrets, env: &Env) -> StoredKeys {
         let allowed = allowed_key_env(&secrets);
-        StoredKeys { env: env.with_process_vars(&allowed), secrets, allowed }
+        StoredKeys { env: env.clone(), secrets, allowed }
     }
 }
 
@@ -249,12 +248,12 @@ mod tests {
     fn an_env_key_is_read_only_when_conventional_or_allowed_in_the_app() {
         let dir = tempfile::tempdir().unwrap();
         let secrets = Secrets::file_only(dir.path());
-        std::env::set_var("UNDERSTUDY_TEST_CHAIN_KEY", "k-chain-0123456789");
+        let env = Env::from_pairs([("UNDERSTUDY_TEST_CHAIN_KEY", "k-chain-0123456789")]);
         let c = config(&[("mine", "http://127.0.0.1:7/v1", ApiKeySource::Env("UNDERSTUDY_TEST_CHAIN_KEY".into()))]);
-        let chain = Chain::build(&c, &paths(dir.path()), &StoredKeys::new(secrets.clone(), &Env::default()));
+        let chain = Chain::build(&c, &paths(dir.path()), &StoredKeys::new(secrets.clone(), &env));
         assert!(matches!(chain.clouds[0].key_problem, Some(KeyProblem::EnvNotAllowed { .. })));
         set_allowed_key_env(&secrets, &["UNDERSTUDY_TEST_CHAIN_KEY".into()]).unwrap();
-        let chain = Chain::build(&c, &paths(dir.path()), &StoredKeys::new(secrets, &Env::default()));
+        let chain = Chain::build(&c, &paths(dir.path()), &StoredKeys::new(secrets, &env));
         assert!(chain.clouds[0].client.is_some(), "{:?}", chain.clouds[0].key_problem);
     }
 
