@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use understudy_core::config::Mode;
+use understudy_core::providers::KeyProblem;
 pub use understudy_core::turn::{Because, FailoverReason, FinishReason, Turn};
 use understudy_core::{ErrorClass, NextAction};
 use understudy_local::{Engine, Event as LocalEvent, FinishReason as LocalFinish, SamplingParams};
@@ -17,6 +18,7 @@ use understudy_openai::{ChatMessage, ChatRequest as CloudRequest, Error as Cloud
 
 use crate::chain::{Chain, Cloud, LocalModel};
 use crate::health::{HealthSnapshot, Monitor};
+use crate::plan::{self, Action, Blame, Facts, Pinned, Plan, Skip, Unanswered};
 use crate::policy::{Outcome, PolicyConfig};
 
 #[derive(Debug, Clone, Default)]
@@ -454,7 +456,6 @@ pub struct ConnectionReport {
 
 /// Why `cloud` has no client: its key problem in words, with what to do.
 fn no_key(cloud: &Cloud) -> ChatError {
-    use understudy_core::providers::KeyProblem;
     let (message, next, code) = match &cloud.key_problem {
         None | Some(KeyProblem::Missing) => (format!("No API key is set for {}.", cloud.label), "Add the key in Settings.", "key_missing"),
         Some(KeyProblem::OtherHost { saved_for, now }) => (
@@ -505,130 +506,184 @@ fn reason_of(e: &CloudError, chain: &Chain) -> String {
     }
 }
 
-/// The failover policy of design.md section 3 applied to one answer: each cloud provider in
-/// order (skipping those whose breaker is open, at no added wait), then the local engine. A
-/// failure before the first token moves on at once; after it, the local engine continues the
-/// partial answer as a prefill.
+/// The failover policy of design.md section 3 applied to one answer: `plan::Plan` decides the
+/// order of attempts (each cloud provider in order, skipping those it cannot ask, then the
+/// local engine; a cut answer continued offline); this carries its actions out and turns its
+/// blame into the words and data the answer carries.
 async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sink) {
     let engine = router.engine();
     let monitor = router.monitor();
     let pinned = request.provider.as_deref();
-    if chain.mode == Mode::LocalOnly || pinned == Some(Chain::local_id()) {
-        if let Some(why) = &request.offline_refusal {
-            return sink.send(Event::Error { error: ChatError::offline_refused(None, why) }).await;
-        }
-        return answer_local(chain, engine, &request, (None, None), Start::Fresh, sink).await;
-    }
     let clouds: Vec<&Cloud> = match pinned {
+        Some(id) if id == Chain::local_id() => Vec::new(),
         Some(id) => chain.cloud(id).into_iter().collect(),
         None => chain.clouds.iter().collect(),
     };
-    if clouds.is_empty() {
-        let e = match pinned {
-            Some(id) => {
-                ChatError::setup(&format!("There is no provider called {id:?}."), "Check the provider list in the config file.", NextAction::OpenSettings)
+    let local_only = chain.mode == Mode::LocalOnly || pinned == Some(Chain::local_id());
+    let skips = if local_only { Vec::new() } else { clouds.iter().map(|c| skip_of(c, monitor)).collect() };
+    let mut plan = Plan::new(Facts {
+        mode: chain.mode,
+        pinned: match pinned {
+            None => None,
+            Some(id) if id == Chain::local_id() => Some(Pinned::Local),
+            Some(_) if clouds.is_empty() => Some(Pinned::Unknown),
+            Some(_) => Some(Pinned::Cloud),
+        },
+        clouds: skips,
+        local_ready: matches!(chain.local, LocalModel::Ready { .. }),
+        offline_refused: request.offline_refusal.is_some(),
+    });
+    let mut blamed = Blamed { chain, monitor, clouds: &clouds, failures: clouds.iter().map(|_| None).collect() };
+    // The text a provider had sent when it was cut, for the offline model to continue.
+    let mut partial_text = None;
+    let mut action = plan.start();
+    loop {
+        match action {
+            Action::Ask { provider, wait } => {
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                let cloud = clouds[provider];
+                let Some(client) = &cloud.client else { unreachable!("the plan asks only providers with a key") };
+                let failover = (plan.blame().map(|b| blamed.reason(b)), plan.blame().map(|b| blamed.because(b)));
+                let outcome = match attempt_cloud(cloud, client, &request, failover, sink).await {
+                    Attempt::Done { first_token } => {
+                        monitor.record(chain, &cloud.id, &cloud.label, Outcome::Success { first_token }, None);
+                        plan::Outcome::Answered
+                    }
+                    Attempt::Failed { error, partial, tool_call } => {
+                        monitor.record(chain, &cloud.id, &cloud.label, Outcome::Failure(error.class), Some(error.summary()));
+                        tracing::warn!(provider = %cloud.id, class = ?error.class, mid_stream = partial.is_some(), "{}", error.describe());
+                        let outcome = plan::Outcome::Failed {
+                            class: error.class,
+                            mid_answer: partial.is_some(),
+                            in_tool_call: tool_call,
+                            retry_after: error.retry_after,
+                        };
+                        partial_text = partial.map(|(text, _model)| text);
+                        blamed.failures[provider] = Some(error);
+                        outcome
+                    }
+                };
+                action = plan.next(outcome);
             }
-            None => ChatError::setup("No cloud provider is configured.", "Add one in Settings.", NextAction::OpenSettings),
-        };
-        return sink.send(Event::Error { error: e }).await;
+            Action::Finished => return,
+            Action::Local { start, blame } => {
+                let start = match start {
+                    plan::Start::Fresh => Start::Fresh,
+                    plan::Start::Continue => Start::Continue(partial_text.take().unwrap_or_default()),
+                    plan::Start::Restart => Start::Restart,
+                };
+                let failover = (blame.map(|b| blamed.reason(b)), blame.map(|b| blamed.because(b)));
+                return answer_local(chain, engine, &request, failover, start, sink).await;
+            }
+            Action::RefuseOffline { failed, blame, mid_answer } => {
+                let refusal = request.offline_refusal.as_deref().unwrap_or_default();
+                let label = failed.map_or_else(|| chain.clouds.first().map_or_else(|| "OpenAI".to_string(), |c| c.label.clone()), |i| clouds[i].label.clone());
+                let error = match blame.map(|b| blamed.reason(b)) {
+                    None => ChatError::offline_refused(None, refusal),
+                    Some(why) if mid_answer => ChatError::offline_refused(Some((&label, &format!("it failed mid-answer: {why}"))), refusal),
+                    Some(why) => ChatError::offline_refused(Some((&label, &why)), refusal),
+                };
+                return sink.send(Event::Error { error }).await;
+            }
+            Action::GiveUp(why) => {
+                let error = match why {
+                    Unanswered::UnknownProvider => ChatError::setup(
+                        &format!("There is no provider called {:?}.", pinned.unwrap_or_default()),
+                        "Check the provider list in the config file.",
+                        NextAction::OpenSettings,
+                    ),
+                    Unanswered::NoCloud => ChatError::setup("No cloud provider is configured.", "Add one in Settings.", NextAction::OpenSettings),
+                    Unanswered::NothingToTry => ChatError::setup("No provider can answer.", "Check Settings.", NextAction::OpenSettings),
+                    Unanswered::Error { blame, offer_model } => {
+                        let mut error = blamed.error(blame);
+                        if offer_model {
+                            error.next_step = "No offline model is installed to answer meanwhile: download one in Models, then try again.".into();
+                            error.next_action = NextAction::DownloadModel;
+                        }
+                        error
+                    }
+                };
+                return sink.send(Event::Error { error }).await;
+            }
+        }
     }
-    let may_go_local = chain.mode == Mode::Auto && pinned.is_none();
-    let (mut reason, mut last_error): (Option<String>, Option<ChatError>) = (None, None);
-    let mut because: Option<Because> = None;
-    let mut failed_label = chain.clouds.first().map_or_else(|| "OpenAI".to_string(), |c| c.label.clone());
-    for cloud in clouds {
-        let Some(client) = &cloud.client else {
-            let why = match &cloud.key_problem {
-                Some(understudy_core::providers::KeyProblem::OtherHost { .. }) => FailoverReason::KeyNeededForHost,
-                _ => FailoverReason::NoKey,
-            };
-            because.get_or_insert_with(|| because_of(cloud, why));
-            reason.get_or_insert_with(|| match &cloud.key_problem {
-                Some(understudy_core::providers::KeyProblem::OtherHost { .. }) => format!("{} needs its key entered again for its new host", cloud.label),
-                _ => format!("no API key is set for {}", cloud.label),
-            });
-            last_error.get_or_insert_with(|| no_key(cloud));
-            continue;
+}
+
+/// Why a provider is passed over without a request, judged when the answer starts.
+fn skip_of(cloud: &Cloud, monitor: &Monitor) -> Option<Skip> {
+    match (&cloud.client, &cloud.key_problem) {
+        (None, Some(KeyProblem::OtherHost { .. })) => Some(Skip::KeyNeededForHost),
+        (None, _) => Some(Skip::NoKey),
+        (Some(_), _) if !monitor.allows(&cloud.id, &cloud.label) => Some(Skip::Down),
+        (Some(_), _) => None,
+    }
+}
+
+/// A plan's `Blame` in the words, data and error an answer carries.
+struct Blamed<'a> {
+    chain: &'a Chain,
+    monitor: &'a Monitor,
+    clouds: &'a [&'a Cloud],
+    /// Each provider's last request failure.
+    failures: Vec<Option<CloudError>>,
+}
+
+impl Blamed<'_> {
+    fn failure(&self, i: usize) -> &CloudError {
+        self.failures[i].as_ref().expect("the plan blames a failure only after it happened")
+    }
+
+    /// The last error the monitor saw from a provider skipped as down.
+    fn last_error(&self, cloud: &Cloud) -> Option<String> {
+        self.monitor.snapshot().providers.iter().find(|p| p.id == cloud.id).and_then(|p| p.last_error.clone())
+    }
+
+    fn because(&self, blame: Blame) -> Because {
+        let cloud = self.clouds[blame.index()];
+        let reason = match blame {
+            Blame::Skipped(_, Skip::NoKey) => FailoverReason::NoKey,
+            Blame::Skipped(_, Skip::KeyNeededForHost) => FailoverReason::KeyNeededForHost,
+            Blame::Skipped(_, Skip::Down) => FailoverReason::Down,
+            Blame::Failed(i) => failover_reason(self.failure(i)),
         };
-        if !monitor.allows(&cloud.id, &cloud.label) {
-            let why = monitor.snapshot().providers.iter().find(|p| p.id == cloud.id).and_then(|p| p.last_error.clone());
-            because.get_or_insert_with(|| because_of(cloud, FailoverReason::Down));
-            reason.get_or_insert_with(|| format!("{} is failing ({}); waiting for it to recover", cloud.label, why.as_deref().unwrap_or("recent errors")));
-            last_error.get_or_insert_with(|| ChatError {
+        because_of(cloud, reason)
+    }
+
+    fn reason(&self, blame: Blame) -> String {
+        let cloud = self.clouds[blame.index()];
+        match blame {
+            Blame::Skipped(_, Skip::NoKey) => format!("no API key is set for {}", cloud.label),
+            Blame::Skipped(_, Skip::KeyNeededForHost) => format!("{} needs its key entered again for its new host", cloud.label),
+            Blame::Skipped(_, Skip::Down) => {
+                format!("{} is failing ({}); waiting for it to recover", cloud.label, self.last_error(cloud).as_deref().unwrap_or("recent errors"))
+            }
+            Blame::Failed(i) => reason_of(self.failure(i), self.chain),
+        }
+    }
+
+    fn error(&self, blame: Blame) -> ChatError {
+        let cloud = self.clouds[blame.index()];
+        match blame {
+            Blame::Skipped(_, Skip::NoKey | Skip::KeyNeededForHost) => no_key(cloud),
+            Blame::Skipped(_, Skip::Down) => ChatError {
                 class: ErrorClass::Outage,
                 next_action: NextAction::Retry,
                 provider: Some(cloud.id.clone()),
                 message: format!(
                     "{} is failing and is skipped until it recovers{}",
                     cloud.label,
-                    why.map(|w| format!(" (last error: {w})")).unwrap_or_default()
+                    self.last_error(cloud).map(|w| format!(" (last error: {w})")).unwrap_or_default()
                 ),
                 next_step: "Install an offline model to keep answering while it is down.".into(),
                 status: None,
                 code: None,
                 retry_after: None,
-            });
-            continue;
-        }
-        let mut retried = false;
-        loop {
-            match attempt_cloud(cloud, client, &request, (reason.clone(), because.clone()), sink).await {
-                Attempt::Done { first_token } => {
-                    monitor.record(chain, &cloud.id, &cloud.label, Outcome::Success { first_token }, None);
-                    return;
-                }
-                Attempt::Failed { error, partial, tool_call } => {
-                    monitor.record(chain, &cloud.id, &cloud.label, Outcome::Failure(error.class), Some(error.summary()));
-                    tracing::warn!(provider = %cloud.id, class = ?error.class, mid_stream = partial.is_some(), "{}", error.describe());
-                    if let Some((text, _model)) = partial {
-                        let why = reason_of(&error, chain);
-                        if may_go_local && matches!(chain.local, LocalModel::Ready { .. }) {
-                            if let Some(refusal) = &request.offline_refusal {
-                                let e = ChatError::offline_refused(Some((&cloud.label, &format!("it failed mid-answer: {why}"))), refusal);
-                                return sink.send(Event::Error { error: e }).await;
-                            }
-                            // A tool call is never continued inside its JSON: the offline
-                            // model answers afresh.
-                            let start = if tool_call { Start::Restart } else { Start::Continue(text) };
-                            let by = Some(because_of(cloud, failover_reason(&error)));
-                            return answer_local(chain, engine, &request, (Some(why), by), start, sink).await;
-                        }
-                        return sink.send(Event::Error { error: ChatError::from_cloud(&error) }).await;
-                    }
-                    match error.class {
-                        FailureClass::Request => return sink.send(Event::Error { error: ChatError::from_cloud(&error) }).await,
-                        FailureClass::RateLimit if !retried && error.retry_after.is_some_and(|d| d <= Duration::from_secs(2)) => {
-                            retried = true;
-                            tokio::time::sleep(error.retry_after.unwrap_or_default()).await;
-                            continue;
-                        }
-                        _ => {
-                            failed_label.clone_from(&cloud.label);
-                            because = Some(because_of(cloud, failover_reason(&error)));
-                            reason = Some(reason_of(&error, chain));
-                            last_error = Some(ChatError::from_cloud(&error));
-                            break;
-                        }
-                    }
-                }
-            }
+            },
+            Blame::Failed(i) => ChatError::from_cloud(self.failure(i)),
         }
     }
-    if may_go_local {
-        if let LocalModel::Ready { .. } = chain.local {
-            if let Some(refusal) = &request.offline_refusal {
-                let why = reason.as_deref().unwrap_or("it is not answering");
-                return sink.send(Event::Error { error: ChatError::offline_refused(Some((&failed_label, why)), refusal) }).await;
-            }
-            return answer_local(chain, engine, &request, (reason, because), Start::Fresh, sink).await;
-        }
-    }
-    let mut error = last_error.unwrap_or_else(|| ChatError::setup("No provider can answer.", "Check Settings.", NextAction::OpenSettings));
-    if may_go_local && error.class == ErrorClass::Outage {
-        error.next_step = "No offline model is installed to answer meanwhile: download one in Models, then try again.".into();
-        error.next_action = NextAction::DownloadModel;
-    }
-    sink.send(Event::Error { error }).await;
 }
 
 async fn attempt_cloud(

@@ -138,6 +138,11 @@ impl Plan {
         self.facts.mode == Mode::Auto && self.facts.pinned.is_none()
     }
 
+    /// Who is to blame so far: the last provider that failed, else the first one skipped.
+    pub fn blame(&self) -> Option<Blame> {
+        self.blame
+    }
+
     pub fn start(&mut self) -> Action {
         if self.facts.mode == Mode::LocalOnly || self.facts.pinned == Some(Pinned::Local) {
             if self.facts.offline_refused {
