@@ -226,6 +226,16 @@ pub fn provider_label(provider: &ProviderConfig) -> String {
     }
 }
 
+/// How a provider id reads for people where its config is not at hand (stored answers, the
+/// offline model).
+pub fn label_of_id(id: &str) -> String {
+    match id {
+        "openai" => "OpenAI".to_string(),
+        "local" => "Local model".to_string(),
+        other => other.to_string(),
+    }
+}
+
 /// `scheme://host:port` of a base URL (default ports left out), the unit a stored key is bound
 /// to; `None` for what is not an http(s) URL.
 pub fn origin(base_url: &str) -> Option<String> {

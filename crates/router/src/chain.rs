@@ -8,7 +8,7 @@ use understudy_core::config::{Config, Mode, ProviderConfig, LOCAL_PROVIDER_ID};
 use understudy_core::providers::{self, BoundKey, KeyProblem, Resolved};
 use understudy_core::{Env, Paths};
 use understudy_openai::{Client, ClientConfig};
-use understudy_store::{Backend, SecretError, Secrets};
+use understudy_secrets::{Backend, SecretError, Secrets};
 
 /// The secret store's name for the environment variables the user allowed as `env:NAME` (a
 /// JSON list). Kept with the keys, in the app's own store, never in the shareable config file.
@@ -102,11 +102,6 @@ pub struct Chain {
     pub threads: u32,
     pub failover: understudy_core::config::FailoverConfig,
     pub prewarm: understudy_core::config::Prewarm,
-}
-
-/// The name people see for a provider id without its config (stored answers, the local engine).
-pub fn provider_label(id: &str) -> String {
-    understudy_store::export::provider_label(id)
 }
 
 impl Chain {

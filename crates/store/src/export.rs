@@ -2,24 +2,16 @@
 //! wrote it. Built only from the store's rows, which never hold a secret.
 
 use serde::Serialize;
+use understudy_core::providers;
 
 use crate::{Conversation, Message, Role, Status};
-
-/// How a provider id reads for people.
-pub fn provider_label(id: &str) -> String {
-    match id {
-        "openai" => "OpenAI".to_string(),
-        "local" => "Local model".to_string(),
-        other => other.to_string(),
-    }
-}
 
 fn author(m: &Message) -> String {
     match m.role {
         Role::User => "You".to_string(),
         Role::System => "System".to_string(),
         _ => {
-            let provider = m.provider.as_deref().map(provider_label).unwrap_or_else(|| "Assistant".to_string());
+            let provider = m.provider.as_deref().map(providers::label_of_id).unwrap_or_else(|| "Assistant".to_string());
             match &m.model {
                 Some(model) => format!("{provider} · {model}"),
                 None => provider,

@@ -10,10 +10,10 @@ use std::path::Path;
 
 pub mod export;
 mod recover;
-mod secrets;
 pub use recover::{Opened, StoreNotice};
-pub use secrets::{Backend, SecretError, Secrets};
+// Keys live apart from the history (understudy-secrets); re-exported for the app's glue.
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+pub use understudy_secrets::{Backend, SecretError, Secrets};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use rusqlite_migration::{Migrations, M};
