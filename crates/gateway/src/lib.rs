@@ -206,6 +206,16 @@ struct ToolUse {
     choice: ToolChoice,
     /// The history has assistant tool calls or tool results (the template must render them).
     in_history: bool,
+    /// `parallel_tool_calls: false`: at most one call.
+    single: bool,
+}
+
+/// How the offline model's answer is read for calls: its template's format, and how many
+/// calls the client takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CallReader {
+    format: ToolFormat,
+    max: usize,
 }
 
 /// Request fields the offline model has no use for and may ignore without changing the answer
@@ -220,7 +230,6 @@ const IGNORED_OFFLINE: &[&str] = &[
     "prompt_cache_key",
     "safety_identifier",
     "prediction",
-    "parallel_tool_calls",
     "function_call",
     "top_logprobs",
 ];
@@ -324,6 +333,7 @@ fn parse(body: &Bytes) -> Result<Parsed, Box<Response>> {
                 Some(list) => tool_use.offered.clone_from(list),
                 None => return Err(bad("`tools` must be an array.")),
             },
+            "parallel_tool_calls" => tool_use.single = v == &Value::Bool(false),
             "tool_choice" => match ToolChoice::from_openai(Some(v)) {
                 Some(choice) => tool_use.choice = choice,
                 None => refusals.push(format!("its tool_choice {v} is not one the offline model knows")),
@@ -395,9 +405,9 @@ impl Parsed {
 
     /// Fits the request to the offline model's tool support (`format`, from its chat template):
     /// the tools go to its template, `tool_choice` "required" or a named function becomes the
-    /// grammar of one call; without support it is refused in words. Returns the format to read
-    /// the model's calls back in, when tools are shown to it.
-    fn offline_tools(&mut self, format: Option<ToolFormat>) -> Option<ToolFormat> {
+    /// grammar of one call; without support it is refused in words. Returns how to read the
+    /// model's calls back, when tools are shown to it.
+    fn offline_tools(&mut self, format: Option<ToolFormat>) -> Option<CallReader> {
         if !self.needs_tools() {
             return None;
         }
@@ -450,7 +460,7 @@ impl Parsed {
             }
         }
         self.request.tools = Some(self.tools.offered.clone());
-        Some(format)
+        Some(CallReader { format, max: if self.tools.single { 1 } else { usize::MAX } })
     }
 }
 
@@ -558,8 +568,9 @@ async fn chat_completions(State(app): State<App>, body: Bytes) -> Response {
     let usage = usage.map(|(p, c)| json!({ "prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c }));
     // The offline model's calls, read back from its text in its template's format.
     let calls: Vec<Value> = match tool_format {
-        Some(format) if !upstream || switched => {
-            let (rest, calls) = tools::parse(format, &text);
+        Some(reader) if !upstream || switched => {
+            let (rest, mut calls) = tools::parse(reader.format, &text);
+            calls.truncate(reader.max);
             if !calls.is_empty() {
                 text = rest;
                 finish = FinishReason::ToolCalls;
@@ -626,15 +637,15 @@ fn upstream_chunk(mut chunk: Value, data: String, include_usage: bool) -> Option
 /// offline model, from the start or after a switch, under the upstream's id). Dropping the
 /// stream (the client went away) drops the `Answer`, which cancels it — a local generation
 /// stops at once.
-/// With `tools`, the offline model's text is read for calls in that format: text goes out as it
-/// comes, a call as OpenAI's tool-call delta once it is whole.
+/// With `tools`, the offline model's text is read for calls (in its format, as many as the
+/// client takes): text goes out as it comes, a call as OpenAI's tool-call delta once it is whole.
 fn sse(
     mut answer: Answer,
     id: String,
     model: String,
     include_usage: bool,
     upstream: bool,
-    tools: Option<ToolFormat>,
+    tools: Option<CallReader>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
     let chunk = |id: &str, model: &str, delta: Value, finish: Option<&str>| {
         let c = json!({ "id": id, "object": "chat.completion.chunk", "created": now_s(), "model": model, "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }] });
@@ -646,7 +657,8 @@ fn sse(
             let _ = tx.send(chunk(&id, &model, json!({ "role": "assistant", "content": "" }), None)).await;
         }
         let mut usage = None;
-        let mut calls = tools.map(ToolStream::new);
+        let mut calls = tools.map(|r| ToolStream::new(r.format));
+        let max_calls = tools.map_or(usize::MAX, |r| r.max);
         // Whether the upstream's tool-call deltas have gone out.
         let mut sent_call = false;
         loop {
@@ -717,7 +729,7 @@ fn sse(
                             if !rest.is_empty() {
                                 let _ = tx.send(chunk(&id, &model, json!({ "content": rest }), None)).await;
                             }
-                            for (index, call) in found.iter().enumerate() {
+                            for (index, call) in found.iter().take(max_calls).enumerate() {
                                 let mut delta = openai_call(call);
                                 delta["index"] = json!(index);
                                 let _ = tx.send(chunk(&id, &model, json!({ "tool_calls": [delta] }), None)).await;
@@ -917,22 +929,26 @@ mod tests {
     fn tools_go_to_a_template_that_has_them_and_tool_choice_decides_the_grammar() {
         // auto: the tools go to the template, the model may answer in text.
         let mut p = parsed(HISTORY, &format!(",{TOOLS}"));
-        assert_eq!(p.offline_tools(Some(ToolFormat::Hermes)), Some(ToolFormat::Hermes));
+        let reader = p.offline_tools(Some(ToolFormat::Hermes));
+        assert_eq!(reader, Some(CallReader { format: ToolFormat::Hermes, max: usize::MAX }), "parallel calls unless the client says no");
         assert_eq!((p.request.tools.as_ref().map(Vec::len), &p.request.sampling.grammar, &p.request.offline_refusal), (Some(2), &None, &None));
         // The history as the template reads it: arguments an object, the result tied to its call.
         let turns = p.request.offline_messages.as_ref().unwrap();
         assert_eq!(turns[1].tool_calls.as_ref().unwrap()[0]["function"]["arguments"], json!({ "unit": "c" }));
         assert_eq!((turns[2].role, turns[2].tool_call_id.as_deref(), turns[2].content.as_str()), (Role::Tool, Some("c1"), "21"));
 
+        let mut p = parsed(HISTORY, &format!(r#",{TOOLS},"parallel_tool_calls":false"#));
+        assert_eq!(p.offline_tools(Some(ToolFormat::Hermes)), Some(CallReader { format: ToolFormat::Hermes, max: 1 }));
+
         // required: one call of any tool; a named function: a call of that one only.
         let mut p = parsed(r#"{"role":"user","content":"x"}"#, &format!(r#",{TOOLS},"tool_choice":"required""#));
-        assert_eq!(p.offline_tools(Some(ToolFormat::Hermes)), Some(ToolFormat::Hermes));
+        assert_eq!(p.offline_tools(Some(ToolFormat::Hermes)).map(|r| r.format), Some(ToolFormat::Hermes));
         let g = p.request.sampling.grammar.clone().unwrap();
         assert!(g.contains("get_weather") && g.contains("get_time") && g.starts_with("root ::= \"<tool_call>"), "{g}");
         assert_eq!(p.request.offline_messages, None, "no tool turns: the plain messages");
         let named = r#","tool_choice":{"type":"function","function":{"name":"get_time"}},"response_format":{"type":"json_object"}"#;
         let mut p = parsed(r#"{"role":"user","content":"x"}"#, &format!(",{TOOLS}{named}"));
-        assert_eq!(p.offline_tools(Some(ToolFormat::Llama3Json)), Some(ToolFormat::Llama3Json));
+        assert_eq!(p.offline_tools(Some(ToolFormat::Llama3Json)).map(|r| r.format), Some(ToolFormat::Llama3Json));
         let g = p.request.sampling.grammar.clone().unwrap();
         assert!(g.contains("get_time") && !g.contains("get_weather") && g.contains("parameters"), "the call's grammar, not the JSON mode's: {g}");
 
