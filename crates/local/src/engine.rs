@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 
 use crate::gguf;
@@ -121,115 +121,158 @@ impl Proc {
             .spawn()
             .map_err(|source| EngineError::Spawn { program: config.program.display().to_string(), source })?;
         let pid = child.id();
-        let mut stdin = child.stdin.take().expect("piped");
+        let stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
-        // The child's own handle kills it (portable, unlike a `kill` program): when the Proc is
-        // dropped (unload, idle, restart) or when the watchdog finds it stuck.
         let (kill, killed) = oneshot::channel::<()>();
         let stuck = Arc::new(Notify::new());
-        let stuck2 = stuck.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = child.wait() => {}
-                _ = killed => { let _ = child.kill().await; }
-                () = stuck2.notified() => { let _ = child.kill().await; }
-            }
-        });
-        let (requests, mut outgoing) = mpsc::unbounded_channel::<Request>();
-        tokio::spawn(async move {
-            while let Some(req) = outgoing.recv().await {
-                let mut line = serde_json::to_vec(&req).expect("requests serialise");
-                line.push(b'\n');
-                if stdin.write_all(&line).await.is_err() || stdin.flush().await.is_err() {
-                    break;
-                }
-            }
-        });
+        tokio::spawn(own_child(child, killed, stuck.clone()));
+        let (requests, outgoing) = mpsc::unbounded_channel::<Request>();
+        tokio::spawn(write_requests(stdin, outgoing));
         let (control_tx, control) = mpsc::unbounded_channel();
         let alive = Arc::new(AtomicBool::new(true));
-        let (routes, alive2, tally, stall) = (routes.clone(), alive.clone(), tally.clone(), config.stall_timeout);
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stdout).lines();
-            // The watchdog judges the worker, not the queue: it runs only while the worker
-            // works on a request (from `started` to its end) and any event from it resets it.
-            let mut working: Option<String> = None;
-            let mut killed_for_stall = false;
-            // A decode that outlasts the stall timeout on a loaded machine is still work: while
-            // the worker keeps using the CPU (a hung one does not), it gets more windows, up to
-            // BUSY_WINDOWS in a row without an event.
-            let (mut busy_windows, mut cpu_mark) = (0u32, CpuMark::take(pid));
-            loop {
-                let next = match &working {
-                    Some(id) => match tokio::time::timeout(stall, lines.next_line()).await {
-                        Ok(next) => next,
-                        Err(_) if busy_windows < BUSY_WINDOWS && computing(pid, &mut cpu_mark) => {
-                            busy_windows += 1;
-                            tracing::debug!("local engine silent for {stall:?} but computing: waiting on");
-                            continue;
-                        }
-                        Err(_) => {
-                            tracing::warn!("local engine silent for {stall:?} while answering: killing it");
-                            if let Some(tx) = routes.lock().expect("routes lock").remove(id) {
-                                let _ = tx.send(Event::Error { id: Some(id.clone()), message: EngineError::Stalled(stall).to_string() });
-                            }
-                            working = None;
-                            killed_for_stall = true;
-                            stuck.notify_one();
-                            continue;
-                        }
-                    },
-                    None => lines.next_line().await,
-                };
-                let Ok(Some(line)) = next else { break };
-                busy_windows = 0;
-                // Tokens come many a second: /proc is read at most ten times a stall window.
-                if cpu_mark.is_none_or(|m| m.at.elapsed() >= stall / 10) {
-                    cpu_mark = CpuMark::take(pid);
-                }
-                let Ok(event) = serde_json::from_str::<Event>(&line) else {
-                    tracing::warn!("local engine wrote a line that is not an event: {line:?}");
-                    continue;
-                };
-                match &event {
-                    Event::Started { id } | Event::Progress { id, .. } | Event::Token { id, .. } | Event::Reasoning { id, .. } => working = Some(id.clone()),
-                    Event::Done { .. } | Event::Error { id: Some(_), .. } => working = None,
-                    _ => {}
-                }
-                if let Event::Done { finish_reason, usage, .. } = &event {
-                    let mut t = tally.lock().expect("tally lock");
-                    t.finished += 1;
-                    t.cancelled += u64::from(*finish_reason == crate::protocol::FinishReason::Cancelled);
-                    t.completion_tokens += u64::from(usage.completion_tokens);
-                }
-                let (id, last) = match &event {
-                    Event::Started { id } | Event::Progress { id, .. } | Event::Token { id, .. } | Event::Reasoning { id, .. } => (Some(id.clone()), false),
-                    Event::Done { id, .. } | Event::Error { id: Some(id), .. } => (Some(id.clone()), true),
-                    _ => (None, false),
-                };
-                match id {
-                    Some(id) => {
-                        let mut r = routes.lock().expect("routes lock");
-                        if let Some(tx) = r.get(&id) {
-                            let _ = tx.send(event);
-                        }
-                        if last {
-                            r.remove(&id);
-                        }
-                    }
-                    None => {
-                        let _ = control_tx.send(event);
-                    }
-                }
-            }
-            // EOF: the worker exited or crashed. Everyone waiting hears it now, not at a timeout.
-            alive2.store(false, Ordering::SeqCst);
-            let why = if killed_for_stall { "it was restarted after it stopped responding on another answer" } else { "its output ended" };
-            let waiting: Vec<_> = routes.lock().expect("routes lock").drain().collect();
-            for (id, tx) in waiting {
-                let _ = tx.send(Event::Error { id: Some(id), message: EngineError::Crashed(why.into()).to_string() });
-            }
-        });
+        let reader =
+            Reader { pid, stall: config.stall_timeout, routes: routes.clone(), control: control_tx, tally: tally.clone(), stuck, alive: alive.clone() };
+        tokio::spawn(reader.run(stdout));
         Ok(Proc { pid, requests, control, alive, _kill: kill })
+    }
+}
+
+/// The child's own handle kills it (portable, unlike a `kill` program): when the Proc is
+/// dropped (unload, idle, restart) or when the watchdog finds it stuck.
+async fn own_child(mut child: Child, killed: oneshot::Receiver<()>, stuck: Arc<Notify>) {
+    tokio::select! {
+        _ = child.wait() => {}
+        _ = killed => { let _ = child.kill().await; }
+        () = stuck.notified() => { let _ = child.kill().await; }
+    }
+}
+
+/// Writes requests to the worker as JSON lines until it stops reading or the Proc is gone.
+async fn write_requests(mut stdin: ChildStdin, mut outgoing: mpsc::UnboundedReceiver<Request>) {
+    while let Some(req) = outgoing.recv().await {
+        let mut line = serde_json::to_vec(&req).expect("requests serialise");
+        line.push(b'\n');
+        if stdin.write_all(&line).await.is_err() || stdin.flush().await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Reads the worker's events and hands each to the answer it belongs to (or to the control
+/// channel); its watchdog kills a worker that stays silent while it works on an answer.
+struct Reader {
+    pid: Option<u32>,
+    stall: Duration,
+    routes: Routes,
+    control: mpsc::UnboundedSender<Event>,
+    tally: Arc<StdMutex<Tally>>,
+    stuck: Arc<Notify>,
+    alive: Arc<AtomicBool>,
+}
+
+impl Reader {
+    async fn run(self, stdout: ChildStdout) {
+        let mut lines = BufReader::new(stdout).lines();
+        // The watchdog judges the worker, not the queue: it runs only while the worker
+        // works on a request (from `started` to its end) and any event from it resets it.
+        let mut working: Option<String> = None;
+        let mut killed_for_stall = false;
+        // A decode that outlasts the stall timeout on a loaded machine is still work: while
+        // the worker keeps using the CPU (a hung one does not), it gets more windows, up to
+        // BUSY_WINDOWS in a row without an event.
+        let (mut busy_windows, mut cpu_mark) = (0u32, CpuMark::take(self.pid));
+        let stall = self.stall;
+        loop {
+            let next = match &working {
+                Some(id) => match tokio::time::timeout(stall, lines.next_line()).await {
+                    Ok(next) => next,
+                    Err(_) if busy_windows < BUSY_WINDOWS && computing(self.pid, &mut cpu_mark) => {
+                        busy_windows += 1;
+                        tracing::debug!("local engine silent for {stall:?} but computing: waiting on");
+                        continue;
+                    }
+                    Err(_) => {
+                        self.kill_stalled(id);
+                        working = None;
+                        killed_for_stall = true;
+                        continue;
+                    }
+                },
+                None => lines.next_line().await,
+            };
+            let Ok(Some(line)) = next else { break };
+            busy_windows = 0;
+            // Tokens come many a second: /proc is read at most ten times a stall window.
+            if cpu_mark.is_none_or(|m| m.at.elapsed() >= stall / 10) {
+                cpu_mark = CpuMark::take(self.pid);
+            }
+            let Ok(event) = serde_json::from_str::<Event>(&line) else {
+                tracing::warn!("local engine wrote a line that is not an event: {line:?}");
+                continue;
+            };
+            match answer_of(&event) {
+                Some((id, false)) => working = Some(id.to_owned()),
+                Some((_, true)) => working = None,
+                None => {}
+            }
+            self.deliver(event);
+        }
+        self.ended(killed_for_stall);
+    }
+
+    /// The worker stayed silent for the stall timeout on answer `id`: that answer fails and
+    /// the worker is killed.
+    fn kill_stalled(&self, id: &str) {
+        tracing::warn!("local engine silent for {:?} while answering: killing it", self.stall);
+        if let Some(tx) = self.routes.lock().expect("routes lock").remove(id) {
+            let _ = tx.send(Event::Error { id: Some(id.to_owned()), message: EngineError::Stalled(self.stall).to_string() });
+        }
+        self.stuck.notify_one();
+    }
+
+    /// Counts a finished generation, then sends the event to its answer (forgotten after its
+    /// last event) or, when it belongs to none, to the control channel.
+    fn deliver(&self, event: Event) {
+        if let Event::Done { finish_reason, usage, .. } = &event {
+            let mut t = self.tally.lock().expect("tally lock");
+            t.finished += 1;
+            t.cancelled += u64::from(*finish_reason == crate::protocol::FinishReason::Cancelled);
+            t.completion_tokens += u64::from(usage.completion_tokens);
+        }
+        match answer_of(&event).map(|(id, last)| (id.to_owned(), last)) {
+            Some((id, last)) => {
+                let mut r = self.routes.lock().expect("routes lock");
+                if let Some(tx) = r.get(&id) {
+                    let _ = tx.send(event);
+                }
+                if last {
+                    r.remove(&id);
+                }
+            }
+            None => {
+                let _ = self.control.send(event);
+            }
+        }
+    }
+
+    /// EOF: the worker exited or crashed. Everyone waiting hears it now, not at a timeout.
+    fn ended(&self, killed_for_stall: bool) {
+        self.alive.store(false, Ordering::SeqCst);
+        let why = if killed_for_stall { "it was restarted after it stopped responding on another answer" } else { "its output ended" };
+        let waiting: Vec<_> = self.routes.lock().expect("routes lock").drain().collect();
+        for (id, tx) in waiting {
+            let _ = tx.send(Event::Error { id: Some(id), message: EngineError::Crashed(why.into()).to_string() });
+        }
+    }
+}
+
+/// The answer an event belongs to, and whether it is that answer's last event; `None` for
+/// events not tied to a generation (loaded, unloaded, stats, load errors).
+fn answer_of(event: &Event) -> Option<(&str, bool)> {
+    match event {
+        Event::Started { id } | Event::Progress { id, .. } | Event::Token { id, .. } | Event::Reasoning { id, .. } => Some((id, false)),
+        Event::Done { id, .. } | Event::Error { id: Some(id), .. } => Some((id, true)),
+        _ => None,
     }
 }
 

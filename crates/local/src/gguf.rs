@@ -294,7 +294,39 @@ fn scalar<R: Read + Seek>(r: &mut Reader<R>, t: u32, what: &dyn Fn() -> String) 
     })
 }
 
+/// Reads the header in file order: preamble, metadata, tensor infos; then checks that every
+/// tensor's data lies inside the file and that llama.cpp knows the architecture.
 fn parse<R: Read + Seek>(r: &mut Reader<R>) -> Result<Header, Fail> {
+    let (version, n_tensors, n_kv) = preamble(r)?;
+    let metadata = metadata(r, n_kv)?;
+    let alignment = match metadata.get("general.alignment") {
+        None => DEFAULT_ALIGNMENT,
+        Some(Value::Uint(a)) if *a > 0 && a.is_power_of_two() && *a <= u64::from(u32::MAX) => *a,
+        Some(other) => return Err(Problem::BadAlignment(format!("{other:?}")).into()),
+    };
+    let tensors = tensor_infos(r, n_tensors, alignment)?;
+
+    let data_offset = r.pos.div_ceil(alignment) * alignment;
+    for t in &tensors {
+        let end = data_offset.checked_add(t.offset).and_then(|s| s.checked_add(t.bytes)).unwrap_or(u64::MAX);
+        if end > r.size {
+            return Err(Problem::TensorOutOfBounds { name: t.name.clone(), end, file_size: r.size }.into());
+        }
+    }
+
+    let header = Header { version, file_size: r.size, alignment, data_offset, metadata, tensors };
+    match header.metadata.get("general.architecture") {
+        None => return Err(Problem::MissingArchitecture.into()),
+        Some(Value::Str(arch)) if KNOWN_ARCHITECTURES.contains(&arch.as_str()) => {}
+        Some(Value::Str(arch)) => return Err(Problem::UnknownArchitecture(arch.clone()).into()),
+        Some(other) => return Err(Problem::UnknownArchitecture(format!("{other:?}")).into()),
+    }
+    Ok(header)
+}
+
+/// Magic, version, tensor count and metadata count, the counts bounded by what the file's
+/// size can hold.
+fn preamble<R: Read + Seek>(r: &mut Reader<R>) -> Result<(u32, u64, u64), Fail> {
     if r.size == 0 {
         return Err(Problem::Empty.into());
     }
@@ -321,7 +353,11 @@ fn parse<R: Read + Seek>(r: &mut Reader<R>) -> Result<Header, Fail> {
             return Err(Problem::TooMany { what, count, max }.into());
         }
     }
+    Ok((version, n_tensors, n_kv))
+}
 
+/// The `n_kv` metadata pairs; arrays are skipped, keeping their element type and length.
+fn metadata<R: Read + Seek>(r: &mut Reader<R>, n_kv: u64) -> Result<BTreeMap<String, Value>, Fail> {
     let mut metadata = BTreeMap::new();
     for i in 0..n_kv {
         let key = r.string(&|| format!("metadata key #{i}"), MAX_STRING)?;
@@ -330,42 +366,44 @@ fn parse<R: Read + Seek>(r: &mut Reader<R>) -> Result<Header, Fail> {
         let Some((_, _)) = value_type(t) else {
             return Err(Problem::BadValueType { index: i, value_type: t }.into());
         };
-        let value = if t == 9 {
-            let et = r.u32(&what)?;
-            let Some((element, size)) = value_type(et) else {
-                return Err(Problem::BadValueType { index: i, value_type: et }.into());
-            };
-            if et == 9 {
-                return Err(Problem::NestedArray { key }.into());
-            }
-            let len = r.u64(&what)?;
-            // Strings take at least their 8-byte length each.
-            let min = if et == 8 { 8 } else { size };
-            if len > r.remaining() / min {
-                return Err(Problem::Truncated(what()).into());
-            }
-            if et == 8 {
-                for _ in 0..len {
-                    r.skip_string(&what)?;
-                }
-            } else {
-                r.skip(len * size, &what)?;
-            }
-            Value::Array { element, len }
-        } else {
-            scalar(r, t, &what)?
-        };
+        let value = if t == 9 { skip_array(r, i, &key)? } else { scalar(r, t, &what)? };
         if metadata.insert(key.clone(), value).is_some() {
             return Err(Problem::DuplicateKey(key).into());
         }
     }
+    Ok(metadata)
+}
 
-    let alignment = match metadata.get("general.alignment") {
-        None => DEFAULT_ALIGNMENT,
-        Some(Value::Uint(a)) if *a > 0 && a.is_power_of_two() && *a <= u64::from(u32::MAX) => *a,
-        Some(other) => return Err(Problem::BadAlignment(format!("{other:?}")).into()),
+/// An array value (metadata pair `index`, `key`) after its type: read its element type and
+/// length, skip its elements.
+fn skip_array<R: Read + Seek>(r: &mut Reader<R>, index: u64, key: &str) -> Result<Value, Fail> {
+    let what = || format!("metadata value {key:?}");
+    let et = r.u32(&what)?;
+    let Some((element, size)) = value_type(et) else {
+        return Err(Problem::BadValueType { index, value_type: et }.into());
     };
+    if et == 9 {
+        return Err(Problem::NestedArray { key: key.to_owned() }.into());
+    }
+    let len = r.u64(&what)?;
+    // Strings take at least their 8-byte length each.
+    let min = if et == 8 { 8 } else { size };
+    if len > r.remaining() / min {
+        return Err(Problem::Truncated(what()).into());
+    }
+    if et == 8 {
+        for _ in 0..len {
+            r.skip_string(&what)?;
+        }
+    } else {
+        r.skip(len * size, &what)?;
+    }
+    Ok(Value::Array { element, len })
+}
 
+/// The `n_tensors` tensor infos, each checked as llama.cpp checks it (name length, dimensions,
+/// type and size, aligned offset, unique name).
+fn tensor_infos<R: Read + Seek>(r: &mut Reader<R>, n_tensors: u64, alignment: u64) -> Result<Vec<TensorInfo>, Fail> {
     let mut tensors: Vec<TensorInfo> = Vec::with_capacity(n_tensors.min(4096) as usize);
     let mut names = std::collections::HashSet::new();
     for i in 0..n_tensors {
@@ -394,23 +432,7 @@ fn parse<R: Read + Seek>(r: &mut Reader<R>) -> Result<Header, Fail> {
         }
         tensors.push(TensorInfo { name, dims, ggml_type, offset, bytes });
     }
-
-    let data_offset = r.pos.div_ceil(alignment) * alignment;
-    for t in &tensors {
-        let end = data_offset.checked_add(t.offset).and_then(|s| s.checked_add(t.bytes)).unwrap_or(u64::MAX);
-        if end > r.size {
-            return Err(Problem::TensorOutOfBounds { name: t.name.clone(), end, file_size: r.size }.into());
-        }
-    }
-
-    let header = Header { version, file_size: r.size, alignment, data_offset, metadata, tensors };
-    match header.metadata.get("general.architecture") {
-        None => return Err(Problem::MissingArchitecture.into()),
-        Some(Value::Str(arch)) if KNOWN_ARCHITECTURES.contains(&arch.as_str()) => {}
-        Some(Value::Str(arch)) => return Err(Problem::UnknownArchitecture(arch.clone()).into()),
-        Some(other) => return Err(Problem::UnknownArchitecture(format!("{other:?}")).into()),
-    }
-    Ok(header)
+    Ok(tensors)
 }
 
 /// Bytes of a tensor's data by the bundled ggml's type table, with llama.cpp's overflow rules.

@@ -348,36 +348,17 @@ impl Generation<'_> {
             return w.emit(&Event::Done { id: self.id.clone(), finish_reason: FinishReason::Stop, usage }).map_err(io);
         }
         // Whether the template opened a reasoning block itself: the prompt's last tokens say.
-        let vocab = self.model.vocab();
         let tail: String = tokens[tokens.len().saturating_sub(8)..].iter().map(|t| special_text(self.model, *t)).collect();
-        let mut think = ThinkSplit::new(&tail, prefill.is_some());
+        let think = ThinkSplit::new(&tail, prefill.is_some());
         usage.prompt_tokens = tokens.len() as u32;
-
-        // KV-cache reuse: keep the common prefix, evaluate only what follows (at least the last
-        // token, whose logits the first sample needs).
-        let common = cached.iter().zip(&tokens).take_while(|(a, b)| a == b).count().min(tokens.len() - 1);
-        ctx.clear_kv_cache_seq(Some(0), Some(common as u32), None).map_err(|e| e.to_string())?;
-        cached.truncate(common);
-        usage.prompt_reused = common as u32;
-        usage.prompt_evaluated = (tokens.len() - common) as u32;
 
         let started = Instant::now();
         let mut batch = LlamaBatch::new(BATCH, 1);
-        for (chunk_start, chunk) in tokens[common..].chunks(EVAL_CHUNK).enumerate().map(|(i, c)| (common + i * EVAL_CHUNK, c)) {
-            batch.clear();
-            for (j, t) in chunk.iter().enumerate() {
-                let pos = chunk_start + j;
-                batch.add(*t, pos as i32, &[0], pos + 1 == tokens.len()).map_err(|e| e.to_string())?;
-            }
-            ctx.decode(&mut batch).map_err(|e| format!("llama.cpp failed to evaluate the prompt: {e}"))?;
-            cached.extend_from_slice(chunk);
-            w.emit(&Event::Progress { id: self.id.clone(), evaluated: (cached.len() - common) as u32 }).map_err(io)?;
-            if w.cancelled(&self.id) {
-                usage.prompt_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                return w.emit(&Event::Done { id: self.id.clone(), finish_reason: FinishReason::Cancelled, usage }).map_err(io);
-            }
+        let evaluated = self.evaluate(w, ctx, cached, &tokens, &mut batch, &mut usage)?;
+        usage.prompt_ms = millis_since(started);
+        if !evaluated {
+            return w.emit(&Event::Done { id: self.id.clone(), finish_reason: FinishReason::Cancelled, usage }).map_err(io);
         }
-        usage.prompt_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         if self.evaluate_only {
             return w.emit(&Event::Done { id: self.id.clone(), finish_reason: FinishReason::Stop, usage }).map_err(io);
         }
@@ -385,31 +366,92 @@ impl Generation<'_> {
         let started = Instant::now();
         let mut sampler = self.sampler()?;
         if let (Some(p), Some(_)) = (prefill, &self.params.grammar) {
-            // A continued answer: the grammar starts where the cloud's partial text ended. It is
-            // fed the prompt's own last tokens, those that spell the prefill (tokenizing the
-            // prefill alone could differ, e.g. SentencePiece's leading space).
-            let unfit = || "the partial answer does not match the response format, so it cannot be continued".to_string();
-            let (mut k, mut spelled) = (tokens.len(), Vec::new());
-            while spelled.len() < p.len() && k > 0 {
-                k -= 1;
-                spelled.splice(0..0, vocab.token_to_piece(tokens[k], false, None));
+            self.accept_prefill(&mut sampler, &tokens, p)?;
+        }
+        let (finish, completion_tokens) = self.answer(w, ctx, cached, &mut batch, sampler, think)?;
+        usage.completion_tokens = completion_tokens;
+        usage.generation_ms = millis_since(started);
+        w.emit(&Event::Done { id: self.id.clone(), finish_reason: finish, usage }).map_err(io)
+    }
+
+    /// Puts the prompt into the KV cache: keeps the common prefix with what is cached and
+    /// evaluates only what follows (at least the last token, whose logits the first sample
+    /// needs), a chunk at a time with a `progress` event after each. False when cancelled.
+    fn evaluate<W: Write>(
+        &self,
+        w: &mut Worker<'_, W>,
+        ctx: &mut LlamaContext<'_>,
+        cached: &mut Vec<LlamaToken>,
+        tokens: &[LlamaToken],
+        batch: &mut LlamaBatch<'_>,
+        usage: &mut Usage,
+    ) -> Result<bool, String> {
+        let common = cached.iter().zip(tokens).take_while(|(a, b)| a == b).count().min(tokens.len() - 1);
+        ctx.clear_kv_cache_seq(Some(0), Some(common as u32), None).map_err(|e| e.to_string())?;
+        cached.truncate(common);
+        usage.prompt_reused = common as u32;
+        usage.prompt_evaluated = (tokens.len() - common) as u32;
+        for (chunk_start, chunk) in tokens[common..].chunks(EVAL_CHUNK).enumerate().map(|(i, c)| (common + i * EVAL_CHUNK, c)) {
+            batch.clear();
+            for (j, t) in chunk.iter().enumerate() {
+                let pos = chunk_start + j;
+                batch.add(*t, pos as i32, &[0], pos + 1 == tokens.len()).map_err(|e| e.to_string())?;
             }
-            if spelled != p.as_bytes() {
-                return Err(unfit());
-            }
-            for t in &tokens[k..] {
-                sampler.try_accept(*t).map_err(|_| unfit())?;
+            ctx.decode(batch).map_err(|e| format!("llama.cpp failed to evaluate the prompt: {e}"))?;
+            cached.extend_from_slice(chunk);
+            w.emit(&Event::Progress { id: self.id.clone(), evaluated: (cached.len() - common) as u32 })
+                .map_err(|e| format!("cannot write to the engine: {e}"))?;
+            if w.cancelled(&self.id) {
+                return Ok(false);
             }
         }
+        Ok(true)
+    }
+
+    /// A continued answer: the grammar starts where the cloud's partial text ended. It is fed
+    /// the prompt's own last tokens, those that spell the prefill (tokenizing the prefill alone
+    /// could differ, e.g. SentencePiece's leading space).
+    fn accept_prefill(&self, sampler: &mut LlamaSampler, tokens: &[LlamaToken], prefill: &str) -> Result<(), String> {
+        let vocab = self.model.vocab();
+        let unfit = || "the partial answer does not match the response format, so it cannot be continued".to_string();
+        let (mut k, mut spelled) = (tokens.len(), Vec::new());
+        while spelled.len() < prefill.len() && k > 0 {
+            k -= 1;
+            spelled.splice(0..0, vocab.token_to_piece(tokens[k], false, None));
+        }
+        if spelled != prefill.as_bytes() {
+            return Err(unfit());
+        }
+        for t in &tokens[k..] {
+            sampler.try_accept(*t).map_err(|_| unfit())?;
+        }
+        Ok(())
+    }
+
+    /// Samples and streams the answer until it ends (end of generation, a stop string, the
+    /// length limit, a cancel); thinking streams apart from the answer. Returns how it ended
+    /// and how many tokens it took.
+    fn answer<W: Write>(
+        &self,
+        w: &mut Worker<'_, W>,
+        ctx: &mut LlamaContext<'_>,
+        cached: &mut Vec<LlamaToken>,
+        batch: &mut LlamaBatch<'_>,
+        mut sampler: LlamaSampler,
+        mut think: ThinkSplit,
+    ) -> Result<(FinishReason, u32), String> {
+        let io = |e: std::io::Error| format!("cannot write to the engine: {e}");
+        let vocab = self.model.vocab();
         let mut utf8 = Utf8Stream::default();
         let mut stops = StopScan::new(&self.params.stop);
         let max = self.params.max_tokens.map_or(u32::MAX, |m| m.max(1));
+        let mut completion_tokens = 0;
         let finish = loop {
             let token = sampler.sample(ctx, batch.n_tokens() - 1);
             if vocab.is_eog(token) {
                 break FinishReason::Stop;
             }
-            usage.completion_tokens += 1;
+            completion_tokens += 1;
             let text = utf8.push(&vocab.token_to_piece(token, false, None));
             // Thinking streams apart from the answer; stop strings apply to the answer only.
             let (reasoning, text) = think.push(&text);
@@ -423,12 +465,12 @@ impl Generation<'_> {
             if hit {
                 break FinishReason::Stop;
             }
-            if usage.completion_tokens >= max || cached.len() + 1 >= self.spec.context as usize {
+            if completion_tokens >= max || cached.len() + 1 >= self.spec.context as usize {
                 break FinishReason::Length;
             }
             batch.clear();
             batch.add(token, cached.len() as i32, &[0], true).map_err(|e| e.to_string())?;
-            ctx.decode(&mut batch).map_err(|e| format!("llama.cpp failed to generate: {e}"))?;
+            ctx.decode(batch).map_err(|e| format!("llama.cpp failed to generate: {e}"))?;
             cached.push(token);
             if w.cancelled(&self.id) {
                 break FinishReason::Cancelled;
@@ -444,7 +486,10 @@ impl Generation<'_> {
         if !rest.is_empty() && finish != FinishReason::Cancelled {
             w.emit(&Event::Token { id: self.id.clone(), text: rest }).map_err(io)?;
         }
-        usage.generation_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        w.emit(&Event::Done { id: self.id.clone(), finish_reason: finish, usage }).map_err(io)
+        Ok((finish, completion_tokens))
     }
+}
+
+fn millis_since(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
