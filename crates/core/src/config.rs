@@ -349,6 +349,34 @@ const MAX_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl RawConfig {
     fn validate(self, doc: &Doc<'_>, root: &toml::Spanned<DeTable<'_>>) -> Result<Config, ConfigError> {
+        self.check_values(doc, root)?;
+        let providers = match self.providers {
+            None => vec![ProviderConfig::openai_default()],
+            Some(list) => {
+                let mut out: Vec<ProviderConfig> = Vec::with_capacity(list.len());
+                let mut disabled = Vec::with_capacity(list.len());
+                for (i, p) in list.into_iter().enumerate() {
+                    disabled.push(p.enabled == Some(false));
+                    let provider = p.validate(i, &out, doc, root)?;
+                    out.push(provider);
+                }
+                // Validated like the rest (ids stay unique), then left out of the chain.
+                out.into_iter().zip(disabled).filter(|(_, off)| !off).map(|(p, _)| p).collect()
+            }
+        };
+        Ok(Config {
+            mode: self.mode,
+            providers,
+            local: self.local,
+            failover: self.failover,
+            notifications: self.notifications,
+            tray: self.tray,
+            gateway: self.gateway,
+        })
+    }
+
+    /// The bounds of every setting outside `[[providers]]`.
+    fn check_values(&self, doc: &Doc<'_>, root: &toml::Spanned<DeTable<'_>>) -> Result<(), ConfigError> {
         let f = &self.failover;
         // Upper bounds: a wait of years is a typo, and clock arithmetic on it would overflow.
         let (n, t) = (&self.notifications, &self.tray);
@@ -402,64 +430,40 @@ impl RawConfig {
                 "must be a loopback address (127.0.0.1:PORT or [::1]:PORT): the gateway is for this computer only",
             ));
         }
+        Ok(())
+    }
+}
 
-        let providers = match self.providers {
-            None => vec![ProviderConfig::openai_default()],
-            Some(list) => {
-                let mut out: Vec<ProviderConfig> = Vec::with_capacity(list.len());
-                let mut disabled = Vec::with_capacity(list.len());
-                for (i, p) in list.into_iter().enumerate() {
-                    let key = |field: &str| format!("providers[{i}].{field}");
-                    if p.id.trim().is_empty() || !p.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-                        return Err(doc.error_at(root, &key("id"), "must be non-empty and use only letters, digits, '-', '_' or '.'"));
-                    }
-                    if p.id == LOCAL_PROVIDER_ID {
-                        return Err(doc.error_at(
-                            root,
-                            &key("id"),
-                            "\"local\" is reserved: the local engine is always the last provider and is configured under [local]",
-                        ));
-                    }
-                    if out.iter().any(|o| o.id == p.id) {
-                        return Err(doc.error_at(root, &key("id"), &format!("duplicate provider id \"{}\"", p.id)));
-                    }
-                    let base_url = match p.base_url {
-                        Some(u) if is_http_url(&u) => u.trim_end_matches('/').to_string(),
-                        Some(_) => return Err(doc.error_at(root, &key("base_url"), "must be an http(s) URL")),
-                        None if p.id == "openai" => OPENAI_DEFAULT_BASE_URL.to_string(),
-                        None => return Err(doc.error_at(root, &key("base_url"), "is required for providers other than \"openai\"")),
-                    };
-                    let api_key = match p.api_key.as_deref() {
-                        None | Some("keyring") => ApiKeySource::Keyring,
-                        Some(v) => match v.strip_prefix("env:") {
-                            Some(name) if is_env_name(name) => ApiKeySource::Env(name.to_string()),
-                            // Never echo the value: it may be a real key typed in the wrong place.
-                            _ => {
-                                return Err(doc.error_at(
-                                    root,
-                                    &key("api_key"),
-                                    "must be \"keyring\" or \"env:NAME\"; a literal API key is not allowed in the config file (add it in Settings, or set OPENAI_API_KEY)",
-                                ))
-                            }
-                        },
-                    };
-                    let model = p.model.unwrap_or_else(|| ProviderConfig::openai_default().model);
-                    out.push(ProviderConfig { id: p.id, base_url, model, api_key });
-                    disabled.push(p.enabled == Some(false));
-                }
-                // Validated like the rest (ids stay unique), then left out of the chain.
-                out.into_iter().zip(disabled).filter(|(_, off)| !off).map(|(p, _)| p).collect()
-            }
+impl RawProvider {
+    /// The `i`th `[[providers]]` entry, its id unique among those before it (`earlier`).
+    fn validate(self, i: usize, earlier: &[ProviderConfig], doc: &Doc<'_>, root: &toml::Spanned<DeTable<'_>>) -> Result<ProviderConfig, ConfigError> {
+        let key = |field: &str| format!("providers[{i}].{field}");
+        if self.id.trim().is_empty() || !self.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(doc.error_at(root, &key("id"), "must be non-empty and use only letters, digits, '-', '_' or '.'"));
+        }
+        if self.id == LOCAL_PROVIDER_ID {
+            return Err(doc.error_at(root, &key("id"), "\"local\" is reserved: the local engine is always the last provider and is configured under [local]"));
+        }
+        if earlier.iter().any(|o| o.id == self.id) {
+            return Err(doc.error_at(root, &key("id"), &format!("duplicate provider id \"{}\"", self.id)));
+        }
+        let base_url = match self.base_url {
+            Some(u) if is_http_url(&u) => u.trim_end_matches('/').to_string(),
+            Some(_) => return Err(doc.error_at(root, &key("base_url"), "must be an http(s) URL")),
+            None if self.id == "openai" => OPENAI_DEFAULT_BASE_URL.to_string(),
+            None => return Err(doc.error_at(root, &key("base_url"), "is required for providers other than \"openai\"")),
         };
-        Ok(Config {
-            mode: self.mode,
-            providers,
-            local: self.local,
-            failover: self.failover,
-            notifications: self.notifications,
-            tray: self.tray,
-            gateway: self.gateway,
-        })
+        // Never echo the value: it may be a real key typed in the wrong place.
+        let literal = "must be \"keyring\" or \"env:NAME\"; a literal API key is not allowed in the config file (add it in Settings, or set OPENAI_API_KEY)";
+        let api_key = match self.api_key.as_deref() {
+            None | Some("keyring") => ApiKeySource::Keyring,
+            Some(v) => match v.strip_prefix("env:") {
+                Some(name) if is_env_name(name) => ApiKeySource::Env(name.to_string()),
+                _ => return Err(doc.error_at(root, &key("api_key"), literal)),
+            },
+        };
+        let model = self.model.unwrap_or_else(|| ProviderConfig::openai_default().model);
+        Ok(ProviderConfig { id: self.id, base_url, model, api_key })
     }
 }
 
