@@ -6,6 +6,7 @@ pub mod config;
 pub mod env;
 pub mod failure;
 pub mod health;
+pub mod links;
 pub mod logging;
 pub mod overview;
 pub mod paths;
