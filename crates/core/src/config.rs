@@ -172,11 +172,13 @@ pub struct TrayConfig {
     /// the window is opened again): a quick reopen stays instant, a day in the tray stays light.
     #[serde(with = "humantime_serde")]
     pub release_after: Duration,
+    /// Started at login (the app's login item), the app stays in the tray without a window.
+    pub start_minimized: bool,
 }
 
 impl Default for TrayConfig {
     fn default() -> Self {
-        TrayConfig { hold: Duration::from_secs(60), release_after: Duration::from_secs(30) }
+        TrayConfig { hold: Duration::from_secs(60), release_after: Duration::from_secs(30), start_minimized: false }
     }
 }
 
@@ -639,6 +641,7 @@ mod tests {
         assert_eq!(c.notifications.recovery_after, Duration::from_secs(120));
         assert_eq!(c.tray.hold, Duration::from_secs(60));
         assert_eq!(c.tray.release_after, Duration::from_secs(30));
+        assert!(!c.tray.start_minimized);
         assert_eq!(c.local.context, 4096);
         assert_eq!(c.local.prewarm, Prewarm::OnDegraded);
     }
@@ -680,6 +683,7 @@ recovery_after = "120s"
 reopen_window = "600s"
 [tray]
 hold = "60s"
+start_minimized = true
 [gateway]
 enabled = true
 listen = "127.0.0.1:9000"
@@ -698,6 +702,7 @@ require_token = false
         assert_eq!(c.failover.first_token_timeout, Duration::from_secs(90));
         assert_eq!(c.failover.status_page, "");
         assert!(!c.notifications.enabled);
+        assert!(c.tray.start_minimized);
     }
 
     #[test]
@@ -734,6 +739,7 @@ require_token = false
         check_err("[notifications]\nreopen_window = \"100y\"\n", 2, "notifications.reopen_window", "at most 24h");
         check_err("[tray]\nhold = \"9999999999999s\"\n", 2, "tray.hold", "at most 24h");
         check_err("[tray]\nrelease_after = \"25h\"\n", 2, "tray.release_after", "at most 24h");
+        check_err("[tray]\nstart_minimized = \"yes\"\n", 2, "tray.start_minimized", "invalid type");
         check_err("[local]\ncontext = 16\n", 2, "local.context", "between 256");
         check_err("[failover]\nstatus_page = \"status.openai.com\"\n", 2, "failover.status_page", "http(s) URL");
         check_err("[gateway]\nlisten = \"0.0.0.0:8321\"\n", 2, "gateway.listen", "loopback");

@@ -81,9 +81,14 @@ pub fn apply(text: &str, file: &Path, current: &Settings, new: &Settings) -> Res
     }
     for (table, on, was) in [("notifications", new.notifications, current.notifications), ("gateway", new.gateway, current.gateway)] {
         if on != was {
-            set_enabled(&mut doc, table, on).map_err(|()| invalid(table, format!("`{table}` is not a table")))?;
+            set_flag(&mut doc, table, "enabled", on).map_err(|()| invalid(table, format!("`{table}` is not a table")))?;
         }
     }
+    finish(text, file, doc)
+}
+
+/// The document as text, validated by the parser that reads it.
+fn finish(text: &str, file: &Path, mut doc: DocumentMut) -> Result<String, ConfigError> {
     // A file of comments only keeps them in the document's trailing text; new keys would land
     // above them, so they are moved back to the top.
     let trailing = doc.trailing().as_str().unwrap_or_default().to_string();
@@ -97,23 +102,48 @@ pub fn apply(text: &str, file: &Path, current: &Settings, new: &Settings) -> Res
     Ok(out)
 }
 
-/// Sets `[table] enabled`, keeping the comment beside an existing value.
-fn set_enabled(doc: &mut DocumentMut, table: &str, on: bool) -> Result<(), ()> {
+/// Sets `[table] key` to a boolean, keeping the comment beside an existing value.
+fn set_flag(doc: &mut DocumentMut, table: &str, key: &str, on: bool) -> Result<(), ()> {
     let t = doc.entry(table).or_insert_with(|| Item::Table(Table::new()));
     let t = t.as_table_like_mut().ok_or(())?;
-    match t.get_mut("enabled") {
-        Some(item) if item.is_value() => {
-            let decor = item.as_value().map(|v| v.decor().clone());
-            *item = value(on);
-            if let (Some(d), Some(v)) = (decor, item.as_value_mut()) {
-                *v.decor_mut() = d;
-            }
-        }
+    match t.get_mut(key) {
+        Some(item) if item.is_value() => set_bool(item, on),
         _ => {
-            t.insert("enabled", value(on));
+            t.insert(key, value(on));
         }
     }
     Ok(())
+}
+
+/// `[tray] start_minimized` as the file's text sets it; None when the file does not name it
+/// (the default, off, applies). The text must parse ([`Config::parse`]).
+pub fn start_minimized_of(text: &str, file: &Path) -> Result<Option<bool>, ConfigError> {
+    Config::parse(text, file)?;
+    let doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| invalid(file, "", e.message().to_string()))?;
+    Ok(doc.get("tray").and_then(|t| t.get("start_minimized")).and_then(Item::as_bool))
+}
+
+/// Writes `[tray] start_minimized` (the Settings page's "stay in the tray when started at
+/// login") into the file's text, validated by the parser that reads it.
+pub fn apply_start_minimized(text: &str, file: &Path, on: bool) -> Result<String, ConfigError> {
+    let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| invalid(file, "", e.message().to_string()))?;
+    set_flag(&mut doc, "tray", "start_minimized", on).map_err(|()| invalid(file, "tray", "`tray` is not a table".into()))?;
+    finish(text, file, doc)
+}
+
+/// Writes `[tray] start_minimized` into the config file `loaded` came from (atomically).
+pub fn save_start_minimized(loaded: &crate::Loaded, on: bool) -> Result<(), ConfigError> {
+    let out = apply_start_minimized(&read_config(&loaded.path)?, &loaded.path, on)?;
+    write_config(&loaded.path, &out)
+}
+
+/// The config file's text; a file not there yet is empty.
+fn read_config(file: &Path) -> Result<String, ConfigError> {
+    match std::fs::read_to_string(file) {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(ConfigError::Read { file: file.to_path_buf(), message: e.to_string() }),
+    }
 }
 
 /// One row of Settings → Providers as the file has it (disabled ones included), in chain order.
@@ -224,12 +254,7 @@ pub fn apply_providers(text: &str, file: &Path, new: &[ProviderEntry]) -> Result
 
 /// Writes `new` as the provider list of the config file `loaded` came from (atomically).
 pub fn save_providers(loaded: &crate::Loaded, new: &[ProviderEntry]) -> Result<(), ConfigError> {
-    let text = match std::fs::read_to_string(&loaded.path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(ConfigError::Read { file: loaded.path.clone(), message: e.to_string() }),
-    };
-    let out = apply_providers(&text, &loaded.path, new)?;
+    let out = apply_providers(&read_config(&loaded.path)?, &loaded.path, new)?;
     write_config(&loaded.path, &out)
 }
 
@@ -246,13 +271,7 @@ fn set_bool(item: &mut Item, on: bool) {
 /// owner-only (0600) and a config dir made here 0700, whatever the umask.
 pub fn save(loaded: &crate::Loaded, new: &Settings) -> Result<(), ConfigError> {
     let file = &loaded.path;
-    let io = |e: std::io::Error| ConfigError::Read { file: file.clone(), message: e.to_string() };
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(io(e)),
-    };
-    let out = apply(&text, file, &Settings::of(&loaded.config), new)?;
+    let out = apply(&read_config(file)?, file, &Settings::of(&loaded.config), new)?;
     write_config(file, &out)
 }
 
@@ -403,6 +422,27 @@ mod tests {
         assert!(again.problem.is_none());
         assert_eq!(Settings::of(&again.config), new);
         assert!(std::fs::read_to_string(&path).unwrap().starts_with("# keep me\n"));
+    }
+
+    #[test]
+    fn start_minimized_is_written_into_the_tray_table_with_comments_kept() {
+        let file = Path::new("/c/config.toml");
+        let cases = [
+            ("", true, "[tray]\nstart_minimized = true\n"),
+            ("# mine\n", true, "# mine\n[tray]\nstart_minimized = true\n"),
+            ("[tray]\nhold = \"60s\" # calm\n", true, "[tray]\nhold = \"60s\" # calm\nstart_minimized = true\n"),
+            ("[tray]\nstart_minimized = true # at login\n", false, "[tray]\nstart_minimized = false # at login\n"),
+        ];
+        for (text, on, expect) in cases {
+            let out = apply_start_minimized(text, file, on).unwrap();
+            assert_eq!(out, expect, "{text:?}");
+            assert_eq!(Config::parse(&out, file).unwrap().tray.start_minimized, on);
+            assert_eq!(start_minimized_of(&out, file).unwrap(), Some(on));
+        }
+        assert_eq!(start_minimized_of("[tray]\nhold = \"5s\"\n", file).unwrap(), None, "not named: the default applies");
+        assert_eq!(start_minimized_of("", file).unwrap(), None);
+        assert!(start_minimized_of("[tray]\nstart_minimized = 1\n", file).is_err(), "checked by the parser that reads it");
+        assert_eq!(apply_start_minimized("tray = 3\n", file, true).unwrap_err().key(), Some("tray"));
     }
 
     #[test]

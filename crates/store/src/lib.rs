@@ -532,6 +532,11 @@ impl Store {
         self.conn.execute("INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value", params![key, value])?;
         Ok(())
     }
+
+    /// Forgets a setting (one that moved elsewhere); true when there was one.
+    pub fn remove_setting(&self, key: &str) -> Result<bool> {
+        Ok(self.conn.execute("DELETE FROM settings WHERE key = ?1", params![key])? > 0)
+    }
 }
 
 /// How an answer ended, for [`Store::finish_answer`].

@@ -53,6 +53,9 @@ fn conversations_messages_and_settings_round_trip() {
     s.set_setting("mode", "auto").unwrap();
     s.set_setting("mode", "local-only").unwrap();
     assert_eq!(s.setting("mode").unwrap().as_deref(), Some("local-only"));
+    assert!(s.remove_setting("mode").unwrap());
+    assert_eq!(s.setting("mode").unwrap(), None);
+    assert!(!s.remove_setting("mode").unwrap());
     assert!(s.rename_conversation(999, "x").is_err());
 }
 
