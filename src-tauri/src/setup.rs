@@ -1,6 +1,6 @@
 //! What the app holds: the services (understudy-services, the same composition root as the
-//! CLI's: config watch, chain, engine, router, secrets), the conversations service over the
-//! history, downloads and the in-app gateway. Settings writes go through the services, which
+//! CLI's: config watch, chain, engine, router, secrets, the in-app gateway), the conversations
+//! service over the history and downloads. Settings writes go through the services, which
 //! publish the new config to every reader; `app_info` re-reads the file so that fixing it and
 //! pressing Retry in the window takes effect without a restart.
 
@@ -21,13 +21,8 @@ pub struct Setup {
     /// it; the window shows it until dismissed.
     pub store_notice: std::sync::Mutex<Option<StoreNotice>>,
     pub conversations: Conversations,
-    /// The in-app gateway (`[gateway] enabled`), sharing the window's router and health; and
-    /// whether it asks for the token.
-    gateway: tokio::sync::Mutex<Option<(understudy_gateway::Running, bool)>>,
     /// Model downloads in progress (pause / cancel by file name).
     pub downloads: understudy_models::manager::Downloads,
-    /// What Settings shows of it: where it listens, or why it does not although enabled.
-    gateway_state: std::sync::Mutex<(Option<std::net::SocketAddr>, Option<String>)>,
 }
 
 /// The gateway line of the Settings page.
@@ -62,9 +57,6 @@ pub struct ProviderView {
     pub key_problem: Option<understudy_core::providers::KeyProblem>,
 }
 
-/// The secret store's name for the in-app gateway's token.
-const GATEWAY_TOKEN: &str = "gateway-token";
-
 /// The Settings page: what is in effect, and where the API key is kept.
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
@@ -90,20 +82,14 @@ impl Setup {
         }
         // The app binary is also the local engine's worker (`understudy-app worker`).
         let services = Services::builder(env, paths).build()?;
-        // The window opens whatever state the history is in.
+        // The window opens whatever state the history is in (a start_minimized it still holds
+        // moves into the config file).
         let history = services.open_history();
         if let Some(notice) = &history.notice {
             eprintln!("understudy: {notice}");
         }
         let downloads = services.downloads()?;
-        Ok(Setup {
-            services,
-            store_notice: std::sync::Mutex::new(history.notice),
-            conversations: history.conversations,
-            gateway: Default::default(),
-            downloads,
-            gateway_state: Default::default(),
-        })
+        Ok(Setup { services, store_notice: std::sync::Mutex::new(history.notice), conversations: history.conversations, downloads })
     }
 
     pub fn init_logging(&self) -> logging::LogGuard {
@@ -178,30 +164,19 @@ impl Setup {
 
     pub fn settings(&self) -> SettingsView {
         let loaded = self.services.current();
-        let (addr, error) = self.gateway_state.lock().expect("gateway state").clone();
-        let gateway = GatewayView { listen: addr.unwrap_or(loaded.config.gateway.listen).to_string(), running: addr.is_some(), error };
+        let now = self.services.gateway_status();
+        let listen = now.listening.unwrap_or(loaded.config.gateway.listen).to_string();
+        let gateway = GatewayView { listen, running: now.listening.is_some(), error: now.problem.map(|p| p.to_string()) };
         let (key, backend) = (self.services.key_source(), self.services.secrets().backend());
         SettingsView { settings: Settings::of(&loaded.config), key, backend, config_path: loaded.path, gateway }
-    }
-
-    /// The in-app gateway's per-install token, made (32 random bytes) and kept in the secret
-    /// store the first time it is needed.
-    fn gateway_token(&self) -> Result<String, IpcError> {
-        let secrets = self.services.secrets();
-        if let Some(t) = secrets.get(GATEWAY_TOKEN).map_err(|e| IpcError::new(IpcCode::Secrets, e))?.filter(|t| !t.trim().is_empty()) {
-            return Ok(t);
-        }
-        let token = understudy_gateway::new_token().map_err(|e| IpcError::new(IpcCode::Secrets, e))?;
-        secrets.set(GATEWAY_TOKEN, &token).map_err(|e| IpcError::new(IpcCode::Secrets, e))?;
-        Ok(token)
     }
 
     /// Settings' gateway section: the token and the lines for other tools' environment.
     pub fn gateway_access(&self) -> Result<GatewayAccess, IpcError> {
         let config = self.services.current().config.gateway;
-        let listen = self.gateway_state.lock().expect("gateway state").0.unwrap_or(config.listen);
+        let listen = self.services.gateway_status().listening.unwrap_or(config.listen);
         let base_url = format!("http://{listen}/v1");
-        let token = if config.require_token { Some(self.gateway_token()?) } else { None };
+        let token = if config.require_token { Some(self.services.gateway_token().map_err(|e| IpcError::new(IpcCode::Secrets, e))?) } else { None };
         // SDKs insist on some API key; without a token any value passes.
         let env_lines = format!("OPENAI_BASE_URL={base_url}\nOPENAI_API_KEY={}", token.as_deref().unwrap_or("unused"));
         Ok(GatewayAccess { base_url, token, env_lines })
@@ -211,44 +186,7 @@ impl Setup {
     /// (main thread only: Settings and tray handlers), at most a couple of seconds when
     /// answers are in flight on a gateway being stopped.
     pub fn apply_gateway(&self) {
-        let config = self.services.current().config.gateway;
-        let want = config.enabled.then_some((config.listen, config.require_token));
-        // Read before entering the runtime: the keyring's Secret Service client blocks on a
-        // runtime of its own, which panics inside another one.
-        let stored_token = matches!(want, Some((_, true))).then(|| self.gateway_token());
-        tauri::async_runtime::block_on(async {
-            let mut running = self.gateway.lock().await;
-            if running.as_ref().map(|(r, token)| (r.addr, *token)) == want {
-                return;
-            }
-            if let Some((r, _)) = running.take() {
-                r.stop(std::time::Duration::from_secs(2)).await;
-            }
-            let mut error = None;
-            // Never serve without the token it was asked to require.
-            let token = match stored_token {
-                Some(Ok(t)) => Some(Some(t)),
-                Some(Err(e)) => {
-                    error = Some(format!("no gateway token could be kept: {}", e.message));
-                    None
-                }
-                None => Some(None),
-            };
-            if let (Some((addr, _)), Some(token)) = (want, token) {
-                let cfg = understudy_gateway::GatewayConfig { token, ..understudy_gateway::GatewayConfig::default() };
-                match understudy_gateway::start(self.conversations.router().clone(), cfg, addr).await {
-                    Ok(r) => *running = Some((r, config.require_token)),
-                    Err(e) => {
-                        tracing::warn!("in-app gateway: {e}");
-                        let taken = matches!(&e, understudy_gateway::GatewayError::Bind { source, .. } if source.kind() == std::io::ErrorKind::AddrInUse);
-                        let hint =
-                            if taken { " (another program, perhaps `understudy serve`, uses that port; stop it or change [gateway] listen)" } else { "" };
-                        error = Some(format!("{e}{hint}"));
-                    }
-                }
-            }
-            *self.gateway_state.lock().expect("gateway state") = (running.as_ref().map(|(r, _)| r.addr), error);
-        });
+        self.services.sync_gateway(tauri::async_runtime::handle().inner());
     }
 
     /// The tray's Mode menu: writes `mode` into the config file and applies it.
@@ -266,14 +204,14 @@ impl Setup {
         }
     }
 
-    /// Desktop preferences kept in the store (not in the shared config file: they concern this
-    /// computer's session, not Understudy's behaviour).
+    /// `[tray] start_minimized`: started at login, the app stays in the tray.
     pub fn start_minimized(&self) -> bool {
-        self.conversations.with_store(|s| s.setting("start_minimized")).ok().flatten().as_deref() == Some("true")
+        self.services.start_minimized()
     }
 
     pub fn set_start_minimized(&self, on: bool) -> Result<(), IpcError> {
-        self.conversations.with_store(|s| s.set_setting("start_minimized", if on { "true" } else { "false" })).map_err(IpcError::from)
+        self.services.write(Change::StartMinimized(on))?;
+        Ok(())
     }
 
     /// Writes the settings into the config file and applies them at once.

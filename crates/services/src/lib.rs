@@ -2,9 +2,11 @@
 //! what every front end uses: the config in a `watch` (Settings writes it here, every consumer
 //! reads the watch), the provider chain with its keys, the local engine, the router with its
 //! health monitor, the history (`Conversations` over the store), secrets, downloads, the
-//! folders scanned for models and the status page to open. The CLI (every command, `serve`
-//! included) and the desktop app build them here only, so they cannot disagree on how a part
-//! is made.
+//! folders scanned for models, the status page to open and the desktop app's in-app gateway.
+//! The CLI (every command, `serve` included) and the desktop app build them here only, so they
+//! cannot disagree on how a part is made.
+
+pub mod gateway;
 
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
@@ -22,6 +24,8 @@ use understudy_models::manager::Downloads;
 use understudy_models::scan::Roots;
 use understudy_router::{Chain, Router, StoredKeys};
 use understudy_store::{Backend, Secrets, Store, StoreNotice};
+
+pub use gateway::{GatewayProblem, GatewayStatus, TokenError};
 
 /// After a long healthy spell the offline model's memory goes back to the user.
 pub const IDLE_UNLOAD: Duration = Duration::from_secs(15 * 60);
@@ -54,7 +58,13 @@ pub enum Change<'a> {
     Settings(&'a Settings),
     /// Settings → Providers: the ordered `[[providers]]` list.
     Providers(&'a [ProviderEntry]),
+    /// `[tray] start_minimized`: started at login, stay in the tray.
+    StartMinimized(bool),
 }
+
+/// Where the history's settings table kept "start minimized" before it was `[tray]
+/// start_minimized` in the config file.
+pub const STORED_START_MINIMIZED: &str = "start_minimized";
 
 /// The history opened by [`Services::open_history`].
 #[derive(Debug)]
@@ -98,7 +108,18 @@ impl Builder {
         let hf_endpoint = understudy_models::catalog::hf_endpoint(self.env.get("HF_ENDPOINT"));
         let (config, _) = watch::channel(config::load(&self.env, &self.paths));
         let secrets = self.secrets.unwrap_or_else(|| Secrets::new(&self.paths.data_dir));
-        Ok(Services { env: self.env, paths: self.paths, config, writing: Mutex::new(()), secrets, scan_roots, hf_endpoint, worker, router: OnceLock::new() })
+        Ok(Services {
+            env: self.env,
+            paths: self.paths,
+            config,
+            writing: Mutex::new(()),
+            secrets,
+            scan_roots,
+            hf_endpoint,
+            worker,
+            router: OnceLock::new(),
+            gateway: Default::default(),
+        })
     }
 }
 
@@ -116,6 +137,8 @@ pub struct Services {
     hf_endpoint: String,
     worker: (PathBuf, Vec<String>),
     router: OnceLock<Router>,
+    /// The desktop app's in-app gateway, when it runs one.
+    gateway: gateway::InApp,
 }
 
 impl Services {
@@ -187,6 +210,7 @@ impl Services {
         match change {
             Change::Settings(new) => settings::save(&now, new)?,
             Change::Providers(list) => settings::save_providers(&now, list)?,
+            Change::StartMinimized(on) => settings::save_start_minimized(&now, on)?,
         }
         let written = config::load(&self.env, &self.paths);
         self.publish(written.clone());
@@ -198,15 +222,43 @@ impl Services {
     /// (which the config in effect leaves out).
     pub fn provider_entries(&self) -> Result<Vec<ProviderEntry>, WriteError> {
         let loaded = self.current();
-        if let Some(problem) = loaded.problem {
-            return Err(WriteError::Unfixed(problem));
-        }
-        let text = match std::fs::read_to_string(&loaded.path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(ConfigError::Read { file: loaded.path.clone(), message: e.to_string() }.into()),
+        Ok(settings::providers_of(&file_text(&loaded)?, &loaded.path)?)
+    }
+
+    /// `[tray] start_minimized` of the config in effect.
+    pub fn start_minimized(&self) -> bool {
+        self.config.borrow().config.tray.start_minimized
+    }
+
+    /// Moves a "start minimized" the history's settings table kept ([`STORED_START_MINIMIZED`])
+    /// into the config file once: a stored "true" is written as `[tray] start_minimized` unless
+    /// the file already names it (the file decides), then the stored value goes. A file that
+    /// cannot be read or written keeps it stored for the next start.
+    fn move_start_minimized(&self, store: &Store) {
+        let stored = match store.setting(STORED_START_MINIMIZED) {
+            Ok(Some(v)) => v,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!("cannot read the stored start_minimized: {e}");
+                return;
+            }
         };
-        Ok(settings::providers_of(&text, &loaded.path)?)
+        if stored == "true" {
+            let loaded = config::load(&self.env, &self.paths);
+            let named = file_text(&loaded).and_then(|text| Ok(settings::start_minimized_of(&text, &loaded.path)?));
+            let moved = match named {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => self.write(Change::StartMinimized(true)).map(drop),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = moved {
+                tracing::warn!("start_minimized stays in the history's settings until the config file can take it: {e}");
+                return;
+            }
+        }
+        if let Err(e) = store.remove_setting(STORED_START_MINIMIZED) {
+            tracing::warn!("cannot forget the stored start_minimized: {e}");
+        }
     }
 
     /// Where keys come from: the secret store and the environment snapshot.
@@ -252,7 +304,31 @@ impl Services {
     /// conversations service over the router.
     pub fn open_history(&self) -> History {
         let opened = Store::open_or_recover(&self.paths.database(), STORE_LOCK_WAIT);
+        self.move_start_minimized(&opened.store);
         History { conversations: Conversations::new(opened.store, self.router().clone()), notice: opened.notice }
+    }
+
+    /// The in-app gateway's per-install token, made (32 random bytes) and kept in the secret
+    /// store the first time it is needed.
+    pub fn gateway_token(&self) -> Result<String, TokenError> {
+        gateway::token(&self.secrets)
+    }
+
+    /// Starts, moves or stops the in-app gateway to match `[gateway]` of the config in effect,
+    /// serving the shared router on `runtime` until the next change. Blocks: call it outside
+    /// that runtime (the keyring, read first, blocks on a runtime of its own), at most
+    /// [`gateway::STOP_GRACE`] more while answers are in flight on a gateway being stopped.
+    pub fn sync_gateway(&self, runtime: &tokio::runtime::Handle) -> GatewayStatus {
+        let config = self.config.borrow().config.gateway.clone();
+        let want = config.enabled.then(|| gateway::Want { addr: config.listen, token: config.require_token.then(|| self.gateway_token()) });
+        let router = self.router();
+        runtime.block_on(self.gateway.sync(router, want));
+        self.gateway_status()
+    }
+
+    /// Where the in-app gateway listens, or why it does not although enabled.
+    pub fn gateway_status(&self) -> GatewayStatus {
+        self.gateway.status()
     }
 
     /// Model downloads into the models dir (one pull per file).
@@ -287,6 +363,19 @@ impl Services {
             o.openai_key = KeySource::File;
         }
         o
+    }
+}
+
+/// The text of the config file `loaded` came from, which must be valid; a file not there yet
+/// is empty.
+fn file_text(loaded: &Loaded) -> Result<String, WriteError> {
+    if let Some(problem) = &loaded.problem {
+        return Err(WriteError::Unfixed(problem.clone()));
+    }
+    match std::fs::read_to_string(&loaded.path) {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(ConfigError::Read { file: loaded.path.clone(), message: e.to_string() }.into()),
     }
 }
 
