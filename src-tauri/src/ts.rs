@@ -44,8 +44,9 @@ fn sections(cfg: &Config) -> Vec<(&'static str, Vec<Decl>)> {
             core::turn::Role, core::turn::FailoverReason, core::turn::Because,
         ],
         "understudy_store": [
-            store::Conversation, store::Status, store::Part, store::Message, store::Hit, store::StoreNotice, store::Backend, store::export::Format,
+            store::Conversation, store::Status, store::Part, store::Message, store::Hit, store::StoreNotice, store::export::Format,
         ],
+        "understudy_secrets (re-exported by the store)": [store::Backend],
         "understudy_models": [
             models::library::Source, models::library::Fit, models::library::Details, models::library::Model, models::catalog::Entry,
             models::library::Offer, models::library::MemoryView, models::library::Shelf, models::hf::Repo, models::hf::RepoFile, models::download::Stage,

@@ -211,14 +211,16 @@ snippet: string, };
 export type StoreNotice = { "kind": "damaged", path: string, kept_as: string, detail: string, } | { "kind": "newer", path: string, kept_as: string, found: number, supported: number, } | { "kind": "locked", path: string, waited_secs: number, } | { "kind": "unavailable", path: string, detail: string, };
 
 /**
- * Where secrets are kept.
- */
-export type Backend = { "kind": "keyring" } | { "kind": "file", path: string, why: string, };
-
-/**
  * The two export formats.
  */
 export type ExportFormat = "markdown" | "json";
+
+// understudy_secrets (re-exported by the store)
+
+/**
+ * Where secrets are kept.
+ */
+export type Backend = { "kind": "keyring" } | { "kind": "file", path: string, why: string, };
 
 // understudy_models
 
