@@ -236,17 +236,12 @@ impl Conversations {
         if request.messages.last().is_none_or(|m| m.role != Role::User) {
             return Err(ConversationError::NothingToAnswer);
         }
-        let started = Instant::now();
+        let mut r = Receiving::new(id);
         let mut answer = self.0.router.chat(request);
-        let mut streaming: Option<StreamingMessage> = None;
-        let mut saving = Saving::default();
-        // Who began the answer, for the first part when it switches provider mid-stream.
-        let mut first_by = (String::new(), String::new());
-        let mut end = AnswerEnd::new(Status::Complete);
         loop {
             // Text that arrived is stored within SAVE_EVERY even when nothing follows it (a
             // stalled stream): a crash then still finds it.
-            let due = streaming.as_ref().and_then(StreamingMessage::flush_due);
+            let due = r.streaming.as_ref().and_then(StreamingMessage::flush_due);
             let event = tokio::select! {
                 e = answer.next() => e,
                 () = slot.token.cancelled() => {
@@ -259,95 +254,23 @@ impl Conversations {
                         None => std::future::pending().await,
                     }
                 } => {
-                    if let Some(m) = streaming.as_mut() {
+                    if let Some(m) = r.streaming.as_mut() {
                         let stored = self.with_store(|s| m.flush(s));
-                        saving.track(stored, m, &mut sink);
+                        r.saving.track(stored, m, &mut sink);
                     }
                     continue;
                 }
             };
             let Some(event) = event else {
-                end.status = Status::Error;
-                end.error = Some("The answer ended without a result.".into());
+                r.end.status = Status::Error;
+                r.end.error = Some("The answer ended without a result.".into());
                 break;
             };
-            match event {
-                Event::Started { provider, label, model, failover, because } => {
-                    let by = Provenance { provider: Some(provider.clone()), model: Some(model.clone()), failover_reason: failover.clone() };
-                    let mut m = StreamingMessage::new(id, &by);
-                    let stored = self.with_store(|s| m.flush(s));
-                    first_by = (provider.clone(), model.clone());
-                    sink(TurnEvent::AnswerStarted { message_id: m.id(), provider, label, model, failover, because });
-                    saving.track(stored, &m, &mut sink);
-                    streaming = Some(m);
-                }
-                Event::Token { text } => {
-                    if end.first_token_ms.is_none() {
-                        end.first_token_ms = Some(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX));
-                    }
-                    let stored = streaming.as_mut().map(|m| self.with_store(|s| m.push(s, &text)));
-                    sink(TurnEvent::Token { text });
-                    if let (Some(stored), Some(m)) = (stored, streaming.as_ref()) {
-                        saving.track(stored, m, &mut sink);
-                    }
-                }
-                Event::Switched { provider, label, model, reason, because } => {
-                    let at = streaming.as_ref().map_or(0, |m| m.text().chars().count());
-                    if end.parts.is_empty() {
-                        end.parts.push(Part { provider: first_by.0.clone(), model: first_by.1.clone(), start: 0 });
-                    }
-                    end.parts.push(Part { provider: provider.clone(), model: model.clone(), start: at });
-                    end.by.failover_reason = Some(format!("{reason}; {label} continued the answer"));
-                    sink(TurnEvent::Switched { provider, label, model, reason, because });
-                }
-                Event::Usage { prompt_tokens, completion_tokens } => {
-                    end.prompt_tokens = Some(i64::from(prompt_tokens));
-                    end.completion_tokens = Some(i64::from(completion_tokens));
-                }
-                Event::LeftOut { messages } => end.left_out = Some(i64::from(messages)),
-                Event::Reasoning { text } => sink(TurnEvent::Reasoning { text }),
-                Event::Upstream { .. } => {}
-                Event::Done { finish_reason, model } => {
-                    match finish_reason {
-                        FinishReason::Cancelled => {
-                            end.status = Status::Interrupted;
-                            end.error = Some("Stopped by you.".into());
-                        }
-                        FinishReason::Length => end.error = Some("The answer reached the length limit.".into()),
-                        _ => {}
-                    }
-                    match end.parts.last_mut() {
-                        Some(last) if !model.is_empty() => last.model = model,
-                        None if !model.is_empty() => end.by.model = Some(model),
-                        _ => {}
-                    }
-                    break;
-                }
-                Event::Error { error } => {
-                    end.status = Status::Error;
-                    end.error = Some(error.to_string());
-                    end.error_class = Some(error.class);
-                    end.next_action = Some(error.next_action);
-                    break;
-                }
+            if r.take(self, event, &mut sink) {
+                break;
             }
         }
-        end.total_ms = Some(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX));
-        // Failed (or stopped) before any provider started: the failure is still recorded where
-        // it happened, so the history shows it after a restart too.
-        let mut m = streaming.unwrap_or_else(|| StreamingMessage::new(id, &end.by));
-        // The answer is on screen; it is stored once the disk takes it. Until then the
-        // conversation stays busy and a quit leaves the last saved text, `interrupted` at the
-        // next start.
-        let message_id = loop {
-            let stored = self.with_store(|s| m.finish(s, &end));
-            let done = stored.as_ref().ok().copied();
-            saving.track(stored.map(|_| ()), &m, &mut sink);
-            match done {
-                Some(mid) => break mid,
-                None => tokio::time::sleep(StreamingMessage::SAVE_EVERY).await,
-            }
-        };
+        let message_id = self.store_answer(r, &mut sink).await;
         drop(slot);
         let message = self.with_store(|s| s.message(message_id))?;
         // This conversation is the one most likely to continue: what the offline model
@@ -357,6 +280,118 @@ impl Conversations {
         }
         sink(TurnEvent::Finished { message: message.clone() });
         Ok(message)
+    }
+
+    /// Stores how the answer ended, retrying until the disk takes it; its message id.
+    async fn store_answer(&self, r: Receiving, sink: &mut (impl FnMut(TurnEvent) + Send)) -> i64 {
+        let Receiving { id, started, streaming, mut saving, mut end, .. } = r;
+        end.total_ms = Some(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX));
+        // Failed (or stopped) before any provider started: the failure is still recorded where
+        // it happened, so the history shows it after a restart too.
+        let mut m = streaming.unwrap_or_else(|| StreamingMessage::new(id, &end.by));
+        // The answer is on screen; it is stored once the disk takes it. Until then the
+        // conversation stays busy and a quit leaves the last saved text, `interrupted` at the
+        // next start.
+        loop {
+            let stored = self.with_store(|s| m.finish(s, &end));
+            let done = stored.as_ref().ok().copied();
+            saving.track(stored.map(|_| ()), &m, sink);
+            match done {
+                Some(mid) => return mid,
+                None => tokio::time::sleep(StreamingMessage::SAVE_EVERY).await,
+            }
+        }
+    }
+}
+
+/// An answer being received: its message as it streams into the store, and how it ends.
+struct Receiving {
+    /// The conversation.
+    id: i64,
+    started: Instant,
+    streaming: Option<StreamingMessage>,
+    saving: Saving,
+    /// Who began the answer, for the first part when it switches provider mid-stream.
+    first_by: (String, String),
+    end: AnswerEnd,
+}
+
+impl Receiving {
+    fn new(id: i64) -> Receiving {
+        Receiving {
+            id,
+            started: Instant::now(),
+            streaming: None,
+            saving: Saving::default(),
+            first_by: (String::new(), String::new()),
+            end: AnswerEnd::new(Status::Complete),
+        }
+    }
+
+    /// Stores and passes on one event of the router's answer; true when it was the last.
+    fn take(&mut self, c: &Conversations, event: Event, sink: &mut impl FnMut(TurnEvent)) -> bool {
+        let end = &mut self.end;
+        match event {
+            Event::Started { provider, label, model, failover, because } => {
+                let by = Provenance { provider: Some(provider.clone()), model: Some(model.clone()), failover_reason: failover.clone() };
+                let mut m = StreamingMessage::new(self.id, &by);
+                let stored = c.with_store(|s| m.flush(s));
+                self.first_by = (provider.clone(), model.clone());
+                sink(TurnEvent::AnswerStarted { message_id: m.id(), provider, label, model, failover, because });
+                self.saving.track(stored, &m, sink);
+                self.streaming = Some(m);
+            }
+            Event::Token { text } => {
+                if end.first_token_ms.is_none() {
+                    end.first_token_ms = Some(i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX));
+                }
+                let stored = self.streaming.as_mut().map(|m| c.with_store(|s| m.push(s, &text)));
+                sink(TurnEvent::Token { text });
+                if let (Some(stored), Some(m)) = (stored, self.streaming.as_ref()) {
+                    self.saving.track(stored, m, sink);
+                }
+            }
+            Event::Switched { provider, label, model, reason, because } => {
+                let at = self.streaming.as_ref().map_or(0, |m| m.text().chars().count());
+                if end.parts.is_empty() {
+                    end.parts.push(Part { provider: self.first_by.0.clone(), model: self.first_by.1.clone(), start: 0 });
+                }
+                end.parts.push(Part { provider: provider.clone(), model: model.clone(), start: at });
+                end.by.failover_reason = Some(format!("{reason}; {label} continued the answer"));
+                sink(TurnEvent::Switched { provider, label, model, reason, because });
+            }
+            Event::Usage { prompt_tokens, completion_tokens } => {
+                end.prompt_tokens = Some(i64::from(prompt_tokens));
+                end.completion_tokens = Some(i64::from(completion_tokens));
+            }
+            Event::LeftOut { messages } => end.left_out = Some(i64::from(messages)),
+            Event::Reasoning { text } => sink(TurnEvent::Reasoning { text }),
+            Event::Upstream { .. } => {}
+            Event::Done { finish_reason, model } => {
+                match finish_reason {
+                    FinishReason::Cancelled => {
+                        end.status = Status::Interrupted;
+                        end.error = Some("Stopped by you.".into());
+                    }
+                    FinishReason::Length => end.error = Some("The answer reached the length limit.".into()),
+                    _ => {}
+                }
+                match end.parts.last_mut() {
+                    Some(last) if !model.is_empty() => last.model = model,
+                    None if !model.is_empty() => end.by.model = Some(model),
+                    _ => {}
+                }
+                return true;
+            }
+            Event::Error { error } => {
+                end.status = Status::Error;
+                end.error = Some(error.to_string());
+                end.error_class = Some(error.class);
+                end.next_action = Some(error.next_action);
+                return true;
+            }
+        }
+        false
     }
 }
 
