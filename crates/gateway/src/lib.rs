@@ -639,6 +639,9 @@ fn upstream_chunk(mut chunk: Value, data: String, include_usage: bool) -> Option
 /// stops at once.
 /// With `tools`, the offline model's text is read for calls (in its format, as many as the
 /// client takes): text goes out as it comes, a call as OpenAI's tool-call delta once it is whole.
+/// The upstream's chunks from its first tool-call delta on are held back (unchanged) until its
+/// stream ends properly, so a cut inside a call leaves the client with none of it and the
+/// offline model's fresh answer can follow as the rest of the same response.
 fn sse(
     mut answer: Answer,
     id: String,
@@ -659,8 +662,10 @@ fn sse(
         let mut usage = None;
         let mut calls = tools.map(|r| ToolStream::new(r.format));
         let max_calls = tools.map_or(usize::MAX, |r| r.max);
-        // Whether the upstream's tool-call deltas have gone out.
-        let mut sent_call = false;
+        // The upstream's chunks from its first tool-call delta on, not yet sent; and whether
+        // the client has had the upstream's role and answer text.
+        let mut held: Option<Vec<Bytes>> = None;
+        let (mut sent_role, mut sent_text) = (false, false);
         loop {
             // A client that goes away while nothing is sent (a queued or stalled answer) is
             // noticed at once, not at the next token.
@@ -674,13 +679,18 @@ fn sse(
                     if let Some(upstream_id) = c.get("id").and_then(Value::as_str) {
                         upstream_id.clone_into(&mut id);
                     }
-                    sent_call |= c.get("choices").and_then(Value::as_array).into_iter().flatten().any(|ch| {
-                        ch.pointer("/delta/tool_calls").is_some_and(|t| !t.is_null()) || ch.pointer("/delta/function_call").is_some_and(|f| !f.is_null())
-                    });
-                    match upstream_chunk(c, data, include_usage) {
-                        Some(b) => b,
-                        None => continue,
+                    let deltas = || c.get("choices").and_then(Value::as_array).into_iter().flatten().filter_map(|ch| ch.get("delta"));
+                    let calls = deltas().any(|d| d.get("tool_calls").is_some_and(|t| !t.is_null()) || d.get("function_call").is_some_and(|f| !f.is_null()));
+                    if held.is_none() && !calls {
+                        sent_role |= deltas().any(|d| d.get("role").is_some_and(|r| !r.is_null()));
+                        sent_text |= deltas().any(|d| d.get("content").and_then(Value::as_str).is_some_and(|t| !t.is_empty()));
                     }
+                    let Some(out) = upstream_chunk(c, data, include_usage) else { continue };
+                    if calls || held.is_some() {
+                        held.get_or_insert_with(Vec::new).push(out);
+                        continue;
+                    }
+                    out
                 }
                 // The upstream's chunks carry its text already.
                 Event::Token { .. } if upstream => continue,
@@ -695,12 +705,14 @@ fn sse(
                     chunk(&id, &model, json!({ "content": text }), None)
                 }
                 Event::Reasoning { text } => chunk(&id, &model, json!({ "reasoning_content": text }), None),
-                // The offline model answers afresh after a cut inside a tool call, but the
-                // client holds part of that call already and would join the two: it is told
-                // instead, and the offline answer is dropped (which cancels it).
-                Event::Switched { reason, .. } if sent_call => {
+                // A cut inside a tool call: the offline model answers afresh, and the client has
+                // seen none of the call (it was held), so the fresh answer is the rest of this
+                // response. Unless answer text went out before the call: the fresh answer would
+                // be joined onto it as one message, so the client is told instead and the
+                // offline answer is dropped (which cancels it).
+                Event::Switched { reason, .. } if held.is_some() && sent_text => {
                     let message = format!(
-                        "{reason}, in the middle of a tool call already partly sent; the offline model never continues inside a tool call. Send the request again."
+                        "{reason}, in the middle of a tool call after part of the answer was sent; the offline model never continues inside a tool call. Send the request again."
                     );
                     let _ = tx
                         .send(Bytes::from(format!(
@@ -713,7 +725,12 @@ fn sse(
                 Event::Switched { model: m, .. } => {
                     model = m;
                     upstream = false;
-                    continue;
+                    // The held part of the call is dropped; the role it carried goes out anew.
+                    if held.take().is_some() && !sent_role {
+                        chunk(&id, &model, json!({ "role": "assistant", "content": "" }), None)
+                    } else {
+                        continue;
+                    }
                 }
                 Event::Usage { prompt_tokens, completion_tokens } => {
                     usage = Some(
@@ -722,7 +739,10 @@ fn sse(
                     continue;
                 }
                 Event::Done { finish_reason, .. } => {
-                    // The upstream sent its own finish and usage chunks.
+                    // The upstream sent its own finish and usage chunks (held, if it called a tool).
+                    for out in held.take().into_iter().flatten() {
+                        let _ = tx.send(out).await;
+                    }
                     if !upstream {
                         let mut finish_reason = finish_reason;
                         if let Some((rest, found)) = calls.take().map(ToolStream::finish) {

@@ -3,7 +3,9 @@
 //! OpenAI streams (logprobs, a refusal, annotations, usage details, `system_fingerprint`,
 //! `service_tier`, tool-call deltas) and keeps every request it gets. Streamed clients get its
 //! chunks as they were; non-streamed clients the completion OpenAI would have sent. A stream
-//! cut inside a tool call is never continued by the offline model: the client is told why.
+//! cut inside a tool call is never continued by the offline model: it answers afresh where it
+//! can (a streamed client never saw the half call, which is held until the upstream ends), and
+//! the client is told why where it cannot.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -220,7 +222,7 @@ async fn a_refusal_only_answer_is_an_answer() {
 
 /// Tool-call deltas are the answer (not "no first token"), and a stream cut inside a tool call
 /// is not continued inside its JSON: with tools offered the offline model cannot take it, so
-/// the client hears that and why.
+/// the client hears that and why (and, streamed, never got the half call).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_cut_inside_a_tool_call_is_refused_in_words_not_continued() {
     let call = |d: Value| chunk(json!([{ "index": 0, "delta": { "tool_calls": [d] }, "finish_reason": null }]));
@@ -240,7 +242,7 @@ async fn a_stream_cut_inside_a_tool_call_is_refused_in_words_not_continued() {
     assert_eq!(r.headers()["x-understudy-provider"], "openai", "the tool call began the answer");
     let text = r.text().await.unwrap();
     let lines = data_lines(&text);
-    assert!(lines.iter().any(|l| l.contains("call_9")), "the tool-call deltas came: {text}");
+    assert!(!text.contains("call_9") && !text.contains("tool_calls"), "the half call was held back: {text}");
     let last: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
     let message = last["error"]["message"].as_str().unwrap_or_else(|| panic!("ends with an error chunk: {text}"));
     assert!(message.contains("unreachable") && message.contains("offline model cannot take this request") && message.contains("tools"), "{message}");
@@ -255,40 +257,107 @@ async fn a_stream_cut_inside_a_tool_call_is_refused_in_words_not_continued() {
     assert_eq!(journal.lock().unwrap().len(), 2);
 }
 
+/// Chunks as an upstream sends them: `delta` holds the deltas of choice 0.
+fn deltas(deltas: &[Value]) -> Vec<Value> {
+    deltas.iter().map(|d| chunk(json!([{ "index": 0, "delta": d, "finish_reason": null }]))).collect()
+}
+
+fn tool_call_delta(d: Value) -> Value {
+    json!({ "tool_calls": [d] })
+}
+
 /// With an offline model whose template has tools, a cut inside a tool call is answered afresh
-/// offline: a non-streamed client gets the offline answer in place of the upstream's half call;
-/// a streamed client, which holds part of that call already, is told so in an error chunk
-/// rather than sent a second answer its SDK would join to the first.
+/// offline: a non-streamed client gets the offline answer in place of the upstream's half call,
+/// and so does a streamed one, which never saw the half call (held back until the upstream's
+/// stream ends) and gets the fresh answer as the rest of the same response. Only a client that
+/// already had answer text before the call is told in an error chunk: the fresh answer would be
+/// joined onto that text.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_inside_a_tool_call_is_answered_afresh_offline_never_joined_to_the_half_call() {
-    let call = |d: Value| chunk(json!([{ "index": 0, "delta": { "tool_calls": [d] }, "finish_reason": null }]));
-    let (base, journal) = upstream(
-        vec![
-            chunk(json!([{ "index": 0, "delta": { "role": "assistant", "content": null }, "finish_reason": null }])),
-            call(json!({ "index": 0, "id": "call_9", "type": "function", "function": { "name": "get_weather", "arguments": "" } })),
-            call(json!({ "index": 0, "function": { "arguments": "{\"ci" } })),
-        ],
-        true,
-    )
-    .await;
-    let (url, _dir) = gateway_with(base, &understudy_testkit::tiny_gguf_with_template("qwen2.5")).await;
+    let half_call = [
+        tool_call_delta(json!({ "index": 0, "id": "call_9", "type": "function", "function": { "name": "get_weather", "arguments": "" } })),
+        tool_call_delta(json!({ "index": 0, "function": { "arguments": "{\"ci" } })),
+    ];
     let tools = json!([{ "type": "function", "function": { "name": "get_weather", "parameters": { "type": "object", "properties": { "city": { "type": "string" } } } } }]);
     let body = json!({ "model": "gpt-4o", "stream": false, "tools": tools, "messages": [{ "role": "user", "content": "weather in Paris?" }] });
-    let r = reqwest::Client::new().post(&url).json(&body).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.unwrap();
-    let message = &v["choices"][0]["message"];
-    assert_eq!((message["content"].as_str(), message.get("tool_calls")), (Some("offline"), None), "the offline answer alone: {v}");
-    assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+    let model = understudy_testkit::tiny_gguf_with_template("qwen2.5");
 
+    // The role in a chunk of its own (llmock's way), or in the call's first chunk (OpenAI's).
+    for first in [vec![json!({ "role": "assistant", "content": null })], vec![]] {
+        let mut sent: Vec<Value> = first.clone();
+        sent.extend(half_call.iter().cloned());
+        if first.is_empty() {
+            sent[0]["role"] = "assistant".into();
+            sent[0]["content"] = Value::Null;
+        }
+        let (base, journal) = upstream(deltas(&sent), true).await;
+        let (url, _dir) = gateway_with(base, &model).await;
+        let r = reqwest::Client::new().post(&url).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        let message = &v["choices"][0]["message"];
+        assert_eq!((message["content"].as_str(), message.get("tool_calls")), (Some("offline"), None), "the offline answer alone: {v}");
+        assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+
+        let mut streamed = body.clone();
+        streamed["stream"] = true.into();
+        let text = reqwest::Client::new().post(&url).json(&streamed).send().await.unwrap().text().await.unwrap();
+        assert!(!text.contains("call_9") && !text.contains("tool_calls"), "no fragment of the half call: {text}");
+        let lines = data_lines(&text);
+        assert_eq!(lines.last(), Some(&"[DONE]"), "{text}");
+        let chunks: Vec<Value> = lines[..lines.len() - 1].iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let delta = |k: &str| chunks.iter().filter_map(|c| c["choices"][0]["delta"][k].as_str()).collect::<Vec<_>>();
+        assert_eq!((delta("role"), delta("content").concat()), (vec!["assistant"], "offline".to_string()), "one role, the offline answer: {text}");
+        assert!(chunks.iter().all(|c| c["id"] == "chatcmpl-up1"), "one response: {text}");
+        assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "stop", "{text}");
+        assert_eq!(journal.lock().unwrap().len(), 2);
+    }
+
+    // Text went out before the call: an error chunk, never the fresh answer joined onto it.
+    let mut sent = vec![json!({ "role": "assistant", "content": "Let me check." })];
+    sent.extend(half_call.iter().cloned());
+    let (base, _journal) = upstream(deltas(&sent), true).await;
+    let (url, _dir) = gateway_with(base, &model).await;
     let mut streamed = body.clone();
     streamed["stream"] = true.into();
     let text = reqwest::Client::new().post(&url).json(&streamed).send().await.unwrap().text().await.unwrap();
     let lines = data_lines(&text);
-    assert!(lines.iter().any(|l| l.contains("call_9")), "the tool-call deltas came: {text}");
+    assert!(lines[0].contains("Let me check.") && !text.contains("call_9"), "the text came, the half call did not: {text}");
     let last: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
     let m = last["error"]["message"].as_str().unwrap_or_else(|| panic!("ends with an error chunk: {text}"));
     assert!(m.contains("in the middle of a tool call") && m.contains("Send the request again"), "{m}");
-    assert!(!text.contains("offline\"") && !text.contains("[DONE]"), "no second answer joined to the half call: {text}");
-    assert_eq!(journal.lock().unwrap().len(), 2);
+    assert!(!text.contains("offline\"") && !text.contains("[DONE]"), "no second answer joined to the text: {text}");
+}
+
+/// A healthy tool-call stream reaches a streamed client byte for byte (held back from the first
+/// tool-call delta until the upstream's stream ended, then sent unchanged and in order).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_tool_call_stream_passes_unchanged() {
+    let mut texts: Vec<String> = deltas(&[
+        json!({ "role": "assistant", "content": null }),
+        tool_call_delta(json!({ "index": 0, "id": "call_9", "type": "function", "function": { "name": "get_weather", "arguments": "" } })),
+        tool_call_delta(json!({ "index": 0, "function": { "arguments": "{\"city\":" } })),
+        tool_call_delta(json!({ "index": 0, "function": { "arguments": "\"Paris\"}" } })),
+        tool_call_delta(json!({ "index": 1, "id": "call_10", "type": "function", "function": { "name": "get_time", "arguments": "{}" } })),
+    ])
+    .iter()
+    .map(Value::to_string)
+    .collect();
+    // OpenAI's own key order and spacing.
+    texts[2] = r#"{"id":"chatcmpl-up1","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o-2024-08-06","service_tier":"default","system_fingerprint":"fp_abc","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\":"}}]},"logprobs":null,"finish_reason":null}], "usage":null}"#.into();
+    texts.push(chunk(json!([{ "index": 0, "delta": {}, "finish_reason": "tool_calls" }])).to_string());
+    let mut usage = chunk(json!([]));
+    usage["usage"] = json!({ "prompt_tokens": 11, "completion_tokens": 9, "total_tokens": 20 });
+    texts.push(usage.to_string());
+    let (base, _journal) = upstream_text(texts.clone(), false).await;
+    let (url, _dir) = gateway(base).await;
+    let tools = json!([{ "type": "function", "function": { "name": "get_weather" } }, { "type": "function", "function": { "name": "get_time" } }]);
+    let body = json!({ "model": "gpt-4o", "stream": true, "stream_options": { "include_usage": true }, "tools": tools,
+        "messages": [{ "role": "user", "content": "weather in Paris?" }] });
+    let r = reqwest::Client::new().post(&url).json(&body).send().await.unwrap();
+    assert_eq!(r.headers()["x-understudy-provider"], "openai");
+    let text = r.text().await.unwrap();
+    let mut expected = texts.clone();
+    expected.push("[DONE]".into());
+    assert_eq!(data_lines(&text), expected, "the upstream's chunks, byte for byte");
 }

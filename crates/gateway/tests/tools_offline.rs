@@ -4,10 +4,12 @@
 //! "required" or a named function holds it to one call by a grammar, which comes back as
 //! OpenAI's `tool_calls` (streamed as tool-call deltas) with `finish_reason: "tool_calls"`. A
 //! tool-result turn is rendered by the template and answered. The same requests to a model whose
-//! template has no tool support are refused in words.
+//! template has no tool support are refused in words. An upstream (llmock) cut inside its tool
+//! call is answered afresh by that model: the streamed client gets one whole call, never a
+//! fragment of the upstream's.
 
 mod common;
-use common::{start_local, start_local_with};
+use common::{start_failover, start_local, start_local_with};
 use serde_json::{json, Value};
 use understudy_local::engine::EngineConfig;
 
@@ -26,8 +28,13 @@ async fn ask(http: &reqwest::Client, url: &str, body: &Value) -> (Value, String)
     let status = r.status();
     let text = r.text().await.unwrap();
     assert_eq!(status, 200, "{body}: {text}");
-    if body["stream"] != json!(true) {
-        let v: Value = serde_json::from_str(&text).unwrap();
+    read(body["stream"] == json!(true), &text)
+}
+
+/// [`ask`]'s reading of an answer's body.
+fn read(stream: bool, text: &str) -> (Value, String) {
+    if !stream {
+        let v: Value = serde_json::from_str(text).unwrap();
         let c = &v["choices"][0];
         return (c["message"].clone(), c["finish_reason"].as_str().unwrap().to_string());
     }
@@ -139,4 +146,50 @@ async fn a_template_without_tools_is_refused_in_words() {
         assert!(m.contains("offline model cannot take this request") && m.contains(says) && m.contains("no tool support"), "{m}");
     }
     assert_eq!(gw.router.engine().tally().finished, 0, "nothing reached the model");
+}
+
+/// llmock streams a tool call and drops the connection inside its arguments; the offline model
+/// (Qwen 2.5's template, `tool_choice` naming get_weather) answers afresh. A streamed client put together
+/// as the SDKs do gets exactly one valid call, the offline model's, and nothing of the
+/// upstream's half call; a non-streamed client the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_cut_inside_a_tool_call_is_answered_with_one_whole_offline_call() {
+    let mock = understudy_testkit::Llmock::start(&[]);
+    let model = understudy_testkit::tiny_gguf_with_template("qwen2.5");
+    let gw = start_failover(EngineConfig::new(understudy_testkit::local_worker(), &[]), &model, mock.base_url()).await;
+    let http = reqwest::Client::new();
+    for stream in [true, false] {
+        // Role, the call's name, then 12-character pieces of its arguments: cut after the first.
+        for behaviour in [
+            json!({ "type": "reply", "tool_calls": [{ "name": "get_weather", "arguments": { "city": "Oslo", "unit": "f" } }] }),
+            json!({ "type": "stream_fault", "kind": "disconnect", "after_chunks": 3 }),
+        ] {
+            let r = http.post(mock.admin_url("scenario")).json(&json!({ "behaviors": [behaviour] })).send().await.unwrap();
+            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        }
+        let body = json!({ "model": "gpt-4o-mini", "stream": stream, "messages": [{ "role": "user", "content": "What is the weather in Paris?" }],
+            "tools": tools(), "tool_choice": { "type": "function", "function": { "name": "get_weather" } }, "temperature": 1.0, "seed": 1, "max_tokens": 200 });
+        let r = http.post(&gw.url).json(&body).send().await.unwrap();
+        assert_eq!((r.status().as_u16(), &r.headers()["x-understudy-provider"]), (200, &"openai".parse().unwrap()), "the upstream's call began the answer");
+        let text = r.text().await.unwrap();
+        let (message, finish) = read(stream, &text);
+        assert_eq!(finish, "tool_calls", "{text}");
+        let name = assert_one_valid_call(&message, None);
+        let id = message["tool_calls"][0]["id"].as_str().unwrap();
+        assert!(id.starts_with("call_understudy_"), "the offline model's call: {text}");
+        if stream {
+            // Every tool-call delta is the offline model's whole call: none of the upstream's pieces.
+            let ids: Vec<Value> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: ").and_then(|d| serde_json::from_str::<Value>(d).ok()))
+                .flat_map(|c| c["choices"][0]["delta"]["tool_calls"].as_array().cloned().unwrap_or_default())
+                .map(|d| d["id"].clone())
+                .collect();
+            assert_eq!(ids, [json!(id)], "{text}");
+        }
+        eprintln!("cut inside the upstream's call, stream {stream}: {name} {}", message["tool_calls"][0]["function"]["arguments"]);
+    }
+    let served: Value = http.get(mock.admin_url("requests")).send().await.unwrap().json().await.unwrap();
+    let served = served.as_array().or_else(|| served.get("requests").and_then(Value::as_array)).map_or(0, Vec::len);
+    assert_eq!(served, 2, "each asked the upstream once");
 }
