@@ -101,6 +101,10 @@ describe.skipIf(!llmock)("tray and notifications", () => {
     await browser.$('[data-testid="start-minimized"]').click();
     const entry = await until("the login item", () => (existsSync(dir) ? readdirSync(dir).find((f) => f.endsWith(".desktop")) : undefined), 10_000);
     expect(readFileSync(join(dir, entry), "utf8")).toMatch(/Exec=.*understudy-app.*--autostart/);
+    // "Stay in the tray" is a setting like the others: `[tray] start_minimized` in config.toml.
+    const config = () => readFileSync(process.env.UNDERSTUDY_E2E_CONFIG!, "utf8");
+    await until("start_minimized in config.toml", () => (/^start_minimized = true$/m.test(config()) ? true : undefined), 10_000);
+    expect(config()).toMatch(/^\[tray\]\nhold = "2s"\nstart_minimized = true$/m);
     await box.click();
     await until("the login item removed", () => (readdirSync(dir).some((f) => f.endsWith(".desktop")) ? undefined : true), 10_000);
   });

@@ -144,7 +144,7 @@ mkdir -p "$UNDERSTUDY_E2E_WORK/tray/config/understudy"
 printf '[failover]\nstatus_page = ""\nopen_for = "2s"\nprobe_interval = "1s"\n[notifications]\nrecovery_after = "3s"\n[tray]\nhold = "2s"\n' \
   >"$UNDERSTUDY_E2E_WORK/tray/config/understudy/config.toml"
 mkdir -p "$UNDERSTUDY_E2E_WORK/tray/home"
-suite tray "HOME=$UNDERSTUDY_E2E_WORK/tray/home" "OPENAI_BASE_URL=http://127.0.0.1:$port/v1" OPENAI_API_KEY=sk-e2e-chat-0123456789abcdef \
+suite tray "HOME=$UNDERSTUDY_E2E_WORK/tray/home" "UNDERSTUDY_E2E_CONFIG=$UNDERSTUDY_E2E_WORK/tray/config/understudy/config.toml" "OPENAI_BASE_URL=http://127.0.0.1:$port/v1" OPENAI_API_KEY=sk-e2e-chat-0123456789abcdef \
   "UNDERSTUDY_E2E_LLMOCK=http://127.0.0.1:$port" "UNDERSTUDY_LOCAL_MODEL=${UNDERSTUDY_E2E_TINY_GGUF:?}"
 # Released in the tray: a 2 s grace before the closed window's web view goes.
 mkdir -p "$UNDERSTUDY_E2E_WORK/release/config/understudy"
