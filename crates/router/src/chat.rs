@@ -519,20 +519,7 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
         Some(id) => chain.cloud(id).into_iter().collect(),
         None => chain.clouds.iter().collect(),
     };
-    let local_only = chain.mode == Mode::LocalOnly || pinned == Some(Chain::local_id());
-    let skips = if local_only { Vec::new() } else { clouds.iter().map(|c| skip_of(c, monitor)).collect() };
-    let mut plan = Plan::new(Facts {
-        mode: chain.mode,
-        pinned: match pinned {
-            None => None,
-            Some(id) if id == Chain::local_id() => Some(Pinned::Local),
-            Some(_) if clouds.is_empty() => Some(Pinned::Unknown),
-            Some(_) => Some(Pinned::Cloud),
-        },
-        clouds: skips,
-        local_ready: matches!(chain.local, LocalModel::Ready { .. }),
-        offline_refused: request.offline_refusal.is_some(),
-    });
+    let mut plan = Plan::new(facts(chain, monitor, &request, &clouds));
     let mut blamed = Blamed { chain, monitor, clouds: &clouds, failures: clouds.iter().map(|_| None).collect() };
     // The text a provider had sent when it was cut, for the offline model to continue.
     let mut partial_text = None;
@@ -579,35 +566,29 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
             }
             Action::RefuseOffline { failed, blame, mid_answer } => {
                 let refusal = request.offline_refusal.as_deref().unwrap_or_default();
-                let label = failed.map_or_else(|| chain.clouds.first().map_or_else(|| "OpenAI".to_string(), |c| c.label.clone()), |i| clouds[i].label.clone());
-                let error = match blame.map(|b| blamed.reason(b)) {
-                    None => ChatError::offline_refused(None, refusal),
-                    Some(why) if mid_answer => ChatError::offline_refused(Some((&label, &format!("it failed mid-answer: {why}"))), refusal),
-                    Some(why) => ChatError::offline_refused(Some((&label, &why)), refusal),
-                };
-                return sink.send(Event::Error { error }).await;
+                return sink.send(Event::Error { error: blamed.refusal(refusal, failed, blame, mid_answer) }).await;
             }
-            Action::GiveUp(why) => {
-                let error = match why {
-                    Unanswered::UnknownProvider => ChatError::setup(
-                        &format!("There is no provider called {:?}.", pinned.unwrap_or_default()),
-                        "Check the provider list in the config file.",
-                        NextAction::OpenSettings,
-                    ),
-                    Unanswered::NoCloud => ChatError::setup("No cloud provider is configured.", "Add one in Settings.", NextAction::OpenSettings),
-                    Unanswered::NothingToTry => ChatError::setup("No provider can answer.", "Check Settings.", NextAction::OpenSettings),
-                    Unanswered::Error { blame, offer_model } => {
-                        let mut error = blamed.error(blame);
-                        if offer_model {
-                            error.next_step = "No offline model is installed to answer meanwhile: download one in Models, then try again.".into();
-                            error.next_action = NextAction::DownloadModel;
-                        }
-                        error
-                    }
-                };
-                return sink.send(Event::Error { error }).await;
-            }
+            Action::GiveUp(why) => return sink.send(Event::Error { error: blamed.unanswered(why, pinned) }).await,
         }
+    }
+}
+
+/// What the plan starts from: the mode, what was pinned, whether and why each cloud provider
+/// would be passed over, the local model, and whether the offline model must refuse.
+fn facts(chain: &Chain, monitor: &Monitor, request: &ChatRequest, clouds: &[&Cloud]) -> Facts {
+    let pinned = request.provider.as_deref();
+    let local_only = chain.mode == Mode::LocalOnly || pinned == Some(Chain::local_id());
+    Facts {
+        mode: chain.mode,
+        pinned: match pinned {
+            None => None,
+            Some(id) if id == Chain::local_id() => Some(Pinned::Local),
+            Some(_) if clouds.is_empty() => Some(Pinned::Unknown),
+            Some(_) => Some(Pinned::Cloud),
+        },
+        clouds: if local_only { Vec::new() } else { clouds.iter().map(|c| skip_of(c, monitor)).collect() },
+        local_ready: matches!(chain.local, LocalModel::Ready { .. }),
+        offline_refused: request.offline_refusal.is_some(),
     }
 }
 
@@ -684,6 +665,39 @@ impl Blamed<'_> {
             Blame::Failed(i) => ChatError::from_cloud(self.failure(i)),
         }
     }
+
+    /// The offline model cannot take this request (`refusal` says why) and the cloud provider
+    /// `failed` (else the first) did not answer.
+    fn refusal(&self, refusal: &str, failed: Option<usize>, blame: Option<Blame>, mid_answer: bool) -> ChatError {
+        let label =
+            failed.map_or_else(|| self.chain.clouds.first().map_or_else(|| "OpenAI".to_string(), |c| c.label.clone()), |i| self.clouds[i].label.clone());
+        match blame.map(|b| self.reason(b)) {
+            None => ChatError::offline_refused(None, refusal),
+            Some(why) if mid_answer => ChatError::offline_refused(Some((&label, &format!("it failed mid-answer: {why}"))), refusal),
+            Some(why) => ChatError::offline_refused(Some((&label, &why)), refusal),
+        }
+    }
+
+    /// Nobody can answer: the error that says why (`pinned`: the provider the request named).
+    fn unanswered(&self, why: Unanswered, pinned: Option<&str>) -> ChatError {
+        match why {
+            Unanswered::UnknownProvider => ChatError::setup(
+                &format!("There is no provider called {:?}.", pinned.unwrap_or_default()),
+                "Check the provider list in the config file.",
+                NextAction::OpenSettings,
+            ),
+            Unanswered::NoCloud => ChatError::setup("No cloud provider is configured.", "Add one in Settings.", NextAction::OpenSettings),
+            Unanswered::NothingToTry => ChatError::setup("No provider can answer.", "Check Settings.", NextAction::OpenSettings),
+            Unanswered::Error { blame, offer_model } => {
+                let mut error = self.error(blame);
+                if offer_model {
+                    error.next_step = "No offline model is installed to answer meanwhile: download one in Models, then try again.".into();
+                    error.next_action = NextAction::DownloadModel;
+                }
+                error
+            }
+        }
+    }
 }
 
 async fn attempt_cloud(
@@ -695,26 +709,7 @@ async fn attempt_cloud(
 ) -> Attempt {
     let model = request.model.clone().filter(|m| !m.trim().is_empty()).unwrap_or_else(|| cloud.model.clone());
     let started = Instant::now();
-    let opened = match &request.raw {
-        // The client's body as it is; the provider's own model only where it names none.
-        Some(body) => {
-            let mut body = body.clone();
-            if body.get("model").and_then(Value::as_str).is_none_or(|m| m.trim().is_empty()) {
-                body.insert("model".into(), Value::String(model.clone()));
-            }
-            client.chat_stream_body(body).await
-        }
-        None => {
-            let req = CloudRequest {
-                model: model.clone(),
-                messages: request.messages.iter().map(ChatMessage::from).collect(),
-                max_tokens: request.max_tokens,
-                temperature: None,
-            };
-            client.chat_stream(&req).await
-        }
-    };
-    let mut stream = match opened {
+    let mut stream = match open_stream(client, request, &model).await {
         Ok(s) => s,
         Err(error) => return Attempt::Failed { error, partial: None, tool_call: false },
     };
@@ -754,10 +749,7 @@ async fn attempt_cloud(
             Ok(StreamEvent::Done) => {
                 if first_token.is_none() {
                     // An empty answer is still an answer from this provider.
-                    sink.send(begin(&answered_by, &failover)).await;
-                    for (chunk, data) in held.drain(..) {
-                        sink.send(Event::Upstream { chunk, data }).await;
-                    }
+                    started_with(sink, begin(&answered_by, &failover), &mut held).await;
                 }
                 sink.send(Event::Done { finish_reason: finish, model: answered_by }).await;
                 return Attempt::Done { first_token };
@@ -769,10 +761,7 @@ async fn attempt_cloud(
         }
         if first_token.is_none() {
             first_token = Some(started.elapsed());
-            sink.send(begin(&answered_by, &failover)).await;
-            for (chunk, data) in held.drain(..) {
-                sink.send(Event::Upstream { chunk, data }).await;
-            }
+            started_with(sink, begin(&answered_by, &failover), &mut held).await;
         }
         if let Some(content) = content {
             text.push_str(&content);
@@ -782,6 +771,37 @@ async fn attempt_cloud(
     // The client reports a stream without [DONE] as an error; this is only a safety net.
     let error = CloudError::new(ErrorKind::Truncated, &cloud.label, "the stream ended without [DONE]");
     Attempt::Failed { error, partial: first_token.map(|_| (text, answered_by)), tool_call }
+}
+
+/// Opens the provider's stream: the client's body as it is (the provider's own `model` only
+/// where it names none), else a request made from the conversation.
+async fn open_stream(client: &understudy_openai::Client, request: &ChatRequest, model: &str) -> Result<understudy_openai::ChatStream, CloudError> {
+    match &request.raw {
+        Some(body) => {
+            let mut body = body.clone();
+            if body.get("model").and_then(Value::as_str).is_none_or(|m| m.trim().is_empty()) {
+                body.insert("model".into(), Value::String(model.to_string()));
+            }
+            client.chat_stream_body(body).await
+        }
+        None => {
+            let req = CloudRequest {
+                model: model.to_string(),
+                messages: request.messages.iter().map(ChatMessage::from).collect(),
+                max_tokens: request.max_tokens,
+                temperature: None,
+            };
+            client.chat_stream(&req).await
+        }
+    }
+}
+
+/// Sends `Started`, then the raw chunks held back until a provider was known to answer.
+async fn started_with(sink: &Sink, started: Event, held: &mut Vec<(Value, String)>) {
+    sink.send(started).await;
+    for (chunk, data) in held.drain(..) {
+        sink.send(Event::Upstream { chunk, data }).await;
+    }
 }
 
 /// How the local engine takes over.
