@@ -832,11 +832,26 @@ fn install_test() -> Result<()> {
     Ok(())
 }
 
+/// The installed package: its files, versions and metadata, then the app and the CLI as a
+/// user starts them.
 fn installed_checks(work: &Path) -> Result<()> {
     let version = env!("CARGO_PKG_VERSION"); // the workspace's: xtask inherits it
+    let desktop = "/usr/share/applications/Understudy.desktop";
+    installed_files(desktop)?;
+    installed_binaries(work, version)?;
+    if output(Command::new("appstreamcli").arg("--version")).is_some() {
+        sh(Command::new("appstreamcli").args(["validate", "--no-net", "/usr/share/metainfo/app.understudy.desktop.metainfo.xml"]))?;
+    }
+    if output(Command::new("desktop-file-validate").arg("--help")).is_some() {
+        sh(Command::new("desktop-file-validate").arg(desktop))?;
+    }
+    installed_app_and_cli(work, version, desktop)
+}
+
+/// The package lists and installs the binaries, the desktop entry, metainfo, licences and icons.
+fn installed_files(desktop: &str) -> Result<()> {
     let listed = output(Command::new("dpkg").args(["-L", "understudy"])).context("dpkg -L understudy")?;
     let listed: Vec<&str> = listed.lines().collect();
-    let desktop = "/usr/share/applications/Understudy.desktop";
     let mut want = vec![
         "/usr/bin/understudy",
         "/usr/bin/understudy-app",
@@ -854,6 +869,12 @@ fn installed_checks(work: &Path) -> Result<()> {
             bail!("the package does not install {w}");
         }
     }
+    Ok(())
+}
+
+/// The package and both binaries carry the workspace's version, and nothing in the binaries
+/// points into this tree.
+fn installed_binaries(work: &Path, version: &str) -> Result<()> {
     let got = output(Command::new("dpkg-query").args(["-W", "-f=${Version}", "understudy"])).unwrap_or_default();
     if got != version {
         bail!("package version {got:?}, workspace version {version:?}");
@@ -873,12 +894,12 @@ fn installed_checks(work: &Path) -> Result<()> {
             bail!("{bin} holds the build tree's path {root}");
         }
     }
-    if output(Command::new("appstreamcli").arg("--version")).is_some() {
-        sh(Command::new("appstreamcli").args(["validate", "--no-net", "/usr/share/metainfo/app.understudy.desktop.metainfo.xml"]))?;
-    }
-    if output(Command::new("desktop-file-validate").arg("--help")).is_some() {
-        sh(Command::new("desktop-file-validate").arg(desktop))?;
-    }
+    Ok(())
+}
+
+/// The app started by the desktop entry's Exec passes the `install` e2e suite on a fresh home,
+/// then the installed CLI answers from a model through its own worker.
+fn installed_app_and_cli(work: &Path, version: &str, desktop: &str) -> Result<()> {
     // The app as a desktop menu starts it: the entry's Exec command, found on PATH.
     let entry = std::fs::read_to_string(desktop)?;
     let exec = entry.lines().find_map(|l| l.strip_prefix("Exec=")).context("no Exec= in the desktop entry")?;
