@@ -6,6 +6,9 @@ During an outage (llmock fails every request) and for `local/<id>` asked directl
 tool_choice "required" or a named function comes back as one valid call of an offered tool
 (streamed, put together by the SDK's own stream accumulator, and not), finish_reason
 "tool_calls"; a tool-result turn is answered offline; tool_choice "none" answers without calls.
+Before the outage: llmock streams a tool call and drops the connection inside its arguments;
+the SDK's stream accumulator gets one whole, valid call from the offline model and no piece of
+llmock's half call (the gateway held it back), under the id of the response llmock began.
 Exits non-zero with a message on the first failed check.
 """
 import json
@@ -23,10 +26,11 @@ def check(cond, what):
         sys.exit(f"FAILED: {what}")
 
 
-req = urllib.request.Request(admin + "/scenario", method="POST", headers={"content-type": "application/json"},
-                             data=json.dumps({"behaviors": [{"type": "fail", "status": 503, "message": "overloaded", "times": 100000,
-                                                             "match": {"stream": True}}]}).encode())
-urllib.request.urlopen(req).read()
+def scenario(*behaviors):
+    req = urllib.request.Request(admin + "/scenario", method="POST", headers={"content-type": "application/json"},
+                                 data=json.dumps({"behaviors": list(behaviors)}).encode())
+    urllib.request.urlopen(req).read()
+
 
 tools = [
     {"type": "function", "function": {"name": "get_weather", "description": "The weather in a city", "parameters": {
@@ -52,6 +56,22 @@ def one_valid_call(message, only, what):
 
 
 user = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+# Role, the call's name, then 12-character pieces of its arguments: cut after the first piece.
+scenario({"type": "reply", "tool_calls": [{"name": "get_weather", "arguments": {"city": "Oslo", "unit": "f"}}]},
+         {"type": "stream_fault", "kind": "disconnect", "after_chunks": 3})
+with client.chat.completions.stream(model="gpt-4o-mini", messages=user, tools=tools, tool_choice="required", temperature=1.0, seed=1,
+                                    max_tokens=200) as s:
+    deltas = [t for e in s if e.type == "chunk" and e.chunk.choices for t in e.chunk.choices[0].delta.tool_calls or []]
+    final = s.get_final_completion()
+what = "upstream cut inside its tool call, streamed"
+check(not final.id.startswith("chatcmpl-understudy"), f"{what}: llmock began the answer: {final.id}")
+check(final.choices[0].finish_reason == "tool_calls", f"{what}: finish {final.choices[0].finish_reason}")
+got = one_valid_call(final.choices[0].message, None, what)
+check(len(deltas) == 1 and deltas[0].id.startswith("call_understudy_"), f"{what}: only the offline model's whole call: {deltas}")
+print(f"{what}: {got}")
+
+scenario({"type": "fail", "status": 503, "message": "overloaded", "times": 100000, "match": {"stream": True}})
 for model in ("gpt-4o-mini", local_id):
     for choice, only in (("required", None), ({"type": "function", "function": {"name": "get_weather"}}, "get_weather")):
         for seed in (1, 2):
