@@ -276,16 +276,13 @@ pub fn models_choose(setup: State<'_, Setup>, id: String) -> Res<SettingsView> {
     setup.choose_model(&id)
 }
 
-/// Opens a link from an answer in the system browser (after the user clicked it). Only web and
-/// mail links: a `file:` or custom-scheme URL from model output is refused.
+/// Opens a link from an answer in the system browser (after the user clicked it); only what
+/// `core::links::external_link` allows: a `file:` or custom-scheme URL from model output is refused.
 #[tauri::command]
 pub fn open_link(app: tauri::AppHandle, url: String) -> Res<()> {
     use tauri_plugin_opener::OpenerExt;
-    let lower = url.trim().to_ascii_lowercase();
-    if !(lower.starts_with("https://") || lower.starts_with("http://") || lower.starts_with("mailto:")) {
-        return Err(IpcError::new(IpcCode::Link, format!("only web and mail links open from answers, not {url:?}")));
-    }
-    app.opener().open_url(url.trim(), None::<&str>).map_err(|e| IpcError::new(IpcCode::Link, e))
+    let link = understudy_core::links::external_link(&url).map_err(|e| IpcError::new(IpcCode::Link, e))?;
+    app.opener().open_url(link, None::<&str>).map_err(|e| IpcError::new(IpcCode::Link, e))
 }
 
 /// The window's own snapshot (open conversation, scroll, draft), kept while its web view is

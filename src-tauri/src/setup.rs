@@ -154,7 +154,7 @@ impl Setup {
 
     pub fn set_key_env_allowed(&self, names: &[String]) -> Result<Vec<ProviderView>, IpcError> {
         let names: Vec<String> = names.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
-        if let Some(bad) = names.iter().find(|n| n.starts_with(|c: char| c.is_ascii_digit()) || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')) {
+        if let Some(bad) = names.iter().find(|n| !config::is_env_name(n)) {
             return Err(IpcError::new(IpcCode::InvalidName, format!("{bad:?} is not an environment variable name (letters, digits and _)")));
         }
         understudy_router::chain::set_allowed_key_env(self.services.secrets(), &names).map_err(|e| IpcError::new(IpcCode::Secrets, e))?;

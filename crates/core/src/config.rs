@@ -490,7 +490,9 @@ fn is_http_url(s: &str) -> bool {
     rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace))
 }
 
-fn is_env_name(s: &str) -> bool {
+/// An environment variable's name as `api_key = "env:NAME"` and the app's list of allowed
+/// names take it: letters, digits and `_`, not starting with a digit.
+pub fn is_env_name(s: &str) -> bool {
     !s.is_empty() && !s.starts_with(|c: char| c.is_ascii_digit()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 

@@ -1,6 +1,7 @@
-//! Where the app's webviews may go: the rule the desktop shell's navigation guard applies to
-//! every navigation (a link, an image map, a form, `location = …`, a `<meta>` refresh). Only
-//! the app's own pages; answers' web links open in the system browser instead.
+//! Where links may lead. The app's webviews: only to the app's own pages, the rule the desktop
+//! shell's navigation guard applies to every navigation (a link, an image map, a form,
+//! `location = …`, a `<meta>` refresh). An answer's link the user clicked: to the system
+//! browser or mail client, and only if it is a web or mail link.
 
 use url::Url;
 
@@ -17,9 +18,52 @@ pub fn allowed_navigation(url: &Url, own: &[Url]) -> bool {
     own.iter().any(|o| o.scheme() == url.scheme() && o.host_str() == url.host_str() && o.port_or_known_default() == url.port_or_known_default())
 }
 
+/// A link from model output that is not a web or mail link (`file:`, `javascript:`, a custom
+/// scheme): it does not leave the app.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("only web and mail links open from answers, not {0:?}")]
+pub struct NotExternal(pub String);
+
+/// The link an answer's click may hand to the system (browser or mail client): `http(s):` and
+/// `mailto:` only, whatever the case of the scheme; trimmed.
+pub fn external_link(url: &str) -> Result<&str, NotExternal> {
+    let link = url.trim();
+    let lower = link.to_ascii_lowercase();
+    if lower.starts_with("https://") || lower.starts_with("http://") || lower.starts_with("mailto:") {
+        Ok(link)
+    } else {
+        Err(NotExternal(url.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_web_and_mail_links_leave_the_app() {
+        let table: &[(&str, Option<&str>)] = &[
+            ("https://example.com/a?b#c", Some("https://example.com/a?b#c")),
+            ("  http://example.com/ \n", Some("http://example.com/")),
+            ("HTTPS://EXAMPLE.COM/", Some("HTTPS://EXAMPLE.COM/")),
+            ("mailto:a@example.com", Some("mailto:a@example.com")),
+            ("file:///etc/passwd", None),
+            ("javascript:alert(1)", None),
+            ("  javascript:alert(1)", None),
+            ("data:text/html,<script>alert(1)</script>", None),
+            ("vscode://file/etc/passwd", None),
+            ("smb://host/share", None),
+            ("tauri://localhost/", None),
+            ("//example.com/", None),
+            ("example.com", None),
+            ("https:/example.com", None),
+            ("", None),
+        ];
+        for (url, want) in table {
+            assert_eq!(external_link(url).ok(), *want, "{url:?}");
+        }
+        assert_eq!(external_link("file:///x").unwrap_err().to_string(), "only web and mail links open from answers, not \"file:///x\"");
+    }
 
     fn urls(list: &[&str]) -> Vec<Url> {
         list.iter().map(|u| Url::parse(u).unwrap_or_else(|e| panic!("{u}: {e}"))).collect()
