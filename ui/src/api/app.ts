@@ -6,11 +6,11 @@ export type { ConfigProblem, Mode, Page };
 export type AppInfo = Overview;
 
 export function getAppInfo(): Promise<AppInfo> {
-  return call<AppInfo>("app_info");
+  return call("app_info");
 }
 
 /** Opens a web or mail link from an answer in the system browser. */
-export const openLink = (url: string) => call<void>("open_link", { url });
+export const openLink = (url: string) => call("open_link", { url });
 
 /** Calls `open` when the app asks the window for a page (a click on a notification: "Download a
  * model", "Open Settings"); resolves to an unsubscribe. */

@@ -10,13 +10,13 @@ const { saveApiKey } = await import("./settings");
 describe("call()", () => {
   it("passes the command and arguments through and returns the result", async () => {
     invoke.mockResolvedValueOnce({ ok: 1 });
-    await expect(call("cmd", { a: 1 })).resolves.toEqual({ ok: 1 });
-    expect(invoke).toHaveBeenLastCalledWith("cmd", { a: 1 });
+    await expect(call("rename_conversation", { id: 1, title: "a" })).resolves.toEqual({ ok: 1 });
+    expect(invoke).toHaveBeenLastCalledWith("rename_conversation", { id: 1, title: "a" });
   });
 
   it("turns a Rust { code, message } error into ApiError", async () => {
     invoke.mockRejectedValueOnce({ code: "config", message: "bad file" });
-    const err = await call("cmd").catch((e: unknown) => e);
+    const err = await call("get_settings").catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ApiError);
     expect(err).toMatchObject({ code: "config", message: "bad file", name: "ApiError" });
   });
@@ -25,7 +25,7 @@ describe("call()", () => {
     invoke.mockRejectedValueOnce("command app_info not found");
     await expect(call("app_info")).rejects.toMatchObject({ code: "ipc", message: "command app_info not found" });
     invoke.mockRejectedValueOnce(new Error("boom"));
-    await expect(call("x")).rejects.toMatchObject({ code: "ipc", message: "boom" });
+    await expect(call("get_settings")).rejects.toMatchObject({ code: "ipc", message: "boom" });
   });
 
   it("saveApiKey invokes save_api_key with the key", async () => {

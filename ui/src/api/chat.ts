@@ -13,25 +13,25 @@ function channel(onEvent: (e: TurnEvent) => void): Channel<TurnEvent> {
   return ch;
 }
 
-export const listConversations = () => call<Conversation[]>("list_conversations");
-export const createConversation = () => call<Conversation>("create_conversation");
-export const renameConversation = (id: number, title: string) => call<void>("rename_conversation", { id, title });
-export const deleteConversation = (id: number) => call<void>("delete_conversation", { id });
-export const restoreConversation = (id: number) => call<void>("restore_conversation", { id });
-export const searchMessages = (query: string) => call<Hit[]>("search_messages", { query });
-export const getMessages = (id: number) => call<Message[]>("get_messages", { id });
+export const listConversations = () => call("list_conversations");
+export const createConversation = () => call("create_conversation");
+export const renameConversation = (id: number, title: string) => call("rename_conversation", { id, title });
+export const deleteConversation = (id: number) => call("delete_conversation", { id });
+export const restoreConversation = (id: number) => call("restore_conversation", { id });
+export const searchMessages = (query: string) => call("search_messages", { query });
+export const getMessages = (id: number) => call("get_messages", { id });
 export const setConversationOptions = (id: number, systemPrompt: string | null, model: string | null) =>
-  call<Conversation>("set_conversation_options", { id, systemPrompt, model });
+  call("set_conversation_options", { id, systemPrompt, model });
 
 /** Sends a message; events stream to `onEvent`; resolves with the stored answer. */
 export const sendMessage = (id: number, text: string, onEvent: (e: TurnEvent) => void) =>
-  call<Message>("send_message", { id, text, channel: channel(onEvent) });
+  call("send_message", { id, text, channel: channel(onEvent) });
 /** Answers the last question again; `provider` pins who answers ("openai" for "Ask OpenAI again"). */
 export const regenerate = (id: number, onEvent: (e: TurnEvent) => void, provider: string | null = null) =>
-  call<Message>("regenerate", { id, provider, channel: channel(onEvent) });
+  call("regenerate", { id, provider, channel: channel(onEvent) });
 export const editAndResend = (messageId: number, text: string, onEvent: (e: TurnEvent) => void) =>
-  call<Message>("edit_and_resend", { messageId, text, channel: channel(onEvent) });
+  call("edit_and_resend", { messageId, text, channel: channel(onEvent) });
 /** Stops the answer being written; its text so far is kept. */
-export const stopAnswer = (id: number) => call<boolean>("stop_answer", { id });
+export const stopAnswer = (id: number) => call("stop_answer", { id });
 /** Saves the conversation into Downloads; resolves with the file path. */
-export const exportConversation = (id: number, format: ExportFormat) => call<string>("export_conversation", { id, format });
+export const exportConversation = (id: number, format: ExportFormat) => call("export_conversation", { id, format });

@@ -10,5 +10,5 @@ export type { Breaker, Health, HealthSnapshot, ProviderHealth, Route };
 export function watchHealth(onSnapshot: (s: HealthSnapshot) => void): Promise<void> {
   const ch = new Channel<HealthSnapshot>();
   ch.onmessage = onSnapshot;
-  return call<void>("watch_health", { channel: ch });
+  return call("watch_health", { channel: ch });
 }

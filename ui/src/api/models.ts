@@ -7,16 +7,16 @@ import type { Details, DownloadEvent, DownloadStage, Fit, InstalledModel, ModelS
 // an estimate; an installed model's `details` is null when it cannot be used, and `problem` says why.
 export type { Details, DownloadEvent, DownloadStage, Fit, InstalledModel, ModelSource, Offer, Repo, RepoFile, Shelf };
 
-export const modelsOverview = () => call<Shelf>("models_overview");
-export const searchModels = (query: string) => call<Repo[]>("models_search", { query });
-export const repoFiles = (repo: string) => call<RepoFile[]>("models_files", { repo });
+export const modelsOverview = () => call("models_overview");
+export const searchModels = (query: string) => call("models_search", { query });
+export const repoFiles = (repo: string) => call("models_files", { repo });
 /** False when no download runs under that name; rejects (ApiError "model_id") for a name that is not a model file name. */
-export const pauseDownload = (name: string) => call<boolean>("models_pause", { name });
+export const pauseDownload = (name: string) => call("models_pause", { name });
 /** Cancels a download or discards a paused one's partial; false when there was neither; rejects for an unsafe name. */
-export const cancelDownload = (name: string) => call<boolean>("models_cancel", { name });
-export const importModel = (path: string) => call<string>("models_import", { path });
-export const removeModel = (id: string) => call<void>("models_remove", { id });
-export const chooseModel = (id: string) => call<SettingsView>("models_choose", { id });
+export const cancelDownload = (name: string) => call("models_cancel", { name });
+export const importModel = (path: string) => call("models_import", { path });
+export const removeModel = (id: string) => call("models_remove", { id });
+export const chooseModel = (id: string) => call("models_choose", { id });
 
 export interface DownloadOptions {
   /** Keep a file no sha256 is known for: only after the user confirmed an "unverified" outcome. */
@@ -30,7 +30,7 @@ export interface DownloadOptions {
 export function downloadModel(id: string, onEvent: (e: DownloadEvent) => void, options: DownloadOptions = {}): Promise<DownloadEvent> {
   const ch = new Channel<DownloadEvent>();
   ch.onmessage = onEvent;
-  return call<DownloadEvent>("models_download", { id, allowUnverified: options.allowUnverified === true, onEvent: ch });
+  return call("models_download", { id, allowUnverified: options.allowUnverified === true, onEvent: ch });
 }
 
 /** Calls `onDrop` with the paths of files dropped on the window; resolves to an unsubscribe. */

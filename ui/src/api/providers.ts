@@ -6,16 +6,16 @@ import type { ConnectionReport, KeyProblem, Preset, ProviderEntry, ProviderView,
 // moved; ask for the key again.
 export type { KeyProblem, Preset, ProviderEntry, ProviderView, StatusPage };
 
-export const providerPresets = () => call<Preset[]>("provider_presets");
-export const getProviders = () => call<ProviderView[]>("get_providers");
-export const saveProviders = (providers: ProviderEntry[]) => call<ProviderView[]>("save_providers", { providers });
-export const saveProviderKey = (id: string, key: string) => call<ProviderView[]>("save_provider_key", { id, key });
+export const providerPresets = () => call("provider_presets");
+export const getProviders = () => call("get_providers");
+export const saveProviders = (providers: ProviderEntry[]) => call("save_providers", { providers });
+export const saveProviderKey = (id: string, key: string) => call("save_provider_key", { id, key });
 /** Resolves with the latency report, or rejects with ApiError. */
-export const testProvider = (id: string) => call<ConnectionReport>("test_provider", { id });
-export const providerModels = (id: string) => call<string[]>("provider_models", { id });
+export const testProvider = (id: string) => call("test_provider", { id });
+export const providerModels = (id: string) => call("provider_models", { id });
 /** Environment variables allowed as `api_key = "env:NAME"` beyond each vendor's usual one (kept in the app, not the config file). */
-export const getKeyEnvAllowed = () => call<string[]>("get_key_env_allowed");
-export const setKeyEnvAllowed = (names: string[]) => call<ProviderView[]>("set_key_env_allowed", { names });
+export const getKeyEnvAllowed = () => call("get_key_env_allowed");
+export const setKeyEnvAllowed = (names: string[]) => call("set_key_env_allowed", { names });
 
 /** A key problem in words, for the row (Rust's words are KeyProblem's Display). */
 export function keyWords(p: KeyProblem | null, label: string, apiKey = "keyring"): string {

@@ -9,14 +9,14 @@ export type SavedKey = Backend;
 
 /** Stores the OpenAI API key in the system keyring (or a file only the user can read). */
 export function saveApiKey(key: string): Promise<SavedKey> {
-  return call<SavedKey>("save_api_key", { key });
+  return call("save_api_key", { key });
 }
 
-export const getSettings = () => call<SettingsView>("get_settings");
+export const getSettings = () => call("get_settings");
 /** The gateway's token (made and kept in the secret store on first use) and the env lines. */
-export const gatewayAccess = () => call<GatewayAccess>("gateway_access");
-export const saveSettings = (settings: Settings) => call<SettingsView>("save_settings", { settings });
+export const gatewayAccess = () => call("gateway_access");
+export const saveSettings = (settings: Settings) => call("save_settings", { settings });
 /** Resolves with the report, or rejects with ApiError whose code is the failure class. */
-export const testConnection = () => call<ConnectionReport>("test_connection");
-export const getDesktopPrefs = () => call<DesktopPrefs>("get_desktop_prefs");
-export const setDesktopPrefs = (prefs: DesktopPrefs) => call<DesktopPrefs>("set_desktop_prefs", { prefs });
+export const testConnection = () => call("test_connection");
+export const getDesktopPrefs = () => call("get_desktop_prefs");
+export const setDesktopPrefs = (prefs: DesktopPrefs) => call("set_desktop_prefs", { prefs });

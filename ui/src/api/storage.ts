@@ -5,6 +5,6 @@ import type { StoreNotice } from "./generated/types";
 export type { StoreNotice };
 
 /** The notice from this start, null when the history opened as it was or it was dismissed. */
-export const getStoreNotice = () => call<StoreNotice | null>("store_notice");
+export const getStoreNotice = () => call("store_notice");
 /** The user has read it: a rebuilt window does not show it again. */
-export const dismissStoreNotice = () => call<void>("dismiss_store_notice");
+export const dismissStoreNotice = () => call("dismiss_store_notice");

@@ -5,6 +5,6 @@ import type { UiState } from "./generated/types";
 export type { UiState };
 
 /** Keeps the window's snapshot in the app (it outlives the web view, which is released in the tray). */
-export const saveUiState = (state: string) => call<void>("ui_state_save", { state });
+export const saveUiState = (state: string) => call("ui_state_save", { state });
 
-export const loadUiState = () => call<UiState>("ui_state_load");
+export const loadUiState = () => call("ui_state_load");
