@@ -170,6 +170,11 @@ async fn the_upstream_s_chunks_pass_unchanged_and_assemble_as_openai_s_completio
         let j = journal.lock().unwrap();
         let (auth, body) = j.last().unwrap();
         assert_eq!(body, &sent, "the body went upstream unchanged");
+        assert_eq!(
+            body.to_string(),
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"logprobs":true,"top_logprobs":1,"stream":true,"stream_options":{"include_usage":true},"seed":3,"some_new_field":[1]}"#,
+            "in the client's key order"
+        );
         assert_eq!(auth, "bearer sk-test-stored0123456789", "the stored key goes upstream, never the client's token");
     }
 

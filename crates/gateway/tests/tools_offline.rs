@@ -193,3 +193,31 @@ async fn an_upstream_cut_inside_a_tool_call_is_answered_with_one_whole_offline_c
     let served = served.as_array().or_else(|| served.get("requests").and_then(Value::as_array)).map_or(0, Vec::len);
     assert_eq!(served, 2, "each asked the upstream once");
 }
+
+/// The client's tool schema reaches the offline model with its keys in the client's order (as
+/// `transformers` renders it), not sorted: the engine's request to its worker (a stand-in that
+/// records it) carries the tools as the client wrote them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_schema_reaches_the_offline_model_in_the_client_s_key_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("requests.jsonl");
+    let worker = format!(
+        r#"read l; echo '{{"type":"loaded","path":"m","architecture":"llama","load_ms":1,"context":2048,"threads":1,"template":"model (jinja)"}}'
+while read l; do
+  echo "$l" >> '{}'
+  id=$(echo "$l" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+  echo "{{\"type\":\"started\",\"id\":\"$id\"}}"
+  echo "{{\"type\":\"token\",\"id\":\"$id\",\"text\":\"offline\"}}"
+  echo "{{\"type\":\"done\",\"id\":\"$id\",\"finish_reason\":\"stop\",\"usage\":{{\"prompt_tokens\":3,\"prompt_evaluated\":3,\"prompt_reused\":0,\"completion_tokens\":1,\"dropped_messages\":0,\"prompt_ms\":1,\"generation_ms\":1}}}}"
+done"#,
+        log.display()
+    );
+    let gw = start_local_with(EngineConfig::new("bash", &["-c", &worker]), &understudy_testkit::tiny_gguf_with_template("qwen2.5")).await;
+    // Out of alphabetical order at every level.
+    let tool = r#"{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"unit":{"enum":["c","f"]},"city":{"type":"string"}},"required":["unit","city"]},"description":"The weather"}}"#;
+    let body = format!(r#"{{"model":"local/tiny","messages":[{{"role":"user","content":"Weather?"}}],"tools":[{tool}]}}"#);
+    let r = reqwest::Client::new().post(&gw.url).header("content-type", "application/json").body(body).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let sent = std::fs::read_to_string(&log).unwrap();
+    assert!(sent.contains(&format!(r#""tools":[{tool}]"#)), "{sent}");
+}

@@ -161,3 +161,31 @@ fn reference_renderings(cases: &[Value]) -> Vec<Value> {
     assert!(out.status.success(), "{} failed (jinja2 missing? run `cargo xtask setup`): {}", script.display(), String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("reference renderings as JSON")
 }
+
+/// A tool schema reaches the prompt with its keys in the client's order, as `transformers` keeps
+/// them (a JSON object's order is what the model was trained to read), not sorted: through the
+/// engine's line to its worker and the template's `tojson`. The same for a call's arguments.
+#[test]
+fn a_tool_schema_reaches_the_prompt_in_the_client_s_key_order() {
+    // Keys deliberately out of alphabetical order at every level, in `tojson`'s spacing.
+    let tool = r#"{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"unit": {"type": "string", "enum": ["c", "f"]}, "city": {"type": "string"}}, "required": ["unit", "city"]}, "description": "The weather"}}"#;
+    let arguments = r#"{"unit": "c", "city": "Paris"}"#;
+    let call = json!({ "id": "c1", "type": "function", "function": { "name": "get_weather", "arguments": serde_json::from_str::<Value>(arguments).unwrap() } });
+    let mut answered = understudy_local::Message::new(understudy_core::Role::Assistant, "");
+    answered.tool_calls = Some(vec![call]);
+    let messages = vec![understudy_local::Message::new(understudy_core::Role::User, "Weather?"), answered];
+    let request = understudy_local::protocol::Request::Generate {
+        id: "1".into(),
+        messages,
+        tools: Some(vec![serde_json::from_str(tool).unwrap()]),
+        params: understudy_local::SamplingParams::default(),
+        prefill: None,
+    };
+    // As the worker reads it.
+    let line = serde_json::to_string(&request).unwrap();
+    let understudy_local::protocol::Request::Generate { messages, tools, .. } = serde_json::from_str(&line).unwrap() else { unreachable!() };
+    let template = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/templates/Qwen-Qwen2.5-7B-Instruct.jinja")).unwrap();
+    let prompt = render_jinja(&template, "m.gguf", &messages, tools.map(Value::Array).as_ref(), false, "", "<|im_end|>").unwrap();
+    assert!(prompt.contains(&format!("\n{tool}\n")), "{prompt}");
+    assert!(prompt.contains(&format!("\"arguments\": {arguments}")), "{prompt}");
+}
