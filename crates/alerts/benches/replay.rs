@@ -62,14 +62,63 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() as f64 - 1.0) * p / 100.0).round() as usize]
 }
 
+/// Seconds since the replay began.
+#[derive(Clone, Copy)]
+struct Clock(Instant);
+
+impl Clock {
+    fn now(self) -> f64 {
+        self.0.elapsed().as_secs_f64()
+    }
+}
+
+/// What the replay saw.
+#[derive(Default)]
+struct Recorded {
+    prompts: Vec<Prompt>,
+    /// (t, truth, tray shown)
+    samples: Vec<(f64, String, TrayState)>,
+    /// (t, slot, updated in place)
+    notices: Vec<(f64, Slot, bool)>,
+}
+
 fn main() {
     let path = std::env::args().skip(1).find(|a| a.ends_with(".toml")).expect("usage: replay TIMELINE.toml");
     let tl: Timeline = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let end = tl.phase.iter().find(|p| p.state == "end").map_or(120.0, |p| p.at);
     let mock = understudy_testkit::Llmock::start(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let env =
-        Env::from_pairs([("UNDERSTUDY_DATA_DIR", dir.path().display().to_string()), ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string())]);
+    let probe = probe_interval();
+    let router = router(&mock, dir.path(), probe);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let clock = Clock(Instant::now());
+    let recorded: Arc<Mutex<Recorded>> = Arc::default();
+    rt.block_on(async {
+        let _bg = router.start_background();
+        let driver = tokio::spawn(drive_upstream(tl.phase.clone(), mock.admin_url(""), clock, end));
+        let watcher = tokio::spawn(watch_health(router.health(), tl.phase.clone(), recorded.clone(), clock, end));
+        // A user (or a tool) asking something every second.
+        let mut asks = Vec::new();
+        while clock.now() < end - 3.0 {
+            asks.push(tokio::spawn(ask(router.clone(), recorded.clone(), clock)));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        for a in asks {
+            let _ = a.await;
+        }
+        let _ = driver.await;
+        let _ = watcher.await;
+    });
+    let recorded = std::mem::take(&mut *recorded.lock().unwrap());
+    report(&tl, end, probe, &recorded);
+    let out = std::env::var("REPLAY_SVG").unwrap_or_else(|_| format!("{}.svg", path.trim_end_matches(".toml")));
+    std::fs::write(&out, svg(&tl, end, &recorded)).unwrap();
+    println!("timeline plot           {out}");
+}
+
+/// The real router over llmock as OpenAI and the tiny GGUF offline, with short timeouts.
+fn router(mock: &understudy_testkit::Llmock, dir: &std::path::Path, probe: Duration) -> Router {
+    let env = Env::from_pairs([("UNDERSTUDY_DATA_DIR", dir.display().to_string()), ("UNDERSTUDY_CONFIG", dir.join("c.toml").display().to_string())]);
     let paths = Paths::resolve(&env).unwrap();
     let mut c = Config { mode: Mode::Auto, ..Config::default() };
     c.providers = vec![ProviderConfig { id: "openai".into(), base_url: mock.base_url(), model: "gpt-4o-mini".into(), api_key: ApiKeySource::Keyring }];
@@ -79,113 +128,96 @@ fn main() {
     c.failover.connect_timeout = Duration::from_secs(1);
     c.failover.first_token_timeout = Duration::from_secs(2);
     c.failover.stall_timeout = Duration::from_secs(2);
-    let probe = probe_interval();
     c.failover.probe_interval = probe;
     c.failover.open_for = Duration::from_secs(4);
     c.failover.open_for_max = OPEN_FOR_MAX;
     c.failover.status_page = String::new();
-    let router = Router::new(
-        Chain::build(&c, &paths, &FixedKey("sk-replay-0123456789".into())),
-        Engine::new(EngineConfig::new(understudy_testkit::local_worker(), &[])),
-    );
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let t0 = Instant::now();
-    let now = move || t0.elapsed().as_secs_f64();
-    let prompts: Arc<Mutex<Vec<Prompt>>> = Arc::default();
-    // (t, truth, tray shown)
-    let samples: Arc<Mutex<Vec<(f64, String, TrayState)>>> = Arc::default();
-    let notices: Arc<Mutex<Vec<(f64, Slot, bool)>>> = Arc::default();
-    rt.block_on(async {
-        let _bg = router.start_background();
-        let http = reqwest::Client::new();
-        // The upstream follows the timeline.
-        let driver = {
-            let (http, phases, admin) = (http.clone(), tl.phase.clone(), mock.admin_url(""));
-            tokio::spawn(async move {
-                let mut current = String::new();
-                while now() < end {
-                    let p = phases.iter().rev().find(|p| p.at <= now()).cloned().unwrap_or(Phase {
-                        at: 0.0,
-                        state: "healthy".into(),
-                        error_rate: 0.0,
-                        slow_first_token: 0.0,
-                    });
-                    let behaviors = match p.state.as_str() {
-                        "outage" => Some(serde_json::json!([{ "type": "fail", "status": 503, "message": "service unavailable", "times": 100_000 }])),
-                        "degraded" => Some(serde_json::Value::Array(
-                            (0..40)
-                                .map(|i| {
-                                    // `error_rate` of each ten requests fail (0.4 → 4 of 10).
-                                    if (i % 10) < (p.error_rate * 10.0).round() as usize {
-                                        serde_json::json!({ "type": "fail", "status": 502 })
-                                    } else {
-                                        serde_json::json!({ "type": "slow_first_token", "seconds": p.slow_first_token })
-                                    }
-                                })
-                                .collect(),
-                        )),
-                        _ => None,
-                    };
-                    if p.state != current || p.state == "degraded" {
-                        let _ = http.delete(format!("{admin}scenario")).send().await;
-                        if let Some(b) = behaviors {
-                            let _ = http.post(format!("{admin}scenario")).json(&serde_json::json!({ "behaviors": b })).send().await;
-                        }
-                        current = p.state.clone();
-                    }
-                    tokio::time::sleep(Duration::from_millis(if current == "degraded" { 1000 } else { 100 })).await;
-                }
-            })
-        };
-        // The tray and the notifier, fed as the app feeds them.
-        let watcher = {
-            let (rx, samples, notices, phases) = (router.health(), samples.clone(), notices.clone(), tl.phase.clone());
-            tokio::spawn(async move {
-                let mut ind = Indicator::new(Duration::from_secs(3));
-                let mut notifier =
-                    Notifier::new(NotifierConfig { enabled: true, recovery_after: Duration::from_secs(6), reopen_window: Duration::from_secs(60) });
-                while now() < end {
-                    let snap = rx.borrow().clone();
-                    let d = Duration::from_secs_f64(now());
-                    ind.update(d, &snap);
-                    for n in notifier.update(d, &snap) {
-                        notices.lock().unwrap().push((now(), n.slot, n.replace));
-                    }
-                    samples.lock().unwrap().push((now(), truth(&phases, now()).to_string(), ind.shown().unwrap_or(TrayState::Healthy)));
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            })
-        };
-        // A user (or a tool) asking something every second.
-        let mut asks = Vec::new();
-        while now() < end - 3.0 {
-            let (r, prompts) = (router.clone(), prompts.clone());
-            asks.push(tokio::spawn(async move {
-                let at = now();
-                let mut a = r.chat(ChatRequest { messages: vec![Turn::new(Role::User, "What time is it?")], max_tokens: Some(8), ..ChatRequest::default() });
-                let (mut began, mut by, mut ok) = (String::new(), String::new(), false);
-                while let Some(e) = a.next().await {
-                    match e {
-                        Event::Started { provider, .. } => (began, by) = (provider.clone(), provider),
-                        Event::Switched { provider, .. } => by = provider,
-                        Event::Done { .. } => ok = true,
-                        _ => {}
-                    }
-                }
-                prompts.lock().unwrap().push(Prompt { at, began_with: began, answered_by: by, ok, total: now() - at });
-            }));
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        for a in asks {
-            let _ = a.await;
-        }
-        let _ = driver.await;
-        let _ = watcher.await;
-    });
+    Router::new(Chain::build(&c, &paths, &FixedKey("sk-replay-0123456789".into())), Engine::new(EngineConfig::new(understudy_testkit::local_worker(), &[])))
+}
 
-    let prompts = prompts.lock().unwrap().clone();
-    let samples = samples.lock().unwrap().clone();
-    let notices = notices.lock().unwrap().clone();
+/// The upstream follows the timeline: llmock's scenario set from the phase now.
+async fn drive_upstream(phases: Vec<Phase>, admin: String, clock: Clock, end: f64) {
+    let http = reqwest::Client::new();
+    let mut current = String::new();
+    while clock.now() < end {
+        let p = phases.iter().rev().find(|p| p.at <= clock.now()).cloned().unwrap_or(Phase {
+            at: 0.0,
+            state: "healthy".into(),
+            error_rate: 0.0,
+            slow_first_token: 0.0,
+        });
+        let behaviors = match p.state.as_str() {
+            "outage" => Some(serde_json::json!([{ "type": "fail", "status": 503, "message": "service unavailable", "times": 100_000 }])),
+            "degraded" => Some(serde_json::Value::Array(
+                (0..40)
+                    .map(|i| {
+                        // `error_rate` of each ten requests fail (0.4 → 4 of 10).
+                        if (i % 10) < (p.error_rate * 10.0).round() as usize {
+                            serde_json::json!({ "type": "fail", "status": 502 })
+                        } else {
+                            serde_json::json!({ "type": "slow_first_token", "seconds": p.slow_first_token })
+                        }
+                    })
+                    .collect(),
+            )),
+            _ => None,
+        };
+        if p.state != current || p.state == "degraded" {
+            let _ = http.delete(format!("{admin}scenario")).send().await;
+            if let Some(b) = behaviors {
+                let _ = http.post(format!("{admin}scenario")).json(&serde_json::json!({ "behaviors": b })).send().await;
+            }
+            current = p.state.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(if current == "degraded" { 1000 } else { 100 })).await;
+    }
+}
+
+/// The tray and the notifier, fed from the health watch as the app feeds them.
+async fn watch_health(
+    rx: tokio::sync::watch::Receiver<understudy_router::HealthSnapshot>,
+    phases: Vec<Phase>,
+    recorded: Arc<Mutex<Recorded>>,
+    clock: Clock,
+    end: f64,
+) {
+    let mut ind = Indicator::new(Duration::from_secs(3));
+    let mut notifier = Notifier::new(NotifierConfig { enabled: true, recovery_after: Duration::from_secs(6), reopen_window: Duration::from_secs(60) });
+    while clock.now() < end {
+        let snap = rx.borrow().clone();
+        let d = Duration::from_secs_f64(clock.now());
+        ind.update(d, &snap);
+        {
+            let mut r = recorded.lock().unwrap();
+            for n in notifier.update(d, &snap) {
+                r.notices.push((clock.now(), n.slot, n.replace));
+            }
+            r.samples.push((clock.now(), truth(&phases, clock.now()).to_string(), ind.shown().unwrap_or(TrayState::Healthy)));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One question through the router: who began it, who finished it, whether it was answered.
+async fn ask(r: Router, recorded: Arc<Mutex<Recorded>>, clock: Clock) {
+    let at = clock.now();
+    let mut a = r.chat(ChatRequest { messages: vec![Turn::new(Role::User, "What time is it?")], max_tokens: Some(8), ..ChatRequest::default() });
+    let (mut began, mut by, mut ok) = (String::new(), String::new(), false);
+    while let Some(e) = a.next().await {
+        match e {
+            Event::Started { provider, .. } => (began, by) = (provider.clone(), provider),
+            Event::Switched { provider, .. } => by = provider,
+            Event::Done { .. } => ok = true,
+            _ => {}
+        }
+    }
+    recorded.lock().unwrap().prompts.push(Prompt { at, began_with: began, answered_by: by, ok, total: clock.now() - at });
+}
+
+/// The report: answers, added latency, notifications, time the tray was wrong, false
+/// failovers and how soon OpenAI answered again after each incident.
+fn report(tl: &Timeline, end: f64, probe: Duration, recorded: &Recorded) {
+    let Recorded { prompts, samples, notices } = recorded;
     let answered = prompts.iter().filter(|p| p.ok).count();
     let mut healthy_openai: Vec<f64> =
         prompts.iter().filter(|p| p.ok && p.began_with == "openai" && truth(&tl.phase, p.at) == "healthy").map(|p| p.total).collect();
@@ -243,8 +275,11 @@ fn main() {
         returns.iter().map(|r| if r.is_finite() { format!("{r:.1} s") } else { "never".into() }).collect::<Vec<_>>().join(", "),
         probe.as_secs()
     );
+}
 
-    // The timeline as an SVG: truth, tray, and each prompt (x = when, y = how long, colour = who).
+/// The timeline as an SVG: truth, tray, and each prompt (x = when, y = how long, colour = who).
+fn svg(tl: &Timeline, end: f64, recorded: &Recorded) -> String {
+    let Recorded { prompts, samples, notices } = recorded;
     let (w, h, x) = (1000.0, 320.0, |t: f64| 40.0 + t / end * 940.0);
     let mut svg = format!("<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='sans-serif' font-size='12'><rect width='100%' height='100%' fill='white'/>");
     let _ = write!(svg, "<text x='40' y='16' font-size='14'>{}</text>", tl.name.replace('&', "&amp;").replace('<', "&lt;"));
@@ -272,7 +307,7 @@ fn main() {
     }
     let _ = write!(svg, "<text x='2' y='39'>API</text><text x='2' y='59'>tray</text>");
     let ymax = prompts.iter().map(|p| p.total).fold(1.0, f64::max);
-    for p in &prompts {
+    for p in prompts {
         let fill = if !p.ok {
             "#000"
         } else if p.began_with == "local" {
@@ -284,7 +319,7 @@ fn main() {
         };
         let _ = write!(svg, "<circle cx='{:.1}' cy='{:.1}' r='3' fill='{fill}'/>", x(p.at), 300.0 - p.total / ymax * 220.0);
     }
-    for (t, slot, _) in &notices {
+    for (t, slot, _) in notices {
         let _ = write!(
             svg,
             "<line x1='{0:.1}' x2='{0:.1}' y1='66' y2='300' stroke='{1}' stroke-dasharray='3,3'/>",
@@ -293,7 +328,5 @@ fn main() {
         );
     }
     let _ = write!(svg, "<text x='40' y='316'>dots: answers (y = seconds, max {ymax:.1} s) — blue OpenAI, orange offline model, purple continued offline, black failed; dashed: notifications</text></svg>");
-    let out = std::env::var("REPLAY_SVG").unwrap_or_else(|_| format!("{}.svg", path.trim_end_matches(".toml")));
-    std::fs::write(&out, svg).unwrap();
-    println!("timeline plot           {out}");
+    svg
 }

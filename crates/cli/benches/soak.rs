@@ -22,48 +22,13 @@ fn main() {
     let warmup = total / 10;
     let mock = understudy_testkit::Llmock::start(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    std::fs::write(
-        dir.path().join("config.toml"),
-        format!("[failover]\nstatus_page = \"\"\nfirst_token_timeout = \"1s\"\nstall_timeout = \"1s\"\nopen_for = \"100ms\"\nopen_for_max = \"500ms\"\nprobe_interval = \"200ms\"\n[local]\ncontext = 1024\nthreads = 1\n[gateway]\nlisten = \"127.0.0.1:{port}\"\nrequire_token = false\n"),
-    )
-    .unwrap();
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_understudy"))
-        .arg("serve")
-        .env("UNDERSTUDY_CONFIG", dir.path().join("config.toml"))
-        .env("UNDERSTUDY_DATA_DIR", dir.path().join("data"))
-        .env("OPENAI_BASE_URL", mock.base_url())
-        .env("OPENAI_API_KEY", "sk-soak-0123456789")
-        .env("UNDERSTUDY_LOCAL_MODEL", understudy_testkit::tiny_gguf())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut serve, port) = start_gateway(&mock, dir.path());
     let pid = serve.id();
     let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-    // About a third of the requests get a fault: enough to open the breaker now and then (and
-    // recover through probes), not so many that it stays open and no request meets a fault.
-    let mut faults = vec![None; 20];
-    faults.extend([
-        Some(serde_json::json!({ "type": "fail", "status": 503 })),
-        Some(serde_json::json!({ "type": "fail", "status": 500 })),
-        Some(serde_json::json!({ "type": "fail", "status": 429, "retry_after": 30 })),
-        Some(serde_json::json!({ "type": "fail", "status": 401, "code": "invalid_api_key" })),
-        Some(serde_json::json!({ "type": "fail", "status": 400, "code": "context_length_exceeded", "message": "too long" })),
-        Some(serde_json::json!({ "type": "slow_first_token", "seconds": 2 })),
-        Some(serde_json::json!({ "type": "stream_fault", "kind": "truncate", "after_chunks": 2 })),
-        Some(serde_json::json!({ "type": "stream_fault", "kind": "disconnect", "after_chunks": 2 })),
-        Some(serde_json::json!({ "type": "stream_fault", "kind": "malformed", "after_chunks": 2 })),
-        Some(serde_json::json!({ "type": "stream_fault", "kind": "stall", "after_chunks": 2, "stall_seconds": 3 })),
-    ]);
+    let faults = faults();
     let mut rng = 0x9E37_79B9_7F4A_7C15_u64;
-    let (mut answered, mut local, mut errors, mut wrong) = (0, 0, 0, Vec::new());
+    let mut outcomes = Outcomes::default();
     let (mut rss0, mut fd0) = (0, 0);
-    // Per fault kind: (requests, answered by the offline model).
-    let mut by_kind: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
     let t0 = Instant::now();
     for i in 0..total {
         rng ^= rng << 13;
@@ -80,29 +45,7 @@ fn main() {
         let r = http.post(format!("http://127.0.0.1:{port}/v1/chat/completions")).json(&body).send().unwrap();
         let (status, provider) = (r.status().as_u16(), r.headers().get("x-understudy-provider").map(|v| v.to_str().unwrap().to_string()));
         let text = r.text().unwrap_or_default();
-        let is_400 = fault.as_ref().is_some_and(|f| f["status"] == 400);
-        let ok = if is_400 && provider.is_none() {
-            // A bad request is the caller's to fix: OpenAI's error, not a failover.
-            status == 400 && text.contains("\"error\"")
-        } else {
-            status == 200 && (if stream { text.contains("[DONE]") } else { text.contains("\"content\"") })
-        };
-        let kind = fault.as_ref().map_or("none".to_string(), |f| {
-            format!("{} {}", f["type"].as_str().unwrap_or(""), f.get("status").or(f.get("kind")).map(|v| v.to_string()).unwrap_or_default())
-        });
-        let e = by_kind.entry(kind).or_default();
-        e.0 += 1;
-        e.1 += usize::from(provider.as_deref() == Some("local"));
-        if ok {
-            if status == 200 {
-                answered += 1;
-                local += usize::from(provider.as_deref() == Some("local"));
-            } else {
-                errors += 1;
-            }
-        } else {
-            wrong.push(format!("#{i} fault {fault:?} stream {stream}: {status} {}", text.chars().take(200).collect::<String>()));
-        }
+        outcomes.record(i, fault.as_ref(), stream, status, provider.as_deref(), &text);
         // Paced like a busy tool rather than a tight loop, so that the breaker's short open
         // spells (100 ms here) do not swallow most of the injected faults.
         std::thread::sleep(Duration::from_millis(25));
@@ -114,24 +57,123 @@ fn main() {
     Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
     let code = serve.wait().unwrap().code();
     let growth = (rss1 as f64 - rss0 as f64) / rss0 as f64 * 100.0;
-    println!(
-        "soak: {total} requests in {:.0} s; answered {answered} ({local} by the offline model), correct errors {errors}, wrong {}",
-        t0.elapsed().as_secs_f64(),
-        wrong.len()
-    );
+    outcomes.report(total, t0.elapsed());
     println!(
         "gateway RSS after warm-up {} MB, at the end {} MB ({growth:+.1} %, target < 10 %); open fds {fd0} → {fd1}; exit on SIGTERM {code:?}",
         rss0 / 1024,
         rss1 / 1024
     );
-    for (k, (n, l)) in &by_kind {
-        println!("  {k:<28} {n:>5} requests, {l:>5} answered locally");
-    }
-    for w in wrong.iter().take(10) {
-        println!("  {w}");
-    }
-    assert!(wrong.is_empty(), "{} requests got a wrong outcome", wrong.len());
+    outcomes.report_kinds();
+    assert!(outcomes.wrong.is_empty(), "{} requests got a wrong outcome", outcomes.wrong.len());
     assert!(growth < 10.0, "RSS grew {growth:.1} %");
     assert!(fd1 <= fd0 + 4, "fds {fd0} → {fd1}");
     assert_eq!(code, Some(0));
+}
+
+/// `understudy serve` on a free port with short failover timings, OpenAI at `mock` and the tiny
+/// model offline; returns once it accepts connections.
+fn start_gateway(mock: &understudy_testkit::Llmock, dir: &std::path::Path) -> (std::process::Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(
+        dir.join("config.toml"),
+        format!("[failover]\nstatus_page = \"\"\nfirst_token_timeout = \"1s\"\nstall_timeout = \"1s\"\nopen_for = \"100ms\"\nopen_for_max = \"500ms\"\nprobe_interval = \"200ms\"\n[local]\ncontext = 1024\nthreads = 1\n[gateway]\nlisten = \"127.0.0.1:{port}\"\nrequire_token = false\n"),
+    )
+    .unwrap();
+    let serve = Command::new(env!("CARGO_BIN_EXE_understudy"))
+        .arg("serve")
+        .env("UNDERSTUDY_CONFIG", dir.join("config.toml"))
+        .env("UNDERSTUDY_DATA_DIR", dir.join("data"))
+        .env("OPENAI_BASE_URL", mock.base_url())
+        .env("OPENAI_API_KEY", "sk-soak-0123456789")
+        .env("UNDERSTUDY_LOCAL_MODEL", understudy_testkit::tiny_gguf())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (serve, port)
+}
+
+/// The faults drawn from, `None` for a healthy answer. About a third of the requests get a
+/// fault: enough to open the breaker now and then (and recover through probes), not so many
+/// that it stays open and no request meets a fault.
+fn faults() -> Vec<Option<serde_json::Value>> {
+    let mut faults = vec![None; 20];
+    faults.extend([
+        Some(serde_json::json!({ "type": "fail", "status": 503 })),
+        Some(serde_json::json!({ "type": "fail", "status": 500 })),
+        Some(serde_json::json!({ "type": "fail", "status": 429, "retry_after": 30 })),
+        Some(serde_json::json!({ "type": "fail", "status": 401, "code": "invalid_api_key" })),
+        Some(serde_json::json!({ "type": "fail", "status": 400, "code": "context_length_exceeded", "message": "too long" })),
+        Some(serde_json::json!({ "type": "slow_first_token", "seconds": 2 })),
+        Some(serde_json::json!({ "type": "stream_fault", "kind": "truncate", "after_chunks": 2 })),
+        Some(serde_json::json!({ "type": "stream_fault", "kind": "disconnect", "after_chunks": 2 })),
+        Some(serde_json::json!({ "type": "stream_fault", "kind": "malformed", "after_chunks": 2 })),
+        Some(serde_json::json!({ "type": "stream_fault", "kind": "stall", "after_chunks": 2, "stall_seconds": 3 })),
+    ]);
+    faults
+}
+
+/// How the requests came out.
+#[derive(Default)]
+struct Outcomes {
+    answered: usize,
+    /// Of those, answered by the offline model.
+    local: usize,
+    /// The right OpenAI-shaped error.
+    errors: usize,
+    wrong: Vec<String>,
+    /// Per fault kind: (requests, answered by the offline model).
+    by_kind: std::collections::BTreeMap<String, (usize, usize)>,
+}
+
+impl Outcomes {
+    /// Judges request `i`'s response (`provider`: its `x-understudy-provider`).
+    fn record(&mut self, i: usize, fault: Option<&serde_json::Value>, stream: bool, status: u16, provider: Option<&str>, text: &str) {
+        let is_400 = fault.is_some_and(|f| f["status"] == 400);
+        let ok = if is_400 && provider.is_none() {
+            // A bad request is the caller's to fix: OpenAI's error, not a failover.
+            status == 400 && text.contains("\"error\"")
+        } else {
+            status == 200 && (if stream { text.contains("[DONE]") } else { text.contains("\"content\"") })
+        };
+        let kind = fault.map_or("none".to_string(), |f| {
+            format!("{} {}", f["type"].as_str().unwrap_or(""), f.get("status").or(f.get("kind")).map(|v| v.to_string()).unwrap_or_default())
+        });
+        let e = self.by_kind.entry(kind).or_default();
+        e.0 += 1;
+        e.1 += usize::from(provider == Some("local"));
+        if ok {
+            if status == 200 {
+                self.answered += 1;
+                self.local += usize::from(provider == Some("local"));
+            } else {
+                self.errors += 1;
+            }
+        } else {
+            self.wrong.push(format!("#{i} fault {fault:?} stream {stream}: {status} {}", text.chars().take(200).collect::<String>()));
+        }
+    }
+
+    fn report(&self, total: usize, took: Duration) {
+        println!(
+            "soak: {total} requests in {:.0} s; answered {} ({} by the offline model), correct errors {}, wrong {}",
+            took.as_secs_f64(),
+            self.answered,
+            self.local,
+            self.errors,
+            self.wrong.len()
+        );
+    }
+
+    fn report_kinds(&self) {
+        for (k, (n, l)) in &self.by_kind {
+            println!("  {k:<28} {n:>5} requests, {l:>5} answered locally");
+        }
+        for w in self.wrong.iter().take(10) {
+            println!("  {w}");
+        }
+    }
 }
