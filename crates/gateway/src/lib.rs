@@ -25,7 +25,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use understudy_local::tools::{self, ToolChoice, ToolFormat, ToolStream};
 use understudy_local::ResponseFormat;
 use understudy_router::chain::{Chain, LocalModel};
@@ -234,20 +234,63 @@ const IGNORED_OFFLINE: &[&str] = &[
     "top_logprobs",
 ];
 
+/// A 400 naming what is wrong with the request.
+fn bad(message: &str) -> Box<Response> {
+    Box::new(error(StatusCode::BAD_REQUEST, "invalid_request_error", None, message))
+}
+
 /// Reads what the gateway and the offline model need; the body itself goes to the cloud
 /// provider unchanged (`ChatRequest::raw`). What the offline model cannot honour is collected
 /// into `offline_refusal`, so it is refused clearly rather than answered with it dropped.
 fn parse(body: &Bytes) -> Result<Parsed, Box<Response>> {
-    let bad = |m: &str| Box::new(error(StatusCode::BAD_REQUEST, "invalid_request_error", None, m));
     let v: Value = serde_json::from_slice(body).map_err(|e| bad(&format!("The body is not valid JSON: {e}")))?;
     let Value::Object(raw) = v else { return Err(bad("The body must be a JSON object.")) };
     let model = raw.get("model").and_then(Value::as_str).ok_or_else(|| bad("`model` is required."))?.to_string();
     let list = raw.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty()).ok_or_else(|| bad("`messages` must be a non-empty array."))?;
     let mut refusals = Vec::new();
+    let mut tool_use = ToolUse::default();
+    let (messages, offline) = read_messages(list, &mut refusals, &mut tool_use)?;
+    let (max_tokens, mut sampling) = read_sampling(&raw)?;
+    let format = read_options(&raw, &mut refusals, &mut tool_use)?;
+    // Converted now, so a schema the grammar cannot express is refused before any answer.
+    match format.as_ref().map(ResponseFormat::grammar) {
+        Some(Ok(g)) => sampling.grammar = Some(g),
+        Some(Err(e)) => refusals.push(e.to_string()),
+        None => {}
+    }
+    let (provider, upstream_model) = match model.strip_prefix("local/") {
+        Some(_) => (Some(Chain::local_id().to_string()), None),
+        None => (None, Some(model)),
+    };
+    let stream = raw.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let include_usage = raw.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
+    refusals.dedup();
+    let offline_refusal = (!refusals.is_empty()).then(|| refusals.join("; "));
+    let offline_messages = tool_use.in_history.then_some(offline);
+    Ok(Parsed {
+        request: ChatRequest {
+            messages,
+            model: upstream_model,
+            provider,
+            max_tokens,
+            raw: Some(raw),
+            sampling,
+            offline_refusal,
+            tools: None,
+            offline_messages,
+        },
+        stream,
+        include_usage,
+        tools: tool_use,
+    })
+}
+
+/// The request's messages as turns for the router, and as the offline model's template reads
+/// them (tool calls and results kept); notes what the offline model cannot take.
+fn read_messages(list: &[Value], refusals: &mut Vec<String>, tool_use: &mut ToolUse) -> Result<(Vec<Turn>, Vec<understudy_local::Message>), Box<Response>> {
     let mut messages = Vec::with_capacity(list.len());
     // The same turns as the offline model's template reads them, tool calls and results kept.
     let mut offline = Vec::with_capacity(list.len());
-    let mut tool_use = ToolUse::default();
     for (i, m) in list.iter().enumerate() {
         let role = m.get("role").and_then(Value::as_str).ok_or_else(|| bad(&format!("messages[{i}].role is required.")))?;
         let role = match role {
@@ -268,7 +311,7 @@ fn parse(body: &Bytes) -> Result<Parsed, Box<Response>> {
         if has("audio") {
             refusals.push(format!("messages[{i}] refers to audio, and the offline model reads text only"));
         }
-        let content = text_of(m.get("content").unwrap_or(&Value::Null), i, &mut refusals)
+        let content = text_of(m.get("content").unwrap_or(&Value::Null), i, refusals)
             .ok_or_else(|| bad(&format!("messages[{i}].content must be a string or an array of parts.")))?;
         messages.push(Turn::new(role, &content));
         let mut local = understudy_local::Message::new(role, &content);
@@ -281,6 +324,11 @@ fn parse(body: &Bytes) -> Result<Parsed, Box<Response>> {
         tool_use.in_history |= local.is_tool_turn();
         offline.push(local);
     }
+    Ok((messages, offline))
+}
+
+/// `max_tokens` (or `max_completion_tokens`) and the sampling settings the offline model uses.
+fn read_sampling(raw: &Map<String, Value>) -> Result<(Option<u32>, Sampling), Box<Response>> {
     let number = |k: &str| -> Result<Option<f64>, Box<Response>> {
         match raw.get(k) {
             None | Some(Value::Null) => Ok(None),
@@ -309,9 +357,16 @@ fn parse(body: &Bytes) -> Result<Parsed, Box<Response>> {
         frequency_penalty: number("frequency_penalty")?.map(|n| n as f32),
         grammar: None,
     };
+    Ok((max_tokens, sampling))
+}
+
+/// Reads every other field for what the offline model can honour: tools, `tool_choice`, the
+/// response format (returned, for its grammar); the rest is ignored when harmless, else noted
+/// in `refusals`.
+fn read_options(raw: &Map<String, Value>, refusals: &mut Vec<String>, tool_use: &mut ToolUse) -> Result<Option<ResponseFormat>, Box<Response>> {
     let mut format = None;
     let set = |k: &str| raw.get(k).is_some_and(|v| !v.is_null() && v != &Value::Bool(false) && v.as_array().is_none_or(|a| !a.is_empty()));
-    for (k, v) in &raw {
+    for (k, v) in raw {
         match k.as_str() {
             "model"
             | "messages"
@@ -358,38 +413,7 @@ fn parse(body: &Bytes) -> Result<Parsed, Box<Response>> {
             _ => refusals.push(format!("it sets `{k}`, which the offline model does not know")),
         }
     }
-    // Converted now, so a schema the grammar cannot express is refused before any answer.
-    let mut sampling = sampling;
-    match format.as_ref().map(ResponseFormat::grammar) {
-        Some(Ok(g)) => sampling.grammar = Some(g),
-        Some(Err(e)) => refusals.push(e.to_string()),
-        None => {}
-    }
-    let (provider, upstream_model) = match model.strip_prefix("local/") {
-        Some(_) => (Some(Chain::local_id().to_string()), None),
-        None => (None, Some(model)),
-    };
-    let stream = raw.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let include_usage = raw.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
-    refusals.dedup();
-    let offline_refusal = (!refusals.is_empty()).then(|| refusals.join("; "));
-    let offline_messages = tool_use.in_history.then_some(offline);
-    Ok(Parsed {
-        request: ChatRequest {
-            messages,
-            model: upstream_model,
-            provider,
-            max_tokens,
-            raw: Some(raw),
-            sampling,
-            offline_refusal,
-            tools: None,
-            offline_messages,
-        },
-        stream,
-        include_usage,
-        tools: tool_use,
-    })
+    Ok(format)
 }
 
 impl Parsed {
@@ -542,79 +566,120 @@ async fn chat_completions(State(app): State<App>, body: Bytes) -> Response {
         provenance(h, &provider, failover.as_deref());
         return r;
     }
-    let (mut text, mut finish, mut usage, mut last_model, mut left_out) = (String::new(), FinishReason::Stop, None, model.clone(), 0);
-    let (mut reasoning, mut assembly, mut switched) = (String::new(), Assembly::default(), false);
-    while let Some(e) = answer.next().await {
-        match e {
-            Event::Upstream { chunk, .. } => assembly.add(&chunk),
-            Event::Token { text: t } => text.push_str(&t),
-            Event::Switched { model, .. } => {
-                last_model = model;
-                switched = true;
-                // What the offline model writes continues the upstream's text (choice 0).
-                text.clear();
-            }
-            Event::Usage { prompt_tokens, completion_tokens } => usage = Some((prompt_tokens, completion_tokens)),
-            Event::Done { finish_reason, .. } => {
-                finish = finish_reason;
-                break;
-            }
-            Event::Error { error } => return chat_error(&error),
-            Event::LeftOut { messages } => left_out = messages,
-            Event::Reasoning { text: t } => reasoning.push_str(&t),
-            Event::Started { .. } => {}
-        }
-    }
-    let usage = usage.map(|(p, c)| json!({ "prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c }));
-    // The offline model's calls, read back from its text in its template's format.
-    let calls: Vec<Value> = match tool_format {
-        Some(reader) if !upstream || switched => {
-            let (rest, mut calls) = tools::parse(reader.format, &text);
-            calls.truncate(reader.max);
-            if !calls.is_empty() {
-                text = rest;
-                finish = FinishReason::ToolCalls;
-            }
-            calls.iter().map(openai_call).collect()
-        }
-        _ => Vec::new(),
+    let collected = match Collected::read(&mut answer, model).await {
+        Ok(c) => c,
+        Err(error) => return chat_error(&error),
     };
-    let body = if upstream {
-        // The completion exactly as the provider would have sent it unstreamed; after a switch,
-        // the offline model's text appended and its model, finish reason and usage.
-        let local = switched.then(|| assemble::Continuation {
-            text: &text,
-            reasoning: &reasoning,
-            model: &last_model,
-            finish: finish.as_str(),
-            usage: usage.clone(),
-            tool_calls: calls,
-        });
-        assembly.finish(&id, local)
-    } else {
-        // OpenAI: `content` null when the answer is only tool calls.
-        let content = if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) };
-        let mut message = json!({ "role": "assistant", "content": content });
-        if !calls.is_empty() {
-            message["tool_calls"] = Value::Array(calls);
-        }
-        // A reasoning model's thinking goes where DeepSeek's API and OpenRouter put it.
-        if !reasoning.is_empty() {
-            message["reasoning_content"] = json!(reasoning);
-        }
-        json!({
-            "id": id, "object": "chat.completion", "created": now_s(), "model": last_model,
-            "choices": [{ "index": 0, "message": message, "finish_reason": finish.as_str() }],
-            "usage": usage,
-        })
-    };
-    let mut r = Json(body).into_response();
+    let left_out = collected.left_out;
+    let mut r = Json(collected.completion(&id, upstream, tool_format)).into_response();
     provenance(r.headers_mut(), &provider, failover.as_deref());
     // The offline model's context could not hold the whole conversation: say so, never cut silently.
     if left_out > 0 {
         r.headers_mut().insert("x-understudy-left-out", HeaderValue::from(left_out));
     }
     r
+}
+
+/// A non-streamed answer as it came: the upstream's chunks, and the offline model's text
+/// (from the start or after a switch) with how it ended.
+struct Collected {
+    text: String,
+    reasoning: String,
+    finish: FinishReason,
+    /// (prompt, completion) tokens.
+    usage: Option<(u32, u32)>,
+    /// The model that wrote the end of the answer.
+    last_model: String,
+    left_out: u32,
+    assembly: Assembly,
+    switched: bool,
+}
+
+impl Collected {
+    /// Reads the rest of the answer (`model` began it).
+    async fn read(answer: &mut Answer, model: String) -> Result<Collected, ChatError> {
+        let mut c = Collected {
+            text: String::new(),
+            reasoning: String::new(),
+            finish: FinishReason::Stop,
+            usage: None,
+            last_model: model,
+            left_out: 0,
+            assembly: Assembly::default(),
+            switched: false,
+        };
+        while let Some(e) = answer.next().await {
+            match e {
+                Event::Upstream { chunk, .. } => c.assembly.add(&chunk),
+                Event::Token { text: t } => c.text.push_str(&t),
+                Event::Switched { model, .. } => {
+                    c.last_model = model;
+                    c.switched = true;
+                    // What the offline model writes continues the upstream's text (choice 0).
+                    c.text.clear();
+                }
+                Event::Usage { prompt_tokens, completion_tokens } => c.usage = Some((prompt_tokens, completion_tokens)),
+                Event::Done { finish_reason, .. } => {
+                    c.finish = finish_reason;
+                    break;
+                }
+                Event::Error { error } => return Err(error),
+                Event::LeftOut { messages } => c.left_out = messages,
+                Event::Reasoning { text: t } => c.reasoning.push_str(&t),
+                Event::Started { .. } => {}
+            }
+        }
+        Ok(c)
+    }
+
+    /// OpenAI's chat completion: the provider's own, assembled from its chunks (the offline
+    /// model's continuation appended after a switch), or written here for the offline model.
+    fn completion(self, id: &str, upstream: bool, tool_format: Option<CallReader>) -> Value {
+        let Collected { mut text, reasoning, mut finish, usage, last_model, assembly, switched, .. } = self;
+        let usage = usage.map(|(p, c)| json!({ "prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c }));
+        // The offline model's calls, read back from its text in its template's format.
+        let calls: Vec<Value> = match tool_format {
+            Some(reader) if !upstream || switched => {
+                let (rest, mut calls) = tools::parse(reader.format, &text);
+                calls.truncate(reader.max);
+                if !calls.is_empty() {
+                    text = rest;
+                    finish = FinishReason::ToolCalls;
+                }
+                calls.iter().map(openai_call).collect()
+            }
+            _ => Vec::new(),
+        };
+        if upstream {
+            // The completion exactly as the provider would have sent it unstreamed; after a switch,
+            // the offline model's text appended and its model, finish reason and usage.
+            let local = switched.then(|| assemble::Continuation {
+                text: &text,
+                reasoning: &reasoning,
+                model: &last_model,
+                finish: finish.as_str(),
+                usage: usage.clone(),
+                tool_calls: calls,
+            });
+            assembly.finish(id, local)
+        } else {
+            // OpenAI: `content` null when the answer is only tool calls.
+            let content = if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) };
+            let mut message = json!({ "role": "assistant", "content": content });
+            if !calls.is_empty() {
+                message["tool_calls"] = Value::Array(calls);
+            }
+            // A reasoning model's thinking goes where DeepSeek's API and OpenRouter put it.
+            if !reasoning.is_empty() {
+                message["reasoning_content"] = json!(reasoning);
+            }
+            json!({
+                "id": id, "object": "chat.completion", "created": now_s(), "model": last_model,
+                "choices": [{ "index": 0, "message": message, "finish_reason": finish.as_str() }],
+                "usage": usage,
+            })
+        }
+    }
 }
 
 /// An upstream chunk as the client asked for it: as it came (byte for byte), except that the
@@ -650,22 +715,22 @@ fn sse(
     upstream: bool,
     tools: Option<CallReader>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
-    let chunk = |id: &str, model: &str, delta: Value, finish: Option<&str>| {
-        let c = json!({ "id": id, "object": "chat.completion.chunk", "created": now_s(), "model": model, "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }] });
-        Bytes::from(format!("data: {c}\n\n"))
+    let mut chunks = Chunks {
+        id,
+        model,
+        upstream,
+        include_usage,
+        usage: None,
+        calls: tools.map(|r| ToolStream::new(r.format)),
+        max_calls: tools.map_or(usize::MAX, |r| r.max),
+        held: None,
+        sent_role: false,
+        sent_text: false,
     };
     async_stream(move |tx| async move {
-        let (mut id, mut model, mut upstream) = (id, model, upstream);
-        if !upstream {
-            let _ = tx.send(chunk(&id, &model, json!({ "role": "assistant", "content": "" }), None)).await;
+        if !chunks.upstream {
+            let _ = tx.send(chunks.chunk(json!({ "role": "assistant", "content": "" }), None)).await;
         }
-        let mut usage = None;
-        let mut calls = tools.map(|r| ToolStream::new(r.format));
-        let max_calls = tools.map_or(usize::MAX, |r| r.max);
-        // The upstream's chunks from its first tool-call delta on, not yet sent; and whether
-        // the client has had the upstream's role and answer text.
-        let mut held: Option<Vec<Bytes>> = None;
-        let (mut sent_role, mut sent_text) = (false, false);
         loop {
             // A client that goes away while nothing is sent (a queued or stalled answer) is
             // noticed at once, not at the next token.
@@ -674,111 +739,160 @@ fn sse(
                 () = tx.closed() => return,
             };
             let Some(e) = e else { return };
-            let out = match e {
-                Event::Upstream { chunk: c, data } => {
-                    if let Some(upstream_id) = c.get("id").and_then(Value::as_str) {
-                        upstream_id.clone_into(&mut id);
-                    }
-                    let deltas = || c.get("choices").and_then(Value::as_array).into_iter().flatten().filter_map(|ch| ch.get("delta"));
-                    let calls = deltas().any(|d| d.get("tool_calls").is_some_and(|t| !t.is_null()) || d.get("function_call").is_some_and(|f| !f.is_null()));
-                    if held.is_none() && !calls {
-                        sent_role |= deltas().any(|d| d.get("role").is_some_and(|r| !r.is_null()));
-                        sent_text |= deltas().any(|d| d.get("content").and_then(Value::as_str).is_some_and(|t| !t.is_empty()));
-                    }
-                    let Some(out) = upstream_chunk(c, data, include_usage) else { continue };
-                    if calls || held.is_some() {
-                        held.get_or_insert_with(Vec::new).push(out);
-                        continue;
-                    }
-                    out
-                }
-                // The upstream's chunks carry its text already.
-                Event::Token { .. } if upstream => continue,
-                Event::Token { text } => {
-                    let text = match calls.as_mut() {
-                        Some(c) => c.push(&text),
-                        None => text,
-                    };
-                    if text.is_empty() {
-                        continue;
-                    }
-                    chunk(&id, &model, json!({ "content": text }), None)
-                }
-                Event::Reasoning { text } => chunk(&id, &model, json!({ "reasoning_content": text }), None),
-                // A cut inside a tool call: the offline model answers afresh, and the client has
-                // seen none of the call (it was held), so the fresh answer is the rest of this
-                // response. Unless answer text went out before the call: the fresh answer would
-                // be joined onto it as one message, so the client is told instead and the
-                // offline answer is dropped (which cancels it).
-                Event::Switched { reason, .. } if held.is_some() && sent_text => {
-                    let message = format!(
-                        "{reason}, in the middle of a tool call after part of the answer was sent; the offline model never continues inside a tool call. Send the request again."
-                    );
-                    let _ = tx
-                        .send(Bytes::from(format!(
-                            "data: {}\n\n",
-                            json!({ "error": { "message": message, "type": "server_error", "code": "cut_in_tool_call" } })
-                        )))
-                        .await;
-                    return;
-                }
-                Event::Switched { model: m, .. } => {
-                    model = m;
-                    upstream = false;
-                    // The held part of the call is dropped; the role it carried goes out anew.
-                    if held.take().is_some() && !sent_role {
-                        chunk(&id, &model, json!({ "role": "assistant", "content": "" }), None)
-                    } else {
-                        continue;
+            match chunks.step(e) {
+                Step::Skip => {}
+                Step::Send(out) => {
+                    if tx.send(out).await.is_err() {
+                        return; // client gone: dropping `answer` cancels it
                     }
                 }
-                Event::Usage { prompt_tokens, completion_tokens } => {
-                    usage = Some(
-                        json!({ "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens }),
-                    );
-                    continue;
-                }
-                Event::Done { finish_reason, .. } => {
-                    // The upstream sent its own finish and usage chunks (held, if it called a tool).
-                    for out in held.take().into_iter().flatten() {
+                Step::End(outs) => {
+                    for out in outs {
                         let _ = tx.send(out).await;
                     }
-                    if !upstream {
-                        let mut finish_reason = finish_reason;
-                        if let Some((rest, found)) = calls.take().map(ToolStream::finish) {
-                            if !rest.is_empty() {
-                                let _ = tx.send(chunk(&id, &model, json!({ "content": rest }), None)).await;
-                            }
-                            for (index, call) in found.iter().take(max_calls).enumerate() {
-                                let mut delta = openai_call(call);
-                                delta["index"] = json!(index);
-                                let _ = tx.send(chunk(&id, &model, json!({ "tool_calls": [delta] }), None)).await;
-                            }
-                            if !found.is_empty() {
-                                finish_reason = FinishReason::ToolCalls;
-                            }
-                        }
-                        let _ = tx.send(chunk(&id, &model, json!({}), Some(finish_reason.as_str()))).await;
-                        if let (true, Some(u)) = (include_usage, usage.take()) {
-                            let u = json!({ "id": id, "object": "chat.completion.chunk", "created": now_s(), "model": model, "choices": [], "usage": u });
-                            let _ = tx.send(Bytes::from(format!("data: {u}\n\n"))).await;
-                        }
-                    }
-                    let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
                     return;
                 }
-                // Mid-stream and nothing could continue: OpenAI's error chunk, and no [DONE].
-                Event::Error { error } => {
-                    Bytes::from(format!("data: {}\n\n", json!({ "error": { "message": error.to_string(), "type": "server_error", "code": error.code } })))
-                }
-                // Headers are gone by the end of a stream; the non-streamed answer says it.
-                Event::Started { .. } | Event::LeftOut { .. } => continue,
-            };
-            if tx.send(out).await.is_err() {
-                return; // client gone: dropping `answer` cancels it
             }
         }
     })
+}
+
+/// One streamed answer turned into what the client is sent ([`sse`]).
+struct Chunks {
+    id: String,
+    model: String,
+    /// A cloud provider writes the answer (its chunks are passed on), not the offline model.
+    upstream: bool,
+    include_usage: bool,
+    usage: Option<Value>,
+    /// The offline model's text read for tool calls.
+    calls: Option<ToolStream>,
+    max_calls: usize,
+    /// The upstream's chunks from its first tool-call delta on, not yet sent; and whether
+    /// the client has had the upstream's role and answer text.
+    held: Option<Vec<Bytes>>,
+    sent_role: bool,
+    sent_text: bool,
+}
+
+/// What one event of the answer sends.
+enum Step {
+    Skip,
+    Send(Bytes),
+    /// These, then the stream ends.
+    End(Vec<Bytes>),
+}
+
+impl Chunks {
+    fn chunk(&self, delta: Value, finish: Option<&str>) -> Bytes {
+        let c = json!({ "id": self.id, "object": "chat.completion.chunk", "created": now_s(), "model": self.model, "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }] });
+        Bytes::from(format!("data: {c}\n\n"))
+    }
+
+    fn step(&mut self, e: Event) -> Step {
+        match e {
+            Event::Upstream { chunk, data } => self.upstream_chunk(chunk, data),
+            // The upstream's chunks carry its text already.
+            Event::Token { .. } if self.upstream => Step::Skip,
+            Event::Token { text } => {
+                let text = match self.calls.as_mut() {
+                    Some(c) => c.push(&text),
+                    None => text,
+                };
+                if text.is_empty() {
+                    return Step::Skip;
+                }
+                Step::Send(self.chunk(json!({ "content": text }), None))
+            }
+            Event::Reasoning { text } => Step::Send(self.chunk(json!({ "reasoning_content": text }), None)),
+            // A cut inside a tool call: the offline model answers afresh, and the client has
+            // seen none of the call (it was held), so the fresh answer is the rest of this
+            // response. Unless answer text went out before the call: the fresh answer would
+            // be joined onto it as one message, so the client is told instead and the
+            // offline answer is dropped (which cancels it).
+            Event::Switched { reason, .. } if self.held.is_some() && self.sent_text => {
+                let message = format!(
+                    "{reason}, in the middle of a tool call after part of the answer was sent; the offline model never continues inside a tool call. Send the request again."
+                );
+                Step::End(vec![Bytes::from(format!(
+                    "data: {}\n\n",
+                    json!({ "error": { "message": message, "type": "server_error", "code": "cut_in_tool_call" } })
+                ))])
+            }
+            Event::Switched { model, .. } => {
+                self.model = model;
+                self.upstream = false;
+                // The held part of the call is dropped; the role it carried goes out anew.
+                if self.held.take().is_some() && !self.sent_role {
+                    Step::Send(self.chunk(json!({ "role": "assistant", "content": "" }), None))
+                } else {
+                    Step::Skip
+                }
+            }
+            Event::Usage { prompt_tokens, completion_tokens } => {
+                self.usage =
+                    Some(json!({ "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens }));
+                Step::Skip
+            }
+            Event::Done { finish_reason, .. } => Step::End(self.done(finish_reason)),
+            // Mid-stream and nothing could continue: OpenAI's error chunk, and no [DONE].
+            Event::Error { error } => Step::Send(Bytes::from(format!(
+                "data: {}\n\n",
+                json!({ "error": { "message": error.to_string(), "type": "server_error", "code": error.code } })
+            ))),
+            // Headers are gone by the end of a stream; the non-streamed answer says it.
+            Event::Started { .. } | Event::LeftOut { .. } => Step::Skip,
+        }
+    }
+
+    /// An upstream chunk: passed on, or held from the first tool-call delta on.
+    fn upstream_chunk(&mut self, c: Value, data: String) -> Step {
+        if let Some(upstream_id) = c.get("id").and_then(Value::as_str) {
+            upstream_id.clone_into(&mut self.id);
+        }
+        let deltas = || c.get("choices").and_then(Value::as_array).into_iter().flatten().filter_map(|ch| ch.get("delta"));
+        let calls = deltas().any(|d| d.get("tool_calls").is_some_and(|t| !t.is_null()) || d.get("function_call").is_some_and(|f| !f.is_null()));
+        if self.held.is_none() && !calls {
+            self.sent_role |= deltas().any(|d| d.get("role").is_some_and(|r| !r.is_null()));
+            self.sent_text |= deltas().any(|d| d.get("content").and_then(Value::as_str).is_some_and(|t| !t.is_empty()));
+        }
+        let Some(out) = upstream_chunk(c, data, self.include_usage) else { return Step::Skip };
+        if calls || self.held.is_some() {
+            self.held.get_or_insert_with(Vec::new).push(out);
+            return Step::Skip;
+        }
+        Step::Send(out)
+    }
+
+    /// The end of the answer: the held upstream chunks, or the offline model's calls, finish
+    /// and usage; then `[DONE]`.
+    fn done(&mut self, finish_reason: FinishReason) -> Vec<Bytes> {
+        // The upstream sent its own finish and usage chunks (held, if it called a tool).
+        let mut out: Vec<Bytes> = self.held.take().into_iter().flatten().collect();
+        if !self.upstream {
+            let mut finish_reason = finish_reason;
+            if let Some((rest, found)) = self.calls.take().map(ToolStream::finish) {
+                if !rest.is_empty() {
+                    out.push(self.chunk(json!({ "content": rest }), None));
+                }
+                for (index, call) in found.iter().take(self.max_calls).enumerate() {
+                    let mut delta = openai_call(call);
+                    delta["index"] = json!(index);
+                    out.push(self.chunk(json!({ "tool_calls": [delta] }), None));
+                }
+                if !found.is_empty() {
+                    finish_reason = FinishReason::ToolCalls;
+                }
+            }
+            out.push(self.chunk(json!({}), Some(finish_reason.as_str())));
+            if let (true, Some(u)) = (self.include_usage, self.usage.take()) {
+                let u = json!({ "id": self.id, "object": "chat.completion.chunk", "created": now_s(), "model": self.model, "choices": [], "usage": u });
+                out.push(Bytes::from(format!("data: {u}\n\n")));
+            }
+        }
+        out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+        out
+    }
 }
 
 /// A stream fed by a task through a small channel; when the body is dropped the task's sends
