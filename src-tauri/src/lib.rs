@@ -48,52 +48,7 @@ pub fn run() -> anyhow::Result<()> {
         .plugin(tauri_plugin_opener::init())
         .manage(setup)
         .manage(window::Shell::new(release_after))
-        .invoke_handler(tauri::generate_handler![
-            commands::app_info,
-            commands::store_notice,
-            commands::dismiss_store_notice,
-            commands::save_api_key,
-            commands::get_settings,
-            commands::gateway_access,
-            commands::save_settings,
-            commands::test_connection,
-            commands::provider_presets,
-            commands::get_providers,
-            commands::save_providers,
-            commands::save_provider_key,
-            commands::test_provider,
-            commands::provider_models,
-            commands::get_key_env_allowed,
-            commands::set_key_env_allowed,
-            commands::list_conversations,
-            commands::create_conversation,
-            commands::rename_conversation,
-            commands::set_conversation_options,
-            commands::delete_conversation,
-            commands::restore_conversation,
-            commands::search_messages,
-            commands::get_messages,
-            commands::send_message,
-            commands::regenerate,
-            commands::edit_and_resend,
-            commands::stop_answer,
-            commands::export_conversation,
-            commands::watch_health,
-            commands::get_desktop_prefs,
-            commands::set_desktop_prefs,
-            commands::models_overview,
-            commands::models_search,
-            commands::models_files,
-            commands::models_download,
-            commands::models_pause,
-            commands::models_cancel,
-            commands::models_import,
-            commands::models_remove,
-            commands::models_choose,
-            commands::open_link,
-            commands::ui_state_save,
-            commands::ui_state_load,
-        ])
+        .invoke_handler(command_handler())
         .setup(move |app| {
             tracing::info!("setting up the window, tray and notifier");
             // Probes, status page and pre-warming run for the app's lifetime.
@@ -123,4 +78,54 @@ pub fn run() -> anyhow::Result<()> {
             }
         });
     Ok(())
+}
+
+/// Every command the window may invoke; each window's capability grants the ones it uses.
+fn command_handler() -> impl Fn(tauri::ipc::Invoke) -> bool + Send + Sync + 'static {
+    tauri::generate_handler![
+        commands::app_info,
+        commands::store_notice,
+        commands::dismiss_store_notice,
+        commands::save_api_key,
+        commands::get_settings,
+        commands::gateway_access,
+        commands::save_settings,
+        commands::test_connection,
+        commands::provider_presets,
+        commands::get_providers,
+        commands::save_providers,
+        commands::save_provider_key,
+        commands::test_provider,
+        commands::provider_models,
+        commands::get_key_env_allowed,
+        commands::set_key_env_allowed,
+        commands::list_conversations,
+        commands::create_conversation,
+        commands::rename_conversation,
+        commands::set_conversation_options,
+        commands::delete_conversation,
+        commands::restore_conversation,
+        commands::search_messages,
+        commands::get_messages,
+        commands::send_message,
+        commands::regenerate,
+        commands::edit_and_resend,
+        commands::stop_answer,
+        commands::export_conversation,
+        commands::watch_health,
+        commands::get_desktop_prefs,
+        commands::set_desktop_prefs,
+        commands::models_overview,
+        commands::models_search,
+        commands::models_files,
+        commands::models_download,
+        commands::models_pause,
+        commands::models_cancel,
+        commands::models_import,
+        commands::models_remove,
+        commands::models_choose,
+        commands::open_link,
+        commands::ui_state_save,
+        commands::ui_state_load,
+    ]
 }
