@@ -1,7 +1,8 @@
 //! ARCHITECTURE.md kept true mechanically: every path its code map names exists, and the
 //! invariants that can be read off the tree hold (who depends on tauri, `alerts` apart from
 //! `router` and light enough to link no database, engine, keyring or HTTP client, the router
-//! and gateway without SQLite, no `Result<_, String>` in public library APIs).
+//! and gateway without SQLite, no `Result<_, String>` in public library APIs, no function over
+//! 80 lines without a `Long:` reason).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -179,4 +180,133 @@ fn public_library_apis_return_typed_errors() {
     }
     found.sort();
     assert!(found.is_empty(), "public library functions return Result<_, String> (ARCHITECTURE.md: library crates use thiserror): {found:?}");
+}
+
+/// The longest a function may be without a `Long:` reason in its doc comment.
+const MAX_FN_LINES: usize = 80;
+
+/// Functions longer than [`MAX_FN_LINES`] without a `Long:` line in their doc comment, as
+/// `name (lines)`. Reads rustfmt's layout (CI checks it): a body ends at the first `}` at its
+/// `fn`'s indentation; one-line bodies and bodiless declarations are skipped, and so are
+/// `#[cfg(test)]` modules written inline.
+fn long_fns_without_reason(source: &str) -> Vec<String> {
+    let lines: Vec<&str> = source.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        let depth = indent(line);
+        let code = line.trim_start();
+        let closes_at = |from: usize| (from + 1..lines.len()).find(|&k| indent(lines[k]) == depth && lines[k].trim_start().starts_with('}'));
+        if code.starts_with("mod ") && code.ends_with('{') && attributes_above(&lines, i).any(|a| a == "#[cfg(test)]") {
+            i = closes_at(i).unwrap_or(lines.len());
+            continue;
+        }
+        let Some(name) = fn_name(code) else {
+            i += 1;
+            continue;
+        };
+        let signature_end = (i..lines.len()).find(|&k| lines[k].contains('{') || lines[k].trim_end().ends_with(';')).unwrap_or(i);
+        let one_line = signature_end == i && code.trim_end().ends_with('}');
+        if one_line || !lines[signature_end].contains('{') {
+            i += 1;
+            continue;
+        }
+        let end = closes_at(i).unwrap_or(lines.len() - 1);
+        let length = end - i + 1;
+        let reasoned = attributes_above(&lines, i).any(|a| a.starts_with("///") && a.contains("Long:"));
+        if length > MAX_FN_LINES && !reasoned {
+            found.push(format!("{name} ({length} lines)"));
+        }
+        i += 1;
+    }
+    found
+}
+
+/// The doc comment and attribute lines right above line `i`, nearest first.
+fn attributes_above<'a>(lines: &'a [&'a str], i: usize) -> impl Iterator<Item = &'a str> + 'a {
+    lines[..i].iter().rev().map(|l| l.trim()).take_while(|l| l.starts_with("///") || l.starts_with("#["))
+}
+
+/// The name of the function a line declares (`pub(crate) async unsafe fn name…`), if it does.
+fn fn_name(code: &str) -> Option<String> {
+    let mut rest = code;
+    if let Some(r) = rest.strip_prefix("pub") {
+        rest = r.strip_prefix(' ').or_else(|| r.strip_prefix('(').and_then(|r| r.split_once(") ")).map(|(_, r)| r))?;
+    }
+    for qualifier in ["const ", "async ", "unsafe ", "extern \"C\" "] {
+        rest = rest.strip_prefix(qualifier).unwrap_or(rest);
+    }
+    let name: String = rest.strip_prefix("fn ")?.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+    (!name.is_empty()).then_some(name)
+}
+
+/// Out-of-line `#[cfg(test)] mod name;` files declared by `file`.
+fn test_module_files(file: &Path, source: &str) -> Vec<PathBuf> {
+    let dir = match file.file_stem().and_then(|s| s.to_str()) {
+        Some("lib" | "main" | "mod") => file.parent().map(Path::to_path_buf),
+        Some(stem) => file.parent().map(|p| p.join(stem)),
+        None => None,
+    };
+    let Some(dir) = dir else { return Vec::new() };
+    let lines: Vec<&str> = source.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(name) = line.trim().strip_prefix("mod ").and_then(|r| r.strip_suffix(';')) else { continue };
+        if attributes_above(&lines, i).any(|a| a == "#[cfg(test)]") {
+            out.push(dir.join(format!("{name}.rs")));
+            out.push(dir.join(name).join("mod.rs"));
+        }
+    }
+    out
+}
+
+#[test]
+fn long_function_detection_skips_reasoned_short_and_test_code() {
+    let body = |n: usize| "    let x = 1;\n".repeat(n);
+    let src = format!(
+        "fn short() {{\n{}}}\n\n/// Long: a table.\n#[inline]\nfn reasoned() {{\n{}}}\n\npub(crate) async fn long(\n    a: u8,\n) -> u8 {{\n{}    a\n}}\n\nimpl X {{\n    fn nested(&self) {{\n{}    }}\n}}\n\nfn one() {{ 1 }}\ntrait T {{\n    fn decl(&self);\n}}\n\n#[cfg(test)]\nmod tests {{\n    fn table() {{\n{}    }}\n}}\n",
+        body(78),
+        body(90),
+        body(90),
+        body(85),
+        body(120)
+    );
+    assert_eq!(long_fns_without_reason(&src), ["long (95 lines)", "nested (87 lines)"]);
+}
+
+/// Issue #16: no function over 80 lines without a reason. Test code (`tests/` folders, `#[cfg(test)]`
+/// modules) is left out: its tables read best whole.
+#[test]
+fn long_functions_say_why() {
+    let mut files = Vec::new();
+    let mut dirs = vec![root().join("src-tauri/src"), root().join("xtask/src")];
+    for entry in std::fs::read_dir(root().join("crates")).expect("crates/").flatten() {
+        dirs.extend([entry.path().join("src"), entry.path().join("benches")]);
+    }
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() && path.file_name().is_some_and(|n| n != "tests") {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.len() > 50, "the sources were not found: {files:?}");
+    let sources: Vec<(PathBuf, String)> = files.into_iter().map(|f| (f.clone(), std::fs::read_to_string(&f).expect("a source file"))).collect();
+    let test_only: BTreeSet<PathBuf> = sources.iter().flat_map(|(f, s)| test_module_files(f, s)).collect();
+    assert!(test_only.contains(&root().join("src-tauri/src/ts.rs")), "the test-only modules were not found: {test_only:?}");
+    let mut found: Vec<String> = Vec::new();
+    for (file, source) in sources.iter().filter(|(f, _)| !test_only.contains(f)) {
+        let rel = file.strip_prefix(root()).unwrap_or(file).to_string_lossy().replace('\\', "/");
+        found.extend(long_fns_without_reason(source).into_iter().map(|f| format!("{rel}: {f}")));
+    }
+    found.sort();
+    assert!(
+        found.is_empty(),
+        "functions over {MAX_FN_LINES} lines without a `/// Long: …` reason (split them by what they do, or say why they read best whole): {found:#?}"
+    );
 }
