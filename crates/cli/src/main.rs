@@ -302,7 +302,11 @@ fn chat(provider: &str, message: String, services: &Services, json: bool) -> Exi
     // Built before the runtime: the keyring's D-Bus client blocks and must not run inside it.
     let router = services.router().clone();
     let provider = (provider != "auto").then(|| provider.to_string());
-    let request = understudy_router::ChatRequest { messages: vec![understudy_router::Turn::new(understudy_router::Role::User, &message)], provider, ..Default::default() };
+    let request = understudy_router::ChatRequest {
+        messages: vec![understudy_router::Turn::new(understudy_router::Role::User, &message)],
+        provider,
+        ..Default::default()
+    };
     match block_on(stream_answer(router, request, json)) {
         Ok(None) => ExitCode::SUCCESS,
         Ok(Some(error)) => {
