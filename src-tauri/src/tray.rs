@@ -7,7 +7,7 @@ use tauri::image::Image;
 use tauri::menu::{CheckMenuItem, Menu, MenuItem, PredefinedMenuItem, Submenu};
 use tauri::tray::{MouseButton, MouseButtonState, TrayIconBuilder, TrayIconEvent};
 use tauri::{AppHandle, Manager, Wry};
-use understudy_alerts::{icon, words, Indicator, TrayState};
+use understudy_alerts::{icon, retry_words, words, Indicator, TrayState};
 use understudy_core::config::Mode;
 
 use crate::setup::Setup;
@@ -36,6 +36,7 @@ pub fn create(app: &AppHandle, hold: Duration) -> tauri::Result<()> {
         CheckMenuItem::with_id(app, "mode-local-only", "Local only", true, false, None::<&str>)?,
     ];
     let mode = Submenu::with_id_and_items(app, "mode", "Mode", true, &[&modes[0], &modes[1], &modes[2]])?;
+    let retry = MenuItem::with_id(app, "retry", "Retry OpenAI now", true, None::<&str>)?;
     let menu = Menu::with_items(
         app,
         &[
@@ -43,7 +44,7 @@ pub fn create(app: &AppHandle, hold: Duration) -> tauri::Result<()> {
             &PredefinedMenuItem::separator(app)?,
             &MenuItem::with_id(app, "open", "Open Understudy", true, None::<&str>)?,
             &mode,
-            &MenuItem::with_id(app, "retry", "Retry OpenAI now", true, None::<&str>)?,
+            &retry,
             &MenuItem::with_id(app, "status-page", "Open status page", true, None::<&str>)?,
             &PredefinedMenuItem::separator(app)?,
             &MenuItem::with_id(app, "quit", "Quit Understudy", true, None::<&str>)?,
@@ -80,6 +81,7 @@ pub fn create(app: &AppHandle, hold: Duration) -> tauri::Result<()> {
             let text = words(shown, &snapshot, &clock);
             let _ = status.set_text(&text);
             let _ = tray.set_tooltip(Some(&text));
+            let _ = retry.set_text(retry_words(&snapshot));
             for (item, m) in modes.iter().zip([Mode::Auto, Mode::CloudOnly, Mode::LocalOnly]) {
                 let _ = item.set_checked(snapshot.mode == m);
             }

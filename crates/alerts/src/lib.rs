@@ -80,6 +80,11 @@ pub struct TrayView {
     pub words: String,
 }
 
+/// The tray menu's probe item, naming the primary provider ("Retry Groq now").
+pub fn retry_words(s: &HealthSnapshot) -> String {
+    format!("Retry {} now", s.providers.first().map_or("OpenAI", |p| p.label.as_str()))
+}
+
 /// `since` is a unix-ms timestamp; `clock` turns it into "14:02" (injected for tests).
 pub fn words(state: TrayState, s: &HealthSnapshot, clock: &dyn Fn(u64) -> String) -> String {
     let primary = s.providers.first();

@@ -173,6 +173,14 @@ fn the_state_in_words() {
     assert_eq!(words(state_of(&none), &none, &clock), "Nothing can answer: OpenAI is down since 14:02 and no offline model is installed");
 }
 
+#[test]
+fn the_retry_item_names_the_primary() {
+    assert_eq!(retry_words(&healthy()), "Retry OpenAI now");
+    let mut groq_first = chain((Health::Healthy, false), (Health::Healthy, false), true);
+    groq_first.providers.swap(0, 1);
+    assert_eq!(retry_words(&groq_first), "Retry Groq now");
+}
+
 /// A chain of OpenAI (primary) and Groq (backup): each (health, breaker open), and whether an
 /// offline model is installed; the route is where the monitor would send the next request.
 fn chain(primary: (Health, bool), backup: (Health, bool), local: bool) -> HealthSnapshot {
