@@ -365,8 +365,12 @@ impl ChatStream {
                     self.pending.push_back(StreamEvent::Part { model, tool_call });
                     self.pending.extend(finish.map(|reason| StreamEvent::Finish { reason }));
                 }
-                Decoded::Delta { model, content, finish } => {
-                    self.pending.push_back(StreamEvent::Delta { model, content });
+                Decoded::Delta { model, content, tool_call, finish } => {
+                    self.pending.push_back(StreamEvent::Delta { model: model.clone(), content });
+                    // Text and the start of a call in one chunk: the call has begun too.
+                    if tool_call {
+                        self.pending.push_back(StreamEvent::Part { model, tool_call });
+                    }
                     self.pending.extend(finish.map(|reason| StreamEvent::Finish { reason }));
                 }
             }
@@ -391,6 +395,8 @@ pub enum Decoded {
     Delta {
         model: String,
         content: String,
+        /// The same chunk also begins or carries a tool call.
+        tool_call: bool,
         finish: Option<String>,
     },
     /// A delta with output other than text (a tool call, a refusal, audio): an answer, not
@@ -438,7 +444,7 @@ pub fn decode_value(value: &Value) -> Result<Decoded, ChunkError> {
     let other =
         tool_call || delta.refusal.as_ref().is_some_and(|r| !r.is_null() && r.as_str() != Some("")) || delta.audio.as_ref().is_some_and(|a| !a.is_null());
     Ok(match (delta.content.filter(|c| !c.is_empty()), choice.finish_reason) {
-        (Some(content), finish) => Decoded::Delta { model: chunk.model.unwrap_or_default(), content, finish },
+        (Some(content), finish) => Decoded::Delta { model: chunk.model.unwrap_or_default(), content, tool_call, finish },
         (None, finish) if other => Decoded::Part { model: chunk.model.unwrap_or_default(), tool_call, finish },
         (None, Some(reason)) => Decoded::Finish(reason),
         (None, None) => Decoded::Skip,

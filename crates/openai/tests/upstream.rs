@@ -230,6 +230,9 @@ fn chunk_decoding_handles_the_fuzz_corpus_and_real_chunks() {
     // not look like "no first token").
     let call = r#"{"model":"m","choices":[{"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":""}}]}}]}"#;
     assert_eq!(decode_chunk(call), Ok(Decoded::Part { model: "m".into(), tool_call: true, finish: None }));
+    // Text and a call's start in one chunk: both are told, so a cut after it restarts the answer.
+    let both = r#"{"model":"m","choices":[{"delta":{"content":"Let me check.","tool_calls":[{"index":0,"id":"c","type":"function","function":{"name":"f","arguments":""}}]}}]}"#;
+    assert_eq!(decode_chunk(both), Ok(Decoded::Delta { model: "m".into(), content: "Let me check.".into(), tool_call: true, finish: None }));
     let refusal = r#"{"model":"m","choices":[{"delta":{"refusal":"I can't"},"finish_reason":"stop"}]}"#;
     assert_eq!(decode_chunk(refusal), Ok(Decoded::Part { model: "m".into(), tool_call: false, finish: Some("stop".into()) }));
     assert_eq!(decode_chunk(r#"{"choices":[{"delta":{"content":"","refusal":null}}]}"#), Ok(Decoded::Skip));
