@@ -851,7 +851,7 @@ impl Chunks {
             upstream_id.clone_into(&mut self.id);
         }
         let deltas = || c.get("choices").and_then(Value::as_array).into_iter().flatten().filter_map(|ch| ch.get("delta"));
-        let calls = deltas().any(|d| d.get("tool_calls").is_some_and(|t| !t.is_null()) || d.get("function_call").is_some_and(|f| !f.is_null()));
+        let calls = deltas().any(understudy_openai::carries_tool_call);
         if self.held.is_none() && !calls {
             self.sent_role |= deltas().any(|d| d.get("role").is_some_and(|r| !r.is_null()));
             self.sent_text |= deltas().any(|d| d.get("content").and_then(Value::as_str).is_some_and(|t| !t.is_empty()));

@@ -430,6 +430,13 @@ pub fn decode_chunk(data: &str) -> Result<Decoded, ChunkError> {
 }
 
 /// [`decode_chunk`] of a chunk already parsed.
+/// Whether a streamed `delta` carries (part of) a tool call, the legacy `function_call`
+/// included. The router's choice between continuing and restarting a cut answer and the
+/// gateway's holding back of a call's chunks both read it, so they agree.
+pub fn carries_tool_call(delta: &Value) -> bool {
+    delta.get("tool_calls").is_some_and(|t| !t.is_null()) || delta.get("function_call").is_some_and(|f| !f.is_null())
+}
+
 pub fn decode_value(value: &Value) -> Result<Decoded, ChunkError> {
     let chunk = Chunk::deserialize(value).map_err(|e| ChunkError::NotJson(e.to_string()))?;
     if let Some(err) = chunk.error {
@@ -440,7 +447,7 @@ pub fn decode_value(value: &Value) -> Result<Decoded, ChunkError> {
     }
     let Some(choice) = chunk.choices.into_iter().next() else { return Ok(Decoded::Skip) };
     let delta = choice.delta.unwrap_or_default();
-    let tool_call = delta.tool_calls.as_ref().is_some_and(|t| !t.is_null()) || delta.function_call.as_ref().is_some_and(|f| !f.is_null());
+    let tool_call = value.pointer("/choices/0/delta").is_some_and(carries_tool_call);
     let other =
         tool_call || delta.refusal.as_ref().is_some_and(|r| !r.is_null() && r.as_str() != Some("")) || delta.audio.as_ref().is_some_and(|a| !a.is_null());
     Ok(match (delta.content.filter(|c| !c.is_empty()), choice.finish_reason) {
@@ -475,10 +482,6 @@ struct ChunkChoice {
 struct Delta {
     #[serde(default)]
     content: Option<String>,
-    #[serde(default)]
-    tool_calls: Option<Value>,
-    #[serde(default)]
-    function_call: Option<Value>,
     #[serde(default)]
     refusal: Option<Value>,
     #[serde(default)]

@@ -7,6 +7,7 @@ mod client;
 mod error;
 
 pub use client::{
-    decode_chunk, decode_value, ChatMessage, ChatRequest, ChatResponse, ChatStream, ChunkError, Client, ClientConfig, Decoded, ModelInfo, StreamEvent, Usage,
+    carries_tool_call, decode_chunk, decode_value, ChatMessage, ChatRequest, ChatResponse, ChatStream, ChunkError, Client, ClientConfig, Decoded, ModelInfo,
+    StreamEvent, Usage,
 };
 pub use error::{classify, Error, ErrorKind, FailureClass};
