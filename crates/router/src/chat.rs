@@ -564,9 +564,9 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
                 let failover = (blame.map(|b| blamed.reason(b)), blame.map(|b| blamed.because(b)));
                 return answer_local(chain, engine, &request, failover, start, sink).await;
             }
-            Action::RefuseOffline { failed, blame, mid_answer } => {
+            Action::RefuseOffline { blame, mid_answer } => {
                 let refusal = request.offline_refusal.as_deref().unwrap_or_default();
-                return sink.send(Event::Error { error: blamed.refusal(refusal, failed, blame, mid_answer) }).await;
+                return sink.send(Event::Error { error: blamed.refusal(refusal, blame, mid_answer) }).await;
             }
             Action::GiveUp(why) => return sink.send(Event::Error { error: blamed.unanswered(why, pinned) }).await,
         }
@@ -667,10 +667,11 @@ impl Blamed<'_> {
     }
 
     /// The offline model cannot take this request (`refusal` says why) and the cloud provider
-    /// `failed` (else the first) did not answer.
-    fn refusal(&self, refusal: &str, failed: Option<usize>, blame: Option<Blame>, mid_answer: bool) -> ChatError {
-        let label =
-            failed.map_or_else(|| self.chain.clouds.first().map_or_else(|| "OpenAI".to_string(), |c| c.label.clone()), |i| self.clouds[i].label.clone());
+    /// whose request failed (else the first) did not answer.
+    fn refusal(&self, refusal: &str, blame: Option<Blame>, mid_answer: bool) -> ChatError {
+        let label = blame
+            .and_then(Blame::failed)
+            .map_or_else(|| self.chain.clouds.first().map_or_else(|| "OpenAI".to_string(), |c| c.label.clone()), |i| self.clouds[i].label.clone());
         match blame.map(|b| self.reason(b)) {
             None => ChatError::offline_refused(None, refusal),
             Some(why) if mid_answer => ChatError::offline_refused(Some((&label, &format!("it failed mid-answer: {why}"))), refusal),

@@ -78,6 +78,14 @@ pub enum Blame {
 }
 
 impl Blame {
+    /// The provider whose request failed, if the blame is a failure rather than a skip.
+    pub fn failed(self) -> Option<usize> {
+        match self {
+            Blame::Failed(i) => Some(i),
+            Blame::Skipped(..) => None,
+        }
+    }
+
     pub fn index(self) -> usize {
         match self {
             Blame::Skipped(i, _) | Blame::Failed(i) => i,
@@ -106,9 +114,8 @@ pub enum Action {
     /// Answer with the offline model; `blame` names who failed before it.
     Local { start: Start, blame: Option<Blame> },
     /// The offline model would answer, but cannot take this request: an error saying why.
-    /// `failed` is the provider that failed before (its label goes into the words), and
-    /// `mid_answer` whether it failed after text had reached the client.
-    RefuseOffline { failed: Option<usize>, blame: Option<Blame>, mid_answer: bool },
+    /// `mid_answer`: the provider to blame failed after text had reached the client.
+    RefuseOffline { blame: Option<Blame>, mid_answer: bool },
     /// End with an error.
     GiveUp(Unanswered),
     /// The answer is complete.
@@ -123,14 +130,13 @@ pub struct Plan {
     at: usize,
     retried: bool,
     blame: Option<Blame>,
-    failed: Option<usize>,
     /// The last request failure was an outage (not an account or rate-limit problem).
     outage: bool,
 }
 
 impl Plan {
     pub fn new(facts: Facts) -> Plan {
-        Plan { facts, at: 0, retried: false, blame: None, failed: None, outage: false }
+        Plan { facts, at: 0, retried: false, blame: None, outage: false }
     }
 
     /// The offline model may take over after the clouds: automatic mode, nothing pinned.
@@ -146,7 +152,7 @@ impl Plan {
     pub fn start(&mut self) -> Action {
         if self.facts.mode == Mode::LocalOnly || self.facts.pinned == Some(Pinned::Local) {
             if self.facts.offline_refused {
-                return Action::RefuseOffline { failed: None, blame: None, mid_answer: false };
+                return Action::RefuseOffline { blame: None, mid_answer: false };
             }
             return Action::Local { start: Start::Fresh, blame: None };
         }
@@ -167,7 +173,7 @@ impl Plan {
             if self.may_go_local() && self.facts.local_ready {
                 let blame = Some(Blame::Failed(i));
                 if self.facts.offline_refused {
-                    return Action::RefuseOffline { failed: Some(i), blame, mid_answer: true };
+                    return Action::RefuseOffline { blame, mid_answer: true };
                 }
                 return Action::Local { start: if in_tool_call { Start::Restart } else { Start::Continue }, blame };
             }
@@ -181,7 +187,6 @@ impl Plan {
             }
             _ => {
                 self.blame = Some(Blame::Failed(i));
-                self.failed = Some(i);
                 self.outage = class == FailureClass::Outage;
                 self.at += 1;
                 self.advance()
@@ -207,7 +212,7 @@ impl Plan {
         }
         if self.may_go_local() && self.facts.local_ready {
             if self.facts.offline_refused {
-                return Action::RefuseOffline { failed: self.failed, blame: self.blame, mid_answer: false };
+                return Action::RefuseOffline { blame: self.blame, mid_answer: false };
             }
             return Action::Local { start: Start::Fresh, blame: self.blame };
         }
@@ -323,18 +328,18 @@ mod tests {
             ("local only never asks a cloud", mode(Mode::LocalOnly, facts(vec![None], true)), vec![], vec![Local { start: Start::Fresh, blame: None }]),
             ("pinned to the offline model", pinned(Pinned::Local, facts(vec![None], true)), vec![], vec![Local { start: Start::Fresh, blame: None }]),
             ("local only, a request it cannot take", refused(mode(Mode::LocalOnly, facts(vec![None], true))), vec![],
-                vec![RefuseOffline { failed: None, blame: None, mid_answer: false }]),
+                vec![RefuseOffline { blame: None, mid_answer: false }]),
             ("cloud only never answers locally", mode(Mode::CloudOnly, facts(vec![None], true)), vec![fail(Outage)],
                 vec![ask(0), GiveUp(Unanswered::Error { blame: Blame::Failed(0), offer_model: false })]),
             ("a pinned cloud provider is the only one asked", pinned(Pinned::Cloud, facts(vec![None], true)), vec![fail(Outage)],
                 vec![ask(0), GiveUp(Unanswered::Error { blame: Blame::Failed(0), offer_model: false })]),
             ("a pinned provider the chain does not have", pinned(Pinned::Unknown, facts(vec![], true)), vec![], vec![GiveUp(Unanswered::UnknownProvider)]),
             ("failover with a request the offline model cannot take", refused(facts(vec![None], true)), vec![fail(Outage)],
-                vec![ask(0), RefuseOffline { failed: Some(0), blame: Some(Blame::Failed(0)), mid_answer: false }]),
+                vec![ask(0), RefuseOffline { blame: Some(Blame::Failed(0)), mid_answer: false }]),
             ("a cut answer the offline model cannot take", refused(facts(vec![None], true)), vec![cut(false)],
-                vec![ask(0), RefuseOffline { failed: Some(0), blame: Some(Blame::Failed(0)), mid_answer: true }]),
+                vec![ask(0), RefuseOffline { blame: Some(Blame::Failed(0)), mid_answer: true }]),
             ("skipped, then refused offline: no provider failed", refused(facts(vec![Some(Skip::Down)], true)), vec![],
-                vec![RefuseOffline { failed: None, blame: Some(Blame::Skipped(0, Skip::Down)), mid_answer: false }]),
+                vec![RefuseOffline { blame: Some(Blame::Skipped(0, Skip::Down)), mid_answer: false }]),
         ];
         for (name, facts, outcomes, expected) in table {
             assert_eq!(run(facts, &outcomes), expected, "{name}");
