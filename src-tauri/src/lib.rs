@@ -55,6 +55,10 @@ pub fn run() -> anyhow::Result<()> {
             let router = tauri::Manager::state::<setup::Setup>(app).conversations.router().clone();
             tauri::async_runtime::spawn(async move { router.start_background().await });
             tauri::Manager::state::<setup::Setup>(app).apply_gateway();
+            #[cfg(target_os = "linux")]
+            if let Some(w) = tauri::Manager::get_webview_window(app, window::MAIN) {
+                window::automation::follow(&w);
+            }
             tray::create(app.handle(), hold)?;
             notifier::start(app.handle(), notifications);
             if hide_at_start {

@@ -1,5 +1,5 @@
 //! The main window's life: closed to the tray it is hidden, and after `[tray] release_after`
-//! hidden its web view is destroyed (WebKit's processes exit); opening it again rebuilds it from
+//! hidden its web view is destroyed and WebKit's processes end; opening it again rebuilds it from
 //! tauri.conf.json's window entry (same label, so the same capability). When to release is
 //! `alerts::window::Release`'s call; what the page showed lives here meanwhile (`ui_state_*`).
 
@@ -100,6 +100,8 @@ fn rebuild(app: &AppHandle) -> tauri::Result<tauri::WebviewWindow> {
     let started = std::time::Instant::now();
     let config = app.config().app.windows.iter().find(|w| w.label == MAIN).cloned().ok_or(tauri::Error::WindowNotFound)?;
     let w = tauri::WebviewWindowBuilder::from_config(app, &config)?.build()?;
+    #[cfg(target_os = "linux")]
+    automation::follow(&w);
     tracing::info!(elapsed = ?started.elapsed(), "window rebuilt");
     Ok(w)
 }
@@ -130,7 +132,7 @@ pub fn hide(app: &AppHandle) {
                             tracing::info!("releasing the hidden window's web view");
                             let _ = w.destroy();
                             #[cfg(target_os = "linux")]
-                            page_out_code().await;
+                            released(&app).await;
                         }
                     }
                     return;
@@ -140,19 +142,59 @@ pub fn hide(app: &AppHandle) {
     });
 }
 
+/// What follows a release, once the web process has exited with its view (5 s at most): WebKit's
+/// network process is ended, then the code pages are handed back.
+#[cfg(target_os = "linux")]
+async fn released(app: &AppHandle) {
+    gone(WEB_PROCESS, Duration::from_secs(5)).await;
+    if app.get_webview_window(MAIN).is_none() {
+        end_network_process();
+        gone(NETWORK_PROCESS, Duration::from_secs(2)).await;
+    }
+    page_out_code();
+}
+
+/// Children's command names, as the kernel cuts them (15 bytes).
+#[cfg(target_os = "linux")]
+const WEB_PROCESS: &str = "WebKitWebProces";
+#[cfg(target_os = "linux")]
+const NETWORK_PROCESS: &str = "WebKitNetworkPr";
+
+/// Waits until no child is named `name`, for `within` at most.
+#[cfg(target_os = "linux")]
+async fn gone(name: &str, within: Duration) {
+    let step = Duration::from_millis(100);
+    for _ in 0..(within.as_millis() / step.as_millis()) {
+        if children(name).is_empty() {
+            return;
+        }
+        tokio::time::sleep(step).await;
+    }
+}
+
+/// Ends WebKit's network process (~30 MB) once no web view is left. WebKit keeps it for the
+/// web context's lifetime and offers no call to end it (tauri-apps/tauri#14626, wry#590); the
+/// context Tauri keeps starts a new one with the next web view, as it does after a crash. The
+/// network process holds nothing the app needs meanwhile: the page's state is in the store and
+/// the `Shell`.
+#[cfg(target_os = "linux")]
+fn end_network_process() {
+    for pid in children(NETWORK_PROCESS) {
+        let Some(pid) = rustix::process::Pid::from_raw(pid) else { continue };
+        match rustix::process::kill_process(pid, rustix::process::Signal::TERM) {
+            Ok(()) => tracing::info!(pid = pid.as_raw_nonzero().get(), "WebKit's network process ended with the web view"),
+            Err(e) => tracing::warn!("cannot end WebKit's network process: {e}"),
+        }
+    }
+}
+
 /// Lets the kernel take back the code pages the web view touched (WebKit, JavaScriptCore, the GL
 /// driver: ~60 MB of this process's PSS after a release, measured). They are clean file pages:
 /// reading them again costs a page-cache hit, and in the tray little of them is used. Android
 /// does the same to apps sent to the background. Anonymous pages are left alone (no swap).
+/// Pages still shared with an exiting WebKit process would be skipped, hence after `gone`.
 #[cfg(target_os = "linux")]
-async fn page_out_code() {
-    // Pages still shared with the exiting web process would be skipped: wait for it (5 s at most).
-    for _ in 0..50 {
-        if !has_child("WebKitWebProc") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+fn page_out_code() {
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else { return };
     let mut bytes = 0usize;
     for line in maps.lines() {
@@ -175,17 +217,69 @@ async fn page_out_code() {
     tracing::info!(mapped_mb = bytes >> 20, "code pages of the released web view handed back to the kernel");
 }
 
-/// Whether this process has a child whose command name starts with `prefix` (from /proc).
+/// This process's children whose command name starts with `prefix` (from /proc).
 #[cfg(target_os = "linux")]
-fn has_child(prefix: &str) -> bool {
+fn children(prefix: &str) -> Vec<i32> {
     let me = std::process::id().to_string();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return false };
-    dir.flatten().filter(|e| e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))).any(|e| {
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { return false };
-        // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split at the last ')'.
-        let Some((head, tail)) = stat.rsplit_once(')') else { return false };
-        head.split_once('(').is_some_and(|(_, name)| name.starts_with(prefix)) && tail.split_whitespace().nth(1) == Some(me.as_str())
-    })
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split at the last ')'.
+            let (head, tail) = stat.rsplit_once(')')?;
+            let named = head.split_once('(').is_some_and(|(_, name)| name.starts_with(prefix));
+            (named && tail.split_whitespace().nth(1) == Some(me.as_str())).then_some(pid)
+        })
+        .collect()
+}
+
+/// WebDriver glue, used only when Tauri lets WebDriver drive the app
+/// (`TAURI_WEBVIEW_AUTOMATION=true`, which `tauri-driver` sets). Ending the network process ends
+/// WebKit's automation session, so a test attaches a new one to the rebuilt window; Tauri hands
+/// every new session the first web view it built, which a release destroyed. The handler
+/// connected here runs after Tauri's, so the session gets the window's current web view.
+#[cfg(target_os = "linux")]
+pub mod automation {
+    use std::cell::{Cell, RefCell};
+
+    use webkit2gtk::glib::object::{ObjectExt, WeakRef};
+    use webkit2gtk::{AutomationSessionExt, WebContextExt, WebViewExt};
+
+    thread_local! {
+        static CURRENT: RefCell<WeakRef<webkit2gtk::WebView>> = RefCell::new(WeakRef::new());
+        static HOOKED: Cell<bool> = const { Cell::new(false) };
+        /// Every view handed to a session. WebKit borrows it and takes a reference when the
+        /// session ends: one finalized by then is a use after free (a GLib critical, then a crash
+        /// of the app). A destroyed view kept here is a small object; its page is gone.
+        static HANDED: RefCell<Vec<webkit2gtk::WebView>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Makes `window`'s web view the one a new automation session gets.
+    pub fn follow(window: &tauri::WebviewWindow) {
+        if std::env::var("TAURI_WEBVIEW_AUTOMATION").as_deref() != Ok("true") {
+            return;
+        }
+        let _ = window.with_webview(|platform| {
+            let view = platform.inner();
+            CURRENT.with(|c| *c.borrow_mut() = view.downgrade());
+            if HOOKED.replace(true) {
+                return;
+            }
+            let Some(context) = view.context() else { return };
+            context.connect_automation_started(|context, session| {
+                let context = context.clone();
+                session.connect_create_web_view(None, move |_| {
+                    let view = CURRENT.with(|c| c.borrow().upgrade()).unwrap_or_else(|| {
+                        // No window now: a view of its own, as WebKit requires one.
+                        webkit2gtk::WebView::builder().web_context(&context).is_controlled_by_automation(true).build()
+                    });
+                    HANDED.with(|h| h.borrow_mut().push(view.clone()));
+                    view
+                });
+            });
+        });
+    }
 }
 
 pub fn toggle(app: &AppHandle) {
