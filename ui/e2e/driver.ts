@@ -1,7 +1,8 @@
 // Shared WebDriver session against the real app: tauri-driver on :4444 launches the binary
 // named by UNDERSTUDY_APP_BIN (xtask/e2e/session.sh sets it up).
-import { execFileSync } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { mkdirSync, readFileSync } from "node:fs";
+import { connect, createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { remote } from "webdriverio";
 
@@ -16,6 +17,46 @@ export async function launchApp(): Promise<WebdriverIO.Browser> {
     logLevel: "warn",
     capabilities: { "tauri:options": { application } } as WebdriverIO.Capabilities,
   });
+}
+
+/** A new WebDriver session on the running app `pid`, for after WebKit's automation session has
+ * ended: the app ends WebKit's network process with a released web view, which ends that session
+ * (and so the one tauri-driver started). A WebKitWebDriver of its own attaches to the inspector
+ * server the app was started with; the app hands the new session its current web view.
+ * `close()` stops that driver, which ends the session (the app and its window go on). */
+export async function attachApp(pid: number): Promise<{ browser: WebdriverIO.Browser; close: () => Promise<void> }> {
+  const environ = readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
+  const target = environ.find((v) => v.startsWith("WEBKIT_INSPECTOR_SERVER="))?.split("=")[1];
+  if (!target) throw new Error("the app was not started with WebKit's inspector server (WEBKIT_INSPECTOR_SERVER)");
+  const port = await new Promise<number>((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+  const driver = spawn("WebKitWebDriver", [`--port=${port}`, `--target=${target}`], { stdio: "ignore" });
+  const listening = () =>
+    new Promise<boolean>((resolve) => {
+      const c = connect(port, "127.0.0.1", () => (c.end(), resolve(true))).on("error", () => resolve(false));
+    });
+  try {
+    for (let i = 0; !(await listening()); i++) {
+      if (i > 100) throw new Error("WebKitWebDriver did not start listening");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const browser = await remote({ hostname: "127.0.0.1", port, logLevel: "warn", capabilities: {} as WebdriverIO.Capabilities });
+    return {
+      browser,
+      // Not deleteSession: WebDriver would close the window with it.
+      close: async () => {
+        driver.kill();
+        await new Promise((r) => driver.once("exit", r));
+      },
+    };
+  } catch (e) {
+    driver.kill();
+    throw e;
+  }
 }
 
 /** The X screen as the user sees it (ImageMagick's `import`). Not WebDriver's screenshot: that

@@ -67,6 +67,8 @@ suite() {
   if [[ -n "${UNDERSTUDY_E2E_ONLY:-}" && "$name" != "$UNDERSTUDY_E2E_ONLY" ]]; then return 0; fi
   local home="$UNDERSTUDY_E2E_WORK/$name"
   mkdir -p "$home/config" "$home/data"
+  # The tray host can also die after it took the watcher name (the same race): a suite needs it.
+  has_name org.kde.StatusNotifierWatcher || start_tray_host
   # A user with nothing set up: no key, no model, the default (XDG) config location.
   env -u OPENAI_API_KEY -u UNDERSTUDY_LOCAL_MODEL -u OPENAI_BASE_URL -u UNDERSTUDY_CONFIG \
     -u UNDERSTUDY_DATA_DIR XDG_CONFIG_HOME="$home/config" XDG_DATA_HOME="$home/data" "$@" \
