@@ -551,7 +551,7 @@ fn locate(root: &toml::Spanned<DeTable<'_>>, key: &str) -> Option<std::ops::Rang
 
 /// A loaded configuration: always usable, with the problem (if any) that made us fall back to
 /// defaults.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Loaded {
     pub config: Config,
     /// The file that was read, or would have been read had it existed.

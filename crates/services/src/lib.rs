@@ -192,7 +192,7 @@ impl Services {
 
     fn publish(&self, loaded: Loaded) -> bool {
         self.config.send_if_modified(|old| {
-            let changed = old.config != loaded.config || old.problem != loaded.problem || old.path != loaded.path || old.file_found != loaded.file_found;
+            let changed = *old != loaded;
             *old = loaded;
             changed
         })
