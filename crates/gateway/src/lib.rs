@@ -16,7 +16,7 @@ mod listen;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -128,7 +128,7 @@ pub async fn start(router: Router, cfg: GatewayConfig, addr: SocketAddr) -> Resu
 
 impl Running {
     /// Stops accepting at once; answers in flight get up to `grace` to finish, then are cut.
-    pub async fn stop(self, grace: std::time::Duration) {
+    pub async fn stop(self, grace: Duration) {
         self.stop.cancel();
         let abort = self.task.abort_handle();
         if tokio::time::timeout(grace, self.task).await.is_err() {
@@ -559,7 +559,7 @@ async fn chat_completions(State(app): State<App>, body: Bytes) -> Response {
     let upstream = provider != Chain::local_id();
     let id = format!("chatcmpl-understudy-{}", now_s());
     if p.stream {
-        let mut r = Response::new(Body::from_stream(sse(answer, id, model, p.include_usage, upstream, tool_format)));
+        let mut r = Response::new(Body::from_stream(sse(answer, id, model, p.include_usage, upstream, tool_format, app.cfg.limits.keep_alive)));
         let h = r.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -706,7 +706,8 @@ fn upstream_chunk(mut chunk: Value, data: String, include_usage: bool) -> Option
 /// client takes): text goes out as it comes, a call as OpenAI's tool-call delta once it is whole.
 /// The upstream's chunks from its first tool-call delta on are held back (unchanged) until its
 /// stream ends properly, so a cut inside a call leaves the client with none of it and the
-/// offline model's fresh answer can follow as the rest of the same response.
+/// offline model's fresh answer can follow as the rest of the same response. Silence longer
+/// than `keep_alive` is filled with an SSE comment.
 fn sse(
     mut answer: Answer,
     id: String,
@@ -714,6 +715,7 @@ fn sse(
     include_usage: bool,
     upstream: bool,
     tools: Option<CallReader>,
+    keep_alive: Duration,
 ) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
     let mut chunks = Chunks {
         id,
@@ -731,12 +733,20 @@ fn sse(
         if !chunks.upstream {
             let _ = tx.send(chunks.chunk(json!({ "role": "assistant", "content": "" }), None)).await;
         }
+        let mut last_sent = tokio::time::Instant::now();
         loop {
             // A client that goes away while nothing is sent (a queued or stalled answer) is
             // noticed at once, not at the next token.
             let e = tokio::select! {
                 e = answer.next() => e,
                 () = tx.closed() => return,
+                () = tokio::time::sleep_until(last_sent + keep_alive) => {
+                    if tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() {
+                        return;
+                    }
+                    last_sent = tokio::time::Instant::now();
+                    continue;
+                }
             };
             let Some(e) = e else { return };
             match chunks.step(e) {
@@ -745,6 +755,7 @@ fn sse(
                     if tx.send(out).await.is_err() {
                         return; // client gone: dropping `answer` cancels it
                     }
+                    last_sent = tokio::time::Instant::now();
                 }
                 Step::End(outs) => {
                     for out in outs {

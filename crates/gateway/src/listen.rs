@@ -31,11 +31,16 @@ pub struct Limits {
     pub body_read: Duration,
     /// Connections open at once; above it the oldest connection not serving a request is closed.
     pub max_connections: usize,
+    /// A streamed answer that has sent its client nothing for this long sends an SSE comment
+    /// (`: keep-alive`), which clients skip: a tool call held back until the upstream ends it,
+    /// or a long prompt for the offline model, would otherwise look dead to an idle timeout
+    /// (a proxy's, or the client's own).
+    pub keep_alive: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { header_read: Duration::from_secs(15), body_read: Duration::from_secs(30), max_connections: 256 }
+        Limits { header_read: Duration::from_secs(15), body_read: Duration::from_secs(30), max_connections: 256, keep_alive: Duration::from_secs(10) }
     }
 }
 

@@ -39,6 +39,11 @@ async fn upstream(chunks: Vec<Value>, cut: bool) -> (String, Journal) {
 
 /// [`upstream`] with each chunk's text as given (key order and spacing kept).
 async fn upstream_text(chunks: Vec<String>, cut: bool) -> (String, Journal) {
+    upstream_paced(chunks, cut, Duration::from_millis(5)).await
+}
+
+/// [`upstream_text`] with `pace` between chunks.
+async fn upstream_paced(chunks: Vec<String>, cut: bool, pace: Duration) -> (String, Journal) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let journal: Journal = Arc::default();
@@ -75,7 +80,7 @@ async fn upstream_text(chunks: Vec<String>, cut: bool) -> (String, Journal) {
                 let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n").await;
                 for c in chunks {
                     let _ = s.write_all(format!("data: {c}\n\n").as_bytes()).await;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    tokio::time::sleep(pace).await;
                 }
                 if !cut {
                     let _ = s.write_all(b"data: [DONE]\n\n").await;
@@ -93,6 +98,11 @@ async fn gateway(base_url: String) -> (String, tempfile::TempDir) {
 /// [`gateway`] whose offline model is the file `model` (its chat template decides tool support;
 /// the answers still come from the stand-in worker).
 async fn gateway_with(base_url: String, model: &std::path::Path) -> (String, tempfile::TempDir) {
+    gateway_config(base_url, model, understudy_gateway::GatewayConfig::default()).await
+}
+
+/// [`gateway_with`], configured by `cfg`.
+async fn gateway_config(base_url: String, model: &std::path::Path, cfg: understudy_gateway::GatewayConfig) -> (String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let env = Env::from_pairs([
         ("UNDERSTUDY_DATA_DIR", dir.path().join("data").display().to_string()),
@@ -106,7 +116,7 @@ async fn gateway_with(base_url: String, model: &std::path::Path) -> (String, tem
     config.local.model = Some(model.display().to_string());
     let chain = Chain::build(&config, &Paths::resolve(&env).unwrap(), &FixedKey("sk-test-STORED0123456789".into()));
     let router = Router::new(chain, Engine::new(EngineConfig::new("bash", &["-c", WORKER])));
-    let running = understudy_gateway::start(router, understudy_gateway::GatewayConfig::default(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let running = understudy_gateway::start(router, cfg, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let url = format!("http://{}/v1/chat/completions", running.addr);
     std::mem::forget(running);
     let t0 = Instant::now();
@@ -365,4 +375,32 @@ async fn a_whole_tool_call_stream_passes_unchanged() {
     let mut expected = texts.clone();
     expected.push("[DONE]".into());
     assert_eq!(data_lines(&text), expected, "the upstream's chunks, byte for byte");
+}
+
+/// A tool call the upstream takes long to write is held back from the client, which meanwhile
+/// gets SSE comments (skipped by clients) instead of a silence an idle timeout would cut; the
+/// data that follows is still the upstream's, unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_held_tool_call_keeps_the_client_connection_alive() {
+    let texts: Vec<String> = deltas(&[
+        json!({ "role": "assistant", "content": null }),
+        tool_call_delta(json!({ "index": 0, "id": "call_9", "type": "function", "function": { "name": "get_weather", "arguments": "" } })),
+        tool_call_delta(json!({ "index": 0, "function": { "arguments": "{\"city\":" } })),
+        tool_call_delta(json!({ "index": 0, "function": { "arguments": "\"Paris\"}" } })),
+    ])
+    .iter()
+    .map(Value::to_string)
+    .chain([chunk(json!([{ "index": 0, "delta": {}, "finish_reason": "tool_calls" }])).to_string()])
+    .collect();
+    let (base, _journal) = upstream_paced(texts.clone(), false, Duration::from_millis(300)).await;
+    let limits = understudy_gateway::Limits { keep_alive: Duration::from_millis(100), ..understudy_gateway::Limits::default() };
+    let (url, _dir) = gateway_config(base, &understudy_testkit::tiny_gguf(), understudy_gateway::GatewayConfig { token: None, limits }).await;
+    let body = json!({ "model": "gpt-4o", "stream": true, "stream_options": { "include_usage": true },
+        "tools": [{ "type": "function", "function": { "name": "get_weather" } }], "messages": [{ "role": "user", "content": "weather in Paris?" }] });
+    let text = reqwest::Client::new().post(&url).json(&body).send().await.unwrap().text().await.unwrap();
+    let comments = text.lines().filter(|l| *l == ": keep-alive").count();
+    assert!(comments >= 3, "about one comment per 100 ms of the ~1 s the call was held: {text}");
+    let mut expected = texts;
+    expected.push("[DONE]".into());
+    assert_eq!(data_lines(&text), expected, "the upstream's chunks, unchanged: {text}");
 }
