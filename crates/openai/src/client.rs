@@ -278,9 +278,14 @@ impl Client {
             finished: false,
             pending: std::collections::VecDeque::new(),
             raw,
+            complete: false,
         })
     }
 }
+
+/// How long a finished stream's body may take to end before its connection is given up
+/// (when a [`ChatStream`] is dropped).
+const DRAIN: Duration = Duration::from_secs(2);
 
 /// A streamed answer in progress. Errors end it; so does `Done`.
 pub struct ChatStream {
@@ -294,6 +299,27 @@ pub struct ChatStream {
     pending: std::collections::VecDeque<StreamEvent>,
     /// Give each chunk back raw as well.
     raw: bool,
+    /// `[DONE]` came: the body's end is all that is left of it ([`Drop`]).
+    complete: bool,
+}
+
+impl Drop for ChatStream {
+    /// After `[DONE]` the body's own end (HTTP/1.1's last chunk) often comes a moment later,
+    /// and a body dropped before its end takes its connection with it: every next request
+    /// would connect anew (a TCP and TLS handshake). Reading that end on a task of its own, for
+    /// at most [`DRAIN`], hands the connection back to the pool without delaying the answer.
+    /// A stream dropped before `[DONE]` still closes its connection, which is how an answer
+    /// is cancelled upstream.
+    fn drop(&mut self) {
+        if !self.complete {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let mut rest = std::mem::replace(&mut self.events, futures_util::stream::empty().boxed());
+        runtime.spawn(async move {
+            let _ = tokio::time::timeout(DRAIN, async { while let Some(Ok(_)) = rest.next().await {} }).await;
+        });
+    }
 }
 
 impl std::fmt::Debug for ChatStream {
@@ -312,6 +338,7 @@ impl ChatStream {
         if matches!(result, Err(_) | Ok(StreamEvent::Done)) {
             self.finished = true;
         }
+        self.complete = matches!(result, Ok(StreamEvent::Done));
         Some(result)
     }
 

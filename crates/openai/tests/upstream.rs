@@ -270,3 +270,62 @@ async fn a_raw_body_goes_upstream_unchanged_and_chunks_come_back_raw() {
     expected["stream_options"]["include_usage"] = true.into();
     assert_eq!(sent, &expected);
 }
+
+/// A keep-alive server that answers every request with a short stream whose body ends
+/// (HTTP/1.1's last chunk) a moment after `[DONE]`, as Starlette does; counts connections.
+async fn late_end_server(connections: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    // One whole request: its head, then content-length bytes of body.
+                    let mut chunk = [0u8; 4096];
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+                    let length: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse().unwrap());
+                    while buf.len() < head_end + length {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..head_end + length);
+                    let events =
+                        "data: {\"model\":\"gpt-4o-mini\",\"choices\":[{\"delta\":{\"content\":\"Hi\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+                    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+                    let _ = sock.write_all(format!("{head}{:x}\r\n{events}\r\n", events.len()).as_bytes()).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let _ = sock.write_all(b"0\r\n\r\n").await;
+                }
+            });
+        }
+    });
+    format!("http://{addr}/v1")
+}
+
+#[tokio::test]
+async fn a_finished_stream_leaves_its_connection_for_the_next_request() {
+    // Dropped at [DONE], before the body's end, the connection would be closed and every
+    // request would pay a new connection (a TLS handshake, against a real provider).
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = client(&late_end_server(connections.clone()).await);
+    for _ in 0..3 {
+        let (text, finish, _) = stream(&c).await.unwrap();
+        assert_eq!((text.as_str(), finish.as_deref()), ("Hi", Some("stop")));
+        // The body's end comes 50 ms after [DONE]; the next request finds the connection idle.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1, "one connection for three streamed answers");
+}
