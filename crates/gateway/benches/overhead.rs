@@ -1,14 +1,22 @@
 //! What the gateway adds to a request: the same client calls llmock directly and through the
-//! gateway (in this process, on its own runtime, release build), alternating in blocks, and the
+//! gateway (in this process, on its own runtime, release build), interleaved, and the
 //! per-request latencies are compared at p50 and p99; then the official openai Python SDK does
 //! the same against the same llmock and gateway (benches/overhead_sdk.py), so the figure is what a
 //! real client sees. Target: at most 1 ms added at p50.
+//!
+//! The gateway streams from upstream even for a non-streamed client (to see a first token that
+//! never comes, a stall, a cut it can continue), and llmock streams slower than it sends a whole
+//! answer (Starlette hands each chunk of a sync iterator to a thread). So llmock's own cost of
+//! streaming is measured too, with the body the gateway sends it (`stream_options.include_usage`)
+//! read as the gateway reads it (until `[DONE]`), and the non-stream figure is taken apart into
+//! that cost and the gateway's own share, for each client.
 //! Run with `cargo xtask bench gateway` (or `cargo bench -p understudy-gateway --bench overhead`).
 
 #![allow(clippy::print_stdout)] // a benchmark: the table is its output
 
 use std::time::{Duration, Instant};
 
+use serde_json::{json, Value};
 use understudy_core::config::{ApiKeySource, Config, ProviderConfig};
 use understudy_core::{Env, Paths};
 use understudy_local::engine::EngineConfig;
@@ -16,75 +24,163 @@ use understudy_local::Engine;
 use understudy_router::chain::FixedKey;
 use understudy_router::{Chain, Router};
 
-const BLOCKS: usize = 10;
-const PER_BLOCK: usize = 200;
+const REQUESTS: usize = 2000;
+const KEY: &str = "sk-bench-0123456789";
 
 fn main() {
-    let requests: usize = std::env::var("OVERHEAD_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(BLOCKS * PER_BLOCK);
+    let requests: usize = std::env::var("OVERHEAD_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(REQUESTS);
     let mock = understudy_testkit::Llmock::start(&[]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let env = Env::from_pairs([
-        ("UNDERSTUDY_DATA_DIR", dir.path().join("data").display().to_string()),
-        ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string()),
-    ]);
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port");
+    // The gateway on its own runtime and threads, as in `understudy serve`.
+    let server = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    server.spawn(understudy_gateway::serve(router(&mock, dir.path()), understudy_gateway::GatewayConfig::default(), addr, std::future::pending()));
+    let client_rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    client_rt.block_on(async {
+        let bench = Bench {
+            http: reqwest::Client::builder().no_proxy().build().expect("client"),
+            direct: format!("{}/chat/completions", mock.base_url()),
+            gateway: format!("http://{addr}/v1/chat/completions"),
+            requests,
+        };
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        println!("gateway overhead: {requests} requests per path and mode, llmock upstream, the paths interleaved request by request\n");
+        println!("reqwest as the client (this process)\n");
+        let (non_stream, llmock_streaming) = bench.reqwest().await;
+        split("reqwest", llmock_streaming, non_stream);
+        println!("\nthe official openai Python SDK as the client (benches/overhead_sdk.py), same llmock and gateway\n");
+        // On a thread of its own: this runtime keeps serving its connections meanwhile (a
+        // pooled connection llmock closes while idle is then seen closed, not reused).
+        let (direct, gateway) = (mock.base_url(), format!("http://{addr}/v1"));
+        let sdk = tokio::task::spawn_blocking(move || sdk(&direct, &gateway, requests)).await.expect("the SDK's run");
+        // The gateway reads llmock with reqwest whatever its client, so llmock's cost is
+        // reqwest's: measured again right after the SDK's run, and the two measurements around
+        // it averaged for the SDK's figure.
+        let again = bench.llmock_streaming().await;
+        let around = (llmock_streaming + again) / 2.0;
+        println!("  llmock streaming instead of answering whole, measured again right after the SDK's run: {again:.3} ms (before it: {llmock_streaming:.3} ms, mean {around:.3} ms)");
+        if let Some(non_stream) = sdk {
+            split("the SDK", around, non_stream);
+        }
+        println!("\ntarget: added p50 <= 1 ms with either client");
+    });
+}
+
+/// A router whose only provider is `mock`, as `understudy serve` builds it.
+fn router(mock: &understudy_testkit::Llmock, dir: &std::path::Path) -> Router {
+    let env =
+        Env::from_pairs([("UNDERSTUDY_DATA_DIR", dir.join("data").display().to_string()), ("UNDERSTUDY_CONFIG", dir.join("c.toml").display().to_string())]);
     let paths = Paths::resolve(&env).expect("paths");
     let config = Config {
         providers: vec![ProviderConfig { id: "openai".into(), base_url: mock.base_url(), model: "gpt-4o-mini".into(), api_key: ApiKeySource::Keyring }],
         ..Config::default()
     };
-    let router = Router::new(
-        Chain::build(&config, &paths, &FixedKey("sk-bench-0123456789".into())),
-        Engine::new(EngineConfig::new(std::path::PathBuf::from("/nonexistent"), &[])),
-    );
-    let addr = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port");
+    Router::new(Chain::build(&config, &paths, &FixedKey(KEY.into())), Engine::new(EngineConfig::new(std::path::PathBuf::from("/nonexistent"), &[])))
+}
 
-    // The gateway on its own runtime and threads, as in `understudy serve`.
-    let server = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    server.spawn(understudy_gateway::serve(router, understudy_gateway::GatewayConfig::default(), addr, std::future::pending()));
-    let client_rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    client_rt.block_on(async {
-        let http = reqwest::Client::builder().no_proxy().build().expect("client");
-        let direct = format!("{}/chat/completions", mock.base_url());
-        let gateway = format!("http://{addr}/v1/chat/completions");
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        println!("gateway overhead: {requests} requests per path and mode, llmock upstream, alternating blocks of {PER_BLOCK}\n");
-        println!("reqwest as the client (this process)\n");
+/// The request bodies: a client's, streamed or not; and the one the gateway sends llmock.
+fn body(stream: bool) -> Value {
+    json!({ "model": "gpt-4o-mini", "stream": stream, "messages": [{ "role": "user", "content": "hello" }] })
+}
+
+fn upstream_body() -> Value {
+    json!({ "model": "gpt-4o-mini", "stream": true, "stream_options": { "include_usage": true }, "messages": [{ "role": "user", "content": "hello" }] })
+}
+
+struct Bench {
+    http: reqwest::Client,
+    direct: String,
+    gateway: String,
+    requests: usize,
+}
+
+/// One request's latency: until `[DONE]` (a non-streamed answer: its whole body), which is
+/// where the gateway and the openai SDK stop reading, and until the body's end.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    done: Duration,
+    end: Duration,
+}
+
+impl Bench {
+    /// Both modes with reqwest as the client; returns the non-stream p50s (direct, gateway) and
+    /// llmock's streaming cost, in ms.
+    async fn reqwest(&self) -> ((f64, f64), f64) {
         header();
-        let mut p50 = [(0.0, 0.0); 2];
-        for stream in [false, true] {
-            let body = serde_json::json!({ "model": "gpt-4o-mini", "stream": stream, "messages": [{ "role": "user", "content": "hello" }] });
-            // Warm both paths (connections, the router's client) before measuring.
-            for url in [&direct, &gateway] {
-                for _ in 0..20 {
-                    once(&http, url, &body).await;
-                }
+        // llmock's own cost of streaming is measured in the same interleaving as the non-stream
+        // figure it is taken from, so a change in load cannot come between them.
+        let (whole, upstream) = (body(false), upstream_body());
+        let [d, g, u] = self.measure([(&self.direct, &whole), (&self.gateway, &whole), (&self.direct, &upstream)]).await;
+        let non_stream = row("non-stream", &mut ends(&d), &mut ends(&g));
+        let streamed = body(true);
+        let [d, g] = self.measure([(&self.direct, &streamed), (&self.gateway, &streamed)]).await;
+        row("stream", &mut ends(&d), &mut ends(&g));
+        // llmock sends its body's end a moment after [DONE]; a client that stops at [DONE]
+        // (the SDK) does not wait for it, and the gateway sends [DONE] with the end.
+        row("to [DONE]", &mut dones(&d), &mut dones(&g));
+        let as_gateway_reads = ms(pct(&mut dones(&u), 50.0));
+        let llmock_streaming = as_gateway_reads - non_stream.0;
+        println!(
+            "  llmock streaming instead of answering whole: the gateway's upstream request read until [DONE], direct p50 {as_gateway_reads:.3} ms − direct non-stream p50 {:.3} ms = {llmock_streaming:.3} ms",
+            non_stream.0
+        );
+        (non_stream, llmock_streaming)
+    }
+
+    /// llmock's streaming cost alone: the gateway's upstream request until `[DONE]` against a
+    /// whole answer, p50 difference in ms.
+    async fn llmock_streaming(&self) -> f64 {
+        let (whole, upstream) = (body(false), upstream_body());
+        let [w, u] = self.measure([(&self.direct, &whole), (&self.direct, &upstream)]).await;
+        ms(pct(&mut dones(&u), 50.0)) - ms(pct(&mut ends(&w), 50.0))
+    }
+
+    /// Each (url, body) `requests` times after a warm-up of each, interleaved request by request
+    /// (each round in a rotated order), so a change in the machine's load reaches every series
+    /// alike.
+    async fn measure<const N: usize>(&self, series: [(&String, &Value); N]) -> [Vec<Timing>; N] {
+        for (url, body) in series {
+            for _ in 0..20 {
+                self.once(url, body).await;
             }
-            let (mut d, mut g) = (Vec::with_capacity(requests), Vec::with_capacity(requests));
-            while d.len() < requests {
-                let n = PER_BLOCK.min(requests - d.len());
-                for _ in 0..n {
-                    d.push(once(&http, &direct, &body).await);
-                }
-                for _ in 0..n {
-                    g.push(once(&http, &gateway, &body).await);
-                }
+        }
+        let mut out: [Vec<Timing>; N] = std::array::from_fn(|_| Vec::with_capacity(self.requests));
+        for round in 0..self.requests {
+            for k in 0..N {
+                let i = (round + k) % N;
+                let (url, body) = series[i];
+                out[i].push(self.once(url, body).await);
             }
-            p50[usize::from(stream)] = row(if stream { "stream" } else { "non-stream" }, &mut d, &mut g);
         }
-        // The gateway streams from upstream even for a non-streamed client (to see a first token
-        // that never comes, a stall, a cut it can continue); llmock streams slower than it sends
-        // a whole answer (Starlette hands each chunk of a sync iterator to a thread), and that
-        // difference is in the non-stream figure whatever the client.
-        let stream_cost = p50[1].0 - p50[0].0;
-        split(stream_cost, p50[0]);
-        println!("\nthe official openai Python SDK as the client (benches/overhead_sdk.py), same llmock and gateway\n");
-        if let Some(non_stream) = sdk(&mock.base_url(), &format!("http://{addr}/v1"), requests) {
-            split(stream_cost, non_stream);
+        out
+    }
+
+    /// One whole request, read to the body's end (so the connection is kept).
+    async fn once(&self, url: &str, body: &Value) -> Timing {
+        let t0 = Instant::now();
+        let mut r = self.http.post(url).bearer_auth(KEY).json(body).send().await.expect("request");
+        assert!(r.status().is_success(), "{url}: {}", r.status());
+        let (mut seen, mut done) = (Vec::new(), None);
+        while let Some(chunk) = r.chunk().await.expect("body") {
+            seen.extend_from_slice(&chunk);
+            if done.is_none() && seen.windows(6).any(|w| w == b"[DONE]") {
+                done = Some(t0.elapsed());
+            }
         }
-        println!("\ntarget: added p50 <= 1 ms with either client");
-    });
+        let end = t0.elapsed();
+        assert!(!seen.is_empty());
+        Timing { done: done.unwrap_or(end), end }
+    }
+}
+
+fn ends(t: &[Timing]) -> Vec<Duration> {
+    t.iter().map(|t| t.end).collect()
+}
+
+fn dones(t: &[Timing]) -> Vec<Duration> {
+    t.iter().map(|t| t.done).collect()
 }
 
 /// The same comparison with the Python SDK as the client, in its own process: what a real
@@ -92,7 +188,7 @@ fn main() {
 fn sdk(direct: &str, gateway: &str, requests: usize) -> Option<(f64, f64)> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/overhead_sdk.py");
     let out = std::process::Command::new(understudy_testkit::venv_python())
-        .args([script, direct, gateway, &requests.to_string(), &PER_BLOCK.to_string()])
+        .args([script, direct, gateway, &requests.to_string()])
         .stderr(std::process::Stdio::inherit())
         .output()
         .expect("the venv's python (cargo xtask setup)");
@@ -100,9 +196,9 @@ fn sdk(direct: &str, gateway: &str, requests: usize) -> Option<(f64, f64)> {
     header();
     let mut non_stream = None;
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        let v: Value = serde_json::from_str(line).expect("a JSON line");
         let series = |k: &str| -> Vec<Duration> {
-            v[k].as_array().expect("timings").iter().filter_map(serde_json::Value::as_f64).map(|ms| Duration::from_secs_f64(ms / 1000.0)).collect()
+            v[k].as_array().expect("timings").iter().filter_map(Value::as_f64).map(|ms| Duration::from_secs_f64(ms / 1000.0)).collect()
         };
         let (mut d, mut g) = (series("direct"), series("gateway"));
         let mode = v["mode"].as_str().unwrap_or("?");
@@ -115,12 +211,12 @@ fn sdk(direct: &str, gateway: &str, requests: usize) -> Option<(f64, f64)> {
 }
 
 /// The non-stream figure taken apart: llmock's own cost of streaming instead of answering whole
-/// (reqwest direct, stream p50 − non-stream p50) and what is left, the gateway's share.
-fn split(stream_cost: f64, (d50, g50): (f64, f64)) {
+/// and what is left, the gateway's share.
+fn split(client: &str, llmock_streaming: f64, (d50, g50): (f64, f64)) {
     println!(
-        "  non-stream added p50 {:.3} ms = llmock streaming instead of answering whole {stream_cost:.3} ms + the gateway's own {:.3} ms",
+        "  {client}, non-stream added p50 {:.3} ms = llmock streaming instead of answering whole {llmock_streaming:.3} ms + the gateway's own {:.3} ms",
         g50 - d50,
-        g50 - d50 - stream_cost
+        g50 - d50 - llmock_streaming
     );
 }
 
@@ -142,17 +238,6 @@ fn row(mode: &str, d: &mut [Duration], g: &mut [Duration]) -> (f64, f64) {
         ms(g99) - ms(d99)
     );
     (ms(d50), ms(g50))
-}
-
-/// One whole request: until the last byte of the body (for a stream, `[DONE]`).
-async fn once(http: &reqwest::Client, url: &str, body: &serde_json::Value) -> Duration {
-    let t0 = Instant::now();
-    let r = http.post(url).bearer_auth("sk-bench-0123456789").json(body).send().await.expect("request");
-    assert!(r.status().is_success(), "{url}: {}", r.status());
-    let bytes = r.bytes().await.expect("body");
-    let elapsed = t0.elapsed();
-    assert!(!bytes.is_empty());
-    elapsed
 }
 
 fn pct(v: &mut [Duration], p: f64) -> Duration {

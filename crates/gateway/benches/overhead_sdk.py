@@ -1,7 +1,8 @@
 """The gateway's overhead as a real client sees it: the official openai SDK calls llmock
-directly and through the gateway, alternating in blocks, in one process and one run.
+directly and through the gateway, interleaved request by request (ABBA, so neither path always
+goes first), in one process and one run.
 
-argv: DIRECT_BASE_URL GATEWAY_BASE_URL REQUESTS BLOCK
+argv: DIRECT_BASE_URL GATEWAY_BASE_URL REQUESTS
 Prints one JSON line per mode: {"mode", "direct": [ms...], "gateway": [ms...]} for the caller
 (crates/gateway/benches/overhead.rs) to summarise.
 """
@@ -11,7 +12,7 @@ import time
 
 import openai
 
-direct_url, gateway_url, requests, block = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+direct_url, gateway_url, requests = sys.argv[1], sys.argv[2], int(sys.argv[3])
 KEY = "sk-bench-0123456789"
 direct = openai.OpenAI(base_url=direct_url, api_key=KEY, max_retries=0)
 gateway = openai.OpenAI(base_url=gateway_url, api_key=KEY, max_retries=0)
@@ -21,6 +22,8 @@ messages = [{"role": "user", "content": "hello"}]
 def once(client, stream):
     t0 = time.perf_counter()
     if stream:
+        # The SDK stops reading at [DONE] and closes the response before reading its end, so
+        # its connection is closed and the next request connects anew, on either path.
         for _ in client.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True):
             pass
     else:
@@ -34,8 +37,11 @@ for stream in (False, True):
         for _ in range(20):
             once(client, stream)
     d, g = [], []
-    while len(d) < requests:
-        n = min(block, requests - len(d))
-        d += [once(direct, stream) for _ in range(n)]
-        g += [once(gateway, stream) for _ in range(n)]
+    for i in range(requests):
+        if i % 2:
+            d.append(once(direct, stream))
+            g.append(once(gateway, stream))
+        else:
+            g.append(once(gateway, stream))
+            d.append(once(direct, stream))
     print(json.dumps({"mode": "stream" if stream else "non-stream", "direct": d, "gateway": g}), flush=True)
