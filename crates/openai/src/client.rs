@@ -126,6 +126,10 @@ impl Client {
         // enforced around each await instead.
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
+            // Reused connections save a handshake, but servers commonly close idle ones after
+            // 5 s (uvicorn, so vLLM, LiteLLM and llama-cpp-python; Node; Apache): a request
+            // sent on one as it closes fails unanswered and would fail over. Dropped first.
+            .pool_idle_timeout(POOL_IDLE)
             .user_agent(concat!("understudy/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::new(ErrorKind::Client, &config.provider, e.to_string()))?;
@@ -282,6 +286,10 @@ impl Client {
         })
     }
 }
+
+/// How long an idle connection is kept for the next request: under the 5 s after which many
+/// servers close one (the official Python SDK's httpx keeps them 5 s too).
+const POOL_IDLE: Duration = Duration::from_secs(4);
 
 /// How long a finished stream's body may take to end before its connection is given up
 /// (when a [`ChatStream`] is dropped).

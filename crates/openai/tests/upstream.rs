@@ -273,7 +273,10 @@ async fn a_raw_body_goes_upstream_unchanged_and_chunks_come_back_raw() {
 
 /// A keep-alive server that answers every request with a short stream whose body ends
 /// (HTTP/1.1's last chunk) a moment after `[DONE]`, as Starlette does; counts connections.
-async fn late_end_server(connections: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> String {
+/// With `idle_close`, a request that comes on a connection idle longer than that is not
+/// answered: the connection is closed, as when a server's keep-alive timer (uvicorn's: 5 s)
+/// fires just as a request arrives.
+async fn late_end_server(connections: std::sync::Arc<std::sync::atomic::AtomicUsize>, idle_close: Option<Duration>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -281,6 +284,7 @@ async fn late_end_server(connections: std::sync::Arc<std::sync::atomic::AtomicUs
             connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tokio::spawn(async move {
                 let mut buf = Vec::new();
+                let mut answered: Option<Instant> = None;
                 loop {
                     // One whole request: its head, then content-length bytes of body.
                     let mut chunk = [0u8; 4096];
@@ -302,12 +306,16 @@ async fn late_end_server(connections: std::sync::Arc<std::sync::atomic::AtomicUs
                         }
                     }
                     buf.drain(..head_end + length);
+                    if idle_close.zip(answered).is_some_and(|(limit, at)| at.elapsed() > limit) {
+                        return;
+                    }
                     let events =
                         "data: {\"model\":\"gpt-4o-mini\",\"choices\":[{\"delta\":{\"content\":\"Hi\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
                     let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
                     let _ = sock.write_all(format!("{head}{:x}\r\n{events}\r\n", events.len()).as_bytes()).await;
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     let _ = sock.write_all(b"0\r\n\r\n").await;
+                    answered = Some(Instant::now());
                 }
             });
         }
@@ -320,7 +328,7 @@ async fn a_finished_stream_leaves_its_connection_for_the_next_request() {
     // Dropped at [DONE], before the body's end, the connection would be closed and every
     // request would pay a new connection (a TLS handshake, against a real provider).
     let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let c = client(&late_end_server(connections.clone()).await);
+    let c = client(&late_end_server(connections.clone(), None).await);
     for _ in 0..3 {
         let (text, finish, _) = stream(&c).await.unwrap();
         assert_eq!((text.as_str(), finish.as_deref()), ("Hi", Some("stop")));
@@ -328,4 +336,19 @@ async fn a_finished_stream_leaves_its_connection_for_the_next_request() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1, "one connection for three streamed answers");
+}
+
+/// A connection idle for 4 s is not reused: servers commonly close idle ones after 5 s
+/// (uvicorn, Node, Apache), and a request sent on one just as the server closes it fails with
+/// no answer, which would count as the provider failing and fail over.
+#[tokio::test]
+async fn a_connection_idle_for_a_server_s_keep_alive_time_is_not_reused() {
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = client(&late_end_server(connections.clone(), Some(Duration::from_millis(4_500))).await);
+    for _ in 0..2 {
+        let (text, _, _) = stream(&c).await.expect("answered, not a closed connection");
+        assert_eq!(text, "Hi");
+        tokio::time::sleep(Duration::from_millis(4_700)).await;
+    }
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2, "a new connection after the idle time");
 }
