@@ -279,10 +279,9 @@ impl Client {
             client: self.clone(),
             request_id,
             got_first: false,
-            finished: false,
+            end: None,
             pending: std::collections::VecDeque::new(),
             raw,
-            complete: false,
         })
     }
 }
@@ -301,14 +300,20 @@ pub struct ChatStream {
     client: Client,
     pub request_id: Option<String>,
     got_first: bool,
-    finished: bool,
+    /// How it ended, once it has: `[DONE]`, after which only the body's end is left of it
+    /// ([`Drop`]), or an error.
+    end: Option<End>,
     /// Events of a chunk already read, reported next (a chunk may carry the last text and the
     /// finish reason together; a raw chunk comes before what it means).
     pending: std::collections::VecDeque<StreamEvent>,
     /// Give each chunk back raw as well.
     raw: bool,
-    /// `[DONE]` came: the body's end is all that is left of it ([`Drop`]).
-    complete: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Done,
+    Failed,
 }
 
 impl Drop for ChatStream {
@@ -319,7 +324,7 @@ impl Drop for ChatStream {
     /// A stream dropped before `[DONE]` still closes its connection, which is how an answer
     /// is cancelled upstream.
     fn drop(&mut self) {
-        if !self.complete {
+        if self.end != Some(End::Done) {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
@@ -332,21 +337,22 @@ impl Drop for ChatStream {
 
 impl std::fmt::Debug for ChatStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChatStream").field("request_id", &self.request_id).field("finished", &self.finished).finish()
+        f.debug_struct("ChatStream").field("request_id", &self.request_id).field("end", &self.end).finish()
     }
 }
 
 impl ChatStream {
     /// The next event, or `None` after `Done` or an error.
     pub async fn next(&mut self) -> Option<Result<StreamEvent, Error>> {
-        if self.finished {
+        if self.end.is_some() {
             return None;
         }
         let result = self.step().await;
-        if matches!(result, Err(_) | Ok(StreamEvent::Done)) {
-            self.finished = true;
-        }
-        self.complete = matches!(result, Ok(StreamEvent::Done));
+        self.end = match result {
+            Ok(StreamEvent::Done) => Some(End::Done),
+            Err(_) => Some(End::Failed),
+            Ok(_) => None,
+        };
         Some(result)
     }
 
