@@ -5,6 +5,7 @@ import { mkdirSync, readFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { remote } from "webdriverio";
+import { until } from "./desktop";
 
 export const outDir = resolve(process.env.UNDERSTUDY_E2E_OUT ?? "../target/e2e");
 
@@ -40,10 +41,7 @@ export async function attachApp(pid: number): Promise<{ browser: WebdriverIO.Bro
       const c = connect(port, "127.0.0.1", () => (c.end(), resolve(true))).on("error", () => resolve(false));
     });
   try {
-    for (let i = 0; !(await listening()); i++) {
-      if (i > 100) throw new Error("WebKitWebDriver did not start listening");
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await until("WebKitWebDriver listening", async () => ((await listening()) ? true : undefined), 10_000);
     const browser = await remote({ hostname: "127.0.0.1", port, logLevel: "warn", capabilities: {} as WebdriverIO.Capabilities });
     return {
       browser,
