@@ -198,6 +198,24 @@ for (const [name, make] of Object.entries(cases)) {
   for await (const c of await client.chat.completions.create({ ...cases.sampling("node no usage asked"), stream: true })) chunks.push(c);
   check(chunks.length && chunks.every((c) => !c.usage && c.choices.length), `no usage chunk unless asked: ${JSON.stringify(chunks.at(-1))}`);
 }
+{
+  const chunks = [];
+  const sent = { ...cases.sampling("node usage false"), stream: true, stream_options: { include_usage: false } };
+  for await (const c of await client.chat.completions.create(sent)) chunks.push(c);
+  check(chunks.length && chunks.every((c) => !c.usage), `no usage chunk with include_usage false: ${JSON.stringify(chunks.at(-1))}`);
+}
+// models.retrieve, for the provider's models and the offline one; an endpoint the gateway does
+// not serve is OpenAI's 404 saying what it serves.
+{
+  const ids = (await client.models.list()).data.map((m) => m.id);
+  for (const id of [ids[0], ids.find((i) => i.startsWith("local/"))]) check((await client.models.retrieve(id)).id === id, `models.retrieve(${id})`);
+  try {
+    await client.responses.create({ model: "gpt-4o-mini", input: "hi" });
+    check(false, "the Responses API is not served");
+  } catch (e) {
+    check(e instanceof OpenAI.NotFoundError && e.message.includes("POST /v1/responses") && e.message.includes("serves POST /v1/chat/completions"), `responses: ${e}`);
+  }
+}
 
 // Outage: what the offline model can honour is answered offline; the rest is refused in words.
 await adminCall("/scenario", { behaviors: [{ type: "fail", status: 503, message: "overloaded", times: 100000, match: { stream: true } }] });

@@ -168,6 +168,19 @@ for name, make in cases.items():
 sent = cases["sampling"]("no usage asked")
 chunks = list(client.chat.completions.create(**{k: v for k, v in sent.items() if k != "future_field"}, stream=True))
 check(chunks and all(c.usage is None for c in chunks) and all(c.choices for c in chunks), f"no usage chunk unless asked: {chunks[-1]}")
+chunks = list(client.chat.completions.create(**{k: v for k, v in sent.items() if k != "future_field"}, stream=True, stream_options={"include_usage": False}))
+check(chunks and all(c.usage is None for c in chunks), f"no usage chunk with include_usage false: {chunks[-1]}")
+
+# models.retrieve, for the provider's models and the offline one; an endpoint the gateway does
+# not serve is OpenAI's 404 saying what it serves.
+ids = [m.id for m in client.models.list()]
+for i in (ids[0], next(i for i in ids if i.startswith("local/"))):
+    check(client.models.retrieve(i).id == i, f"models.retrieve({i!r})")
+try:
+    client.responses.create(model="gpt-4o-mini", input="hi")
+    check(False, "the Responses API is not served")
+except openai.NotFoundError as e:
+    check("POST /v1/responses" in str(e) and "serves POST /v1/chat/completions" in str(e), f"responses: {e}")
 
 # Outage: what the offline model can honour is answered offline; the rest is refused in words.
 admin_call("/scenario", {"behaviors": [{"type": "fail", "status": 503, "message": "overloaded", "times": 100000, "match": {"stream": True}}]})

@@ -1,8 +1,9 @@
 //! A streamed chat completion put back together as the one response OpenAI sends a client that
 //! did not ask to stream: the gateway always streams upstream (to see first tokens, stalls and
 //! cuts), so a non-streamed client gets the chunks assembled — content, refusal, tool calls by
-//! index (id, type, name, arguments concatenated), annotations, logprobs, finish reason, usage
-//! with its details, `system_fingerprint`, `service_tier` — for every choice.
+//! index (id, type, name, arguments concatenated), annotations, audio (its `data` and
+//! `transcript` concatenated), logprobs, finish reason, usage with its details,
+//! `system_fingerprint`, `service_tier` — for every choice.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +26,9 @@ struct Choice {
     tool_calls: BTreeMap<u64, Value>,
     function_call: Option<Value>,
     annotations: Vec<Value>,
+    /// Audio output (`modalities: ["audio"]`): `id` and `expires_at` as they come, `data`
+    /// (base64) and `transcript` concatenated.
+    audio: Option<Map<String, Value>>,
     /// `logprobs.content` and `logprobs.refusal`, once any chunk carried logprobs.
     logprobs: Option<Logprobs>,
     finish_reason: Option<Value>,
@@ -76,6 +80,9 @@ impl Assembly {
                 append(&mut choice.reasoning, d.get("reasoning_content").and_then(Value::as_str));
                 if let Some(list) = d.get("annotations").and_then(Value::as_array) {
                     choice.annotations.extend(list.iter().cloned());
+                }
+                if let Some(part) = d.get("audio").and_then(Value::as_object) {
+                    merge_audio(choice.audio.get_or_insert_with(Map::new), part);
                 }
                 for (n, call) in d.get("tool_calls").and_then(Value::as_array).into_iter().flatten().enumerate() {
                     let at = call.get("index").and_then(Value::as_u64).unwrap_or(n as u64);
@@ -132,6 +139,9 @@ impl Assembly {
                 if !c.annotations.is_empty() {
                     message.insert("annotations".into(), Value::Array(c.annotations));
                 }
+                if let Some(a) = c.audio {
+                    message.insert("audio".into(), Value::Object(a));
+                }
                 if let Some(r) = c.reasoning {
                     message.insert("reasoning_content".into(), Value::String(r));
                 }
@@ -166,6 +176,23 @@ impl Assembly {
             }
         }
         Value::Object(out)
+    }
+}
+
+/// Merges an audio delta into the audio so far: `data` and `transcript` are pieces of one
+/// base64 string and one text, everything else (`id`, `expires_at`) is the last value sent.
+fn merge_audio(so_far: &mut Map<String, Value>, part: &Map<String, Value>) {
+    for (k, v) in part {
+        match (k.as_str(), v.as_str()) {
+            ("data" | "transcript", Some(piece)) => {
+                let joined = format!("{}{piece}", so_far.get(k).and_then(Value::as_str).unwrap_or_default());
+                so_far.insert(k.clone(), Value::String(joined));
+            }
+            _ if v.is_null() => {}
+            _ => {
+                so_far.insert(k.clone(), v.clone());
+            }
+        }
     }
 }
 
@@ -257,5 +284,21 @@ mod tests {
         assert_eq!(c0["logprobs"]["content"].as_array().map(Vec::len), Some(2));
         assert_eq!(v["choices"][1]["message"], json!({ "role": "assistant", "content": "", "refusal": "I can't" }));
         assert_eq!(v["choices"][1]["index"], 1);
+    }
+
+    #[test]
+    fn audio_output_assembles_as_one_message_audio() {
+        let d = |delta: Value| json!({ "id": "c", "model": "gpt-4o-audio-preview", "choices": [{ "index": 0, "delta": delta, "finish_reason": null }] });
+        let v = assemble(&[
+            d(json!({ "role": "assistant", "content": null, "audio": { "id": "audio_1", "transcript": "" } })),
+            d(json!({ "audio": { "data": "AAAA" } })),
+            d(json!({ "audio": { "transcript": "Hel", "data": null } })),
+            d(json!({ "audio": { "data": "BBBB", "transcript": "lo", "expires_at": 1_700_003_600 } })),
+            json!({ "id": "c", "model": "gpt-4o-audio-preview", "choices": [{ "index": 0, "delta": {}, "finish_reason": "stop" }] }),
+        ]);
+        assert_eq!(
+            v["choices"][0]["message"],
+            json!({ "role": "assistant", "content": null, "refusal": null, "audio": { "id": "audio_1", "transcript": "Hello", "data": "AAAABBBB", "expires_at": 1_700_003_600 } })
+        );
     }
 }

@@ -76,8 +76,10 @@ pub fn app(router: Router, cfg: GatewayConfig) -> axum::Router {
     axum::Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/models", get(models))
+        .route("/v1/models/{*id}", get(model))
         .route("/understudy/status", get(status))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "invalid_request_error", Some("not_found"), "Unknown endpoint.") })
+        .fallback(unknown_endpoint)
+        .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
@@ -136,6 +138,23 @@ impl Running {
         }
         tracing::info!(addr = %self.addr, "gateway stopped");
     }
+}
+
+/// What the gateway serves, for the error a client gets from anything else.
+const SERVED: &str = "The Understudy gateway serves POST /v1/chat/completions, GET /v1/models, GET /v1/models/{model} and GET /understudy/status";
+
+/// Any other path (`/v1/responses`, `/v1/embeddings`, `/v1/completions`, …): OpenAI's 404 for
+/// an unknown URL, saying what is served instead, so a client's error names the cause.
+async fn unknown_endpoint(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let message = format!("Invalid URL ({method} {}): {SERVED}; send this request to OpenAI directly.", uri.path());
+    error(StatusCode::NOT_FOUND, "invalid_request_error", Some("unknown_url"), &message)
+}
+
+/// A served path asked with another method (`GET /v1/chat/completions`): OpenAI's 405, as
+/// JSON rather than an empty body.
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let message = format!("Invalid method for URL ({method} {}): {SERVED}.", uri.path());
+    error(StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error", Some("method_not_allowed"), &message)
 }
 
 /// OpenAI's error shape, so SDKs raise their usual exceptions.
@@ -522,7 +541,8 @@ fn chat_error(e: &ChatError) -> Response {
         429 => "rate_limit_error",
         _ => "server_error",
     };
-    error(status, kind, e.code.as_deref(), &e.to_string())
+    // `param`: the request field the provider's error is about, as SDKs expose it.
+    (status, Json(json!({ "error": { "message": e.to_string(), "type": kind, "param": e.param, "code": e.code } }))).into_response()
 }
 
 fn provenance(headers: &mut HeaderMap, provider: &str, failover: Option<&str>) {
@@ -535,7 +555,25 @@ fn provenance(headers: &mut HeaderMap, provider: &str, failover: Option<&str>) {
     }
 }
 
-async fn chat_completions(State(app): State<App>, body: Bytes) -> Response {
+/// Client headers OpenAI reads that are not sent upstream: the router asks with the stored
+/// key, and the key decides the organization and project (another organization's or project's
+/// header would make OpenAI refuse the key, and the failover would take that for an outage);
+/// the others mean nothing to chat completions or would follow the answer to another provider
+/// or a retry. The response names those the client sent, in `x-understudy-not-forwarded`.
+const NOT_FORWARDED: &[&str] = &["openai-organization", "openai-project", "openai-beta", "idempotency-key", "x-client-request-id"];
+
+async fn chat_completions(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut r = answer(app, body).await;
+    let dropped: Vec<&str> = NOT_FORWARDED.iter().copied().filter(|h| headers.contains_key(*h)).collect();
+    if let Ok(v) = HeaderValue::from_str(&dropped.join(", ")) {
+        if !dropped.is_empty() {
+            r.headers_mut().insert("x-understudy-not-forwarded", v);
+        }
+    }
+    r
+}
+
+async fn answer(app: App, body: Bytes) -> Response {
     let mut p = match parse(&body) {
         Ok(p) => p,
         Err(r) => return *r,
@@ -665,7 +703,7 @@ impl Collected {
         } else {
             // OpenAI: `content` null when the answer is only tool calls.
             let content = if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) };
-            let mut message = json!({ "role": "assistant", "content": content });
+            let mut message = json!({ "role": "assistant", "content": content, "refusal": null });
             if !calls.is_empty() {
                 message["tool_calls"] = Value::Array(calls);
             }
@@ -675,7 +713,7 @@ impl Collected {
             }
             json!({
                 "id": id, "object": "chat.completion", "created": now_s(), "model": last_model,
-                "choices": [{ "index": 0, "message": message, "finish_reason": finish.as_str() }],
+                "choices": [{ "index": 0, "message": message, "logprobs": null, "finish_reason": finish.as_str() }],
                 "usage": usage,
             })
         }
@@ -796,7 +834,7 @@ enum Step {
 
 impl Chunks {
     fn chunk(&self, delta: Value, finish: Option<&str>) -> Bytes {
-        let c = json!({ "id": self.id, "object": "chat.completion.chunk", "created": now_s(), "model": self.model, "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }] });
+        let c = json!({ "id": self.id, "object": "chat.completion.chunk", "created": now_s(), "model": self.model, "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }] });
         Bytes::from(format!("data: {c}\n\n"))
     }
 
@@ -918,21 +956,61 @@ where
     futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok(b), rx)) })
 }
 
+/// The primary provider's models as OpenAI's model objects (`created` as it sent it); `None`
+/// with the reason when its list cannot be read (or there is no cloud provider).
+async fn upstream_models(router: &Router) -> Result<Vec<Value>, String> {
+    let chain = router.chain();
+    let Some(client) = chain.primary().and_then(|p| p.client.as_ref()) else { return Err("no cloud provider is set up".into()) };
+    match client.models().await {
+        Ok(list) => Ok(list
+            .into_iter()
+            .map(|m| json!({ "id": m.id, "object": "model", "created": m.created.unwrap_or(0), "owned_by": m.owned_by.unwrap_or_default() }))
+            .collect()),
+        Err(e) => Err(e.describe()),
+    }
+}
+
+/// The offline model as a model object, `local/<name>`.
+fn local_model(router: &Router) -> Option<Value> {
+    match &router.chain().local {
+        LocalModel::Ready { name, .. } => Some(json!({ "id": format!("local/{name}"), "object": "model", "created": 0, "owned_by": "understudy" })),
+        _ => None,
+    }
+}
+
 async fn models(State(app): State<App>) -> Response {
-    let chain = app.router.chain();
-    let mut data = Vec::new();
-    if let Some(client) = chain.primary().and_then(|p| p.client.as_ref()) {
-        match client.models().await {
-            Ok(list) => {
-                data.extend(list.into_iter().map(|m| json!({ "id": m.id, "object": "model", "created": 0, "owned_by": m.owned_by.unwrap_or_default() })))
-            }
-            Err(e) => tracing::info!("gateway /v1/models: upstream list unavailable: {}", e.describe()),
+    let mut data = upstream_models(&app.router).await.unwrap_or_else(|e| {
+        tracing::info!("gateway /v1/models: upstream list unavailable: {e}");
+        Vec::new()
+    });
+    data.extend(local_model(&app.router));
+    Json(json!({ "object": "list", "data": data })).into_response()
+}
+
+/// `GET /v1/models/{model}` (the SDKs' `models.retrieve`): the offline model for
+/// `local/<name>`, else the provider's model from its list; OpenAI's 404 for one it does not
+/// have, and a 503 saying why when its list cannot be read.
+async fn model(State(app): State<App>, axum::extract::Path(id): axum::extract::Path<String>) -> Response {
+    let missing = || {
+        let message = format!("The model `{id}` does not exist or you do not have access to it.");
+        error(StatusCode::NOT_FOUND, "invalid_request_error", Some("model_not_found"), &message)
+    };
+    if id.starts_with("local/") {
+        return match local_model(&app.router) {
+            Some(m) if m["id"] == id.as_str() => Json(m).into_response(),
+            _ => missing(),
+        };
+    }
+    match upstream_models(&app.router).await {
+        Ok(list) => match list.into_iter().find(|m| m["id"] == id.as_str()) {
+            Some(m) => Json(m).into_response(),
+            None => missing(),
+        },
+        Err(why) => {
+            let message = format!("The model list could not be read ({why}), so whether `{id}` exists is not known; chat requests for it are answered by the offline model meanwhile.");
+            error(StatusCode::SERVICE_UNAVAILABLE, "server_error", None, &message)
         }
     }
-    if let LocalModel::Ready { name, .. } = &chain.local {
-        data.push(json!({ "id": format!("local/{name}"), "object": "model", "created": 0, "owned_by": "understudy" }));
-    }
-    Json(json!({ "object": "list", "data": data })).into_response()
 }
 
 async fn status(State(app): State<App>) -> Response {
@@ -953,6 +1031,7 @@ mod tests {
             next_step: "Try again in a few seconds.".into(),
             status: None,
             code: Some("rate_limit_exceeded".into()),
+            param: None,
             retry_after: Some(2),
         };
         let r = chat_error(&busy);

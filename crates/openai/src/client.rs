@@ -112,6 +112,9 @@ pub struct ModelInfo {
     pub id: String,
     #[serde(default)]
     pub owned_by: Option<String>,
+    /// When the provider made it (Unix seconds), where it says.
+    #[serde(default)]
+    pub created: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -189,9 +192,10 @@ impl Client {
         let request_id = header(&response, "x-request-id");
         let retry_after = retry_after(&response);
         let body = tokio::time::timeout(wait, response.text()).await.ok().and_then(Result::ok).unwrap_or_default();
-        let (code, message) = error_object(&body);
+        let (code, message, param) = error_object(&body);
         let mut err = Error::from_status(status, code, message.map(|m| self.scrub(m)), &self.config.provider);
-        err.request_id = request_id;
+        err.param = param.map(Box::new);
+        err.request_id = request_id.map(String::into_boxed_str);
         err.retry_after = retry_after;
         Err(err)
     }
@@ -425,7 +429,7 @@ impl ChatStream {
     }
 
     fn with_id(&self, mut e: Error) -> Error {
-        e.request_id = e.request_id.or_else(|| self.request_id.clone());
+        e.request_id = e.request_id.or_else(|| self.request_id.as_deref().map(Box::from));
         e
     }
 }
@@ -537,17 +541,19 @@ struct ErrorObject {
     code: Option<String>,
     #[serde(default)]
     r#type: Option<String>,
+    #[serde(default)]
+    param: Option<String>,
 }
 
-/// `error.code` (else `error.type`) and `error.message` of an OpenAI error body.
-fn error_object(body: &str) -> (Option<String>, Option<String>) {
+/// `error.code` (else `error.type`), `error.message` and `error.param` of an OpenAI error body.
+fn error_object(body: &str) -> (Option<String>, Option<String>, Option<String>) {
     #[derive(Deserialize)]
     struct Body {
         error: ErrorObject,
     }
     match serde_json::from_str::<Body>(body) {
-        Ok(b) => (b.error.code.or(b.error.r#type), b.error.message),
-        Err(_) => (None, (!body.trim().is_empty()).then(|| body.chars().take(300).collect())),
+        Ok(b) => (b.error.code.or(b.error.r#type), b.error.message, b.error.param),
+        Err(_) => (None, (!body.trim().is_empty()).then(|| body.chars().take(300).collect()), None),
     }
 }
 

@@ -57,9 +57,13 @@ pub struct Error {
     pub status: Option<u16>,
     /// OpenAI's `error.code` (or `error.type` when there is no code).
     pub code: Option<String>,
+    /// OpenAI's `error.param`: the request field the error is about, where it says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub param: Option<Box<String>>,
     pub message: String,
-    /// `x-request-id`, to quote to the provider's support.
-    pub request_id: Option<String>,
+    /// `x-request-id`, to quote to the provider's support. (`request_id` and `param` are boxed
+    /// so that `Error` stays small enough to return by value.)
+    pub request_id: Option<Box<str>>,
     /// From `retry-after-ms` or `retry-after`.
     #[serde(with = "humantime_serde")]
     pub retry_after: Option<Duration>,
@@ -73,14 +77,34 @@ impl Error {
             ErrorKind::Client => FailureClass::Request,
             _ => FailureClass::Outage,
         };
-        Error { kind, class, status: None, code: None, message: message.into(), request_id: None, retry_after: None, provider: provider.to_string() }
+        Error {
+            kind,
+            class,
+            status: None,
+            code: None,
+            param: None,
+            message: message.into(),
+            request_id: None,
+            retry_after: None,
+            provider: provider.to_string(),
+        }
     }
 
     /// An HTTP error status with the body's OpenAI error object, if any.
     pub(crate) fn from_status(status: u16, code: Option<String>, message: Option<String>, provider: &str) -> Error {
         let class = classify(status, code.as_deref(), message.as_deref());
         let message = message.unwrap_or_else(|| default_message(status).to_string());
-        Error { kind: ErrorKind::Status, class, status: Some(status), code, message, request_id: None, retry_after: None, provider: provider.to_string() }
+        Error {
+            kind: ErrorKind::Status,
+            class,
+            status: Some(status),
+            code,
+            param: None,
+            message,
+            request_id: None,
+            retry_after: None,
+            provider: provider.to_string(),
+        }
     }
 
     /// One line for people: what failed, in their words, with the status or the code.

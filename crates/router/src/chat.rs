@@ -100,6 +100,10 @@ pub struct ChatError {
     pub next_step: String,
     pub status: Option<u16>,
     pub code: Option<String>,
+    /// The request field a provider's error is about (OpenAI's `error.param`), passed on by the
+    /// gateway.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub param: Option<String>,
     /// Set only when the offline model's queue is full (class `busy`): try again after this
     /// many seconds. The gateway answers 429 with `Retry-After` for it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -117,6 +121,7 @@ impl ChatError {
             status: None,
             code: None,
             retry_after: None,
+            param: None,
         }
     }
 
@@ -132,6 +137,7 @@ impl ChatError {
                 status: None,
                 code: Some("rate_limit_exceeded".into()),
                 retry_after: Some(BUSY_RETRY_AFTER_S),
+                param: None,
             },
             _ => ChatError::local(e.to_string()),
         }
@@ -150,6 +156,7 @@ impl ChatError {
                 status: Some(503),
                 code: Some("offline_unsupported".into()),
                 retry_after: None,
+                param: None,
             },
             None => ChatError {
                 class: ErrorClass::Request,
@@ -160,6 +167,7 @@ impl ChatError {
                 status: Some(400),
                 code: Some("offline_unsupported".into()),
                 retry_after: None,
+                param: None,
             },
         }
     }
@@ -174,6 +182,7 @@ impl ChatError {
             status: None,
             code: None,
             retry_after: None,
+            param: None,
         }
     }
 
@@ -205,6 +214,7 @@ impl ChatError {
             next_step: next_step.into(),
             status: e.status,
             code: e.code.clone(),
+            param: e.param.as_deref().cloned(),
             retry_after: None,
         }
     }
@@ -661,6 +671,7 @@ impl Blamed<'_> {
                 status: None,
                 code: None,
                 retry_after: None,
+                param: None,
             },
             Blame::Failed(i) => ChatError::from_cloud(self.failure(i)),
         }

@@ -1,0 +1,216 @@
+#![allow(clippy::unwrap_used)]
+//! What real OpenAI clients ask of the gateway besides a plain answer, against a recording
+//! upstream that keeps each request's header and body: `models.retrieve`, endpoints the gateway
+//! does not serve (an OpenAI error naming what it serves, never an empty 404 or 405), the
+//! provider's `error.param`, audio output and several choices assembled for a non-streamed
+//! client, and the client headers OpenAI reads that are not sent upstream (named in
+//! `x-understudy-not-forwarded`).
+
+#[allow(dead_code)]
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use understudy_local::engine::EngineConfig;
+
+/// A stand-in worker that would answer "offline" (these tests are answered upstream).
+const WORKER: &str = r#"read l; echo '{"type":"loaded","path":"m","architecture":"llama","load_ms":1,"context":2048,"threads":1,"template":"model (jinja)"}'
+while read l; do
+  id=$(echo "$l" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+  echo "{\"type\":\"started\",\"id\":\"$id\"}"
+  echo "{\"type\":\"token\",\"id\":\"$id\",\"text\":\"offline\"}"
+  echo "{\"type\":\"done\",\"id\":\"$id\",\"finish_reason\":\"stop\",\"usage\":{\"prompt_tokens\":3,\"prompt_evaluated\":3,\"prompt_reused\":0,\"completion_tokens\":1,\"dropped_messages\":0,\"prompt_ms\":1,\"generation_ms\":1}}"
+done"#;
+
+/// Each chat request the upstream got: (its header, lowercased; its body).
+type Journal = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// An OpenAI stand-in: `GET /v1/models` lists two models; a chat request whose last message
+/// says "invalid" gets OpenAI's 400 with a `param`; any other gets `chunks` as SSE.
+async fn upstream(chunks: Vec<Value>) -> (String, Journal) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let journal: Journal = Arc::default();
+    let j = journal.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let (chunks, j) = (chunks.clone(), j.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 8192];
+                let (head, body) = loop {
+                    let n = s.read(&mut tmp).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&tmp[..n]);
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                        let len = head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                        while buf.len() < end + 4 + len {
+                            let n = s.read(&mut tmp).await.unwrap();
+                            buf.extend_from_slice(&tmp[..n]);
+                        }
+                        break (head, buf[end + 4..end + 4 + len].to_vec());
+                    }
+                };
+                let reply = |status: &str, body: Value| {
+                    let body = body.to_string();
+                    format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
+                };
+                if head.starts_with("get /v1/models") {
+                    let list = json!({ "object": "list", "data": [
+                        { "id": "gpt-4o-mini", "object": "model", "created": 1_721_172_741, "owned_by": "system" },
+                        { "id": "gpt-4o-audio-preview", "object": "model", "created": 1_727_460_443, "owned_by": "system" },
+                    ] });
+                    let _ = s.write_all(reply("200 OK", list).as_bytes()).await;
+                    return;
+                }
+                let body: Value = serde_json::from_slice(&body).unwrap();
+                j.lock().unwrap().push((head, body.clone()));
+                if body["messages"].as_array().and_then(|m| m.last()).is_some_and(|m| m["content"] == "invalid") {
+                    let e = json!({ "error": { "message": "Invalid value for 'temperature': must be <= 2.", "type": "invalid_request_error", "param": "temperature", "code": "invalid_value" } });
+                    let _ = s.write_all(reply("400 Bad Request", e).as_bytes()).await;
+                    return;
+                }
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n").await;
+                for c in chunks {
+                    let _ = s.write_all(format!("data: {c}\n\n").as_bytes()).await;
+                }
+                let _ = s.write_all(b"data: [DONE]\n\n").await;
+            });
+        }
+    });
+    (format!("http://{addr}/v1"), journal)
+}
+
+async fn gateway(chunks: Vec<Value>) -> (common::Gw, Journal) {
+    let (base, journal) = upstream(chunks).await;
+    let gw = common::start_failover(EngineConfig::new("bash", &["-c", WORKER]), &understudy_testkit::tiny_gguf(), base).await;
+    (gw, journal)
+}
+
+fn chunk(choices: Value) -> Value {
+    json!({ "id": "chatcmpl-up2", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": "gpt-4o-audio-preview-2024-12-17",
+        "system_fingerprint": "fp_a", "choices": choices, "usage": null })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_are_retrieved_by_id_and_other_endpoints_are_openai_errors_naming_what_is_served() {
+    let (gw, _journal) = gateway(Vec::new()).await;
+    let base = gw.url.trim_end_matches("/chat/completions").to_string();
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("{base}{path}")).send();
+
+    // The provider's model as it describes it (its `created` too), and the offline model.
+    let list: Value = get("/models").await.unwrap().json().await.unwrap();
+    assert_eq!(list["data"][0], json!({ "id": "gpt-4o-mini", "object": "model", "created": 1_721_172_741, "owned_by": "system" }));
+    let local = list["data"].as_array().unwrap().iter().find(|m| m["id"].as_str().unwrap().starts_with("local/")).unwrap().clone();
+    let r = get("/models/gpt-4o-mini").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), list["data"][0]);
+    let id = local["id"].as_str().unwrap();
+    for path in [format!("/models/{id}"), format!("/models/{}", id.replace('/', "%2F"))] {
+        let r = get(&path).await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.json::<Value>().await.unwrap(), local, "{path}");
+    }
+    for missing in ["/models/gpt-9", "/models/local/nothing-here"] {
+        let r = get(missing).await.unwrap();
+        assert_eq!(r.status(), 404, "{missing}");
+        let e: Value = r.json().await.unwrap();
+        assert_eq!((e["error"]["type"].as_str(), e["error"]["code"].as_str()), (Some("invalid_request_error"), Some("model_not_found")), "{e}");
+    }
+
+    // What real clients also call: OpenAI's JSON error, saying what the gateway serves.
+    for (method, path) in [
+        (reqwest::Method::POST, "/responses"),
+        (reqwest::Method::POST, "/embeddings"),
+        (reqwest::Method::POST, "/completions"),
+        (reqwest::Method::GET, "/assistants"),
+    ] {
+        let r = http.request(method.clone(), format!("{base}{path}")).json(&json!({ "model": "gpt-4o-mini", "input": "hi" })).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{method} {path}");
+        let e: Value = r.json().await.unwrap();
+        let message = e["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&format!("{method} /v1{path}")) && message.contains("serves POST /v1/chat/completions"), "{message}");
+        assert_eq!(e["error"]["type"], "invalid_request_error");
+    }
+    for (method, path) in [(reqwest::Method::GET, "/chat/completions"), (reqwest::Method::DELETE, "/models/gpt-4o-mini")] {
+        let r = http.request(method.clone(), format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 405, "{method} {path}");
+        let e: Value = r.json().await.unwrap();
+        assert!(e["error"]["message"].as_str().unwrap().contains("serves POST /v1/chat/completions"), "{e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_provider_s_error_param_reaches_the_client() {
+    let (gw, journal) = gateway(Vec::new()).await;
+    for stream in [false, true] {
+        let sent = json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": "invalid" }], "temperature": 3, "stream": stream });
+        let r = reqwest::Client::new().post(&gw.url).json(&sent).send().await.unwrap();
+        assert_eq!(r.status(), 400);
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(
+            (&e["error"]["type"], &e["error"]["param"], &e["error"]["code"]),
+            (&json!("invalid_request_error"), &json!("temperature"), &json!("invalid_value")),
+            "{e}"
+        );
+        assert!(e["error"]["message"].as_str().unwrap().contains("Invalid value for 'temperature'"), "{e}");
+    }
+    assert_eq!(journal.lock().unwrap().len(), 2, "asked once each, never answered offline");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_output_and_several_choices_assemble_for_a_non_streamed_client() {
+    let usage = json!({ "prompt_tokens": 9, "completion_tokens": 30, "total_tokens": 39,
+        "prompt_tokens_details": { "cached_tokens": 0, "audio_tokens": 0 }, "completion_tokens_details": { "reasoning_tokens": 0, "audio_tokens": 25 } });
+    let mut last = chunk(json!([]));
+    last["usage"] = usage.clone();
+    let (gw, journal) = gateway(vec![
+        chunk(json!([{ "index": 0, "delta": { "role": "assistant", "content": null, "refusal": null, "audio": { "id": "audio_abc", "transcript": "" } }, "finish_reason": null }])),
+        chunk(json!([{ "index": 1, "delta": { "role": "assistant", "content": null, "refusal": null, "audio": { "id": "audio_def", "transcript": "" } }, "finish_reason": null }])),
+        chunk(json!([{ "index": 0, "delta": { "audio": { "transcript": "Hel", "data": "UklG" } }, "finish_reason": null }])),
+        chunk(json!([{ "index": 1, "delta": { "audio": { "transcript": "Hi" } }, "finish_reason": null }])),
+        chunk(json!([{ "index": 0, "delta": { "audio": { "transcript": "lo", "data": "RiQA", "expires_at": 1_700_003_600 } }, "finish_reason": null }])),
+        chunk(json!([{ "index": 1, "delta": { "audio": { "data": "AAAA", "expires_at": 1_700_003_601 } }, "finish_reason": "length" }])),
+        chunk(json!([{ "index": 0, "delta": {}, "finish_reason": "stop" }])),
+        last,
+    ])
+    .await;
+    let sent = json!({ "model": "gpt-4o-audio-preview", "messages": [{ "role": "user", "content": "Say hello" }], "n": 2,
+        "modalities": ["text", "audio"], "audio": { "voice": "alloy", "format": "pcm16" }, "stream": false });
+    let r = reqwest::Client::new()
+        .post(&gw.url)
+        .json(&sent)
+        .header("OpenAI-Organization", "org-someone-else")
+        .header("OpenAI-Project", "proj_x")
+        .header("Idempotency-Key", "k1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-understudy-not-forwarded"], "openai-organization, openai-project, idempotency-key");
+    let v: Value = r.json().await.unwrap();
+    let message = |audio: Value| json!({ "role": "assistant", "content": null, "refusal": null, "audio": audio });
+    assert_eq!(
+        v["choices"],
+        json!([
+            { "index": 0, "message": message(json!({ "id": "audio_abc", "transcript": "Hello", "data": "UklGRiQA", "expires_at": 1_700_003_600 })), "logprobs": null, "finish_reason": "stop" },
+            { "index": 1, "message": message(json!({ "id": "audio_def", "transcript": "Hi", "data": "AAAA", "expires_at": 1_700_003_601 })), "logprobs": null, "finish_reason": "length" },
+        ]),
+        "{v}"
+    );
+    assert_eq!((&v["usage"], &v["system_fingerprint"]), (&usage, &json!("fp_a")));
+    let (head, body) = journal.lock().unwrap().last().unwrap().clone();
+    for h in ["openai-organization", "openai-project", "idempotency-key"] {
+        assert!(!head.contains(h), "{h} is not sent with the stored key: {head}");
+    }
+    let mut up = sent.clone();
+    up["stream"] = json!(true);
+    up["stream_options"] = json!({ "include_usage": true });
+    assert_eq!(body, up, "the body went upstream as sent, but for the stream the gateway watches");
+}
