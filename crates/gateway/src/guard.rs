@@ -4,49 +4,48 @@
 //! refused before anything goes upstream; tools (SDKs, curl) send none of it.
 
 use axum::extract::Request;
-use axum::http::{header, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 
 use crate::error;
 
-/// A refusal, in OpenAI's error shape; `None` lets the request through.
+/// A refusal, in OpenAI's error shape; `None` lets the request through. A header sent twice is
+/// judged by every value (no browser sends one twice, but the first must not vouch for the
+/// second).
 pub(crate) fn refuse(req: &Request, token: Option<&str>) -> Option<Response> {
     let headers = req.headers();
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
-    if !is_loopback_host(host) {
+    let Some(host) = loopback_host(req) else {
         return Some(error(
             StatusCode::FORBIDDEN,
             "invalid_request_error",
             Some("host_not_allowed"),
             "Understudy's gateway only answers requests addressed to localhost.",
         ));
-    }
+    };
     // Browsers send Origin on every cross-origin request (and on same-origin POSTs); a page on
     // another port of localhost is another origin too.
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        if !origin.to_str().is_ok_and(|o| is_own_origin(o, host)) {
-            return Some(error(
-                StatusCode::FORBIDDEN,
-                "invalid_request_error",
-                Some("origin_not_allowed"),
-                "Understudy's gateway does not answer web pages (the request carries another site's Origin).",
-            ));
-        }
+    if !every(headers, header::ORIGIN, |o| is_own_origin(o, host)) {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "invalid_request_error",
+            Some("origin_not_allowed"),
+            "Understudy's gateway does not answer web pages (the request carries another site's Origin).",
+        ));
     }
-    // Fetch metadata: sent by browsers even where Origin is not (e.g. a navigation).
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|h| h.to_str().ok()) {
-        if site.eq_ignore_ascii_case("cross-site") || site.eq_ignore_ascii_case("same-site") {
-            return Some(error(
-                StatusCode::FORBIDDEN,
-                "invalid_request_error",
-                Some("cross_site_request"),
-                "Understudy's gateway does not answer web pages (Sec-Fetch-Site says another site sent it).",
-            ));
-        }
+    // Fetch metadata: sent by browsers even where Origin is not (e.g. a navigation); and a
+    // Referer from another page where a browser too old for either sent neither.
+    let cross_site = |site: &str| site.eq_ignore_ascii_case("cross-site") || site.eq_ignore_ascii_case("same-site");
+    if !every(headers, "sec-fetch-site", |s| !cross_site(s)) || !every(headers, header::REFERER, |r| is_own_origin(origin_of(r), host)) {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "invalid_request_error",
+            Some("cross_site_request"),
+            "Understudy's gateway does not answer web pages (Sec-Fetch-Site or Referer says another site sent it).",
+        ));
     }
     // Only JSON is read, and a page cannot send JSON cross-origin without a preflight, which
     // gets no CORS headers here.
-    if req.method() == Method::POST && !headers.get(header::CONTENT_TYPE).and_then(|h| h.to_str().ok()).is_some_and(is_json) {
+    if req.method() == Method::POST && (headers.get(header::CONTENT_TYPE).is_none() || !every(headers, header::CONTENT_TYPE, is_json)) {
         return Some(error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "invalid_request_error",
@@ -56,7 +55,7 @@ pub(crate) fn refuse(req: &Request, token: Option<&str>) -> Option<Response> {
     }
     // Health is not a secret and `understudy status` has no token; answers and models are.
     if let Some(token) = token.filter(|_| req.uri().path() != "/understudy/status") {
-        let given = headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Bearer ")).unwrap_or_default();
+        let given = headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).and_then(bearer).unwrap_or_default();
         if !same_token(given.trim().as_bytes(), token.as_bytes()) {
             return Some(error(
                 StatusCode::UNAUTHORIZED,
@@ -66,14 +65,58 @@ pub(crate) fn refuse(req: &Request, token: Option<&str>) -> Option<Response> {
             ));
         }
     }
+    // A body declared too large is refused at once, not read for 8 MiB first (or, for a client
+    // that sent `Expect: 100-continue`, waited for until the body timeout).
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|h| h.to_str().ok()).and_then(|n| n.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > crate::MAX_BODY as u64) {
+        return Some(error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", None, "The request body is too large (8 MiB at most)."));
+    }
     None
 }
 
-pub(crate) fn is_loopback_host(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
+/// Headers every response carries: a browser must not run or embed an answer as a script,
+/// image or page of another site (`nosniff`, and `Cross-Origin-Resource-Policy` even where it
+/// would sniff JSON as something else), whatever a page manages to send.
+pub(crate) async fn harden(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
+    response
+}
+
+/// Whether every value of `name` is text that passes `ok` (true when there is none).
+fn every(headers: &HeaderMap, name: impl header::AsHeaderName, ok: impl Fn(&str) -> bool) -> bool {
+    headers.get_all(name).iter().all(|v| v.to_str().is_ok_and(&ok))
+}
+
+/// The token of `Authorization: Bearer <token>` (the scheme in any case, as RFC 9110 has it).
+fn bearer(value: &str) -> Option<&str> {
+    value.get(..7).filter(|s| s.eq_ignore_ascii_case("bearer ")).map(|_| &value[7..])
+}
+
+/// The loopback host the request is addressed to: its one `Host`, which an absolute-form
+/// target (`POST http://evil.example/…`, which RFC 9112 says wins over Host) must agree with.
+fn loopback_host(req: &Request) -> Option<&str> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host = match (hosts.next(), hosts.next()) {
+        (Some(h), None) => h.to_str().ok()?,
+        (None, _) => req.uri().authority()?.as_str(),
+        (Some(_), Some(_)) => return None,
+    };
+    let target_ok = req.uri().authority().is_none_or(|a| is_loopback_host(a.as_str()));
+    (target_ok && is_loopback_host(host)).then_some(host)
+}
+
+/// The host name of a `Host` or an origin's authority, without port or brackets.
+fn name_of(host: &str) -> &str {
+    match host.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or_default(),
         None => host.rsplit_once(':').map_or(host, |(h, port)| if port.chars().all(|c| c.is_ascii_digit()) { h } else { host }),
-    };
+    }
+}
+
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    let name = name_of(host);
     name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
@@ -86,11 +129,21 @@ fn port_of(authority: &str) -> Option<&str> {
     Some(port).filter(|p| !p.is_empty() && *p != "80")
 }
 
-/// The gateway's own origin: `http://` + a loopback name + the port this request came to.
-/// (`null`, other schemes and other ports are other origins.)
+/// The gateway's own origin: `http://` + `localhost`, `127.0.0.1`, `[::1]` or the name the
+/// request is addressed to, + the port it came to. (`null`, other schemes, other ports and
+/// other loopback addresses, where another program may listen, are other origins.)
 fn is_own_origin(origin: &str, host: &str) -> bool {
     let Some(authority) = origin.strip_prefix("http://") else { return false };
-    !authority.contains('/') && is_loopback_host(authority) && port_of(authority) == port_of(host)
+    let name = name_of(authority);
+    let own_name = ["localhost", "127.0.0.1", "::1", name_of(host)].iter().any(|n| n.eq_ignore_ascii_case(name));
+    !authority.contains('/') && own_name && is_loopback_host(authority) && port_of(authority) == port_of(host)
+}
+
+/// A URL's origin (`http://host:port` of `http://host:port/path?query`).
+fn origin_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after_scheme..].find(['/', '?', '#']).map_or(url.len(), |i| after_scheme + i);
+    &url[..end]
 }
 
 /// `application/json`, with or without parameters (`; charset=utf-8`).
@@ -136,6 +189,8 @@ mod tests {
             ("http://localhost:8321", "127.0.0.1:8321"),
             ("http://[::1]:8321", "localhost:8321"),
             ("http://localhost", "localhost:80"),
+            ("http://127.0.0.5:8321", "127.0.0.5:8321"),
+            ("http://127.0.0.1:8321", "[::1]:8321"),
         ] {
             assert!(is_own_origin(origin, host), "{origin} {host}");
         }
@@ -148,8 +203,32 @@ mod tests {
             ("null", "127.0.0.1:8321"),
             ("http://127.0.0.1:8321/x", "127.0.0.1:8321"),
             ("http://localhost.evil.example:8321", "127.0.0.1:8321"),
+            // Another loopback address: another program may listen there on the same port.
+            ("http://127.0.0.2:8321", "127.0.0.1:8321"),
+            ("http://0.0.0.0:8321", "127.0.0.1:8321"),
+            ("http://[::ffff:127.0.0.1]:8321", "127.0.0.1:8321"),
+            ("http://localhost:8321/", "127.0.0.1:8321"),
         ] {
             assert!(!is_own_origin(origin, host), "{origin} {host}");
+        }
+    }
+
+    #[test]
+    fn a_referer_is_judged_by_its_origin() {
+        assert_eq!(origin_of("http://127.0.0.1:8321/v1/x?y#z"), "http://127.0.0.1:8321");
+        assert_eq!(origin_of("https://evil.example?x=http://127.0.0.1:8321/"), "https://evil.example");
+        assert_eq!(origin_of("http://localhost:8321"), "http://localhost:8321");
+        assert!(is_own_origin(origin_of("http://localhost:8321/page"), "127.0.0.1:8321"));
+        assert!(!is_own_origin(origin_of("https://evil.example/http://127.0.0.1:8321"), "127.0.0.1:8321"));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
+        assert_eq!(bearer("BEARER abc"), Some("abc"));
+        for bad in ["Basic abc", "Bearerabc", "abc", "", "Bear"] {
+            assert_eq!(bearer(bad), None, "{bad}");
         }
     }
 

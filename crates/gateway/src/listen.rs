@@ -2,13 +2,15 @@
 //! program that opens connections and sends half a request would hold them forever; here hyper's
 //! HTTP/1 connection is driven directly with a header-read timeout (also the keep-alive idle
 //! time: waiting for the next request is waiting for its header), and connections are capped.
-//! At the cap, a new connection takes the place of the oldest one that is not serving a request
-//! (idle or still sending its header), so stalled connections can never lock a real client out.
+//! At the cap, a new connection takes the place of one that is not serving a request: first the
+//! oldest that has not yet sent a whole request (a half-sent header), then the one idle longest
+//! since its last answer. So stalled connections can never lock a real client out, and a flood of
+//! them does not close a real client's idle keep-alive connection under it.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -45,12 +47,17 @@ impl Default for Limits {
 }
 
 /// One open connection: how many requests it is serving (a response body still streaming
-/// counts), and how to close it.
+/// counts), when it last finished one, and how to close it.
 #[derive(Debug, Default)]
 struct Conn {
     busy: AtomicUsize,
+    /// 0 until a request has been served, then the [`FINISHED`] count when the last one ended.
+    last_answer: AtomicU64,
     evict: CancellationToken,
 }
+
+/// Answers finished so far (by any connection): orders connections by when they were last used.
+static FINISHED: AtomicU64 = AtomicU64::new(0);
 
 /// Keeps its connection busy while alive: from the request's head to the end of the response.
 #[derive(Debug)]
@@ -65,6 +72,7 @@ impl Busy {
 
 impl Drop for Busy {
     fn drop(&mut self) {
+        self.0.last_answer.store(FINISHED.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
         self.0.busy.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -96,11 +104,17 @@ impl http_body::Body for Tracked {
 /// Open connections by accept order (oldest first).
 type Table = Mutex<BTreeMap<u64, Arc<Conn>>>;
 
-/// Closes the oldest connection that serves no request; false if every one is busy.
+/// Closes a connection that serves no request: the oldest that has never sent a whole request,
+/// else the one idle longest since its last answer; false if every one is busy.
 fn evict_one(table: &Table) -> bool {
     let table = table.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    match table.values().find(|c| c.busy.load(Ordering::SeqCst) == 0 && !c.evict.is_cancelled()) {
-        Some(c) => {
+    let idle = table.iter().filter(|(_, c)| c.busy.load(Ordering::SeqCst) == 0 && !c.evict.is_cancelled());
+    // (served, when): never-served ones first, by accept order; then by their last answer.
+    match idle.min_by_key(|(id, c)| match c.last_answer.load(Ordering::SeqCst) {
+        0 => (false, **id),
+        last => (true, last),
+    }) {
+        Some((_, c)) => {
             c.evict.cancel();
             true
         }

@@ -95,6 +95,33 @@ async fn requests_a_browser_could_send_never_reach_the_upstream() {
             ("multipart form", vec![], Some("multipart/form-data; boundary=xyz"), 415, "unsupported_media_type"),
             ("no content type", vec![], None, 415, "unsupported_media_type"),
             (
+                "Origin of another loopback address on our port",
+                vec![("origin", format!("http://127.0.0.2:{}", gw.addr.port()))],
+                Some("application/json"),
+                403,
+                "origin_not_allowed",
+            ),
+            ("Origin 0.0.0.0 on our port", vec![("origin", format!("http://0.0.0.0:{}", gw.addr.port()))], Some("application/json"), 403, "origin_not_allowed"),
+            ("Origin with a path", vec![("origin", format!("{own}/"))], Some("application/json"), 403, "origin_not_allowed"),
+            (
+                "two Origins, ours first",
+                vec![("origin", own.clone()), ("origin", "https://evil.example".into())],
+                Some("application/json"),
+                403,
+                "origin_not_allowed",
+            ),
+            (
+                "two Sec-Fetch-Site, same-origin first",
+                vec![("sec-fetch-site", "same-origin".into()), ("sec-fetch-site", "cross-site".into())],
+                Some("application/json"),
+                403,
+                "cross_site_request",
+            ),
+            ("Referer of another site, no Origin", vec![("referer", "https://evil.example/page".into())], Some("application/json"), 403, "cross_site_request"),
+            ("text/plain with a JSON parameter", vec![], Some("text/plain; application/json"), 415, "unsupported_media_type"),
+            ("a JSON list of types", vec![], Some("application/json, text/plain"), 415, "unsupported_media_type"),
+            ("two Content-Types, JSON first", vec![("content-type", "text/plain".into())], Some("application/json"), 415, "unsupported_media_type"),
+            (
                 "a cross-site text/plain form post",
                 vec![("origin", "https://evil.example".into()), ("sec-fetch-site", "cross-site".into())],
                 Some("text/plain"),
@@ -112,6 +139,7 @@ async fn requests_a_browser_could_send_never_reach_the_upstream() {
             }
             let r = req.send().await.unwrap();
             assert_eq!(r.status().as_u16(), status, "{what}");
+            hardened(r.headers(), what);
             let v: serde_json::Value = r.json().await.unwrap();
             assert_eq!(v["error"]["code"], code, "{what}: {v}");
             assert_eq!(v["error"]["type"], "invalid_request_error", "{what}: {v}");
@@ -137,21 +165,124 @@ async fn requests_a_browser_could_send_never_reach_the_upstream() {
             assert_eq!(gw.upstream_requests().await, 0, "a request without the token reached the upstream");
         }
 
-        // The real thing: JSON (charset too), the token, and what a same-origin client may send.
-        let mut req = http
-            .post(&chat)
-            .header("content-type", "application/json; charset=utf-8")
-            .header("origin", &own)
-            .header("sec-fetch-site", "same-origin")
-            .body(BODY);
-        if token_on {
-            req = req.bearer_auth(TOKEN);
+        // The real thing: JSON (charset too, any case), the token (the scheme in any case), and
+        // what a same-origin client or a typed-in address may send.
+        for (content_type, headers, auth) in [
+            ("application/json; charset=utf-8", vec![("origin", own.clone()), ("sec-fetch-site", "same-origin".into())], "Bearer"),
+            ("APPLICATION/JSON", vec![("origin", format!("http://localhost:{}", gw.addr.port())), ("referer", format!("{own}/page"))], "bearer"),
+            ("application/json", vec![("sec-fetch-site", "none".into())], "Bearer"),
+        ] {
+            let mut req = http.post(&chat).header("content-type", content_type).body(BODY);
+            for (k, v) in &headers {
+                req = req.header(*k, v);
+            }
+            if token_on {
+                req = req.header("authorization", format!("{auth} {TOKEN}"));
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 200, "{content_type} {headers:?}");
+            assert_eq!(r.headers()["x-understudy-provider"], "openai");
+            hardened(r.headers(), content_type);
         }
-        let r = req.send().await.unwrap();
-        assert_eq!(r.status(), 200, "{:?}", r.text().await);
-        assert_eq!(r.headers()["x-understudy-provider"], "openai");
-        assert!(gw.upstream_requests().await >= 1);
+        assert_eq!(gw.upstream_requests().await, 3);
     }
+}
+
+/// Every answer tells a browser not to run or embed it elsewhere, whatever a page sent.
+fn hardened(headers: &reqwest::header::HeaderMap, what: &str) {
+    assert_eq!(headers.get("x-content-type-options").map(|v| v.as_bytes()), Some(&b"nosniff"[..]), "{what}");
+    assert_eq!(headers.get("cross-origin-resource-policy").map(|v| v.as_bytes()), Some(&b"same-origin"[..]), "{what}");
+    assert!(!headers.keys().any(|k| k.as_str().starts_with("access-control-")), "{what}: {headers:?}");
+}
+
+/// Sends `bytes` on a new connection and reads what comes back until the gateway closes it or
+/// `wait` passes.
+async fn exchange(addr: std::net::SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// How many responses a connection's bytes hold.
+fn responses(text: &str) -> usize {
+    text.matches("HTTP/1.").count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_http_tricks_never_reach_the_upstream() {
+    let gw = start(with_token()).await;
+    let port = gw.addr.port();
+    let auth = format!("Authorization: Bearer {TOKEN}\r\n");
+    let json = |extra: &str, host: &str| {
+        format!("POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{BODY}", BODY.len())
+    };
+    let ours = format!("127.0.0.1:{port}");
+    let cases: Vec<(&str, String, &str)> = vec![
+        // DNS rebinding: the page's own name, or names that merely look local.
+        ("Host of another site", json("", "evil.example"), "403"),
+        ("Host under nip.io", json("", &format!("127.0.0.1.nip.io:{port}")), "403"),
+        ("Host localhost.evil", json("", "localhost.evil.example"), "403"),
+        ("Host 127.1", json("", &format!("127.1:{port}")), "403"),
+        ("Host 0x7f.1", json("", "0x7f.1"), "403"),
+        ("Host 0.0.0.0", json("", &format!("0.0.0.0:{port}")), "403"),
+        ("Host ::ffff:127.0.0.1", json("", &format!("[::ffff:127.0.0.1]:{port}")), "403"),
+        ("two Hosts, ours first", json("Host: evil.example\r\n", &ours), "403"),
+        (
+            "an absolute-form target of another site",
+            format!("POST http://evil.example/v1/chat/completions HTTP/1.1\r\nHost: {ours}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}", BODY.len()),
+            "403",
+        ),
+        ("CONNECT", format!("CONNECT evil.example:443 HTTP/1.1\r\nHost: {ours}\r\n{auth}Connection: close\r\n\r\n"), "403"),
+        ("a request with no Host", format!("POST /v1/chat/completions HTTP/1.0\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{BODY}", BODY.len()), "403"),
+        // A preflight gets no CORS headers (checked by `hardened`), so the browser sends nothing.
+        (
+            "a CORS preflight",
+            format!("OPTIONS /v1/chat/completions HTTP/1.1\r\nHost: {ours}\r\nOrigin: https://evil.example\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: authorization, content-type\r\nConnection: close\r\n\r\n"),
+            "403",
+        ),
+        (
+            "a WebSocket from a page",
+            format!("GET /v1/chat/completions HTTP/1.1\r\nHost: {ours}\r\nOrigin: https://evil.example\r\nUpgrade: websocket\r\nConnection: Upgrade, close\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"),
+            "403",
+        ),
+        ("a <script src> of the status", format!("GET /understudy/status HTTP/1.1\r\nHost: {ours}\r\nReferer: https://evil.example/\r\nConnection: close\r\n\r\n"), "403"),
+        // Smuggling: Transfer-Encoding wins over Content-Length (an empty body here: 400) and the
+        // connection is closed after it, so the request hidden in the "body" is never read.
+        (
+            "Content-Length with Transfer-Encoding",
+            format!("POST /v1/chat/completions HTTP/1.1\r\nHost: {ours}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{}", 7 + json("", &ours).len(), json("", &ours)),
+            "400",
+        ),
+        ("two Content-Lengths", json(&format!("Content-Length: {}\r\n", BODY.len() + 1), &ours), "400"),
+        ("a 1 MB header", format!("GET /v1/models HTTP/1.1\r\nHost: {ours}\r\n{auth}X-Big: {}\r\nConnection: close\r\n\r\n", "a".repeat(1 << 20)), "431"),
+        ("the token in the query", format!("GET /v1/models?api_key={TOKEN} HTTP/1.1\r\nHost: {ours}\r\nConnection: close\r\n\r\n"), "401"),
+        ("the token as api-key", format!("GET /v1/models HTTP/1.1\r\nHost: {ours}\r\napi-key: {TOKEN}\r\nConnection: close\r\n\r\n"), "401"),
+        ("the token as Basic", format!("GET /v1/models HTTP/1.1\r\nHost: {ours}\r\nAuthorization: Basic {TOKEN}\r\nConnection: close\r\n\r\n"), "401"),
+        // Pipelined: each request is judged on its own.
+        ("a request pipelined behind a refused one", format!("{}{}", json("Origin: https://evil.example\r\n", &ours).replace("Connection: close\r\n", ""), json("", "evil.example")), "403"),
+    ];
+    for (what, request, status) in cases {
+        let text = exchange(gw.addr, request.as_bytes(), Duration::from_secs(5)).await;
+        assert!(text.starts_with(&format!("HTTP/1.1 {status}")) || text.starts_with(&format!("HTTP/1.0 {status}")), "{what}: {text}");
+        assert_eq!(responses(&text), 1 + usize::from(what.contains("pipelined")), "{what}: {text}");
+        assert!(!text.contains(" 101 ") && !text.contains(" 200 "), "{what}: {text}");
+        if status != "400" && status != "431" {
+            assert!(text.contains("x-content-type-options: nosniff"), "{what}: {text}");
+        }
+    }
+    assert_eq!(gw.upstream_requests().await, 0, "a raw trick reached the upstream");
+
+    // A body declared over the limit is refused at once, not waited for (curl sends large bodies
+    // after `Expect: 100-continue`, and would wait for the body timeout).
+    let t0 = Instant::now();
+    let head = format!("POST /v1/chat/completions HTTP/1.1\r\nHost: {ours}\r\n{auth}Content-Type: application/json\r\nContent-Length: 100000000\r\nExpect: 100-continue\r\n\r\n");
+    let text = exchange(gw.addr, head.as_bytes(), Duration::from_secs(5)).await;
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains(r#""type":"invalid_request_error""#), "{text}");
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert_eq!(gw.upstream_requests().await, 0);
 }
 
 /// Open file descriptors: 1000 client sockets (and the gateway's side) need more than some
@@ -243,4 +374,68 @@ async fn idle_connections_and_stalled_bodies_are_dropped() {
     let mut rest = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), keep.read_to_end(&mut rest)).await.expect("an idle keep-alive connection stayed open").ok();
     println!("silent, stalled-body and idle connections closed within {:?}", t0.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_half_sent_requests_leaves_a_real_client_s_keep_alive_connection_open() {
+    let limits = Limits { max_connections: 8, ..Limits::default() };
+    let gw = start(GatewayConfig { token: Some(TOKEN.into()), limits }).await;
+    let ask = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    // A client that keeps its connection between requests, as SDKs do.
+    let mut client = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let mut buf = vec![0u8; 8192];
+    for round in 0..3 {
+        client.write_all(ask.as_bytes()).await.unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf)).await.expect("no answer").unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "round {round}: {}", String::from_utf8_lossy(&buf[..n]));
+        // Meanwhile five times the cap of half-sent requests: at the cap each new one closes a
+        // connection that never sent a whole request, not the client's idle one.
+        let mut stalled = Vec::new();
+        for _ in 0..40 {
+            let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+            s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty").await.unwrap();
+            stalled.push(s);
+        }
+        // The last of them has been accepted (and so the older ones closed) once it answers.
+        let mut last = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        last.write_all(b"GET /understudy/status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await.unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), last.read(&mut buf)).await.expect("a new connection got no answer").unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    }
+    assert_eq!(gw.upstream_requests().await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_or_body_sent_a_byte_at_a_time_is_cut_at_its_timeout() {
+    let limits = Limits { header_read: Duration::from_secs(1), body_read: Duration::from_secs(1), ..Limits::default() };
+    let gw = start(GatewayConfig { token: None, limits }).await;
+    // Each byte comes well within any per-read timeout; the header as a whole does not.
+    let drip = |head: &'static [u8], then: &'static [u8]| async move {
+        let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(head).await.unwrap();
+        let t0 = Instant::now();
+        let mut buf = vec![0u8; 4096];
+        for b in then.iter().cycle() {
+            tokio::select! {
+                r = s.read(&mut buf) => return (t0.elapsed(), String::from_utf8_lossy(&buf[..r.unwrap_or(0)]).into_owned()),
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+            if s.write_all(&[*b]).await.is_err() || t0.elapsed() > Duration::from_secs(10) {
+                return (t0.elapsed(), String::new());
+            }
+        }
+        unreachable!()
+    };
+    let (took, _) = drip(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n", b"X-Pad: aaaaaaaa\r\n").await;
+    println!("a header dripped a byte per 100 ms was cut after {took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    let (took, text) =
+        drip(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n[", b" ").await;
+    println!("a body dripped a byte per 100 ms was cut after {took:?}");
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert_eq!(gw.upstream_requests().await, 0);
 }
