@@ -218,6 +218,7 @@ fn gateway_token(config: &understudy_core::Config, env: &Env, file: Option<&std:
         Some(f) => {
             let text = std::fs::read_to_string(f).with_context(|| format!("cannot read the token file {}", f.display()))?;
             anyhow::ensure!(!text.trim().is_empty(), "the token file {} is empty", f.display());
+            warn_if_others_can_use(f);
             Some(text.trim().to_string())
         }
         None => env.non_empty("UNDERSTUDY_GATEWAY_TOKEN").map(|t| t.trim().to_string()),
@@ -226,6 +227,25 @@ fn gateway_token(config: &understudy_core::Config, env: &Env, file: Option<&std:
         Some(token) => Ok(ServeToken { token: Some(token), generated: false }),
         None => Ok(ServeToken { token: Some(understudy_gateway::new_token().context("no random token could be made")?), generated: true }),
     }
+}
+
+/// A token file that other users can read (or replace) hands them the gateway, and the user's
+/// API key behind it; said, not refused, since the file is the user's to share.
+fn warn_if_others_can_use(file: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(file).map_or(0, |m| m.permissions().mode());
+        if mode & 0o066 != 0 {
+            eprintln!(
+                "understudy serve: warning: other users can read or change the token file {} (mode {:03o}); `chmod 600` it to keep the gateway yours",
+                file.display(),
+                mode & 0o777
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = file;
 }
 
 /// `understudy serve`: the gateway until SIGINT/SIGTERM, then a graceful stop (exit 0).

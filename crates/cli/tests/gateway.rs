@@ -315,6 +315,20 @@ fn serve_takes_its_token_from_a_file_or_the_environment_never_argv() {
     let text = said(&gw);
     assert!(text.contains(&format!("OPENAI_BASE_URL=http://127.0.0.1:{}/v1", gw.port)), "{text}");
     assert!(!text.contains("from-a-file-0123"), "a token the user gave is not echoed: {text}");
+    assert!(!text.contains("warning"), "a 0600 token file is fine: {text}");
+
+    // A token file other users can read still works, with a warning that says so.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let gw = spawn(&mock.base_url(), "", "", |c| {
+            c.arg("--token-file").arg(file.path());
+        });
+        assert_eq!(ask_with(gw.port, Some("from-a-file-0123")), 200);
+        let text = said(&gw);
+        assert!(text.contains("other users can read or change the token file") && text.contains("mode 644"), "{text}");
+    }
 
     let gw = start(&mock.base_url(), "from-the-env-0123");
     assert_eq!(ask_with(gw.port, Some("from-the-env-0123")), 200);
