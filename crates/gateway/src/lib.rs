@@ -81,7 +81,6 @@ pub fn app(router: Router, cfg: GatewayConfig) -> axum::Router {
         .fallback(unknown_endpoint)
         .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn_with_state(state.clone(), guard))
-        .layer(middleware::map_response(guard::harden))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -957,11 +956,12 @@ where
     futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok(b), rx)) })
 }
 
-/// The primary provider's models as OpenAI's model objects (`created` as it sent it); `None`
-/// with the reason when its list cannot be read (or there is no cloud provider).
+/// The primary provider's models as OpenAI's model objects (`created` as it sent it; none
+/// without a cloud provider), or why its list cannot be read.
 async fn upstream_models(router: &Router) -> Result<Vec<Value>, String> {
     let chain = router.chain();
-    let Some(client) = chain.primary().and_then(|p| p.client.as_ref()) else { return Err("no cloud provider is set up".into()) };
+    let Some(primary) = chain.primary() else { return Ok(Vec::new()) };
+    let Some(client) = primary.client.as_ref() else { return Err(format!("{} has no API key it can use", primary.label)) };
     match client.models().await {
         Ok(list) => Ok(list
             .into_iter()

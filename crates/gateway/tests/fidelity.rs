@@ -214,3 +214,20 @@ async fn audio_output_and_several_choices_assemble_for_a_non_streamed_client() {
     up["stream_options"] = json!({ "include_usage": true });
     assert_eq!(body, up, "the body went upstream as sent, but for the stream the gateway watches");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_an_outage_the_offline_model_is_retrieved_and_the_provider_s_are_a_503_saying_why() {
+    // Nothing listens on port 1: the provider's model list cannot be read.
+    let gw = common::start_failover(EngineConfig::new("bash", &["-c", WORKER]), &understudy_testkit::tiny_gguf(), "http://127.0.0.1:1/v1".into()).await;
+    let base = gw.url.trim_end_matches("/chat/completions").to_string();
+    let list: Value = reqwest::get(format!("{base}/models")).await.unwrap().json().await.unwrap();
+    let id = list["data"][0]["id"].as_str().unwrap();
+    assert!(id.starts_with("local/") && list["data"].as_array().unwrap().len() == 1, "{list}");
+    assert_eq!(reqwest::get(format!("{base}/models/{id}")).await.unwrap().status(), 200);
+    let r = reqwest::get(format!("{base}/models/gpt-4o-mini")).await.unwrap();
+    let status = r.status();
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(status, 503, "{e}");
+    let message = e["error"]["message"].as_str().unwrap();
+    assert!(message.contains("could not be read") && message.contains("answered by the offline model"), "{message}");
+}
