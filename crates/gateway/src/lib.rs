@@ -81,6 +81,7 @@ pub fn app(router: Router, cfg: GatewayConfig) -> axum::Router {
         .fallback(unknown_endpoint)
         .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(middleware::map_response(guard::harden))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
