@@ -286,6 +286,7 @@ impl Client {
             end: None,
             pending: std::collections::VecDeque::new(),
             raw,
+            finished: false,
         })
     }
 }
@@ -312,6 +313,8 @@ pub struct ChatStream {
     pending: std::collections::VecDeque<StreamEvent>,
     /// Give each chunk back raw as well.
     raw: bool,
+    /// A finish reason has come: a usage chunk now ends the answer.
+    finished: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -404,11 +407,20 @@ impl ChatStream {
             }
             match decoded {
                 Decoded::Skip => {}
-                Decoded::Usage(usage) => self.pending.push_back(StreamEvent::Usage(usage)),
-                Decoded::Finish(reason) => self.pending.push_back(StreamEvent::Finish { reason }),
+                Decoded::Usage(usage) => {
+                    self.pending.push_back(StreamEvent::Usage(usage));
+                    // OpenAI: the usage chunk "is streamed before the data: [DONE] message"
+                    // and its choices are always empty, so once the answer has finished it
+                    // is the end; `[DONE]` is left to the body's drain (`Drop`) instead of
+                    // being waited for (a server may send it a moment later).
+                    if self.finished {
+                        self.pending.push_back(StreamEvent::Done);
+                    }
+                }
+                Decoded::Finish(reason) => self.finish(reason),
                 Decoded::Part { model, tool_call, finish } => {
                     self.pending.push_back(StreamEvent::Part { model, tool_call });
-                    self.pending.extend(finish.map(|reason| StreamEvent::Finish { reason }));
+                    finish.into_iter().for_each(|reason| self.finish(reason));
                 }
                 Decoded::Delta { model, content, tool_call, finish } => {
                     self.pending.push_back(StreamEvent::Delta { model: model.clone(), content });
@@ -416,9 +428,10 @@ impl ChatStream {
                     if tool_call {
                         self.pending.push_back(StreamEvent::Part { model, tool_call });
                     }
-                    self.pending.extend(finish.map(|reason| StreamEvent::Finish { reason }));
+                    finish.into_iter().for_each(|reason| self.finish(reason));
                 }
             }
+            self.pending.extend(usage_of(&value).map(StreamEvent::Usage));
             if self.raw {
                 return Ok(StreamEvent::Chunk { data: data.to_string(), value });
             }
@@ -426,6 +439,11 @@ impl ChatStream {
                 return Ok(e);
             }
         }
+    }
+
+    fn finish(&mut self, reason: String) {
+        self.finished = true;
+        self.pending.push_back(StreamEvent::Finish { reason });
     }
 
     fn with_id(&self, mut e: Error) -> Error {
@@ -487,10 +505,10 @@ pub fn decode_value(value: &Value) -> Result<Decoded, ChunkError> {
     if let Some(err) = chunk.error {
         return Err(ChunkError::Upstream { code: err.code.or(err.r#type), message: err.message.unwrap_or_else(|| "error in stream".into()) });
     }
-    if let Some(usage) = chunk.usage {
-        return Ok(Decoded::Usage(usage));
-    }
-    let Some(choice) = chunk.choices.into_iter().next() else { return Ok(Decoded::Skip) };
+    // A chunk without choices is usage alone (OpenAI's last chunk with `include_usage`); usage
+    // on a chunk with choices (vLLM, Together, Mistral) is read apart ([`usage_of`]) so the
+    // chunk's text and finish reason are not lost with it.
+    let Some(choice) = chunk.choices.into_iter().next() else { return Ok(chunk.usage.map_or(Decoded::Skip, Decoded::Usage)) };
     let delta = choice.delta.unwrap_or_default();
     let tool_call = value.pointer("/choices/0/delta").is_some_and(carries_tool_call);
     let other =
@@ -501,6 +519,12 @@ pub fn decode_value(value: &Value) -> Result<Decoded, ChunkError> {
         (None, Some(reason)) => Decoded::Finish(reason),
         (None, None) => Decoded::Skip,
     })
+}
+
+/// The token counts a chunk with choices carries as well, if any.
+fn usage_of(value: &Value) -> Option<Usage> {
+    value.get("choices").and_then(Value::as_array).filter(|c| !c.is_empty())?;
+    value.get("usage").filter(|u| !u.is_null()).and_then(|u| Usage::deserialize(u).ok())
 }
 
 #[derive(Deserialize)]

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use understudy_core::Role;
-use understudy_openai::{ChatMessage, ChatRequest, Client, ClientConfig, ErrorKind, FailureClass, StreamEvent};
+use understudy_openai::{ChatMessage, ChatRequest, Client, ClientConfig, ErrorKind, FailureClass, StreamEvent, Usage};
 use understudy_testkit::Llmock;
 
 const KEY: &str = "sk-test-SECRETKEY0123456789";
@@ -208,6 +208,69 @@ data: {\"model\":\"m\",\"choices\":[{\"delta\":{\"content\":\"All\"},\"finish_re
     assert!(matches!(s.next().await, Some(Ok(StreamEvent::Done))));
 }
 
+#[tokio::test]
+async fn usage_on_a_chunk_with_text_keeps_the_text_and_the_finish_reason() {
+    // vLLM, Together and Mistral put usage on the last chunk with choices, not on one of its own.
+    let body = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n\
+data: {\"model\":\"m\",\"choices\":[{\"delta\":{\"content\":\"Bye\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}\n\ndata: [DONE]\n\n";
+    let mut s = client(&raw_server(body).await).chat_stream(&request()).await.unwrap();
+    let mut seen = Vec::new();
+    while let Some(ev) = s.next().await {
+        seen.push(ev.unwrap());
+    }
+    assert_eq!(
+        seen,
+        [
+            StreamEvent::Delta { model: "m".into(), content: "Bye".into() },
+            StreamEvent::Finish { reason: "stop".into() },
+            StreamEvent::Usage(Usage { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 }),
+            StreamEvent::Done
+        ]
+    );
+}
+
+/// Serves one streamed answer: `events`, then `[DONE]` only once `release` is notified.
+async fn held_done_server(events: &'static str, release: std::sync::Arc<tokio::sync::Notify>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        if let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 65536];
+            let _ = sock.read(&mut buf).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+            let _ = sock.write_all(format!("{head}{events}").as_bytes()).await;
+            release.notified().await;
+            let _ = sock.write_all(b"data: [DONE]\n\n").await;
+            let _ = sock.shutdown().await;
+        }
+    });
+    format!("http://{addr}/v1")
+}
+
+#[tokio::test]
+async fn the_usage_chunk_after_the_finish_ends_the_answer_before_done() {
+    // OpenAI's usage chunk is the last before [DONE]: the answer is whole once it has come,
+    // whenever the server gets round to [DONE] (here: only after the client has seen Done; a
+    // client waiting for it would time out as stalled).
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let events = "data: {\"model\":\"gpt-4o-mini\",\"choices\":[{\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}],\"usage\":null}\n\n\
+data: {\"model\":\"gpt-4o-mini\",\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n\
+data: {\"model\":\"gpt-4o-mini\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}\n\n";
+    let c = client(&held_done_server(events, release.clone()).await);
+    let (text, finish, usage) = stream(&c).await.expect("whole at the usage chunk");
+    assert_eq!((text.as_str(), finish.as_deref(), usage), ("Hi", Some("stop"), true));
+    release.notify_one();
+
+    // A usage chunk before the answer has finished is not its end.
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let events = "data: {\"model\":\"gpt-4o-mini\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":0,\"total_tokens\":3}}\n\n\
+data: {\"model\":\"gpt-4o-mini\",\"choices\":[{\"delta\":{\"content\":\"Late\"},\"finish_reason\":\"stop\"}]}\n\n";
+    release.notify_one();
+    let c = client(&held_done_server(events, release).await);
+    let (text, finish, _) = stream(&c).await.unwrap();
+    assert_eq!((text.as_str(), finish.as_deref()), ("Late", Some("stop")));
+}
+
 /// The fuzz corpus (fuzz/corpus/sse_chunks): each `data:` payload decodes to an event, a skip
 /// or an error, never a panic; and the decoder reads what OpenAI sends.
 #[test]
@@ -224,6 +287,10 @@ fn chunk_decoding_handles_the_fuzz_corpus_and_real_chunks() {
         matches!(decode_chunk(r#"{"model":"m","choices":[{"delta":{"content":"Hi"},"finish_reason":"stop"}]}"#), Ok(Decoded::Delta { content, finish: Some(f), .. }) if content == "Hi" && f == "stop")
     );
     assert_eq!(decode_chunk(r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#), Ok(Decoded::Skip));
+    // Usage on a chunk with choices does not hide its text; alone, it is the usage.
+    let both = r#"{"model":"m","choices":[{"delta":{"content":"end"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#;
+    assert_eq!(decode_chunk(both), Ok(Decoded::Delta { model: "m".into(), content: "end".into(), tool_call: false, finish: Some("stop".into()) }));
+    assert!(matches!(decode_chunk(r#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#), Ok(Decoded::Usage(_))));
     assert!(matches!(decode_chunk(r#"{"error":{"message":"overloaded","code":"x"}}"#), Err(ChunkError::Upstream { code: Some(c), .. }) if c == "x"));
     assert!(matches!(decode_chunk("{nope"), Err(ChunkError::NotJson(_))));
     // A tool call or a refusal is an answer, not an empty chunk (a tool-call-only stream must
