@@ -8,8 +8,10 @@
 //! never comes, a stall, a cut it can continue), and llmock streams slower than it sends a whole
 //! answer (Starlette hands each chunk of a sync iterator to a thread). So llmock's own cost of
 //! streaming is measured too, with the body the gateway sends it (`stream_options.include_usage`)
-//! read as the gateway reads it (until `[DONE]`), and the non-stream figure is taken apart into
-//! that cost and the gateway's own share, for each client.
+//! read as the gateway reads it (until the usage chunk, which ends the answer), and the
+//! non-stream figure is taken apart into that cost and the gateway's own share, for each client.
+//! The gateway's thread's CPU time and context switches per request are printed as well: its own
+//! work, which llmock's speed and the machine's load hardly move.
 //! Run with `cargo xtask bench gateway` (or `cargo bench -p understudy-gateway --bench overhead`).
 
 #![allow(clippy::print_stdout)] // a benchmark: the table is its output
@@ -32,9 +34,19 @@ fn main() {
     let mock = understudy_testkit::Llmock::start(&[]);
     let dir = tempfile::tempdir().expect("tempdir");
     let addr = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port");
-    // The gateway on its own runtime and threads, as in `understudy serve`.
-    let server = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    server.spawn(understudy_gateway::serve(router(&mock, dir.path()), understudy_gateway::GatewayConfig::default(), addr, std::future::pending()));
+    // The gateway on a runtime and thread of its own, as in `understudy serve`.
+    let gateway_router = router(&mock, dir.path());
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // /proc/thread-self is /proc/PID/task/TID: this thread's own entry.
+        let _ = tid_tx.send(std::fs::read_link("/proc/thread-self").ok().and_then(|p| p.file_name()?.to_str()?.parse::<i32>().ok()).unwrap_or(0));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        if let Err(e) = rt.block_on(understudy_gateway::serve(gateway_router, understudy_gateway::GatewayConfig::default(), addr, std::future::pending())) {
+            eprintln!("the gateway stopped: {e}");
+            std::process::exit(1);
+        }
+    });
+    let gateway_thread = tid_rx.recv().expect("the gateway's thread");
     let client_rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     client_rt.block_on(async {
         let bench = Bench {
@@ -48,7 +60,9 @@ fn main() {
         }
         println!("gateway overhead: {requests} requests per path and mode, llmock upstream, the paths interleaved request by request\n");
         println!("reqwest as the client (this process)\n");
+        let before = ThreadUse::of(gateway_thread);
         let (non_stream, llmock_streaming) = bench.reqwest().await;
+        ThreadUse::of(gateway_thread).since(before, 2 * (requests + 20));
         split("reqwest", llmock_streaming, non_stream);
         println!("\nthe official openai Python SDK as the client (benches/overhead_sdk.py), same llmock and gateway\n");
         // On a thread of its own: this runtime keeps serving its connections meanwhile (a
@@ -96,10 +110,12 @@ struct Bench {
     requests: usize,
 }
 
-/// One request's latency: until `[DONE]` (a non-streamed answer: its whole body), which is
-/// where the gateway and the openai SDK stop reading, and until the body's end.
+/// One request's latency: until its usage chunk (where the gateway stops waiting upstream),
+/// until `[DONE]` (where the openai SDK stops reading) and until the body's end; a missing mark
+/// (a non-streamed answer) is the body's end.
 #[derive(Debug, Clone, Copy)]
 struct Timing {
+    usage: Duration,
     done: Duration,
     end: Duration,
 }
@@ -120,21 +136,21 @@ impl Bench {
         // llmock sends its body's end a moment after [DONE]; a client that stops at [DONE]
         // (the SDK) does not wait for it, and the gateway sends [DONE] with the end.
         row("to [DONE]", &mut dones(&d), &mut dones(&g));
-        let as_gateway_reads = ms(pct(&mut dones(&u), 50.0));
+        let as_gateway_reads = ms(pct(&mut usages(&u), 50.0));
         let llmock_streaming = as_gateway_reads - non_stream.0;
         println!(
-            "  llmock streaming instead of answering whole: the gateway's upstream request read until [DONE], direct p50 {as_gateway_reads:.3} ms − direct non-stream p50 {:.3} ms = {llmock_streaming:.3} ms",
+            "  llmock streaming instead of answering whole: the gateway's upstream request read until its usage chunk, direct p50 {as_gateway_reads:.3} ms − direct non-stream p50 {:.3} ms = {llmock_streaming:.3} ms",
             non_stream.0
         );
         (non_stream, llmock_streaming)
     }
 
-    /// llmock's streaming cost alone: the gateway's upstream request until `[DONE]` against a
-    /// whole answer, p50 difference in ms.
+    /// llmock's streaming cost alone: the gateway's upstream request until its usage chunk
+    /// against a whole answer, p50 difference in ms.
     async fn llmock_streaming(&self) -> f64 {
         let (whole, upstream) = (body(false), upstream_body());
         let [w, u] = self.measure([(&self.direct, &whole), (&self.direct, &upstream)]).await;
-        ms(pct(&mut dones(&u), 50.0)) - ms(pct(&mut ends(&w), 50.0))
+        ms(pct(&mut usages(&u), 50.0)) - ms(pct(&mut ends(&w), 50.0))
     }
 
     /// Each (url, body) `requests` times after a warm-up of each, interleaved request by request
@@ -162,21 +178,61 @@ impl Bench {
         let t0 = Instant::now();
         let mut r = self.http.post(url).bearer_auth(KEY).json(body).send().await.expect("request");
         assert!(r.status().is_success(), "{url}: {}", r.status());
-        let (mut seen, mut done) = (Vec::new(), None);
+        let (mut seen, mut usage, mut done) = (Vec::new(), None, None);
+        let stream = r.headers().get("content-type").is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"));
         while let Some(chunk) = r.chunk().await.expect("body") {
             seen.extend_from_slice(&chunk);
-            if done.is_none() && seen.windows(6).any(|w| w == b"[DONE]") {
+            if stream && usage.is_none() && seen.windows(12).any(|w| w == b"\"choices\":[],") {
+                usage = Some(t0.elapsed());
+            }
+            if stream && done.is_none() && seen.windows(6).any(|w| w == b"[DONE]") {
                 done = Some(t0.elapsed());
             }
         }
         let end = t0.elapsed();
         assert!(!seen.is_empty());
-        Timing { done: done.unwrap_or(end), end }
+        Timing { usage: usage.unwrap_or(end), done: done.unwrap_or(end), end }
+    }
+}
+
+/// What the gateway's thread has used: CPU time and context switches (from /proc), a measure
+/// of its own work that llmock's speed and the machine's load hardly move.
+#[derive(Debug, Clone, Copy)]
+struct ThreadUse {
+    cpu: Duration,
+    switches: u64,
+}
+
+impl ThreadUse {
+    fn of(tid: i32) -> ThreadUse {
+        let dir = format!("/proc/self/task/{tid}");
+        let stat = std::fs::read_to_string(format!("{dir}/stat")).unwrap_or_default();
+        // utime and stime: fields 14 and 15, counted after the parenthesised name.
+        let fields: Vec<u64> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().filter_map(|f| f.parse().ok()).collect();
+        let ticks = fields.get(10).zip(fields.get(11)).map_or(0, |(u, s)| u + s);
+        // Linux counts them in USER_HZ, 100 per second on every architecture it runs on.
+        let tck = 100;
+        let status = std::fs::read_to_string(format!("{dir}/status")).unwrap_or_default();
+        let switches = status.lines().filter(|l| l.contains("ctxt_switches")).filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()).sum();
+        ThreadUse { cpu: Duration::from_secs_f64(ticks as f64 / tck as f64), switches }
+    }
+
+    fn since(self, before: ThreadUse, requests: usize) {
+        let n = requests.max(1) as f64;
+        println!(
+            "  the gateway's thread: {:.0} µs CPU and {:.1} context switches per request (reqwest's {requests} requests through it)",
+            (self.cpu - before.cpu).as_secs_f64() * 1e6 / n,
+            (self.switches - before.switches) as f64 / n
+        );
     }
 }
 
 fn ends(t: &[Timing]) -> Vec<Duration> {
     t.iter().map(|t| t.end).collect()
+}
+
+fn usages(t: &[Timing]) -> Vec<Duration> {
+    t.iter().map(|t| t.usage).collect()
 }
 
 fn dones(t: &[Timing]) -> Vec<Duration> {
