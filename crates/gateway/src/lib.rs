@@ -94,18 +94,34 @@ pub async fn serve(
     addr: SocketAddr,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
-    let listener = bind(addr).await?;
+    let listener = bind(addr)?;
     let limits = cfg.limits;
     listen::run(listener, app(router, cfg), limits, shutdown).await
 }
 
-async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, GatewayError> {
+fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, GatewayError> {
     if !addr.ip().is_loopback() {
         return Err(GatewayError::NotLoopback(addr));
     }
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| GatewayError::Bind { addr, source })?;
+    let listener = listen_on(addr).map_err(|source| GatewayError::Bind { addr, source })?;
     tracing::info!(%addr, "gateway listening");
     Ok(listener)
+}
+
+/// Connections the kernel may hold before they are accepted. `TcpListener::bind` asks for 128:
+/// a burst of new connections (a client opening many at once, or a flood of half-sent ones)
+/// overflows that, and each one over it waits about a second for its SYN to be retried. The
+/// kernel caps it at its own maximum (`net.core.somaxconn`, 4096 on Linux since 5.4).
+const BACKLOG: u32 = 4096;
+
+fn listen_on(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    // As `TcpListener::bind` does: a restarted gateway can bind its port again at once. (On
+    // Windows this would let another program bind the port in use.)
+    #[cfg(not(windows))]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// A gateway serving in the background (the desktop app's Settings switch): listening once
@@ -119,7 +135,7 @@ pub struct Running {
 
 /// Binds `addr` (a port in use is an error here, not later) and serves on its own task.
 pub async fn start(router: Router, cfg: GatewayConfig, addr: SocketAddr) -> Result<Running, GatewayError> {
-    let listener = bind(addr).await?;
+    let listener = bind(addr)?;
     // The port actually bound (port 0 asks for any free one).
     let addr = listener.local_addr().unwrap_or(addr);
     let stop = tokio_util::sync::CancellationToken::new();

@@ -5,7 +5,10 @@
 //! At the cap, a new connection takes the place of one that is not serving a request: first the
 //! oldest that has not yet sent a whole request (a half-sent header), then the one idle longest
 //! since its last answer. So stalled connections can never lock a real client out, and a flood of
-//! them does not close a real client's idle keep-alive connection under it.
+//! them does not close a real client's idle keep-alive connection under it. A connection serving
+//! a request is never taken; instead one whose client has stopped reading its answer is closed
+//! once a write makes no progress for [`Limits::write_stall`] (and the answer is cancelled, as
+//! when a client goes away), so clients that stop reading cannot fill the cap either.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -38,11 +41,22 @@ pub struct Limits {
     /// or a long prompt for the offline model, would otherwise look dead to an idle timeout
     /// (a proxy's, or the client's own).
     pub keep_alive: Duration,
+    /// A write to the client (an answer's header or body) that makes no progress for this long
+    /// closes the connection, and the answer behind it is cancelled: its client has stopped
+    /// reading. Any progress (the client read something, so the kernel took more) starts it
+    /// again, so a slow reader is never cut while it reads.
+    pub write_stall: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { header_read: Duration::from_secs(15), body_read: Duration::from_secs(30), max_connections: 256, keep_alive: Duration::from_secs(10) }
+        Limits {
+            header_read: Duration::from_secs(15),
+            body_read: Duration::from_secs(30),
+            max_connections: 256,
+            keep_alive: Duration::from_secs(10),
+            write_stall: Duration::from_secs(30),
+        }
     }
 }
 
@@ -100,6 +114,14 @@ impl http_body::Body for Tracked {
         self.inner.size_hint()
     }
 }
+
+/// Unsent bytes Linux keeps queued per connection. Without it a writer blocked on a full send
+/// buffer (which grows to megabytes on loopback) is woken only once a third of it has drained:
+/// a client reading 10 KiB/s would make no visible progress for a minute and be taken for one
+/// that stopped ([`Limits::write_stall`]). With it a write resumes once the client has read
+/// about 8 KiB. (Everything the client has not read yet still waits in its own receive buffer.)
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const NOTSENT_LOWAT: u32 = 16 * 1024;
 
 /// Open connections by accept order (oldest first).
 type Table = Mutex<BTreeMap<u64, Arc<Conn>>>;
@@ -166,6 +188,10 @@ pub(crate) async fn run(
             // SSE chunks are small writes; with Nagle each waits for the client's delayed ACK.
             tracing::debug!("TCP_NODELAY: {e}");
         }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Err(e) = socket2::SockRef::from(&tcp).set_tcp_notsent_lowat(NOTSENT_LOWAT) {
+            tracing::debug!("TCP_NOTSENT_LOWAT: {e}");
+        }
         let conn = Arc::new(Conn::default());
         let id = next_id;
         next_id += 1;
@@ -195,7 +221,7 @@ async fn serve_connection(tcp: tokio::net::TcpStream, app: axum::Router, limits:
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read);
-    let served = builder.serve_connection(TokioIo::new(tcp), service);
+    let served = builder.serve_connection(TokioIo::new(WriteStall::new(tcp, limits.write_stall)), service);
     tokio::pin!(served);
     let mut stopping = false;
     loop {
@@ -212,5 +238,90 @@ async fn serve_connection(tcp: tokio::net::TcpStream, app: axum::Router, limits:
                 served.as_mut().graceful_shutdown();
             }
         }
+    }
+}
+
+/// A connection's IO whose writes fail (`TimedOut`) once they have been pending, with no byte
+/// taken, for `limit`: hyper then drops the connection and with it the response body, which
+/// cancels the answer. The clock runs only while a write (or flush) waits for the client (its
+/// receive window and our send buffer are full); every byte a write takes stops it.
+#[derive(Debug)]
+struct WriteStall<T> {
+    io: T,
+    limit: Duration,
+    /// Armed from the first pending write after the last byte taken: when it gives up.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> WriteStall<T> {
+    fn new(io: T, limit: Duration) -> Self {
+        WriteStall { io, limit, stalled: None }
+    }
+
+    /// What a write returned, with the clock stopped once it took bytes.
+    fn wrote(&mut self, cx: &mut Context<'_>, r: Poll<std::io::Result<usize>>) -> Poll<std::io::Result<usize>> {
+        match r {
+            Poll::Ready(Ok(0)) => r,
+            Poll::Ready(_) => {
+                self.stalled = None;
+                r
+            }
+            Poll::Pending => self.wait(cx),
+        }
+    }
+
+    /// A flush or shutdown that completes takes no byte of its own: it neither stops the clock
+    /// nor starts it.
+    fn flushed(&mut self, cx: &mut Context<'_>, r: Poll<std::io::Result<()>>) -> Poll<std::io::Result<()>> {
+        if r.is_ready() {
+            return r;
+        }
+        self.wait(cx)
+    }
+
+    /// Pending: starts the clock (or checks it); past the limit, the error that ends the
+    /// connection.
+    fn wait<R>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<R>> {
+        let limit = self.limit;
+        let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match std::future::Future::poll(timer.as_mut(), cx) {
+            Poll::Ready(()) => {
+                tracing::debug!("gateway: a write made no progress for {limit:?}; the client stopped reading, closing its connection");
+                Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client stopped reading its answer")))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteStall<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteStall<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.wrote(cx, r)
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.wrote(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.io).poll_flush(cx);
+        self.flushed(cx, r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.io).poll_shutdown(cx);
+        self.flushed(cx, r)
     }
 }

@@ -1,8 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 //! What a web page or a misbehaving program could do to the gateway: requests a browser sends
 //! on a page's behalf are refused before anything reaches the upstream (llmock's journal stays
-//! empty), the token is checked, and half-sent requests neither lock out a real client nor
-//! stay open past the header-read timeout.
+//! empty), the token is checked, half-sent requests neither lock out a real client nor stay
+//! open past the header-read timeout, and a client that stops reading its answer is dropped.
 
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,11 @@ impl Gw {
 }
 
 async fn start(cfg: GatewayConfig) -> Gw {
+    start_with(cfg, None).await
+}
+
+/// A gateway whose provider is llmock, or the upstream at `base_url`.
+async fn start_with(cfg: GatewayConfig, base_url: Option<String>) -> Gw {
     let mock = understudy_testkit::Llmock::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let env = Env::from_pairs([
@@ -44,7 +49,12 @@ async fn start(cfg: GatewayConfig) -> Gw {
     ]);
     let paths = Paths::resolve(&env).unwrap();
     let mut config = Config {
-        providers: vec![ProviderConfig { id: "openai".into(), base_url: mock.base_url(), model: "gpt-4o-mini".into(), api_key: ApiKeySource::Keyring }],
+        providers: vec![ProviderConfig {
+            id: "openai".into(),
+            base_url: base_url.unwrap_or_else(|| mock.base_url()),
+            model: "gpt-4o-mini".into(),
+            api_key: ApiKeySource::Keyring,
+        }],
         ..Config::default()
     };
     config.failover.status_page = String::new();
@@ -304,14 +314,33 @@ async fn a_thousand_half_sent_requests_neither_slow_a_client_nor_stay_open() {
     let header_read = Duration::from_secs(2);
     let limits = Limits { header_read, ..Limits::default() };
     let gw = start(GatewayConfig { token: Some(TOKEN.into()), limits }).await;
-    let opened = Instant::now();
+    let (opened, gw_addr) = (Instant::now(), gw.addr);
+    // All at once, as a flood would.
+    let connects: Vec<_> = (0..1000)
+        .map(|_| {
+            tokio::spawn(async move {
+                let t = Instant::now();
+                let mut s = tokio::net::TcpStream::connect(gw_addr).await.unwrap();
+                let took = t.elapsed();
+                s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: appl").await.unwrap();
+                (s, took)
+            })
+        })
+        .collect();
     let mut stalled = Vec::with_capacity(1000);
-    for _ in 0..1000 {
-        let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-        s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: appl").await.unwrap();
+    let mut slowest_connect = Duration::ZERO;
+    for c in connects {
+        let (s, took) = c.await.unwrap();
+        slowest_connect = slowest_connect.max(took);
         stalled.push(s);
     }
-    println!("1000 half-sent requests open after {:?}", opened.elapsed());
+    println!("1000 half-sent requests open after {:?}; the slowest connect took {slowest_connect:?}", opened.elapsed());
+    // The kernel queues them all until accepted (the listen backlog, as far as the system's own
+    // maximum allows): none waits for its SYN to be sent again, a second later.
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    if somaxconn >= 1000 {
+        assert!(slowest_connect < Duration::from_millis(900), "a connect waited {slowest_connect:?}: the accept queue overflowed");
+    }
 
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let t0 = Instant::now();
@@ -438,4 +467,124 @@ async fn a_header_or_body_sent_a_byte_at_a_time_is_cut_at_its_timeout() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(took < Duration::from_secs(3), "{took:?}");
     assert_eq!(gw.upstream_requests().await, 0);
+}
+
+/// An upstream whose every chat completion is a stream without end, sent as fast as it is read;
+/// it reports the number of each one (from 0) and when its connection was closed under it (the
+/// gateway cancelled the answer).
+async fn endless_upstream() -> (String, tokio::sync::mpsc::UnboundedReceiver<(usize, Instant)>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let (closed_tx, closed_rx) = tokio::sync::mpsc::unbounded_channel();
+    let chats = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let (closed, chats) = (closed_tx.clone(), chats.clone());
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                let head_end = loop {
+                    match s.read(&mut buf).await {
+                        Ok(n) if n > 0 => req.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                    if let Some(i) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&req[..head_end]).to_ascii_lowercase();
+                let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse().unwrap());
+                while req.len() < head_end + len {
+                    match s.read(&mut buf).await {
+                        Ok(n) if n > 0 => req.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+                if !head.starts_with("post /v1/chat/completions ") {
+                    let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+                    return;
+                }
+                let n = chats.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let chunk = |delta: serde_json::Value| {
+                    let c = serde_json::json!({"id": "chatcmpl-endless", "object": "chat.completion.chunk", "created": 0, "model": "gpt-4o-mini",
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": null}]});
+                    format!("data: {c}\n\n")
+                };
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n{}",
+                    chunk(serde_json::json!({"role": "assistant", "content": ""}))
+                );
+                let text = chunk(serde_json::json!({ "content": "lorem ipsum ".repeat(80) }));
+                let mut out = s.write_all(head.as_bytes()).await;
+                while out.is_ok() {
+                    out = s.write_all(text.as_bytes()).await;
+                }
+                let _ = closed.send((n, Instant::now()));
+            });
+        }
+    });
+    (url, closed_rx)
+}
+
+/// A streamed chat request; returns once the answer's status line has come.
+async fn streamed_request(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"write forever"}]}"#;
+    let req =
+        format!("POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut status = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut status)).await.expect("no answer").unwrap();
+    assert_eq!(&status, b"HTTP/1.1 200");
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped_and_a_slow_reader_is_not() {
+    let write_stall = Duration::from_secs(2);
+    let (url, mut upstream_closed) = endless_upstream().await;
+    let gw = start_with(GatewayConfig { token: None, limits: Limits { write_stall, ..Limits::default() } }, Some(url)).await;
+
+    // A slow but steady reader, far slower than the upstream sends: 16 KiB every 100 ms, for
+    // three times the limit while the other client below stops. (On loopback its kernel reopens
+    // a full receive window in steps of about 128 KiB, so a write to it resumes once per 128 KiB
+    // it reads: here every 0.8 s. With the default 30 s limit a client must read about 4 KiB/s
+    // to count as reading.)
+    let mut slow = streamed_request(gw.addr).await;
+    let slow = tokio::spawn(async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        let (t0, mut got) = (Instant::now(), 0);
+        while t0.elapsed() < write_stall * 3 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            match tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => got += n,
+                r => panic!("a slow reader was cut after {:?} and {got} bytes: {r:?}", t0.elapsed()),
+            }
+        }
+        (slow, got)
+    });
+
+    // A client that reads the status line and then nothing.
+    let mut stopped = streamed_request(gw.addr).await;
+    let t0 = Instant::now();
+    let (n, at) = tokio::time::timeout(write_stall + Duration::from_secs(10), upstream_closed.recv())
+        .await
+        .expect("the answer to a client that stopped reading was never cancelled")
+        .unwrap();
+    assert_eq!(n, 1, "the slow reader's answer was cancelled");
+    let cancelled = at - t0;
+    println!("a client that stopped reading: its answer cancelled after {cancelled:?} (write_stall {write_stall:?})");
+    // Filling the buffers on the way takes a moment; then the limit runs.
+    assert!(cancelled < write_stall + Duration::from_secs(3), "{cancelled:?}");
+    // Its connection is closed: what it holds reads out to an end (EOF or a reset).
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stopped.read_to_end(&mut rest)).await.expect("the stopped client's connection stayed open").ok();
+
+    let (slow, got) = slow.await.unwrap();
+    println!("a slow reader read {got} bytes over {:?} and was not cut", write_stall * 3);
+    assert!(upstream_closed.try_recv().is_err(), "the slow reader's answer was cancelled");
+    // Once it goes away, its answer is cancelled too.
+    drop(slow);
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), upstream_closed.recv()).await.expect("a closed client's answer was not cancelled").unwrap();
+    assert_eq!(n, 0);
 }
