@@ -86,14 +86,56 @@ fn the_openai_sdk_works_through_the_gateway() {
     assert!(text(&out.stdout).contains("gateway SDK suite: ok"));
 }
 
+/// llmock with the response headers OpenAI sends that it does not: a proxy in front of it adds
+/// `x-request-id: req_shim_<n>` (one per request) and `openai-processing-ms` to each response
+/// head, and `connection: close` so that each connection carries one request. Passes on the
+/// rest byte for byte as it comes.
+fn with_request_ids(mock: &understudy_testkit::Llmock) -> String {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let port = mock.port;
+    std::thread::spawn(move || {
+        for (n, client) in listener.incoming().enumerate() {
+            let Ok(mut client) = client else { continue };
+            let Ok(mut server) = TcpStream::connect(("127.0.0.1", port)) else { continue };
+            let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c2, &mut s2);
+                let _ = s2.shutdown(Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let (mut head, mut buf) = (Vec::new(), [0u8; 8192]);
+                let end = loop {
+                    match server.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => head.extend_from_slice(&buf[..k]),
+                    }
+                    if let Some(end) = head.windows(2).position(|w| w == b"\r\n") {
+                        break end + 2;
+                    }
+                };
+                let added = format!("x-request-id: req_shim_{n}\r\nopenai-processing-ms: 1\r\nconnection: close\r\n");
+                let _ = client.write_all(&[&head[..end], added.as_bytes(), &head[end..]].concat());
+                let _ = std::io::copy(&mut server, &mut client);
+                let _ = client.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    format!("http://{addr}/v1")
+}
+
 /// Item 1 and 2 of the gateway issue with a real SDK: every field a client sets reaches OpenAI
 /// (sampling, JSON mode, structured outputs, tools, a tool-result turn, images, logprobs,
 /// streamed and not), tool calls come back, and during an outage the offline model answers what
-/// it can honour and refuses the rest in words (gateway_fidelity.py).
+/// it can honour and refuses the rest in words (gateway_fidelity.py). The upstream's request id
+/// and rate-limit headers reach the SDK (llmock's own `x-ratelimit-*` with `--rpm` / `--tpm`,
+/// the request id from [`with_request_ids`]).
 #[test]
 fn requests_pass_through_unchanged_and_the_offline_model_refuses_what_it_cannot_honour() {
-    let mock = understudy_testkit::Llmock::start(&[]);
-    let gw = start(&mock.base_url(), "gw-token-123");
+    let mock = understudy_testkit::Llmock::start(&["--rpm", "100000", "--tpm", "1000000000"]);
+    let gw = start(&with_request_ids(&mock), "gw-token-123");
     let out = Command::new(understudy_testkit::venv_python())
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gateway_fidelity.py"))
         .args([format!("http://127.0.0.1:{}/v1", gw.port), mock.admin_url("").trim_end_matches('/').to_string(), "gw-token-123".into()])

@@ -4,7 +4,9 @@ llmock as the recording upstream (its journal keeps every body it received).
 argv: GATEWAY_BASE_URL (…/v1) LLMOCK_ADMIN_URL (…/_llmock) TOKEN
 For each kind of request, streamed and not: the upstream's body equals the client's for every
 field the client set (plus only stream / stream_options.include_usage); tool calls reach the
-client. During an outage: answered offline where the offline model can honour the request,
+client, and so do the upstream's headers that describe its answer (the SDK's `_request_id`,
+rate limits; the upstream is llmock behind a proxy that adds `x-request-id`, see gateway.rs),
+never to an offline answer. During an outage: answered offline where the offline model can honour the request,
 else refused with an error saying OpenAI is unreachable and why the offline model cannot.
 Exits non-zero with a message on the first failed check.
 """
@@ -66,7 +68,7 @@ def same_as_sent(sent, stream, what):
 
 
 def ask(sent, stream):
-    """(message dict, finish_reason, chunks or None, raw response headers)."""
+    """(message dict, finish_reason, chunks or None, raw response headers, the SDK's request id)."""
     body = dict(sent, stream=True) if stream else dict(sent)
     known = {k: v for k, v in body.items() if k not in ("future_field",)}
     extra = {k: v for k, v in body.items() if k in ("future_field",)}
@@ -74,7 +76,7 @@ def ask(sent, stream):
         raw = client.chat.completions.with_raw_response.create(**known, extra_body=extra or None)
         r = raw.parse()
         c = r.choices[0]
-        return c.message.model_dump(), c.finish_reason, None, raw.headers
+        return c.message.model_dump(), c.finish_reason, None, raw.headers, r._request_id
     raw = client.chat.completions.with_raw_response.create(**known, extra_body=extra or None)
     chunks = list(raw.parse())
     text, calls, finish = "", {}, None
@@ -91,7 +93,7 @@ def ask(sent, stream):
                     slot["function"]["arguments"] += t.function.arguments
             finish = c.finish_reason or finish
     msg = {"role": "assistant", "content": text or None, "tool_calls": [calls[i] for i in sorted(calls)] or None}
-    return msg, finish, chunks, raw.headers
+    return msg, finish, chunks, raw.headers, raw.request_id
 
 
 weather_tool = {
@@ -139,6 +141,29 @@ cases = {
     },
 }
 
+# The upstream's headers that describe its answer (llmock's rate limits with --rpm/--tpm, and
+# the request id and processing time the test's proxy in front of it adds) reach the client as
+# it sent them; the hop-by-hop `connection: close` the proxy adds does not.
+request_ids = []
+
+
+def described(headers, request_id, what):
+    rid = headers.get("x-request-id")
+    check(rid and rid.startswith("req_shim_") and request_id == rid, f"{what}: the SDK's request id {request_id!r}, header {rid!r}")
+    request_ids.append(rid)
+    check(headers.get("openai-processing-ms") == "1", f"{what}: openai-processing-ms: {dict(headers)}")
+    check(headers.get("x-ratelimit-limit-requests") == "100000" and headers.get("x-ratelimit-limit-tokens") == "1000000000", f"{what}: limits: {dict(headers)}")
+    for h in ("x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"):
+        check(headers.get(h), f"{what}: {h}: {dict(headers)}")
+    check("close" not in headers.get("connection", ""), f"{what}: a hop-by-hop header passed on: {dict(headers)}")
+
+
+def none_described(headers, request_id, what):
+    check(request_id is None, f"{what}: no request id from an offline answer: {request_id!r}")
+    passed = [h for h in headers if h.startswith("x-ratelimit-") or h.startswith("openai-") or h == "x-request-id"]
+    check(not passed, f"{what}: an offline answer carries no provider's headers: {passed}")
+
+
 # Healthy upstream: every field reaches it, and its answer (tool calls included) reaches us.
 for name, make in cases.items():
     for stream in (False, True):
@@ -146,8 +171,9 @@ for name, make in cases.items():
         sent = make(what)
         if stream:
             sent["stream_options"] = {"include_usage": True}
-        msg, finish, chunks, headers = ask(sent, stream)
+        msg, finish, chunks, headers, request_id = ask(sent, stream)
         check(headers.get("x-understudy-provider") == "openai", f"{what}: answered by {headers.get('x-understudy-provider')}")
+        described(headers, request_id, what)
         same_as_sent(dict(sent, stream=True) if stream else sent, stream, what)
         if name == "tools offered":
             calls = msg.get("tool_calls") or []
@@ -163,6 +189,12 @@ for name, make in cases.items():
             # The upstream's own chunks: its ids, and usage since the client asked for it.
             check(all(c.id.startswith("chatcmpl") for c in chunks), f"{what}: chunk ids {[c.id for c in chunks]}")
             check(chunks[-1].usage is not None and not chunks[-1].choices, f"{what}: usage chunk last: {chunks[-1]}")
+
+check(len(set(request_ids)) == len(request_ids), f"each answer its own request id: {request_ids}")
+# The plain call, as most code makes it.
+r = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "request id"}])
+check(r._request_id and r._request_id.startswith("req_shim_") and r._request_id not in request_ids, f"completion._request_id: {r._request_id!r}")
+print(f"request ids passed on: {len(request_ids) + 1}, e.g. {r._request_id}")
 
 # Streamed without include_usage: the usage the gateway forced on upstream is not passed on.
 sent = cases["sampling"]("no usage asked")
@@ -189,6 +221,7 @@ sent.pop("future_field")
 first = client.chat.completions.with_raw_response.create(**sent)
 check(first.headers.get("x-understudy-provider") == "local", f"sampling answered offline: {dict(first.headers)}")
 a = first.parse()
+none_described(first.headers, a._request_id, "answered offline")
 check(a.usage.completion_tokens <= 20, f"max_tokens honoured offline: {a.usage}")
 again = client.chat.completions.create(**sent).choices[0].message.content
 check(again == a.choices[0].message.content, f"same seed, same offline answer: {again!r} vs {a.choices[0].message.content!r}")
@@ -204,6 +237,7 @@ for stream in (False, True):
             "response_format": {"type": "json_schema", "json_schema": {"name": "colour", "strict": True, "schema": bounded}}}
     raw = client.chat.completions.with_raw_response.create(**sent, stream=stream)
     check(raw.headers.get("x-understudy-provider") == "local", f"structured outputs answered offline: {dict(raw.headers)}")
+    none_described(raw.headers, raw.request_id, f"structured outputs offline (stream {stream})")
     text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices) if stream else raw.parse().choices[0].message.content
     v = json.loads(text)
     check(set(v) == {"ok", "colour"} and isinstance(v["ok"], bool) and v["colour"] in ("red", "green", "blue"), f"offline JSON matches the schema: {text!r}")

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -28,6 +28,7 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 use understudy_local::tools::{self, ToolChoice, ToolFormat, ToolStream};
 use understudy_local::ResponseFormat;
+use understudy_openai::AnswerHeaders;
 use understudy_router::chain::{Chain, LocalModel};
 use understudy_router::{Answer, ChatError, ChatRequest, ErrorClass, Event, FinishReason, Role, Router, Sampling, Turn};
 
@@ -562,6 +563,18 @@ fn chat_error(e: &ChatError) -> Response {
     (status, Json(json!({ "error": { "message": e.to_string(), "type": kind, "param": e.param, "code": e.code } }))).into_response()
 }
 
+/// The answering provider's headers that describe its answer, as it sent them: only those of
+/// `understudy_openai::ANSWER_HEADERS` (its request id, which SDKs show as `_request_id`,
+/// processing time, API version, organization and project, rate-limit state), never hop-by-hop,
+/// body or cookie headers.
+fn pass_on(headers: &mut HeaderMap, upstream: Option<&AnswerHeaders>) {
+    for (name, value) in upstream.into_iter().flat_map(AnswerHeaders::iter) {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    }
+}
+
 fn provenance(headers: &mut HeaderMap, provider: &str, failover: Option<&str>) {
     if let Ok(v) = HeaderValue::from_str(provider) {
         headers.insert("x-understudy-provider", v);
@@ -612,12 +625,15 @@ async fn answer(app: App, body: Bytes) -> Response {
     // A cloud provider's answer comes as its own chunks (`Event::Upstream`), passed on as they
     // are; the offline model's (from the start or after a switch) is written here.
     let upstream = provider != Chain::local_id();
+    // Its response headers that describe it (request id, rate limits…); none from the offline model.
+    let described = answer.upstream_headers().cloned();
     let id = format!("chatcmpl-understudy-{}", now_s());
     if p.stream {
         let mut r = Response::new(Body::from_stream(sse(answer, id, model, p.include_usage, upstream, tool_format, app.cfg.limits.keep_alive)));
         let h = r.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        pass_on(h, described.as_ref());
         provenance(h, &provider, failover.as_deref());
         return r;
     }
@@ -627,6 +643,7 @@ async fn answer(app: App, body: Bytes) -> Response {
     };
     let left_out = collected.left_out;
     let mut r = Json(collected.completion(&id, upstream, tool_format)).into_response();
+    pass_on(r.headers_mut(), described.as_ref());
     provenance(r.headers_mut(), &provider, failover.as_deref());
     // The offline model's context could not hold the whole conversation: say so, never cut silently.
     if left_out > 0 {

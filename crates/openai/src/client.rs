@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use understudy_core::{Role, Turn};
 
 use crate::error::{Error, ErrorKind};
+use crate::headers::AnswerHeaders;
 
 /// An OpenAI-compatible endpoint.
 #[derive(Clone)]
@@ -278,10 +279,12 @@ impl Client {
         let response =
             self.send(self.request(reqwest::Method::POST, "chat/completions").json(body), self.config.first_token_timeout, ErrorKind::FirstToken).await?;
         let request_id = header(&response, "x-request-id");
+        let headers = AnswerHeaders::of(response.headers());
         Ok(ChatStream {
             events: response.bytes_stream().eventsource().boxed(),
             client: self.clone(),
             request_id,
+            headers,
             got_first: false,
             end: None,
             pending: std::collections::VecDeque::new(),
@@ -304,6 +307,9 @@ pub struct ChatStream {
     events: BoxStream<'static, Result<SseEvent, EventStreamError<reqwest::Error>>>,
     client: Client,
     pub request_id: Option<String>,
+    /// The response's headers that describe the answer ([`crate::ANSWER_HEADERS`]), for a
+    /// proxy to pass on.
+    pub headers: AnswerHeaders,
     got_first: bool,
     /// How it ended, once it has: `[DONE]`, after which only the body's end is left of it
     /// ([`Drop`]), or an error.

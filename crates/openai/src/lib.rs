@@ -5,9 +5,11 @@
 
 mod client;
 mod error;
+mod headers;
 
 pub use client::{
     carries_tool_call, decode_chunk, decode_value, ChatMessage, ChatRequest, ChatResponse, ChatStream, ChunkError, Client, ClientConfig, Decoded, ModelInfo,
     StreamEvent, Usage,
 };
 pub use error::{classify, Error, ErrorKind, FailureClass};
+pub use headers::{AnswerHeaders, ANSWER_HEADERS};

@@ -2,7 +2,7 @@
 //! [`Event`]s, and stop within milliseconds when cancelled. The answer runs on its own task, so
 //! a slow reader never slows the upstream read and a dropped [`Answer`] cancels it.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -14,7 +14,7 @@ use understudy_core::providers::KeyProblem;
 pub use understudy_core::turn::{Because, FailoverReason, FinishReason, Turn};
 use understudy_core::{ErrorClass, NextAction};
 use understudy_local::{Engine, Event as LocalEvent, FinishReason as LocalFinish, SamplingParams};
-use understudy_openai::{ChatMessage, ChatRequest as CloudRequest, Error as CloudError, ErrorKind, FailureClass, StreamEvent};
+use understudy_openai::{AnswerHeaders, ChatMessage, ChatRequest as CloudRequest, Error as CloudError, ErrorKind, FailureClass, StreamEvent};
 
 use crate::chain::{Chain, Cloud, LocalModel};
 use crate::health::{HealthSnapshot, Monitor};
@@ -317,11 +317,22 @@ pub struct Answer {
     rx: mpsc::Receiver<Event>,
     cancel: CancellationToken,
     _guard: DropGuard,
+    /// Set by the cloud provider that begins the answer, just before its `Started`.
+    headers: Arc<OnceLock<AnswerHeaders>>,
 }
 
 impl Answer {
     pub async fn next(&mut self) -> Option<Event> {
         self.rx.recv().await
+    }
+
+    /// The response headers that describe the answer ([`understudy_openai::ANSWER_HEADERS`]:
+    /// request id, processing time, rate limits…) of the cloud provider that begins it, the one
+    /// `Started` names: there once `Started` has been read. `None` when the offline model
+    /// begins it (from the start or after a failover); a provider that failed before its first
+    /// token leaves none. A cloud answer continued offline keeps its provider's.
+    pub fn upstream_headers(&self) -> Option<&AnswerHeaders> {
+        self.headers.get()
     }
 
     /// Stops the answer: a `Done` with `cancelled` follows at once.
@@ -401,8 +412,9 @@ impl Router {
         let token = cancel.clone();
         let chain = self.chain();
         let router = self.clone();
+        let headers = Arc::new(OnceLock::new());
+        let sink = Sink { tx, headers: headers.clone() };
         tokio::spawn(async move {
-            let sink = Sink(tx);
             tokio::select! {
                 biased;
                 () = token.cancelled() => {}
@@ -412,7 +424,7 @@ impl Router {
             // closes the HTTP connection or cancels the local generation.
             sink.send(Event::Done { finish_reason: FinishReason::Cancelled, model: String::new() }).await;
         });
-        Answer { rx, _guard: cancel.clone().drop_guard(), cancel }
+        Answer { rx, _guard: cancel.clone().drop_guard(), cancel, headers }
     }
 
     /// Checks a cloud provider with `GET /models` and reports whether its model is offered.
@@ -484,12 +496,16 @@ fn no_key(cloud: &Cloud) -> ChatError {
     e
 }
 
-struct Sink(mpsc::Sender<Event>);
+struct Sink {
+    tx: mpsc::Sender<Event>,
+    /// [`Answer::upstream_headers`].
+    headers: Arc<OnceLock<AnswerHeaders>>,
+}
 
 impl Sink {
     /// Sends an event; a reader that went away is not an error (the answer still finishes).
     async fn send(&self, e: Event) {
-        let _ = self.0.send(e).await;
+        let _ = self.tx.send(e).await;
     }
 }
 
@@ -726,6 +742,8 @@ async fn attempt_cloud(
         Err(error) => return Attempt::Failed { error, partial: None, tool_call: false },
     };
     let (mut answered_by, mut finish, mut text, mut first_token) = (model, FinishReason::Stop, String::new(), None);
+    // Passed on only if this provider begins the answer (set with its `Started`).
+    let mut headers = Some(std::mem::take(&mut stream.headers));
     // Raw chunks before the first token wait for `Started` (a failover before it drops them).
     let (mut held, mut tool_call) = (Vec::new(), false);
     let begin = |answered_by: &str, (failover, because): &(Option<String>, Option<Because>)| Event::Started {
@@ -761,7 +779,7 @@ async fn attempt_cloud(
             Ok(StreamEvent::Done) => {
                 if first_token.is_none() {
                     // An empty answer is still an answer from this provider.
-                    started_with(sink, begin(&answered_by, &failover), &mut held).await;
+                    started_with(sink, begin(&answered_by, &failover), headers.take(), &mut held).await;
                 }
                 sink.send(Event::Done { finish_reason: finish, model: answered_by }).await;
                 return Attempt::Done { first_token };
@@ -773,7 +791,7 @@ async fn attempt_cloud(
         }
         if first_token.is_none() {
             first_token = Some(started.elapsed());
-            started_with(sink, begin(&answered_by, &failover), &mut held).await;
+            started_with(sink, begin(&answered_by, &failover), headers.take(), &mut held).await;
         }
         if let Some(content) = content {
             text.push_str(&content);
@@ -808,8 +826,12 @@ async fn open_stream(client: &understudy_openai::Client, request: &ChatRequest, 
     }
 }
 
-/// Sends `Started`, then the raw chunks held back until a provider was known to answer.
-async fn started_with(sink: &Sink, started: Event, held: &mut Vec<(Value, String)>) {
+/// Sends `Started` (the provider's answer headers set first, for [`Answer::upstream_headers`]),
+/// then the raw chunks held back until a provider was known to answer.
+async fn started_with(sink: &Sink, started: Event, headers: Option<AnswerHeaders>, held: &mut Vec<(Value, String)>) {
+    if let Some(h) = headers {
+        let _ = sink.headers.set(h);
+    }
     sink.send(started).await;
     for (chunk, data) in held.drain(..) {
         sink.send(Event::Upstream { chunk, data }).await;

@@ -1,0 +1,259 @@
+#![allow(clippy::unwrap_used)]
+//! The answering provider's response headers that describe its answer reach the client (its
+//! request id, which the SDKs show as `_request_id`, processing time, API version, account and
+//! rate-limit state), streamed and not; nothing else of its response does (cookies, `server`,
+//! `date`, body headers). Only the provider whose answer the client gets: none when the offline
+//! model answers, none of a provider that sent its headers and then failed before its first
+//! token.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use understudy_core::config::{ApiKeySource, Config, ProviderConfig};
+use understudy_core::{Env, Paths};
+use understudy_local::engine::EngineConfig;
+use understudy_local::Engine;
+use understudy_router::chain::FixedKey;
+use understudy_router::{Chain, Router};
+
+/// A worker that answers "offline".
+const WORKER: &str = r#"read l; echo '{"type":"loaded","path":"m","architecture":"llama","load_ms":1,"context":2048,"threads":1,"template":"model (jinja)"}'
+while read l; do
+  id=$(echo "$l" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+  echo "{\"type\":\"started\",\"id\":\"$id\"}"
+  echo "{\"type\":\"token\",\"id\":\"$id\",\"text\":\"offline\"}"
+  echo "{\"type\":\"done\",\"id\":\"$id\",\"finish_reason\":\"stop\",\"usage\":{\"prompt_tokens\":3,\"prompt_evaluated\":3,\"prompt_reused\":0,\"completion_tokens\":1,\"dropped_messages\":0,\"prompt_ms\":1,\"generation_ms\":1}}"
+done"#;
+
+/// What a raw upstream does after its response headers.
+#[derive(Clone, Copy, PartialEq)]
+enum Then {
+    /// A whole answer ("Hi there", usage, `[DONE]`).
+    Answer,
+    /// Closes the connection before any chunk: failed before its first token.
+    Close,
+    /// One chunk of text, then closes: cut mid-answer.
+    Cut,
+}
+
+/// OpenAI's response headers with `tag` in the values, and some that must never be passed on.
+fn upstream_headers(tag: &str) -> String {
+    format!(
+        "x-request-id: req_{tag}\r\nopenai-processing-ms: 37\r\nopenai-version: 2020-10-01\r\nopenai-organization: org-{tag}\r\n\
+         openai-project: proj_{tag}\r\nx-ratelimit-limit-requests: 5000\r\nx-ratelimit-limit-tokens: 800000\r\n\
+         x-ratelimit-remaining-requests: 4999\r\nx-ratelimit-remaining-tokens: 799{tag}\r\nx-ratelimit-reset-requests: 12ms\r\n\
+         x-ratelimit-reset-tokens: 7ms\r\nset-cookie: __cf_bm={tag}; path=/\r\nserver: cloudflare-{tag}\r\n\
+         date: Thu, 01 Jan 1970 00:00:00 GMT\r\ncf-ray: {tag}-AMS\r\nx-powered-by: {tag}\r\nalt-svc: h3=\":443\"\r\n"
+    )
+}
+
+/// The names and values a client must get from the provider tagged `tag`.
+fn described(tag: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-request-id", format!("req_{tag}")),
+        ("openai-processing-ms", "37".into()),
+        ("openai-version", "2020-10-01".into()),
+        ("openai-organization", format!("org-{tag}")),
+        ("openai-project", format!("proj_{tag}")),
+        ("x-ratelimit-limit-requests", "5000".into()),
+        ("x-ratelimit-limit-tokens", "800000".into()),
+        ("x-ratelimit-remaining-requests", "4999".into()),
+        ("x-ratelimit-remaining-tokens", format!("799{tag}")),
+        ("x-ratelimit-reset-requests", "12ms".into()),
+        ("x-ratelimit-reset-tokens", "7ms".into()),
+    ]
+}
+
+/// An upstream answering every chat request with [`upstream_headers`]`(tag)` and then `then`.
+async fn upstream(tag: &'static str, then: Then) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 8192];
+                let head = loop {
+                    let n = s.read(&mut tmp).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&tmp[..n]);
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                        let len = head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                        while buf.len() < end + 4 + len {
+                            let n = s.read(&mut tmp).await.unwrap();
+                            buf.extend_from_slice(&tmp[..n]);
+                        }
+                        break head;
+                    }
+                };
+                if !head.starts_with("post") {
+                    let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+                    return;
+                }
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n{}\r\n", upstream_headers(tag));
+                let _ = s.write_all(head.as_bytes()).await;
+                let chunk = |delta: Value, finish: Value| {
+                    json!({ "id": format!("chatcmpl-{tag}"), "object": "chat.completion.chunk", "created": 1_700_000_000, "model": "gpt-4o-2024-08-06",
+                        "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }] })
+                };
+                let chunks = match then {
+                    Then::Close => vec![],
+                    Then::Cut => vec![chunk(json!({ "role": "assistant", "content": "Hi" }), Value::Null)],
+                    Then::Answer => vec![
+                        chunk(json!({ "role": "assistant", "content": "Hi" }), Value::Null),
+                        chunk(json!({ "content": " there" }), Value::Null),
+                        chunk(json!({}), json!("stop")),
+                        json!({ "id": format!("chatcmpl-{tag}"), "object": "chat.completion.chunk", "created": 1_700_000_000, "model": "gpt-4o-2024-08-06",
+                            "choices": [], "usage": { "prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7 } }),
+                    ],
+                };
+                for c in chunks {
+                    let _ = s.write_all(format!("data: {c}\n\n").as_bytes()).await;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                if then == Then::Answer {
+                    let _ = s.write_all(b"data: [DONE]\n\n").await;
+                }
+            });
+        }
+    });
+    format!("http://{addr}/v1")
+}
+
+/// A port nothing listens on.
+fn unreachable() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    format!("http://127.0.0.1:{port}/v1")
+}
+
+/// A gateway over the cloud providers at `base_urls` in this order, then the offline model.
+async fn gateway(base_urls: &[String]) -> (String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::from_pairs([
+        ("UNDERSTUDY_DATA_DIR", dir.path().join("data").display().to_string()),
+        ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string()),
+    ]);
+    let providers = base_urls
+        .iter()
+        .enumerate()
+        .map(|(i, url)| ProviderConfig { id: format!("p{i}"), base_url: url.clone(), model: "gpt-4o-mini".into(), api_key: ApiKeySource::Keyring })
+        .collect();
+    let mut config = Config { providers, ..Config::default() };
+    config.failover.status_page = String::new();
+    config.local.model = Some(understudy_testkit::tiny_gguf().display().to_string());
+    let chain = Chain::build(&config, &Paths::resolve(&env).unwrap(), &FixedKey("sk-test-STORED0123456789".into()));
+    let router = Router::new(chain, Engine::new(EngineConfig::new("bash", &["-c", WORKER])));
+    let running = understudy_gateway::start(router, understudy_gateway::GatewayConfig::default(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let url = format!("http://{}/v1/chat/completions", running.addr);
+    std::mem::forget(running);
+    let t0 = Instant::now();
+    while reqwest::get(url.replace("/chat/completions", "/models")).await.is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "gateway did not start");
+    }
+    (url, dir)
+}
+
+/// Asks the gateway, streamed or not; (response headers, body).
+async fn ask(url: &str, stream: bool) -> (reqwest::header::HeaderMap, String) {
+    let body = json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": "hi" }], "stream": stream });
+    let r = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let headers = r.headers().clone();
+    (headers, r.text().await.unwrap())
+}
+
+fn header<'a>(h: &'a reqwest::header::HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).map(|v| v.to_str().unwrap())
+}
+
+/// Every described header of the provider tagged `tag` is there, with its values.
+fn has_described(h: &reqwest::header::HeaderMap, tag: &str, what: &str) {
+    for (name, value) in described(tag) {
+        assert_eq!(header(h, name), Some(value.as_str()), "{what}: {name} in {h:?}");
+    }
+}
+
+/// None of the described headers is there.
+fn none_described(h: &reqwest::header::HeaderMap, what: &str) {
+    for (name, _) in described("") {
+        assert!(h.get(name).is_none(), "{what}: {name} must not be passed on: {h:?}");
+    }
+}
+
+/// What a provider says of itself or of its transport never reaches the client.
+fn nothing_else(h: &reqwest::header::HeaderMap, tag: &str, stream: bool, what: &str) {
+    for name in ["set-cookie", "server", "cf-ray", "x-powered-by", "alt-svc"] {
+        assert!(h.get(name).is_none(), "{what}: {name} passed on: {h:?}");
+    }
+    assert_ne!(header(h, "date"), Some("Thu, 01 Jan 1970 00:00:00 GMT"), "{what}: the upstream's date passed on");
+    let ct = if stream { "text/event-stream" } else { "application/json" };
+    assert_eq!(header(h, "content-type"), Some(ct), "{what}");
+    assert!(h.values().all(|v| !v.to_str().unwrap_or_default().contains(&format!("cloudflare-{tag}"))), "{what}: {h:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_answering_provider_s_request_id_and_rate_limits_reach_the_client() {
+    let (url, _dir) = gateway(&[upstream("a1", Then::Answer).await]).await;
+    for stream in [false, true] {
+        let what = if stream { "streamed" } else { "not streamed" };
+        let (h, body) = ask(&url, stream).await;
+        assert_eq!(header(&h, "x-understudy-provider"), Some("p0"), "{what}");
+        assert!(body.contains("there"), "{what}: {body}");
+        has_described(&h, "a1", what);
+        nothing_else(&h, "a1", stream, what);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_answer_carries_no_provider_s_headers() {
+    // The provider is unreachable: the offline model answers from the start.
+    let (url, _dir) = gateway(&[unreachable()]).await;
+    for stream in [false, true] {
+        let what = if stream { "offline, streamed" } else { "offline, not streamed" };
+        let (h, body) = ask(&url, stream).await;
+        assert_eq!(header(&h, "x-understudy-provider"), Some("local"), "{what}");
+        assert!(body.contains("offline"), "{what}: {body}");
+        none_described(&h, what);
+    }
+    // It sent its headers, then failed before its first token: the offline model's answer
+    // carries none of them.
+    let (url, _dir) = gateway(&[upstream("f1", Then::Close).await]).await;
+    for stream in [false, true] {
+        let what = if stream { "failed over offline, streamed" } else { "failed over offline, not streamed" };
+        let (h, _) = ask(&url, stream).await;
+        assert_eq!(header(&h, "x-understudy-provider"), Some("local"), "{what}");
+        assert!(header(&h, "x-understudy-failover").is_some(), "{what}: {h:?}");
+        none_described(&h, what);
+        nothing_else(&h, "f1", stream, what);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failover_only_the_answering_provider_s_headers_are_passed_on() {
+    // The first provider sends its headers and fails before its first token; the second answers.
+    let (url, _dir) = gateway(&[upstream("f2", Then::Close).await, upstream("b2", Then::Answer).await]).await;
+    for stream in [false, true] {
+        let what = if stream { "streamed" } else { "not streamed" };
+        let (h, body) = ask(&url, stream).await;
+        assert_eq!(header(&h, "x-understudy-provider"), Some("p1"), "{what}");
+        assert!(body.contains("there"), "{what}: {body}");
+        has_described(&h, "b2", what);
+        nothing_else(&h, "b2", stream, what);
+        nothing_else(&h, "f2", stream, what);
+    }
+    // A cloud answer cut mid-stream and continued offline: the client got the provider's
+    // headers with its first token, and the provider stays the one named.
+    let (url, _dir) = gateway(&[upstream("c3", Then::Cut).await]).await;
+    for stream in [false, true] {
+        let what = if stream { "continued offline, streamed" } else { "continued offline, not streamed" };
+        let (h, body) = ask(&url, stream).await;
+        assert_eq!(header(&h, "x-understudy-provider"), Some("p0"), "{what}");
+        assert!(body.contains("offline"), "{what}: {body}");
+        has_described(&h, "c3", what);
+    }
+}
