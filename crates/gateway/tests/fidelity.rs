@@ -6,23 +6,13 @@
 //! client, and the client headers OpenAI reads that are not sent upstream (named in
 //! `x-understudy-not-forwarded`).
 
-#[allow(dead_code)]
 mod common;
 
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use understudy_local::engine::EngineConfig;
-
-/// A stand-in worker that would answer "offline" (these tests are answered upstream).
-const WORKER: &str = r#"read l; echo '{"type":"loaded","path":"m","architecture":"llama","load_ms":1,"context":2048,"threads":1,"template":"model (jinja)"}'
-while read l; do
-  id=$(echo "$l" | sed 's/.*"id":"\([^"]*\)".*/\1/')
-  echo "{\"type\":\"started\",\"id\":\"$id\"}"
-  echo "{\"type\":\"token\",\"id\":\"$id\",\"text\":\"offline\"}"
-  echo "{\"type\":\"done\",\"id\":\"$id\",\"finish_reason\":\"stop\",\"usage\":{\"prompt_tokens\":3,\"prompt_evaluated\":3,\"prompt_reused\":0,\"completion_tokens\":1,\"dropped_messages\":0,\"prompt_ms\":1,\"generation_ms\":1}}"
-done"#;
 
 /// Each chat request the upstream got: (its header, lowercased; its body).
 type Journal = Arc<Mutex<Vec<(String, Value)>>>;
@@ -39,24 +29,7 @@ async fn upstream(chunks: Vec<Value>) -> (String, Journal) {
             let (mut s, _) = listener.accept().await.unwrap();
             let (chunks, j) = (chunks.clone(), j.clone());
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut tmp = [0u8; 8192];
-                let (head, body) = loop {
-                    let n = s.read(&mut tmp).await.unwrap();
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&tmp[..n]);
-                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-                        let len = head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse::<usize>().unwrap());
-                        while buf.len() < end + 4 + len {
-                            let n = s.read(&mut tmp).await.unwrap();
-                            buf.extend_from_slice(&tmp[..n]);
-                        }
-                        break (head, buf[end + 4..end + 4 + len].to_vec());
-                    }
-                };
+                let Some((head, body)) = common::read_request(&mut s).await else { return };
                 let reply = |status: &str, body: Value| {
                     let body = body.to_string();
                     format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
@@ -89,7 +62,7 @@ async fn upstream(chunks: Vec<Value>) -> (String, Journal) {
 
 async fn gateway(chunks: Vec<Value>) -> (common::Gw, Journal) {
     let (base, journal) = upstream(chunks).await;
-    let gw = common::start_failover(EngineConfig::new("bash", &["-c", WORKER]), &understudy_testkit::tiny_gguf(), base).await;
+    let gw = common::start_failover(EngineConfig::new("bash", &["-c", common::WORKER]), &understudy_testkit::tiny_gguf(), base).await;
     (gw, journal)
 }
 
@@ -218,7 +191,7 @@ async fn audio_output_and_several_choices_assemble_for_a_non_streamed_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn during_an_outage_the_offline_model_is_retrieved_and_the_provider_s_are_a_503_saying_why() {
     // Nothing listens on port 1: the provider's model list cannot be read.
-    let gw = common::start_failover(EngineConfig::new("bash", &["-c", WORKER]), &understudy_testkit::tiny_gguf(), "http://127.0.0.1:1/v1".into()).await;
+    let gw = common::start_failover(EngineConfig::new("bash", &["-c", common::WORKER]), &understudy_testkit::tiny_gguf(), "http://127.0.0.1:1/v1".into()).await;
     let base = gw.url.trim_end_matches("/chat/completions").to_string();
     let list: Value = reqwest::get(format!("{base}/models")).await.unwrap().json().await.unwrap();
     let id = list["data"][0]["id"].as_str().unwrap();

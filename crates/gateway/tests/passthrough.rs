@@ -7,26 +7,19 @@
 //! can (a streamed client never saw the half call, which is held until the upstream ends), and
 //! the client is told why where it cannot.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use understudy_core::config::{ApiKeySource, Config, ProviderConfig};
 use understudy_core::{Env, Paths};
 use understudy_local::engine::EngineConfig;
 use understudy_local::Engine;
 use understudy_router::chain::FixedKey;
 use understudy_router::{Chain, Router};
-
-/// A worker that would answer "offline" (it must not be asked when the request is refused).
-const WORKER: &str = r#"read l; echo '{"type":"loaded","path":"m","architecture":"llama","load_ms":1,"context":2048,"threads":1,"template":"model (jinja)"}'
-while read l; do
-  id=$(echo "$l" | sed 's/.*"id":"\([^"]*\)".*/\1/')
-  echo "{\"type\":\"started\",\"id\":\"$id\"}"
-  echo "{\"type\":\"token\",\"id\":\"$id\",\"text\":\"offline\"}"
-  echo "{\"type\":\"done\",\"id\":\"$id\",\"finish_reason\":\"stop\",\"usage\":{\"prompt_tokens\":3,\"prompt_evaluated\":3,\"prompt_reused\":0,\"completion_tokens\":1,\"dropped_messages\":0,\"prompt_ms\":1,\"generation_ms\":1}}"
-done"#;
 
 /// What the recording upstream received: (authorization header, body) per chat request.
 type Journal = Arc<Mutex<Vec<(String, Value)>>>;
@@ -53,24 +46,7 @@ async fn upstream_paced(chunks: Vec<String>, cut: bool, pace: Duration) -> (Stri
             let (mut s, _) = listener.accept().await.unwrap();
             let (chunks, j) = (chunks.clone(), j.clone());
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut tmp = [0u8; 8192];
-                let (head, body) = loop {
-                    let n = s.read(&mut tmp).await.unwrap();
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&tmp[..n]);
-                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-                        let len = head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse::<usize>().unwrap());
-                        while buf.len() < end + 4 + len {
-                            let n = s.read(&mut tmp).await.unwrap();
-                            buf.extend_from_slice(&tmp[..n]);
-                        }
-                        break (head, buf[end + 4..end + 4 + len].to_vec());
-                    }
-                };
+                let Some((head, body)) = common::read_request(&mut s).await else { return };
                 if !head.starts_with("post") {
                     let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
                     return;
@@ -115,7 +91,7 @@ async fn gateway_config(base_url: String, model: &std::path::Path, cfg: understu
     config.failover.status_page = String::new();
     config.local.model = Some(model.display().to_string());
     let chain = Chain::build(&config, &Paths::resolve(&env).unwrap(), &FixedKey("sk-test-STORED0123456789".into()));
-    let router = Router::new(chain, Engine::new(EngineConfig::new("bash", &["-c", WORKER])));
+    let router = Router::new(chain, Engine::new(EngineConfig::new("bash", &["-c", common::WORKER])));
     let running = understudy_gateway::start(router, cfg, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let url = format!("http://{}/v1/chat/completions", running.addr);
     std::mem::forget(running);

@@ -2,6 +2,9 @@
 //! upstream) whose engine runs `engine` (the real worker, or a stand-in script that answers as a
 //! worker does).
 
+// Each test binary compiles this module; not every one uses every item.
+#![allow(dead_code)]
+
 use understudy_core::config::{ApiKeySource, Config, Mode, ProviderConfig};
 use understudy_core::{Env, Paths};
 use understudy_local::engine::EngineConfig;
@@ -10,8 +13,6 @@ use understudy_router::chain::{FixedKey, NoKeys};
 use understudy_router::{Chain, Router};
 
 pub struct Gw {
-    // Each test binary compiles this module; not every one reads every field.
-    #[allow(dead_code)]
     pub router: Router,
     /// `…/v1/chat/completions`
     pub url: String,
@@ -30,8 +31,6 @@ pub async fn start_local_with(engine: EngineConfig, model: &std::path::Path) -> 
 
 /// A gateway whose router asks the OpenAI-compatible upstream at `base_url` first and fails over
 /// to the offline model `model`.
-// Each test binary compiles this module; not every one uses every function.
-#[allow(dead_code)]
 pub async fn start_failover(engine: EngineConfig, model: &std::path::Path, base_url: String) -> Gw {
     start(engine, model, Some(base_url)).await
 }
@@ -64,4 +63,40 @@ async fn start(engine: EngineConfig, model: &std::path::Path, upstream: Option<S
     let running = understudy_gateway::start(router.clone(), understudy_gateway::GatewayConfig::default(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = running.addr;
     Gw { router, url: format!("http://{addr}/v1/chat/completions"), _running: running, _dir: dir }
+}
+
+/// A stand-in worker that answers every request "offline" (1 token).
+pub const WORKER: &str = r#"read l; echo '{"type":"loaded","path":"m","architecture":"llama","load_ms":1,"context":2048,"threads":1,"template":"model (jinja)"}'
+while read l; do
+  id=$(echo "$l" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+  echo "{\"type\":\"started\",\"id\":\"$id\"}"
+  echo "{\"type\":\"token\",\"id\":\"$id\",\"text\":\"offline\"}"
+  echo "{\"type\":\"done\",\"id\":\"$id\",\"finish_reason\":\"stop\",\"usage\":{\"prompt_tokens\":3,\"prompt_evaluated\":3,\"prompt_reused\":0,\"completion_tokens\":1,\"dropped_messages\":0,\"prompt_ms\":1,\"generation_ms\":1}}"
+done"#;
+
+/// Reads one HTTP/1.1 request from `s`: its head (lowercased) and its body (`Content-Length`
+/// bytes); `None` when the peer closes first.
+pub async fn read_request(s: &mut tokio::net::TcpStream) -> Option<(String, Vec<u8>)> {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 8192];
+    loop {
+        let n = s.read(&mut tmp).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&tmp[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+            let len = head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse::<usize>().unwrap());
+            while buf.len() < end + 4 + len {
+                let n = s.read(&mut tmp).await.ok()?;
+                if n == 0 {
+                    return None;
+                }
+                buf.extend_from_slice(&tmp[..n]);
+            }
+            return Some((head, buf[end + 4..end + 4 + len].to_vec()));
+        }
+    }
 }
