@@ -8,16 +8,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
-use understudy_core::config::{ApiKeySource, Config, ProviderConfig};
-use understudy_core::{Env, Paths};
 use understudy_local::engine::EngineConfig;
-use understudy_local::Engine;
-use understudy_router::chain::FixedKey;
-use understudy_router::{Chain, Router};
 
 /// What a raw upstream does after its response headers.
 #[derive(Clone, Copy, PartialEq)]
@@ -107,31 +102,11 @@ fn unreachable() -> String {
     format!("http://127.0.0.1:{port}/v1")
 }
 
-/// A gateway over the cloud providers at `base_urls` in this order, then the offline model.
-async fn gateway(base_urls: &[String]) -> (String, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let env = Env::from_pairs([
-        ("UNDERSTUDY_DATA_DIR", dir.path().join("data").display().to_string()),
-        ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string()),
-    ]);
-    let providers = base_urls
-        .iter()
-        .enumerate()
-        .map(|(i, url)| ProviderConfig { id: format!("p{i}"), base_url: url.clone(), model: "gpt-4o-mini".into(), api_key: ApiKeySource::Keyring })
-        .collect();
-    let mut config = Config { providers, ..Config::default() };
-    config.failover.status_page = String::new();
-    config.local.model = Some(understudy_testkit::tiny_gguf().display().to_string());
-    let chain = Chain::build(&config, &Paths::resolve(&env).unwrap(), &FixedKey("sk-test-STORED0123456789".into()));
-    let router = Router::new(chain, Engine::new(EngineConfig::new("bash", &["-c", common::WORKER])));
-    let running = understudy_gateway::start(router, understudy_gateway::GatewayConfig::default(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let url = format!("http://{}/v1/chat/completions", running.addr);
-    std::mem::forget(running);
-    let t0 = Instant::now();
-    while reqwest::get(url.replace("/chat/completions", "/models")).await.is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "gateway did not start");
-    }
-    (url, dir)
+/// A gateway over the cloud providers at `base_urls` in this order (`p0`, `p1`, …), then the
+/// stand-in offline worker: (its chat URL, the gateway).
+async fn gateway(base_urls: &[String]) -> (String, common::Gw) {
+    let gw = common::start_chain(EngineConfig::new("bash", &["-c", common::WORKER]), &understudy_testkit::tiny_gguf(), base_urls).await;
+    (gw.url.clone(), gw)
 }
 
 /// Asks the gateway, streamed or not; (response headers, body).
@@ -174,7 +149,7 @@ fn nothing_else(h: &reqwest::header::HeaderMap, tag: &str, stream: bool, what: &
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_answering_provider_s_request_id_and_rate_limits_reach_the_client() {
-    let (url, _dir) = gateway(&[upstream("a1", Then::Answer).await]).await;
+    let (url, _gw) = gateway(&[upstream("a1", Then::Answer).await]).await;
     for stream in [false, true] {
         let what = if stream { "streamed" } else { "not streamed" };
         let (h, body) = ask(&url, stream).await;
@@ -188,7 +163,7 @@ async fn the_answering_provider_s_request_id_and_rate_limits_reach_the_client() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offline_answer_carries_no_provider_s_headers() {
     // The provider is unreachable: the offline model answers from the start.
-    let (url, _dir) = gateway(&[unreachable()]).await;
+    let (url, _gw) = gateway(&[unreachable()]).await;
     for stream in [false, true] {
         let what = if stream { "offline, streamed" } else { "offline, not streamed" };
         let (h, body) = ask(&url, stream).await;
@@ -198,7 +173,7 @@ async fn an_offline_answer_carries_no_provider_s_headers() {
     }
     // It sent its headers, then failed before its first token: the offline model's answer
     // carries none of them.
-    let (url, _dir) = gateway(&[upstream("f1", Then::Close).await]).await;
+    let (url, _gw) = gateway(&[upstream("f1", Then::Close).await]).await;
     for stream in [false, true] {
         let what = if stream { "failed over offline, streamed" } else { "failed over offline, not streamed" };
         let (h, _) = ask(&url, stream).await;
@@ -212,7 +187,7 @@ async fn an_offline_answer_carries_no_provider_s_headers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_failover_only_the_answering_provider_s_headers_are_passed_on() {
     // The first provider sends its headers and fails before its first token; the second answers.
-    let (url, _dir) = gateway(&[upstream("f2", Then::Close).await, upstream("b2", Then::Answer).await]).await;
+    let (url, _gw) = gateway(&[upstream("f2", Then::Close).await, upstream("b2", Then::Answer).await]).await;
     for stream in [false, true] {
         let what = if stream { "streamed" } else { "not streamed" };
         let (h, body) = ask(&url, stream).await;
@@ -224,7 +199,7 @@ async fn after_a_failover_only_the_answering_provider_s_headers_are_passed_on() 
     }
     // A cloud answer cut mid-stream and continued offline: the client got the provider's
     // headers with its first token, and the provider stays the one named.
-    let (url, _dir) = gateway(&[upstream("c3", Then::Cut).await]).await;
+    let (url, _gw) = gateway(&[upstream("c3", Then::Cut).await]).await;
     for stream in [false, true] {
         let what = if stream { "continued offline, streamed" } else { "continued offline, not streamed" };
         let (h, body) = ask(&url, stream).await;

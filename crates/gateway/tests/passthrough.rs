@@ -10,16 +10,11 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
-use understudy_core::config::{ApiKeySource, Config, ProviderConfig};
-use understudy_core::{Env, Paths};
 use understudy_local::engine::EngineConfig;
-use understudy_local::Engine;
-use understudy_router::chain::FixedKey;
-use understudy_router::{Chain, Router};
 
 /// What the recording upstream received: (authorization header, body) per chat request.
 type Journal = Arc<Mutex<Vec<(String, Value)>>>;
@@ -67,39 +62,22 @@ async fn upstream_paced(chunks: Vec<String>, cut: bool, pace: Duration) -> (Stri
     (format!("http://{addr}/v1"), journal)
 }
 
-async fn gateway(base_url: String) -> (String, tempfile::TempDir) {
+/// The gateway over the recording upstream at `base_url`, then the stand-in offline worker:
+/// (its chat URL, the gateway).
+async fn gateway(base_url: String) -> (String, common::Gw) {
     gateway_with(base_url, &understudy_testkit::tiny_gguf()).await
 }
 
 /// [`gateway`] whose offline model is the file `model` (its chat template decides tool support;
 /// the answers still come from the stand-in worker).
-async fn gateway_with(base_url: String, model: &std::path::Path) -> (String, tempfile::TempDir) {
+async fn gateway_with(base_url: String, model: &std::path::Path) -> (String, common::Gw) {
     gateway_config(base_url, model, understudy_gateway::GatewayConfig::default()).await
 }
 
 /// [`gateway_with`], configured by `cfg`.
-async fn gateway_config(base_url: String, model: &std::path::Path, cfg: understudy_gateway::GatewayConfig) -> (String, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let env = Env::from_pairs([
-        ("UNDERSTUDY_DATA_DIR", dir.path().join("data").display().to_string()),
-        ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string()),
-    ]);
-    let mut config = Config {
-        providers: vec![ProviderConfig { id: "openai".into(), base_url, model: "gpt-4o-mini".into(), api_key: ApiKeySource::Keyring }],
-        ..Config::default()
-    };
-    config.failover.status_page = String::new();
-    config.local.model = Some(model.display().to_string());
-    let chain = Chain::build(&config, &Paths::resolve(&env).unwrap(), &FixedKey("sk-test-STORED0123456789".into()));
-    let router = Router::new(chain, Engine::new(EngineConfig::new("bash", &["-c", common::WORKER])));
-    let running = understudy_gateway::start(router, cfg, "127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let url = format!("http://{}/v1/chat/completions", running.addr);
-    std::mem::forget(running);
-    let t0 = Instant::now();
-    while reqwest::get(url.replace("/chat/completions", "/models")).await.is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "gateway did not start");
-    }
-    (url, dir)
+async fn gateway_config(base_url: String, model: &std::path::Path, cfg: understudy_gateway::GatewayConfig) -> (String, common::Gw) {
+    let gw = common::start_failover_with(EngineConfig::new("bash", &["-c", common::WORKER]), model, base_url, cfg).await;
+    (gw.url.clone(), gw)
 }
 
 fn chunk(choices: Value) -> Value {
@@ -142,7 +120,7 @@ async fn the_upstream_s_chunks_pass_unchanged_and_assemble_as_openai_s_completio
     texts[0] = r#"{"id":"chatcmpl-up1","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o-2024-08-06","service_tier":"default","system_fingerprint":"fp_abc","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":{"content":[],"refusal":null},"finish_reason":null}], "usage":null}"#.into();
     assert_eq!(serde_json::from_str::<Value>(&texts[0]).unwrap(), chunks[0]);
     let (base, journal) = upstream_text(texts.clone(), false).await;
-    let (url, _dir) = gateway(base).await;
+    let (url, _gw) = gateway(base).await;
     let http = reqwest::Client::new();
     let sent = json!({ "model": "gpt-4o", "messages": [{ "role": "user", "content": "hi" }], "logprobs": true, "top_logprobs": 1,
         "stream": true, "stream_options": { "include_usage": true }, "seed": 3, "some_new_field": [1] });
@@ -204,7 +182,7 @@ async fn a_refusal_only_answer_is_an_answer() {
         false,
     )
     .await;
-    let (url, _dir) = gateway(base).await;
+    let (url, _gw) = gateway(base).await;
     let r = reqwest::Client::new().post(&url).json(&json!({ "model": "gpt-4o", "messages": [{ "role": "user", "content": "x" }] })).send().await.unwrap();
     assert_eq!(r.headers()["x-understudy-provider"], "openai");
     let v: Value = r.json().await.unwrap();
@@ -226,7 +204,7 @@ async fn a_stream_cut_inside_a_tool_call_is_refused_in_words_not_continued() {
         true,
     )
     .await;
-    let (url, _dir) = gateway(base).await;
+    let (url, _gw) = gateway(base).await;
     let tools = json!([{ "type": "function", "function": { "name": "get_weather", "parameters": { "type": "object", "properties": { "city": { "type": "string" } } } } }]);
     let body = json!({ "model": "gpt-4o", "stream": true, "tools": tools, "messages": [{ "role": "user", "content": "weather in Paris?" }] });
     let r = reqwest::Client::new().post(&url).json(&body).send().await.unwrap();
@@ -282,7 +260,7 @@ async fn a_cut_inside_a_tool_call_is_answered_afresh_offline_never_joined_to_the
             sent[0]["content"] = Value::Null;
         }
         let (base, journal) = upstream(deltas(&sent), true).await;
-        let (url, _dir) = gateway_with(base, &model).await;
+        let (url, _gw) = gateway_with(base, &model).await;
         let r = reqwest::Client::new().post(&url).json(&body).send().await.unwrap();
         assert_eq!(r.status(), 200);
         let v: Value = r.json().await.unwrap();
@@ -308,7 +286,7 @@ async fn a_cut_inside_a_tool_call_is_answered_afresh_offline_never_joined_to_the
     let mut sent = vec![json!({ "role": "assistant", "content": "Let me check." })];
     sent.extend(half_call.iter().cloned());
     let (base, _journal) = upstream(deltas(&sent), true).await;
-    let (url, _dir) = gateway_with(base, &model).await;
+    let (url, _gw) = gateway_with(base, &model).await;
     let mut streamed = body.clone();
     streamed["stream"] = true.into();
     let text = reqwest::Client::new().post(&url).json(&streamed).send().await.unwrap().text().await.unwrap();
@@ -341,7 +319,7 @@ async fn a_whole_tool_call_stream_passes_unchanged() {
     usage["usage"] = json!({ "prompt_tokens": 11, "completion_tokens": 9, "total_tokens": 20 });
     texts.push(usage.to_string());
     let (base, _journal) = upstream_text(texts.clone(), false).await;
-    let (url, _dir) = gateway(base).await;
+    let (url, _gw) = gateway(base).await;
     let tools = json!([{ "type": "function", "function": { "name": "get_weather" } }, { "type": "function", "function": { "name": "get_time" } }]);
     let body = json!({ "model": "gpt-4o", "stream": true, "stream_options": { "include_usage": true }, "tools": tools,
         "messages": [{ "role": "user", "content": "weather in Paris?" }] });
@@ -370,7 +348,7 @@ async fn a_long_held_tool_call_keeps_the_client_connection_alive() {
     .collect();
     let (base, _journal) = upstream_paced(texts.clone(), false, Duration::from_millis(300)).await;
     let limits = understudy_gateway::Limits { keep_alive: Duration::from_millis(100), ..understudy_gateway::Limits::default() };
-    let (url, _dir) = gateway_config(base, &understudy_testkit::tiny_gguf(), understudy_gateway::GatewayConfig { token: None, limits }).await;
+    let (url, _gw) = gateway_config(base, &understudy_testkit::tiny_gguf(), understudy_gateway::GatewayConfig { token: None, limits }).await;
     let body = json!({ "model": "gpt-4o", "stream": true, "stream_options": { "include_usage": true },
         "tools": [{ "type": "function", "function": { "name": "get_weather" } }], "messages": [{ "role": "user", "content": "weather in Paris?" }] });
     let text = reqwest::Client::new().post(&url).json(&body).send().await.unwrap().text().await.unwrap();

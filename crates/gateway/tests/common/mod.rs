@@ -7,6 +7,7 @@
 
 use understudy_core::config::{ApiKeySource, Config, Mode, ProviderConfig};
 use understudy_core::{Env, Paths};
+use understudy_gateway::GatewayConfig;
 use understudy_local::engine::EngineConfig;
 use understudy_local::Engine;
 use understudy_router::chain::{FixedKey, NoKeys};
@@ -26,27 +27,43 @@ pub async fn start_local(engine: EngineConfig) -> Gw {
 
 /// [`start_local`] with another offline model file.
 pub async fn start_local_with(engine: EngineConfig, model: &std::path::Path) -> Gw {
-    start(engine, model, None).await
+    start(engine, model, Vec::new(), GatewayConfig::default()).await
 }
 
-/// A gateway whose router asks the OpenAI-compatible upstream at `base_url` first and fails over
-/// to the offline model `model`.
+/// A gateway whose router asks the OpenAI-compatible upstream at `base_url` (provider
+/// `openai`) first and fails over to the offline model `model`.
 pub async fn start_failover(engine: EngineConfig, model: &std::path::Path, base_url: String) -> Gw {
-    start(engine, model, Some(base_url)).await
+    start_failover_with(engine, model, base_url, GatewayConfig::default()).await
 }
 
-async fn start(engine: EngineConfig, model: &std::path::Path, upstream: Option<String>) -> Gw {
+/// [`start_failover`], the gateway configured by `cfg`.
+pub async fn start_failover_with(engine: EngineConfig, model: &std::path::Path, base_url: String, cfg: GatewayConfig) -> Gw {
+    start(engine, model, vec![provider("openai", base_url)], cfg).await
+}
+
+/// A gateway over the cloud providers at `base_urls` in this order (ids `p0`, `p1`, …), then
+/// the offline model `model`.
+pub async fn start_chain(engine: EngineConfig, model: &std::path::Path, base_urls: &[String]) -> Gw {
+    let providers = base_urls.iter().enumerate().map(|(i, url)| provider(&format!("p{i}"), url.clone())).collect();
+    start(engine, model, providers, GatewayConfig::default()).await
+}
+
+fn provider(id: &str, base_url: String) -> ProviderConfig {
+    ProviderConfig { id: id.into(), base_url, model: "gpt-4o-mini".into(), api_key: ApiKeySource::Keyring }
+}
+
+/// The key every cloud provider is asked with (the client's token never goes upstream).
+pub const STORED_KEY: &str = "sk-test-STORED0123456789";
+
+async fn start(engine: EngineConfig, model: &std::path::Path, providers: Vec<ProviderConfig>, cfg: GatewayConfig) -> Gw {
     let dir = tempfile::tempdir().unwrap();
     let env = Env::from_pairs([
         ("UNDERSTUDY_DATA_DIR", dir.path().join("data").display().to_string()),
         ("UNDERSTUDY_CONFIG", dir.path().join("c.toml").display().to_string()),
     ]);
-    let mut config = match upstream {
-        Some(base_url) => Config {
-            providers: vec![ProviderConfig { id: "openai".into(), base_url, model: "gpt-4o-mini".into(), api_key: ApiKeySource::Keyring }],
-            ..Config::default()
-        },
-        None => Config { mode: Mode::LocalOnly, ..Config::default() },
+    let mut config = match providers.is_empty() {
+        false => Config { providers, ..Config::default() },
+        true => Config { mode: Mode::LocalOnly, ..Config::default() },
     };
     config.failover.status_page = String::new();
     config.local.model = Some(model.display().to_string());
@@ -55,12 +72,12 @@ async fn start(engine: EngineConfig, model: &std::path::Path, upstream: Option<S
     let paths = Paths::resolve(&env).unwrap();
     let chain = match config.providers.is_empty() {
         true => Chain::build(&config, &paths, &NoKeys),
-        false => Chain::build(&config, &paths, &FixedKey("sk-test-UPSTREAM0123456789".into())),
+        false => Chain::build(&config, &paths, &FixedKey(STORED_KEY.into())),
     };
     let router = Router::new(chain, Engine::new(engine));
     // Bound by the gateway itself (port 0): a port picked, freed and bound again later could
     // be taken meanwhile by another test process, whose server would then get our requests.
-    let running = understudy_gateway::start(router.clone(), understudy_gateway::GatewayConfig::default(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let running = understudy_gateway::start(router.clone(), cfg, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = running.addr;
     Gw { router, url: format!("http://{addr}/v1/chat/completions"), _running: running, _dir: dir }
 }
