@@ -367,7 +367,7 @@ async fn stream_answer(
         };
         let Some(event) = event else { anyhow::bail!("the answer ended without a result") };
         match event {
-            Event::Started { provider: p, label, model, failover: why, because } => {
+            Event::Started { provider: p, label, model, failover: why, because, .. } => {
                 match &why {
                     Some(why) => eprintln!("understudy: answering with {p} ({model}) because {why}"),
                     None => eprintln!("understudy: answering with {p} ({model})"),

@@ -332,7 +332,7 @@ impl Receiving {
     fn take(&mut self, c: &Conversations, event: Event, sink: &mut impl FnMut(TurnEvent)) -> bool {
         let end = &mut self.end;
         match event {
-            Event::Started { provider, label, model, failover, because } => {
+            Event::Started { provider, label, model, failover, because, .. } => {
                 let by = Provenance { provider: Some(provider.clone()), model: Some(model.clone()), failover_reason: failover.clone() };
                 let mut m = StreamingMessage::new(self.id, &by);
                 let stored = c.with_store(|s| m.flush(s));

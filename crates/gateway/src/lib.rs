@@ -614,9 +614,9 @@ async fn answer(app: App, body: Bytes) -> Response {
     };
     let mut answer = app.router.chat(p.request);
     // The first event decides the status and the headers: who begins the answer, or the error.
-    let (provider, model, failover) = loop {
+    let (provider, model, failover, described) = loop {
         match answer.next().await {
-            Some(Event::Started { provider, model, failover, .. }) => break (provider, model, failover),
+            Some(Event::Started { provider, model, failover, headers, .. }) => break (provider, model, failover, headers),
             Some(Event::Error { error }) => return chat_error(&error),
             Some(_) => continue,
             None => return error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", None, "The answer ended before it began."),
@@ -625,8 +625,6 @@ async fn answer(app: App, body: Bytes) -> Response {
     // A cloud provider's answer comes as its own chunks (`Event::Upstream`), passed on as they
     // are; the offline model's (from the start or after a switch) is written here.
     let upstream = provider != Chain::local_id();
-    // Its response headers that describe it (request id, rate limits…); none from the offline model.
-    let described = answer.upstream_headers().cloned();
     let id = format!("chatcmpl-understudy-{}", now_s());
     if p.stream {
         let mut r = Response::new(Body::from_stream(sse(answer, id, model, p.include_usage, upstream, tool_format, app.cfg.limits.keep_alive)));

@@ -278,12 +278,10 @@ impl Client {
     async fn open_stream(&self, body: &Value, raw: bool) -> Result<ChatStream, Error> {
         let response =
             self.send(self.request(reqwest::Method::POST, "chat/completions").json(body), self.config.first_token_timeout, ErrorKind::FirstToken).await?;
-        let request_id = header(&response, "x-request-id");
         let headers = AnswerHeaders::of(response.headers());
         Ok(ChatStream {
             events: response.bytes_stream().eventsource().boxed(),
             client: self.clone(),
-            request_id,
             headers,
             got_first: false,
             end: None,
@@ -306,9 +304,8 @@ const DRAIN: Duration = Duration::from_secs(2);
 pub struct ChatStream {
     events: BoxStream<'static, Result<SseEvent, EventStreamError<reqwest::Error>>>,
     client: Client,
-    pub request_id: Option<String>,
     /// The response's headers that describe the answer ([`crate::ANSWER_HEADERS`]), for a
-    /// proxy to pass on.
+    /// proxy to pass on; its `x-request-id` names the answer in errors.
     pub headers: AnswerHeaders,
     got_first: bool,
     /// How it ended, once it has: `[DONE]`, after which only the body's end is left of it
@@ -350,7 +347,7 @@ impl Drop for ChatStream {
 
 impl std::fmt::Debug for ChatStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChatStream").field("request_id", &self.request_id).field("end", &self.end).finish()
+        f.debug_struct("ChatStream").field("request_id", &self.headers.get("x-request-id")).field("end", &self.end).finish()
     }
 }
 
@@ -453,7 +450,7 @@ impl ChatStream {
     }
 
     fn with_id(&self, mut e: Error) -> Error {
-        e.request_id = e.request_id.or_else(|| self.request_id.as_deref().map(Box::from));
+        e.request_id = e.request_id.or_else(|| self.headers.get("x-request-id").map(Box::from));
         e
     }
 }

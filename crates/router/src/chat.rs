@@ -2,7 +2,7 @@
 //! [`Event`]s, and stop within milliseconds when cancelled. The answer runs on its own task, so
 //! a slow reader never slows the upstream read and a dropped [`Answer`] cancels it.
 
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -265,6 +265,12 @@ pub enum Event {
         failover: Option<String>,
         /// The same as data: who failed before and how.
         because: Option<Because>,
+        /// The response headers that describe a cloud provider's answer
+        /// ([`understudy_openai::ANSWER_HEADERS`]: request id, processing time, rate limits…),
+        /// for the gateway to pass on; `None` when the offline model begins the answer (from
+        /// the start or after a failover). A cloud answer continued offline keeps its provider's.
+        #[serde(skip)]
+        headers: Option<AnswerHeaders>,
     },
     Token {
         text: String,
@@ -317,22 +323,11 @@ pub struct Answer {
     rx: mpsc::Receiver<Event>,
     cancel: CancellationToken,
     _guard: DropGuard,
-    /// Set by the cloud provider that begins the answer, just before its `Started`.
-    headers: Arc<OnceLock<AnswerHeaders>>,
 }
 
 impl Answer {
     pub async fn next(&mut self) -> Option<Event> {
         self.rx.recv().await
-    }
-
-    /// The response headers that describe the answer ([`understudy_openai::ANSWER_HEADERS`]:
-    /// request id, processing time, rate limits…) of the cloud provider that begins it, the one
-    /// `Started` names: there once `Started` has been read. `None` when the offline model
-    /// begins it (from the start or after a failover); a provider that failed before its first
-    /// token leaves none. A cloud answer continued offline keeps its provider's.
-    pub fn upstream_headers(&self) -> Option<&AnswerHeaders> {
-        self.headers.get()
     }
 
     /// Stops the answer: a `Done` with `cancelled` follows at once.
@@ -412,9 +407,8 @@ impl Router {
         let token = cancel.clone();
         let chain = self.chain();
         let router = self.clone();
-        let headers = Arc::new(OnceLock::new());
-        let sink = Sink { tx, headers: headers.clone() };
         tokio::spawn(async move {
+            let sink = Sink(tx);
             tokio::select! {
                 biased;
                 () = token.cancelled() => {}
@@ -424,7 +418,7 @@ impl Router {
             // closes the HTTP connection or cancels the local generation.
             sink.send(Event::Done { finish_reason: FinishReason::Cancelled, model: String::new() }).await;
         });
-        Answer { rx, _guard: cancel.clone().drop_guard(), cancel, headers }
+        Answer { rx, _guard: cancel.clone().drop_guard(), cancel }
     }
 
     /// Checks a cloud provider with `GET /models` and reports whether its model is offered.
@@ -496,16 +490,12 @@ fn no_key(cloud: &Cloud) -> ChatError {
     e
 }
 
-struct Sink {
-    tx: mpsc::Sender<Event>,
-    /// [`Answer::upstream_headers`].
-    headers: Arc<OnceLock<AnswerHeaders>>,
-}
+struct Sink(mpsc::Sender<Event>);
 
 impl Sink {
     /// Sends an event; a reader that went away is not an error (the answer still finishes).
     async fn send(&self, e: Event) {
-        let _ = self.tx.send(e).await;
+        let _ = self.0.send(e).await;
     }
 }
 
@@ -742,16 +732,15 @@ async fn attempt_cloud(
         Err(error) => return Attempt::Failed { error, partial: None, tool_call: false },
     };
     let (mut answered_by, mut finish, mut text, mut first_token) = (model, FinishReason::Stop, String::new(), None);
-    // Passed on only if this provider begins the answer (set with its `Started`).
-    let mut headers = Some(std::mem::take(&mut stream.headers));
     // Raw chunks before the first token wait for `Started` (a failover before it drops them).
     let (mut held, mut tool_call) = (Vec::new(), false);
-    let begin = |answered_by: &str, (failover, because): &(Option<String>, Option<Because>)| Event::Started {
+    let begin = |answered_by: &str, (failover, because): &(Option<String>, Option<Because>), headers: &AnswerHeaders| Event::Started {
         provider: cloud.id.clone(),
         label: cloud.label.clone(),
         model: answered_by.to_string(),
         failover: failover.clone(),
         because: because.clone(),
+        headers: Some(headers.clone()),
     };
     while let Some(event) = stream.next().await {
         let (model, content) = match event {
@@ -779,7 +768,7 @@ async fn attempt_cloud(
             Ok(StreamEvent::Done) => {
                 if first_token.is_none() {
                     // An empty answer is still an answer from this provider.
-                    started_with(sink, begin(&answered_by, &failover), headers.take(), &mut held).await;
+                    started_with(sink, begin(&answered_by, &failover, &stream.headers), &mut held).await;
                 }
                 sink.send(Event::Done { finish_reason: finish, model: answered_by }).await;
                 return Attempt::Done { first_token };
@@ -791,7 +780,7 @@ async fn attempt_cloud(
         }
         if first_token.is_none() {
             first_token = Some(started.elapsed());
-            started_with(sink, begin(&answered_by, &failover), headers.take(), &mut held).await;
+            started_with(sink, begin(&answered_by, &failover, &stream.headers), &mut held).await;
         }
         if let Some(content) = content {
             text.push_str(&content);
@@ -826,12 +815,8 @@ async fn open_stream(client: &understudy_openai::Client, request: &ChatRequest, 
     }
 }
 
-/// Sends `Started` (the provider's answer headers set first, for [`Answer::upstream_headers`]),
-/// then the raw chunks held back until a provider was known to answer.
-async fn started_with(sink: &Sink, started: Event, headers: Option<AnswerHeaders>, held: &mut Vec<(Value, String)>) {
-    if let Some(h) = headers {
-        let _ = sink.headers.set(h);
-    }
+/// Sends `Started`, then the raw chunks held back until a provider was known to answer.
+async fn started_with(sink: &Sink, started: Event, held: &mut Vec<(Value, String)>) {
     sink.send(started).await;
     for (chunk, data) in held.drain(..) {
         sink.send(Event::Upstream { chunk, data }).await;
@@ -874,7 +859,7 @@ async fn answer_local(chain: &Chain, engine: &Engine, request: &ChatRequest, fai
     };
     match (switched, failover) {
         (true, (Some(reason), Some(because))) => sink.send(Event::Switched { provider, label, model: name.clone(), reason, because }).await,
-        (_, (failover, because)) => sink.send(Event::Started { provider, label, model: name.clone(), failover, because }).await,
+        (_, (failover, because)) => sink.send(Event::Started { provider, label, model: name.clone(), failover, because, headers: None }).await,
     }
     if let Err(e) = engine.ensure_loaded(path, chain.context, chain.threads).await {
         return sink.send(Event::Error { error: ChatError::from_engine(&e) }).await;
