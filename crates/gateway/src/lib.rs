@@ -560,7 +560,11 @@ fn chat_error(e: &ChatError) -> Response {
         _ => "server_error",
     };
     // `param`: the request field the provider's error is about, as SDKs expose it.
-    (status, Json(json!({ "error": { "message": e.to_string(), "type": kind, "param": e.param, "code": e.code } }))).into_response()
+    let mut r = (status, Json(json!({ "error": { "message": e.to_string(), "type": kind, "param": e.param, "code": e.code } }))).into_response();
+    if let Some(id) = e.request_id.as_deref().and_then(|id| HeaderValue::from_str(id).ok()) {
+        r.headers_mut().insert("x-request-id", id);
+    }
+    r
 }
 
 /// The answering provider's headers that describe its answer, as it sent them: only those of
@@ -1066,6 +1070,7 @@ mod tests {
             code: Some("rate_limit_exceeded".into()),
             param: None,
             retry_after: Some(2),
+            request_id: None,
         };
         let r = chat_error(&busy);
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);

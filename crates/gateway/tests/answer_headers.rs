@@ -23,6 +23,9 @@ enum Then {
     Close,
     /// One chunk of text, then closes: cut mid-answer.
     Cut,
+    /// Refuses the request: 400 with OpenAI's error body (a request error, which no other
+    /// provider would take either, so it reaches the client).
+    Refuse,
 }
 
 /// OpenAI's response headers with `tag` in the values, and some that must never be passed on.
@@ -66,6 +69,18 @@ async fn upstream(tag: &'static str, then: Then) -> String {
                     let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
                     return;
                 }
+                if then == Then::Refuse {
+                    let body = json!({ "error": { "message": "Invalid value for 'temperature': 7 is above 2.", "type": "invalid_request_error",
+                        "param": "temperature", "code": "invalid_value" } })
+                    .to_string();
+                    let head = format!(
+                        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{}\r\n",
+                        body.len(),
+                        upstream_headers(tag)
+                    );
+                    let _ = s.write_all(format!("{head}{body}").as_bytes()).await;
+                    return;
+                }
                 let head = format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n{}\r\n", upstream_headers(tag));
                 let _ = s.write_all(head.as_bytes()).await;
                 let chunk = |delta: Value, finish: Value| {
@@ -73,7 +88,7 @@ async fn upstream(tag: &'static str, then: Then) -> String {
                         "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }] })
                 };
                 let chunks = match then {
-                    Then::Close => vec![],
+                    Then::Close | Then::Refuse => vec![],
                     Then::Cut => vec![chunk(json!({ "role": "assistant", "content": "Hi" }), Value::Null)],
                     Then::Answer => vec![
                         chunk(json!({ "role": "assistant", "content": "Hi" }), Value::Null),
@@ -206,5 +221,24 @@ async fn after_a_failover_only_the_answering_provider_s_headers_are_passed_on() 
         assert_eq!(header(&h, "x-understudy-provider"), Some("p0"), "{what}");
         assert!(body.contains("offline"), "{what}: {body}");
         has_described(&h, "c3", what);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_s_error_answer_keeps_its_request_id() {
+    // The SDKs show an error's `x-request-id` as its `request_id`, to quote to the provider's
+    // support; the error's own fields still come through.
+    let (url, _gw) = gateway(&[upstream("e4", Then::Refuse).await]).await;
+    for stream in [false, true] {
+        let what = if stream { "streamed" } else { "not streamed" };
+        let body = json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": "hi" }], "stream": stream, "temperature": 7 });
+        let r = reqwest::Client::new().post(&url).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{what}");
+        let h = r.headers().clone();
+        assert_eq!(header(&h, "x-request-id"), Some("req_e4"), "{what}: {h:?}");
+        nothing_else(&h, "e4", false, what);
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["param"], "temperature", "{what}: {e}");
+        assert_eq!(e["error"]["code"], "invalid_value", "{what}: {e}");
     }
 }

@@ -108,6 +108,10 @@ pub struct ChatError {
     /// many seconds. The gateway answers 429 with `Retry-After` for it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
+    /// The provider's `x-request-id` for its error answer, which the gateway passes on (SDKs
+    /// show it as the error's `request_id`, to quote to the provider's support).
+    #[serde(skip)]
+    pub request_id: Option<String>,
 }
 
 impl ChatError {
@@ -121,6 +125,7 @@ impl ChatError {
             status: None,
             code: None,
             retry_after: None,
+            request_id: None,
             param: None,
         }
     }
@@ -137,6 +142,7 @@ impl ChatError {
                 status: None,
                 code: Some("rate_limit_exceeded".into()),
                 retry_after: Some(BUSY_RETRY_AFTER_S),
+                request_id: None,
                 param: None,
             },
             _ => ChatError::local(e.to_string()),
@@ -156,6 +162,7 @@ impl ChatError {
                 status: Some(503),
                 code: Some("offline_unsupported".into()),
                 retry_after: None,
+                request_id: None,
                 param: None,
             },
             None => ChatError {
@@ -167,6 +174,7 @@ impl ChatError {
                 status: Some(400),
                 code: Some("offline_unsupported".into()),
                 retry_after: None,
+                request_id: None,
                 param: None,
             },
         }
@@ -182,6 +190,7 @@ impl ChatError {
             status: None,
             code: None,
             retry_after: None,
+            request_id: None,
             param: None,
         }
     }
@@ -216,6 +225,7 @@ impl ChatError {
             code: e.code.clone(),
             param: e.param.as_deref().cloned(),
             retry_after: None,
+            request_id: e.request_id.as_deref().map(str::to_string),
         }
     }
 }
@@ -677,6 +687,7 @@ impl Blamed<'_> {
                 status: None,
                 code: None,
                 retry_after: None,
+                request_id: None,
                 param: None,
             },
             Blame::Failed(i) => ChatError::from_cloud(self.failure(i)),
