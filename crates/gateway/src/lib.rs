@@ -539,15 +539,12 @@ fn openai_call(call: &tools::ToolCall) -> Value {
     json!({ "id": format!("call_understudy_{}_{n}", now_s()), "type": "function", "function": { "name": call.name, "arguments": call.arguments } })
 }
 
-/// A failure before any answer, as an HTTP error: the upstream's status where there was one.
+/// A failure before any answer, as an HTTP error: the upstream's status where there was one,
+/// with its `Retry-After` and `x-request-id`.
 fn chat_error(e: &ChatError) -> Response {
-    // The offline model's queue is full: OpenAI's rate-limit answer, so SDKs back off and retry.
-    if let Some(after) = e.retry_after {
-        let mut r = error(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", Some(e.code.as_deref().unwrap_or("rate_limit_exceeded")), &e.to_string());
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(after));
-        return r;
-    }
     let status = match (e.class, e.status) {
+        // The offline model's queue is full: OpenAI's rate-limit answer, so SDKs back off and retry.
+        (ErrorClass::Busy, _) => StatusCode::TOO_MANY_REQUESTS,
         (_, Some(s)) => StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_GATEWAY),
         (ErrorClass::Setup, _) => StatusCode::SERVICE_UNAVAILABLE,
         (ErrorClass::Local, _) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -561,6 +558,10 @@ fn chat_error(e: &ChatError) -> Response {
     };
     // `param`: the request field the provider's error is about, as SDKs expose it.
     let mut r = (status, Json(json!({ "error": { "message": e.to_string(), "type": kind, "param": e.param, "code": e.code } }))).into_response();
+    // The SDKs wait this long before their own retry (else a backoff of their own, from 0.5 s).
+    if let Some(after) = e.retry_after {
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(after));
+    }
     if let Some(id) = e.request_id.as_deref().and_then(|id| HeaderValue::from_str(id).ok()) {
         r.headers_mut().insert("x-request-id", id);
     }

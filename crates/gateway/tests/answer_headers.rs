@@ -26,6 +26,8 @@ enum Then {
     /// Refuses the request: 400 with OpenAI's error body (a request error, which no other
     /// provider would take either, so it reaches the client).
     Refuse,
+    /// 429 with `retry-after: 7`, longer than the router waits before it fails over.
+    RateLimited,
 }
 
 /// OpenAI's response headers with `tag` in the values, and some that must never be passed on.
@@ -56,6 +58,21 @@ fn described(tag: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The status line's rest and OpenAI's error body for the error answers of `then`.
+fn refusal(then: Then) -> Option<(&'static str, Value)> {
+    match then {
+        Then::Refuse => Some((
+            "400 Bad Request",
+            json!({ "error": { "message": "Invalid value for 'temperature': 7 is above 2.", "type": "invalid_request_error", "param": "temperature", "code": "invalid_value" } }),
+        )),
+        Then::RateLimited => Some((
+            "429 Too Many Requests\r\nretry-after: 7",
+            json!({ "error": { "message": "Rate limit reached for gpt-4o-mini.", "type": "requests", "param": null, "code": "rate_limit_exceeded" } }),
+        )),
+        _ => None,
+    }
+}
+
 /// An upstream answering every chat request with [`upstream_headers`]`(tag)` and then `then`.
 async fn upstream(tag: &'static str, then: Then) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -69,12 +86,10 @@ async fn upstream(tag: &'static str, then: Then) -> String {
                     let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
                     return;
                 }
-                if then == Then::Refuse {
-                    let body = json!({ "error": { "message": "Invalid value for 'temperature': 7 is above 2.", "type": "invalid_request_error",
-                        "param": "temperature", "code": "invalid_value" } })
-                    .to_string();
+                if let Some((status, body)) = refusal(then) {
+                    let body = body.to_string();
                     let head = format!(
-                        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{}\r\n",
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{}\r\n",
                         body.len(),
                         upstream_headers(tag)
                     );
@@ -88,7 +103,7 @@ async fn upstream(tag: &'static str, then: Then) -> String {
                         "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }] })
                 };
                 let chunks = match then {
-                    Then::Close | Then::Refuse => vec![],
+                    Then::Close | Then::Refuse | Then::RateLimited => vec![],
                     Then::Cut => vec![chunk(json!({ "role": "assistant", "content": "Hi" }), Value::Null)],
                     Then::Answer => vec![
                         chunk(json!({ "role": "assistant", "content": "Hi" }), Value::Null),
@@ -240,5 +255,24 @@ async fn a_provider_s_error_answer_keeps_its_request_id() {
         let e: Value = r.json().await.unwrap();
         assert_eq!(e["error"]["param"], "temperature", "{what}: {e}");
         assert_eq!(e["error"]["code"], "invalid_value", "{what}: {e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_s_rate_limit_that_reaches_the_client_keeps_its_retry_after() {
+    // No offline model to fail over to, and a wait longer than the router's own: the client
+    // gets the provider's 429, and its SDK waits as long as the provider asked.
+    let worker = EngineConfig::new("bash", &["-c", common::WORKER]);
+    let gw = common::start_chain(worker, std::path::Path::new("/nonexistent/model.gguf"), &[upstream("r5", Then::RateLimited).await]).await;
+    for stream in [false, true] {
+        let what = if stream { "streamed" } else { "not streamed" };
+        let body = json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": "hi" }], "stream": stream });
+        let r = reqwest::Client::new().post(&gw.url).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 429, "{what}");
+        let h = r.headers().clone();
+        assert_eq!(header(&h, "retry-after"), Some("7"), "{what}: {h:?}");
+        assert_eq!(header(&h, "x-request-id"), Some("req_r5"), "{what}: {h:?}");
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["code"], "rate_limit_exceeded", "{what}: {e}");
     }
 }

@@ -104,8 +104,9 @@ pub struct ChatError {
     /// gateway.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub param: Option<String>,
-    /// Set only when the offline model's queue is full (class `busy`): try again after this
-    /// many seconds. The gateway answers 429 with `Retry-After` for it.
+    /// Try again after this many seconds: when the offline model's queue is full (class
+    /// `busy`, which the gateway answers with 429), or as the provider's error said
+    /// (`Retry-After`, rounded up). The gateway sends it as `Retry-After`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
     /// The provider's `x-request-id` for its error answer, which the gateway passes on (SDKs
@@ -224,7 +225,7 @@ impl ChatError {
             status: e.status,
             code: e.code.clone(),
             param: e.param.as_deref().cloned(),
-            retry_after: None,
+            retry_after: e.retry_after.map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0)),
             request_id: e.request_id.as_deref().map(str::to_string),
         }
     }
