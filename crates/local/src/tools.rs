@@ -257,7 +257,7 @@ pub fn forcing_grammar(format: ToolFormat, tools: &[Value]) -> Result<String, cr
             })
         })
         .collect();
-    let object = crate::grammar::ResponseFormat::JsonSchema(json!({ "oneOf": calls })).grammar()?;
+    let object = crate::grammar::ResponseFormat::JsonSchema(json!({ "oneOf": calls })).grammar_as_converted()?;
     // The call's JSON becomes a rule of its own, wrapped as the format writes it.
     let object = object.replacen("root ::=", "call ::=", 1);
     let root = match format {
