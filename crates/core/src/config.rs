@@ -112,6 +112,11 @@ pub struct FailoverConfig {
     pub connect_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub first_token_timeout: Duration,
+    /// The first-token wait of a model that reasons before it answers and streams nothing
+    /// meanwhile (OpenAI's o-series and GPT-5 on Chat Completions, or a request with a
+    /// `reasoning_effort`): a hard question takes minutes, not a hung provider.
+    #[serde(with = "humantime_serde")]
+    pub reasoning_first_token_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub stall_timeout: Duration,
     pub consecutive_failures: u32,
@@ -134,6 +139,7 @@ impl Default for FailoverConfig {
         FailoverConfig {
             connect_timeout: Duration::from_secs(5),
             first_token_timeout: Duration::from_secs(20),
+            reasoning_first_token_timeout: Duration::from_secs(180),
             stall_timeout: Duration::from_secs(30),
             consecutive_failures: 3,
             failure_rate: 0.5,
@@ -385,6 +391,7 @@ impl RawConfig {
         for (key, d, max, words) in [
             ("failover.connect_timeout", f.connect_timeout, MAX_TIMEOUT, "1h"),
             ("failover.first_token_timeout", f.first_token_timeout, MAX_TIMEOUT, "1h"),
+            ("failover.reasoning_first_token_timeout", f.reasoning_first_token_timeout, MAX_TIMEOUT, "1h"),
             ("failover.stall_timeout", f.stall_timeout, MAX_TIMEOUT, "1h"),
             ("failover.open_for", f.open_for, MAX_INTERVAL, "24h"),
             ("failover.open_for_max", f.open_for_max, MAX_INTERVAL, "24h"),
@@ -413,6 +420,7 @@ impl RawConfig {
         for (key, d) in [
             ("failover.connect_timeout", f.connect_timeout),
             ("failover.first_token_timeout", f.first_token_timeout),
+            ("failover.reasoning_first_token_timeout", f.reasoning_first_token_timeout),
             ("failover.stall_timeout", f.stall_timeout),
             ("failover.open_for", f.open_for),
             ("failover.status_poll", f.status_poll),

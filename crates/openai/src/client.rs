@@ -25,6 +25,9 @@ pub struct ClientConfig {
     pub provider: String,
     pub connect_timeout: Duration,
     pub first_token_timeout: Duration,
+    /// The first-token wait of a model that reasons before it answers and streams nothing
+    /// meanwhile ([`reasons_silently`]); the longer of the two applies to it.
+    pub reasoning_first_token_timeout: Duration,
     pub stall_timeout: Duration,
 }
 
@@ -36,6 +39,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("provider", &self.provider)
             .field("connect_timeout", &self.connect_timeout)
             .field("first_token_timeout", &self.first_token_timeout)
+            .field("reasoning_first_token_timeout", &self.reasoning_first_token_timeout)
             .field("stall_timeout", &self.stall_timeout)
             .finish()
     }
@@ -218,7 +222,7 @@ impl Client {
 
     /// A complete answer in one response.
     pub async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, Error> {
-        let wait = self.config.first_token_timeout;
+        let wait = self.first_token_wait(&req.model, None);
         let body =
             serde_json::json!({ "model": req.model, "messages": req.messages, "max_tokens": req.max_tokens, "temperature": req.temperature, "stream": false });
         let response = self.send(self.request(reqwest::Method::POST, "chat/completions").json(&body), wait, ErrorKind::FirstToken).await?;
@@ -275,15 +279,31 @@ impl Client {
         self.open_stream(&Value::Object(body), true).await
     }
 
+    /// How long the first token of an answer of `model` may take (`reasoning_effort` as the
+    /// client set it): the first-token timeout, or for a model that reasons silently first
+    /// the longer reasoning one.
+    pub fn first_token_wait(&self, model: &str, reasoning_effort: Option<&str>) -> Duration {
+        let c = &self.config;
+        match reasons_silently(model, reasoning_effort) {
+            true => c.first_token_timeout.max(c.reasoning_first_token_timeout),
+            false => c.first_token_timeout,
+        }
+    }
+
     async fn open_stream(&self, body: &Value, raw: bool) -> Result<ChatStream, Error> {
-        let response =
-            self.send(self.request(reqwest::Method::POST, "chat/completions").json(body), self.config.first_token_timeout, ErrorKind::FirstToken).await?;
+        let model = body.get("model").and_then(Value::as_str).unwrap_or_default();
+        let first_wait = self.first_token_wait(model, body.get("reasoning_effort").and_then(Value::as_str));
+        // OpenAI sends a stream's headers at once, but a server may hold them back until its
+        // first token: the same wait for both.
+        let response = self.send(self.request(reqwest::Method::POST, "chat/completions").json(body), first_wait, ErrorKind::FirstToken).await?;
         let headers = AnswerHeaders::of(response.headers());
         Ok(ChatStream {
             events: response.bytes_stream().eventsource().boxed(),
             client: self.clone(),
             headers,
             got_first: false,
+            first_wait,
+            thinking: false,
             end: None,
             pending: std::collections::VecDeque::new(),
             raw,
@@ -308,6 +328,11 @@ pub struct ChatStream {
     /// proxy to pass on; its `x-request-id` names the answer in errors.
     pub headers: AnswerHeaders,
     got_first: bool,
+    /// How long the first token may take ([`Client::first_token_wait`]).
+    first_wait: Duration,
+    /// Reasoning has come (`reasoning_content` and the like) but no answer yet: the provider
+    /// is at work, so the stall timeout applies until the first token.
+    thinking: bool,
     /// How it ended, once it has: `[DONE]`, after which only the body's end is left of it
     /// ([`Drop`]), or an error.
     end: Option<End>,
@@ -372,10 +397,10 @@ impl ChatStream {
         }
         let provider = self.client.config.provider.clone();
         loop {
-            let (wait, kind) = if self.got_first {
-                (self.client.config.stall_timeout, ErrorKind::Stall)
-            } else {
-                (self.client.config.first_token_timeout, ErrorKind::FirstToken)
+            let (wait, kind) = match (self.got_first, self.thinking) {
+                (true, _) => (self.client.config.stall_timeout, ErrorKind::Stall),
+                (false, true) => (self.client.config.stall_timeout, ErrorKind::FirstToken),
+                (false, false) => (self.first_wait, ErrorKind::FirstToken),
             };
             let item = match tokio::time::timeout(wait, self.events.next()).await {
                 Err(_) => return Err(self.with_id(Error::new(kind, &provider, format!("nothing for {}s", wait.as_secs_f32())))),
@@ -405,11 +430,12 @@ impl ChatStream {
                     return Err(self.with_id(e));
                 }
             };
-            if !matches!(decoded, Decoded::Skip) {
+            if !matches!(decoded, Decoded::Skip | Decoded::Thinking) {
                 self.got_first = true;
             }
             match decoded {
                 Decoded::Skip => {}
+                Decoded::Thinking => self.thinking = true,
                 Decoded::Usage(usage) => {
                     self.pending.push_back(StreamEvent::Usage(usage));
                     // OpenAI: the usage chunk "is streamed before the data: [DONE] message"
@@ -474,6 +500,10 @@ pub enum Decoded {
     },
     Finish(String),
     Usage(Usage),
+    /// Reasoning without answer text (`reasoning_content` as DeepSeek and vLLM send it,
+    /// `reasoning` as OpenRouter does, `reasoning_details`): the provider is at work, but the
+    /// answer has not begun.
+    Thinking,
     /// Role-only or empty deltas, chunks without choices: not part of the answer.
     Skip,
 }
@@ -520,8 +550,34 @@ pub fn decode_value(value: &Value) -> Result<Decoded, ChunkError> {
         (Some(content), finish) => Decoded::Delta { model: chunk.model.unwrap_or_default(), content, tool_call, finish },
         (None, finish) if other => Decoded::Part { model: chunk.model.unwrap_or_default(), tool_call, finish },
         (None, Some(reason)) => Decoded::Finish(reason),
+        (None, None) if value.pointer("/choices/0/delta").is_some_and(carries_reasoning) => Decoded::Thinking,
         (None, None) => Decoded::Skip,
     })
+}
+
+/// Whether a streamed `delta` carries reasoning (thinking shown apart from the answer).
+fn carries_reasoning(delta: &Value) -> bool {
+    ["reasoning_content", "reasoning", "reasoning_details"].iter().any(|k| match delta.get(*k) {
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Array(a)) => !a.is_empty(),
+        _ => false,
+    })
+}
+
+/// Whether a request to `model` (`reasoning_effort` as the client set it) goes to a model that
+/// reasons before it answers and, on Chat Completions, streams nothing while it does: OpenAI's
+/// o-series and GPT-5 family (not its `-chat` models), or any model asked for a reasoning
+/// effort other than "none". Their first token can take minutes on a hard question; a
+/// provider prefix (`openai/o3`) is ignored.
+pub fn reasons_silently(model: &str, reasoning_effort: Option<&str>) -> bool {
+    if let Some(effort) = reasoning_effort {
+        return !effort.trim().eq_ignore_ascii_case("none");
+    }
+    let name = model.rsplit('/').next().unwrap_or(model).trim().to_ascii_lowercase();
+    let family = |prefix: &str, next: &[char]| name.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with(next));
+    let o_series = ["o1", "o3", "o4"].iter().any(|p| family(p, &['-']));
+    let gpt5 = family("gpt-5", &['-', '.']) && !name.contains("-chat");
+    o_series || gpt5
 }
 
 /// The token counts a chunk with choices carries as well, if any.

@@ -96,6 +96,7 @@ fn client(base_url: &str) -> Client {
         provider: "OpenAI".into(),
         connect_timeout: Duration::from_secs(3),
         first_token_timeout: Duration::from_secs(3),
+        reasoning_first_token_timeout: Duration::from_secs(3),
         stall_timeout: Duration::from_secs(3),
     })
     .unwrap()

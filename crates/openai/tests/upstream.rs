@@ -18,6 +18,7 @@ fn client(base_url: &str) -> Client {
         provider: "OpenAI".into(),
         connect_timeout: Duration::from_secs(2),
         first_token_timeout: Duration::from_millis(1500),
+        reasoning_first_token_timeout: Duration::from_millis(1500),
         stall_timeout: Duration::from_millis(1500),
     })
     .unwrap()
@@ -303,6 +304,124 @@ fn chunk_decoding_handles_the_fuzz_corpus_and_real_chunks() {
     let refusal = r#"{"model":"m","choices":[{"delta":{"refusal":"I can't"},"finish_reason":"stop"}]}"#;
     assert_eq!(decode_chunk(refusal), Ok(Decoded::Part { model: "m".into(), tool_call: false, finish: Some("stop".into()) }));
     assert_eq!(decode_chunk(r#"{"choices":[{"delta":{"content":"","refusal":null}}]}"#), Ok(Decoded::Skip));
+    // Reasoning shown apart from the answer (DeepSeek / vLLM, OpenRouter): at work, no answer yet.
+    for thinking in [
+        r#"{"choices":[{"delta":{"reasoning_content":"Let me think"}}]}"#,
+        r#"{"choices":[{"delta":{"content":null,"reasoning":"Hmm"}}]}"#,
+        r#"{"choices":[{"delta":{"reasoning_details":[{"type":"reasoning.text","text":"a"}]}}]}"#,
+    ] {
+        assert_eq!(decode_chunk(thinking), Ok(Decoded::Thinking), "{thinking}");
+    }
+    assert_eq!(decode_chunk(r#"{"choices":[{"delta":{"reasoning_content":"","reasoning_details":[]}}]}"#), Ok(Decoded::Skip));
+    // Thinking and text in one chunk: the answer has begun.
+    let both = r#"{"model":"m","choices":[{"delta":{"reasoning_content":"done","content":"Hi"}}]}"#;
+    assert!(matches!(decode_chunk(both), Ok(Decoded::Delta { content, .. }) if content == "Hi"));
+}
+
+#[test]
+fn models_that_reason_silently_before_they_answer_are_known_by_name_or_effort() {
+    use understudy_openai::reasons_silently;
+    for (model, effort, silent) in [
+        ("o1", None, true),
+        ("o1-mini", None, true),
+        ("o3-mini-2025-01-31", None, true),
+        ("o4-mini", None, true),
+        ("openai/o3", None, true),
+        ("gpt-5", None, true),
+        ("gpt-5-mini", None, true),
+        ("GPT-5.2", None, true),
+        ("gpt-5.1-codex", None, true),
+        ("gpt-5-chat-latest", None, false),
+        ("gpt-5.1-chat-latest", None, false),
+        ("gpt-4o-mini", None, false),
+        ("gpt-4.1", None, false),
+        ("o10-nonsense", None, false),
+        ("gpt-50", None, false),
+        ("llama-3.3-70b-versatile", None, false),
+        ("gpt-4o-mini", Some("high"), true),
+        ("gpt-5", Some("none"), false),
+        ("o3", Some("minimal"), true),
+    ] {
+        assert_eq!(reasons_silently(model, effort), silent, "{model} {effort:?}");
+    }
+    let c = Client::new(ClientConfig {
+        base_url: "http://127.0.0.1:1/v1".into(),
+        api_key: None,
+        provider: "OpenAI".into(),
+        connect_timeout: Duration::from_secs(1),
+        first_token_timeout: Duration::from_secs(20),
+        reasoning_first_token_timeout: Duration::from_secs(180),
+        stall_timeout: Duration::from_secs(30),
+    })
+    .unwrap();
+    assert_eq!(c.first_token_wait("gpt-5", None), Duration::from_secs(180));
+    assert_eq!(c.first_token_wait("gpt-4o", None), Duration::from_secs(20));
+}
+
+/// A one-connection server that sends its stream's head at once, then each event after its
+/// delay.
+async fn paced_server(events: Vec<(u64, &'static str)>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        if let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 65536];
+            let _ = sock.read(&mut buf).await;
+            let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n").await;
+            for (ms, event) in events {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                let _ = sock.write_all(event.as_bytes()).await;
+            }
+            let _ = sock.shutdown().await;
+        }
+    });
+    format!("http://{addr}/v1")
+}
+
+/// The answer's text, or the error that ended it.
+async fn answer_of(c: &Client, model: &str) -> Result<String, understudy_openai::Error> {
+    let mut s = c.chat_stream(&ChatRequest { model: model.into(), ..request() }).await?;
+    let mut text = String::new();
+    while let Some(ev) = s.next().await {
+        match ev? {
+            StreamEvent::Delta { content, .. } => text.push_str(&content),
+            StreamEvent::Done => return Ok(text),
+            _ => {}
+        }
+    }
+    unreachable!("a stream ends with Done or an error")
+}
+
+const ROLE: &str = "data: {\"model\":\"m\",\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n";
+const HI: &str = "data: {\"model\":\"m\",\"choices\":[{\"delta\":{\"content\":\"Hi\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+const THINK: &str = "data: {\"model\":\"m\",\"choices\":[{\"delta\":{\"reasoning_content\":\"hmm \"}}]}\n\n";
+
+#[tokio::test]
+async fn a_model_that_reasons_silently_gets_the_longer_first_token_wait() {
+    // OpenAI's o-series and GPT-5 send their role chunk (or nothing) and then nothing while they
+    // think: 2.5 s of silence is within the reasoning wait (4 s), not the plain one (1.5 s).
+    let with_base =
+        |base: String| Client::new(ClientConfig { reasoning_first_token_timeout: Duration::from_secs(4), ..client(&base).config().clone() }).unwrap();
+    let silent = vec![(0, ROLE), (2500, HI)];
+    assert_eq!(answer_of(&with_base(paced_server(silent.clone()).await), "o3-mini").await.unwrap(), "Hi");
+    let started = Instant::now();
+    let e = answer_of(&with_base(paced_server(silent).await), "gpt-4o-mini").await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::FirstToken, "{e}");
+    assert!(started.elapsed() < Duration::from_millis(2400), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn reasoning_streamed_before_the_answer_keeps_the_provider_alive_until_it_stalls() {
+    // Reasoning every 0.5 s for 3 s, twice the first-token wait, then the answer.
+    let thinking: Vec<(u64, &str)> = std::iter::once((0, ROLE)).chain(std::iter::repeat_n((500, THINK), 6)).chain([(500, HI)]).collect();
+    assert_eq!(answer_of(&client(&paced_server(thinking).await), "deepseek-reasoner").await.unwrap(), "Hi");
+    // Reasoning that stops is failed after the stall wait: still no first token.
+    let started = Instant::now();
+    let stops = vec![(0, ROLE), (500, THINK), (5000, HI)];
+    let e = answer_of(&client(&paced_server(stops).await), "deepseek-reasoner").await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::FirstToken, "{e}");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1900) && waited < Duration::from_millis(3500), "{waited:?}");
 }
 
 /// A gateway client's body goes upstream as it is (every field, unknown ones too) except for

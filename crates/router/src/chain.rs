@@ -119,6 +119,7 @@ impl Chain {
                         provider: label.clone(),
                         connect_timeout: config.failover.connect_timeout,
                         first_token_timeout: config.failover.first_token_timeout,
+                        reasoning_first_token_timeout: config.failover.reasoning_first_token_timeout,
                         stall_timeout: config.failover.stall_timeout,
                     };
                     Client::new(cfg).map_err(|e| tracing::warn!("provider {}: {e}", p.id)).ok()

@@ -524,13 +524,28 @@ enum Attempt {
     },
 }
 
-/// A failure in a few words, for "answered here because …".
-fn reason_of(e: &CloudError, chain: &Chain) -> String {
+/// A failure of `cloud` asked `request` in a few words, for "answered here because …".
+fn reason_of(e: &CloudError, chain: &Chain, cloud: &Cloud, request: &ChatRequest) -> String {
     match e.kind {
-        ErrorKind::FirstToken => format!("{} did not answer within {} s", e.provider, chain.failover.first_token_timeout.as_secs()),
+        ErrorKind::FirstToken => format!("{} did not answer within {} s", e.provider, first_token_wait(chain, cloud, request).as_secs()),
         ErrorKind::Stall => format!("{} stopped sending for {} s", e.provider, chain.failover.stall_timeout.as_secs()),
         _ => e.summary(),
     }
+}
+
+/// How long `cloud` was given for the first token of `request`'s answer: longer for a model
+/// that reasons silently first (the model and `reasoning_effort` as the provider is asked).
+fn first_token_wait(chain: &Chain, cloud: &Cloud, request: &ChatRequest) -> Duration {
+    let raw = request.raw.as_ref();
+    let model = raw.and_then(|b| b.get("model")).and_then(Value::as_str).filter(|m| !m.trim().is_empty());
+    let model = model.map(str::to_string).unwrap_or_else(|| asked_model(cloud, request));
+    let effort = raw.and_then(|b| b.get("reasoning_effort")).and_then(Value::as_str);
+    cloud.client.as_ref().map_or(chain.failover.first_token_timeout, |c| c.first_token_wait(&model, effort))
+}
+
+/// The model `cloud` is asked for: the conversation's own, else the provider's.
+fn asked_model(cloud: &Cloud, request: &ChatRequest) -> String {
+    request.model.clone().filter(|m| !m.trim().is_empty()).unwrap_or_else(|| cloud.model.clone())
 }
 
 /// The failover policy of design.md section 3 applied to one answer: `plan::Plan` decides the
@@ -547,7 +562,7 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
         None => chain.clouds.iter().collect(),
     };
     let mut plan = Plan::new(facts(chain, monitor, &request, &clouds));
-    let mut blamed = Blamed { chain, monitor, clouds: &clouds, failures: clouds.iter().map(|_| None).collect() };
+    let mut blamed = Blamed { chain, monitor, clouds: &clouds, request: &request, failures: clouds.iter().map(|_| None).collect() };
     // The text a provider had sent when it was cut, for the offline model to continue.
     let mut partial_text = None;
     let mut action = plan.start();
@@ -634,6 +649,7 @@ struct Blamed<'a> {
     chain: &'a Chain,
     monitor: &'a Monitor,
     clouds: &'a [&'a Cloud],
+    request: &'a ChatRequest,
     /// Each provider's last request failure.
     failures: Vec<Option<CloudError>>,
 }
@@ -667,7 +683,7 @@ impl Blamed<'_> {
             Blame::Skipped(_, Skip::Down) => {
                 format!("{} is failing ({}); waiting for it to recover", cloud.label, self.last_error(cloud).as_deref().unwrap_or("recent errors"))
             }
-            Blame::Failed(i) => reason_of(self.failure(i), self.chain),
+            Blame::Failed(i) => reason_of(self.failure(i), self.chain, cloud, self.request),
         }
     }
 
@@ -737,7 +753,7 @@ async fn attempt_cloud(
     failover: (Option<String>, Option<Because>),
     sink: &Sink,
 ) -> Attempt {
-    let model = request.model.clone().filter(|m| !m.trim().is_empty()).unwrap_or_else(|| cloud.model.clone());
+    let model = asked_model(cloud, request);
     let started = Instant::now();
     let mut stream = match open_stream(client, request, &model).await {
         Ok(s) => s,

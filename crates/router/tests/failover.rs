@@ -23,6 +23,11 @@ fn router_chain(providers: &[(&str, &str)], local: bool) -> (Router, tempfile::T
 
 /// `first_token` is how long a first token may take before the router fails over.
 fn router_timed(providers: &[(&str, &str)], local: bool, first_token: Duration) -> (Router, tempfile::TempDir) {
+    router_waits(providers, local, first_token, Config::default().failover.reasoning_first_token_timeout)
+}
+
+/// [`router_timed`], a model that reasons silently first given `reasoning` for its first token.
+fn router_waits(providers: &[(&str, &str)], local: bool, first_token: Duration, reasoning: Duration) -> (Router, tempfile::TempDir) {
     let mut c = Config { mode: Mode::Auto, ..Config::default() };
     c.providers = providers
         .iter()
@@ -33,6 +38,7 @@ fn router_timed(providers: &[(&str, &str)], local: bool, first_token: Duration) 
     c.local.threads = 1;
     c.failover.connect_timeout = Duration::from_secs(2);
     c.failover.first_token_timeout = first_token;
+    c.failover.reasoning_first_token_timeout = reasoning;
     c.failover.stall_timeout = Duration::from_secs(1);
     c.failover.status_page = String::new(); // never the internet from tests
     let dir = tempfile::tempdir().unwrap();
@@ -61,8 +67,12 @@ struct Got {
 }
 
 async fn ask(r: &Router) -> Got {
+    ask_for(r, request()).await
+}
+
+async fn ask_for(r: &Router, request: ChatRequest) -> Got {
     let t0 = Instant::now();
-    let mut a = r.chat(request());
+    let mut a = r.chat(request);
     let mut g = Got::default();
     while let Some(e) = a.next().await {
         match e {
@@ -119,6 +129,27 @@ async fn failures_before_the_first_token_fail_over_at_once_with_the_reason() {
         assert!(g.took < Duration::from_secs(3), "{reason}: took {:?}", g.took);
         assert_eq!(breaker(&r), Breaker::Closed, "{reason}: one failure never opens the breaker");
     }
+}
+
+#[tokio::test]
+async fn a_model_that_reasons_silently_is_given_the_reasoning_wait_for_its_first_token() {
+    // o3-mini thinks before its first token and streams nothing meanwhile: 1.5 s of silence is
+    // within its wait (2.5 s) though over the plain one (1 s); past its own wait it fails over
+    // and says how long it was given.
+    let mock = Llmock::start(&[]);
+    let (r, _d) = router_waits(&[("openai", &mock.base_url())], true, Duration::from_secs(1), Duration::from_millis(2500));
+    let o3 = || ChatRequest { model: Some("o3-mini".into()), ..request() };
+    scenario(&mock, serde_json::json!([{ "type": "slow_first_token", "seconds": 1.5 }])).await;
+    let g = ask_for(&r, o3()).await;
+    assert_eq!((g.started_by.as_deref(), g.reason.as_deref()), (Some("openai"), None), "{g:?}");
+    assert!(g.done && g.took >= Duration::from_millis(1500), "{g:?}");
+    scenario(&mock, serde_json::json!([{ "type": "slow_first_token", "seconds": 1.5 }])).await;
+    let g = ask(&r).await;
+    assert_eq!((g.started_by.as_deref(), g.reason.as_deref()), (Some("local"), Some("OpenAI did not answer within 1 s")), "gpt-4o-mini: {g:?}");
+    scenario(&mock, serde_json::json!([{ "type": "slow_first_token", "seconds": 5 }])).await;
+    let g = ask_for(&r, o3()).await;
+    assert_eq!((g.started_by.as_deref(), g.reason.as_deref()), (Some("local"), Some("OpenAI did not answer within 2 s")), "{g:?}");
+    assert!(g.took < Duration::from_secs(4), "{g:?}");
 }
 
 #[tokio::test]
