@@ -515,11 +515,12 @@ enum Attempt {
     Done {
         first_token: Option<Duration>,
     },
-    /// Failed; `partial` = (text so far, model) when tokens had already been sent;
+    /// Failed; `partial` = (text so far, the chunks of text it came in) when tokens had
+    /// already been sent;
     /// `tool_call` when a tool call had begun.
     Failed {
         error: CloudError,
-        partial: Option<(String, String)>,
+        partial: Option<(String, u32)>,
         tool_call: bool,
     },
 }
@@ -589,7 +590,7 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
                             in_tool_call: tool_call,
                             retry_after: error.retry_after,
                         };
-                        partial_text = partial.map(|(text, _model)| text);
+                        partial_text = partial;
                         blamed.failures[provider] = Some(error);
                         outcome
                     }
@@ -600,7 +601,10 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
             Action::Local { start, blame } => {
                 let start = match start {
                     plan::Start::Fresh => Start::Fresh,
-                    plan::Start::Continue => Start::Continue(partial_text.take().unwrap_or_default()),
+                    plan::Start::Continue => {
+                        let (text, sent) = partial_text.take().unwrap_or_default();
+                        Start::Continue { text, sent }
+                    }
                     plan::Start::Restart => Start::Restart,
                 };
                 let failover = (blame.map(|b| blamed.reason(b)), blame.map(|b| blamed.because(b)));
@@ -760,6 +764,7 @@ async fn attempt_cloud(
         Err(error) => return Attempt::Failed { error, partial: None, tool_call: false },
     };
     let (mut answered_by, mut finish, mut text, mut first_token) = (model, FinishReason::Stop, String::new(), None);
+    let mut sent = 0u32;
     // Raw chunks before the first token wait for `Started` (a failover before it drops them).
     let (mut held, mut tool_call) = (Vec::new(), false);
     let begin = |answered_by: &str, (failover, because): &(Option<String>, Option<Because>), headers: &AnswerHeaders| Event::Started {
@@ -801,7 +806,7 @@ async fn attempt_cloud(
                 sink.send(Event::Done { finish_reason: finish, model: answered_by }).await;
                 return Attempt::Done { first_token };
             }
-            Err(error) => return Attempt::Failed { error, partial: first_token.map(|_| (text, answered_by)), tool_call },
+            Err(error) => return Attempt::Failed { error, partial: first_token.map(|_| (text, sent)), tool_call },
         };
         if !model.is_empty() {
             answered_by = model;
@@ -811,13 +816,14 @@ async fn attempt_cloud(
             started_with(sink, begin(&answered_by, &failover, &stream.headers), &mut held).await;
         }
         if let Some(content) = content {
+            sent += 1;
             text.push_str(&content);
             sink.send(Event::Token { text: content }).await;
         }
     }
     // The client reports a stream without [DONE] as an error; this is only a safety net.
     let error = CloudError::new(ErrorKind::Truncated, &cloud.label, "the stream ended without [DONE]");
-    Attempt::Failed { error, partial: first_token.map(|_| (text, answered_by)), tool_call }
+    Attempt::Failed { error, partial: first_token.map(|_| (text, sent)), tool_call }
 }
 
 /// Opens the provider's stream: the client's body as it is (the provider's own `model` only
@@ -855,8 +861,9 @@ async fn started_with(sink: &Sink, started: Event, held: &mut Vec<(Value, String
 enum Start {
     /// The whole answer (`Started`).
     Fresh,
-    /// Continues a cloud provider's partial text as a prefill (`Switched`).
-    Continue(String),
+    /// Continues a cloud provider's partial text as a prefill (`Switched`); `sent`: the chunks
+    /// of text it had sent, each about a token, which count against the answer's `max_tokens`.
+    Continue { text: String, sent: u32 },
     /// A cloud answer failed inside a tool call: the whole answer afresh (`Switched`).
     Restart,
 }
@@ -881,9 +888,9 @@ async fn answer_local(chain: &Chain, engine: &Engine, request: &ChatRequest, fai
     };
     let (provider, label) = (Chain::local_id().to_string(), "Local model".to_string());
     let switched = !matches!(start, Start::Fresh);
-    let prefill = match start {
-        Start::Continue(text) => Some(text),
-        Start::Fresh | Start::Restart => None,
+    let (prefill, sent) = match start {
+        Start::Continue { text, sent } => (Some(text), sent),
+        Start::Fresh | Start::Restart => (None, 0),
     };
     match (switched, failover) {
         (true, (Some(reason), Some(because))) => sink.send(Event::Switched { provider, label, model: name.clone(), reason, because }).await,
@@ -892,8 +899,14 @@ async fn answer_local(chain: &Chain, engine: &Engine, request: &ChatRequest, fai
     if let Err(e) = engine.ensure_loaded(path, chain.context, chain.threads).await {
         return sink.send(Event::Error { error: ChatError::from_engine(&e) }).await;
     }
+    // A continued answer has spent part of its budget already: the client's `max_tokens` is
+    // for the whole answer, and the usage reported is the whole answer's too.
+    let max_tokens = request.max_tokens.map(|m| m.saturating_sub(sent));
+    if max_tokens == Some(0) {
+        return sink.send(Event::Done { finish_reason: FinishReason::Length, model: name.clone() }).await;
+    }
     let messages = request.offline_messages.clone().unwrap_or_else(|| to_local(&request.messages));
-    let params = request.sampling.params(request.max_tokens);
+    let params = request.sampling.params(max_tokens);
     let mut generation = match engine.generate_with_tools(messages, request.tools.clone(), params, prefill).await {
         Ok(g) => g,
         Err(e) => return sink.send(Event::Error { error: ChatError::from_engine(&e) }).await,
@@ -906,7 +919,7 @@ async fn answer_local(chain: &Chain, engine: &Engine, request: &ChatRequest, fai
                 if usage.dropped_messages > 0 {
                     sink.send(Event::LeftOut { messages: usage.dropped_messages }).await;
                 }
-                sink.send(Event::Usage { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens }).await;
+                sink.send(Event::Usage { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens + sent }).await;
                 let finish = match finish_reason {
                     LocalFinish::Stop => FinishReason::Stop,
                     LocalFinish::Length => FinishReason::Length,

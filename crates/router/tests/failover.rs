@@ -10,7 +10,7 @@ use understudy_core::{Env, Paths, Role};
 use understudy_local::engine::EngineConfig;
 use understudy_local::Engine;
 use understudy_router::chain::FixedKey;
-use understudy_router::{Breaker, Chain, ChatRequest, Event, Health, Router, Turn};
+use understudy_router::{Breaker, Chain, ChatRequest, Event, FinishReason, Health, Router, Turn};
 use understudy_testkit::Llmock;
 
 fn router(base_url: &str, local: bool) -> (Router, tempfile::TempDir) {
@@ -61,7 +61,12 @@ struct Got {
     switched_to: Option<(String, String)>,
     text: String,
     text_before_switch: String,
+    /// Token events after the switch (the offline model's pieces).
+    pieces_after_switch: usize,
     done: bool,
+    finish: Option<FinishReason>,
+    /// The last (prompt, completion) token counts told.
+    usage: Option<(u32, u32)>,
     error: Option<String>,
     took: Duration,
 }
@@ -77,14 +82,18 @@ async fn ask_for(r: &Router, request: ChatRequest) -> Got {
     while let Some(e) = a.next().await {
         match e {
             Event::Started { provider, failover, .. } => (g.started_by, g.reason) = (Some(provider), failover),
-            Event::Token { text } => g.text.push_str(&text),
+            Event::Token { text } => {
+                g.text.push_str(&text);
+                g.pieces_after_switch += usize::from(g.switched_to.is_some());
+            }
             Event::Switched { provider, reason, .. } => {
                 g.text_before_switch = g.text.clone();
                 g.switched_to = Some((provider, reason));
             }
-            Event::Done { .. } => g.done = true,
+            Event::Done { finish_reason, .. } => (g.done, g.finish) = (true, Some(finish_reason)),
+            Event::Usage { prompt_tokens, completion_tokens } => g.usage = Some((prompt_tokens, completion_tokens)),
             Event::Error { error } => g.error = Some(error.to_string()),
-            Event::Usage { .. } | Event::LeftOut { .. } | Event::Reasoning { .. } | Event::Upstream { .. } => {}
+            Event::LeftOut { .. } | Event::Reasoning { .. } | Event::Upstream { .. } => {}
         }
     }
     g.took = t0.elapsed();
@@ -228,6 +237,28 @@ async fn failures_mid_stream_are_continued_by_the_local_model() {
         assert!(g.text.len() > g.text_before_switch.len() && g.done, "the local model continued: {g:?}");
         assert!(g.took < Duration::from_secs(4), "{reason}: {:?}", g.took);
     }
+}
+
+#[tokio::test]
+async fn a_continued_answer_keeps_to_the_client_s_max_tokens_for_the_whole_answer() {
+    // Cut after three words (the role chunk, then a word a chunk): the offline model has the
+    // rest of the budget, and the usage told is the whole answer's.
+    let mock = Llmock::start(&[]);
+    let text = "One two three four five six seven eight nine ten.";
+    let cut = serde_json::json!({ "type": "stream_fault", "kind": "disconnect", "after_chunks": 4 });
+    let (r, _d) = router(&mock.base_url(), true);
+    scenario(&mock, serde_json::json!([{ "type": "reply", "text": text }, cut.clone()])).await;
+    let g = ask_for(&r, ChatRequest { max_tokens: Some(5), ..request() }).await;
+    assert_eq!(g.text_before_switch, "One two three ", "{g:?}");
+    assert!(g.switched_to.is_some() && g.done, "{g:?}");
+    // The tiny random-weight model never stops on its own: it uses the budget left, 2 tokens
+    // (a piece is a token, or several held back together).
+    assert!((1..=2).contains(&g.pieces_after_switch), "{g:?}");
+    assert_eq!((g.finish.clone(), g.usage.map(|u| u.1)), (Some(FinishReason::Length), Some(5)), "{g:?}");
+    // The cut came with the budget spent: the answer ends there, at its length.
+    scenario(&mock, serde_json::json!([{ "type": "reply", "text": text }, cut])).await;
+    let g = ask_for(&r, ChatRequest { max_tokens: Some(3), ..request() }).await;
+    assert_eq!((g.text.as_str(), g.finish.clone()), ("One two three ", Some(FinishReason::Length)), "{g:?}");
 }
 
 #[tokio::test]
