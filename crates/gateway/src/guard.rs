@@ -65,13 +65,17 @@ pub(crate) fn refuse(req: &Request, token: Option<&str>) -> Option<Response> {
             ));
         }
     }
-    // A body declared too large is refused at once, not read for 8 MiB first (or, for a client
-    // that sent `Expect: 100-continue`, waited for until the body timeout).
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|h| h.to_str().ok()).and_then(|n| n.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > crate::MAX_BODY as u64) {
-        return Some(error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", None, "The request body is too large (8 MiB at most)."));
+    // A body declared too large is refused at once, not read up to the limit first (or, for a
+    // client that sent `Expect: 100-continue`, waited for until the body timeout).
+    if declared_length(headers).is_some_and(|n| n > crate::MAX_BODY as u64) {
+        return Some(error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", None, "The request body is too large (50 MiB at most)."));
     }
     None
+}
+
+/// The body's length as `Content-Length` declares it.
+pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH).and_then(|h| h.to_str().ok()).and_then(|n| n.trim().parse::<u64>().ok())
 }
 
 /// Headers every response carries: a browser must not run or embed an answer as a script,

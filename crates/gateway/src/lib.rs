@@ -16,6 +16,7 @@ mod listen;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
@@ -38,8 +39,16 @@ use assemble::Assembly;
 pub use guard::new_token;
 pub use listen::Limits;
 
-/// Request bodies above this are refused (413): a chat request is text.
-pub const MAX_BODY: usize = 8 * 1024 * 1024;
+/// Request bodies above this are refused (413): OpenAI takes up to 50 MB of images, base64 in
+/// the JSON, in one request.
+pub const MAX_BODY: usize = 50 * 1024 * 1024;
+
+/// Bodies up to this are read as they come. A larger one must declare its `Content-Length`, and
+/// takes that many bytes of [`Limits::large_bodies`] until its answer ends, so a few large
+/// requests cannot make the gateway hold gigabytes.
+pub const FREE_BODY: usize = 8 * 1024 * 1024;
+
+const MIB: u64 = 1024 * 1024;
 
 #[derive(Clone, Default)]
 pub struct GatewayConfig {
@@ -69,11 +78,17 @@ pub enum GatewayError {
 struct App {
     router: Router,
     cfg: GatewayConfig,
+    /// [`Limits::large_bodies`] in MiB: each body over [`FREE_BODY`] holds its size (rounded
+    /// up) until its answer ends.
+    large: Arc<tokio::sync::Semaphore>,
 }
 
 /// The HTTP application (for tests and embedding).
 pub fn app(router: Router, cfg: GatewayConfig) -> axum::Router {
-    let state = App { router, cfg };
+    // Never less than one largest body, which would otherwise wait for ever.
+    let large_mib = cfg.limits.large_bodies.max(MAX_BODY as u64).div_ceil(MIB);
+    let large = Arc::new(tokio::sync::Semaphore::new(usize::try_from(large_mib).unwrap_or(usize::MAX).min(tokio::sync::Semaphore::MAX_PERMITS)));
+    let state = App { router, cfg, large };
     axum::Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/models", get(models))
@@ -181,7 +196,9 @@ fn error(status: StatusCode, kind: &str, code: Option<&str>, message: &str) -> R
 }
 
 /// The browser checks and the token (`guard`), then the body, read within `body_read`: a
-/// request that stalls after its header is not kept forever.
+/// request that stalls after its header is not kept forever. A body over [`FREE_BODY`] first
+/// waits (within the same time) for its share of `large_bodies`, which it holds until its
+/// answer's body ends.
 async fn guard(State(app): State<App>, req: Request, next: Next) -> Response {
     if let Some(refused) = guard::refuse(&req, app.cfg.token.as_deref()) {
         return refused;
@@ -189,13 +206,69 @@ async fn guard(State(app): State<App>, req: Request, next: Next) -> Response {
     if req.method() != axum::http::Method::POST {
         return next.run(req).await;
     }
+    let deadline = tokio::time::Instant::now() + app.cfg.limits.body_read;
+    // `refuse` has turned away a declared length over MAX_BODY.
+    let declared = guard::declared_length(req.headers()).filter(|&n| n > FREE_BODY as u64);
+    let (limit, held) = match declared {
+        None => (FREE_BODY, None),
+        Some(n) => {
+            let mib = u32::try_from(n.div_ceil(MIB)).unwrap_or(u32::MAX);
+            match tokio::time::timeout_at(deadline, app.large.clone().acquire_many_owned(mib)).await {
+                Ok(Ok(permit)) => (usize::try_from(n).unwrap_or(MAX_BODY), Some(permit)),
+                _ => {
+                    let mut r = error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "server_error",
+                        Some("busy"),
+                        "The gateway is holding as many large requests as it may at once; try again in a moment.",
+                    );
+                    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
+                    return r;
+                }
+            }
+        }
+    };
     let (parts, body) = req.into_parts();
-    let body = match tokio::time::timeout(app.cfg.limits.body_read, axum::body::to_bytes(body, MAX_BODY)).await {
+    let body = match tokio::time::timeout_at(deadline, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(b)) => b,
-        Ok(Err(_)) => return error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", None, "The request body is too large or was cut off."),
+        Ok(Err(_)) => {
+            let message = "The request body is too large (50 MiB at most; over 8 MiB only with a Content-Length that says its size) or was cut off.";
+            return error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", None, message);
+        }
         Err(_) => return error(StatusCode::REQUEST_TIMEOUT, "invalid_request_error", None, "The request body did not arrive in time."),
     };
-    next.run(Request::from_parts(parts, Body::from(body))).await
+    let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+    match held {
+        None => response,
+        Some(permit) => response.map(|body| Body::new(Holding { body, _permit: permit })),
+    }
+}
+
+/// An answer's body that holds its request's share of `large_bodies` until it ends (a streamed
+/// answer keeps its request, in the router, until then).
+struct Holding {
+    body: Body,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl http_body::Body for Holding {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 fn now_s() -> u64 {

@@ -46,6 +46,10 @@ pub struct Limits {
     /// reading. Any progress (the client read something, so the kernel took more) starts it
     /// again, so a slow reader is never cut while it reads.
     pub write_stall: Duration,
+    /// Bytes of request bodies over [`crate::FREE_BODY`] (large image requests) held at once, each
+    /// until its answer ends; a request that would pass it waits for room within `body_read`,
+    /// else gets 503 with `Retry-After`. Never less than one [`crate::MAX_BODY`].
+    pub large_bodies: u64,
 }
 
 impl Default for Limits {
@@ -56,6 +60,7 @@ impl Default for Limits {
             max_connections: 256,
             keep_alive: Duration::from_secs(10),
             write_stall: Duration::from_secs(30),
+            large_bodies: 256 * 1024 * 1024,
         }
     }
 }
