@@ -355,7 +355,11 @@ fn bad(message: &str) -> Box<Response> {
 fn parse(body: &Bytes) -> Result<Parsed, Box<Response>> {
     let v: Value = serde_json::from_slice(body).map_err(|e| bad(&format!("The body is not valid JSON: {e}")))?;
     let Value::Object(raw) = v else { return Err(bad("The body must be a JSON object.")) };
-    let model = raw.get("model").and_then(Value::as_str).ok_or_else(|| bad("`model` is required."))?.to_string();
+    let model = match raw.get("model") {
+        Some(Value::String(m)) => m.clone(),
+        None | Some(Value::Null) => return Err(bad("`model` is required.")),
+        Some(_) => return Err(bad("`model` must be a string.")),
+    };
     let list = raw.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty()).ok_or_else(|| bad("`messages` must be a non-empty array."))?;
     let mut refusals = Vec::new();
     let mut tool_use = ToolUse::default();
@@ -1168,6 +1172,7 @@ mod tests {
         assert_eq!(p.request.raw.as_ref().map(|r| r.len()), Some(5), "the whole body goes upstream");
         for bad in [
             r#"{"messages":[{"role":"user","content":"x"}]}"#,
+            r#"{"model":5,"messages":[{"role":"user","content":"x"}]}"#,
             r#"{"model":"m","messages":[]}"#,
             r#"{"model":"m","messages":[{"role":"oracle","content":"x"}]}"#,
             r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#,
