@@ -223,8 +223,7 @@ impl Client {
     /// A complete answer in one response.
     pub async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, Error> {
         let wait = self.first_token_wait(&req.model, None);
-        let body =
-            serde_json::json!({ "model": req.model, "messages": req.messages, "max_tokens": req.max_tokens, "temperature": req.temperature, "stream": false });
+        let body = request_body(req, false);
         let response = self.send(self.request(reqwest::Method::POST, "chat/completions").json(&body), wait, ErrorKind::FirstToken).await?;
         let request_id = header(&response, "x-request-id");
         let bytes = match tokio::time::timeout(self.config.stall_timeout, response.bytes()).await {
@@ -243,23 +242,28 @@ impl Client {
             message: Reply,
             finish_reason: Option<String>,
         }
-        // Only the text is read: whatever role a provider names its reply with.
+        // Only the text is read: whatever role a provider names its reply with. A reasoning
+        // model whose limit ran out while it thought has none (`null` from some servers).
         #[derive(Deserialize)]
         struct Reply {
-            content: String,
+            #[serde(default)]
+            content: Option<String>,
         }
         let c: Completion = serde_json::from_slice(&bytes).map_err(|e| Error::new(ErrorKind::Malformed, &self.config.provider, format!("completion: {e}")))?;
         let choice = c.choices.into_iter().next().ok_or_else(|| Error::new(ErrorKind::Malformed, &self.config.provider, "completion without choices"))?;
-        Ok(ChatResponse { model: c.model, content: choice.message.content, finish_reason: choice.finish_reason, usage: c.usage, request_id })
+        Ok(ChatResponse {
+            model: c.model,
+            content: choice.message.content.unwrap_or_default(),
+            finish_reason: choice.finish_reason,
+            usage: c.usage,
+            request_id,
+        })
     }
 
     /// A streamed answer. Returns once the response headers arrived; the first chunk must come
     /// within the first-token timeout and each next one within the stall timeout.
     pub async fn chat_stream(&self, req: &ChatRequest) -> Result<ChatStream, Error> {
-        let body = serde_json::json!({
-            "model": req.model, "messages": req.messages, "max_tokens": req.max_tokens, "temperature": req.temperature,
-            "stream": true, "stream_options": { "include_usage": true },
-        });
+        let body = request_body(req, true);
         self.open_stream(&body, false).await
     }
 
@@ -562,6 +566,29 @@ fn carries_reasoning(delta: &Value) -> bool {
         Some(Value::Array(a)) => !a.is_empty(),
         _ => false,
     })
+}
+
+/// The body of a request of Understudy's own (the window's, the CLI's, a probe's). A model that
+/// reasons first ([`reasons_silently`]) takes its limit as `max_completion_tokens`: OpenAI
+/// refuses `max_tokens` for its o-series and GPT-5 (400 `unsupported_parameter`, which made a
+/// health probe of such a model fail); every other model keeps `max_tokens`, which every
+/// compatible server knows. Unset fields are left out.
+pub fn request_body(req: &ChatRequest, stream: bool) -> Value {
+    let mut body = Map::new();
+    body.insert("model".into(), Value::String(req.model.clone()));
+    body.insert("messages".into(), serde_json::to_value(&req.messages).unwrap_or_default());
+    if let Some(n) = req.max_tokens {
+        let key = if reasons_silently(&req.model, None) { "max_completion_tokens" } else { "max_tokens" };
+        body.insert(key.into(), n.into());
+    }
+    if let Some(t) = req.temperature {
+        body.insert("temperature".into(), serde_json::json!(t));
+    }
+    body.insert("stream".into(), Value::Bool(stream));
+    if stream {
+        body.insert("stream_options".into(), serde_json::json!({ "include_usage": true }));
+    }
+    Value::Object(body)
 }
 
 /// Whether a request to `model` (`reasoning_effort` as the client set it) goes to a model that

@@ -358,6 +358,22 @@ fn models_that_reason_silently_before_they_answer_are_known_by_name_or_effort() 
     assert_eq!(c.first_token_wait("gpt-4o", None), Duration::from_secs(20));
 }
 
+#[test]
+fn a_reasoning_model_is_asked_its_limit_as_max_completion_tokens() {
+    // OpenAI answers `max_tokens` for its o-series and GPT-5 with 400 unsupported_parameter:
+    // a 1-token health probe of such a model would fail while OpenAI is fine.
+    use understudy_openai::request_body;
+    let probe = |model: &str| ChatRequest { model: model.into(), max_tokens: Some(1), ..request() };
+    let body = request_body(&probe("gpt-5-mini"), false);
+    assert_eq!((body.get("max_completion_tokens"), body.get("max_tokens")), (Some(&serde_json::json!(1)), None), "{body}");
+    let body = request_body(&probe("gpt-4o-mini"), true);
+    assert_eq!((body.get("max_tokens"), body.get("max_completion_tokens")), (Some(&serde_json::json!(1)), None), "{body}");
+    assert_eq!(body["stream_options"]["include_usage"], true);
+    // Unset fields are left out rather than sent as null.
+    let body = request_body(&request(), false);
+    assert!(body.get("max_tokens").is_none() && body.get("temperature").is_none(), "{body}");
+}
+
 /// A one-connection server that sends its stream's head at once, then each event after its
 /// delay.
 async fn paced_server(events: Vec<(u64, &'static str)>) -> String {
