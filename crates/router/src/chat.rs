@@ -535,13 +535,19 @@ fn reason_of(e: &CloudError, chain: &Chain, cloud: &Cloud, request: &ChatRequest
 }
 
 /// How long `cloud` was given for the first token of `request`'s answer: longer for a model
-/// that reasons silently first (the model and `reasoning_effort` as the provider is asked).
+/// that reasons silently first.
 fn first_token_wait(chain: &Chain, cloud: &Cloud, request: &ChatRequest) -> Duration {
+    let (model, effort) = reasoning_of(cloud, request);
+    cloud.client.as_ref().map_or(chain.failover.first_token_timeout, |c| c.first_token_wait(&model, effort))
+}
+
+/// The model `cloud` is asked for and the `reasoning_effort` it is asked with: the client's
+/// body's, else the conversation's or the provider's model.
+fn reasoning_of<'a>(cloud: &Cloud, request: &'a ChatRequest) -> (String, Option<&'a str>) {
     let raw = request.raw.as_ref();
     let model = raw.and_then(|b| b.get("model")).and_then(Value::as_str).filter(|m| !m.trim().is_empty());
     let model = model.map(str::to_string).unwrap_or_else(|| asked_model(cloud, request));
-    let effort = raw.and_then(|b| b.get("reasoning_effort")).and_then(Value::as_str);
-    cloud.client.as_ref().map_or(chain.failover.first_token_timeout, |c| c.first_token_wait(&model, effort))
+    (model, raw.and_then(|b| b.get("reasoning_effort")).and_then(Value::as_str))
 }
 
 /// The model `cloud` is asked for: the conversation's own, else the provider's.
@@ -578,6 +584,10 @@ async fn answer(router: &Router, chain: &Chain, request: ChatRequest, sink: &Sin
                 let failover = (plan.blame().map(|b| blamed.reason(b)), plan.blame().map(|b| blamed.because(b)));
                 let outcome = match attempt_cloud(cloud, client, &request, failover, sink).await {
                     Attempt::Done { first_token } => {
+                        // A model that thinks before its first token says by it how long it
+                        // thought, not how well the provider is doing: never "slow".
+                        let (model, effort) = reasoning_of(cloud, &request);
+                        let first_token = first_token.filter(|_| !understudy_openai::reasons_silently(&model, effort));
                         monitor.record(chain, &cloud.id, &cloud.label, Outcome::Success { first_token }, None);
                         plan::Outcome::Answered
                     }

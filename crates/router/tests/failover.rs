@@ -152,6 +152,8 @@ async fn a_model_that_reasons_silently_is_given_the_reasoning_wait_for_its_first
     let g = ask_for(&r, o3()).await;
     assert_eq!((g.started_by.as_deref(), g.reason.as_deref()), (Some("openai"), None), "{g:?}");
     assert!(g.done && g.took >= Duration::from_millis(1500), "{g:?}");
+    // Its long first token is how long it thought, not a sign of trouble.
+    assert_eq!(r.monitor().snapshot().providers[0].health, Health::Healthy);
     scenario(&mock, serde_json::json!([{ "type": "slow_first_token", "seconds": 1.5 }])).await;
     let g = ask(&r).await;
     assert_eq!((g.started_by.as_deref(), g.reason.as_deref()), (Some("local"), Some("OpenAI did not answer within 1 s")), "gpt-4o-mini: {g:?}");
