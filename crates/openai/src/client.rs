@@ -335,7 +335,8 @@ pub struct ChatStream {
     /// How long the first token may take ([`Client::first_token_wait`]).
     first_wait: Duration,
     /// Reasoning has come (`reasoning_content` and the like) but no answer yet: the provider
-    /// is at work, so the stall timeout applies until the first token.
+    /// is at work, so the stall timeout applies until the first token (a `Stall` with nothing
+    /// of the answer sent).
     thinking: bool,
     /// How it ended, once it has: `[DONE]`, after which only the body's end is left of it
     /// ([`Drop`]), or an error.
@@ -403,7 +404,8 @@ impl ChatStream {
         loop {
             let (wait, kind) = match (self.got_first, self.thinking) {
                 (true, _) => (self.client.config.stall_timeout, ErrorKind::Stall),
-                (false, true) => (self.client.config.stall_timeout, ErrorKind::FirstToken),
+                // It was sending (its thinking) and stopped: a stall, though before any answer.
+                (false, true) => (self.client.config.stall_timeout, ErrorKind::Stall),
                 (false, false) => (self.first_wait, ErrorKind::FirstToken),
             };
             let item = match tokio::time::timeout(wait, self.events.next()).await {
