@@ -159,19 +159,32 @@ async fn connection_refused_and_dns_failures_are_outages() {
     no_key(&e);
 }
 
-/// A one-shot raw HTTP server: answers the first request with `response` bytes, then closes.
-async fn raw_server(response: &'static str) -> String {
+/// A one-connection raw HTTP server: reads the first request, hands the connection to
+/// `answer`, then closes the connection `answer` gives back.
+async fn serve_once<F, Fut>(answer: F) -> String
+where
+    F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = tokio::net::TcpStream> + Send,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         if let Ok((mut sock, _)) = listener.accept().await {
             let mut buf = vec![0u8; 65536];
             let _ = sock.read(&mut buf).await;
-            let _ = sock.write_all(response.as_bytes()).await;
-            let _ = sock.shutdown().await;
+            let _ = answer(sock).await.shutdown().await;
         }
     });
     format!("http://{addr}/v1")
+}
+
+/// A one-shot raw HTTP server: answers the first request with `response` bytes, then closes.
+async fn raw_server(response: &'static str) -> String {
+    serve_once(move |mut sock| async move {
+        let _ = sock.write_all(response.as_bytes()).await;
+        sock
+    })
+    .await
 }
 
 #[tokio::test]
@@ -232,20 +245,14 @@ data: {\"model\":\"m\",\"choices\":[{\"delta\":{\"content\":\"Bye\"},\"finish_re
 
 /// Serves one streamed answer: `events`, then `[DONE]` only once `release` is notified.
 async fn held_done_server(events: &'static str, release: std::sync::Arc<tokio::sync::Notify>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        if let Ok((mut sock, _)) = listener.accept().await {
-            let mut buf = vec![0u8; 65536];
-            let _ = sock.read(&mut buf).await;
-            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
-            let _ = sock.write_all(format!("{head}{events}").as_bytes()).await;
-            release.notified().await;
-            let _ = sock.write_all(b"data: [DONE]\n\n").await;
-            let _ = sock.shutdown().await;
-        }
-    });
-    format!("http://{addr}/v1")
+    serve_once(move |mut sock| async move {
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+        let _ = sock.write_all(format!("{head}{events}").as_bytes()).await;
+        release.notified().await;
+        let _ = sock.write_all(b"data: [DONE]\n\n").await;
+        sock
+    })
+    .await
 }
 
 #[tokio::test]
@@ -377,21 +384,15 @@ fn a_reasoning_model_is_asked_its_limit_as_max_completion_tokens() {
 /// A one-connection server that sends its stream's head at once, then each event after its
 /// delay.
 async fn paced_server(events: Vec<(u64, &'static str)>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        if let Ok((mut sock, _)) = listener.accept().await {
-            let mut buf = vec![0u8; 65536];
-            let _ = sock.read(&mut buf).await;
-            let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n").await;
-            for (ms, event) in events {
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                let _ = sock.write_all(event.as_bytes()).await;
-            }
-            let _ = sock.shutdown().await;
+    serve_once(move |mut sock| async move {
+        let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n").await;
+        for (ms, event) in events {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            let _ = sock.write_all(event.as_bytes()).await;
         }
-    });
-    format!("http://{addr}/v1")
+        sock
+    })
+    .await
 }
 
 /// The answer's text, or the error that ended it.
