@@ -4,6 +4,8 @@
 //! empty), the token is checked, half-sent requests neither lock out a real client nor stay
 //! open past the header-read timeout, and a client that stops reading its answer is dropped.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -473,56 +475,34 @@ async fn a_header_or_body_sent_a_byte_at_a_time_is_cut_at_its_timeout() {
 /// it reports the number of each one (from 0) and when its connection was closed under it (the
 /// gateway cancelled the answer).
 async fn endless_upstream() -> (String, tokio::sync::mpsc::UnboundedReceiver<(usize, Instant)>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
     let (closed_tx, closed_rx) = tokio::sync::mpsc::unbounded_channel();
     let chats = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let (closed, chats) = (closed_tx.clone(), chats.clone());
-            tokio::spawn(async move {
-                let mut req = Vec::new();
-                let mut buf = [0u8; 4096];
-                let head_end = loop {
-                    match s.read(&mut buf).await {
-                        Ok(n) if n > 0 => req.extend_from_slice(&buf[..n]),
-                        _ => return,
-                    }
-                    if let Some(i) = req.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break i + 4;
-                    }
-                };
-                let head = String::from_utf8_lossy(&req[..head_end]).to_ascii_lowercase();
-                let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse().unwrap());
-                while req.len() < head_end + len {
-                    match s.read(&mut buf).await {
-                        Ok(n) if n > 0 => req.extend_from_slice(&buf[..n]),
-                        _ => return,
-                    }
-                }
-                if !head.starts_with("post /v1/chat/completions ") {
-                    let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
-                    return;
-                }
-                let n = chats.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let chunk = |delta: serde_json::Value| {
-                    let c = serde_json::json!({"id": "chatcmpl-endless", "object": "chat.completion.chunk", "created": 0, "model": "gpt-4o-mini",
-                        "choices": [{"index": 0, "delta": delta, "finish_reason": null}]});
-                    format!("data: {c}\n\n")
-                };
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n{}",
-                    chunk(serde_json::json!({"role": "assistant", "content": ""}))
-                );
-                let text = chunk(serde_json::json!({ "content": "lorem ipsum ".repeat(80) }));
-                let mut out = s.write_all(head.as_bytes()).await;
-                while out.is_ok() {
-                    out = s.write_all(text.as_bytes()).await;
-                }
-                let _ = closed.send((n, Instant::now()));
-            });
+    let url = common::upstream(move |head, _, mut s| {
+        let (closed, chats) = (closed_tx.clone(), chats.clone());
+        async move {
+            if !head.starts_with("post /v1/chat/completions ") {
+                let _ = s.write_all(common::NOT_FOUND).await;
+                return;
+            }
+            let n = chats.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let chunk = |delta: serde_json::Value| {
+                let c = serde_json::json!({"id": "chatcmpl-endless", "object": "chat.completion.chunk", "created": 0, "model": "gpt-4o-mini",
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": null}]});
+                format!("data: {c}\n\n")
+            };
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n{}",
+                chunk(serde_json::json!({"role": "assistant", "content": ""}))
+            );
+            let text = chunk(serde_json::json!({ "content": "lorem ipsum ".repeat(80) }));
+            let mut out = s.write_all(head.as_bytes()).await;
+            while out.is_ok() {
+                out = s.write_all(text.as_bytes()).await;
+            }
+            let _ = closed.send((n, Instant::now()));
         }
-    });
+    })
+    .await;
     (url, closed_rx)
 }
 

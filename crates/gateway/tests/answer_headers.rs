@@ -75,55 +75,47 @@ fn refusal(then: Then) -> Option<(&'static str, Value)> {
 
 /// An upstream answering every chat request with [`upstream_headers`]`(tag)` and then `then`.
 async fn upstream(tag: &'static str, then: Then) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (mut s, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let Some((head, _)) = common::read_request(&mut s).await else { return };
-                if !head.starts_with("post") {
-                    let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
-                    return;
-                }
-                if let Some((status, body)) = refusal(then) {
-                    let body = body.to_string();
-                    let head = format!(
-                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{}\r\n",
-                        body.len(),
-                        upstream_headers(tag)
-                    );
-                    let _ = s.write_all(format!("{head}{body}").as_bytes()).await;
-                    return;
-                }
-                let head = format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n{}\r\n", upstream_headers(tag));
-                let _ = s.write_all(head.as_bytes()).await;
-                let chunk = |delta: Value, finish: Value| {
-                    json!({ "id": format!("chatcmpl-{tag}"), "object": "chat.completion.chunk", "created": 1_700_000_000, "model": "gpt-4o-2024-08-06",
-                        "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }] })
-                };
-                let chunks = match then {
-                    Then::Close | Then::Refuse | Then::RateLimited => vec![],
-                    Then::Cut => vec![chunk(json!({ "role": "assistant", "content": "Hi" }), Value::Null)],
-                    Then::Answer => vec![
-                        chunk(json!({ "role": "assistant", "content": "Hi" }), Value::Null),
-                        chunk(json!({ "content": " there" }), Value::Null),
-                        chunk(json!({}), json!("stop")),
-                        json!({ "id": format!("chatcmpl-{tag}"), "object": "chat.completion.chunk", "created": 1_700_000_000, "model": "gpt-4o-2024-08-06",
-                            "choices": [], "usage": { "prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7 } }),
-                    ],
-                };
-                for c in chunks {
-                    let _ = s.write_all(format!("data: {c}\n\n").as_bytes()).await;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                if then == Then::Answer {
-                    let _ = s.write_all(b"data: [DONE]\n\n").await;
-                }
-            });
+    common::upstream(move |head, _, mut s| async move {
+        if !head.starts_with("post") {
+            let _ = s.write_all(common::NOT_FOUND).await;
+            return;
         }
-    });
-    format!("http://{addr}/v1")
+        if let Some((status, body)) = refusal(then) {
+            let body = body.to_string();
+            let head = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{}\r\n",
+                body.len(),
+                upstream_headers(tag)
+            );
+            let _ = s.write_all(format!("{head}{body}").as_bytes()).await;
+            return;
+        }
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n{}\r\n", upstream_headers(tag));
+        let _ = s.write_all(head.as_bytes()).await;
+        let chunk = |delta: Value, finish: Value| {
+            json!({ "id": format!("chatcmpl-{tag}"), "object": "chat.completion.chunk", "created": 1_700_000_000, "model": "gpt-4o-2024-08-06",
+                    "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }] })
+        };
+        let chunks = match then {
+            Then::Close | Then::Refuse | Then::RateLimited => vec![],
+            Then::Cut => vec![chunk(json!({ "role": "assistant", "content": "Hi" }), Value::Null)],
+            Then::Answer => vec![
+                chunk(json!({ "role": "assistant", "content": "Hi" }), Value::Null),
+                chunk(json!({ "content": " there" }), Value::Null),
+                chunk(json!({}), json!("stop")),
+                json!({ "id": format!("chatcmpl-{tag}"), "object": "chat.completion.chunk", "created": 1_700_000_000, "model": "gpt-4o-2024-08-06",
+                        "choices": [], "usage": { "prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7 } }),
+            ],
+        };
+        for c in chunks {
+            let _ = s.write_all(format!("data: {c}\n\n").as_bytes()).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if then == Then::Answer {
+            let _ = s.write_all(b"data: [DONE]\n\n").await;
+        }
+    })
+    .await
 }
 
 /// A port nothing listens on.

@@ -20,44 +20,39 @@ type Journal = Arc<Mutex<Vec<(String, Value)>>>;
 /// An OpenAI stand-in: `GET /v1/models` lists two models; a chat request whose last message
 /// says "invalid" gets OpenAI's 400 with a `param`; any other gets `chunks` as SSE.
 async fn upstream(chunks: Vec<Value>) -> (String, Journal) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let journal: Journal = Arc::default();
     let j = journal.clone();
-    tokio::spawn(async move {
-        loop {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let (chunks, j) = (chunks.clone(), j.clone());
-            tokio::spawn(async move {
-                let Some((head, body)) = common::read_request(&mut s).await else { return };
-                let reply = |status: &str, body: Value| {
-                    let body = body.to_string();
-                    format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
-                };
-                if head.starts_with("get /v1/models") {
-                    let list = json!({ "object": "list", "data": [
-                        { "id": "gpt-4o-mini", "object": "model", "created": 1_721_172_741, "owned_by": "system" },
-                        { "id": "gpt-4o-audio-preview", "object": "model", "created": 1_727_460_443, "owned_by": "system" },
-                    ] });
-                    let _ = s.write_all(reply("200 OK", list).as_bytes()).await;
-                    return;
-                }
-                let body: Value = serde_json::from_slice(&body).unwrap();
-                j.lock().unwrap().push((head, body.clone()));
-                if body["messages"].as_array().and_then(|m| m.last()).is_some_and(|m| m["content"] == "invalid") {
-                    let e = json!({ "error": { "message": "Invalid value for 'temperature': must be <= 2.", "type": "invalid_request_error", "param": "temperature", "code": "invalid_value" } });
-                    let _ = s.write_all(reply("400 Bad Request", e).as_bytes()).await;
-                    return;
-                }
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n").await;
-                for c in chunks {
-                    let _ = s.write_all(format!("data: {c}\n\n").as_bytes()).await;
-                }
-                let _ = s.write_all(b"data: [DONE]\n\n").await;
-            });
+    let url = common::upstream(move |head, body, mut s| {
+        let (chunks, j) = (chunks.clone(), j.clone());
+        async move {
+            let reply = |status: &str, body: Value| {
+                let body = body.to_string();
+                format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
+            };
+            if head.starts_with("get /v1/models") {
+                let list = json!({ "object": "list", "data": [
+                    { "id": "gpt-4o-mini", "object": "model", "created": 1_721_172_741, "owned_by": "system" },
+                    { "id": "gpt-4o-audio-preview", "object": "model", "created": 1_727_460_443, "owned_by": "system" },
+                ] });
+                let _ = s.write_all(reply("200 OK", list).as_bytes()).await;
+                return;
+            }
+            let body: Value = serde_json::from_slice(&body).unwrap();
+            j.lock().unwrap().push((head, body.clone()));
+            if body["messages"].as_array().and_then(|m| m.last()).is_some_and(|m| m["content"] == "invalid") {
+                let e = json!({ "error": { "message": "Invalid value for 'temperature': must be <= 2.", "type": "invalid_request_error", "param": "temperature", "code": "invalid_value" } });
+                let _ = s.write_all(reply("400 Bad Request", e).as_bytes()).await;
+                return;
+            }
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n").await;
+            for c in chunks {
+                let _ = s.write_all(format!("data: {c}\n\n").as_bytes()).await;
+            }
+            let _ = s.write_all(b"data: [DONE]\n\n").await;
         }
-    });
-    (format!("http://{addr}/v1"), journal)
+    })
+    .await;
+    (url, journal)
 }
 
 async fn gateway(chunks: Vec<Value>) -> (common::Gw, Journal) {

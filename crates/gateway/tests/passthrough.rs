@@ -32,34 +32,29 @@ async fn upstream_text(chunks: Vec<String>, cut: bool) -> (String, Journal) {
 
 /// [`upstream_text`] with `pace` between chunks.
 async fn upstream_paced(chunks: Vec<String>, cut: bool, pace: Duration) -> (String, Journal) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let journal: Journal = Arc::default();
     let j = journal.clone();
-    tokio::spawn(async move {
-        loop {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let (chunks, j) = (chunks.clone(), j.clone());
-            tokio::spawn(async move {
-                let Some((head, body)) = common::read_request(&mut s).await else { return };
-                if !head.starts_with("post") {
-                    let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
-                    return;
-                }
-                let auth = head.lines().find_map(|l| l.strip_prefix("authorization:")).unwrap_or_default().trim().to_string();
-                j.lock().unwrap().push((auth, serde_json::from_slice(&body).unwrap()));
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n").await;
-                for c in chunks {
-                    let _ = s.write_all(format!("data: {c}\n\n").as_bytes()).await;
-                    tokio::time::sleep(pace).await;
-                }
-                if !cut {
-                    let _ = s.write_all(b"data: [DONE]\n\n").await;
-                }
-            });
+    let url = common::upstream(move |head, body, mut s| {
+        let (chunks, j) = (chunks.clone(), j.clone());
+        async move {
+            if !head.starts_with("post") {
+                let _ = s.write_all(common::NOT_FOUND).await;
+                return;
+            }
+            let auth = head.lines().find_map(|l| l.strip_prefix("authorization:")).unwrap_or_default().trim().to_string();
+            j.lock().unwrap().push((auth, serde_json::from_slice(&body).unwrap()));
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n").await;
+            for c in chunks {
+                let _ = s.write_all(format!("data: {c}\n\n").as_bytes()).await;
+                tokio::time::sleep(pace).await;
+            }
+            if !cut {
+                let _ = s.write_all(b"data: [DONE]\n\n").await;
+            }
         }
-    });
-    (format!("http://{addr}/v1"), journal)
+    })
+    .await;
+    (url, journal)
 }
 
 /// The gateway over the recording upstream at `base_url`, then the stand-in offline worker:

@@ -91,6 +91,33 @@ while read l; do
   echo "{\"type\":\"done\",\"id\":\"$id\",\"finish_reason\":\"stop\",\"usage\":{\"prompt_tokens\":3,\"prompt_evaluated\":3,\"prompt_reused\":0,\"completion_tokens\":1,\"dropped_messages\":0,\"prompt_ms\":1,\"generation_ms\":1}}"
 done"#;
 
+/// A raw upstream on a free loopback port: each request, read whole ([`read_request`]), is
+/// handed to `answer` with its connection (its head lowercased, its body). Returns its base URL,
+/// `http://ADDR/v1`.
+pub async fn upstream<F, Fut>(answer: F) -> String
+where
+    F: Fn(String, Vec<u8>, tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answer = std::sync::Arc::new(answer);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                if let Some((head, body)) = read_request(&mut s).await {
+                    answer(head, body, s).await;
+                }
+            });
+        }
+    });
+    format!("http://{addr}/v1")
+}
+
+/// What a raw upstream answers a request it does not serve.
+pub const NOT_FOUND: &[u8] = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+
 /// Reads one HTTP/1.1 request from `s`: its head (lowercased) and its body (`Content-Length`
 /// bytes); `None` when the peer closes first.
 pub async fn read_request(s: &mut tokio::net::TcpStream) -> Option<(String, Vec<u8>)> {
