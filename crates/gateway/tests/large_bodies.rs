@@ -22,35 +22,30 @@ type Journal = Arc<Mutex<Vec<Value>>>;
 /// An upstream that records each chat request and answers it once `open` is true (a request
 /// under 1 MiB at once).
 async fn upstream(open: tokio::sync::watch::Receiver<bool>) -> (String, Journal) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let journal: Journal = Arc::default();
     let j = journal.clone();
-    tokio::spawn(async move {
-        loop {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let (j, mut open) = (j.clone(), open.clone());
-            tokio::spawn(async move {
-                let Some((head, body)) = common::read_request(&mut s).await else { return };
-                if !head.starts_with("post") {
-                    let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
-                    return;
-                }
-                let large = body.len() >= MIB;
-                j.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
-                if large {
-                    let _ = open.wait_for(|o| *o).await;
-                }
-                let chunk = |delta: Value, finish: Value| json!({ "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o", "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }] });
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n").await;
-                for c in [chunk(json!({ "role": "assistant", "content": "A cat." }), Value::Null), chunk(json!({}), json!("stop"))] {
-                    let _ = s.write_all(format!("data: {c}\n\n").as_bytes()).await;
-                }
-                let _ = s.write_all(b"data: [DONE]\n\n").await;
-            });
+    let url = common::upstream(move |head, body, mut s| {
+        let (j, mut open) = (j.clone(), open.clone());
+        async move {
+            if !head.starts_with("post") {
+                let _ = s.write_all(common::NOT_FOUND).await;
+                return;
+            }
+            let large = body.len() >= MIB;
+            j.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
+            if large {
+                let _ = open.wait_for(|o| *o).await;
+            }
+            let chunk = |delta: Value, finish: Value| json!({ "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o", "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }] });
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n").await;
+            for c in [chunk(json!({ "role": "assistant", "content": "A cat." }), Value::Null), chunk(json!({}), json!("stop"))] {
+                let _ = s.write_all(format!("data: {c}\n\n").as_bytes()).await;
+            }
+            let _ = s.write_all(b"data: [DONE]\n\n").await;
         }
-    });
-    (format!("http://{addr}/v1"), journal)
+    })
+    .await;
+    (url, journal)
 }
 
 /// A request whose image is `mib` MiB of base64.
@@ -62,6 +57,17 @@ fn with_image(mib: usize) -> Value {
 async fn gateway(base_url: String, limits: Limits) -> common::Gw {
     let cfg = GatewayConfig { token: None, limits };
     common::start_failover_with(EngineConfig::new("bash", &["-c", common::WORKER]), &understudy_testkit::tiny_gguf(), base_url, cfg).await
+}
+
+/// Sends `head` and as much of `body` as the gateway takes, then reads its answer until it
+/// closes the connection.
+async fn raw(addr: &str, head: &str, body: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let _ = s.write_all(body).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tokio::io::AsyncReadExt::read_to_end(&mut s, &mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,27 +85,23 @@ async fn an_image_request_over_8_mib_reaches_the_upstream_whole() {
     assert_eq!(sent["messages"], body["messages"], "the image went upstream whole");
 
     // Without a Content-Length (chunked), a body may not pass 8 MiB: its size is unknown
-    // until it has been read.
-    let bytes = serde_json::to_vec(&with_image(9)).unwrap();
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = bytes.chunks(MIB).map(|c| Ok(c.to_vec())).collect();
-    let r = http
-        .post(&gw.url)
-        .header("content-type", "application/json")
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 413);
-    let e: Value = r.json().await.unwrap();
-    assert!(e["error"]["message"].as_str().unwrap().contains("Content-Length"), "{e}");
-    // Over 50 MiB is refused at once, on its declared length (the gateway does not read it).
+    // until it has been read. (Raw: the gateway answers before the body is all sent and then
+    // closes, which an HTTP client may see as a broken pipe instead of the answer.)
     let addr = gw.url.trim_start_matches("http://").split('/').next().unwrap().to_string();
-    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let json = serde_json::to_vec(&with_image(9)).unwrap();
+    let mut chunked = Vec::new();
+    for c in json.chunks(MIB) {
+        chunked.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+        chunked.extend_from_slice(c);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let head = format!("POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let answer = raw(&addr, &head, &chunked).await;
+    assert!(answer.starts_with("HTTP/1.1 413") && answer.contains("Content-Length"), "{answer}");
+    // Over 50 MiB is refused at once, on its declared length (the gateway does not read it).
     let head = format!("POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", 51 * MIB);
-    s.write_all(head.as_bytes()).await.unwrap();
-    let mut answer = vec![0u8; 4096];
-    let n = tokio::io::AsyncReadExt::read(&mut s, &mut answer).await.unwrap();
-    let answer = String::from_utf8_lossy(&answer[..n]);
+    let answer = raw(&addr, &head, b"").await;
     assert!(answer.starts_with("HTTP/1.1 413") && answer.contains("50 MiB"), "{answer}");
     assert_eq!(journal.lock().unwrap().len(), 0, "a refused body never went upstream");
 }
