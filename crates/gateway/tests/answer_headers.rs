@@ -133,9 +133,14 @@ async fn gateway(base_urls: &[String]) -> (String, common::Gw) {
 
 /// Asks the gateway, streamed or not; (response headers, body).
 async fn ask(url: &str, stream: bool) -> (reqwest::header::HeaderMap, String) {
+    ask_expecting(url, stream, 200).await
+}
+
+/// [`ask`], answered with `status`.
+async fn ask_expecting(url: &str, stream: bool, status: u16) -> (reqwest::header::HeaderMap, String) {
     let body = json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": "hi" }], "stream": stream });
     let r = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(r.status(), status, "{}", if stream { "streamed" } else { "not streamed" });
     let headers = r.headers().clone();
     (headers, r.text().await.unwrap())
 }
@@ -238,13 +243,10 @@ async fn a_provider_s_error_answer_keeps_its_request_id() {
     let (url, _gw) = gateway(&[upstream("e4", Then::Refuse).await]).await;
     for stream in [false, true] {
         let what = if stream { "streamed" } else { "not streamed" };
-        let body = json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": "hi" }], "stream": stream, "temperature": 7 });
-        let r = reqwest::Client::new().post(&url).json(&body).send().await.unwrap();
-        assert_eq!(r.status(), 400, "{what}");
-        let h = r.headers().clone();
+        let (h, e) = ask_expecting(&url, stream, 400).await;
         assert_eq!(header(&h, "x-request-id"), Some("req_e4"), "{what}: {h:?}");
         nothing_else(&h, "e4", false, what);
-        let e: Value = r.json().await.unwrap();
+        let e: Value = serde_json::from_str(&e).unwrap();
         assert_eq!(e["error"]["param"], "temperature", "{what}: {e}");
         assert_eq!(e["error"]["code"], "invalid_value", "{what}: {e}");
     }
@@ -258,13 +260,10 @@ async fn a_provider_s_rate_limit_that_reaches_the_client_keeps_its_retry_after()
     let gw = common::start_chain(worker, std::path::Path::new("/nonexistent/model.gguf"), &[upstream("r5", Then::RateLimited).await]).await;
     for stream in [false, true] {
         let what = if stream { "streamed" } else { "not streamed" };
-        let body = json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": "hi" }], "stream": stream });
-        let r = reqwest::Client::new().post(&gw.url).json(&body).send().await.unwrap();
-        assert_eq!(r.status(), 429, "{what}");
-        let h = r.headers().clone();
+        let (h, e) = ask_expecting(&gw.url, stream, 429).await;
         assert_eq!(header(&h, "retry-after"), Some("7"), "{what}: {h:?}");
         assert_eq!(header(&h, "x-request-id"), Some("req_r5"), "{what}: {h:?}");
-        let e: Value = r.json().await.unwrap();
+        let e: Value = serde_json::from_str(&e).unwrap();
         assert_eq!(e["error"]["code"], "rate_limit_exceeded", "{what}: {e}");
     }
 }
