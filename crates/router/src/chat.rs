@@ -116,35 +116,34 @@ pub struct ChatError {
 }
 
 impl ChatError {
-    fn setup(message: &str, next_step: &str, next_action: NextAction) -> ChatError {
+    /// A failure in words, with nothing of a provider's answer to it (no status, code, param,
+    /// wait or request id).
+    fn new(class: ErrorClass, next_action: NextAction, provider: Option<String>, message: String, next_step: &str) -> ChatError {
         ChatError {
-            class: ErrorClass::Setup,
+            class,
             next_action,
-            provider: None,
-            message: message.into(),
+            provider,
+            message,
             next_step: next_step.into(),
             status: None,
             code: None,
+            param: None,
             retry_after: None,
             request_id: None,
-            param: None,
         }
+    }
+
+    fn setup(message: &str, next_step: &str, next_action: NextAction) -> ChatError {
+        ChatError::new(ErrorClass::Setup, next_action, None, message.into(), next_step)
     }
 
     /// A local engine error; a full queue is `busy` with a retry time, not a failure.
     fn from_engine(e: &understudy_local::EngineError) -> ChatError {
         match e {
             understudy_local::EngineError::QueueFull(_) => ChatError {
-                class: ErrorClass::Busy,
-                next_action: NextAction::Retry,
-                provider: Some("local".into()),
-                message: e.to_string(),
-                next_step: "Try again in a few seconds.".into(),
-                status: None,
                 code: Some("rate_limit_exceeded".into()),
                 retry_after: Some(BUSY_RETRY_AFTER_S),
-                request_id: None,
-                param: None,
+                ..ChatError::new(ErrorClass::Busy, NextAction::Retry, Some("local".into()), e.to_string(), "Try again in a few seconds.")
             },
             _ => ChatError::local(e.to_string()),
         }
@@ -155,45 +154,33 @@ impl ChatError {
     fn offline_refused(cloud: Option<(&str, &str)>, why: &str) -> ChatError {
         match cloud {
             Some((label, reason)) => ChatError {
-                class: ErrorClass::Outage,
-                next_action: NextAction::Retry,
-                provider: Some("local".into()),
-                message: format!("{label} is unreachable ({reason}), and the offline model cannot take this request: {why}"),
-                next_step: "Try again when it is back, or leave that out of the request so the offline model can answer.".into(),
                 status: Some(503),
                 code: Some("offline_unsupported".into()),
-                retry_after: None,
-                request_id: None,
-                param: None,
+                ..ChatError::new(
+                    ErrorClass::Outage,
+                    NextAction::Retry,
+                    Some("local".into()),
+                    format!("{label} is unreachable ({reason}), and the offline model cannot take this request: {why}"),
+                    "Try again when it is back, or leave that out of the request so the offline model can answer.",
+                )
             },
             None => ChatError {
-                class: ErrorClass::Request,
-                next_action: NextAction::None,
-                provider: Some("local".into()),
-                message: format!("The offline model cannot take this request: {why}"),
-                next_step: "Send it to a cloud model, or leave that out of the request.".into(),
                 status: Some(400),
                 code: Some("offline_unsupported".into()),
-                retry_after: None,
-                request_id: None,
-                param: None,
+                ..ChatError::new(
+                    ErrorClass::Request,
+                    NextAction::None,
+                    Some("local".into()),
+                    format!("The offline model cannot take this request: {why}"),
+                    "Send it to a cloud model, or leave that out of the request.",
+                )
             },
         }
     }
 
     fn local(message: String) -> ChatError {
-        ChatError {
-            class: ErrorClass::Local,
-            next_action: NextAction::OpenSettings,
-            provider: Some("local".into()),
-            message,
-            next_step: "Try again; if it keeps failing, choose another offline model in Settings.".into(),
-            status: None,
-            code: None,
-            retry_after: None,
-            request_id: None,
-            param: None,
-        }
+        let next_step = "Try again; if it keeps failing, choose another offline model in Settings.";
+        ChatError::new(ErrorClass::Local, NextAction::OpenSettings, Some("local".into()), message, next_step)
     }
 
     pub fn from_cloud(e: &CloudError) -> ChatError {
@@ -705,22 +692,17 @@ impl Blamed<'_> {
         let cloud = self.clouds[blame.index()];
         match blame {
             Blame::Skipped(_, Skip::NoKey | Skip::KeyNeededForHost) => no_key(cloud),
-            Blame::Skipped(_, Skip::Down) => ChatError {
-                class: ErrorClass::Outage,
-                next_action: NextAction::Retry,
-                provider: Some(cloud.id.clone()),
-                message: format!(
+            Blame::Skipped(_, Skip::Down) => ChatError::new(
+                ErrorClass::Outage,
+                NextAction::Retry,
+                Some(cloud.id.clone()),
+                format!(
                     "{} is failing and is skipped until it recovers{}",
                     cloud.label,
                     self.last_error(cloud).map(|w| format!(" (last error: {w})")).unwrap_or_default()
                 ),
-                next_step: "Install an offline model to keep answering while it is down.".into(),
-                status: None,
-                code: None,
-                retry_after: None,
-                request_id: None,
-                param: None,
-            },
+                "Install an offline model to keep answering while it is down.",
+            ),
             Blame::Failed(i) => ChatError::from_cloud(self.failure(i)),
         }
     }
