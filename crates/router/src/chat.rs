@@ -888,14 +888,15 @@ async fn answer_local(chain: &Chain, engine: &Engine, request: &ChatRequest, fai
         (true, (Some(reason), Some(because))) => sink.send(Event::Switched { provider, label, model: name.clone(), reason, because }).await,
         (_, (failover, because)) => sink.send(Event::Started { provider, label, model: name.clone(), failover, because, headers: None }).await,
     }
-    if let Err(e) = engine.ensure_loaded(path, chain.context, chain.threads).await {
-        return sink.send(Event::Error { error: ChatError::from_engine(&e) }).await;
-    }
     // A continued answer has spent part of its budget already: the client's `max_tokens` is
-    // for the whole answer, and the usage reported is the whole answer's too.
+    // for the whole answer, and the usage reported is the whole answer's too. One spent whole
+    // ends here, without loading the model.
     let max_tokens = request.max_tokens.map(|m| m.saturating_sub(sent));
     if max_tokens == Some(0) {
         return sink.send(Event::Done { finish_reason: FinishReason::Length, model: name.clone() }).await;
+    }
+    if let Err(e) = engine.ensure_loaded(path, chain.context, chain.threads).await {
+        return sink.send(Event::Error { error: ChatError::from_engine(&e) }).await;
     }
     let messages = request.offline_messages.clone().unwrap_or_else(|| to_local(&request.messages));
     let params = request.sampling.params(max_tokens);
