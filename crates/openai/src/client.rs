@@ -92,6 +92,18 @@ pub struct ChatResponse {
     pub request_id: Option<String>,
 }
 
+/// A complete answer to a client's body ([`Client::chat_whole_body`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WholeAnswer {
+    /// The response's headers that describe the answer ([`crate::ANSWER_HEADERS`]), for a
+    /// proxy to pass on.
+    pub headers: AnswerHeaders,
+    /// The body as it came: a proxy passes it on byte for byte.
+    pub data: String,
+    /// What it says.
+    pub response: ChatResponse,
+}
+
 /// One step of a streamed answer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamEvent {
@@ -231,6 +243,32 @@ impl Client {
             Ok(Err(e)) => return Err(self.transport(&e, true)),
             Err(_) => return Err(Error::new(ErrorKind::Stall, &self.config.provider, "the answer's body did not arrive")),
         };
+        Ok(ChatResponse { request_id, ..self.completion(&bytes)? })
+    }
+
+    /// A complete answer to a body written elsewhere (a gateway client's that asked for no
+    /// stream), sent as it is. Nothing of such an answer arrives before it is whole (OpenAI
+    /// sends even the headers after the last token), so no wait is enforced here: the caller
+    /// decides how long the provider may work, by checking that it still answers at all.
+    pub async fn chat_whole_body(&self, body: Map<String, Value>) -> Result<WholeAnswer, Error> {
+        let rb = self.request(reqwest::Method::POST, "chat/completions").json(&body);
+        let response = self.send(rb, Duration::MAX, ErrorKind::FirstToken).await?;
+        let headers = AnswerHeaders::of(response.headers());
+        let request_id = headers.get("x-request-id").map(str::to_string);
+        let with_id = |mut e: Error| {
+            e.request_id = request_id.as_deref().map(Box::from);
+            e
+        };
+        let bytes = response.bytes().await.map_err(|e| with_id(self.transport(&e, true)))?;
+        let answer = self.completion(&bytes).map_err(with_id)?;
+        // `completion` read it as JSON, which is UTF-8.
+        let data = String::from_utf8_lossy(&bytes).into_owned();
+        Ok(WholeAnswer { headers, data, response: ChatResponse { request_id, ..answer } })
+    }
+
+    /// What a completion's body says: its model, its first choice's text and finish reason, and
+    /// the usage. An error object in its place is the provider's error.
+    fn completion(&self, bytes: &[u8]) -> Result<ChatResponse, Error> {
         #[derive(Deserialize)]
         struct Completion {
             model: String,
@@ -249,14 +287,26 @@ impl Client {
             #[serde(default)]
             content: Option<String>,
         }
-        let c: Completion = serde_json::from_slice(&bytes).map_err(|e| Error::new(ErrorKind::Malformed, &self.config.provider, format!("completion: {e}")))?;
-        let choice = c.choices.into_iter().next().ok_or_else(|| Error::new(ErrorKind::Malformed, &self.config.provider, "completion without choices"))?;
+        let provider = &self.config.provider;
+        let c: Completion = serde_json::from_slice(bytes).map_err(|e| {
+            let text = String::from_utf8_lossy(bytes);
+            match serde_json::from_str::<Value>(&text).ok().filter(|v| v.get("error").is_some_and(Value::is_object)) {
+                Some(_) => {
+                    let (code, message, _) = error_object(&text);
+                    let mut err = Error::new(ErrorKind::StreamError, provider, self.scrub(message.unwrap_or_default()));
+                    err.code = code;
+                    err
+                }
+                None => Error::new(ErrorKind::Malformed, provider, format!("completion: {e}")),
+            }
+        })?;
+        let choice = c.choices.into_iter().next().ok_or_else(|| Error::new(ErrorKind::Malformed, provider, "completion without choices"))?;
         Ok(ChatResponse {
             model: c.model,
             content: choice.message.content.unwrap_or_default(),
             finish_reason: choice.finish_reason,
             usage: c.usage,
-            request_id,
+            request_id: None,
         })
     }
 

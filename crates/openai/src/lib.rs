@@ -9,7 +9,7 @@ mod headers;
 
 pub use client::{
     carries_tool_call, decode_chunk, decode_value, reasons_silently, request_body, ChatMessage, ChatRequest, ChatResponse, ChatStream, ChunkError, Client,
-    ClientConfig, Decoded, ModelInfo, StreamEvent, Usage,
+    ClientConfig, Decoded, ModelInfo, StreamEvent, Usage, WholeAnswer,
 };
 pub use error::{classify, Error, ErrorKind, FailureClass};
 pub use headers::{AnswerHeaders, ANSWER_HEADERS};
