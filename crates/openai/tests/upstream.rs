@@ -474,6 +474,50 @@ async fn a_raw_body_goes_upstream_unchanged_and_chunks_come_back_raw() {
     assert_eq!(sent, &expected);
 }
 
+#[tokio::test]
+async fn a_body_asked_unstreamed_goes_as_it_is_and_its_completion_comes_back_as_it_came() {
+    let mock = Llmock::start(&[]);
+    let c = client(&mock.base_url());
+    let body = serde_json::json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": "hi" }], "seed": 7, "future_field": [1] });
+    let whole = c.chat_whole_body(body.as_object().unwrap().clone()).await.unwrap();
+    let v: serde_json::Value = reqwest::get(mock.admin_url("requests")).await.unwrap().json().await.unwrap();
+    let list = v.get("requests").unwrap_or(&v).as_array().unwrap().clone();
+    assert_eq!(list.last().unwrap()["body"], body, "no stream forced on");
+    let completion: serde_json::Value = serde_json::from_str(&whole.data).unwrap();
+    assert_eq!(completion["object"], "chat.completion");
+    assert_eq!(completion["choices"][0]["message"]["content"].as_str(), Some(whole.response.content.as_str()));
+    assert!(!whole.response.content.is_empty() && whole.response.usage.is_some(), "{whole:?}");
+
+    // Its bytes as they came, key order and spacing kept; the request id names it.
+    let answer = r#"{"id":"c1", "object":"chat.completion","created":1,"model":"gpt-4o-2024-08-06","choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}]}"#;
+    let head =
+        format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-request-id: req_w\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", answer.len());
+    let url = serve_once(move |mut sock| async move {
+        let _ = sock.write_all(format!("{head}{answer}").as_bytes()).await;
+        sock
+    })
+    .await;
+    let whole = client(&url).chat_whole_body(body.as_object().unwrap().clone()).await.unwrap();
+    assert_eq!((whole.data.as_str(), whole.headers.get("x-request-id")), (answer, Some("req_w")));
+    assert_eq!((whole.response.model.as_str(), whole.response.finish_reason.as_deref()), ("gpt-4o-2024-08-06", Some("stop")));
+}
+
+#[tokio::test]
+async fn an_unstreamed_answer_cut_short_or_carrying_an_error_is_an_outage() {
+    let body = serde_json::json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": "hi" }] });
+    let cut =
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-request-id: req_c\r\ncontent-length: 400\r\nconnection: close\r\n\r\n{\"id\":\"c1\",\"choi";
+    let e = client(&raw_server(cut).await).chat_whole_body(body.as_object().unwrap().clone()).await.unwrap_err();
+    assert_eq!((&e.kind, e.class, e.request_id.as_deref()), (&ErrorKind::Cut, FailureClass::Outage, Some("req_c")), "{e:?}");
+    let error = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 70\r\nconnection: close\r\n\r\n{\"error\":{\"message\":\"The server had an error.\",\"type\":\"server_error\"}}";
+    let e = client(&raw_server(error).await).chat_whole_body(body.as_object().unwrap().clone()).await.unwrap_err();
+    assert_eq!((&e.kind, e.class, e.code.as_deref()), (&ErrorKind::StreamError, FailureClass::Outage, Some("server_error")), "{e:?}");
+    assert!(e.describe().contains("The server had an error."), "{}", e.describe());
+    let junk = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 9\r\nconnection: close\r\n\r\nnot json!";
+    let e = client(&raw_server(junk).await).chat_whole_body(body.as_object().unwrap().clone()).await.unwrap_err();
+    assert_eq!((&e.kind, e.class), (&ErrorKind::Malformed, FailureClass::Outage), "{e:?}");
+}
+
 /// A keep-alive server that answers every request with a short stream whose body ends
 /// (HTTP/1.1's last chunk) a moment after `[DONE]`, as Starlette does; counts connections.
 /// With `idle_close`, a request that comes on a connection idle longer than that is not
