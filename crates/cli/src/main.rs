@@ -400,7 +400,7 @@ async fn stream_answer(
             Event::Reasoning { text } if json => line(&mut out, serde_json::json!({ "type": "reasoning", "text": text }))?,
             Event::Reasoning { text } => eprint!("{text}"),
             // Only the gateway asks for the upstream's raw chunks.
-            Event::Upstream { .. } => {}
+            Event::Upstream { .. } | Event::Whole { .. } => {}
             Event::LeftOut { messages } => {
                 eprintln!("\nunderstudy: the offline model left out the {messages} oldest messages: the conversation did not fit its context");
                 if json {

@@ -55,11 +55,11 @@ ids = [m.id for m in client.models.list()]
 check(any(i.startswith("local/") for i in ids), f"local model listed: {ids}")
 check(len(ids) > 1, f"upstream models listed: {ids}")
 
-# Error mapping. (The gateway always streams upstream, to see first tokens and stalls; health
-# probes are not streamed, so scripting only streamed requests keeps probes out of the way.)
+# Error mapping. (Health probes are not streamed, so scripting only streamed requests keeps
+# probes out of the way.)
 scenario([{"type": "fail", "status": 400, "code": "context_length_exceeded", "message": "maximum context length is 10 tokens", "match": {"stream": True}}])
 try:
-    client.chat.completions.create(model="gpt-4o-mini", messages=msgs)
+    client.chat.completions.create(model="gpt-4o-mini", messages=msgs, stream=True)
     check(False, "400 raises")
 except openai.BadRequestError as e:
     check(e.status_code == 400 and "rejected the request (400)" in str(e), f"400 mapping: {e}")
@@ -75,7 +75,7 @@ except openai.NotFoundError as e:
     check(e.status_code == 404, f"404 mapping: {e}")
 
 # Outage: the answer still comes, and the headers say who and why.
-scenario([{"type": "fail", "status": 503, "message": "overloaded", "times": 2, "match": {"stream": True}}])
+scenario([{"type": "fail", "status": 503, "message": "overloaded", "times": 2}])
 raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=msgs, max_tokens=8)
 check(raw.headers.get("x-understudy-provider") == "local", f"failover provider header: {dict(raw.headers)}")
 check("server error (503)" in (raw.headers.get("x-understudy-failover") or ""), f"failover reason header: {dict(raw.headers)}")
@@ -93,8 +93,8 @@ conn.request("GET", "/v1/models", headers={"Host": "evil.example", "Authorizatio
 resp = conn.getresponse()
 check(resp.status == 403, f"rebinding refused: {resp.status}")
 check(json.loads(resp.read())["error"]["code"] == "host_not_allowed", "403 in OpenAI's error shape")
-# Cut mid-answer: the offline model continues where OpenAI stopped, in a stream (chunk models
-# show the switch) and in a plain response (its model is the one that finished the text).
+# Cut mid-answer: the offline model continues where OpenAI stopped, and the chunk models show
+# the switch. (A plain response is asked unstreamed, which llmock cannot cut.)
 local_name = next(i for i in ids if i.startswith("local/")).split("/", 1)[1]
 urllib.request.urlopen(urllib.request.Request(admin + "/reset", data=b"", method="POST")).read()  # the 503s left over above
 # Healthy answers first, so the failures above no longer weigh on the breaker's failure rate.
@@ -105,10 +105,5 @@ chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=msgs,
 seq = [c.model for c in chunks if c.choices and (c.choices[0].delta.content or "")]
 check(seq and seq[0] == "gpt-4o-mini" and seq[-1] == local_name, f"mid-stream switch visible in chunk models: {seq}")
 check(chunks[-1].choices[0].finish_reason in ("stop", "length"), f"the continued stream ends normally: {chunks[-1]}")
-scenario([{"type": "stream_fault", "kind": "truncate", "after_chunks": 3, "match": {"stream": True}}])
-raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=msgs, max_tokens=8)
-r = raw.parse()
-check(raw.headers.get("x-understudy-provider") == "openai", f"began with OpenAI: {dict(raw.headers)}")
-check(r.model == local_name and r.choices[0].message.content, f"non-stream continued locally: {r}")
 
 print("gateway SDK suite: ok")

@@ -366,7 +366,7 @@ impl Receiving {
             }
             Event::LeftOut { messages } => end.left_out = Some(i64::from(messages)),
             Event::Reasoning { text } => sink(TurnEvent::Reasoning { text }),
-            Event::Upstream { .. } => {}
+            Event::Upstream { .. } | Event::Whole { .. } => {}
             Event::Done { finish_reason, model } => {
                 match finish_reason {
                     FinishReason::Cancelled => {

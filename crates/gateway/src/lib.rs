@@ -33,9 +33,6 @@ use understudy_openai::AnswerHeaders;
 use understudy_router::chain::{Chain, LocalModel};
 use understudy_router::{Answer, ChatError, ChatRequest, ErrorClass, Event, FinishReason, Role, Router, Sampling, Turn};
 
-mod assemble;
-use assemble::Assembly;
-
 pub use guard::new_token;
 pub use listen::Limits;
 
@@ -717,12 +714,16 @@ async fn answer(app: App, body: Bytes) -> Response {
         provenance(h, &provider, failover.as_deref());
         return r;
     }
-    let collected = match Collected::read(&mut answer, model).await {
+    let mut collected = match Collected::read(&mut answer, model).await {
         Ok(c) => c,
         Err(error) => return chat_error(&error),
     };
     let left_out = collected.left_out;
-    let mut r = Json(collected.completion(&id, upstream, tool_format)).into_response();
+    let mut r = match collected.whole.take() {
+        // The provider's completion, byte for byte.
+        Some(body) => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response(),
+        None => Json(collected.completion(&id, tool_format)).into_response(),
+    };
     pass_on(r.headers_mut(), described.as_ref());
     provenance(r.headers_mut(), &provider, failover.as_deref());
     // The offline model's context could not hold the whole conversation: say so, never cut silently.
@@ -732,44 +733,29 @@ async fn answer(app: App, body: Bytes) -> Response {
     r
 }
 
-/// A non-streamed answer as it came: the upstream's chunks, and the offline model's text
-/// (from the start or after a switch) with how it ended.
+/// A non-streamed answer: a cloud provider's completion as it came, or the offline model's
+/// text with how it ended.
 struct Collected {
+    /// The cloud provider's completion, byte for byte.
+    whole: Option<String>,
     text: String,
     reasoning: String,
     finish: FinishReason,
     /// (prompt, completion) tokens.
     usage: Option<(u32, u32)>,
-    /// The model that wrote the end of the answer.
-    last_model: String,
+    /// The model that wrote the answer.
+    model: String,
     left_out: u32,
-    assembly: Assembly,
-    switched: bool,
 }
 
 impl Collected {
     /// Reads the rest of the answer (`model` began it).
     async fn read(answer: &mut Answer, model: String) -> Result<Collected, ChatError> {
-        let mut c = Collected {
-            text: String::new(),
-            reasoning: String::new(),
-            finish: FinishReason::Stop,
-            usage: None,
-            last_model: model,
-            left_out: 0,
-            assembly: Assembly::default(),
-            switched: false,
-        };
+        let mut c = Collected { whole: None, text: String::new(), reasoning: String::new(), finish: FinishReason::Stop, usage: None, model, left_out: 0 };
         while let Some(e) = answer.next().await {
             match e {
-                Event::Upstream { chunk, .. } => c.assembly.add(&chunk),
+                Event::Whole { body } => c.whole = Some(body),
                 Event::Token { text: t } => c.text.push_str(&t),
-                Event::Switched { model, .. } => {
-                    c.last_model = model;
-                    c.switched = true;
-                    // What the offline model writes continues the upstream's text (choice 0).
-                    c.text.clear();
-                }
                 Event::Usage { prompt_tokens, completion_tokens } => c.usage = Some((prompt_tokens, completion_tokens)),
                 Event::Done { finish_reason, .. } => {
                     c.finish = finish_reason;
@@ -778,20 +764,21 @@ impl Collected {
                 Event::Error { error } => return Err(error),
                 Event::LeftOut { messages } => c.left_out = messages,
                 Event::Reasoning { text: t } => c.reasoning.push_str(&t),
-                Event::Started { .. } => {}
+                // A whole answer is never continued: a failed one left the client nothing,
+                // and a stream's chunks come only to a client that asked for one.
+                Event::Started { .. } | Event::Switched { .. } | Event::Upstream { .. } => {}
             }
         }
         Ok(c)
     }
 
-    /// OpenAI's chat completion: the provider's own, assembled from its chunks (the offline
-    /// model's continuation appended after a switch), or written here for the offline model.
-    fn completion(self, id: &str, upstream: bool, tool_format: Option<CallReader>) -> Value {
-        let Collected { mut text, reasoning, mut finish, usage, last_model, assembly, switched, .. } = self;
+    /// The offline model's answer as OpenAI's chat completion.
+    fn completion(self, id: &str, tool_format: Option<CallReader>) -> Value {
+        let Collected { mut text, reasoning, mut finish, usage, model, .. } = self;
         let usage = usage.map(|(p, c)| json!({ "prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c }));
-        // The offline model's calls, read back from its text in its template's format.
+        // Its calls, read back from its text in its template's format.
         let calls: Vec<Value> = match tool_format {
-            Some(reader) if !upstream || switched => {
+            Some(reader) => {
                 let (rest, mut calls) = tools::parse(reader.format, &text);
                 calls.truncate(reader.max);
                 if !calls.is_empty() {
@@ -800,37 +787,23 @@ impl Collected {
                 }
                 calls.iter().map(openai_call).collect()
             }
-            _ => Vec::new(),
+            None => Vec::new(),
         };
-        if upstream {
-            // The completion exactly as the provider would have sent it unstreamed; after a switch,
-            // the offline model's text appended and its model, finish reason and usage.
-            let local = switched.then(|| assemble::Continuation {
-                text: &text,
-                reasoning: &reasoning,
-                model: &last_model,
-                finish: finish.as_str(),
-                usage: usage.clone(),
-                tool_calls: calls,
-            });
-            assembly.finish(id, local)
-        } else {
-            // OpenAI: `content` null when the answer is only tool calls.
-            let content = if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) };
-            let mut message = json!({ "role": "assistant", "content": content, "refusal": null });
-            if !calls.is_empty() {
-                message["tool_calls"] = Value::Array(calls);
-            }
-            // A reasoning model's thinking goes where DeepSeek's API and OpenRouter put it.
-            if !reasoning.is_empty() {
-                message["reasoning_content"] = json!(reasoning);
-            }
-            json!({
-                "id": id, "object": "chat.completion", "created": now_s(), "model": last_model,
-                "choices": [{ "index": 0, "message": message, "logprobs": null, "finish_reason": finish.as_str() }],
-                "usage": usage,
-            })
+        // OpenAI: `content` null when the answer is only tool calls.
+        let content = if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) };
+        let mut message = json!({ "role": "assistant", "content": content, "refusal": null });
+        if !calls.is_empty() {
+            message["tool_calls"] = Value::Array(calls);
         }
+        // A reasoning model's thinking goes where DeepSeek's API and OpenRouter put it.
+        if !reasoning.is_empty() {
+            message["reasoning_content"] = json!(reasoning);
+        }
+        json!({
+            "id": id, "object": "chat.completion", "created": now_s(), "model": model,
+            "choices": [{ "index": 0, "message": message, "logprobs": null, "finish_reason": finish.as_str() }],
+            "usage": usage,
+        })
     }
 }
 
@@ -1003,8 +976,9 @@ impl Chunks {
                 "data: {}\n\n",
                 json!({ "error": { "message": error.to_string(), "type": "server_error", "code": error.code } })
             ))),
-            // Headers are gone by the end of a stream; the non-streamed answer says it.
-            Event::Started { .. } | Event::LeftOut { .. } => Step::Skip,
+            // Headers are gone by the end of a stream; the non-streamed answer says it. A whole
+            // answer comes only to a client that asked for no stream.
+            Event::Started { .. } | Event::LeftOut { .. } | Event::Whole { .. } => Step::Skip,
         }
     }
 

@@ -2,8 +2,8 @@
 //! What real OpenAI clients ask of the gateway besides a plain answer, against a recording
 //! upstream that keeps each request's header and body: `models.retrieve`, endpoints the gateway
 //! does not serve (an OpenAI error naming what it serves, never an empty 404 or 405), the
-//! provider's `error.param`, audio output and several choices assembled for a non-streamed
-//! client, and the client headers OpenAI reads that are not sent upstream (named in
+//! provider's `error.param`, audio output and several choices passed to a non-streamed client as
+//! the provider sent them, and the client headers OpenAI reads that are not sent upstream (named in
 //! `x-understudy-not-forwarded`).
 
 mod common;
@@ -18,12 +18,13 @@ use understudy_local::engine::EngineConfig;
 type Journal = Arc<Mutex<Vec<(String, Value)>>>;
 
 /// An OpenAI stand-in: `GET /v1/models` lists two models; a chat request whose last message
-/// says "invalid" gets OpenAI's 400 with a `param`; any other gets `chunks` as SSE.
-async fn upstream(chunks: Vec<Value>) -> (String, Journal) {
+/// says "invalid" gets OpenAI's 400 with a `param`; any other gets `whole` (the answers asked
+/// of it here are unstreamed).
+async fn upstream(whole: Value) -> (String, Journal) {
     let journal: Journal = Arc::default();
     let j = journal.clone();
     let url = common::upstream(move |head, body, mut s| {
-        let (chunks, j) = (chunks.clone(), j.clone());
+        let (whole, j) = (whole.clone(), j.clone());
         async move {
             let reply = |status: &str, body: Value| {
                 let body = body.to_string();
@@ -44,31 +45,22 @@ async fn upstream(chunks: Vec<Value>) -> (String, Journal) {
                 let _ = s.write_all(reply("400 Bad Request", e).as_bytes()).await;
                 return;
             }
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n").await;
-            for c in chunks {
-                let _ = s.write_all(format!("data: {c}\n\n").as_bytes()).await;
-            }
-            let _ = s.write_all(b"data: [DONE]\n\n").await;
+            let _ = s.write_all(common::whole("", &whole).as_bytes()).await;
         }
     })
     .await;
     (url, journal)
 }
 
-async fn gateway(chunks: Vec<Value>) -> (common::Gw, Journal) {
-    let (base, journal) = upstream(chunks).await;
+async fn gateway(whole: Value) -> (common::Gw, Journal) {
+    let (base, journal) = upstream(whole).await;
     let gw = common::start_failover(EngineConfig::new("bash", &["-c", common::WORKER]), &understudy_testkit::tiny_gguf(), base).await;
     (gw, journal)
 }
 
-fn chunk(choices: Value) -> Value {
-    json!({ "id": "chatcmpl-up2", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": "gpt-4o-audio-preview-2024-12-17",
-        "system_fingerprint": "fp_a", "choices": choices, "usage": null })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn models_are_retrieved_by_id_and_other_endpoints_are_openai_errors_naming_what_is_served() {
-    let (gw, _journal) = gateway(Vec::new()).await;
+    let (gw, _journal) = gateway(Value::Null).await;
     let base = gw.url.trim_end_matches("/chat/completions").to_string();
     let http = reqwest::Client::new();
     let get = |path: &str| http.get(format!("{base}{path}")).send();
@@ -117,7 +109,7 @@ async fn models_are_retrieved_by_id_and_other_endpoints_are_openai_errors_naming
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_provider_s_error_param_reaches_the_client() {
-    let (gw, journal) = gateway(Vec::new()).await;
+    let (gw, journal) = gateway(Value::Null).await;
     for stream in [false, true] {
         let sent = json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": "invalid" }], "temperature": 3, "stream": stream });
         let r = reqwest::Client::new().post(&gw.url).json(&sent).send().await.unwrap();
@@ -134,22 +126,17 @@ async fn the_provider_s_error_param_reaches_the_client() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn audio_output_and_several_choices_assemble_for_a_non_streamed_client() {
-    let usage = json!({ "prompt_tokens": 9, "completion_tokens": 30, "total_tokens": 39,
-        "prompt_tokens_details": { "cached_tokens": 0, "audio_tokens": 0 }, "completion_tokens_details": { "reasoning_tokens": 0, "audio_tokens": 25 } });
-    let mut last = chunk(json!([]));
-    last["usage"] = usage.clone();
-    let (gw, journal) = gateway(vec![
-        chunk(json!([{ "index": 0, "delta": { "role": "assistant", "content": null, "refusal": null, "audio": { "id": "audio_abc", "transcript": "" } }, "finish_reason": null }])),
-        chunk(json!([{ "index": 1, "delta": { "role": "assistant", "content": null, "refusal": null, "audio": { "id": "audio_def", "transcript": "" } }, "finish_reason": null }])),
-        chunk(json!([{ "index": 0, "delta": { "audio": { "transcript": "Hel", "data": "UklG" } }, "finish_reason": null }])),
-        chunk(json!([{ "index": 1, "delta": { "audio": { "transcript": "Hi" } }, "finish_reason": null }])),
-        chunk(json!([{ "index": 0, "delta": { "audio": { "transcript": "lo", "data": "RiQA", "expires_at": 1_700_003_600 } }, "finish_reason": null }])),
-        chunk(json!([{ "index": 1, "delta": { "audio": { "data": "AAAA", "expires_at": 1_700_003_601 } }, "finish_reason": "length" }])),
-        chunk(json!([{ "index": 0, "delta": {}, "finish_reason": "stop" }])),
-        last,
-    ])
-    .await;
+async fn audio_output_and_several_choices_reach_a_non_streamed_client_as_the_provider_sent_them() {
+    let message = |audio: Value| json!({ "role": "assistant", "content": null, "refusal": null, "audio": audio, "annotations": [] });
+    let completion = json!({ "id": "chatcmpl-up2", "object": "chat.completion", "created": 1_700_000_000, "model": "gpt-4o-audio-preview-2024-12-17",
+        "choices": [
+            { "index": 0, "message": message(json!({ "id": "audio_abc", "transcript": "Hello", "data": "UklGRiQA", "expires_at": 1_700_003_600 })), "logprobs": null, "finish_reason": "stop" },
+            { "index": 1, "message": message(json!({ "id": "audio_def", "transcript": "Hi", "data": "AAAA", "expires_at": 1_700_003_601 })), "logprobs": null, "finish_reason": "length" },
+        ],
+        "usage": { "prompt_tokens": 9, "completion_tokens": 30, "total_tokens": 39,
+            "prompt_tokens_details": { "cached_tokens": 0, "audio_tokens": 0 }, "completion_tokens_details": { "reasoning_tokens": 0, "audio_tokens": 25 } },
+        "service_tier": "default", "system_fingerprint": "fp_a", "a_field_added_next_year": { "x": 1 } });
+    let (gw, journal) = gateway(completion.clone()).await;
     let sent = json!({ "model": "gpt-4o-audio-preview", "messages": [{ "role": "user", "content": "Say hello" }], "n": 2,
         "modalities": ["text", "audio"], "audio": { "voice": "alloy", "format": "pcm16" }, "stream": false });
     let r = reqwest::Client::new()
@@ -162,25 +149,13 @@ async fn audio_output_and_several_choices_assemble_for_a_non_streamed_client() {
         .await
         .unwrap();
     assert_eq!(r.headers()["x-understudy-not-forwarded"], "openai-organization, openai-project, idempotency-key");
-    let v: Value = r.json().await.unwrap();
-    let message = |audio: Value| json!({ "role": "assistant", "content": null, "refusal": null, "audio": audio });
-    assert_eq!(
-        v["choices"],
-        json!([
-            { "index": 0, "message": message(json!({ "id": "audio_abc", "transcript": "Hello", "data": "UklGRiQA", "expires_at": 1_700_003_600 })), "logprobs": null, "finish_reason": "stop" },
-            { "index": 1, "message": message(json!({ "id": "audio_def", "transcript": "Hi", "data": "AAAA", "expires_at": 1_700_003_601 })), "logprobs": null, "finish_reason": "length" },
-        ]),
-        "{v}"
-    );
-    assert_eq!((&v["usage"], &v["system_fingerprint"]), (&usage, &json!("fp_a")));
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(r.text().await.unwrap(), completion.to_string(), "the provider's completion, byte for byte");
     let (head, body) = journal.lock().unwrap().last().unwrap().clone();
     for h in ["openai-organization", "openai-project", "idempotency-key"] {
         assert!(!head.contains(h), "{h} is not sent with the stored key: {head}");
     }
-    let mut up = sent.clone();
-    up["stream"] = json!(true);
-    up["stream_options"] = json!({ "include_usage": true });
-    assert_eq!(body, up, "the body went upstream as sent, but for the stream the gateway watches");
+    assert_eq!(body, sent, "the body went upstream as sent, no stream forced on");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,6 +36,12 @@ async fn upstream(open: tokio::sync::watch::Receiver<bool>) -> (String, Journal)
             if large {
                 let _ = open.wait_for(|o| *o).await;
             }
+            if !common::asks_stream(&body) {
+                let message = json!({ "role": "assistant", "content": "A cat." });
+                let completion = json!({ "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o", "choices": [{ "index": 0, "message": message, "finish_reason": "stop" }] });
+                let _ = s.write_all(common::whole("", &completion).as_bytes()).await;
+                return;
+            }
             let chunk = |delta: Value, finish: Value| json!({ "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o", "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }] });
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n").await;
             for c in [chunk(json!({ "role": "assistant", "content": "A cat." }), Value::Null), chunk(json!({}), json!("stop"))] {

@@ -2,7 +2,7 @@
 //! The upstream's answer reaches the client unchanged: a recording upstream here serves canned
 //! OpenAI streams (logprobs, a refusal, annotations, usage details, `system_fingerprint`,
 //! `service_tier`, tool-call deltas) and keeps every request it gets. Streamed clients get its
-//! chunks as they were; non-streamed clients the completion OpenAI would have sent. A stream
+//! chunks as they were; non-streamed clients its completion as it was. A stream
 //! cut inside a tool call is never continued by the offline model: it answers afresh where it
 //! can (a streamed client never saw the half call, which is held until the upstream ends), and
 //! the client is told why where it cannot.
@@ -19,8 +19,9 @@ use understudy_local::engine::EngineConfig;
 /// What the recording upstream received: (authorization header, body) per chat request.
 type Journal = Arc<Mutex<Vec<(String, Value)>>>;
 
-/// Serves `chunks` as SSE to every chat request (then `[DONE]` unless `cut`, which closes the
-/// connection mid-answer), recording each request.
+/// Serves `chunks` as SSE to every chat request that asks for a stream (then `[DONE]` unless
+/// `cut`, which closes the connection mid-answer) and [`whole_answer`] to one that does not
+/// (half of it when `cut`), recording each request.
 async fn upstream(chunks: Vec<Value>, cut: bool) -> (String, Journal) {
     upstream_text(chunks.iter().map(Value::to_string).collect(), cut).await
 }
@@ -43,6 +44,11 @@ async fn upstream_paced(chunks: Vec<String>, cut: bool, pace: Duration) -> (Stri
             }
             let auth = head.lines().find_map(|l| l.strip_prefix("authorization:")).unwrap_or_default().trim().to_string();
             j.lock().unwrap().push((auth, serde_json::from_slice(&body).unwrap()));
+            if !common::asks_stream(&body) {
+                let answer = common::whole("", &whole_answer());
+                let _ = s.write_all(&answer.as_bytes()[..if cut { answer.len() / 2 } else { answer.len() }]).await;
+                return;
+            }
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n").await;
             for c in chunks {
                 let _ = s.write_all(format!("data: {c}\n\n").as_bytes()).await;
@@ -103,12 +109,25 @@ fn rich_answer() -> Vec<Value> {
     ]
 }
 
+/// A completion as OpenAI sends one unstreamed: logprobs, annotations, usage details.
+fn whole_answer() -> Value {
+    json!({
+        "id": "chatcmpl-up1", "object": "chat.completion", "created": 1_700_000_000, "model": "gpt-4o-2024-08-06",
+        "choices": [{ "index": 0, "message": { "role": "assistant", "content": "Hello", "refusal": null,
+            "annotations": [{ "type": "url_citation", "url_citation": { "url": "https://example.org", "title": "e", "start_index": 0, "end_index": 5 } }] },
+            "logprobs": { "content": [lp("Hel"), lp("lo")], "refusal": null }, "finish_reason": "stop" }],
+        "usage": { "prompt_tokens": 8, "completion_tokens": 2, "total_tokens": 10,
+            "prompt_tokens_details": { "cached_tokens": 0, "audio_tokens": 0 }, "completion_tokens_details": { "reasoning_tokens": 0, "audio_tokens": 0 } },
+        "service_tier": "default", "system_fingerprint": "fp_abc",
+    })
+}
+
 fn data_lines(text: &str) -> Vec<&str> {
     text.lines().filter_map(|l| l.strip_prefix("data: ")).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_upstream_s_chunks_pass_unchanged_and_assemble_as_openai_s_completion() {
+async fn the_upstream_s_chunks_and_completion_pass_unchanged() {
     let chunks = rich_answer();
     let mut texts: Vec<String> = chunks.iter().map(Value::to_string).collect();
     // OpenAI's own key order and spacing, which a client sees unchanged.
@@ -149,21 +168,11 @@ async fn the_upstream_s_chunks_pass_unchanged_and_assemble_as_openai_s_completio
         assert_eq!(serde_json::from_str::<Value>(line).unwrap(), original);
     }
 
-    // Not streamed: the completion OpenAI would have sent.
+    // Not streamed: the provider's completion, byte for byte, to the client's body as it was.
     plain["stream"] = false.into();
-    let r: Value = http.post(&url).json(&plain).send().await.unwrap().json().await.unwrap();
-    let up = journal.lock().unwrap().last().unwrap().1.clone();
-    assert_eq!((up["stream"].clone(), up["stream_options"].clone()), (json!(true), json!({ "include_usage": true })), "the gateway streams upstream");
-    assert_eq!(
-        r,
-        json!({
-            "id": "chatcmpl-up1", "object": "chat.completion", "created": 1_700_000_000, "model": "gpt-4o-2024-08-06",
-            "choices": [{ "index": 0, "message": { "role": "assistant", "content": "Hello", "refusal": null,
-                "annotations": [{ "type": "url_citation", "url_citation": { "url": "https://example.org", "title": "e", "start_index": 0, "end_index": 5 } }] },
-                "logprobs": { "content": [lp("Hel"), lp("lo")], "refusal": null }, "finish_reason": "stop" }],
-            "usage": chunks[4]["usage"], "service_tier": "default", "system_fingerprint": "fp_abc",
-        })
-    );
+    let text = http.post(&url).json(&plain).send().await.unwrap().text().await.unwrap();
+    assert_eq!(journal.lock().unwrap().last().unwrap().1, plain, "no stream forced on upstream");
+    assert_eq!(text, whole_answer().to_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,10 +187,15 @@ async fn a_refusal_only_answer_is_an_answer() {
     )
     .await;
     let (url, _gw) = gateway(base).await;
-    let r = reqwest::Client::new().post(&url).json(&json!({ "model": "gpt-4o", "messages": [{ "role": "user", "content": "x" }] })).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .post(&url)
+        .json(&json!({ "model": "gpt-4o", "stream": true, "messages": [{ "role": "user", "content": "x" }] }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["x-understudy-provider"], "openai");
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(v["choices"][0]["message"], json!({ "role": "assistant", "content": null, "refusal": "I can't help with that." }), "{v}");
+    let text = r.text().await.unwrap();
+    assert!(text.contains("I can't help with that.") && data_lines(&text).last() == Some(&"[DONE]"), "{text}");
 }
 
 /// Tool-call deltas are the answer (not "no first token"), and a stream cut inside a tool call

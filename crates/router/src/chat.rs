@@ -18,6 +18,7 @@ use understudy_openai::{AnswerHeaders, ChatMessage, ChatRequest as CloudRequest,
 
 use crate::chain::{Chain, Cloud, LocalModel};
 use crate::health::{HealthSnapshot, Monitor};
+use crate::liveness::{Lapse, Liveness, Step};
 use crate::plan::{self, Action, Blame, Facts, Pinned, Plan, Skip, Unanswered};
 use crate::policy::{Outcome, PolicyConfig};
 
@@ -30,9 +31,10 @@ pub struct ChatRequest {
     pub provider: Option<String>,
     pub max_tokens: Option<u32>,
     /// The client's own request body (the gateway's): sent to cloud providers as it is, except
-    /// `stream` / `stream_options.include_usage` (forced on: the failover watches the stream)
-    /// and `model` when it names none; each upstream chunk then also comes back raw as
-    /// [`Event::Upstream`]. `None` (the window, the CLI): the request is built from `messages`.
+    /// `model` when it names none and, for a streamed one, `stream_options.include_usage`
+    /// (forced on: the failover counts by it); each upstream chunk then also comes back raw as
+    /// [`Event::Upstream`]. One that asks for no stream is asked unstreamed and comes back as
+    /// [`Event::Whole`]. `None` (the window, the CLI): the request is built from `messages`.
     pub raw: Option<Map<String, Value>>,
     /// The client's sampling for the offline model; unset fields keep the engine's defaults.
     pub sampling: Sampling,
@@ -273,7 +275,7 @@ pub enum Event {
     Token {
         text: String,
     },
-    /// A cloud provider's chunk as it came (only for a request with `raw`), before the
+    /// A cloud provider's chunk as it came (only for a streamed request with `raw`), before the
     /// `Token`s it carries: the gateway passes it on unchanged (tool calls, logprobs,
     /// refusals, annotations, usage details). Never sent before `Started`.
     Upstream {
@@ -281,6 +283,13 @@ pub enum Event {
         /// The chunk's text as it came, passed on byte for byte.
         #[serde(skip)]
         data: String,
+    },
+    /// A cloud provider's whole answer to a client that asked for no stream (only for a request
+    /// with `raw`), as it came: the gateway passes it on byte for byte. It follows `Started`
+    /// and comes before the `Token`, `Usage` and `Done` that say what it means.
+    Whole {
+        #[serde(skip)]
+        body: String,
     },
     /// A reasoning model's thinking, apart from the answer text (never stored with it, never
     /// part of a continuation's prefill).
@@ -516,6 +525,7 @@ enum Attempt {
 fn reason_of(e: &CloudError, chain: &Chain, cloud: &Cloud, request: &ChatRequest) -> String {
     match e.kind {
         ErrorKind::FirstToken => format!("{} did not answer within {} s", e.provider, first_token_wait(chain, cloud, request).as_secs()),
+        ErrorKind::Stall if request.raw.as_ref().is_some_and(|b| !streamed(b)) => format!("{} stopped answering while it wrote the answer", e.provider),
         ErrorKind::Stall => format!("{} stopped sending for {} s", e.provider, chain.failover.stall_timeout.as_secs()),
         _ => e.summary(),
     }
@@ -750,6 +760,9 @@ async fn attempt_cloud(
     sink: &Sink,
 ) -> Attempt {
     let model = asked_model(cloud, request);
+    if let Some(body) = request.raw.as_ref().filter(|b| !streamed(b)) {
+        return attempt_whole(cloud, client, client_body(body, &model), failover, sink).await;
+    }
     let started = Instant::now();
     let mut stream = match open_stream(client, request, &model).await {
         Ok(s) => s,
@@ -822,13 +835,7 @@ async fn attempt_cloud(
 /// where it names none), else a request made from the conversation.
 async fn open_stream(client: &understudy_openai::Client, request: &ChatRequest, model: &str) -> Result<understudy_openai::ChatStream, CloudError> {
     match &request.raw {
-        Some(body) => {
-            let mut body = body.clone();
-            if body.get("model").and_then(Value::as_str).is_none_or(|m| m.trim().is_empty()) {
-                body.insert("model".into(), Value::String(model.to_string()));
-            }
-            client.chat_stream_body(body).await
-        }
+        Some(body) => client.chat_stream_body(client_body(body, model)).await,
         None => {
             let req = CloudRequest {
                 model: model.to_string(),
@@ -838,6 +845,106 @@ async fn open_stream(client: &understudy_openai::Client, request: &ChatRequest, 
             };
             client.chat_stream(&req).await
         }
+    }
+}
+
+/// The client's body as the provider is asked it: as it is, with the provider's own `model`
+/// only where it names none.
+fn client_body(body: &Map<String, Value>, model: &str) -> Map<String, Value> {
+    let mut body = body.clone();
+    if body.get("model").and_then(Value::as_str).is_none_or(|m| m.trim().is_empty()) {
+        body.insert("model".into(), Value::String(model.to_string()));
+    }
+    body
+}
+
+/// Whether a client's body asks for a stream.
+fn streamed(body: &Map<String, Value>) -> bool {
+    body.get("stream").and_then(Value::as_bool) == Some(true)
+}
+
+/// A client that asked for no stream gets the provider's answer whole, its request sent as it
+/// is: forcing a stream on would watch for a first token and stalls, but costs what a server
+/// takes longer to stream an answer than to send it. [`Liveness`] stands in for those
+/// timeouts. Nothing reaches the client before the answer is whole, so after a failure the
+/// offline model answers afresh.
+async fn attempt_whole(
+    cloud: &Cloud,
+    client: &understudy_openai::Client,
+    body: Map<String, Value>,
+    failover: (Option<String>, Option<Because>),
+    sink: &Sink,
+) -> Attempt {
+    let model = body.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
+    let first_wait = client.first_token_wait(&model, body.get("reasoning_effort").and_then(Value::as_str));
+    let stall = client.config().stall_timeout;
+    let started = tokio::time::Instant::now();
+    let answer = client.chat_whole_body(body);
+    tokio::pin!(answer);
+    let mut live = Liveness::new(first_wait, stall);
+    let mut check: Option<Check<'_>> = None;
+    let whole = loop {
+        let wake = match live.step(started.elapsed()) {
+            Step::GiveUp(lapse) => return Attempt::Failed { error: lapsed(&cloud.label, lapse, first_wait), partial: None, tool_call: false },
+            Step::Check => {
+                check = Some(Box::pin(still_answers(client, &model)));
+                continue;
+            }
+            Step::Wait(at) => started + at,
+        };
+        tokio::select! {
+            result = &mut answer => break result,
+            checked = async { check.as_mut().expect("polled only with a check").await }, if check.is_some() => {
+                check = None;
+                match checked {
+                    Ok(()) => live.answered(started.elapsed()),
+                    // Why the provider does not answer says more than that it did not.
+                    Err(error) => return Attempt::Failed { error, partial: None, tool_call: false },
+                }
+            }
+            () = tokio::time::sleep_until(wake) => {}
+        }
+    };
+    drop(check);
+    let whole = match whole {
+        Ok(w) => w,
+        Err(error) => return Attempt::Failed { error, partial: None, tool_call: false },
+    };
+    let r = whole.response;
+    let answered_by = if r.model.is_empty() { model } else { r.model };
+    let (failover, because) = failover;
+    let headers = Some(whole.headers);
+    sink.send(Event::Started { provider: cloud.id.clone(), label: cloud.label.clone(), model: answered_by.clone(), failover, because, headers }).await;
+    sink.send(Event::Whole { body: whole.data }).await;
+    if !r.content.is_empty() {
+        sink.send(Event::Token { text: r.content }).await;
+    }
+    if let Some(u) = r.usage {
+        sink.send(Event::Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }).await;
+    }
+    let finish_reason = r.finish_reason.as_deref().map_or(FinishReason::Stop, FinishReason::from_wire);
+    sink.send(Event::Done { finish_reason, model: answered_by }).await;
+    Attempt::Done { first_token: None }
+}
+
+/// A 1-token check in flight ([`still_answers`]).
+type Check<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), CloudError>> + Send + 'a>>;
+
+/// Whether the provider answers a 1-token question: only an outage (no connection, a server
+/// error) says it does not; a refusal of its own (a rate limit, a bad key) is still an answer.
+/// How long it may take is the caller's [`Liveness`].
+async fn still_answers(client: &understudy_openai::Client, model: &str) -> Result<(), CloudError> {
+    match client.chat(&crate::probe::one_token(model)).await {
+        Err(e) if e.class == FailureClass::Outage => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The error of a provider given up on while it wrote a whole answer.
+fn lapsed(provider: &str, lapse: Lapse, first_wait: Duration) -> CloudError {
+    match lapse {
+        Lapse::NoAnswer => CloudError::new(ErrorKind::FirstToken, provider, format!("no answer within {}s, nor to a check", first_wait.as_secs_f32())),
+        Lapse::Stopped => CloudError::new(ErrorKind::Stall, provider, "it stopped answering checks while it wrote the answer"),
     }
 }
 

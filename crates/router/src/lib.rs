@@ -6,6 +6,7 @@
 pub mod chain;
 pub mod chat;
 pub mod health;
+pub mod liveness;
 pub mod plan;
 pub mod policy;
 pub mod probe;

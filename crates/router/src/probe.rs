@@ -18,8 +18,12 @@ use crate::policy::{Health, Outcome};
 /// One probe: the model list answers, then the model produces one token.
 pub async fn probe(client: &Client, model: &str) -> Result<(), understudy_openai::Error> {
     client.models().await?;
-    let req = ChatRequest { model: model.to_string(), messages: vec![ChatMessage::new(Role::User, "ping")], max_tokens: Some(1), temperature: None };
-    client.chat(&req).await.map(|_| ())
+    client.chat(&one_token(model)).await.map(|_| ())
+}
+
+/// The cheapest question that shows `model` answers: one token.
+pub(crate) fn one_token(model: &str) -> ChatRequest {
+    ChatRequest { model: model.to_string(), messages: vec![ChatMessage::new(Role::User, "ping")], max_tokens: Some(1), temperature: None }
 }
 
 impl Router {

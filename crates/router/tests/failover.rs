@@ -93,7 +93,7 @@ async fn ask_for(r: &Router, request: ChatRequest) -> Got {
             Event::Done { finish_reason, .. } => (g.done, g.finish) = (true, Some(finish_reason)),
             Event::Usage { prompt_tokens, completion_tokens } => g.usage = Some((prompt_tokens, completion_tokens)),
             Event::Error { error } => g.error = Some(error.to_string()),
-            Event::LeftOut { .. } | Event::Reasoning { .. } | Event::Upstream { .. } => {}
+            Event::LeftOut { .. } | Event::Reasoning { .. } | Event::Upstream { .. } | Event::Whole { .. } => {}
         }
     }
     g.took = t0.elapsed();
@@ -161,6 +161,57 @@ async fn a_model_that_reasons_silently_is_given_the_reasoning_wait_for_its_first
     let g = ask_for(&r, o3()).await;
     assert_eq!((g.started_by.as_deref(), g.reason.as_deref()), (Some("local"), Some("OpenAI did not answer within 2 s")), "{g:?}");
     assert!(g.took < Duration::from_secs(4), "{g:?}");
+}
+
+/// A client's body that asks for no stream (as a gateway client's), offering a tool when
+/// `tools` (which lets a scenario tell it from the 1-token checks).
+fn unstreamed(tools: bool) -> ChatRequest {
+    let mut body = serde_json::json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": "Say hello" }], "max_tokens": 12 });
+    if tools {
+        body["tools"] = serde_json::json!([{ "type": "function", "function": { "name": "f", "parameters": { "type": "object" } } }]);
+    }
+    ChatRequest { raw: body.as_object().cloned(), ..request() }
+}
+
+#[tokio::test]
+async fn a_whole_answer_is_waited_for_as_long_as_the_provider_answers_checks() {
+    // Nothing of an unstreamed answer comes before it is whole: 3 s of it is no failure while
+    // the provider answers the 1-token checks sent meanwhile (first token 1 s, stall 1 s).
+    let mock = Llmock::start(&[]);
+    let (r, _d) = router(&mock.base_url(), true);
+    scenario(&mock, serde_json::json!([{ "type": "delay", "seconds": 3, "match": { "tools": true } }])).await;
+    let g = ask_for(&r, unstreamed(true)).await;
+    assert_eq!((g.started_by.as_deref(), g.reason.as_deref()), (Some("openai"), None), "{g:?}");
+    assert!(g.done && g.took >= Duration::from_secs(3), "{g:?}");
+    let asked = upstream_requests(&mock).await;
+    assert!((4..=8).contains(&asked), "the answer and a check every half second or so: {asked}");
+    assert_eq!(r.monitor().snapshot().providers[0].health, Health::Healthy);
+}
+
+#[tokio::test]
+async fn a_whole_answer_from_a_provider_that_answers_nothing_fails_over_when_a_first_token_would_have() {
+    let mock = Llmock::start(&[]);
+    let (r, _d) = router(&mock.base_url(), true);
+    scenario(&mock, serde_json::json!([{ "type": "delay", "seconds": 30, "times": null }])).await;
+    let g = ask_for(&r, unstreamed(false)).await;
+    assert_eq!((g.started_by.as_deref(), g.reason.as_deref()), (Some("local"), Some("OpenAI did not answer within 1 s")), "{g:?}");
+    assert!(g.done && !g.text.is_empty(), "the user got an answer: {g:?}");
+    assert!(g.took < Duration::from_secs(3), "{g:?}");
+}
+
+#[tokio::test]
+async fn a_check_that_meets_an_outage_fails_a_whole_answer_over_at_once() {
+    // First token 4 s: the check goes at 2 s and gets a 503, which is the reason given.
+    let mock = Llmock::start(&[]);
+    let (r, _d) = router_timed(&[("openai", &mock.base_url())], true, Duration::from_secs(4));
+    let faults = serde_json::json!([
+        { "type": "delay", "seconds": 30, "match": { "tools": true } },
+        { "type": "fail", "status": 503, "times": null, "match": { "tools": false } },
+    ]);
+    scenario(&mock, faults).await;
+    let g = ask_for(&r, unstreamed(true)).await;
+    assert_eq!((g.started_by.as_deref(), g.reason.as_deref()), (Some("local"), Some("OpenAI had a server error (503)")), "{g:?}");
+    assert!(g.took >= Duration::from_secs(2) && g.took < Duration::from_secs(4), "at the check, not at the first-token time: {g:?}");
 }
 
 #[tokio::test]

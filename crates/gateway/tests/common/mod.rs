@@ -115,6 +115,18 @@ where
     format!("http://{addr}/v1")
 }
 
+/// Whether a request's body asks for a stream (a client that did not gets the answer whole).
+pub fn asks_stream(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).ok().and_then(|b| b["stream"].as_bool()) == Some(true)
+}
+
+/// A whole answer as a raw upstream sends it: 200 with `completion` as JSON, `extra` header
+/// lines (each ending in CRLF) in the head.
+pub fn whole(extra: &str, completion: &serde_json::Value) -> String {
+    let body = completion.to_string();
+    format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n{body}", body.len())
+}
+
 /// What a raw upstream answers a request it does not serve.
 pub const NOT_FOUND: &[u8] = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
 
