@@ -4,12 +4,9 @@
 //! the same against the same llmock and gateway (benches/overhead_sdk.py), so the figure is what a
 //! real client sees. Target: at most 1 ms added at p50.
 //!
-//! The gateway streams from upstream even for a non-streamed client (to see a first token that
-//! never comes, a stall, a cut it can continue), and llmock streams slower than it sends a whole
-//! answer (Starlette hands each chunk of a sync iterator to a thread). So llmock's own cost of
-//! streaming is measured too, with the body the gateway sends it (`stream_options.include_usage`)
-//! read as the gateway reads it (until the usage chunk, which ends the answer), and the
-//! non-stream figure is taken apart into that cost and the gateway's own share, for each client.
+//! A non-streamed client's request goes upstream unstreamed, as the client sent it, so both
+//! paths ask llmock the same and the difference is the gateway's own work; a streamed one is
+//! timed until `[DONE]` too, where the SDK stops reading.
 //! The gateway's thread's CPU time and context switches per request are printed as well: its own
 //! work, which llmock's speed and the machine's load hardly move.
 //! Run with `cargo xtask bench gateway` (or `cargo bench -p understudy-gateway --bench overhead`).
@@ -61,23 +58,13 @@ fn main() {
         println!("gateway overhead: {requests} requests per path and mode, llmock upstream, the paths interleaved request by request\n");
         println!("reqwest as the client (this process)\n");
         let before = ThreadUse::of(gateway_thread);
-        let (non_stream, llmock_streaming) = bench.reqwest().await;
+        bench.reqwest().await;
         ThreadUse::of(gateway_thread).since(before, 2 * (requests + 20));
-        split("reqwest", llmock_streaming, non_stream);
         println!("\nthe official openai Python SDK as the client (benches/overhead_sdk.py), same llmock and gateway\n");
         // On a thread of its own: this runtime keeps serving its connections meanwhile (a
         // pooled connection llmock closes while idle is then seen closed, not reused).
         let (direct, gateway) = (mock.base_url(), format!("http://{addr}/v1"));
-        let sdk = tokio::task::spawn_blocking(move || sdk(&direct, &gateway, requests)).await.expect("the SDK's run");
-        // The gateway reads llmock with reqwest whatever its client, so llmock's cost is
-        // reqwest's: measured again right after the SDK's run, and the two measurements around
-        // it averaged for the SDK's figure.
-        let again = bench.llmock_streaming().await;
-        let around = (llmock_streaming + again) / 2.0;
-        println!("  llmock streaming instead of answering whole, measured again right after the SDK's run: {again:.3} ms (before it: {llmock_streaming:.3} ms, mean {around:.3} ms)");
-        if let Some(non_stream) = sdk {
-            split("the SDK", around, non_stream);
-        }
+        tokio::task::spawn_blocking(move || sdk(&direct, &gateway, requests)).await.expect("the SDK's run");
         println!("\ntarget: added p50 <= 1 ms with either client");
     });
 }
@@ -94,13 +81,9 @@ fn router(mock: &understudy_testkit::Llmock, dir: &std::path::Path) -> Router {
     Router::new(Chain::build(&config, &paths, &FixedKey(KEY.into())), Engine::new(EngineConfig::new(std::path::PathBuf::from("/nonexistent"), &[])))
 }
 
-/// The request bodies: a client's, streamed or not; and the one the gateway sends llmock.
+/// A client's request body, streamed or not.
 fn body(stream: bool) -> Value {
     json!({ "model": "gpt-4o-mini", "stream": stream, "messages": [{ "role": "user", "content": "hello" }] })
-}
-
-fn upstream_body() -> Value {
-    json!({ "model": "gpt-4o-mini", "stream": true, "stream_options": { "include_usage": true }, "messages": [{ "role": "user", "content": "hello" }] })
 }
 
 struct Bench {
@@ -110,53 +93,27 @@ struct Bench {
     requests: usize,
 }
 
-/// One request's latency: until its usage chunk (where the gateway stops waiting upstream),
-/// until `[DONE]` (where the openai SDK stops reading) and until the body's end; a missing mark
-/// (a non-streamed answer) is the body's end.
+/// One request's latency: until `[DONE]` (where the openai SDK stops reading) and until the
+/// body's end; a non-streamed answer's `[DONE]` is its end.
 #[derive(Debug, Clone, Copy)]
 struct Timing {
-    usage: Duration,
     done: Duration,
     end: Duration,
 }
 
 impl Bench {
-    /// Both modes with reqwest as the client; returns the non-stream p50s (direct, gateway) and
-    /// llmock's streaming cost, in ms.
-    async fn reqwest(&self) -> ((f64, f64), f64) {
+    /// Both modes with reqwest as the client.
+    async fn reqwest(&self) {
         header();
-        // llmock's own cost of streaming is measured in the same interleaving as the non-stream
-        // figure it is taken from, so a change in load cannot come between them.
-        let (whole, upstream) = (body(false), upstream_body());
-        let [d, g, u] = self.measure([(&self.direct, &whole), (&self.gateway, &whole), (&self.direct, &upstream)]).await;
-        let non_stream = row("non-stream", &mut ends(&d), &mut ends(&g));
-        // The same split paired round by round (each round's three requests run back to back),
-        // which a change in load between rounds cannot skew as it can a difference of p50s.
-        let mut own: Vec<f64> = g.iter().zip(&u).map(|(g, u)| ms(g.end) - ms(u.usage)).collect();
-        own.sort_unstable_by(f64::total_cmp);
-        let paired_own = own.get(own.len() / 2).copied().unwrap_or(f64::NAN);
+        let whole = body(false);
+        let [d, g] = self.measure([(&self.direct, &whole), (&self.gateway, &whole)]).await;
+        row("non-stream", &mut ends(&d), &mut ends(&g));
         let streamed = body(true);
         let [d, g] = self.measure([(&self.direct, &streamed), (&self.gateway, &streamed)]).await;
         row("stream", &mut ends(&d), &mut ends(&g));
         // llmock sends its body's end a moment after [DONE]; a client that stops at [DONE]
         // (the SDK) does not wait for it, and the gateway sends [DONE] with the end.
         row("to [DONE]", &mut dones(&d), &mut dones(&g));
-        let as_gateway_reads = ms(pct(&mut usages(&u), 50.0));
-        let llmock_streaming = as_gateway_reads - non_stream.0;
-        println!(
-            "  llmock streaming instead of answering whole: the gateway's upstream request read until its usage chunk, direct p50 {as_gateway_reads:.3} ms − direct non-stream p50 {:.3} ms = {llmock_streaming:.3} ms",
-            non_stream.0
-        );
-        println!("  the gateway's own, paired per round (its answer − llmock's stream to the usage chunk, median): {paired_own:.3} ms");
-        (non_stream, llmock_streaming)
-    }
-
-    /// llmock's streaming cost alone: the gateway's upstream request until its usage chunk
-    /// against a whole answer, p50 difference in ms.
-    async fn llmock_streaming(&self) -> f64 {
-        let (whole, upstream) = (body(false), upstream_body());
-        let [w, u] = self.measure([(&self.direct, &whole), (&self.direct, &upstream)]).await;
-        ms(pct(&mut usages(&u), 50.0)) - ms(pct(&mut ends(&w), 50.0))
     }
 
     /// Each (url, body) `requests` times after a warm-up of each, interleaved request by request
@@ -184,20 +141,17 @@ impl Bench {
         let t0 = Instant::now();
         let mut r = self.http.post(url).bearer_auth(KEY).json(body).send().await.expect("request");
         assert!(r.status().is_success(), "{url}: {}", r.status());
-        let (mut seen, mut usage, mut done) = (Vec::new(), None, None);
+        let (mut seen, mut done) = (Vec::new(), None);
         let stream = r.headers().get("content-type").is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"));
         while let Some(chunk) = r.chunk().await.expect("body") {
             seen.extend_from_slice(&chunk);
-            if stream && usage.is_none() && contains(&seen, b"\"choices\":[],") {
-                usage = Some(t0.elapsed());
-            }
             if stream && done.is_none() && contains(&seen, b"[DONE]") {
                 done = Some(t0.elapsed());
             }
         }
         let end = t0.elapsed();
         assert!(!seen.is_empty());
-        Timing { usage: usage.unwrap_or(end), done: done.unwrap_or(end), end }
+        Timing { done: done.unwrap_or(end), end }
     }
 }
 
@@ -241,17 +195,13 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-fn usages(t: &[Timing]) -> Vec<Duration> {
-    t.iter().map(|t| t.usage).collect()
-}
-
 fn dones(t: &[Timing]) -> Vec<Duration> {
     t.iter().map(|t| t.done).collect()
 }
 
 /// The same comparison with the Python SDK as the client, in its own process: what a real
 /// client sees (its own headers, httpx's connection handling, the answer parsed into objects).
-fn sdk(direct: &str, gateway: &str, requests: usize) -> Option<(f64, f64)> {
+fn sdk(direct: &str, gateway: &str, requests: usize) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/overhead_sdk.py");
     let out = std::process::Command::new(understudy_testkit::venv_python())
         .args([script, direct, gateway, &requests.to_string()])
@@ -260,38 +210,22 @@ fn sdk(direct: &str, gateway: &str, requests: usize) -> Option<(f64, f64)> {
         .expect("the venv's python (cargo xtask setup)");
     assert!(out.status.success(), "overhead_sdk.py failed");
     header();
-    let mut non_stream = None;
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let v: Value = serde_json::from_str(line).expect("a JSON line");
         let series = |k: &str| -> Vec<Duration> {
             v[k].as_array().expect("timings").iter().filter_map(Value::as_f64).map(|ms| Duration::from_secs_f64(ms / 1000.0)).collect()
         };
         let (mut d, mut g) = (series("direct"), series("gateway"));
-        let mode = v["mode"].as_str().unwrap_or("?");
-        let p50 = row(mode, &mut d, &mut g);
-        if mode == "non-stream" {
-            non_stream = Some(p50);
-        }
+        row(v["mode"].as_str().unwrap_or("?"), &mut d, &mut g);
     }
-    non_stream
-}
-
-/// The non-stream figure taken apart: llmock's own cost of streaming instead of answering whole
-/// and what is left, the gateway's share.
-fn split(client: &str, llmock_streaming: f64, (d50, g50): (f64, f64)) {
-    println!(
-        "  {client}, non-stream added p50 {:.3} ms = llmock streaming instead of answering whole {llmock_streaming:.3} ms + the gateway's own {:.3} ms",
-        g50 - d50,
-        g50 - d50 - llmock_streaming
-    );
 }
 
 fn header() {
     println!("{:<11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11}", "mode", "direct p50", "gw p50", "added p50", "direct p99", "gw p99", "added p99");
 }
 
-/// Prints one mode's line; returns the p50s (direct, gateway) in ms.
-fn row(mode: &str, d: &mut [Duration], g: &mut [Duration]) -> (f64, f64) {
+/// Prints one mode's line.
+fn row(mode: &str, d: &mut [Duration], g: &mut [Duration]) {
     let (d50, d99, g50, g99) = (pct(d, 50.0), pct(d, 99.0), pct(g, 50.0), pct(g, 99.0));
     println!(
         "{:<11} {:>9.3}ms {:>9.3}ms {:>9.3}ms {:>9.3}ms {:>9.3}ms {:>9.3}ms",
@@ -303,7 +237,6 @@ fn row(mode: &str, d: &mut [Duration], g: &mut [Duration]) -> (f64, f64) {
         ms(g99),
         ms(g99) - ms(d99)
     );
-    (ms(d50), ms(g50))
 }
 
 fn pct(v: &mut [Duration], p: f64) -> Duration {
