@@ -525,7 +525,8 @@ enum Attempt {
 fn reason_of(e: &CloudError, chain: &Chain, cloud: &Cloud, request: &ChatRequest) -> String {
     match e.kind {
         ErrorKind::FirstToken => format!("{} did not answer within {} s", e.provider, first_token_wait(chain, cloud, request).as_secs()),
-        ErrorKind::Stall if request.raw.as_ref().is_some_and(|b| !streamed(b)) => format!("{} stopped answering while it wrote the answer", e.provider),
+        // `lapsed` says which.
+        ErrorKind::Stall if request.raw.as_ref().is_some_and(|b| !streamed(b)) => e.message.clone(),
         ErrorKind::Stall => format!("{} stopped sending for {} s", e.provider, chain.failover.stall_timeout.as_secs()),
         _ => e.summary(),
     }
@@ -944,7 +945,12 @@ async fn still_answers(client: &understudy_openai::Client, model: &str) -> Resul
 fn lapsed(provider: &str, lapse: Lapse, first_wait: Duration) -> CloudError {
     match lapse {
         Lapse::NoAnswer => CloudError::new(ErrorKind::FirstToken, provider, format!("no answer within {}s, nor to a check", first_wait.as_secs_f32())),
-        Lapse::Stopped => CloudError::new(ErrorKind::Stall, provider, "it stopped answering checks while it wrote the answer"),
+        Lapse::Stopped => CloudError::new(ErrorKind::Stall, provider, format!("{provider} stopped answering while it wrote the answer")),
+        Lapse::TooLong => CloudError::new(
+            ErrorKind::Stall,
+            provider,
+            format!("{provider} answered checks but not the request for {} min", crate::liveness::LONGEST.as_secs() / 60),
+        ),
     }
 }
 

@@ -16,7 +16,14 @@ pub enum Lapse {
     NoAnswer,
     /// A check had passed, then one did not: it stopped, as a stream that stalls.
     Stopped,
+    /// It kept answering checks but not the request for [`LONGEST`].
+    TooLong,
 }
+
+/// The longest an unstreamed answer is waited for while its provider keeps answering checks:
+/// the official SDKs' own default timeout. A client that waits longer has chosen to, and
+/// without an end the checks would go on for as long as it waits.
+pub const LONGEST: Duration = Duration::from_secs(600);
 
 /// What to do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +39,9 @@ pub enum Step {
 #[derive(Debug, Clone)]
 pub struct Liveness {
     stall: Duration,
+    /// When the answer is given up whatever the checks say ([`LONGEST`], or the first-token
+    /// wait if that is longer).
+    longest: Duration,
     /// When the provider must have shown it is alive again.
     deadline: Duration,
     check_at: Duration,
@@ -42,7 +52,7 @@ pub struct Liveness {
 impl Liveness {
     /// `first_wait`: how long a first token may take; `stall`: the gap allowed between chunks.
     pub fn new(first_wait: Duration, stall: Duration) -> Liveness {
-        Liveness { stall, deadline: first_wait, check_at: first_wait / 2, checking: false, passed: false }
+        Liveness { stall, longest: LONGEST.max(first_wait), deadline: first_wait, check_at: first_wait / 2, checking: false, passed: false }
     }
 
     /// What to do at `now`.
@@ -50,14 +60,18 @@ impl Liveness {
         if now >= self.deadline {
             return Step::GiveUp(if self.passed { Lapse::Stopped } else { Lapse::NoAnswer });
         }
+        if now >= self.longest {
+            return Step::GiveUp(Lapse::TooLong);
+        }
+        let wake = self.deadline.min(self.longest);
         if self.checking {
-            return Step::Wait(self.deadline);
+            return Step::Wait(wake);
         }
         if now >= self.check_at {
             self.checking = true;
             return Step::Check;
         }
-        Step::Wait(self.check_at)
+        Step::Wait(self.check_at.min(wake))
     }
 
     /// A check was answered at `now` (even with an error of the request's own, such as a rate
@@ -130,6 +144,26 @@ mod tests {
             (26.0, Do::Step, Some(Step::Check)),
             (41.0, Do::Step, Some(Step::GiveUp(Lapse::Stopped))),
         ]);
+    }
+
+    #[test]
+    fn a_provider_that_answers_checks_but_never_the_request_is_given_up_at_the_longest_wait() {
+        let mut live = Liveness::new(FIRST, STALL);
+        let mut now = Duration::ZERO;
+        let mut checks = 0;
+        let lapse = loop {
+            match live.step(now) {
+                Step::Wait(at) => now = at,
+                Step::Check => {
+                    checks += 1;
+                    now += s(0.5);
+                    live.answered(now);
+                }
+                Step::GiveUp(lapse) => break lapse,
+            }
+        };
+        assert_eq!((lapse, now), (Lapse::TooLong, LONGEST));
+        assert_eq!(checks, 39, "one at 10 s, then one every 15.5 s");
     }
 
     #[test]
