@@ -34,13 +34,15 @@ fn main() {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        let fault = faults[(rng % faults.len() as u64) as usize].clone();
+        // Not the bit the fault is drawn by (30 faults: an even count), so every fault meets
+        // both modes.
+        let stream = (rng >> 32) & 1 == 1;
+        let fault = faults[(rng % faults.len() as u64) as usize].clone().map(|f| unstreamed(f, stream));
         http.post(mock.admin_url("reset")).send().unwrap();
         if let Some(mut f) = fault.clone() {
-            f["match"] = serde_json::json!({ "stream": true });
+            f["match"] = serde_json::json!({ "stream": stream });
             http.post(mock.admin_url("scenario")).json(&serde_json::json!({ "behaviors": [f] })).send().unwrap();
         }
-        let stream = rng & 1 == 1;
         let body = serde_json::json!({ "model": "gpt-4o-mini", "stream": stream, "max_tokens": 8, "messages": [{ "role": "user", "content": format!("request {i}") }] });
         let r = http.post(format!("http://127.0.0.1:{port}/v1/chat/completions")).json(&body).send().unwrap();
         let (status, provider) = (r.status().as_u16(), r.headers().get("x-understudy-provider").map(|v| v.to_str().unwrap().to_string()));
@@ -116,6 +118,21 @@ fn faults() -> Vec<Option<serde_json::Value>> {
     faults
 }
 
+/// `fault` as an unstreamed request meets it: one of a first token or of a stream's chunks
+/// becomes a whole response held back 3 s (first token 1 s here), which the gateway's
+/// 1-token checks watch. A late first token: the answer alone is held, the checks pass and the
+/// answer is waited for. A stream fault: what comes next is held too (the first check, and a
+/// background probe that may come before it), and the provider is given up when a first token
+/// would have been.
+fn unstreamed(fault: serde_json::Value, stream: bool) -> serde_json::Value {
+    match fault["type"].as_str() {
+        _ if stream => fault,
+        Some("slow_first_token") => serde_json::json!({ "type": "delay", "seconds": 3, "times": 1 }),
+        Some("stream_fault") => serde_json::json!({ "type": "delay", "seconds": 3, "times": 4 }),
+        _ => fault,
+    }
+}
+
 /// How the requests came out.
 #[derive(Default)]
 struct Outcomes {
@@ -139,8 +156,10 @@ impl Outcomes {
         } else {
             status == 200 && (if stream { text.contains("[DONE]") } else { text.contains("\"content\"") })
         };
-        let kind = fault.map_or("none".to_string(), |f| {
-            format!("{} {}", f["type"].as_str().unwrap_or(""), f.get("status").or(f.get("kind")).map(|v| v.to_string()).unwrap_or_default())
+        let kind = fault.map_or("none".to_string(), |f| match f["type"].as_str().unwrap_or("") {
+            // The request held alone (x1), or with what follows it (x4).
+            "delay" => format!("delay (unstreamed) x{}", f["times"]),
+            t => format!("{t} {}", f.get("status").or(f.get("kind")).map(|v| v.to_string()).unwrap_or_default()),
         });
         let e = self.by_kind.entry(kind).or_default();
         e.0 += 1;
