@@ -288,17 +288,13 @@ impl Client {
             content: Option<String>,
         }
         let provider = &self.config.provider;
-        let c: Completion = serde_json::from_slice(bytes).map_err(|e| {
-            let text = String::from_utf8_lossy(bytes);
-            match serde_json::from_str::<Value>(&text).ok().filter(|v| v.get("error").is_some_and(Value::is_object)) {
-                Some(_) => {
-                    let (code, message, _) = error_object(&text);
-                    let mut err = Error::new(ErrorKind::StreamError, provider, self.scrub(message.unwrap_or_default()));
-                    err.code = code;
-                    err
-                }
-                None => Error::new(ErrorKind::Malformed, provider, format!("completion: {e}")),
+        let c: Completion = serde_json::from_slice(bytes).map_err(|e| match error_body(&String::from_utf8_lossy(bytes)) {
+            Some(o) => {
+                let mut err = Error::new(ErrorKind::StreamError, provider, self.scrub(o.message.unwrap_or_default()));
+                err.code = o.code.or(o.r#type);
+                err
             }
+            None => Error::new(ErrorKind::Malformed, provider, format!("completion: {e}")),
         })?;
         let choice = c.choices.into_iter().next().ok_or_else(|| Error::new(ErrorKind::Malformed, provider, "completion without choices"))?;
         Ok(ChatResponse {
@@ -707,15 +703,21 @@ struct ErrorObject {
     param: Option<String>,
 }
 
-/// `error.code` (else `error.type`), `error.message` and `error.param` of an OpenAI error body.
-fn error_object(body: &str) -> (Option<String>, Option<String>, Option<String>) {
+/// The `error` object of an OpenAI error body; `None` for any other body.
+fn error_body(body: &str) -> Option<ErrorObject> {
     #[derive(Deserialize)]
     struct Body {
         error: ErrorObject,
     }
-    match serde_json::from_str::<Body>(body) {
-        Ok(b) => (b.error.code.or(b.error.r#type), b.error.message, b.error.param),
-        Err(_) => (None, (!body.trim().is_empty()).then(|| body.chars().take(300).collect()), None),
+    serde_json::from_str::<Body>(body).ok().map(|b| b.error)
+}
+
+/// `error.code` (else `error.type`), `error.message` and `error.param` of an OpenAI error body;
+/// of another body, its start as the message.
+fn error_object(body: &str) -> (Option<String>, Option<String>, Option<String>) {
+    match error_body(body) {
+        Some(e) => (e.code.or(e.r#type), e.message, e.param),
+        None => (None, (!body.trim().is_empty()).then(|| body.chars().take(300).collect()), None),
     }
 }
 
