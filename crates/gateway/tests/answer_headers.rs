@@ -81,13 +81,7 @@ async fn upstream(tag: &'static str, then: Then) -> String {
             return;
         }
         if let Some((status, body)) = refusal(then) {
-            let body = body.to_string();
-            let head = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{}\r\n",
-                body.len(),
-                upstream_headers(tag)
-            );
-            let _ = s.write_all(format!("{head}{body}").as_bytes()).await;
+            let _ = s.write_all(common::json_answer(status, &upstream_headers(tag), &body).as_bytes()).await;
             return;
         }
         if !common::asks_stream(&body) {
@@ -95,7 +89,7 @@ async fn upstream(tag: &'static str, then: Then) -> String {
             let completion = json!({ "id": format!("chatcmpl-{tag}"), "object": "chat.completion", "created": 1_700_000_000, "model": "gpt-4o-2024-08-06",
                 "choices": [{ "index": 0, "message": { "role": "assistant", "content": "Hi there", "refusal": null }, "logprobs": null, "finish_reason": "stop" }],
                 "usage": { "prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7 } });
-            let answer = common::whole(&upstream_headers(tag), &completion);
+            let answer = common::json_answer("200 OK", &upstream_headers(tag), &completion);
             let sent = match then {
                 Then::Answer => answer.len(),
                 Then::Cut => answer.len() - 10,

@@ -26,26 +26,22 @@ async fn upstream(whole: Value) -> (String, Journal) {
     let url = common::upstream(move |head, body, mut s| {
         let (whole, j) = (whole.clone(), j.clone());
         async move {
-            let reply = |status: &str, body: Value| {
-                let body = body.to_string();
-                format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
-            };
             if head.starts_with("get /v1/models") {
                 let list = json!({ "object": "list", "data": [
                     { "id": "gpt-4o-mini", "object": "model", "created": 1_721_172_741, "owned_by": "system" },
                     { "id": "gpt-4o-audio-preview", "object": "model", "created": 1_727_460_443, "owned_by": "system" },
                 ] });
-                let _ = s.write_all(reply("200 OK", list).as_bytes()).await;
+                let _ = s.write_all(common::json_answer("200 OK", "", &list).as_bytes()).await;
                 return;
             }
             let body: Value = serde_json::from_slice(&body).unwrap();
             j.lock().unwrap().push((head, body.clone()));
             if body["messages"].as_array().and_then(|m| m.last()).is_some_and(|m| m["content"] == "invalid") {
                 let e = json!({ "error": { "message": "Invalid value for 'temperature': must be <= 2.", "type": "invalid_request_error", "param": "temperature", "code": "invalid_value" } });
-                let _ = s.write_all(reply("400 Bad Request", e).as_bytes()).await;
+                let _ = s.write_all(common::json_answer("400 Bad Request", "", &e).as_bytes()).await;
                 return;
             }
-            let _ = s.write_all(common::whole("", &whole).as_bytes()).await;
+            let _ = s.write_all(common::json_answer("200 OK", "", &whole).as_bytes()).await;
         }
     })
     .await;

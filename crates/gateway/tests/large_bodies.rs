@@ -39,7 +39,7 @@ async fn upstream(open: tokio::sync::watch::Receiver<bool>) -> (String, Journal)
             if !common::asks_stream(&body) {
                 let message = json!({ "role": "assistant", "content": "A cat." });
                 let completion = json!({ "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o", "choices": [{ "index": 0, "message": message, "finish_reason": "stop" }] });
-                let _ = s.write_all(common::whole("", &completion).as_bytes()).await;
+                let _ = s.write_all(common::json_answer("200 OK", "", &completion).as_bytes()).await;
                 return;
             }
             let chunk = |delta: Value, finish: Value| json!({ "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o", "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }] });

@@ -45,7 +45,7 @@ async fn upstream_paced(chunks: Vec<String>, cut: bool, pace: Duration) -> (Stri
             let auth = head.lines().find_map(|l| l.strip_prefix("authorization:")).unwrap_or_default().trim().to_string();
             j.lock().unwrap().push((auth, serde_json::from_slice(&body).unwrap()));
             if !common::asks_stream(&body) {
-                let answer = common::whole("", &whole_answer());
+                let answer = common::json_answer("200 OK", "", &whole_answer());
                 let _ = s.write_all(&answer.as_bytes()[..if cut { answer.len() / 2 } else { answer.len() }]).await;
                 return;
             }

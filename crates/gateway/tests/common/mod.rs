@@ -120,11 +120,11 @@ pub fn asks_stream(body: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(body).ok().and_then(|b| b["stream"].as_bool()) == Some(true)
 }
 
-/// A whole answer as a raw upstream sends it: 200 with `completion` as JSON, `extra` header
-/// lines (each ending in CRLF) in the head.
-pub fn whole(extra: &str, completion: &serde_json::Value) -> String {
-    let body = completion.to_string();
-    format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n{body}", body.len())
+/// A JSON answer as a raw upstream sends it, closing the connection after it: `status` (the
+/// status line's rest), `extra` header lines (each ending in CRLF), `body`.
+pub fn json_answer(status: &str, extra: &str, body: &serde_json::Value) -> String {
+    let body = body.to_string();
+    format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n{body}", body.len())
 }
 
 /// What a raw upstream answers a request it does not serve.
